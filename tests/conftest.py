@@ -1,0 +1,148 @@
+"""Shared pytest setup for lxcri.proxmox.
+
+* Makes the working tree importable as ``ansible_collections.lxcri.proxmox``
+  (a generated collection root under .cache/, no hand-made symlinks).
+* Fixtures for the real test bed: a scratch ZFS dataset per test, registry
+  images built on the spot, an LXC runner, and the collection installed from
+  a freshly built tarball.
+* Test-bed tests skip with a reason where the components are missing; under
+  CI (CI=true) such a skip is a failure.
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(TESTS_DIR)
+COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".cache", "collections")
+
+
+def _collection_root():
+    link = os.path.join(COLLECTIONS_ROOT, "ansible_collections", "lxcri", "proxmox")
+    if os.path.realpath(link) != REPO_ROOT:
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(REPO_ROOT, link)
+    for path in (COLLECTIONS_ROOT, TESTS_DIR):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+_collection_root()
+
+from lxcri_testbed import in_ci  # noqa: E402  (needs the path set above)
+from lxcri_testbed.bed import load_state, run  # noqa: E402
+
+# Fixtures that need the real components; tests using them are test-bed tests.
+BED_FIXTURES = {"bed", "zfs_dataset", "registry_image", "lxc_runner", "image_rootfs"}
+
+
+def need(condition, reason):
+    """Skip when ``condition`` is false, or fail under CI where skips are not allowed."""
+    if not condition:
+        if in_ci():
+            pytest.fail("test bed requirement missing under CI: %s" % reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "testbed: needs the real test bed (root, LXC, ZFS, registry)")
+    config.addinivalue_line("markers", "integration: runs real ansible processes")
+    config._lxcri_bed_skips = []
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if BED_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.testbed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("testbed") is not None:
+        item.config._lxcri_bed_skips.append(item.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    skips = session.config._lxcri_bed_skips
+    if skips and in_ci():
+        sys.stderr.write("\nCI=true but %d test-bed test(s) were skipped:\n  %s\n"
+                         % (len(skips), "\n  ".join(skips)))
+        session.exitstatus = 1
+
+
+# ---------------------------------------------------------------------------
+# test bed fixtures
+
+@pytest.fixture(scope="session")
+def bed():
+    """The running test bed's state (see tests/lxcri_testbed/bed.py)."""
+    need(os.geteuid() == 0, "needs root")
+    state = load_state()
+    need(state is not None, "the test bed is down: run 'make testbed-up'")
+    return state
+
+
+@pytest.fixture
+def zfs_dataset(bed):
+    """A scratch dataset ``<pool>/t-<random>``, destroyed with its children afterwards."""
+    pool = bed["zfs"]["pool"]
+    need(run(["zpool", "list", "-H", pool], check=False).returncode == 0,
+         "zfs pool %s is not imported: run 'make testbed-up'" % pool)
+    name = "%s/t-%s" % (pool, uuid.uuid4().hex[:12])
+    run(["zfs", "create", name])
+    yield name
+    run(["zfs", "destroy", "-r", name], check=False)
+
+
+@pytest.fixture(scope="session")
+def registry_image(bed, tmp_path_factory):
+    """The default busybox test image, built now and pushed to both registries.
+
+    ``.refs['open']`` / ``.refs['auth']`` are ``host:port/repo:tag`` references;
+    the auth registry's credentials are in ``bed['registry_auth']``.
+    """
+    from lxcri_testbed.images import build_image, push_image
+    for tool in ("umoci", "skopeo", "busybox"):
+        need(run(["which", tool], check=False).returncode == 0, "%s is not installed" % tool)
+    image = build_image(str(tmp_path_factory.mktemp("image")))
+    push_image(image, bed["registry"], "lxcri-test/busybox", "open")
+    push_image(image, bed["registry_auth"], "lxcri-test/busybox", "auth")
+    return image
+
+
+@pytest.fixture
+def image_rootfs(registry_image, tmp_path):
+    """The test image unpacked by umoci (a reference rootfs)."""
+    from lxcri_testbed.images import unpack_rootfs
+    return unpack_rootfs(registry_image, str(tmp_path / "bundle"))
+
+
+@pytest.fixture
+def lxc_runner(bed):
+    """Starts rootfs directories as real LXC containers; stops and removes them afterwards."""
+    from lxcri_testbed.lxc import LxcRunner
+    need(run(["which", "lxc-start"], check=False).returncode == 0, "lxc is not installed")
+    runner = LxcRunner(bed["lxc_path"])
+    yield runner
+    runner.cleanup()
+
+
+# ---------------------------------------------------------------------------
+# Ansible
+
+@pytest.fixture(scope="session")
+def installed_collection(tmp_path_factory):
+    """lxcri.proxmox built into a tarball and installed with ansible-galaxy."""
+    from lxcri_testbed.ansible import InstalledCollection
+    try:
+        return InstalledCollection(str(tmp_path_factory.mktemp("ansible")))
+    except subprocess.CalledProcessError as exc:
+        pytest.fail("building/installing the collection failed: %s" % exc.stderr, pytrace=False)

@@ -1,0 +1,26 @@
+"""The lxcri.proxmox test bed: real LXC, ZFS (zfs-fuse), registries and images.
+
+``python -m lxcri_testbed up`` installs and starts everything (idempotent),
+``python -m lxcri_testbed down`` stops it, ``status`` prints the state JSON.
+The pytest fixtures in tests/conftest.py read the state this writes.
+"""
+
+import os
+
+BED_DIR = os.environ.get("LXCRI_TESTBED_DIR", "/var/lib/lxcri-testbed")
+STATE_FILE = os.path.join(BED_DIR, "state.json")
+
+# A pool name no real host uses; the pool's root also carries the user
+# property below, and nothing here touches a pool that lacks it.
+POOL_NAME = os.environ.get("LXCRI_TESTBED_POOL", "lxcritestbed")
+POOL_MARK = "lxcri:testbed"
+
+REGISTRY_PORT = int(os.environ.get("LXCRI_REGISTRY_PORT", "45000"))
+REGISTRY_AUTH_PORT = int(os.environ.get("LXCRI_REGISTRY_AUTH_PORT", "45001"))
+REGISTRY_USER = "lxcri"
+# A throwaway credential for a loopback-only test registry.
+REGISTRY_PASSWORD = "testbed-only-secret"
+
+
+def in_ci():
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -1,0 +1,321 @@
+"""Install, start and stop the real components the tests use.
+
+Everything here is idempotent: ``up`` on a running bed checks and keeps it,
+``down`` on a stopped bed does nothing.
+"""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from . import (BED_DIR, POOL_MARK, POOL_NAME, REGISTRY_AUTH_PORT, REGISTRY_PASSWORD,
+               REGISTRY_PORT, REGISTRY_USER, STATE_FILE)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+POOL_IMAGE = os.path.join(BED_DIR, "zpool.img")
+POOL_SIZE = "2G"  # sparse file
+POOL_MOUNT = os.path.join(BED_DIR, "zfs")
+ZFS_PIDFILE = os.path.join(BED_DIR, "zfs-fuse.pid")
+LIBCRUN_ROOT = os.path.join(BED_DIR, "libcrun")
+DEBSRC_LIST = "/etc/apt/sources.list.d/lxcri-testbed-src.sources"
+
+
+class BedError(RuntimeError):
+    pass
+
+
+def log(msg):
+    sys.stderr.write("testbed: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def run(argv, check=True, capture=True, env=None, cwd=None, timeout=None):
+    proc = subprocess.run(argv, stdout=subprocess.PIPE if capture else None,
+                          stderr=subprocess.PIPE if capture else None,
+                          stdin=subprocess.DEVNULL, env=env, cwd=cwd, timeout=timeout,
+                          universal_newlines=True, check=False)
+    if check and proc.returncode != 0:
+        raise BedError("%s failed (rc=%s): %s" % (" ".join(argv), proc.returncode,
+                                                    (proc.stderr or proc.stdout or "").strip()))
+    return proc
+
+
+# ---------------------------------------------------------------------------
+# installation
+
+def _apt_env():
+    env = dict(os.environ)
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    return env
+
+
+def missing_packages():
+    """System packages of bindep.txt's ``test`` profile not yet installed."""
+    bindep = os.path.join(os.path.dirname(sys.executable), "bindep")
+    if not os.path.exists(bindep):
+        bindep = shutil.which("bindep")
+    if not bindep:
+        raise BedError("bindep is not installed; run 'make deps' first")
+    proc = run([bindep, "-b", "-f", os.path.join(REPO_ROOT, "bindep.txt"), "test"], check=False)
+    # bindep exits 1 when packages are missing and prints them one per line.
+    if proc.returncode not in (0, 1):
+        raise BedError("bindep failed: %s" % proc.stderr.strip())
+    return proc.stdout.split()
+
+
+_apt_updated = []
+
+
+def apt_install(packages):
+    if not packages:
+        return
+    if not _apt_updated:
+        run(["apt-get", "update", "-q"], env=_apt_env())
+        _apt_updated.append(True)
+    log("apt-get install %s" % " ".join(packages))
+    run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + list(packages),
+        env=_apt_env())
+
+
+def _codename():
+    with open("/etc/os-release") as handle:
+        for line in handle:
+            if line.startswith("VERSION_CODENAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    raise BedError("cannot tell the Debian release from /etc/os-release")
+
+
+def libcrun_prefixes():
+    return sorted(glob.glob(os.path.join(LIBCRUN_ROOT, "*", "lib", "libcrun.so.0")))
+
+
+def build_libcrun():
+    """Build libcrun and python_crun from Debian's own crun source package.
+
+    Debian ships crun without a shared libcrun; the oci_runtime role does the
+    same build on nodes.  Here it gives oci_runtime_info a real libcrun to find.
+    """
+    found = libcrun_prefixes()
+    if found:
+        return os.path.dirname(os.path.dirname(found[-1]))
+    if not os.path.exists(DEBSRC_LIST):
+        with open(DEBSRC_LIST, "w") as handle:
+            handle.write("Types: deb-src\nURIs: http://deb.debian.org/debian\n"
+                         "Suites: %s\nComponents: main\n"
+                         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" % _codename())
+        _apt_updated[:] = []
+    if not _apt_updated:
+        run(["apt-get", "update", "-q"], env=_apt_env())
+        _apt_updated.append(True)
+    run(["apt-get", "build-dep", "-y", "-q", "crun"], env=_apt_env())
+    apt_install([p for p in ("python3-dev", "dpkg-dev") if not _dpkg_installed(p)])
+    work = os.path.join(BED_DIR, "crun-src")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    log("building libcrun from Debian's crun source")
+    run(["apt-get", "source", "-q", "crun"], cwd=work)
+    srcdir = [d for d in glob.glob(os.path.join(work, "crun-*")) if os.path.isdir(d)][0]
+    version = os.path.basename(srcdir)[len("crun-"):]
+    prefix = os.path.join(LIBCRUN_ROOT, version)
+    # Debian's python3 (not a venv's) so the binding matches the node's interpreter.
+    env = dict(os.environ, PYTHON="/usr/bin/python3")
+    run(["./configure", "--enable-shared", "--with-python-bindings", "--prefix=" + prefix],
+        cwd=srcdir, env=env)
+    run(["make", "-j%d" % (os.cpu_count() or 2)], cwd=srcdir, env=env)
+    run(["make", "install"], cwd=srcdir, env=env)
+    shutil.rmtree(work, ignore_errors=True)
+    return prefix
+
+
+def _dpkg_installed(package):
+    proc = run(["dpkg-query", "-W", "-f=${Status}", package], check=False)
+    return proc.returncode == 0 and "install ok installed" in proc.stdout
+
+
+def install():
+    os.makedirs(BED_DIR, exist_ok=True)
+    apt_install(missing_packages())
+    return build_libcrun()
+
+
+# ---------------------------------------------------------------------------
+# ZFS (zfs-fuse, file-backed pool)
+
+def zfs_daemon_up():
+    return run(["zpool", "list", "-H", "-o", "name"], check=False).returncode == 0
+
+
+def start_zfs():
+    if not zfs_daemon_up():
+        log("starting zfs-fuse")
+        run(["zfs-fuse", "--pidfile", ZFS_PIDFILE, "--no-kstat-mount"])
+        deadline = time.time() + 20
+        while not zfs_daemon_up():
+            if time.time() > deadline:
+                raise BedError("zfs-fuse did not come up within 20s")
+            time.sleep(0.2)
+    pools = run(["zpool", "list", "-H", "-o", "name"]).stdout.split()
+    if POOL_NAME not in pools:
+        if os.path.exists(POOL_IMAGE):
+            log("importing pool %s" % POOL_NAME)
+            proc = run(["zpool", "import", "-d", BED_DIR, POOL_NAME], check=False)
+            if proc.returncode != 0:
+                log("import failed (%s); recreating the scratch pool" % proc.stderr.strip())
+                os.unlink(POOL_IMAGE)
+        if not os.path.exists(POOL_IMAGE):
+            log("creating pool %s on %s" % (POOL_NAME, POOL_IMAGE))
+            run(["truncate", "-s", POOL_SIZE, POOL_IMAGE])
+            run(["zpool", "create", "-m", POOL_MOUNT, POOL_NAME, POOL_IMAGE])
+            run(["zfs", "set", "%s=yes" % POOL_MARK, POOL_NAME])
+    mark = run(["zfs", "get", "-H", "-o", "value", POOL_MARK, POOL_NAME]).stdout.strip()
+    if mark != "yes":
+        raise BedError("pool %s exists but is not the test bed's (no %s=yes); not touching it"
+                       % (POOL_NAME, POOL_MARK))
+    return {"pool": POOL_NAME, "mountpoint": POOL_MOUNT, "image": POOL_IMAGE}
+
+
+def stop_zfs():
+    if zfs_daemon_up():
+        pools = run(["zpool", "list", "-H", "-o", "name"]).stdout.split()
+        if POOL_NAME in pools:
+            run(["zpool", "export", "-f", POOL_NAME], check=False)
+    _kill_pidfile(ZFS_PIDFILE)
+
+
+# ---------------------------------------------------------------------------
+# registries
+
+def _port_open(port):
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _registry_config(name, port, htpasswd=None):
+    data = os.path.join(BED_DIR, "registry-%s" % name)
+    os.makedirs(data, exist_ok=True)
+    lines = [
+        "version: 0.1",
+        "log: {level: warn}",
+        "storage:",
+        "  filesystem: {rootdirectory: %s}" % data,
+        "  delete: {enabled: true}",
+        "http:",
+        "  addr: 127.0.0.1:%d" % port,
+        "  secret: lxcri-testbed-%s" % name,
+    ]
+    if htpasswd:
+        lines += ["auth:", "  htpasswd: {realm: lxcri-testbed, path: %s}" % htpasswd]
+    path = os.path.join(BED_DIR, "registry-%s.yml" % name)
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def _wait_registry(port, auth):
+    deadline = time.time() + 20
+    url = "http://127.0.0.1:%d/v2/" % port
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            if not auth:
+                return
+        except urllib.error.HTTPError as exc:
+            if auth and exc.code == 401:
+                return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise BedError("registry on port %d did not answer within 20s" % port)
+
+
+def start_registry(name, port, auth):
+    htpasswd = None
+    if auth:
+        htpasswd = os.path.join(BED_DIR, "htpasswd")
+        line = run(["htpasswd", "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD]).stdout.strip()
+        with open(htpasswd, "w") as handle:
+            handle.write(line + "\n")
+    config = _registry_config(name, port, htpasswd)
+    pidfile = os.path.join(BED_DIR, "registry-%s.pid" % name)
+    if not _port_open(port):
+        log("starting registry %s on 127.0.0.1:%d" % (name, port))
+        logfile = open(os.path.join(BED_DIR, "registry-%s.log" % name), "ab")
+        proc = subprocess.Popen(["docker-registry", "serve", config], stdout=logfile,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        with open(pidfile, "w") as handle:
+            handle.write("%d\n" % proc.pid)
+    _wait_registry(port, auth)
+    info = {"host": "127.0.0.1:%d" % port, "url": "http://127.0.0.1:%d" % port}
+    if auth:
+        info.update(username=REGISTRY_USER, password=REGISTRY_PASSWORD)
+    return info
+
+
+def _kill_pidfile(pidfile):
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.unlink(pidfile)
+
+
+# ---------------------------------------------------------------------------
+# entry points
+
+def up():
+    if os.geteuid() != 0:
+        raise BedError("the test bed needs root (apt, zfs-fuse, LXC)")
+    libcrun_prefix = install()
+    state = {
+        "zfs": start_zfs(),
+        "registry": start_registry("open", REGISTRY_PORT, auth=False),
+        "registry_auth": start_registry("auth", REGISTRY_AUTH_PORT, auth=True),
+        "libcrun": {
+            "prefix": libcrun_prefix,
+            "library": os.path.join(libcrun_prefix, "lib", "libcrun.so.0"),
+            "version": os.path.basename(libcrun_prefix),
+        },
+        "lxc_path": os.path.join(BED_DIR, "lxc"),
+    }
+    os.makedirs(state["lxc_path"], exist_ok=True)
+    with open(STATE_FILE + ".tmp", "w") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+    os.rename(STATE_FILE + ".tmp", STATE_FILE)
+    return state
+
+
+def down():
+    for name in ("open", "auth"):
+        _kill_pidfile(os.path.join(BED_DIR, "registry-%s.pid" % name))
+    if shutil.which("zpool"):
+        stop_zfs()
+    if os.path.exists(STATE_FILE):
+        os.unlink(STATE_FILE)
+
+
+def load_state():
+    """The running bed's state, or None when it is not up."""
+    try:
+        with open(STATE_FILE) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None

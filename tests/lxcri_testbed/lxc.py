@@ -1,0 +1,160 @@
+"""Start a rootfs as a real LXC container and report what its init process got.
+
+The runner writes a container config with the given ``lxc.init.*`` and
+``lxc.environment`` keys, starts it with ``lxc-start``, and reads the init
+process's argv, environment, working directory and ids from the host's
+/proc.  Privileged containers (the test bed runs as root); ids are therefore
+the same inside and outside.
+"""
+
+import os
+import shutil
+import time
+import uuid
+
+from .bed import BedError, run
+
+
+class InitProcess:
+    """What the container's init process looked like."""
+
+    def __init__(self, pid, argv, env, cwd, uid, gid):
+        self.pid = pid
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.uid = uid
+        self.gid = gid
+        self.name = None  # container name, set by the runner
+        self.log = ""
+
+    def __repr__(self):
+        return "InitProcess(pid=%r, argv=%r, env=%r, cwd=%r, uid=%r, gid=%r)" % (
+            self.pid, self.argv, self.env, self.cwd, self.uid, self.gid)
+
+
+class StartFailed(BedError):
+    def __init__(self, message, log_text):
+        BedError.__init__(self, message)
+        self.log = log_text
+
+
+def _ids(status_text, key):
+    for line in status_text.splitlines():
+        if line.startswith(key + ":"):
+            return [int(v) for v in line.split()[1:]]
+    raise BedError("no %s line in /proc status" % key)
+
+
+def read_init(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as handle:
+        argv = [w.decode("utf-8", "surrogateescape") for w in handle.read().split(b"\0")[:-1]]
+    with open("/proc/%d/environ" % pid, "rb") as handle:
+        env = {}
+        for item in handle.read().split(b"\0"):
+            if item:
+                key, dummy, value = item.decode("utf-8", "surrogateescape").partition("=")
+                env[key] = value
+    # The container pivoted into its rootfs, so the host sees cwd relative to it.
+    cwd = os.readlink("/proc/%d/cwd" % pid)
+    with open("/proc/%d/status" % pid) as handle:
+        status = handle.read()
+    uid = _ids(status, "Uid")
+    gid = _ids(status, "Gid")
+    return InitProcess(pid, argv, env, cwd, uid[1], gid[1])
+
+
+class LxcRunner:
+    """Runs containers under its own lxcpath and removes them afterwards."""
+
+    def __init__(self, lxc_path):
+        self.lxc_path = lxc_path
+        self.names = []
+
+    def config_lines(self, name, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None,
+                     extra=()):
+        lines = [
+            "lxc.uts.name = %s" % name,
+            "lxc.rootfs.path = dir:%s" % rootfs,
+            "lxc.net.0.type = empty",
+            "lxc.apparmor.profile = unconfined",
+            "lxc.console.path = none",
+            "lxc.tty.max = 0",
+            "lxc.pty.max = 0",
+            "lxc.mount.auto = proc:mixed sys:mixed",
+            "lxc.init.cmd = %s" % init_cmd,
+        ]
+        if cwd is not None:
+            lines.append("lxc.init.cwd = %s" % cwd)
+        if uid is not None:
+            lines.append("lxc.init.uid = %d" % uid)
+        if gid is not None:
+            lines.append("lxc.init.gid = %d" % gid)
+        for key, value in (env or {}).items():
+            if "\n" in key + value:
+                raise ValueError("lxc.environment cannot hold a newline: %r" % key)
+            lines.append("lxc.environment = %s=%s" % (key, value))
+        lines.extend(extra)
+        return lines
+
+    def start(self, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None, extra=(),
+              timeout=15):
+        """Start the container; return its InitProcess or raise StartFailed with the log."""
+        name = "lxcri-t-%s" % uuid.uuid4().hex[:10]
+        cdir = os.path.join(self.lxc_path, name)
+        os.makedirs(cdir)
+        self.names.append(name)
+        # LXC mounts /dev (autodev), /proc and /sys inside the rootfs; an OCI
+        # rootfs may lack the directories, as a PVE-restored one never does.
+        for mnt in ("dev", "proc", "sys"):
+            path = os.path.join(rootfs, mnt)
+            if not os.path.lexists(path):
+                os.makedirs(path)
+        with open(os.path.join(cdir, "config"), "w") as handle:
+            handle.write("\n".join(self.config_lines(name, rootfs, init_cmd, cwd, uid, gid,
+                                                     env, extra)) + "\n")
+        logfile = os.path.join(cdir, "lxc.log")
+        proc = run(["lxc-start", "-P", self.lxc_path, "-n", name, "-d", "-l", "INFO",
+                    "-o", logfile], check=False, timeout=timeout)
+        if proc.returncode != 0:
+            raise StartFailed("lxc-start %s failed: %s" % (name, proc.stderr.strip()),
+                              self._log(logfile))
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            info = run(["lxc-info", "-P", self.lxc_path, "-n", name, "-s", "-p"], check=False)
+            # "State:          RUNNING" and "PID:            1234"
+            fields = dict(line.split(":", 1) for line in info.stdout.splitlines() if ":" in line)
+            state = fields.get("State", "").strip()
+            pid = fields.get("PID", "").strip()
+            if state == "RUNNING" and pid.isdigit():
+                try:
+                    init = read_init(int(pid))
+                except (OSError, BedError):
+                    init = None  # init exec'ing or gone; ask LXC again
+                # Until the exec, the init pid still runs lxc-start's code.
+                if init is not None and not (init.argv and "lxc-start" in init.argv[0]):
+                    init.name = name
+                    init.log = self._log(logfile)
+                    return init
+            elif state == "STOPPED":
+                raise StartFailed("container %s stopped right after start" % name,
+                                  self._log(logfile))
+            time.sleep(0.1)
+        raise StartFailed("container %s not running after %ss" % (name, timeout),
+                          self._log(logfile))
+
+    @staticmethod
+    def _log(path):
+        try:
+            with open(path) as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def stop(self, name):
+        run(["lxc-stop", "-P", self.lxc_path, "-n", name, "-k"], check=False, timeout=30)
+        shutil.rmtree(os.path.join(self.lxc_path, name), ignore_errors=True)
+
+    def cleanup(self):
+        while self.names:
+            self.stop(self.names.pop())
