@@ -10,7 +10,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
+CALLBACK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callback")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN_DIR = os.path.dirname(sys.executable)
 
@@ -21,15 +23,27 @@ def _bin(name):
 
 
 class AnsibleRun:
-    def __init__(self, proc, data=None):
+    """A finished ansible process; ``results`` holds what the lxcri_results callback wrote."""
+
+    def __init__(self, proc, results=None, data=None):
         self.rc = proc.returncode
         self.stdout = proc.stdout
         self.stderr = proc.stderr
+        self.results = results or {"tasks": [], "stats": {}}
         self.data = data
 
+    @property
+    def stats(self):
+        return self.results["stats"]
+
+    def task_results(self, host=None):
+        return [t["result"] for t in self.results["tasks"] if host is None or t["host"] == host]
+
     def __repr__(self):
-        return "AnsibleRun(rc=%r, stdout=%r, stderr=%r)" % (self.rc, self.stdout[-3000:],
-                                                           self.stderr[-3000:])
+        failed = [(t["task"], t["result"].get("msg")) for t in self.results["tasks"]
+                  if t["status"] != "ok"]
+        return "AnsibleRun(rc=%r, failed=%r, stderr=%r, stdout=%r)" % (
+            self.rc, failed, self.stderr[-2000:], self.stdout[-2000:])
 
 
 class InstalledCollection:
@@ -61,17 +75,32 @@ class InstalledCollection:
             "ANSIBLE_LOCALHOST_WARNING": "false",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
             "ANSIBLE_LOCAL_TEMP": os.path.join(self.workdir, "tmp"),
+            "ANSIBLE_CALLBACK_PLUGINS": CALLBACK_DIR,
+            "ANSIBLE_CALLBACKS_ENABLED": "lxcri_results",
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
         })
         env.update(extra)
         return env
 
     def _run(self, argv, env=None, timeout=600):
-        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, env=env or self.env(), timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
+        env = dict(env or self.env())
+        fd, results_file = tempfile.mkstemp(prefix="results-", suffix=".json", dir=self.workdir)
+        os.close(fd)
+        env["LXCRI_RESULTS_FILE"] = results_file
+        try:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True, env=env, timeout=timeout,
+                                  stdin=subprocess.DEVNULL, check=False)
+            with open(results_file) as handle:
+                text = handle.read()
+            results = json.loads(text) if text else None
+        finally:
+            os.unlink(results_file)
+        return proc, results
 
     def doc(self, name, *args):
-        return AnsibleRun(self._run([_bin("ansible-doc")] + list(args) + [name]))
+        proc, dummy = self._run([_bin("ansible-doc")] + list(args) + [name])
+        return AnsibleRun(proc)
 
     def module(self, name, args=None, check=False, host="localhost", inventory=None,
                extra_vars=None):
@@ -85,18 +114,13 @@ class InstalledCollection:
             argv += ["-i", inventory]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
-        env = self.env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-        proc = self._run(argv, env)
-        data = None
-        try:
-            out = json.loads(proc.stdout)
-            data = out["plays"][0]["tasks"][0]["hosts"][host]
-        except (ValueError, KeyError, IndexError):
-            pass
-        return AnsibleRun(proc, data)
+        proc, results = self._run(argv)
+        run = AnsibleRun(proc, results)
+        found = run.task_results(host)
+        run.data = found[-1] if found else None
+        return run
 
-    def playbook(self, playbook, check=False, diff=False, inventory=None, extra_vars=None,
-                 json_output=True):
+    def playbook(self, playbook, check=False, diff=False, inventory=None, extra_vars=None):
         argv = [_bin("ansible-playbook"), playbook]
         if check:
             argv.append("--check")
@@ -106,14 +130,5 @@ class InstalledCollection:
             argv += ["-i", inventory]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
-        env = self.env()
-        if json_output:
-            env.update(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-        proc = self._run(argv, env)
-        data = None
-        if json_output:
-            try:
-                data = json.loads(proc.stdout)
-            except ValueError:
-                pass
-        return AnsibleRun(proc, data)
+        proc, results = self._run(argv)
+        return AnsibleRun(proc, results)

@@ -129,8 +129,9 @@ def build_libcrun():
     env = dict(os.environ, PYTHON="/usr/bin/python3")
     run(["./configure", "--enable-shared", "--with-python-bindings", "--prefix=" + prefix],
         cwd=srcdir, env=env)
-    run(["make", "-j%d" % (os.cpu_count() or 2)], cwd=srcdir, env=env)
-    run(["make", "install"], cwd=srcdir, env=env)
+    pyexecdir = "pyexecdir=%s/lib/python3/dist-packages" % prefix
+    run(["make", "-j%d" % (os.cpu_count() or 2), pyexecdir], cwd=srcdir, env=env)
+    run(["make", "install", pyexecdir], cwd=srcdir, env=env)
     shutil.rmtree(work, ignore_errors=True)
     return prefix
 

@@ -233,11 +233,14 @@ def libcrun_version(library_path, runner=subprocess_runner):
 
 
 def _python_binding(library_path):
-    """Path of crun's python_crun extension installed beside the library, if any."""
+    """Path of crun's python_crun extension installed in the library's prefix, if any."""
     libdir = os.path.dirname(os.path.realpath(library_path))
+    prefix = os.path.dirname(libdir)
     patterns = (
-        os.path.join(libdir, "python3*", "site-packages", "python_crun*.so"),
+        os.path.join(libdir, "python3*", "*-packages", "python_crun*.so"),
         os.path.join(libdir, "python3*", "python_crun*.so"),
+        # Debian's python3 puts a prefix's modules under local/ (posix_local scheme).
+        os.path.join(prefix, "local", "lib", "python3*", "*-packages", "python_crun*.so"),
         os.path.join(libdir, "python_crun*.so"),
     )
     for pattern in patterns:
