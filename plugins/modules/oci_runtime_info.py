@@ -22,7 +22,7 @@ description:
     binding) and the Proxmox VE tools C(pct), C(pvesh) and C(pveversion) are present.
   - Read-only. Needs only the Python standard library on the node.
 author:
-  - lxcri.proxmox developers
+  - lxcri maintainers (@lxcri)
 options:
   libcrun_search_paths:
     description:
@@ -46,6 +46,9 @@ attributes:
   diff_mode:
     support: none
     details: The module changes nothing, so there is nothing to diff.
+  platform:
+    platforms: posix
+    details: Linux hosts, in particular Proxmox VE and Debian nodes.
 notes:
   - libcrun has no call that returns its version. The version is read from the C(crun) binary
     installed in the same prefix as the library (built from the same source), else from a versioned

@@ -43,8 +43,8 @@ def run(argv, check=True, capture=True, env=None, cwd=None, timeout=None):
                           stdin=subprocess.DEVNULL, env=env, cwd=cwd, timeout=timeout,
                           universal_newlines=True, check=False)
     if check and proc.returncode != 0:
-        raise BedError("%s failed (rc=%s): %s" % (" ".join(argv), proc.returncode,
-                                                    (proc.stderr or proc.stdout or "").strip()))
+        output = (proc.stderr or proc.stdout or "").strip()
+        raise BedError("%s failed (rc=%s): %s" % (" ".join(argv), proc.returncode, output))
     return proc
 
 
@@ -81,8 +81,10 @@ def apt_install(packages):
         run(["apt-get", "update", "-q"], env=_apt_env())
         _apt_updated.append(True)
     log("apt-get install %s" % " ".join(packages))
-    run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + list(packages),
-        env=_apt_env())
+    # --no-remove: fail rather than remove anything (on a Proxmox VE node,
+    # Debian's lxc or zfs-fuse would otherwise replace lxc-pve or OpenZFS).
+    run(["apt-get", "install", "-y", "-q", "--no-remove", "--no-install-recommends"]
+        + list(packages), env=_apt_env())
 
 
 def _codename():
@@ -141,9 +143,25 @@ def _dpkg_installed(package):
     return proc.returncode == 0 and "install ok installed" in proc.stdout
 
 
+def host_provided(packages):
+    """Drop test packages whose job the host already does another way.
+
+    A Proxmox VE node has lxc-pve (not Debian's lxc) and OpenZFS (which
+    conflicts with zfs-fuse); the test bed then uses those.
+    """
+    keep = []
+    for package in packages:
+        if package == "lxc" and shutil.which("lxc-start"):
+            continue
+        if package == "zfs-fuse" and _dpkg_installed("zfsutils-linux"):
+            continue
+        keep.append(package)
+    return keep
+
+
 def install():
     os.makedirs(BED_DIR, exist_ok=True)
-    apt_install(missing_packages())
+    apt_install(host_provided(missing_packages()))
     return build_libcrun()
 
 
@@ -156,6 +174,8 @@ def zfs_daemon_up():
 
 def start_zfs():
     if not zfs_daemon_up():
+        if not shutil.which("zfs-fuse"):
+            raise BedError("zpool does not answer and zfs-fuse is not installed")
         log("starting zfs-fuse")
         run(["zfs-fuse", "--pidfile", ZFS_PIDFILE, "--no-kstat-mount"])
         deadline = time.time() + 20
@@ -270,7 +290,7 @@ def _kill_pidfile(pidfile):
         return
     try:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
+        for dummy in range(100):
             os.kill(pid, 0)
             time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)
@@ -298,10 +318,19 @@ def up():
         "lxc_path": os.path.join(BED_DIR, "lxc"),
     }
     os.makedirs(state["lxc_path"], exist_ok=True)
+    remove_stale_containers(state["lxc_path"])
     with open(STATE_FILE + ".tmp", "w") as handle:
         json.dump(state, handle, indent=2, sort_keys=True)
     os.rename(STATE_FILE + ".tmp", STATE_FILE)
     return state
+
+
+def remove_stale_containers(lxc_path):
+    """Containers left by an interrupted run: stop and remove them."""
+    for name in os.listdir(lxc_path):
+        if name.startswith("lxcri-t-"):
+            run(["lxc-stop", "-P", lxc_path, "-n", name, "-k"], check=False, timeout=30)
+            shutil.rmtree(os.path.join(lxc_path, name), ignore_errors=True)
 
 
 def down():

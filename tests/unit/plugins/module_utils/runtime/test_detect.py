@@ -40,7 +40,7 @@ spec: 1.0.0
 
 
 def fake_reader(files):
-    return lambda path: files.get(path)
+    return files.get
 
 
 class FakeRunner:
@@ -236,7 +236,7 @@ def test_real_ctypes_rejects_a_library_that_is_not_libcrun():
 # --- ZFS, LXC, Proxmox --------------------------------------------------------
 
 def which_from(found):
-    return lambda name: found.get(name)
+    return found.get
 
 
 def test_zfs_openzfs():

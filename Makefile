@@ -1,0 +1,104 @@
+# lxcri.proxmox: the main job (make demo) and the tests (make test).
+# Run as root on Debian 12/13 or a Proxmox VE node; both install what they need.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+CACHE := $(abspath .cache)
+COLLECTIONS := $(CACHE)/ansible/collections
+DIST := $(abspath build)
+# ansible-test wants the tree at .../ansible_collections/lxcri/proxmox and
+# outside this git checkout (inside it, it would list files through git).
+SANITY_ROOT ?= $(or $(TMPDIR),/tmp)/lxcri-sanity
+SANITY_TREE := $(SANITY_ROOT)/ansible_collections/lxcri/proxmox
+PYTEST_ARGS ?=
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_NOCOLOR := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
+        sanity unit integration molecule clean ee-context
+
+help:
+	@echo "make demo          the main job: report the OCI runtime and container facilities of this node"
+	@echo "make test          install everything, then run the sanity, unit, integration and molecule stages"
+	@echo "make testbed-up    install and start the real test components (LXC, zfs-fuse pool, registries)"
+	@echo "make testbed-down  stop them"
+
+# ---------------------------------------------------------------------------
+# installation
+
+deps: $(VENV)/.deps
+
+$(VENV)/.deps: requirements.txt requirements-dev.txt
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	  echo "installing python3-venv"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; \
+	fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+testbed-up: deps
+	cd tests && $(BIN)/python -m lxcri_testbed up > /dev/null
+	@cd tests && $(BIN)/python -m lxcri_testbed status | head -40
+
+testbed-down:
+	@if [ -x $(BIN)/python ]; then cd tests && $(BIN)/python -m lxcri_testbed down; fi
+
+testbed-status:
+	@cd tests && $(BIN)/python -m lxcri_testbed status
+
+build: deps
+	@mkdir -p $(DIST)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(DIST) .
+
+install-collection: build
+	$(BIN)/ansible-galaxy collection install --force -p $(COLLECTIONS) $(DIST)/lxcri-proxmox-$$(awk '/^version:/{print $$2}' galaxy.yml).tar.gz
+
+# ---------------------------------------------------------------------------
+# the main job
+
+demo: testbed-up install-collection
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_LOCALHOST_WARNING=false \
+	ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
+	  $(BIN)/ansible-playbook lxcri.proxmox.runtime_report \
+	  -e '{"lxcri_libcrun_search_paths": ["/var/lib/lxcri-testbed/libcrun/*/lib/libcrun.so.0"]}'
+
+# ---------------------------------------------------------------------------
+# tests
+
+test: deps testbed-up sanity unit integration molecule
+	@echo "make test: all stages passed"
+
+sanity: deps
+	$(BIN)/python tests/sanity/pip_bootstrap.py
+	rm -rf $(SANITY_ROOT)
+	mkdir -p $(SANITY_TREE)
+	git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C $(SANITY_TREE)
+	cd $(SANITY_TREE) && $(BIN)/ansible-test sanity --color no \
+	  --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+
+unit: deps
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: deps testbed-up
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+molecule: deps testbed-up install-collection
+	LXCRI_COLLECTIONS_PATH=$(COLLECTIONS) \
+	LXCRI_LIBCRUN_PATHS=$$(ls /var/lib/lxcri-testbed/libcrun/*/lib/libcrun.so.0 | head -1) \
+	  $(BIN)/molecule test --all
+
+clean:
+	rm -rf $(CACHE) $(DIST) $(SANITY_ROOT) .pytest_cache
+
+# Build context for an AWX / AAP execution environment (podman/docker not needed here).
+ee-context: build
+	cp $(DIST)/lxcri-proxmox-$$(awk '/^version:/{print $$2}' galaxy.yml).tar.gz $(DIST)/lxcri-proxmox.tar.gz
+	$(BIN)/ansible-builder create -f execution-environment.yml -c $(CACHE)/ee-context
