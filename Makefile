@@ -18,6 +18,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_NOCOLOR := 1
+export NO_COLOR := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
@@ -59,7 +60,7 @@ build: deps
 	$(BIN)/ansible-galaxy collection build --force --output-path $(DIST) .
 
 install-collection: build
-	$(BIN)/ansible-galaxy collection install --force -p $(COLLECTIONS) $(DIST)/lxcri-proxmox-$$(awk '/^version:/{print $$2}' galaxy.yml).tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/ansible-galaxy collection install --force -p $(COLLECTIONS) $(DIST)/lxcri-proxmox-$$(awk '/^version:/{print $$2}' galaxy.yml).tar.gz
 
 # ---------------------------------------------------------------------------
 # the main job
