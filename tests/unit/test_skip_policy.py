@@ -1,0 +1,47 @@
+"""Test-bed tests skip with a reason locally and fail under CI=true."""
+
+import os
+import subprocess
+import sys
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+NEEDS_BED = "def test_needs_bed(bed):\n    assert bed\n"
+MARKED_SKIP = ("import pytest\n\n@pytest.mark.testbed\n"
+               "def test_marked():\n    pytest.skip('zfs missing')\n")
+
+
+def run_pytest(tmp_path, source, ci):
+    test = tmp_path / "test_policy_probe.py"
+    test.write_text(source)
+    env = dict(os.environ, PYTHONPATH=TESTS_DIR, LXCRI_TESTBED_DIR=str(tmp_path / "no-bed"))
+    env.pop("CI", None)
+    if ci:
+        env["CI"] = "true"
+    # Load tests/conftest.py as a plugin so the probe gets the real fixtures and hooks.
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider",
+                           "-q", "-rs", str(test)], cwd=str(tmp_path), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          check=False)
+
+
+def test_missing_bed_skips_with_a_reason_outside_ci(tmp_path):
+    proc = run_pytest(tmp_path, NEEDS_BED, ci=False)
+    assert proc.returncode == 0, proc.stdout
+    assert "1 skipped" in proc.stdout
+    assert ("the test bed is down" in proc.stdout) or ("needs root" in proc.stdout)
+
+
+def test_missing_bed_fails_under_ci(tmp_path):
+    proc = run_pytest(tmp_path, NEEDS_BED, ci=True)
+    assert proc.returncode == 1, proc.stdout
+    assert "test bed requirement missing under CI" in proc.stdout
+
+
+def test_any_skipped_testbed_test_fails_the_session_under_ci(tmp_path):
+    proc = run_pytest(tmp_path, MARKED_SKIP, ci=True)
+    assert proc.returncode == 1, proc.stdout
+    assert "1 skipped" in proc.stdout
+    assert "test-bed test(s) were skipped" in proc.stdout
+    local = run_pytest(tmp_path, MARKED_SKIP, ci=False)
+    assert local.returncode == 0, local.stdout
