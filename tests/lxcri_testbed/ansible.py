@@ -102,26 +102,9 @@ class InstalledCollection:
         proc, dummy = self._run([_bin("ansible-doc")] + list(args) + [name])
         return AnsibleRun(proc)
 
-    def module(self, name, args=None, check=False, host="localhost", inventory=None,
-               extra_vars=None):
-        """Run one module ad hoc; ``.data`` is the module's result dict."""
-        argv = [_bin("ansible"), host, "-m", name]
-        if args:
-            argv += ["-a", json.dumps(args)]
-        if check:
-            argv.append("--check")
-        if inventory:
-            argv += ["-i", inventory]
-        if extra_vars:
-            argv += ["-e", json.dumps(extra_vars)]
-        proc, results = self._run(argv)
-        run = AnsibleRun(proc, results)
-        found = run.task_results(host)
-        run.data = found[-1] if found else None
-        return run
-
-    def playbook(self, playbook, check=False, diff=False, inventory=None, extra_vars=None):
-        argv = [_bin("ansible-playbook"), playbook]
+    @staticmethod
+    def _options(check=False, diff=False, inventory=None, extra_vars=None):
+        argv = []
         if check:
             argv.append("--check")
         if diff:
@@ -130,5 +113,23 @@ class InstalledCollection:
             argv += ["-i", inventory]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
-        proc, results = self._run(argv)
+        return argv
+
+    def module(self, name, args=None, host="localhost", **options):
+        """Run one module ad hoc; ``.data`` is the module's result dict.
+
+        ``options``: check, diff, inventory, extra_vars.
+        """
+        argv = [_bin("ansible"), host, "-m", name]
+        if args:
+            argv += ["-a", json.dumps(args)]
+        proc, results = self._run(argv + self._options(**options))
+        run = AnsibleRun(proc, results)
+        found = run.task_results(host)
+        run.data = found[-1] if found else None
+        return run
+
+    def playbook(self, playbook, **options):
+        """Run a playbook; ``options``: check, diff, inventory, extra_vars."""
+        proc, results = self._run([_bin("ansible-playbook"), playbook] + self._options(**options))
         return AnsibleRun(proc, results)
