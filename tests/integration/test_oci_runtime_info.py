@@ -123,3 +123,24 @@ def test_bad_option_is_a_clear_error(installed_collection):
     run = installed_collection.module(MODULE, {"libcrun_path": "/x"})
     assert run.rc != 0
     assert "Unsupported parameters" in run.data["msg"] and "libcrun_path" in run.data["msg"]
+
+
+@pytest.mark.parametrize("group,ok", [("pve", True), ("no_such_group", False)])
+def test_pve_action_group_resolves(installed_collection, tmp_path, group, ok):
+    """module_defaults: group/lxcri.proxmox.pve is accepted (ansible rejects unknown groups)."""
+    playbook = tmp_path / "group.yml"
+    playbook.write_text(textwrap.dedent("""\
+        - hosts: localhost
+          gather_facts: false
+          module_defaults:
+            group/lxcri.proxmox.%s:
+              api_host: pve.invalid
+          tasks:
+            - lxcri.proxmox.oci_runtime_info:
+    """ % group))
+    run = installed_collection.playbook(str(playbook))
+    if ok:
+        assert run.rc == 0, run
+    else:
+        assert run.rc != 0
+        assert "could not resolve the module_defaults group lxcri.proxmox.no_such_group" in run.stdout + run.stderr
