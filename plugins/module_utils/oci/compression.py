@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Layer decompression: gzip from the standard library, zstd from the optional
+``zstandard`` module or else the ``zstd`` command (both common on Proxmox VE).
+
+``DiffIdHasher`` is fed the compressed bytes as they arrive and hashes the
+uncompressed stream, so a layer's diff_id is checked in the same pass as its
+download.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import shutil
+import subprocess
+import zlib
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import UnsupportedError, VerificationError
+
+try:
+    import zstandard
+    HAS_ZSTANDARD = True
+except ImportError:
+    zstandard = None
+    HAS_ZSTANDARD = False
+
+READ_CHUNK = 1024 * 1024
+
+
+class _Gzip:
+    """Multi-member gzip, as pigz and some registries write it."""
+
+    def __init__(self):
+        self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.done = False
+
+    def feed(self, data):
+        out = []
+        while data and not self.done:
+            try:
+                out.append(self.obj.decompress(data))
+            except zlib.error as exc:
+                raise VerificationError("gzip layer is corrupt: %s" % exc)
+            if self.obj.eof:
+                data = self.obj.unused_data
+                if data.strip(b"\0"):
+                    self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                else:
+                    self.done = bool(data)  # only zero padding follows
+                    data = b""
+            else:
+                data = b""
+        return b"".join(out)
+
+    def finish(self):
+        if not self.obj.eof and not self.done:
+            raise VerificationError("gzip layer ends in the middle of a stream")
+
+
+class _Zstd:
+    def __init__(self):
+        self.obj = zstandard.ZstdDecompressor().decompressobj()
+
+    def feed(self, data):
+        out = []
+        while data:
+            try:
+                out.append(self.obj.decompress(data))
+            except zstandard.ZstdError as exc:
+                raise VerificationError("zstd layer is corrupt: %s" % exc)
+            data = getattr(self.obj, "unused_data", b"") if getattr(self.obj, "eof", False) else b""
+            if data:
+                self.obj = zstandard.ZstdDecompressor().decompressobj()
+        return b"".join(out)
+
+    def finish(self):
+        pass
+
+
+class DiffIdHasher:
+    """Hashes the uncompressed content of a layer fed in compressed pieces.
+
+    For zstd without the ``zstandard`` module the stream cannot be followed
+    in-process; ``result(path)`` then runs ``zstd -dc`` on the finished file.
+    """
+
+    def __init__(self, compression):
+        if compression not in (None, "gzip", "zstd"):
+            raise UnsupportedError("unknown layer compression %r" % compression)
+        self.compression = compression
+        self.reset()
+
+    def reset(self):
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        if self.compression == "gzip":
+            self.decoder = _Gzip()
+        elif self.compression == "zstd" and HAS_ZSTANDARD:
+            self.decoder = _Zstd()
+        else:
+            self.decoder = None
+
+    @property
+    def streaming(self):
+        return self.compression is None or self.decoder is not None
+
+    def update(self, data):
+        if self.compression is None:
+            out = data
+        elif self.decoder is not None:
+            out = self.decoder.feed(data)
+        else:
+            return
+        self.hasher.update(out)
+        self.size += len(out)
+
+    def result(self, path=None):
+        """``(diff_id, uncompressed_size)``; ``path`` is needed for zstd without zstandard."""
+        if self.decoder is not None:
+            self.decoder.finish()
+        elif self.compression == "zstd":
+            return zstd_cli_digest(path)
+        return "sha256:" + self.hasher.hexdigest(), self.size
+
+
+def zstd_cli_digest(path):
+    binary = shutil.which("zstd")
+    if not binary:
+        raise UnsupportedError("cannot read a zstd layer: install python3-zstandard or the zstd command")
+    hasher = hashlib.sha256()
+    size = 0
+    proc = subprocess.Popen([binary, "-dcq", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while True:
+            chunk = proc.stdout.read(READ_CHUNK)
+            if not chunk:
+                break
+            hasher.update(chunk)
+            size += len(chunk)
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", "replace")
+        proc.stderr.close()
+        rc = proc.wait()
+    if rc != 0:
+        raise VerificationError("zstd layer is corrupt: zstd -d failed: %s" % err.strip())
+    return "sha256:" + hasher.hexdigest(), size
+
+
+def diff_id_of_file(path, compression):
+    """Hash a stored layer's uncompressed content (for blobs stored without that fact)."""
+    hasher = DiffIdHasher(compression)
+    if not hasher.streaming:
+        return hasher.result(path)
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(READ_CHUNK)
+            if not chunk:
+                break
+            hasher.update(chunk)
+    return hasher.result(path)

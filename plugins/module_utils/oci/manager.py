@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The oci_image module's manager: present / absent / inspect over the engine.
+
+Importable and usable without Ansible: ``ImageManager(params).run()``
+returns the module result.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials, load_auth_file, lookup
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller, describe
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform, parse_platform
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_source
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import DEFAULT_CACHE_DIR, BlobStore
+
+DEFAULTS = {
+    "state": "present", "platform": None, "cache_dir": DEFAULT_CACHE_DIR, "cache_max_bytes": None,
+    "registry_username": None, "registry_password": None, "auth_file": None, "registry_tls_verify": True,
+    "ca_path": None, "registry_mirrors": [], "timeout": 60, "retries": 5, "keep_corrupt": False,
+}
+
+
+def pin_key(source, platform):
+    return "%s|%s" % (source, platform)
+
+
+class ImageManager:
+    def __init__(self, params, check_mode=False, client_options=None):
+        self.params = dict(DEFAULTS)
+        self.params.update(dict((k, v) for k, v in params.items() if v is not None))
+        self.check_mode = check_mode
+        self.client_options = client_options or {}  # tests: sleep, session, backoff
+        self.source = parse_source(self.params["image"])
+        self.platform = parse_platform(self.params["platform"]) if self.params["platform"] else None
+        self._store = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            self._store = BlobStore(self.params["cache_dir"])
+        return self._store
+
+    def client(self):
+        from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import (  # pylint: disable=import-outside-toplevel
+            RegistryClient)
+        params = self.params
+        credentials = Credentials(params["registry_username"], params["registry_password"])
+        credentials_for = None
+        if not credentials and params["auth_file"]:
+            config = load_auth_file(params["auth_file"])
+
+            def credentials_for(domain, repository):
+                return lookup(config, domain, repository)
+
+        options = dict(credentials=credentials, credentials_for=credentials_for,
+                       tls_verify=params["registry_tls_verify"], ca_path=params["ca_path"],
+                       mirrors=params["registry_mirrors"], timeout=params["timeout"], retries=params["retries"])
+        options.update(self.client_options)
+        return RegistryClient(**options)
+
+    def _key(self):
+        return pin_key(self.source, self.platform or host_platform())
+
+    def run(self):
+        state = self.params["state"]
+        if state == "inspect":
+            return self.inspect()
+        if state == "absent":
+            return self.absent()
+        return self.present()
+
+    def _base(self):
+        return {"changed": False, "image": str(self.source), "cache_dir": self.params["cache_dir"]}
+
+    def inspect(self):
+        puller = Puller(None, self.client)
+        res = puller.inspect(self.source, self.platform)
+        result = self._base()
+        result.update(describe(res, pulled=False))
+        return result
+
+    def present(self):
+        puller = Puller(self.store, self.client, keep_corrupt=self.params["keep_corrupt"])
+        key = self._key()
+        before = self.store.get_pin(key)
+        res = puller.pull(self.source, key, self.platform, check_mode=self.check_mode)
+        result = self._base()
+        if self.check_mode:
+            missing = puller.missing(res)
+            result.update(describe(res, pulled=False))
+            result["would_fetch"] = [{"digest": d, "size": s} for d, s in missing]
+            result["changed"] = bool(missing)
+        else:
+            result.update(describe(res, self.store))
+            result["fetched_bytes"] = puller.fetched_bytes
+            result["fetched_blobs"] = puller.fetched_blobs
+            result["changed"] = bool(puller.fetched_blobs)
+            if self.params["cache_max_bytes"] is not None:
+                result["removed_blobs"] = self.store.prune(self.params["cache_max_bytes"])
+        result["diff"] = {
+            "before": {"image": str(self.source), "manifest_digest": before and before.get("manifest_digest")},
+            "after": {"image": str(self.source), "manifest_digest": res.manifest_digest},
+        }
+        return result
+
+    def absent(self):
+        result = self._base()
+        puller = Puller(self.store, self.client)
+        wanted_key = pin_key(self.source, self.platform) if self.platform else None
+        matches = [p for p in self.store.pins() if p.get("source") == str(self.source)
+                   and (wanted_key is None or p.get("key") == wanted_key)]
+        result["removed_blobs"] = []
+        if matches and not self.check_mode:
+            for record in matches:
+                before_blobs = set(digest for digest, dummy, dummy2 in self.store.blobs())
+                puller.remove(record["key"])
+                after_blobs = set(digest for digest, dummy, dummy2 in self.store.blobs())
+                result["removed_blobs"].extend(sorted(before_blobs - after_blobs))
+        result["changed"] = bool(matches)
+        result["diff"] = {
+            "before": {"image": str(self.source),
+                       "manifest_digest": matches[0].get("manifest_digest") if matches else None},
+            "after": {"image": str(self.source), "manifest_digest": None},
+        }
+        return result

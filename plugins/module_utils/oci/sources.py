@@ -1,0 +1,390 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Image sources: a registry, an OCI layout directory, an OCI archive, a docker archive.
+
+Every source answers the same four questions:
+
+* ``root()``: the top document (manifest or index) as ``(bytes, media_type, digest)``;
+* ``manifest(descriptor)``: a manifest or index named by a descriptor;
+* ``blob_bytes(descriptor, limit)``: a small blob (a config), verified;
+* ``copy_blob(descriptor, writer)``: stream a blob into a store writer (verified by the store).
+
+Archives are read in place through ``tarfile``; nothing is unpacked to disk.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import io
+import json
+import os
+import tarfile
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of, parse_digest, verify_bytes
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
+    InvalidReference, OciError, UnsupportedError, VerificationError)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source, parse_reference
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+COPY_CHUNK = 1024 * 1024
+
+
+def load_json(data, what):
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VerificationError("%s is not valid JSON: %s" % (what, exc))
+    if not isinstance(doc, dict):
+        raise VerificationError("%s is not a JSON object" % what)
+    return doc
+
+
+class BytesWriter:
+    """A BlobWriter stand-in that keeps a small blob in memory."""
+
+    def __init__(self, limit):
+        self.buffer = io.BytesIO()
+        self.limit = limit
+        self.size = 0
+
+    def write(self, data):
+        self.size += len(data)
+        if self.size > self.limit:
+            raise VerificationError("blob is more than the %d bytes allowed" % self.limit)
+        self.buffer.write(data)
+
+    def reset(self):
+        self.buffer = io.BytesIO()
+        self.size = 0
+
+    def getvalue(self):
+        return self.buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# readers for layouts in a directory or a tar
+
+class DirReader:
+    def __init__(self, root):
+        if not os.path.isdir(root):
+            raise OciError("%s is not a directory" % root)
+        self.root = root
+
+    def _path(self, name):
+        path = os.path.normpath(os.path.join(self.root, name))
+        if not path.startswith(os.path.normpath(self.root) + os.sep):
+            raise VerificationError("path %r leaves the layout" % name)
+        return path
+
+    def exists(self, name):
+        return os.path.isfile(self._path(name))
+
+    def open(self, name):
+        try:
+            return open(self._path(name), "rb")
+        except (OSError, IOError) as exc:
+            raise OciError("cannot read %s: %s" % (name, exc))
+
+    def close(self):
+        pass
+
+
+class TarReader:
+    def __init__(self, path):
+        try:
+            self.tar = tarfile.open(path, "r:*")
+            self.members = {}
+            for member in self.tar.getmembers():
+                self.members[os.path.normpath(member.name).lstrip("/")] = member
+        except (OSError, IOError, tarfile.TarError) as exc:
+            raise OciError("cannot read archive %s: %s" % (path, exc))
+
+    def exists(self, name):
+        member = self.members.get(os.path.normpath(name))
+        return member is not None and (member.isfile() or member.issym() or member.islnk())
+
+    def open(self, name):
+        member = self.members.get(os.path.normpath(name))
+        if member is None:
+            raise OciError("the archive has no %s" % name)
+        try:
+            handle = self.tar.extractfile(member)
+        except (KeyError, tarfile.TarError) as exc:
+            raise VerificationError("archive member %s cannot be read: %s" % (name, exc))
+        if handle is None:
+            raise VerificationError("archive member %s is not a file" % name)
+        return handle
+
+    def close(self):
+        self.tar.close()
+
+
+def _read(reader, name, limit):
+    handle = reader.open(name)
+    try:
+        data = handle.read(limit + 1)
+    finally:
+        handle.close()
+    if len(data) > limit:
+        raise VerificationError("%s is more than the %d bytes allowed" % (name, limit))
+    return data
+
+
+def _blob_name(digest):
+    algo, value = parse_digest(digest)
+    return "blobs/%s/%s" % (algo, value)
+
+
+def _copy(handle, writer):
+    try:
+        while True:
+            chunk = handle.read(COPY_CHUNK)
+            if not chunk:
+                break
+            writer.write(chunk)
+    finally:
+        handle.close()
+
+
+# ---------------------------------------------------------------------------
+# OCI image layout (directory, archive, and Docker's OCI-based save format)
+
+class LayoutSource:
+    def __init__(self, reader, description, tag=None, digest=None, image_name=None):
+        self.reader = reader
+        self.description = description
+        self.tag = tag
+        self.digest = digest
+        self.image_name = image_name  # docker-archive: "docker.io/library/app:1"
+
+    def _select(self, index, index_bytes):
+        descs = [d for d in index.get("manifests") or [] if isinstance(d, dict)]
+        if self.digest:
+            for desc in descs:
+                if desc.get("digest") == self.digest:
+                    return desc
+            if self.reader.exists(_blob_name(self.digest)):
+                return {"digest": self.digest, "mediaType": None}
+            raise OciError("%s: no image with digest %s" % (self.description, self.digest))
+        names = []
+        for desc in descs:
+            annotations = desc.get("annotations") or {}
+            names.append(annotations.get(CONTAINERD_NAME) or annotations.get(REF_NAME))
+            if self.image_name and annotations.get(CONTAINERD_NAME) == self.image_name:
+                return desc
+            if self.tag and annotations.get(REF_NAME) == self.tag:
+                return desc
+            if self.image_name and annotations.get(REF_NAME) == self.image_name.rsplit(":", 1)[-1] \
+                    and not annotations.get(CONTAINERD_NAME):
+                return desc
+        wanted = self.image_name or self.tag
+        listing = ", ".join(sorted(n for n in names if n)) or "no named images"
+        if wanted:
+            raise OciError("%s: no image named %r; it holds: %s" % (self.description, wanted, listing))
+        if len(descs) == 1:
+            return descs[0]
+        if descs and all(d.get("platform") for d in descs):
+            # index.json is itself a multi-platform index
+            return {"digest": digest_of(index_bytes), "mediaType": media.OCI_INDEX, "_body": index_bytes}
+        raise OciError("%s holds several images (%s); name one with :tag or @digest"
+                       % (self.description, listing))
+
+    def root(self):
+        if not self.reader.exists("oci-layout"):
+            raise OciError("%s is not an OCI image layout (no oci-layout file)" % self.description)
+        layout = load_json(_read(self.reader, "oci-layout", 4096), "%s: oci-layout" % self.description)
+        if not str(layout.get("imageLayoutVersion", "")).startswith("1."):
+            raise UnsupportedError("%s: image layout version %r is not supported"
+                                   % (self.description, layout.get("imageLayoutVersion")))
+        index_bytes = _read(self.reader, "index.json", media.MAX_MANIFEST_BYTES)
+        index = load_json(index_bytes, "%s: index.json" % self.description)
+        desc = self._select(index, index_bytes)
+        if "_body" in desc:
+            return desc["_body"], desc["mediaType"], desc["digest"]
+        body = self.manifest(desc)
+        return body, desc.get("mediaType"), desc["digest"]
+
+    def manifest(self, descriptor):
+        return self.blob_bytes(descriptor, media.MAX_MANIFEST_BYTES)
+
+    def blob_bytes(self, descriptor, limit):
+        data = _read(self.reader, _blob_name(descriptor["digest"]), limit)
+        verify_bytes(data, descriptor, "%s: blob %s" % (self.description, descriptor["digest"]))
+        return data
+
+    def copy_blob(self, descriptor, writer):
+        _copy(self.reader.open(_blob_name(descriptor["digest"])), writer)
+
+    def close(self):
+        self.reader.close()
+
+
+# ---------------------------------------------------------------------------
+# docker save, classic layout (manifest.json, <id>/layer.tar)
+
+class DockerArchiveSource:
+    """``docker save`` output.  The newer OCI-based format is read as a layout;
+    the classic one gets a synthesised OCI manifest (its digest is ours, not Docker's).
+    """
+
+    def __init__(self, path, repo_tag=None):
+        self.path = path
+        self.reader = TarReader(path)
+        self.description = "docker-archive:%s" % path
+        self.repo_tag = repo_tag
+        self.layout = None
+        self.files = {}  # digest -> member name, for the classic format
+        if self.reader.exists("index.json") and self.reader.exists("oci-layout"):
+            image_name = None
+            if repo_tag:
+                try:
+                    image_name = str(parse_reference(repo_tag))
+                except InvalidReference as exc:
+                    raise InvalidReference("%s: %s" % (self.description, exc))
+            self.layout = LayoutSource(self.reader, self.description, image_name=image_name)
+
+    def root(self):
+        if self.layout is not None:
+            return self.layout.root()
+        if not self.reader.exists("manifest.json"):
+            raise OciError("%s is neither a docker save archive (no manifest.json) nor an OCI layout"
+                           % self.description)
+        entries = json.loads(_read(self.reader, "manifest.json", media.MAX_MANIFEST_BYTES).decode("utf-8"))
+        if not isinstance(entries, list) or not entries:
+            raise VerificationError("%s: manifest.json lists no images" % self.description)
+        entry = self._choose(entries)
+        config_name = entry.get("Config")
+        config = _read(self.reader, config_name, media.MAX_CONFIG_BYTES)
+        config_digest = digest_of(config)
+        self.files[config_digest] = config_name
+        layers = []
+        for name in entry.get("Layers") or []:
+            descriptor = self._describe_layer(name)
+            self.files[descriptor["digest"]] = name
+            layers.append(descriptor)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": media.OCI_MANIFEST,
+            "config": {"mediaType": media.OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "layers": layers,
+        }
+        body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return body, media.OCI_MANIFEST, digest_of(body)
+
+    def _choose(self, entries):
+        if self.repo_tag:
+            wanted = parse_reference(self.repo_tag)
+            tags = []
+            for entry in entries:
+                for tag in entry.get("RepoTags") or []:
+                    tags.append(tag)
+                    try:
+                        if parse_reference(tag) == wanted:
+                            return entry
+                    except InvalidReference:
+                        continue
+            raise OciError("%s: no image tagged %s; it holds: %s"
+                           % (self.description, self.repo_tag, ", ".join(tags) or "untagged images"))
+        if len(entries) > 1:
+            tags = [t for e in entries for t in (e.get("RepoTags") or [])]
+            raise OciError("%s holds %d images (%s); name one as docker-archive:PATH:REPO:TAG"
+                           % (self.description, len(entries), ", ".join(tags) or "untagged"))
+        return entries[0]
+
+    def _describe_layer(self, name):
+        import hashlib  # pylint: disable=import-outside-toplevel
+        hasher = hashlib.sha256()
+        size = 0
+        head = b""
+        handle = self.reader.open(name)
+        try:
+            while True:
+                chunk = handle.read(COPY_CHUNK)
+                if not chunk:
+                    break
+                if not head:
+                    head = chunk[:4]
+                hasher.update(chunk)
+                size += len(chunk)
+        finally:
+            handle.close()
+        compression = media.compression_of(None, head)
+        media_type = {None: media.OCI_LAYER, "gzip": media.OCI_LAYER_GZIP, "zstd": media.OCI_LAYER_ZSTD}[compression]
+        return {"mediaType": media_type, "digest": "sha256:" + hasher.hexdigest(), "size": size}
+
+    def manifest(self, descriptor):
+        if self.layout is not None:
+            return self.layout.manifest(descriptor)
+        raise VerificationError("%s: unexpected manifest reference %s" % (self.description, descriptor["digest"]))
+
+    def blob_bytes(self, descriptor, limit):
+        if self.layout is not None:
+            return self.layout.blob_bytes(descriptor, limit)
+        data = _read(self.reader, self.files[descriptor["digest"]], limit)
+        verify_bytes(data, descriptor, "%s: %s" % (self.description, self.files[descriptor["digest"]]))
+        return data
+
+    def copy_blob(self, descriptor, writer):
+        if self.layout is not None:
+            return self.layout.copy_blob(descriptor, writer)
+        return _copy(self.reader.open(self.files[descriptor["digest"]]), writer)
+
+    def close(self):
+        self.reader.close()
+
+
+# ---------------------------------------------------------------------------
+# registry
+
+class RegistrySource:
+    def __init__(self, client, reference):
+        self.client = client
+        self.reference = reference
+        self.description = str(reference)
+
+    def root(self):
+        ref = self.reference
+        body, media_type, header_digest = self.client.get_manifest(ref, ref.lookup)
+        if ref.digest:
+            verify_bytes(body, {"digest": ref.digest}, "%s: manifest" % ref)
+            return body, media_type, ref.digest
+        computed = digest_of(body)
+        if header_digest and header_digest.startswith("sha256:") and header_digest != computed:
+            raise VerificationError("%s: the registry says the manifest is %s but it hashes to %s"
+                                    % (ref, header_digest, computed))
+        return body, media_type, computed
+
+    def manifest(self, descriptor):
+        body, dummy, dummy2 = self.client.get_manifest(self.reference, descriptor["digest"])
+        verify_bytes(body, descriptor, "%s: manifest %s" % (self.reference, descriptor["digest"]))
+        return body
+
+    def blob_bytes(self, descriptor, limit):
+        writer = BytesWriter(limit)
+        self.client.fetch_blob(self.reference, descriptor, writer)
+        data = writer.getvalue()
+        verify_bytes(data, descriptor, "%s: blob %s" % (self.reference, descriptor["digest"]))
+        return data
+
+    def copy_blob(self, descriptor, writer):
+        self.client.fetch_blob(self.reference, descriptor, writer)
+
+    def close(self):
+        pass
+
+
+def open_source(source, client_factory):
+    """A source object for a parsed Source; ``client_factory()`` builds the registry client."""
+    if source.kind == Source.REGISTRY:
+        return RegistrySource(client_factory(), source.reference)
+    if source.kind == Source.OCI_LAYOUT:
+        return LayoutSource(DirReader(source.path), str(source), tag=source.tag, digest=source.digest)
+    if not os.path.isfile(source.path):
+        raise OciError("%s: no such file" % source)
+    if source.kind == Source.OCI_ARCHIVE:
+        return LayoutSource(TarReader(source.path), str(source), tag=source.tag)
+    return DockerArchiveSource(source.path, source.repo_tag)
