@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 
 from . import (BED_DIR, POOL_MARK, POOL_NAME, REGISTRY_AUTH_PORT, REGISTRY_PASSWORD,
-               REGISTRY_PORT, REGISTRY_USER, STATE_FILE)
+               REGISTRY_PORT, REGISTRY_TOKEN_PORT, REGISTRY_USER, STATE_FILE, TOKEN_SERVER_PORT)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POOL_IMAGE = os.path.join(BED_DIR, "zpool.img")
@@ -220,7 +220,7 @@ def _port_open(port):
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _registry_config(name, port, htpasswd=None):
+def _registry_config(name, port, htpasswd=None, token=None):
     data = os.path.join(BED_DIR, "registry-%s" % name)
     os.makedirs(data, exist_ok=True)
     lines = [
@@ -235,6 +235,12 @@ def _registry_config(name, port, htpasswd=None):
     ]
     if htpasswd:
         lines += ["auth:", "  htpasswd: {realm: lxcri-testbed, path: %s}" % htpasswd]
+    if token:
+        lines += ["auth:", "  token:",
+                  "    realm: %s" % token["realm"],
+                  "    service: %s" % token["service"],
+                  "    issuer: %s" % token["issuer"],
+                  "    rootcertbundle: %s" % token["cert"]]
     path = os.path.join(BED_DIR, "registry-%s.yml" % name)
     with open(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -258,14 +264,43 @@ def _wait_registry(port, auth):
     raise BedError("registry on port %d did not answer within 20s" % port)
 
 
-def start_registry(name, port, auth):
+def start_token_server():
+    """The token service in front of the token-auth registry (see token_server.py)."""
+    key = os.path.join(BED_DIR, "token.key")
+    cert = os.path.join(BED_DIR, "token.crt")
+    if not os.path.exists(cert):
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+             "-days", "3650", "-subj", "/CN=lxcri-testbed-token"])
+    info = {"realm": "http://127.0.0.1:%d/token" % TOKEN_SERVER_PORT, "service": "lxcri-testbed-registry",
+            "issuer": "lxcri-testbed-token-issuer", "cert": cert,
+            "control": "http://127.0.0.1:%d/control" % TOKEN_SERVER_PORT}
+    pidfile = os.path.join(BED_DIR, "token-server.pid")
+    if not _port_open(TOKEN_SERVER_PORT):
+        log("starting token server on 127.0.0.1:%d" % TOKEN_SERVER_PORT)
+        logfile = open(os.path.join(BED_DIR, "token-server.log"), "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "lxcri_testbed.token_server", str(TOKEN_SERVER_PORT),
+                                 key, cert, info["issuer"], info["service"], REGISTRY_USER, REGISTRY_PASSWORD],
+                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        with open(pidfile, "w") as handle:
+            handle.write("%d\n" % proc.pid)
+        deadline = time.time() + 20
+        while not _port_open(TOKEN_SERVER_PORT):
+            if time.time() > deadline or proc.poll() is not None:
+                raise BedError("token server did not start; see %s/token-server.log" % BED_DIR)
+            time.sleep(0.1)
+    return info
+
+
+def start_registry(name, port, auth, token=None):
     htpasswd = None
     if auth:
         htpasswd = os.path.join(BED_DIR, "htpasswd")
         line = run(["htpasswd", "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD]).stdout.strip()
         with open(htpasswd, "w") as handle:
             handle.write(line + "\n")
-    config = _registry_config(name, port, htpasswd)
+    config = _registry_config(name, port, htpasswd, token)
     pidfile = os.path.join(BED_DIR, "registry-%s.pid" % name)
     if not _port_open(port):
         log("starting registry %s on 127.0.0.1:%d" % (name, port))
@@ -275,10 +310,12 @@ def start_registry(name, port, auth):
                                 start_new_session=True)
         with open(pidfile, "w") as handle:
             handle.write("%d\n" % proc.pid)
-    _wait_registry(port, auth)
+    _wait_registry(port, auth or bool(token))
     info = {"host": "127.0.0.1:%d" % port, "url": "http://127.0.0.1:%d" % port}
-    if auth:
+    if auth or token:
         info.update(username=REGISTRY_USER, password=REGISTRY_PASSWORD)
+    if token:
+        info["token_service"] = token
     return info
 
 
@@ -310,6 +347,7 @@ def up():
         "zfs": start_zfs(),
         "registry": start_registry("open", REGISTRY_PORT, auth=False),
         "registry_auth": start_registry("auth", REGISTRY_AUTH_PORT, auth=True),
+        "registry_token": start_registry("token", REGISTRY_TOKEN_PORT, auth=False, token=start_token_server()),
         "libcrun": {
             "prefix": libcrun_prefix,
             "library": os.path.join(libcrun_prefix, "lib", "libcrun.so.0"),
@@ -334,8 +372,8 @@ def remove_stale_containers(lxc_path):
 
 
 def down():
-    for name in ("open", "auth"):
-        _kill_pidfile(os.path.join(BED_DIR, "registry-%s.pid" % name))
+    for name in ("registry-open", "registry-auth", "registry-token", "token-server"):
+        _kill_pidfile(os.path.join(BED_DIR, "%s.pid" % name))
     if shutil.which("zpool"):
         stop_zfs()
     if os.path.exists(STATE_FILE):

@@ -5,8 +5,11 @@ busybox-static.  umoci and skopeo are test tools only; the collection itself
 never needs them.
 """
 
+import hashlib
+import io
 import json
 import os
+import tarfile
 import shutil
 import subprocess
 
@@ -104,7 +107,7 @@ def _cleanup(root):
         handle.write("3\n")
 
 
-def build_image(workdir, tag="1", config=None):
+def build_image(workdir, tag="1", config=None, architecture=None, marker=None, big_bytes=0):
     """Build a three-layer busybox image in ``workdir/layout``.
 
     Layer 1 has busybox, applet symlinks, /etc/passwd and /etc/obsolete.conf;
@@ -120,6 +123,15 @@ def build_image(workdir, tag="1", config=None):
     run(["umoci", "new", "--image", "%s:%s" % (layout, tag)])
     for populate in (_base, _app, _cleanup):
         _layer(layout, tag, workdir, populate)
+    if marker or big_bytes:
+        def _extra(root):
+            if marker:
+                with open(os.path.join(root, "etc", "lxcri-marker"), "w") as handle:
+                    handle.write(marker + "\n")
+            if big_bytes:
+                with open(os.path.join(root, "app", "blob.bin"), "wb") as handle:
+                    handle.write(os.urandom(big_bytes))
+        _layer(layout, tag, workdir, _extra)
     argv = ["umoci", "config", "--image", "%s:%s" % (layout, tag),
             "--clear=config.entrypoint", "--clear=config.cmd", "--clear=config.env"]
     for word in cfg["entrypoint"]:
@@ -129,8 +141,10 @@ def build_image(workdir, tag="1", config=None):
     for item in cfg["env"]:
         argv.append("--config.env=%s" % item)
     argv += ["--config.workingdir=%s" % cfg["workdir"], "--config.user=%s" % cfg["user"]]
+    if architecture:
+        argv += ["--architecture=%s" % architecture, "--os=linux"]
     run(argv)
-    return TestImage(layout, tag, cfg, layers=3)
+    return TestImage(layout, tag, cfg, layers=4 if (marker or big_bytes) else 3)
 
 
 def push_image(image, registry, repo, name):
@@ -160,3 +174,119 @@ def unpack_rootfs(image, dest):
     """
     run(["umoci", "unpack", "--image", "%s:%s" % (image.layout, image.tag), dest])
     return os.path.join(dest, "rootfs")
+
+
+# ---------------------------------------------------------------------------
+# multi-platform images and archives
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def _put_blob(layout, data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    path = os.path.join(layout, "blobs", "sha256", digest.split(":")[1])
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return digest
+
+
+def _index_json(layout):
+    with open(os.path.join(layout, "index.json")) as handle:
+        return json.load(handle)
+
+
+def _write_index_json(layout, index):
+    with open(os.path.join(layout, "index.json"), "w") as handle:
+        json.dump(index, handle)
+
+
+class MultiImage:
+    """An OCI index with linux/amd64 and linux/arm64/v8 manifests in one layout."""
+
+    __test__ = False
+
+    def __init__(self, layout, tag, index_digest, manifests):
+        self.layout = layout
+        self.tag = tag
+        self.index_digest = index_digest
+        self.manifests = manifests  # "linux/amd64" -> manifest digest
+        self.refs = {}
+
+    @property
+    def oci_ref(self):
+        return "oci:%s:%s" % (self.layout, self.tag)
+
+
+def build_multiplatform(workdir, tag="multi"):
+    """Two single-platform images (marker files /etc/lxcri-marker say which) joined by an index."""
+    platforms = (("amd64", None), ("arm64", "v8"))
+    descriptors = []
+    manifests = {}
+    for arch, variant in platforms:
+        image = build_image(workdir, tag=arch, architecture=arch, marker=arch)
+        digest, manifest = image.manifest()
+        size = len(json.dumps(manifest))  # replaced below by the real blob size
+        blob = os.path.join(image.layout, "blobs", "sha256", digest.split(":")[1])
+        size = os.path.getsize(blob)
+        platform = {"os": "linux", "architecture": arch}
+        if variant:
+            platform["variant"] = variant
+        descriptors.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "platform": platform})
+        manifests["linux/%s" % arch] = digest
+    layout = os.path.join(workdir, "layout")
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+    data = json.dumps(index).encode()
+    index_digest = _put_blob(layout, data)
+    top = _index_json(layout)
+    top["manifests"].append({"mediaType": OCI_INDEX, "digest": index_digest, "size": len(data),
+                             "annotations": {REF_NAME: tag}})
+    _write_index_json(layout, top)
+    return MultiImage(layout, tag, index_digest, manifests)
+
+
+def push_multiplatform(image, registry, repo, name, docker_format=False):
+    dest = "%s/%s:%s" % (registry["host"], repo, image.tag)
+    argv = ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false"]
+    if docker_format:
+        argv += ["--format", "v2s2"]
+    if registry.get("username"):
+        argv += ["--dest-creds", "%s:%s" % (registry["username"], registry["password"])]
+    run(argv + [image.oci_ref, "docker://" + dest], timeout=180)
+    image.refs[name] = dest
+    return dest
+
+
+def skopeo_archive(image, transport, path, name):
+    """Write ``image`` with skopeo as an oci-archive or docker-archive (a real tool's output)."""
+    run(["skopeo", "copy", "--quiet", image.oci_ref, "%s:%s:%s" % (transport, path, name)], timeout=180)
+    return path
+
+
+def docker_oci_archive(multi, path, image_name, tag):
+    """The OCI-based ``docker save`` format of Docker 25+: a nested index plus a legacy manifest.json."""
+    layout = multi.layout
+    top = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
+        "mediaType": OCI_INDEX, "digest": multi.index_digest,
+        "size": os.path.getsize(os.path.join(layout, "blobs", "sha256", multi.index_digest.split(":")[1])),
+        "annotations": {"io.containerd.image.name": image_name, REF_NAME: tag}}]}
+    amd64 = multi.manifests["linux/amd64"]
+    with open(os.path.join(layout, "blobs", "sha256", amd64.split(":")[1])) as handle:
+        manifest = json.load(handle)
+    legacy = [{"Config": "blobs/sha256/" + manifest["config"]["digest"].split(":")[1],
+               "RepoTags": [image_name.split("/", 1)[1] if image_name.startswith("docker.io/") else image_name],
+               "Layers": ["blobs/sha256/" + l["digest"].split(":")[1] for l in manifest["layers"]]}]
+    with tarfile.open(path, "w") as tar:
+        def add_bytes(name, data):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+        add_bytes("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+        add_bytes("index.json", json.dumps(top).encode())
+        add_bytes("manifest.json", json.dumps(legacy).encode())
+        blobs = os.path.join(layout, "blobs", "sha256")
+        for name in sorted(os.listdir(blobs)):
+            tar.add(os.path.join(blobs, name), arcname="blobs/sha256/" + name)
+    return path
