@@ -127,7 +127,7 @@ class FaultProxy:
                         challenge = 'Bearer realm="http://%s/token",service="fault-proxy"' % proxy.host
                         return self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}',
                                            {"WWW-Authenticate": challenge, "Content-Type": "application/json"})
-                fault = proxy.take(self.path)
+                fault = None if self.path.startswith("/_blob") else proxy.take(self.path)
                 kind = fault.kind if fault else None
                 if kind == "status":
                     self._record(fault.options["status"], kind)

@@ -96,6 +96,7 @@ class DiffIdHasher:
     def reset(self):
         self.hasher = hashlib.sha256()
         self.size = 0
+        self.error = None  # the first decoding error; reported by result()
         if self.compression == "gzip":
             self.decoder = _Gzip()
         elif self.compression == "zstd" and HAS_ZSTANDARD:
@@ -108,10 +109,17 @@ class DiffIdHasher:
         return self.compression is None or self.decoder is not None
 
     def update(self, data):
+        if self.error is not None:
+            return
         if self.compression is None:
             out = data
         elif self.decoder is not None:
-            out = self.decoder.feed(data)
+            try:
+                out = self.decoder.feed(data)
+            except VerificationError as exc:
+                # keep going: the blob's own digest check speaks first
+                self.error = exc
+                return
         else:
             return
         self.hasher.update(out)
@@ -119,6 +127,8 @@ class DiffIdHasher:
 
     def result(self, path=None):
         """``(diff_id, uncompressed_size)``; ``path`` is needed for zstd without zstandard."""
+        if self.error is not None:
+            raise self.error
         if self.decoder is not None:
             self.decoder.finish()
         elif self.compression == "zstd":

@@ -168,6 +168,42 @@ def describe(res, store=None, pulled=True):
     return result
 
 
+class CachedSource:
+    """Reads digest-addressed documents from the store before asking the source.
+
+    Content in the store was verified when written, so a digest reference
+    that is cached needs no network at all, and a tag needs only its lookup.
+    """
+
+    def __init__(self, src, store):
+        self.src = src
+        self.store = store
+        self.description = src.description
+
+    def _cached(self, digest, limit):
+        if self.store is not None and digest and self.store.has(digest):
+            return self.store.read(digest, limit)
+        return None
+
+    def root(self):
+        digest = getattr(getattr(self.src, "reference", None), "digest", None) or getattr(self.src, "digest", None)
+        body = self._cached(digest, media.MAX_MANIFEST_BYTES)
+        if body is not None:
+            return body, None, digest
+        return self.src.root()
+
+    def manifest(self, descriptor):
+        body = self._cached(descriptor["digest"], media.MAX_MANIFEST_BYTES)
+        return body if body is not None else self.src.manifest(descriptor)
+
+    def blob_bytes(self, descriptor, limit):
+        body = self._cached(descriptor["digest"], limit)
+        return body if body is not None else self.src.blob_bytes(descriptor, limit)
+
+    def copy_blob(self, descriptor, writer):
+        return self.src.copy_blob(descriptor, writer)
+
+
 class Puller:
     def __init__(self, store, client_factory, keep_corrupt=False):
         self.store = store
@@ -195,7 +231,10 @@ class Puller:
             found = {}
 
             def check(writer):
-                got, size = hasher.result(writer.path)
+                try:
+                    got, size = hasher.result(writer.path)
+                except VerificationError as exc:
+                    raise VerificationError("layer %s: %s" % (digest, exc))
                 if got != diff_id:
                     raise VerificationError("layer %s uncompresses to %s, but the config's diff_id is %s"
                                             % (digest, got, diff_id))
@@ -244,7 +283,7 @@ class Puller:
                 self.store.remove_stale_tmp()
             src = self.open(source)
             try:
-                res = resolve(src, platform)
+                res = resolve(CachedSource(src, self.store), platform)
                 if check_mode:
                     return res
                 for descriptor, body in res.documents:
