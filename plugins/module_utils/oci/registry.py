@@ -183,7 +183,8 @@ class RegistryClient:
                         and url.startswith("https://")):
                     self.schemes[host] = "http"
                     continue
-                if attempt < self.retries:
+                unresolvable = "resolve" in str(exc).lower() or "name or service not known" in str(exc).lower()
+                if attempt < self.retries and not unresolvable:
                     self._wait(attempt)
                     attempt += 1
                     continue
