@@ -18,7 +18,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import I
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_reference
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import RegistryClient
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.sources import RegistrySource, BytesWriter
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.sources import RegistrySource
 
 from lxcri_testbed import images
 from lxcri_testbed.proxy import FaultProxy
