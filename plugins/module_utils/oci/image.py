@@ -13,6 +13,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import concurrent.futures
+import threading
+
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import DiffIdHasher, diff_id_of_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import parse_digest
@@ -23,6 +26,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.sources import load_json, open_source
 
 MAX_INDEX_DEPTH = 4
+PARALLEL_LAYERS = 3
 CONFIG_KEYS = ("Entrypoint", "Cmd", "Env", "WorkingDir", "User", "StopSignal", "Volumes", "ExposedPorts",
                "Labels")
 
@@ -211,6 +215,7 @@ class Puller:
         self.keep_corrupt = keep_corrupt
         self.fetched_bytes = 0
         self.fetched_blobs = []
+        self.lock = threading.Lock()
 
     def _layer(self, src, layer, diff_id):
         digest = layer["digest"]
@@ -243,8 +248,29 @@ class Puller:
             with self.store.writer(layer, observer=hasher, keep_corrupt=self.keep_corrupt, check=check) as out:
                 src.copy_blob(layer, out)
             self.store.set_meta(digest, found)
-            self.fetched_bytes += layer["size"]
-            self.fetched_blobs.append(digest)
+            with self.lock:
+                self.fetched_bytes += layer["size"]
+                self.fetched_blobs.append(digest)
+
+    def _layers(self, src, res):
+        """Fetch the layers, several at once: sockets, zlib and hashlib release the GIL."""
+        diff_ids = res.config["rootfs"]["diff_ids"]
+        jobs = list(zip(res.layers, diff_ids))
+        if len(jobs) < 2 or not getattr(src, "parallel_safe", False):
+            for layer, diff_id in jobs:
+                self._layer(src, layer, diff_id)
+            return
+        workers = min(PARALLEL_LAYERS, len(jobs))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(self._layer, src, layer, diff_id) for layer, diff_id in jobs]
+            errors = []
+            for future in futures:
+                try:
+                    future.result()
+                except Exception as exc:  # pylint: disable=broad-except
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
 
     def _small(self, descriptor, data):
         if self.store.put_bytes(descriptor, data):
@@ -289,9 +315,7 @@ class Puller:
                 for descriptor, body in res.documents:
                     self._small(dict(descriptor, size=len(body)), body)
                 self._small(res.config_descriptor, res.config_bytes)
-                diff_ids = res.config["rootfs"]["diff_ids"]
-                for i, layer in enumerate(res.layers):
-                    self._layer(src, layer, diff_ids[i])
+                self._layers(src, res)
                 self.store.pin(key, {
                     "source": str(source), "manifest_digest": res.manifest_digest,
                     "index_digest": res.index_digest, "platform": str(res.platform),

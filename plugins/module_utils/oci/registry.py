@@ -18,6 +18,7 @@ import base64
 import email.utils
 import random
 import re
+import threading
 import time
 
 try:
@@ -103,8 +104,8 @@ class RegistryClient:
                  credentials_for=None):
         if not HAS_REQUESTS:
             raise RegistryError("the Python 'requests' library is required (python3-requests)")
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
+        self._session = session  # one given session (tests), else one per thread
+        self._local = threading.local()
         self.credentials = credentials or Credentials()
         self.credentials_for = credentials_for  # callable(domain, repo) -> Credentials, e.g. from an auth file
         self.tls_verify = tls_verify
@@ -119,8 +120,21 @@ class RegistryClient:
         self.basic = {}  # host -> True when the host answered with a Basic challenge
         self.schemes = {}  # host -> "https" | "http"
         self.stats = {"requests": 0, "retries": 0, "token_requests": 0, "bytes": 0}
+        self.lock = threading.Lock()  # guards tokens across download threads
 
     # -- plumbing -------------------------------------------------------------
+    @property
+    def session(self):
+        """requests sessions are not thread-safe: parallel layer downloads get one each."""
+        if self._session is not None:
+            return self._session
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = USER_AGENT
+            self._local.session = session
+        return session
+
     def _verify(self):
         if not self.tls_verify:
             return False
@@ -205,11 +219,12 @@ class RegistryClient:
 
     def _authorize(self, headers, host, scope, ref):
         headers.pop("Authorization", None)
-        token = self.tokens.get((host, scope))
-        if token is not None:
-            if token.expires_at <= self.clock():
+        with self.lock:
+            token = self.tokens.get((host, scope))
+            if token is not None and token.expires_at <= self.clock():
                 self._fetch_token(host, scope, ref, token.challenge)
                 token = self.tokens.get((host, scope))
+        if token is not None:
             headers["Authorization"] = "Bearer " + token.value
         elif self.basic.get(host):
             creds = self._creds(ref)
@@ -228,7 +243,8 @@ class RegistryClient:
             return True
         if scheme == "bearer" and params.get("realm"):
             params.setdefault("scope", scope)
-            self._fetch_token(host, scope, ref, params)
+            with self.lock:
+                self._fetch_token(host, scope, ref, params)
             return True
         return False
 

@@ -341,6 +341,8 @@ class DockerArchiveSource:
 # registry
 
 class RegistrySource:
+    parallel_safe = True  # layer downloads may run in threads (one HTTP session each)
+
     def __init__(self, client, reference):
         self.client = client
         self.reference = reference

@@ -99,10 +99,9 @@ class BlobStore:
         for sub in ("blobs", "meta", "pins", "locks", "tmp"):
             path = os.path.join(root, sub)
             try:
-                os.makedirs(path, 0o755)
+                os.makedirs(path, 0o755, exist_ok=True)
             except OSError as exc:
-                if exc.errno != errno.EEXIST:
-                    raise OciError("cannot create cache directory %s: %s" % (path, exc))
+                raise OciError("cannot create cache directory %s: %s" % (path, exc))
 
     # -- paths --------------------------------------------------------------
     def path(self, digest):
@@ -190,8 +189,7 @@ class BlobStore:
             if check is not None:
                 check(writer)
             final = self.path(digest)
-            if not os.path.isdir(os.path.dirname(final)):
-                os.makedirs(os.path.dirname(final), 0o755)
+            os.makedirs(os.path.dirname(final), 0o755, exist_ok=True)
             os.chmod(tmp, 0o644)
             os.rename(tmp, final)
             _fsync_dir(os.path.dirname(final))
@@ -201,8 +199,7 @@ class BlobStore:
                 handle.close()
             if keep_corrupt and os.path.exists(tmp):
                 corrupt = os.path.join(self.root, "corrupt")
-                if not os.path.isdir(corrupt):
-                    os.makedirs(corrupt, 0o755)
+                os.makedirs(corrupt, 0o755, exist_ok=True)
                 shutil.move(tmp, os.path.join(corrupt, "%s-%s-%d" % (algo, value, int(time.time()))))
             raise
         finally:
@@ -230,8 +227,7 @@ class BlobStore:
 
     def set_meta(self, digest, meta):
         path = self._meta_path(digest)
-        if not os.path.isdir(os.path.dirname(path)):
-            os.makedirs(os.path.dirname(path), 0o755)
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
         atomic_write(path, json.dumps(meta, sort_keys=True).encode("utf-8"))
 
     # -- pins -----------------------------------------------------------------
