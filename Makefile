@@ -19,16 +19,16 @@ PYTEST_ARGS ?=
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
-        sanity unit integration molecule clean ee-context
+        sanity unit integration molecule clean ee-context bench
 
 help:
 	@echo "make demo          the main job: report the OCI runtime and container facilities of this node"
 	@echo "make test          install everything, then run the sanity, unit, integration and molecule stages"
 	@echo "make testbed-up    install and start the real test components (LXC, zfs-fuse pool, registries)"
 	@echo "make testbed-down  stop them"
+	@echo "make bench         benchmarks (bench/pull: oci_image against skopeo copy)"
 
 # ---------------------------------------------------------------------------
 # installation
@@ -95,6 +95,11 @@ molecule: deps testbed-up install-collection
 	LXCRI_COLLECTIONS_PATH=$(COLLECTIONS) \
 	LXCRI_LIBCRUN_PATHS=$$(ls /var/lib/lxcri-testbed/libcrun/*/lib/libcrun.so.0 | head -1) \
 	  $(BIN)/molecule test --all
+
+# Benchmarks print ratios against a peer measured in the same run.
+bench: testbed-up
+	@command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
+	$(BIN)/python bench/pull/run.py
 
 clean:
 	rm -rf $(CACHE) $(DIST) $(SANITY_ROOT) .pytest_cache

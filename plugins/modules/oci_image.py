@@ -102,6 +102,14 @@ options:
     description: Keep content that failed verification under C(<cache_dir>/corrupt/) for inspection.
     type: bool
     default: false
+  verify_diff_ids:
+    description:
+      - Also decompress every new layer during the pull and check it against the config's C(rootfs.diff_ids).
+      - By default a pull checks each layer's size and digest, as skopeo does, and the diff_id is checked by
+        whatever reads the layer later (template conversion decompresses it anyway), so the layer is
+        decompressed once instead of twice. Either way, a layer is never used unchecked.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -117,6 +125,9 @@ notes:
   - For C(docker-archive) in the classic format, which has no manifest, the manifest and its digest are
     synthesised from C(manifest.json); they are stable for the same archive.
   - V(inspect) reports C(changed=false) and no cache paths.
+  - Uncompressed layers (for example from classic C(docker save)) have their diff_id checked during the pull
+    in any case, since it equals their digest.
+  - Decompression uses the C(isal) or C(zlib_ng) Python modules when importable, else the standard zlib.
 seealso:
   - name: OCI image specification
     description: Manifests, indexes, configs and platform matching.
@@ -239,7 +250,7 @@ layers:
   sample: [{"digest": "sha256:d62d61276e27116291f3cff1ea8771dc0f2c009af4d99ad253e62a81b48634bc", "size": 1084116,
             "media_type": "application/vnd.oci.image.layer.v1.tar+gzip",
             "diff_id": "sha256:2a8f3e6c0d2f6e9d5b3e1c7a4f0b9d8c7e6a5f4b3c2d1e0f9a8b7c6d5e4f3a2b",
-            "uncompressed_size": 2296320,
+            "diff_id_verified": true, "uncompressed_size": 2296320,
             "path": "/var/cache/lxcri/oci/blobs/sha256/d62d61276e27116291f3cff1ea8771dc0f2c009af4d99ad253e62a81b48634bc"}]
 compressed_size:
   description: Sum of the layer sizes as stored.
@@ -247,7 +258,9 @@ compressed_size:
   type: int
   sample: 1084116
 uncompressed_size:
-  description: Sum of the uncompressed layer sizes; null when not known (inspect, check mode).
+  description:
+    - Sum of the uncompressed layer sizes; null while any layer's diff_id has not been checked yet
+      (see O(verify_diff_ids)), and for inspect and check mode.
   returned: when state is present or inspect
   type: int
   sample: 2296320
@@ -317,6 +330,7 @@ def main():
             timeout=dict(type="int", default=60),
             retries=dict(type="int", default=5),
             keep_corrupt=dict(type="bool", default=False),
+            verify_diff_ids=dict(type="bool", default=False),
         ),
         required_together=[("registry_username", "registry_password")],
         supports_check_mode=True,

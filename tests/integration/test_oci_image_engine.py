@@ -14,7 +14,9 @@ import pytest
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
     AuthError, OciError, PlatformError, UnsupportedError, VerificationError)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import open_layer
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import BlobStore
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_reference
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import RegistryClient
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials
@@ -106,14 +108,14 @@ def source_cases(cat, bed):
                                   "oci-archive-skopeo", "docker-archive-skopeo", "docker-archive-skopeo-tagged"])
 def test_every_source_pulls_verified_and_once(catalog, bed, tmp_path, case):
     image, params = source_cases(catalog, bed)[case]
-    first = pull(image, tmp_path, **params)
+    first = pull(image, tmp_path, verify_diff_ids=True, **params)
     assert first["changed"] is True and first["fetched_bytes"] > 0
     assert first["config"]["Entrypoint"] == ["/bin/sleep"]
     assert first["config"]["WorkingDir"] == "/app"
     assert first["config"]["User"] == "1000:1000"
     assert "GREETING=hello world" in first["config"]["Env"]
     assert len(first["layers"]) == 3
-    assert all(layer["uncompressed_size"] > 0 for layer in first["layers"])
+    assert all(layer["uncompressed_size"] > 0 and layer["diff_id_verified"] for layer in first["layers"])
     assert first["uncompressed_size"] == sum(layer["uncompressed_size"] for layer in first["layers"])
     stored = all_blobs_verify(tmp_path)
     assert len(stored) == 5  # manifest, config, 3 layers
@@ -163,6 +165,66 @@ def test_docker_oci_save_format_with_nested_index(catalog, tmp_path):
         pull("docker-archive:%s:lxcri/other:1" % catalog["docker_oci"], tmp_path)
     assert "no image named 'docker.io/lxcri/other:1'" in str(err.value)
     assert "docker.io/lxcri/app:2" in str(err.value)
+
+
+def test_deferred_diff_id_check_happens_while_reading(catalog, tmp_path):
+    """By default a pull checks digests only; every layer read checks the diff_id."""
+    result = pull(catalog["single"].refs["open"], tmp_path)
+    assert [layer["diff_id_verified"] for layer in result["layers"]] == [False, False, False]
+    assert result["uncompressed_size"] is None
+    store = BlobStore(str(tmp_path))
+    for layer, entry in zip(catalog["single"].manifest()[1]["layers"], result["layers"]):
+        with open_layer(store, layer, entry["diff_id"]) as reader:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                names = [member.name for member in tar]
+            reader.read()  # drain the tar's zero padding to reach the end of the stream
+        assert names
+    again = pull(catalog["single"].refs["open"], tmp_path)
+    assert again["changed"] is False
+    assert all(layer["diff_id_verified"] for layer in again["layers"])
+    assert again["uncompressed_size"] == sum(layer["uncompressed_size"] for layer in again["layers"]) > 0
+
+
+def lying_layout(catalog, tmp_path):
+    """A copy of the single image whose config claims a wrong diff_id for layer 2."""
+    import shutil
+    layout = tmp_path / "lying"
+    shutil.copytree(catalog["single"].layout, str(layout))
+    blobs = layout / "blobs" / "sha256"
+    digest, manifest = catalog["single"].manifest()
+    config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_text())
+    config["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
+    config_bytes = json.dumps(config).encode()
+    config_digest = hashlib.sha256(config_bytes).hexdigest()
+    (blobs / config_digest).write_bytes(config_bytes)
+    manifest["config"] = dict(manifest["config"], digest="sha256:" + config_digest, size=len(config_bytes))
+    manifest_bytes = json.dumps(manifest).encode()
+    manifest_digest = hashlib.sha256(manifest_bytes).hexdigest()
+    (blobs / manifest_digest).write_bytes(manifest_bytes)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + manifest_digest,
+        "size": len(manifest_bytes), "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
+    return layout, manifest
+
+
+def test_a_lying_diff_id_is_caught_at_pull_when_asked(catalog, tmp_path):
+    layout, manifest = lying_layout(catalog, tmp_path)
+    with pytest.raises(VerificationError) as err:
+        pull("oci-layout:%s:1" % layout, tmp_path / "cache", verify_diff_ids=True)
+    assert "the config's diff_id is sha256:" + "0" * 64 in str(err.value)
+    assert manifest["layers"][1]["digest"].split(":")[1] not in all_blobs_verify(tmp_path / "cache")
+
+
+def test_a_lying_diff_id_is_caught_when_the_layer_is_read(catalog, tmp_path):
+    layout, manifest = lying_layout(catalog, tmp_path)
+    pull("oci-layout:%s:1" % layout, tmp_path / "cache")
+    store = BlobStore(str(tmp_path / "cache"))
+    with pytest.raises(VerificationError) as err:
+        with open_layer(store, manifest["layers"][1], "sha256:" + "0" * 64) as reader:
+            while reader.read(65536):
+                pass
+    assert "the config's diff_id is sha256:" + "0" * 64 in str(err.value)
+    assert store.get_meta(manifest["layers"][1]["digest"]) == {}
 
 
 def test_docker_schema1_is_refused_clearly(tmp_path):
@@ -338,7 +400,9 @@ def test_a_digest_reference_costs_no_network_the_second_time(catalog, proxy, tmp
 PULL_SCRIPT = """
 import json, sys
 sys.path.insert(0, %r)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import open_layer
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import BlobStore
 result = ImageManager({"image": sys.argv[1], "cache_dir": sys.argv[2], "registry_tls_verify": False}).run()
 print(json.dumps({"changed": result["changed"], "fetched": result["fetched_blobs"]}))
 """ % COLLECTIONS_ROOT

@@ -27,14 +27,27 @@ except ImportError:
     zstandard = None
     HAS_ZSTANDARD = False
 
+# A faster inflater when one is importable (ISA-L, then zlib-ng); same API as zlib.
+try:
+    from isal import isal_zlib as fast_zlib
+    INFLATER = "isal"
+except ImportError:
+    try:
+        from zlib_ng import zlib_ng as fast_zlib
+        INFLATER = "zlib-ng"
+    except ImportError:
+        fast_zlib = zlib
+        INFLATER = "zlib"
+
 READ_CHUNK = 1024 * 1024
 
 
 class _Gzip:
     """Multi-member gzip, as pigz and some registries write it."""
 
-    def __init__(self):
-        self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    def __init__(self, impl=None):
+        self.impl = impl or fast_zlib
+        self.obj = self.impl.decompressobj(16 + zlib.MAX_WBITS)
         self.done = False
 
     def feed(self, data):
@@ -42,12 +55,12 @@ class _Gzip:
         while data and not self.done:
             try:
                 out.append(self.obj.decompress(data))
-            except zlib.error as exc:
+            except self.impl.error as exc:
                 raise VerificationError("gzip layer is corrupt: %s" % exc)
             if self.obj.eof:
                 data = self.obj.unused_data
                 if data.strip(b"\0"):
-                    self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    self.obj = self.impl.decompressobj(16 + zlib.MAX_WBITS)
                 else:
                     self.done = bool(data)  # only zero padding follows
                     data = b""
@@ -172,3 +185,80 @@ def diff_id_of_file(path, compression):
                 break
             hasher.update(chunk)
     return hasher.result(path)
+
+
+class LayerReader:
+    """Reads a stored layer uncompressed, checking the diff_id when the stream ends.
+
+    The reader used by every consumer of layers (template conversion): a
+    layer whose uncompressed content does not hash to the config's diff_id
+    raises VerificationError at its end, before the consumer can finish.
+    ``on_verified(diff_id, size)`` is called once the check passed.
+    """
+
+    def __init__(self, path, compression, diff_id, on_verified=None):
+        if compression not in (None, "gzip", "zstd"):
+            raise UnsupportedError("unknown layer compression %r" % compression)
+        self.path = path
+        self.diff_id = diff_id
+        self.on_verified = on_verified
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.buffer = bytearray()
+        self.eof = False
+        self.proc = None
+        if compression == "zstd" and not HAS_ZSTANDARD:
+            binary = shutil.which("zstd")
+            if not binary:
+                raise UnsupportedError("cannot read a zstd layer: install python3-zstandard or the zstd command")
+            self.proc = subprocess.Popen([binary, "-dcq", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.source = self.proc.stdout
+            self.decoder = None
+        else:
+            self.source = open(path, "rb")
+            self.decoder = {"gzip": _Gzip, "zstd": _Zstd}[compression]() if compression else None
+
+    def read(self, size=-1):
+        while not self.eof and (size is None or size < 0 or len(self.buffer) < size):
+            chunk = self.source.read(READ_CHUNK)
+            if not chunk:
+                self._finish()
+                break
+            out = self.decoder.feed(chunk) if self.decoder is not None else chunk
+            self.hasher.update(out)
+            self.size += len(out)
+            self.buffer += out
+        if size is None or size < 0:
+            size = len(self.buffer)
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def _finish(self):
+        self.eof = True
+        if self.decoder is not None:
+            self.decoder.finish()
+        if self.proc is not None:
+            err = self.proc.stderr.read().decode("utf-8", "replace")
+            if self.proc.wait() != 0:
+                raise VerificationError("zstd layer %s is corrupt: %s" % (self.path, err.strip()))
+        got = "sha256:" + self.hasher.hexdigest()
+        if got != self.diff_id:
+            raise VerificationError("layer %s uncompresses to %s, but the config's diff_id is %s"
+                                    % (self.path, got, self.diff_id))
+        if self.on_verified is not None:
+            self.on_verified(got, self.size)
+
+    def close(self):
+        self.source.close()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -13,11 +13,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import concurrent.futures
 import threading
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import DiffIdHasher, diff_id_of_file
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
+    DiffIdHasher, LayerReader, diff_id_of_file)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import parse_digest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
     PlatformError, UnsupportedError, VerificationError)
@@ -143,9 +143,11 @@ def describe(res, store=None, pulled=True):
             "digest": layer["digest"], "size": layer["size"], "media_type": layer.get("mediaType"),
             "diff_id": diff_ids[i], "uncompressed_size": None, "path": None,
         }
+        entry["diff_id_verified"] = False
         if store is not None and pulled:
             meta = store.get_meta(layer["digest"])
             entry["uncompressed_size"] = meta.get("uncompressed_size")
+            entry["diff_id_verified"] = meta.get("diff_id") == diff_ids[i]
             entry["path"] = store.path(layer["digest"])
         if entry["uncompressed_size"] is None:
             total_uncompressed = None
@@ -170,6 +172,16 @@ def describe(res, store=None, pulled=True):
         result["manifest_path"] = store.path(res.manifest_digest)
         result["config_path"] = store.path(res.config_descriptor["digest"])
     return result
+
+
+def open_layer(store, layer, diff_id):
+    """A LayerReader over a stored layer; a verified read records the diff_id and size."""
+    digest = layer["digest"]
+
+    def remember(got, size):
+        store.set_meta(digest, {"diff_id": got, "uncompressed_size": size})
+
+    return LayerReader(store.path(digest), media.compression_of(layer.get("mediaType")), diff_id, remember)
 
 
 class CachedSource:
@@ -209,10 +221,13 @@ class CachedSource:
 
 
 class Puller:
-    def __init__(self, store, client_factory, keep_corrupt=False):
+    def __init__(self, store, client_factory, keep_corrupt=False, verify_diff_ids=False):
         self.store = store
         self.client_factory = client_factory
         self.keep_corrupt = keep_corrupt
+        # diff_ids are checked by every reader of a layer (LayerReader); checking
+        # them during the pull as well costs a full decompression.
+        self.verify_diff_ids = verify_diff_ids
         self.fetched_bytes = 0
         self.fetched_blobs = []
         self.lock = threading.Lock()
@@ -223,6 +238,9 @@ class Puller:
         with self.store.lock_blob(digest):
             if self.store.has(digest, layer["size"]):
                 meta = self.store.get_meta(digest)
+                if meta.get("diff_id") is None and not self.verify_diff_ids:
+                    self.store.touch(digest)
+                    return
                 if meta.get("diff_id") is None:
                     got, size = diff_id_of_file(self.store.path(digest), compression)
                     meta = {"diff_id": got, "uncompressed_size": size}
@@ -232,10 +250,17 @@ class Puller:
                                             % (digest, meta["diff_id"], diff_id))
                 self.store.touch(digest)
                 return
-            hasher = DiffIdHasher(compression)
+            if compression is None:
+                # an uncompressed layer's diff_id is its digest: checked for free
+                if layer["digest"] != diff_id:
+                    raise VerificationError("layer %s is uncompressed but the config's diff_id is %s"
+                                            % (digest, diff_id))
+            hasher = DiffIdHasher(compression) if (self.verify_diff_ids or compression is None) else None
             found = {}
 
             def check(writer):
+                if hasher is None:
+                    return
                 try:
                     got, size = hasher.result(writer.path)
                 except VerificationError as exc:
@@ -247,7 +272,8 @@ class Puller:
 
             with self.store.writer(layer, observer=hasher, keep_corrupt=self.keep_corrupt, check=check) as out:
                 src.copy_blob(layer, out)
-            self.store.set_meta(digest, found)
+            if found:
+                self.store.set_meta(digest, found)
             with self.lock:
                 self.fetched_bytes += layer["size"]
                 self.fetched_blobs.append(digest)
@@ -260,17 +286,29 @@ class Puller:
             for layer, diff_id in jobs:
                 self._layer(src, layer, diff_id)
             return
-        workers = min(PARALLEL_LAYERS, len(jobs))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(self._layer, src, layer, diff_id) for layer, diff_id in jobs]
-            errors = []
-            for future in futures:
+        queue = list(jobs)
+        errors = []
+
+        def work():
+            while True:
+                with self.lock:
+                    if not queue or errors:
+                        return
+                    layer, diff_id = queue.pop(0)
                 try:
-                    future.result()
+                    self._layer(src, layer, diff_id)
                 except Exception as exc:  # pylint: disable=broad-except
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
+                    with self.lock:
+                        errors.append(exc)
+
+        # plain threads: concurrent.futures would add its import time to every run
+        threads = [threading.Thread(target=work) for dummy in range(min(PARALLEL_LAYERS, len(jobs)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
 
     def _small(self, descriptor, data):
         if self.store.put_bytes(descriptor, data):

@@ -21,6 +21,7 @@ DEFAULTS = {
     "state": "present", "platform": None, "cache_dir": DEFAULT_CACHE_DIR, "cache_max_bytes": None,
     "registry_username": None, "registry_password": None, "auth_file": None, "registry_tls_verify": True,
     "ca_path": None, "registry_mirrors": [], "timeout": 60, "retries": 5, "keep_corrupt": False,
+    "verify_diff_ids": False,
 }
 
 
@@ -84,7 +85,8 @@ class ImageManager:
         return result
 
     def present(self):
-        puller = Puller(self.store, self.client, keep_corrupt=self.params["keep_corrupt"])
+        puller = Puller(self.store, self.client, keep_corrupt=self.params["keep_corrupt"],
+                        verify_diff_ids=self.params["verify_diff_ids"])
         key = self._key()
         before = self.store.get_pin(key)
         res = puller.pull(self.source, key, self.platform, check_mode=self.check_mode)

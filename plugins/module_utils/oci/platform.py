@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import platform as _platform
+import os
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import PlatformError
 
@@ -64,7 +64,7 @@ def parse_platform(text):
 
 
 def host_platform(machine=None):
-    machine = machine or _platform.machine()
+    machine = machine or os.uname()[4]
     arch, variant = _MACHINES.get(machine, (machine, None))
     return Platform("linux", arch, variant)
 

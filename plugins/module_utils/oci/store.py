@@ -37,6 +37,11 @@ DEFAULT_CACHE_DIR = "/var/cache/lxcri/oci"
 STALE_TMP_SECONDS = 24 * 3600
 
 
+def _sync(fd):
+    """Data (and the size) on disk before the rename makes it visible."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
 def _fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -178,7 +183,7 @@ class BlobStore:
         try:
             yield writer
             handle.flush()
-            os.fsync(handle.fileno())
+            _sync(handle.fileno())
             handle.close()
             size = descriptor.get("size")
             if size is not None and writer.size != size:
