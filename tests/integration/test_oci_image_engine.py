@@ -461,3 +461,61 @@ def test_cache_max_bytes_evicts_unpinned_lru_only(catalog, bed, tmp_path):
     assert pinned <= kept
     assert kept == pinned
     assert set(d.split(":")[1] for d in result["removed_blobs"]) == (store_before - pinned)
+
+
+def test_a_server_that_ignores_range_gets_a_restart(catalog, proxy, tmp_path):
+    waits, options = recorded_sleep()
+    layer = catalog["big"].manifest()[1]["layers"][-1]["digest"]
+    proxy.add("truncate", layer, after=3 * 1024 * 1024)
+    proxy.add("ignore-range", layer)
+    result = pull(proxied(proxy, catalog, "big"), tmp_path, client_options=options)
+    assert result["changed"] is True
+    first, second = proxy.requests(pattern=layer)
+    assert second["range"] == "bytes=%d-" % (3 * 1024 * 1024) and second["status"] == 200
+    assert layer.split(":")[1] in all_blobs_verify(tmp_path)
+
+
+def test_tls_registry_with_a_private_ca(registry_image, bed, tmp_path):
+    reg = bed["registry_tls"]
+    images.push_image(registry_image, reg, "lxcri-test/busybox", "tls")
+    image = registry_image.refs["tls"]
+    with pytest.raises(OciError) as err:
+        pull(image, tmp_path / "a", registry_tls_verify=True)
+    assert "TLS error talking to %s" % reg["host"] in str(err.value) and "ca_path" in str(err.value)
+    assert pull(image, tmp_path / "b", registry_tls_verify=True, ca_path=reg["ca"])["changed"] is True
+    assert pull(image, tmp_path / "c", registry_tls_verify=False)["changed"] is True
+
+
+def test_plain_http_only_when_asked(registry_image, tmp_path):
+    with pytest.raises(OciError) as err:
+        pull(registry_image.refs["open"], tmp_path, registry_tls_verify=True, retries=0)
+    assert "registry_tls_verify: false" in str(err.value)
+    assert not os.listdir(str(tmp_path / "blobs"))
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_zstd_layers(registry_image, bed, tmp_path, verify):
+    """Layers recompressed by the zstd command; diff_ids are checked without the zstandard module."""
+    zimage = images.zstd_variant(registry_image, str(tmp_path / "work"))
+    dest = images.push_image(zimage, bed["registry"], "lxcri-test/busybox-zstd", "open")
+    result = pull(dest, tmp_path / "cache", verify_diff_ids=verify)
+    assert {layer["media_type"] for layer in result["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    assert [layer["diff_id"] for layer in result["layers"]] == registry_image.image_config()["rootfs"]["diff_ids"]
+    if not verify:
+        store = BlobStore(str(tmp_path / "cache"))
+        for layer, entry in zip(zimage.manifest()[1]["layers"], result["layers"]):
+            with open_layer(store, layer, entry["diff_id"]) as reader:
+                while reader.read(1 << 20):
+                    pass
+        result = pull(dest, tmp_path / "cache")
+    assert all(layer["diff_id_verified"] for layer in result["layers"])
+
+
+def test_oversized_documents_are_refused(tmp_path):
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text('{"manifests": [], "pad": "%s"}' % ("x" * (5 * 1024 * 1024)))
+    with pytest.raises(VerificationError) as err:
+        pull("oci-layout:%s" % layout, tmp_path / "cache")
+    assert "index.json is more than the 4194304 bytes allowed" in str(err.value)

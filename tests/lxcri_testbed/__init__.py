@@ -19,6 +19,7 @@ REGISTRY_PORT = int(os.environ.get("LXCRI_REGISTRY_PORT", "45000"))
 REGISTRY_AUTH_PORT = int(os.environ.get("LXCRI_REGISTRY_AUTH_PORT", "45001"))
 REGISTRY_TOKEN_PORT = int(os.environ.get("LXCRI_REGISTRY_TOKEN_PORT", "45002"))
 TOKEN_SERVER_PORT = int(os.environ.get("LXCRI_TOKEN_SERVER_PORT", "45003"))
+REGISTRY_TLS_PORT = int(os.environ.get("LXCRI_REGISTRY_TLS_PORT", "45004"))
 REGISTRY_USER = "lxcri"
 # A throwaway credential for a loopback-only test registry.
 REGISTRY_PASSWORD = "testbed-only-secret"

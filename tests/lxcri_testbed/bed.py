@@ -17,7 +17,8 @@ import urllib.error
 import urllib.request
 
 from . import (BED_DIR, POOL_MARK, POOL_NAME, REGISTRY_AUTH_PORT, REGISTRY_PASSWORD,
-               REGISTRY_PORT, REGISTRY_TOKEN_PORT, REGISTRY_USER, STATE_FILE, TOKEN_SERVER_PORT)
+               REGISTRY_PORT, REGISTRY_TLS_PORT, REGISTRY_TOKEN_PORT, REGISTRY_USER, STATE_FILE,
+               TOKEN_SERVER_PORT)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POOL_IMAGE = os.path.join(BED_DIR, "zpool.img")
@@ -220,7 +221,7 @@ def _port_open(port):
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _registry_config(name, port, htpasswd=None, token=None):
+def _registry_config(name, port, htpasswd=None, token=None, tls=None):
     data = os.path.join(BED_DIR, "registry-%s" % name)
     os.makedirs(data, exist_ok=True)
     lines = [
@@ -233,6 +234,8 @@ def _registry_config(name, port, htpasswd=None, token=None):
         "  addr: 127.0.0.1:%d" % port,
         "  secret: lxcri-testbed-%s" % name,
     ]
+    if tls:
+        lines += ["  tls: {certificate: %s, key: %s}" % (tls["cert"], tls["key"])]
     if htpasswd:
         lines += ["auth:", "  htpasswd: {realm: lxcri-testbed, path: %s}" % htpasswd]
     if token:
@@ -247,12 +250,16 @@ def _registry_config(name, port, htpasswd=None, token=None):
     return path
 
 
-def _wait_registry(port, auth):
+def _wait_registry(port, auth, tls=None):
     deadline = time.time() + 20
-    url = "http://127.0.0.1:%d/v2/" % port
+    url = "%s://127.0.0.1:%d/v2/" % ("https" if tls else "http", port)
+    context = None
+    if tls:
+        import ssl  # pylint: disable=import-outside-toplevel
+        context = ssl.create_default_context(cafile=tls["ca"])
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(url, timeout=2, context=context)
             if not auth:
                 return
         except urllib.error.HTTPError as exc:
@@ -293,14 +300,32 @@ def start_token_server():
     return info
 
 
-def start_registry(name, port, auth, token=None):
+def make_test_ca():
+    """A private CA and a server certificate for 127.0.0.1 (the TLS registry)."""
+    ca_key, ca_cert = os.path.join(BED_DIR, "ca.key"), os.path.join(BED_DIR, "ca.crt")
+    key, cert = os.path.join(BED_DIR, "registry-tls.key"), os.path.join(BED_DIR, "registry-tls.crt")
+    if not os.path.exists(cert):
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_cert,
+             "-days", "3650", "-subj", "/CN=lxcri-testbed-ca"])
+        csr = os.path.join(BED_DIR, "registry-tls.csr")
+        run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+             "-subj", "/CN=127.0.0.1"])
+        ext = os.path.join(BED_DIR, "registry-tls.ext")
+        with open(ext, "w") as handle:
+            handle.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", cert, "-days", "3650", "-extfile", ext])
+    return {"ca": ca_cert, "cert": cert, "key": key}
+
+
+def start_registry(name, port, auth, token=None, tls=None):
     htpasswd = None
     if auth:
         htpasswd = os.path.join(BED_DIR, "htpasswd")
         line = run(["htpasswd", "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD]).stdout.strip()
         with open(htpasswd, "w") as handle:
             handle.write(line + "\n")
-    config = _registry_config(name, port, htpasswd, token)
+    config = _registry_config(name, port, htpasswd, token, tls)
     pidfile = os.path.join(BED_DIR, "registry-%s.pid" % name)
     if not _port_open(port):
         log("starting registry %s on 127.0.0.1:%d" % (name, port))
@@ -310,8 +335,11 @@ def start_registry(name, port, auth, token=None):
                                 start_new_session=True)
         with open(pidfile, "w") as handle:
             handle.write("%d\n" % proc.pid)
-    _wait_registry(port, auth or bool(token))
-    info = {"host": "127.0.0.1:%d" % port, "url": "http://127.0.0.1:%d" % port}
+    _wait_registry(port, auth or bool(token), tls)
+    scheme = "https" if tls else "http"
+    info = {"host": "127.0.0.1:%d" % port, "url": "%s://127.0.0.1:%d" % (scheme, port)}
+    if tls:
+        info["ca"] = tls["ca"]
     if auth or token:
         info.update(username=REGISTRY_USER, password=REGISTRY_PASSWORD)
     if token:
@@ -348,6 +376,7 @@ def up():
         "registry": start_registry("open", REGISTRY_PORT, auth=False),
         "registry_auth": start_registry("auth", REGISTRY_AUTH_PORT, auth=True),
         "registry_token": start_registry("token", REGISTRY_TOKEN_PORT, auth=False, token=start_token_server()),
+        "registry_tls": start_registry("tls", REGISTRY_TLS_PORT, auth=False, tls=make_test_ca()),
         "libcrun": {
             "prefix": libcrun_prefix,
             "library": os.path.join(libcrun_prefix, "lib", "libcrun.so.0"),
@@ -372,7 +401,7 @@ def remove_stale_containers(lxc_path):
 
 
 def down():
-    for name in ("registry-open", "registry-auth", "registry-token", "token-server"):
+    for name in ("registry-open", "registry-auth", "registry-token", "registry-tls", "token-server"):
         _kill_pidfile(os.path.join(BED_DIR, "%s.pid" % name))
     if shutil.which("zpool"):
         stop_zfs()

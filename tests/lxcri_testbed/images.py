@@ -290,3 +290,29 @@ def docker_oci_archive(multi, path, image_name, tag):
         for name in sorted(os.listdir(blobs)):
             tar.add(os.path.join(blobs, name), arcname="blobs/sha256/" + name)
     return path
+
+
+def zstd_variant(image, workdir, tag="zstd"):
+    """A copy of ``image`` with every layer recompressed by the zstd command (new digests, same diff_ids)."""
+    import gzip  # pylint: disable=import-outside-toplevel
+    layout = os.path.join(workdir, "zstd-layout")
+    shutil.copytree(image.layout, layout)
+    digest, manifest = image.manifest()
+    layers = []
+    for layer in manifest["layers"]:
+        src = os.path.join(layout, "blobs", "sha256", layer["digest"].split(":")[1])
+        plain = os.path.join(workdir, "layer.tar")
+        with gzip.open(src) as handle, open(plain, "wb") as out:
+            shutil.copyfileobj(handle, out)
+        run(["zstd", "-q", "-f", "-3", plain, "-o", plain + ".zst"])
+        with open(plain + ".zst", "rb") as handle:
+            data = handle.read()
+        layers.append(dict(layer, mediaType="application/vnd.oci.image.layer.v1.tar+zstd",
+                           digest=_put_blob(layout, data), size=len(data)))
+    manifest = dict(manifest, layers=layers)
+    body = json.dumps(manifest).encode()
+    top = _index_json(layout)
+    top["manifests"].append({"mediaType": OCI_MANIFEST, "digest": _put_blob(layout, body), "size": len(body),
+                             "annotations": {REF_NAME: tag}})
+    _write_index_json(layout, top)
+    return TestImage(layout, tag, image.config, image.layers)

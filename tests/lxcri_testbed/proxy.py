@@ -9,6 +9,7 @@ Faults are queued per request path pattern and consumed in order:
 * ``redirect`` answer 307 to this proxy's ``/_blob`` path on another host name
                 (``localhost`` instead of ``127.0.0.1``), which serves the body
 * ``slow``     forward at ``rate`` bytes per second
+* ``ignore-range`` forward without the Range header (a server that cannot resume)
 
 ``require_token = True`` puts a bearer-token gate in front of everything:
 requests without a token get a 401 challenge naming this proxy's ``/token``.
@@ -141,6 +142,8 @@ class FaultProxy:
                 headers = dict((k, self.headers[k]) for k in FORWARD_REQUEST if self.headers.get(k))
                 if proxy.require_token or self.path.startswith("/_blob"):
                     headers.pop("Authorization", None)
+                if kind == "ignore-range":
+                    headers.pop("Range", None)
                 conn.request(self.command, upstream_path, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()

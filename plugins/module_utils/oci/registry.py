@@ -110,6 +110,10 @@ class RegistryClient:
         self.credentials_for = credentials_for  # callable(domain, repo) -> Credentials, e.g. from an auth file
         self.tls_verify = tls_verify
         self.ca_path = ca_path
+        if not tls_verify:
+            # the user asked for unverified TLS; urllib3 would warn on every request
+            import urllib3  # pylint: disable=import-outside-toplevel
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.mirrors = list(mirrors or ())
         self.timeout = timeout
         self.retries = retries
