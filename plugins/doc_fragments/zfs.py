@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Options shared by the ZFS modules.
+    DOCUMENTATION = r"""
+options:
+  driver:
+    description:
+      - V(libzfs_core) uses OpenZFS's Python binding (Debian C(python3-pyzfs)) for create, clone, snapshots,
+        snapshot destroy, rollback, holds and promote, and the C(zfs) command for the rest (listing,
+        properties, mounting, volumes).
+      - V(cli) uses only the C(zfs) and C(zpool) commands.
+      - V(auto) uses libzfs_core when it imports, else the commands.
+      - Which driver did each operation is returned in RV(driver_operations).
+    type: str
+    choices: [auto, libzfs_core, cli]
+    default: auto
+  allow_pve_managed:
+    description:
+      - Allow touching datasets Proxmox VE owns (C(vm-|base-|subvol-|basevol-<id>-*)) and its snapshots
+        (C(__base__), C(__replicate_*__), C(__migration__)). Refused by default.
+    type: bool
+    default: false
+  allowed_roots:
+    description: When set, refuse anything outside these datasets.
+    type: list
+    elements: str
+    default: []
+"""
+
+    RETURN = r"""
+driver:
+  description: The write driver in use, C(libzfs_core) or C(cli).
+  returned: always
+  type: str
+  sample: cli
+driver_operations:
+  description: Every write this run did (or would do, in check mode nothing is listed), with the driver that did it.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"op": "create", "target": "rpool/data/app", "driver": "libzfs_core"}]
+zfs_processes:
+  description: How many zfs/zpool processes this run started.
+  returned: always
+  type: int
+  sample: 2
+"""
