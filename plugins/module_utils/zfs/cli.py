@@ -20,8 +20,8 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import Zf
 _ERRORS = (
     (re.compile(r"no such pool|pool .* does not exist", re.I), "pool_missing"),
     (re.compile(r"dataset does not exist|could not find any snapshots|no such", re.I), "not_found"),
-    (re.compile(r"already exists", re.I), "exists"),
     (re.compile(r"busy|has dependent clones|has children|snapshot is held", re.I), "busy"),
+    (re.compile(r"already exists", re.I), "exists"),
     (re.compile(r"permission denied|operation not permitted", re.I), "permission"),
     (re.compile(r"invalid character|invalid dataset name|name is too long|invalid.*name", re.I), "invalid_name"),
     (re.compile(r"invalid property|bad property|cannot be set|read-only property|invalid option", re.I),
@@ -159,15 +159,19 @@ class CliDriver:
             argv.append("-R")
         if defer:
             argv.append("-d")
+        return self.run_settling(argv + [name], "zfs destroy %s" % name)
+
+    def run_settling(self, argv, what):
+        """zfs-fuse answers "dataset is busy" while a FUSE unmount settles: retry there, briefly."""
         attempts = 1 if self.caps["implementation"] == "openzfs" else 6
         for attempt in range(attempts):
             try:
-                return self.run(argv + [name], "zfs destroy %s" % name)
+                return self.run(argv, what)
             except ZfsError as exc:
-                # zfs-fuse answers "dataset is busy" while its FUSE unmount settles
                 if exc.kind != "busy" or attempt == attempts - 1:
                     raise
                 self.sleep(0.3)
+        return None
 
     def snapshot(self, names, recursive=False, props=None):
         """Snapshot ``names`` (dataset@snap) atomically; several names need multi-name support."""
@@ -184,7 +188,7 @@ class CliDriver:
         argv = [self.zfs, "rollback"]
         if destroy_newer:
             argv.append("-R")
-        self.run(argv + [snapshot], "zfs rollback %s" % snapshot)
+        self.run_settling(argv + [snapshot], "zfs rollback %s" % snapshot)
 
     def hold(self, tag, snapshots):
         for snap in snapshots:
@@ -193,6 +197,32 @@ class CliDriver:
     def release(self, tag, snapshots):
         for snap in snapshots:
             self.run([self.zfs, "release", tag, snap], "zfs release %s %s" % (tag, snap))
+
+    def holds(self, snapshots):
+        """{snapshot: [tags]} (OpenZFS); None where the command cannot list holds (zfs-fuse)."""
+        if not self.caps["holds"]:
+            return None
+        out = self.run([self.zfs, "holds", "-H"] + list(snapshots), "zfs holds")
+        found = dict((snap, []) for snap in snapshots)
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2:
+                found.setdefault(parts[0], []).append(parts[1])
+        return found
+
+    def destroy_snapshots(self, names, defer=False):
+        """OpenZFS destroys several snapshots of one dataset as ``fs@a,b,c``; zfs-fuse one at a time."""
+        names = list(names)
+        if self.caps["implementation"] == "openzfs":
+            by_dataset = {}
+            for name in names:
+                dataset, dummy, snap = name.partition("@")
+                by_dataset.setdefault(dataset, []).append(snap)
+            for dataset, snaps in sorted(by_dataset.items()):
+                self.destroy("%s@%s" % (dataset, ",".join(snaps)), defer=defer)
+            return
+        for name in names:
+            self.destroy(name, defer=defer)
 
     def mount(self, name):
         self.run([self.zfs, "mount", name], "zfs mount %s" % name)

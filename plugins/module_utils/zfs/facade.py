@@ -110,9 +110,8 @@ class Zfs:
             self.lzc.destroy_snapshots(names, defer)
             self._log("destroy", ", ".join(names), "libzfs_core")
             return
-        for name in names:
-            self.cli.destroy(name, defer=defer)
-            self._log("destroy", name, "cli")
+        self.cli.destroy_snapshots(names, defer=defer)
+        self._log("destroy", ", ".join(names), "cli")
 
     def rollback(self, snapshot, destroy_newer=False):
         dataset = split_snapshot(snapshot)[0]
@@ -122,6 +121,12 @@ class Zfs:
             return
         self.cli.rollback(snapshot, destroy_newer)
         self._log("rollback", snapshot, "cli")
+
+    def holds(self, snapshots):
+        """{snapshot: [tags]}, or None when the driver cannot list holds."""
+        if self._use_lzc("lzc_get_holds"):
+            return dict((snap, self.lzc.holds(snap)) for snap in snapshots)
+        return self.cli.holds(snapshots)
 
     def hold(self, tag, snapshots):
         if self._use_lzc("lzc_hold"):

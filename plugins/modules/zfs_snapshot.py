@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: zfs_snapshot
+short_description: Create, destroy, roll back, hold and prune ZFS snapshots
+version_added: 0.1.0
+description:
+  - Snapshots are named C(dataset@snapname), as in C(zfs).
+  - Several snapshots in one task are created atomically (one transaction; libzfs_core or OpenZFS's multi-name
+    C(zfs snapshot)); O(recursive=true) snapshots a dataset and all its descendants.
+  - Holds protect snapshots from destruction (O(hold), O(release)).
+  - Rolling back goes only to the newest snapshot unless O(force=true); with force, the newer snapshots and
+    their clones are destroyed, and they are listed in the result, in check mode too.
+  - Retention (sanoid-like) keeps the newest snapshot of each of the newest N hours, days, weeks, months and
+    years, and/or the newest O(keep_last), among the snapshots whose names start with O(prefix). It never
+    prunes held snapshots, snapshots with clones, Proxmox VE's own snapshots or snapshots outside the prefix.
+author:
+  - lxcri maintainers (@lxcri)
+options:
+  name:
+    description:
+      - Snapshots (C(pool/fs@snap)), one or a list.
+      - Or datasets (C(pool/fs)), with O(prefix) - then the module names a new snapshot
+        C(<prefix><UTC date>_<UTC time>) for each, and retention applies to them.
+    type: list
+    elements: str
+    required: true
+  state:
+    description:
+      - V(present) creates missing snapshots, then applies O(hold), O(release) and retention.
+      - V(absent) destroys the snapshots.
+      - V(rollback) rolls the dataset back to the one snapshot given.
+    type: str
+    choices: [present, absent, rollback]
+    default: present
+  recursive:
+    description: Snapshot, or destroy, the same name on all descendants too (C(-r)).
+    type: bool
+    default: false
+  properties:
+    description: User properties (C(module:property)) for new snapshots.
+    type: dict
+    default: {}
+  hold:
+    description: Put a hold with this tag on the snapshots.
+    type: str
+  release:
+    description: Release the hold with this tag from the snapshots.
+    type: str
+  force:
+    description:
+      - With O(state=rollback), roll back past newer snapshots, destroying them and their clones.
+      - With O(state=absent), destroy clones of the snapshots too.
+    type: bool
+    default: false
+  defer:
+    description: With O(state=absent), mark held snapshots for destruction when their last hold is released.
+    type: bool
+    default: false
+  prefix:
+    description: Names the snapshots this module creates from dataset names, and scopes retention.
+    type: str
+  create:
+    description: With dataset names, create a new snapshot (V(false) runs retention only).
+    type: bool
+    default: true
+  retention:
+    description: How many hourly, daily, weekly, monthly and yearly snapshots to keep (UTC periods).
+    type: dict
+    suboptions:
+      hourly:
+        description: Hours to keep one snapshot each.
+        type: int
+      daily:
+        description: Days to keep one snapshot each.
+        type: int
+      weekly:
+        description: ISO weeks to keep one snapshot each.
+        type: int
+      monthly:
+        description: Months to keep one snapshot each.
+        type: int
+      yearly:
+        description: Years to keep one snapshot each.
+        type: int
+  keep_last:
+    description: Also keep this many newest snapshots.
+    type: int
+  max_age:
+    description:
+      - Prune snapshots older than this (V(36h), V(14d), V(8w), V(1y), or seconds), even if a class would keep them.
+    type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - lxcri.proxmox.zfs
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+notes:
+  - Snapshot order for rollback is the order C(zfs) lists them in (creation order); ages come from the C(creation)
+    property.
+  - zfs-fuse cannot list hold tags; the module then tries and treats "tag already exists" / "no such tag" as done.
+"""
+
+EXAMPLES = r"""
+- name: One atomic snapshot of two datasets
+  lxcri.proxmox.zfs_snapshot:
+    name:
+      - rpool/data/app@before-upgrade
+      - rpool/data/db@before-upgrade
+    hold: upgrade
+
+- name: Hourly job - snapshot and prune
+  lxcri.proxmox.zfs_snapshot:
+    name: [rpool/data/app]
+    prefix: "auto_"
+    retention: {hourly: 24, daily: 7, weekly: 4, monthly: 6, yearly: 1}
+
+- name: Roll back to the newest snapshot
+  lxcri.proxmox.zfs_snapshot:
+    name: [rpool/data/app@before-upgrade]
+    state: rollback
+
+- name: Release and remove
+  lxcri.proxmox.zfs_snapshot:
+    name: [rpool/data/app@before-upgrade, rpool/data/db@before-upgrade]
+    state: absent
+"""
+
+RETURN = r"""
+snapshots:
+  description: The snapshots the task is about (generated names included).
+  returned: always
+  type: list
+  elements: str
+  sample: ["rpool/data/app@auto_2026-11-22_07.00.00"]
+created:
+  description: Snapshots created (or to be created).
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["rpool/data/app@before-upgrade"]
+held:
+  description: Snapshots that got the hold.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: []
+released:
+  description: Snapshots whose hold was released.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: []
+pruned:
+  description: Snapshots pruned (or to be pruned) by retention.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["rpool/data/app@auto_2026-10-01_07.00.00"]
+retention:
+  description: Per dataset, the snapshots kept, pruned and skipped (with the reason).
+  returned: when state is present
+  type: dict
+  sample: {"rpool/data/app": {"keep": [], "prune": [], "skipped": {"rpool/data/app@__base__": "reserved by Proxmox VE"}}}
+destroyed:
+  description: Snapshots destroyed (absent) or, for rollback, the newer snapshots destroyed.
+  returned: when state is absent or rollback
+  type: list
+  elements: str
+  sample: []
+destroyed_clones:
+  description: Clones destroyed by a forced rollback.
+  returned: when state is rollback
+  type: list
+  elements: str
+  sample: []
+rolled_back_to:
+  description: The snapshot rolled back to.
+  returned: when state is rollback
+  type: str
+  sample: rpool/data/app@before-upgrade
+warnings:
+  description: Things the module could not determine.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import Zfs
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.snapshot import SnapshotManager
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="list", elements="str", required=True),
+            state=dict(type="str", default="present", choices=["present", "absent", "rollback"]),
+            recursive=dict(type="bool", default=False),
+            properties=dict(type="dict", default={}),
+            hold=dict(type="str"),
+            release=dict(type="str"),
+            force=dict(type="bool", default=False),
+            defer=dict(type="bool", default=False),
+            prefix=dict(type="str"),
+            create=dict(type="bool", default=True),
+            retention=dict(type="dict", options=dict(
+                hourly=dict(type="int"), daily=dict(type="int"), weekly=dict(type="int"),
+                monthly=dict(type="int"), yearly=dict(type="int"))),
+            keep_last=dict(type="int"),
+            max_age=dict(type="str"),
+            driver=dict(type="str", default="auto", choices=["auto", "libzfs_core", "cli"]),
+            allow_pve_managed=dict(type="bool", default=False),
+            allowed_roots=dict(type="list", elements="str", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    if params["retention"]:
+        params["retention"] = dict((k, v) for k, v in params["retention"].items() if v is not None)
+    try:
+        zfs = Zfs(module_runner(module), params["driver"])
+        result = SnapshotManager(zfs, params, check_mode=module.check_mode).run()
+    except ZfsError as exc:
+        module.fail_json(msg=str(exc), error_kind=exc.kind)
+    for warning in result.get("warnings") or []:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
