@@ -224,5 +224,13 @@ class CliDriver:
         for name in names:
             self.destroy(name, defer=defer)
 
+    def settle_unmount(self, names):
+        """zfs-fuse does not unmount clones that rollback -R / destroy -R remove: do it first (OpenZFS does)."""
+        if self.caps["implementation"] == "openzfs":
+            return
+        for name in names:
+            self.calls += 1
+            self.runner([self.zfs, "unmount", name])
+
     def mount(self, name):
         self.run([self.zfs, "mount", name], "zfs mount %s" % name)

@@ -221,6 +221,7 @@ class SnapshotManager:
             raise ZfsError("cannot destroy held snapshots (%s): release them first, or set defer: true to destroy "
                            "them when the last hold is released" % _listing(held), "busy")
         if not self.check_mode:
+            self.zfs.cli.settle_unmount(sorted(sum(clones.values(), [])))
             if clones or params["recursive"]:
                 for snap in existing:
                     self.zfs.cli.destroy(snap, recursive=params["recursive"], dependents=bool(clones.get(snap)),
@@ -250,6 +251,7 @@ class SnapshotManager:
         written = data[dataset].get("written", ("-",))[0]
         changed = bool(newer) or written not in ("0",)
         if changed and not self.check_mode:
+            self.zfs.cli.settle_unmount(clone_names)
             self.zfs.rollback(target, destroy_newer=bool(newer))
         return {"changed": changed, "rolled_back_to": target, "destroyed": newer, "destroyed_clones": clone_names,
                 "written_since": int(written) if written.isdigit() else None}
