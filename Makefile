@@ -21,7 +21,7 @@ export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
-        sanity unit integration molecule clean ee-context bench
+        sanity unit integration molecule clean ee-context bench openzfs
 
 help:
 	@echo "make demo          the main job: report the OCI runtime and container facilities of this node"
@@ -108,3 +108,7 @@ clean:
 ee-context: build
 	cp $(DIST)/lxcri-proxmox-$$(awk '/^version:/{print $$2}' galaxy.yml).tar.gz $(DIST)/lxcri-proxmox.tar.gz
 	$(BIN)/ansible-builder create -f execution-environment.yml -c $(CACHE)/ee-context
+
+# Opt-in: both ZFS drivers on a real OpenZFS host (LXCRI_OPENZFS_POOL=<scratch pool>).
+openzfs: deps
+	$(BIN)/pytest -m openzfs tests/openzfs $(PYTEST_ARGS)

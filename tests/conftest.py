@@ -53,6 +53,7 @@ def need(condition, reason):
 def pytest_configure(config):
     config.addinivalue_line("markers", "testbed: needs the real test bed (root, LXC, ZFS, registry)")
     config.addinivalue_line("markers", "integration: runs real ansible processes")
+    config.addinivalue_line("markers", "openzfs: opt-in tests on a real OpenZFS host (LXCRI_OPENZFS_POOL)")
     config._lxcri_bed_skips = []
 
 
