@@ -100,6 +100,7 @@ molecule: deps testbed-up install-collection
 bench: testbed-up
 	@command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
 	$(BIN)/python bench/pull/run.py
+	$(BIN)/python bench/zfs/run.py
 
 clean:
 	rm -rf $(CACHE) $(DIST) $(SANITY_ROOT) .pytest_cache
