@@ -34,22 +34,3 @@ options:
     elements: str
     default: []
 """
-
-    RETURN = r"""
-driver:
-  description: The write driver in use, C(libzfs_core) or C(cli).
-  returned: always
-  type: str
-  sample: cli
-driver_operations:
-  description: Every write this run did (or would do, in check mode nothing is listed), with the driver that did it.
-  returned: always
-  type: list
-  elements: dict
-  sample: [{"op": "create", "target": "rpool/data/app", "driver": "libzfs_core"}]
-zfs_processes:
-  description: How many zfs/zpool processes this run started.
-  returned: always
-  type: int
-  sample: 2
-"""

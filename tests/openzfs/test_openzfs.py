@@ -50,8 +50,8 @@ def test_openzfs_capabilities(zfs, root):
 def test_dataset_and_atomic_snapshots(zfs, root):
     DatasetManager(zfs, {"name": root + "/a", "properties": {"quota": "1G", "atime": False}}).run()
     DatasetManager(zfs, {"name": root + "/b"}).run()
-    again = DatasetManager(Zfs(subprocess_runner, "cli"), {"name": root + "/a",
-                                                          "properties": {"quota": "1073741824", "atime": "off"}}).run()
+    wanted = {"name": root + "/a", "properties": {"quota": "1073741824", "atime": "off"}}
+    again = DatasetManager(Zfs(subprocess_runner, "cli"), wanted).run()
     assert again["changed"] is False
     result = SnapshotManager(zfs, {"name": [root + "/a@s1", root + "/b@s1"], "hold": "keep"}).run()
     assert result["created"] == [root + "/a@s1", root + "/b@s1"] and result["held"] == result["created"]

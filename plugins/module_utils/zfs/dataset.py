@@ -31,8 +31,8 @@ def dependents(data, origins, name):
     """
     prefix = name + "/"
     children = sorted(n for n in data if n.startswith(prefix) and "@" not in n)
-    snapshots = sorted(n for n in data if "@" in n and (split_snapshot(n)[0] == name
-                                                          or split_snapshot(n)[0].startswith(prefix)))
+    snapshots = sorted(n for n in data
+                       if "@" in n and (split_snapshot(n)[0] == name or split_snapshot(n)[0].startswith(prefix)))
     held = sorted(n for n in snapshots if data[n].get("userrefs", ("0",))[0] not in ("0", "-"))
     clones_inside, clones_outside = [], []
     for other, values in origins.items():

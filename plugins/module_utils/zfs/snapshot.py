@@ -255,4 +255,3 @@ class SnapshotManager:
             self.zfs.rollback(target, destroy_newer=bool(newer))
         return {"changed": changed, "rolled_back_to": target, "destroyed": newer, "destroyed_clones": clone_names,
                 "written_since": int(written) if written.isdigit() else None}
-

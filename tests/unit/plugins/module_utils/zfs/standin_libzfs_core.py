@@ -20,29 +20,58 @@ class ZFSError(Exception):
         return "[Errno %s] %s: %r" % (self.errno, self.message, self.name)
 
 
-def _named(cls_name, base, err, message):
-    def init(self, name):
+class _NamedError(ZFSError):
+    def __init__(self, name):
+        ZFSError.__init__(self, name)
         self.name = name
-    return type(cls_name, (base,), {"errno": err, "message": message, "__init__": init})
 
 
 class MultipleOperationsFailure(ZFSError):
     def __init__(self, errors, suppressed_count):
+        ZFSError.__init__(self, errors)
         self.errno = errors[0].errno
         self.errors = errors
         self.suppressed_count = suppressed_count
 
 
-DatasetNotFound = _named("DatasetNotFound", ZFSError, errno.ENOENT, "Dataset not found")
-DatasetExists = _named("DatasetExists", ZFSError, errno.EEXIST, "Dataset already exists")
-FilesystemExists = _named("FilesystemExists", DatasetExists, errno.EEXIST, "Filesystem already exists")
-FilesystemNotFound = _named("FilesystemNotFound", DatasetNotFound, errno.ENOENT, "Filesystem not found")
-ParentNotFound = _named("ParentNotFound", ZFSError, errno.ENOENT, "Parent not found")
-SnapshotExists = _named("SnapshotExists", DatasetExists, errno.EEXIST, "Snapshot already exists")
-SnapshotNotFound = _named("SnapshotNotFound", DatasetNotFound, errno.ENOENT, "Snapshot not found")
-SnapshotIsHeld = _named("SnapshotIsHeld", ZFSError, errno.EBUSY, "Snapshot is held")
-HoldExists = _named("HoldExists", ZFSError, errno.EEXIST, "Hold with a given tag already exists on snapshot")
-NotClone = _named("NotClone", ZFSError, errno.EINVAL, "Filesystem is not a clone, can not promote")
+class DatasetNotFound(_NamedError):
+    errno, message = errno.ENOENT, "Dataset not found"
+
+
+class DatasetExists(_NamedError):
+    errno, message = errno.EEXIST, "Dataset already exists"
+
+
+class FilesystemExists(DatasetExists):
+    message = "Filesystem already exists"
+
+
+class FilesystemNotFound(DatasetNotFound):
+    message = "Filesystem not found"
+
+
+class ParentNotFound(_NamedError):
+    errno, message = errno.ENOENT, "Parent not found"
+
+
+class SnapshotExists(DatasetExists):
+    message = "Snapshot already exists"
+
+
+class SnapshotNotFound(DatasetNotFound):
+    message = "Snapshot not found"
+
+
+class SnapshotIsHeld(_NamedError):
+    errno, message = errno.EBUSY, "Snapshot is held"
+
+
+class HoldExists(_NamedError):
+    errno, message = errno.EEXIST, "Hold with a given tag already exists on snapshot"
+
+
+class NotClone(_NamedError):
+    errno, message = errno.EINVAL, "Filesystem is not a clone, can not promote"
 
 
 class SnapshotFailure(MultipleOperationsFailure):

@@ -173,8 +173,8 @@ def test_retention_max_age():
     assert [n.split("@")[1] for n in alone["prune"]] == ["auto_2026-09-01_10.00"]
     with_class = retention.decide(records, "auto_", {"monthly": 12}, max_age="30d", now=now)
     # monthly keeps November's newest and September's; max_age then drops September's
-    assert sorted(n.split("@")[1] for n in with_class["prune"]) == ["auto_2026-09-01_10.00",
-                                                                     "auto_2026-11-10_10.00"]
+    pruned = sorted(n.split("@")[1] for n in with_class["prune"])
+    assert pruned == ["auto_2026-09-01_10.00", "auto_2026-11-10_10.00"]
     with pytest.raises(ZfsError):
         retention.parse_age("soon")
     with pytest.raises(ZfsError):
