@@ -202,21 +202,84 @@ class Runner:
         return (1, "", "unexpected call %s" % argv)
 
 
-def test_cli_capabilities():
-    openzfs = CliDriver(Runner({("zfs", "version"): (0, "zfs-2.3.4-pve1\nzfs-kmod-2.3.4-pve1\n", "")}))
+NO_KMOD = "/nonexistent/sys/module/zfs/version"
+
+
+def driver(runner, kmod=NO_KMOD):
+    return CliDriver(runner, sys_version_path=kmod)
+
+
+def test_cli_capabilities(tmp_path):
+    openzfs = driver(Runner({("zfs", "version"): (0, "zfs-2.3.4-pve1\nzfs-kmod-2.3.4-pve1\n", "")}))
     assert openzfs.caps == {"implementation": "openzfs", "version": (2, 3), "multi_snapshot": True,
                             "list_p": True, "json": True, "holds": True}
-    fuse = CliDriver(Runner({("zfs", "version"): (2, "", "unrecognized command 'version'")}))
+    fuse = driver(Runner({("zfs", "version"): (2, "", "unrecognized command 'version'")}))
     assert fuse.caps["implementation"] == "zfs-fuse" and not fuse.caps["multi_snapshot"]
+    kmod = tmp_path / "version"
+    kmod.write_text("2.2.7-pve1\n")
+    runner = Runner({})
+    from_sys = driver(runner, str(kmod))
+    assert from_sys.caps["version"] == (2, 2) and from_sys.caps["implementation"] == "openzfs"
+    assert runner.calls == []  # no process needed
 
 
 def test_cli_get_is_one_call_and_parses():
     out = "p/a\tquota\t0\tdefault\np/a\tcompression\tlz4\tinherited from p\np/a@s\tuserrefs\t1\t-\n"
     runner = Runner({("zfs", "get"): (0, out, "")})
-    data = CliDriver(runner).get_all(["p/a"])
+    data = driver(runner).get_all(["p/a"])
     assert data == {"p/a": {"quota": ("0", "default"), "compression": ("lz4", "inherited from p")},
                     "p/a@s": {"userrefs": ("1", "-")}}
     assert runner.calls == [["zfs", "get", "-Hp", "-o", "name,property,value,source", "-r", "all", "p/a"]]
+
+
+# The shape OpenZFS 2.3's `zfs get -j -p` prints (output_version, datasets -> properties -> value/source).
+JSON_SAMPLE = """{
+  "output_version": {"command": "zfs get", "vers_major": 0, "vers_minor": 1},
+  "datasets": {
+    "tank/app": {"name": "tank/app", "type": "FILESYSTEM", "pool": "tank", "createtxg": "812",
+      "properties": {
+        "quota": {"value": "10737418240", "source": {"type": "LOCAL", "data": "-"}},
+        "compression": {"value": "lz4", "source": {"type": "INHERITED", "data": "tank"}},
+        "atime": {"value": "on", "source": {"type": "DEFAULT", "data": "-"}},
+        "used": {"value": "98304", "source": {"type": "NONE", "data": "-"}}}},
+    "tank/app@s1": {"name": "tank/app@s1", "type": "SNAPSHOT", "pool": "tank", "createtxg": "815",
+      "dataset": "tank/app", "snapshot_name": "s1",
+      "properties": {"userrefs": {"value": "1", "source": {"type": "NONE", "data": "-"}}}}
+  }
+}"""
+
+
+def kmod_file(tmp_path, version):
+    path = tmp_path / "kmod-version"
+    path.write_text(version + "\n")
+    return str(path)
+
+
+def test_openzfs_json_output_parses_like_the_tab_format(tmp_path):
+    runner = Runner({("zfs", "get", "-j"): (0, JSON_SAMPLE, "")})
+    data = driver(runner, kmod_file(tmp_path, "2.3.4-pve1")).get_all(["tank/app"])
+    assert runner.calls == [["zfs", "get", "-j", "-p", "-r", "all", "tank/app"]]
+    assert data == {
+        "tank/app": {"quota": ("10737418240", "local"), "compression": ("lz4", "inherited from tank"),
+                     "atime": ("on", "default"), "used": ("98304", "-")},
+        "tank/app@s1": {"userrefs": ("1", "-")},
+    }
+    plan = props.plan({"quota": "10G", "compression": "lz4"}, data["tank/app"], inherit=["atime"])
+    assert plan["set"] == {} and plan["inherit"] == []
+
+
+def test_unexpected_json_falls_back_to_the_tab_format(tmp_path):
+    tab = "tank/app\tquota\t0\tdefault\n"
+    runner = Runner({("zfs", "get", "-j"): (0, '{"surprise": 1}', ""), ("zfs", "get", "-Hp"): (0, tab, "")})
+    result = driver(runner, kmod_file(tmp_path, "2.3.0")).get_all(["tank/app"])
+    assert result == {"tank/app": {"quota": ("0", "default")}}
+
+
+def test_openzfs_before_2_3_and_zfs_fuse_use_the_tab_format_in_one_process(tmp_path):
+    for kmod in (kmod_file(tmp_path, "2.2.7-pve1"), NO_KMOD):
+        runner = Runner({("zfs", "get", "-Hp"): (0, "", "")})
+        driver(runner, kmod).get_all(["tank/app"])
+        assert [c[:3] for c in runner.calls] == [["zfs", "get", "-Hp"]]
 
 
 @pytest.mark.parametrize("stderr,kind", [
@@ -233,9 +296,9 @@ def test_error_classification(stderr, kind):
 
 
 def test_zfs_fuse_multi_snapshot_is_refused_not_faked():
-    driver = CliDriver(Runner({("zfs", "version"): (2, "", "unrecognized")}))
+    fuse = driver(Runner({("zfs", "version"): (2, "", "unrecognized")}))
     with pytest.raises(ZfsError) as err:
-        driver.snapshot(["p/a@s", "p/b@s"])
+        fuse.snapshot(["p/a@s", "p/b@s"])
     assert err.value.kind == "unsupported" and "atomically" in str(err.value)
 
 
