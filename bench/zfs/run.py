@@ -74,6 +74,19 @@ def make_shim(workdir):
     return bindir, log
 
 
+def destroy_tree(root):
+    """zfs-fuse may answer 'busy' while FUSE unmounts settle: retry briefly."""
+    for dummy in range(10):
+        gone = subprocess.run(["zfs", "list", "-H", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              check=False).returncode != 0
+        if gone:
+            return
+        subprocess.run(["zfs", "destroy", "-r", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=False)
+        time.sleep(0.3)
+    raise SystemExit("cannot destroy %s" % root)
+
+
 def main():
     state = load_state()
     if state is None:
@@ -100,14 +113,14 @@ def main():
         }
         for tool, body in tasks.items():
             root = "%s/bench-%s" % (pool, tool.replace("_", "-"))
-            subprocess.run(["zfs", "destroy", "-r", root], stderr=subprocess.DEVNULL, check=False)
+            destroy_tree(root)
             subprocess.run(["zfs", "create", root], check=True)
             play = "  vars: {root: %s}\n" % root
             body = play + "  tasks:\n" + body
             first = playbook_with_vars(workdir, tool + "-create", body, collections, shim, log)
             second = playbook_with_vars(workdir, tool + "-ensure", body, collections, shim, log)
             report[tool] = {"create": first, "idempotent": second}
-            subprocess.run(["zfs", "destroy", "-r", root], stderr=subprocess.DEVNULL, check=False)
+            destroy_tree(root)
         ours, peer = report["lxcri"]["idempotent"], report["community_general"]["idempotent"]
         report["ratio_zfs_processes_peer_to_ours"] = round(peer["zfs_processes"] / max(1, ours["zfs_processes"]), 2)
         report["ratio_wall_peer_to_ours"] = round(peer["seconds"] / ours["seconds"], 2)
@@ -152,7 +165,7 @@ def run_playbook(path, collections, shim, log):
 
 def retention(workdir, pool, collections, shim, log):
     root = "%s/bench-retention" % pool
-    subprocess.run(["zfs", "destroy", "-r", root], stderr=subprocess.DEVNULL, check=False)
+    destroy_tree(root)
     subprocess.run(["zfs", "create", root], check=True)
     try:
         for i in range(SNAPSHOTS):
@@ -174,7 +187,7 @@ def retention(workdir, pool, collections, shim, log):
         result.update(snapshots=SNAPSHOTS, kept=len(left), pruned=SNAPSHOTS - len(left))
         return result
     finally:
-        subprocess.run(["zfs", "destroy", "-r", root], stderr=subprocess.DEVNULL, check=False)
+        destroy_tree(root)
 
 
 if __name__ == "__main__":
