@@ -36,7 +36,7 @@ def _collection_root():
 _collection_root()
 
 from lxcri_testbed import in_ci  # noqa: E402  (needs the path set above)
-from lxcri_testbed.bed import load_state, run  # noqa: E402
+from lxcri_testbed.bed import destroy_tree, load_state, run  # noqa: E402
 
 # Fixtures that need the real components; tests using them are test-bed tests.
 BED_FIXTURES = {"bed", "zfs_dataset", "registry_image", "lxc_runner", "image_rootfs"}
@@ -100,7 +100,7 @@ def zfs_dataset(bed):
     name = "%s/t-%s" % (pool, uuid.uuid4().hex[:12])
     run(["zfs", "create", name])
     yield name
-    run(["zfs", "destroy", "-r", name], check=False)
+    destroy_tree(name)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from lxcri_testbed.bed import load_state  # noqa: E402
+from lxcri_testbed.bed import destroy_tree, load_state  # noqa: E402
 
 BENCH_DIR = "/var/lib/lxcri-bench"
 PEER_DIR = os.path.join(BENCH_DIR, "peer-collections")
@@ -74,19 +74,6 @@ def make_shim(workdir):
     return bindir, log
 
 
-def destroy_tree(root):
-    """zfs-fuse may answer 'busy' while FUSE unmounts settle: retry briefly."""
-    for dummy in range(10):
-        gone = subprocess.run(["zfs", "list", "-H", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              check=False).returncode != 0
-        if gone:
-            return
-        subprocess.run(["zfs", "destroy", "-r", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       check=False)
-        time.sleep(0.3)
-    raise SystemExit("cannot destroy %s" % root)
-
-
 def main():
     state = load_state()
     if state is None:
@@ -113,7 +100,8 @@ def main():
         }
         for tool, body in tasks.items():
             root = "%s/bench-%s" % (pool, tool.replace("_", "-"))
-            destroy_tree(root)
+            if not destroy_tree(root):
+                raise SystemExit("cannot clear %s" % root)
             subprocess.run(["zfs", "create", root], check=True)
             play = "  vars: {root: %s}\n" % root
             body = play + "  tasks:\n" + body

@@ -256,7 +256,7 @@ def test_rollback(play, zfs_dataset):
     assert zfs("list", "-H", "-t", "all", "-o", "name", "-r", zfs_dataset).split() == [zfs_dataset, ds, ds + "@s1"]
 
 
-def test_retention_with_held_cloned_reserved_and_foreign_snapshots(play, zfs_dataset, shim):
+def test_retention_with_held_cloned_reserved_and_foreign_snapshots(play, zfs_dataset, shim, request):
     ds = zfs_dataset + "/ret"
     zfs("create", ds)
     for i in range(6):
@@ -264,6 +264,8 @@ def test_retention_with_held_cloned_reserved_and_foreign_snapshots(play, zfs_dat
     zfs("snapshot", ds + "@manual")
     zfs("snapshot", ds + "@__base__")
     zfs("hold", "keep", ds + "@auto_2026-01-01_00.00.00")
+    request.addfinalizer(lambda: subprocess.run(["zfs", "release", "keep", ds + "@auto_2026-01-01_00.00.00"],
+                                                check=False))
     zfs("clone", ds + "@auto_2026-01-02_00.00.00", zfs_dataset + "/ret-clone")
     task = """\
         - lxcri.proxmox.zfs_snapshot:

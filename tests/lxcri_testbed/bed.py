@@ -201,7 +201,35 @@ def start_zfs():
     if mark != "yes":
         raise BedError("pool %s exists but is not the test bed's (no %s=yes); not touching it"
                        % (POOL_NAME, POOL_MARK))
+    remove_stale_datasets()
     return {"pool": POOL_NAME, "mountpoint": POOL_MOUNT, "image": POOL_IMAGE}
+
+
+def destroy_tree(root, attempts=10):
+    """Destroy ``root`` and everything below it on the test bed's zfs-fuse.
+
+    zfs-fuse answers "dataset is busy" for mounted datasets it has not yet
+    let go of: unmount the tree deepest first, then destroy, a few times.
+    """
+    for dummy in range(attempts):
+        listing = run(["zfs", "list", "-H", "-o", "name", "-r", root], check=False)
+        if listing.returncode != 0:
+            return True
+        for name in sorted(listing.stdout.split(), reverse=True):
+            run(["zfs", "unmount", "-f", name], check=False)
+        if run(["zfs", "destroy", "-R", root], check=False).returncode == 0:
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def remove_stale_datasets():
+    """Scratch datasets (t-*, bench-*) left behind by interrupted runs."""
+    listing = run(["zfs", "list", "-H", "-o", "name", "-d", "1", POOL_NAME], check=False)
+    for name in listing.stdout.split():
+        leaf = name.split("/")[-1]
+        if "/" in name and (leaf.startswith("t-") or leaf.startswith("bench-")):
+            destroy_tree(name)
 
 
 def stop_zfs():

@@ -293,7 +293,7 @@ class CliDriver:
             return
         for name in names:
             self.calls += 1
-            self.runner([self.zfs, "unmount", name])
+            self.runner([self.zfs, "unmount", "-f", name])
 
     def mount(self, name):
         self.run([self.zfs, "mount", name], "zfs mount %s" % name)

@@ -154,7 +154,8 @@ class DatasetManager:
                            % (self.name, _listing(deps["holds"])), "busy", self.name)
         destroyed = [self.name] + inside + deps["clones_elsewhere"]
         if not self.check_mode:
-            self.zfs.cli.settle_unmount(deps["clones_elsewhere"] + deps["clones"])
+            self.zfs.cli.settle_unmount(deps["clones_elsewhere"] + deps["clones"]
+                                        + sorted(deps["children"], reverse=True) + [self.name])
             self.zfs.destroy(self.name, recursive=bool(inside), dependents=bool(deps["clones_elsewhere"]))
         return {"changed": True, "destroyed": sorted(set(destroyed)), "dependents": deps,
                 "diff": {"before": {"name": self.name, "state": "present", "destroys": sorted(set(destroyed))},
