@@ -58,9 +58,10 @@ class DatasetManager:
         guard(self.name, params["allow_pve_managed"], params["allowed_roots"],
               "destroy" if params["state"] == "absent" else "manage")
         pool = pool_of(self.name)
-        if not self.zfs.cli.pool_exists(pool):
-            raise ZfsError("pool %s does not exist (zpool list shows no such pool)" % pool, "pool_missing")
         data = self.zfs.get_all([self.name], recursive=params["state"] == "absent")
+        # only when the dataset is missing can the pool be: no zpool process on the common path
+        if self.name not in data and not self.zfs.cli.pool_exists(pool):
+            raise ZfsError("pool %s does not exist (zpool list shows no such pool)" % pool, "pool_missing")
         result = {"changed": False, "name": self.name, "driver_operations": self.zfs.operations}
         if params["state"] == "absent":
             result.update(self.absent(data, pool))

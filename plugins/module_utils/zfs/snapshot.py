@@ -77,13 +77,13 @@ class SnapshotManager:
         if len(pools) > 1 and params["state"] == "present":
             raise ZfsError("snapshots in one task must be in one pool to be atomic (got %s)" % ", ".join(pools),
                            "invalid_name")
-        for pool in pools:
-            if not self.zfs.cli.pool_exists(pool):
-                raise ZfsError("pool %s does not exist" % pool, "pool_missing")
         involved = sorted(set(split_snapshot(t)[0] for t in targets))
         data = self.zfs.get_all(involved, recursive=True)
         missing_ds = [d for d in involved if d not in data]
         if missing_ds:
+            for pool in sorted(set(pool_of(d) for d in missing_ds)):
+                if not self.zfs.cli.pool_exists(pool):
+                    raise ZfsError("pool %s does not exist" % pool, "pool_missing")
             raise ZfsError("dataset %s does not exist" % ", ".join(missing_ds), "not_found")
         result = {"changed": False, "snapshots": targets, "driver_operations": self.zfs.operations}
         before = dict((d, self.snapshots_of(data, d)) for d in involved)
