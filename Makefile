@@ -21,7 +21,7 @@ export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
-        sanity unit integration molecule clean ee-context bench openzfs
+        sanity unit integration molecule clean ee-context bench openzfs pve-double
 
 help:
 	@echo "make demo          the main job: report the OCI runtime and container facilities of this node"
@@ -113,3 +113,12 @@ ee-context: build
 # Opt-in: both ZFS drivers on a real OpenZFS host (LXCRI_OPENZFS_POOL=<scratch pool>).
 openzfs: deps
 	$(BIN)/pytest -m openzfs tests/openzfs $(PYTEST_ARGS)
+
+# The Proxmox VE API test double in the foreground (tests/pve_double; work in progress, see README).
+PVE_DOUBLE_PORT ?= 8006
+PVE_DOUBLE_MODE ?= 9.1
+PVE_DOUBLE_USER ?= root@pam
+PVE_DOUBLE_PASSWORD ?= lxcri-double
+pve-double: deps
+	cd tests && $(BIN)/python -m pve_double --port $(PVE_DOUBLE_PORT) --mode $(PVE_DOUBLE_MODE) \
+	  --user $(PVE_DOUBLE_USER) --password $(PVE_DOUBLE_PASSWORD)

@@ -1,0 +1,150 @@
+"""The Proxmox VE API test double itself, over real HTTPS, with proxmoxer and raw requests."""
+
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+import urllib3
+
+from pve_double.server import DEFAULT_PASSWORD, Double
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+
+@pytest.fixture(params=["9.1", "8"])
+def double(request, tmp_path):
+    instance = Double(str(tmp_path / "pve"), mode=request.param).start()
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "dev" / "shm").mkdir(parents=True)
+    (rootfs / "bin" / "hello").write_text("#!/bin/sh\necho hello\n")
+    template = os.path.join(instance.backend.storages["local"]["path"], "template", "cache", "test.tar.zst")
+    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def api(double):
+    from proxmoxer import ProxmoxAPI
+    return ProxmoxAPI("127.0.0.1", port=double.port, user="root@pam", password=DEFAULT_PASSWORD, verify_ssl=False)
+
+
+def wait(api, upid, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = api.nodes("pve1").tasks(upid).status.get()
+        if status["status"] == "stopped":
+            return status
+        time.sleep(0.05)
+    raise AssertionError("task %s still running" % upid)
+
+
+def login(double):
+    resp = requests.post(double.url + "/access/ticket", data={"username": "root@pam", "password": DEFAULT_PASSWORD},
+                         verify=double.cert)
+    data = resp.json()["data"]
+    return {"PVEAuthCookie": data["ticket"]}, data["CSRFPreventionToken"]
+
+
+def test_auth_ticket_csrf_and_tokens(double):
+    bad = requests.post(double.url + "/access/ticket", data={"username": "root@pam", "password": "nope"},
+                        verify=double.cert)
+    assert bad.status_code == 401
+    assert requests.get(double.url + "/nodes", verify=double.cert).status_code == 401
+    cookies, csrf = login(double)
+    assert requests.get(double.url + "/nodes", cookies=cookies, verify=double.cert).json()["data"][0]["node"] == "pve1"
+    put = requests.put(double.url + "/nodes/pve1/lxc/100/config", data={"memory": 256}, cookies=cookies,
+                       verify=double.cert)
+    assert put.status_code == 401 and "csrf" in put.reason.lower()
+    secret = double.add_token("root@pam!ci")
+    readonly = double.add_token("root@pam!ro", readonly=True)
+    ok = requests.get(double.url + "/version", headers={"Authorization": "PVEAPIToken=root@pam!ci=%s" % secret},
+                      verify=double.cert)
+    assert ok.status_code == 200
+    denied = requests.post(double.url + "/nodes/pve1/lxc", data={"vmid": 150, "ostemplate": "local:vztmpl/x.tar"},
+                           headers={"Authorization": "PVEAPIToken=root@pam!ro=%s" % readonly}, verify=double.cert)
+    assert denied.status_code == 403
+    wrong = requests.get(double.url + "/version", headers={"Authorization": "PVEAPIToken=root@pam!ci=wrong"},
+                         verify=double.cert)
+    assert wrong.status_code == 401
+
+
+def test_schema_rejections_over_http(double):
+    cookies, csrf = login(double)
+    headers = {"CSRFPreventionToken": csrf}
+    resp = requests.post(double.url + "/nodes/pve1/lxc", cookies=cookies, headers=headers, verify=double.cert,
+                         data={"vmid": "abc", "ostemplate": "local:vztmpl/test.tar.zst", "cmode": "serial",
+                               "net0": "name=eth0,colour=blue"})
+    assert resp.status_code == 400
+    errors = resp.json()["errors"]
+    assert set(errors) == {"vmid", "cmode", "net0"}
+    entry = requests.post(double.url + "/nodes/pve1/lxc", cookies=cookies, headers=headers, verify=double.cert,
+                          data={"vmid": 150, "ostemplate": "local:vztmpl/test.tar.zst", "entrypoint": "/bin/hello"})
+    if double.schema.mode == "8":
+        assert entry.status_code == 400 and "entrypoint" in entry.json()["errors"]
+    else:
+        assert entry.status_code == 200 and entry.json()["data"].startswith("UPID:pve1:")
+    unknown = requests.get(double.url + "/nodes/pve1/nonsense", cookies=cookies, verify=double.cert)
+    assert unknown.status_code == 501
+
+
+def test_create_configure_delete_cycle(api, double):
+    assert api.cluster.nextid.get() == 100
+    upid = api.nodes("pve1").lxc.post(vmid=101, ostemplate="local:vztmpl/test.tar.zst", hostname="web1",
+                                      memory=256, net0="name=eth0,bridge=vmbr0,ip=dhcp", rootfs="local:0")
+    assert upid.startswith("UPID:pve1:") and ":vzcreate:101:root@pam:" in upid
+    assert wait(api, upid)["exitstatus"] == "OK"
+    cfg = api.nodes("pve1").lxc(101).config.get()
+    rootfs = double.backend.volume_path(cfg["rootfs"])
+    assert os.path.isfile(os.path.join(rootfs, "bin", "hello"))
+    assert os.path.isdir(os.path.join(rootfs, "dev")) and os.listdir(os.path.join(rootfs, "dev")) == []
+    with pytest.raises(Exception) as err:
+        api.cluster.nextid.get(vmid=101)
+    assert "already exists" in str(err.value)
+    api.nodes("pve1").lxc(101).config.put(memory=512, delete="net0", digest=cfg["digest"])
+    after = api.nodes("pve1").lxc(101).config.get()
+    assert after["memory"] == "512" and "net0" not in after
+    with pytest.raises(Exception) as err:
+        api.nodes("pve1").lxc(101).config.put(memory=1024, digest=cfg["digest"])
+    assert "detected modified configuration" in str(err.value)
+    assert [e["vmid"] for e in api.cluster.resources.get(type="vm")] == [101]
+    assert wait(api, api.nodes("pve1").lxc(101).delete())["exitstatus"] == "OK"
+    assert api.nodes("pve1").lxc.get() == []
+    assert os.listdir(os.path.join(double.backend.storages["local"]["path"], "images")) == []
+
+
+def test_injected_task_failure_then_recovery_and_locks(api, double):
+    double.backend.tasks.inject("vzcreate", "unable to create CT 120 - injected storage error")
+    failed = wait(api, api.nodes("pve1").lxc.post(vmid=120, ostemplate="local:vztmpl/test.tar.zst"))
+    assert failed["exitstatus"] == "unable to create CT 120 - injected storage error"
+    assert api.nodes("pve1").lxc.get() == []
+    double.backend.tasks.delay = 1.0
+    upid = api.nodes("pve1").lxc.post(vmid=120, ostemplate="local:vztmpl/test.tar.zst")
+    assert api.nodes("pve1").tasks(upid).status.get()["status"] == "running"
+    with pytest.raises(Exception) as err:
+        api.nodes("pve1").lxc(120).config.put(memory=256)
+    assert "CT 120 is locked (create)" in str(err.value)
+    with pytest.raises(Exception) as err:
+        api.nodes("pve1").lxc.post(vmid=120, ostemplate="local:vztmpl/test.tar.zst")
+    assert "CT 120 already exists" in str(err.value)
+    double.backend.tasks.delay = 0
+    assert wait(api, upid)["exitstatus"] == "OK"
+    missing = wait(api, api.nodes("pve1").lxc.post(vmid=121, ostemplate="local:vztmpl/none.tar.zst"))
+    assert "does not exist" in missing["exitstatus"]
+    log = api.nodes("pve1").tasks(missing["upid"]).log.get()
+    assert log[-1]["t"].startswith("TASK ERROR:")
+
+
+def test_transport_faults(api, double):
+    double.fail_next(500, "injected")
+    with pytest.raises(Exception) as err:
+        api.version.get()
+    assert "500" in str(err.value)
+    assert api.version.get()["release"] in ("9.1", "8.4")
+    double.drop_next()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        api.version.get()
+    assert api.nodes.get()[0]["node"] == "pve1"

@@ -1,0 +1,236 @@
+"""What the Proxmox VE API test double does behind each endpoint.
+
+State lives in memory; storage is real: a ``dir`` storage under the
+double's directory (template cache, container root directories).  Work that
+PVE does in workers (create, delete, start, ...) runs as asynchronous tasks.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+
+from .schema import ApiError
+from .tasks import TaskFailed, TaskManager
+
+VERSIONS = {"9.1": ("9.1.1", "9.1"), "8": ("8.4.1", "8.4")}
+# parameters of POST /nodes/{node}/lxc that are actions, not config keys
+CREATE_ONLY = ("node", "vmid", "ostemplate", "password", "ssh-public-keys", "storage", "start", "restore",
+               "force", "unique", "ignore-unpack-errors", "bwlimit", "pool", "ha-managed")
+
+
+def _raw(value):
+    """A typed property-string dict back to PVE's text form."""
+    if isinstance(value, dict):
+        return ",".join("%s=%s" % (k, v) for k, v in value.items())
+    return str(value)
+
+
+class Container:
+    def __init__(self, vmid, config):
+        self.vmid = vmid
+        self.config = config  # key -> PVE text value
+        self.status = "stopped"
+        self.lock = None
+        self.snapshots = {}
+
+    def digest(self):
+        text = "".join("%s: %s\n" % (k, v) for k, v in sorted(self.config.items()))
+        return hashlib.sha1(text.encode()).hexdigest()
+
+
+class Backend:
+    def __init__(self, root, mode="9.1", node="pve1"):
+        self.root = root
+        self.mode = mode
+        self.node = node
+        self.tasks = TaskManager(node)
+        self.lock = threading.RLock()
+        self.containers = {}
+        self.storages = {"local": {"type": "dir", "path": os.path.join(root, "storage", "local"),
+                                   "content": "vztmpl,rootdir,iso,backup,snippets"}}
+        for sub in ("template/cache", "images"):
+            os.makedirs(os.path.join(self.storages["local"]["path"], sub), exist_ok=True)
+
+    # -- helpers ------------------------------------------------------------------
+    def _node(self, node):
+        if node != self.node:
+            raise ApiError(500, "hostname lookup '%s' failed - failed to get address info for: %s" % (node, node))
+
+    def _ct(self, vmid):
+        ct = self.containers.get(int(vmid))
+        if ct is None:
+            raise ApiError(500, "Configuration file 'nodes/%s/lxc/%s.conf' does not exist" % (self.node, vmid))
+        return ct
+
+    def volume_path(self, volid):
+        storage, sep, name = volid.partition(":")
+        info = self.storages.get(storage)
+        if not sep or info is None:
+            raise ApiError(500, "storage '%s' does not exist" % storage)
+        if name.startswith("vztmpl/"):
+            return os.path.join(info["path"], "template", "cache", name[len("vztmpl/"):])
+        return os.path.join(info["path"], "images", name)
+
+    # -- read endpoints -------------------------------------------------------------
+    def version(self, params):
+        version, release = VERSIONS["9.1" if self.mode.startswith("9") else "8"]
+        return {"version": version, "release": release, "repoid": "1a2b3c4d"}
+
+    def nodes(self, params):
+        return [{"node": self.node, "status": "online", "type": "node", "id": "node/" + self.node,
+                 "maxcpu": os.cpu_count() or 1, "level": ""}]
+
+    def node_status(self, params):
+        self._node(params["node"])
+        return {"pveversion": "pve-manager/%s/1a2b3c4d" % self.version({})["version"],
+                "kversion": os.uname()[2], "uptime": 1, "cpuinfo": {"cpus": os.cpu_count() or 1}}
+
+    def nextid(self, params):
+        with self.lock:
+            if "vmid" in params:
+                if params["vmid"] in self.containers:
+                    raise ApiError(400, "Parameter verification failed.",
+                                   {"vmid": "VM %s already exists" % params["vmid"]})
+                return params["vmid"]
+            vmid = 100
+            while vmid in self.containers:
+                vmid += 1
+            return vmid
+
+    def _entry(self, ct):
+        return {"vmid": ct.vmid, "name": ct.config.get("hostname", "CT%d" % ct.vmid), "status": ct.status,
+                "type": "lxc", "template": 1 if ct.config.get("template") == "1" else 0,
+                "maxmem": int(ct.config.get("memory", "512")) * 1024 * 1024,
+                "cpus": int(ct.config.get("cores", "1")), "lock": ct.lock or ""}
+
+    def resources(self, params):
+        out = [{"id": "node/" + self.node, "type": "node", "node": self.node, "status": "online"}]
+        for ct in sorted(self.containers.values(), key=lambda c: c.vmid):
+            entry = self._entry(ct)
+            entry.update(id="lxc/%d" % ct.vmid, node=self.node)
+            out.append(entry)
+        for name, info in sorted(self.storages.items()):
+            out.append({"id": "storage/%s/%s" % (self.node, name), "type": "storage", "storage": name,
+                        "node": self.node, "status": "available", "plugintype": info["type"]})
+        return [e for e in out if params.get("type") in (None, e["type"], "vm" if e["type"] == "lxc" else None)]
+
+    def lxc_list(self, params):
+        self._node(params["node"])
+        return [self._entry(ct) for ct in sorted(self.containers.values(), key=lambda c: c.vmid)]
+
+    def config_get(self, params):
+        ct = self._ct(params["vmid"])
+        data = dict(ct.config)
+        data["digest"] = ct.digest()
+        if ct.lock:
+            data["lock"] = ct.lock
+        return data
+
+    def status_current(self, params):
+        ct = self._ct(params["vmid"])
+        data = self._entry(ct)
+        data["ha"] = {"managed": 0}
+        return data
+
+    def task_status(self, params):
+        task = self.tasks.get(params["upid"])
+        if task is None:
+            raise ApiError(500, "unable to parse worker upid '%s'" % params["upid"])
+        return task.as_status()
+
+    def task_log(self, params):
+        task = self.tasks.get(params["upid"])
+        if task is None:
+            raise ApiError(500, "unable to parse worker upid '%s'" % params["upid"])
+        start = int(params.get("start", 0))
+        limit = int(params.get("limit", 50))
+        return [{"n": i + 1, "t": line} for i, line in enumerate(task.lines)][start:start + limit]
+
+    # -- writes -------------------------------------------------------------------------
+    def lxc_create(self, params, user):
+        self._node(params["node"])
+        vmid = params["vmid"]
+        with self.lock:
+            if vmid in self.containers:
+                raise ApiError(500, "CT %d already exists on node '%s'" % (vmid, self.node))
+            config = dict((k, _raw(v)) for k, v in params.items() if k not in CREATE_ONLY)
+            config.setdefault("arch", "amd64")
+            config.setdefault("ostype", "unmanaged")
+            ct = Container(vmid, config)
+            ct.lock = "create"
+            self.containers[vmid] = ct
+        template = self.volume_path(params["ostemplate"])
+        storage = (params.get("rootfs") or {}).get("volume", "local:0").split(":", 1)[0]
+
+        def cleanup(task):
+            shutil.rmtree(os.path.join(self.storages[storage]["path"], "images", str(vmid)), ignore_errors=True)
+            with self.lock:
+                self.containers.pop(vmid, None)
+            ct.lock = None
+
+        def work(task):
+            try:
+                if not os.path.isfile(template):
+                    raise TaskFailed("volume '%s' does not exist" % params["ostemplate"])
+                name = "%d/subvol-%d-disk-0.subvol" % (vmid, vmid)
+                rootfs = self.volume_path("%s:%s" % (storage, name))
+                os.makedirs(rootfs)
+                task.log("extracting archive '%s'" % template)
+                proc = subprocess.run(["tar", "xpf", template, "--totals", "--numeric-owner", "--xattrs",
+                                       "--xattrs-include=user.*", "--xattrs-include=security.capability",
+                                       "-C", rootfs, "--exclude", "./dev/*"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                      check=False)
+                for line in proc.stdout.splitlines():
+                    task.log(line)
+                if proc.returncode != 0:
+                    raise TaskFailed("unable to create CT %d - command 'tar xpf %s' failed: exit code %d"
+                                     % (vmid, template, proc.returncode))
+                ct.config["rootfs"] = "%s:%s" % (storage, name)
+            finally:
+                ct.lock = None
+            return 0
+
+        return self.tasks.start("vzcreate", vmid, user, work, cleanup)
+
+    def config_put(self, params):
+        ct = self._ct(params["vmid"])
+        with self.lock:
+            if ct.lock:
+                raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
+            if params.get("digest") and params["digest"] != ct.digest():
+                raise ApiError(500, "detected modified configuration - file changed by other user? "
+                                    "Try again.")
+            for key in (params.get("delete") or "").replace(";", ",").split(","):
+                key = key.strip()
+                if key:
+                    ct.config.pop(key, None)
+            for key, value in params.items():
+                if key not in ("node", "vmid", "digest", "delete", "revert"):
+                    ct.config[key] = _raw(value)
+        return None
+
+    def lxc_delete(self, params, user):
+        ct = self._ct(params["vmid"])
+        if ct.status == "running":
+            raise ApiError(500, "CT %s is running - destroy failed" % ct.vmid)
+        if ct.lock:
+            raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
+        ct.lock = "destroyed"
+
+        def work(task):
+            volume = ct.config.get("rootfs", "").split(",")[0]
+            if volume:
+                path = self.volume_path(volume)
+                task.log("removing %s" % volume)
+                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+            with self.lock:
+                self.containers.pop(ct.vmid, None)
+            return 0
+
+        def cleanup(task):
+            ct.lock = None
+
+        return self.tasks.start("vzdestroy", ct.vmid, user, work, cleanup)
