@@ -20,6 +20,12 @@ def double(request, tmp_path):
     (rootfs / "bin").mkdir(parents=True)
     (rootfs / "dev" / "shm").mkdir(parents=True)
     (rootfs / "bin" / "hello").write_text("#!/bin/sh\necho hello\n")
+    subprocess.run(["cp", "/bin/busybox", str(rootfs / "bin" / "busybox")], check=True)
+    for applet in ("sh", "sleep"):
+        os.symlink("busybox", str(rootfs / "bin" / applet))
+    (rootfs / "sbin").mkdir()
+    (rootfs / "sbin" / "init").write_text("#!/bin/sh\nexec /bin/sleep 300\n")
+    os.chmod(str(rootfs / "sbin" / "init"), 0o755)
     template = os.path.join(instance.backend.storages["local"]["path"], "template", "cache", "test.tar.zst")
     subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
     yield instance
@@ -148,3 +154,37 @@ def test_transport_faults(api, double):
     with pytest.raises(requests.exceptions.ConnectionError):
         api.version.get()
     assert api.nodes.get()[0]["node"] == "pve1"
+
+
+def test_start_shutdown_delete_with_real_lxc(api, double, bed):
+    """create -> start (the process really runs) -> shutdown -> delete leaves nothing behind."""
+    params = {"vmid": 130, "ostemplate": "local:vztmpl/test.tar.zst", "hostname": "lxc1", "rootfs": "local:0"}
+    if double.schema.mode != "8":
+        params["entrypoint"] = "/bin/sleep 301"
+        params["env"] = "GREETING=hello world\0MODE=test"
+    assert wait(api, api.nodes("pve1").lxc.post(**params))["exitstatus"] == "OK"
+    assert wait(api, api.nodes("pve1").lxc(130).status.start.post())["exitstatus"] == "OK"
+    status = api.nodes("pve1").lxc(130).status.current.get()
+    assert status["status"] == "running"
+    state, pid = double.backend.lxc_state(double.backend.containers[130])
+    with open("/proc/%d/cmdline" % pid, "rb") as handle:
+        argv = handle.read().split(b"\0")[:-1]
+    if double.schema.mode == "8":
+        assert argv == [b"/bin/sleep", b"300"]  # /sbin/init exec'd it
+    else:
+        assert argv == [b"/bin/sleep", b"301"]
+        with open("/proc/%d/environ" % pid, "rb") as handle:
+            assert b"GREETING=hello world" in handle.read().split(b"\0")
+    with pytest.raises(Exception) as err:
+        api.nodes("pve1").lxc(130).delete()
+    assert "CT 130 is running - destroy failed" in str(err.value)
+    # sleep as PID 1 has no handler for the halt signal: a shutdown times out...
+    timed_out = wait(api, api.nodes("pve1").lxc(130).status.shutdown.post(timeout=1))
+    assert timed_out["exitstatus"] == "shutdown timeout - container 130 still running"
+    assert api.nodes("pve1").lxc(130).status.current.get()["status"] == "running"
+    # ...and forceStop stops it
+    assert wait(api, api.nodes("pve1").lxc(130).status.shutdown.post(timeout=1, forceStop=1))["exitstatus"] == "OK"
+    assert api.nodes("pve1").lxc(130).status.current.get()["status"] == "stopped"
+    assert wait(api, api.nodes("pve1").lxc(130).delete())["exitstatus"] == "OK"
+    assert os.listdir(double.backend.lxc_path) == []
+    assert os.listdir(os.path.join(double.backend.storages["local"]["path"], "images")) == []

@@ -99,7 +99,113 @@ class Backend:
                 vmid += 1
             return vmid
 
+    # -- real LXC -------------------------------------------------------------------
+    @property
+    def lxc_path(self):
+        path = os.path.join(self.root, "lxc")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def lxc_state(self, ct):
+        """What LXC says, so a container reported running is really running."""
+        if not os.path.isdir(os.path.join(self.lxc_path, str(ct.vmid))):
+            return "stopped", None
+        proc = subprocess.run(["lxc-info", "-P", self.lxc_path, "-n", str(ct.vmid), "-s", "-p"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+        fields = dict(line.split(":", 1) for line in proc.stdout.splitlines() if ":" in line)
+        state = fields.get("State", "STOPPED").strip().lower()
+        pid = fields.get("PID", "").strip()
+        return ("running" if state == "running" else "stopped"), (int(pid) if pid.isdigit() else None)
+
+    def lxc_config(self, ct):
+        """The LXC config PVE would generate for this container (the parts the double supports)."""
+        rootfs = self.volume_path(ct.config["rootfs"].split(",")[0])
+        lines = [
+            "lxc.uts.name = %s" % ct.config.get("hostname", "CT%d" % ct.vmid),
+            "lxc.rootfs.path = dir:%s" % rootfs,
+            "lxc.net.0.type = empty",
+            "lxc.apparmor.profile = unconfined",
+            "lxc.console.path = none",
+            "lxc.tty.max = 0",
+            "lxc.pty.max = 0",
+            "lxc.mount.auto = proc:mixed sys:mixed",
+            "lxc.init.cmd = %s" % ct.config.get("entrypoint", "/sbin/init"),
+        ]
+        for item in (ct.config.get("env") or "").split("\0"):
+            if item:
+                lines.append("lxc.environment = %s" % item)
+        lines.extend("%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc."))
+        return lines
+
+    def _check_startable(self, ct):
+        if ct.config.get("template") == "1":
+            raise ApiError(500, "CT %d is a template - unable to start" % ct.vmid)
+        if ct.lock:
+            raise ApiError(500, "CT %d is locked (%s)" % (ct.vmid, ct.lock))
+
+    def lxc_start(self, params, user):
+        ct = self._ct(params["vmid"])
+        self._check_startable(ct)
+        if self.lxc_state(ct)[0] == "running":
+            raise ApiError(500, "CT %d already running" % ct.vmid)
+
+        def work(task):
+            cdir = os.path.join(self.lxc_path, str(ct.vmid))
+            os.makedirs(cdir, exist_ok=True)
+            rootfs = self.volume_path(ct.config["rootfs"].split(",")[0])
+            for mnt in ("dev", "proc", "sys"):
+                os.makedirs(os.path.join(rootfs, mnt), exist_ok=True)
+            with open(os.path.join(cdir, "config"), "w") as handle:
+                handle.write("\n".join(self.lxc_config(ct)) + "\n")
+            log = os.path.join(cdir, "start.log")
+            proc = subprocess.run(["lxc-start", "-P", self.lxc_path, "-n", str(ct.vmid), "-d", "-l", "INFO",
+                                   "-o", log], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  universal_newlines=True, check=False)
+            if proc.returncode != 0:
+                with open(log) as handle:
+                    for line in handle.read().splitlines()[-15:]:
+                        task.log(line)
+                raise TaskFailed("startup for container '%d' failed" % ct.vmid)
+            return 0
+
+        return self.tasks.start("vzstart", ct.vmid, user, work)
+
+    def lxc_stop(self, params, user):
+        ct = self._ct(params["vmid"])
+        if self.lxc_state(ct)[0] != "running":
+            raise ApiError(500, "CT %d not running" % ct.vmid)
+
+        def work(task):
+            subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "-k"], check=False)
+            return 0
+
+        return self.tasks.start("vzstop", ct.vmid, user, work)
+
+    def lxc_shutdown(self, params, user):
+        ct = self._ct(params["vmid"])
+        if self.lxc_state(ct)[0] != "running":
+            raise ApiError(500, "CT %d not running" % ct.vmid)
+        timeout = params.get("timeout", 60)
+
+        def work(task):
+            # like PVE: send the halt signal (lxc.signal.halt, SIGPWR by default), wait, never kill here
+            proc = subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "--nokill",
+                                   "-t", str(timeout)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                  check=False)
+            if self.lxc_state(ct)[0] == "running":
+                if not params.get("forceStop"):
+                    raise TaskFailed("shutdown timeout - container %d still running" % ct.vmid)
+                task.log("shutdown timed out - stopping container")
+                subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "-k"], check=False)
+            elif proc.returncode != 0:
+                task.log(proc.stdout.strip())
+            return 0
+
+        return self.tasks.start("vzshutdown", ct.vmid, user, work)
+
     def _entry(self, ct):
+        ct.status = self.lxc_state(ct)[0]
         return {"vmid": ct.vmid, "name": ct.config.get("hostname", "CT%d" % ct.vmid), "status": ct.status,
                 "type": "lxc", "template": 1 if ct.config.get("template") == "1" else 0,
                 "maxmem": int(ct.config.get("memory", "512")) * 1024 * 1024,
@@ -214,7 +320,7 @@ class Backend:
 
     def lxc_delete(self, params, user):
         ct = self._ct(params["vmid"])
-        if ct.status == "running":
+        if self.lxc_state(ct)[0] == "running":
             raise ApiError(500, "CT %s is running - destroy failed" % ct.vmid)
         if ct.lock:
             raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
@@ -226,6 +332,7 @@ class Backend:
                 path = self.volume_path(volume)
                 task.log("removing %s" % volume)
                 shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+            shutil.rmtree(os.path.join(self.lxc_path, str(ct.vmid)), ignore_errors=True)
             with self.lock:
                 self.containers.pop(ct.vmid, None)
             return 0

@@ -140,6 +140,9 @@ class Double:
         with_user = {
             ("POST", "/nodes/{node}/lxc"): b.lxc_create,
             ("DELETE", "/nodes/{node}/lxc/{vmid}"): b.lxc_delete,
+            ("POST", "/nodes/{node}/lxc/{vmid}/status/start"): b.lxc_start,
+            ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"): b.lxc_stop,
+            ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
         }
         key = (method, template)
         if key in handlers:
