@@ -20,35 +20,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from lxcri_testbed.bed import destroy_tree, load_state  # noqa: E402
+from lxcri_testbed.bed import destroy_tree, load_state, peer_collections  # noqa: E402
 
 BENCH_DIR = "/var/lib/lxcri-bench"
-PEER_DIR = os.path.join(BENCH_DIR, "peer-collections")
 BIN = os.path.dirname(sys.executable)
 COUNT = 100
 SNAPSHOTS = 1000
-
-
-def ensure_peer():
-    """community.general from the ansible 12 wheel (matches ansible-core 2.19), extracted once."""
-    target = os.path.join(PEER_DIR, "ansible_collections", "community", "general")
-    if os.path.isdir(target):
-        return PEER_DIR
-    wheels = tempfile.mkdtemp(dir=BENCH_DIR)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", wheels, "ansible>=12,<13"],
-                   check=True)
-    wheel = glob.glob(os.path.join(wheels, "ansible-*.whl"))[0]
-    with zipfile.ZipFile(wheel) as archive:
-        members = [m for m in archive.namelist() if m.startswith("ansible_collections/community/general/")]
-        archive.extractall(PEER_DIR, members)
-    shutil.rmtree(wheels)
-    return PEER_DIR
 
 
 def install_ours(workdir):
@@ -82,7 +64,7 @@ def main():
     os.makedirs(BENCH_DIR, exist_ok=True)
     workdir = tempfile.mkdtemp(dir=BENCH_DIR)
     try:
-        collections = "%s:%s" % (install_ours(workdir), ensure_peer())
+        collections = "%s:%s" % (install_ours(workdir), peer_collections())
         shim, log = make_shim(workdir)
         report = {"datasets": COUNT, "properties_each": 3}
         tasks = {

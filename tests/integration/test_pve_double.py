@@ -188,3 +188,47 @@ def test_start_shutdown_delete_with_real_lxc(api, double, bed):
     assert wait(api, api.nodes("pve1").lxc(130).delete())["exitstatus"] == "OK"
     assert os.listdir(double.backend.lxc_path) == []
     assert os.listdir(os.path.join(double.backend.storages["local"]["path"], "images")) == []
+
+
+def test_community_proxmox_module_drives_the_double(double, bed, tmp_path):
+    """A peer's unmodified module (community.proxmox.proxmox, from the ansible wheel) works against the double."""
+    from lxcri_testbed.bed import peer_collections
+    collections = peer_collections()
+    rootfs = tmp_path / "initfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "sbin").mkdir()
+    subprocess.run(["cp", "/bin/busybox", str(rootfs / "bin" / "busybox")], check=True)
+    for applet in ("sh", "sleep"):
+        os.symlink("busybox", str(rootfs / "bin" / applet))
+    # an init that honours the halt signal, as a real one does
+    (rootfs / "sbin" / "init").write_text("#!/bin/sh\ntrap 'exit 0' PWR TERM\n/bin/sleep 300 &\nwait\n")
+    os.chmod(str(rootfs / "sbin" / "init"), 0o755)
+    template = os.path.join(double.backend.storages["local"]["path"], "template", "cache", "init.tar.zst")
+    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    play = tmp_path / "peer.yml"
+    play.write_text("""- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    community.proxmox.proxmox:
+      api_host: 127.0.0.1
+      api_port: %d
+      api_user: root@pam
+      api_password: %s
+      validate_certs: false
+      node: pve1
+  tasks:
+    - community.proxmox.proxmox: {vmid: 140, hostname: peer, ostemplate: "local:vztmpl/init.tar.zst", disk: "local:0"}
+    - community.proxmox.proxmox: {vmid: 140, state: started}
+    - community.proxmox.proxmox: {vmid: 140, state: stopped}
+    - community.proxmox.proxmox: {vmid: 140, state: absent}
+""" % (double.port, DEFAULT_PASSWORD))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([os.path.join(os.path.dirname(__import__("sys").executable), "ansible-playbook"),
+                           str(play)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "ok=4    changed=4" in proc.stdout
+    started = [r for r in double.requests if r[1].endswith("/lxc/140/status/start")]
+    assert started, "the peer never asked to start the container"
+    assert double.backend.containers == {}
+    assert os.listdir(double.backend.lxc_path) == []

@@ -393,6 +393,34 @@ def _kill_pidfile(pidfile):
 
 
 # ---------------------------------------------------------------------------
+# peers: unmodified community collections to measure against and to prove the PVE double
+
+PEER_DIR = os.path.join(BED_DIR, "peer-collections")
+PEER_COLLECTIONS = ("community/general", "community/proxmox")
+
+
+def peer_collections():
+    """community.general and community.proxmox from the ``ansible`` 12 wheel on PyPI (ansible-core 2.19)."""
+    wanted = [os.path.join(PEER_DIR, "ansible_collections", c) for c in PEER_COLLECTIONS]
+    if all(os.path.isdir(path) for path in wanted):
+        return PEER_DIR
+    import tempfile  # pylint: disable=import-outside-toplevel
+    import zipfile  # pylint: disable=import-outside-toplevel
+    os.makedirs(BED_DIR, exist_ok=True)
+    wheels = tempfile.mkdtemp(dir=BED_DIR)
+    try:
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", wheels, "ansible>=12,<13"],
+            timeout=600)
+        wheel = glob.glob(os.path.join(wheels, "ansible-*.whl"))[0]
+        with zipfile.ZipFile(wheel) as archive:
+            prefixes = tuple("ansible_collections/%s/" % c for c in PEER_COLLECTIONS)
+            archive.extractall(PEER_DIR, [m for m in archive.namelist() if m.startswith(prefixes)])
+    finally:
+        shutil.rmtree(wheels, ignore_errors=True)
+    return PEER_DIR
+
+
+# ---------------------------------------------------------------------------
 # entry points
 
 def up():

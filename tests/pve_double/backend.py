@@ -99,6 +99,62 @@ class Backend:
                 vmid += 1
             return vmid
 
+    # -- storage ------------------------------------------------------------------------
+    def storage_list(self, params):
+        self._node(params["node"])
+        out = []
+        for name, info in sorted(self.storages.items()):
+            st = os.statvfs(info["path"])
+            out.append({"storage": name, "type": info["type"], "content": info["content"], "active": 1,
+                        "enabled": 1, "shared": 0, "total": st.f_blocks * st.f_frsize,
+                        "avail": st.f_bavail * st.f_frsize, "used": (st.f_blocks - st.f_bfree) * st.f_frsize})
+        wanted = params.get("content")
+        return [e for e in out if not wanted or wanted in e["content"].split(",")]
+
+    def _storage(self, name):
+        info = self.storages.get(name)
+        if info is None:
+            raise ApiError(500, "storage '%s' does not exist" % name)
+        return info
+
+    def storage_content(self, params):
+        self._node(params["node"])
+        name = params["storage"]
+        info = self._storage(name)
+        out = []
+        cache = os.path.join(info["path"], "template", "cache")
+        for entry in sorted(os.listdir(cache)):
+            path = os.path.join(cache, entry)
+            if os.path.isfile(path) and not entry.startswith("."):
+                fmt = "tzst" if entry.endswith(".tar.zst") else "tgz" if entry.endswith(".tar.gz") else "tar"
+                out.append({"volid": "%s:vztmpl/%s" % (name, entry), "content": "vztmpl", "format": fmt,
+                            "size": os.path.getsize(path), "ctime": int(os.path.getmtime(path))})
+        images = os.path.join(info["path"], "images")
+        for vmid in sorted(os.listdir(images)):
+            for entry in sorted(os.listdir(os.path.join(images, vmid))):
+                out.append({"volid": "%s:%s/%s" % (name, vmid, entry), "content": "rootdir", "format": "subvol",
+                            "size": 0, "vmid": int(vmid) if vmid.isdigit() else None})
+        wanted = params.get("content")
+        return [e for e in out if not wanted or e["content"] == wanted]
+
+    def storage_content_delete(self, params, user):
+        self._node(params["node"])
+        volume = params["volume"]
+        volid = volume if ":" in volume else "%s:%s" % (params["storage"], volume)
+        path = self.volume_path(volid)
+        if not os.path.exists(path):
+            raise ApiError(500, "volume '%s' does not exist" % volid)
+
+        def work(task):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            task.log("removed %s" % volid)
+            return 0
+
+        return self.tasks.start("imgdel", volid, user, work)
+
     # -- real LXC -------------------------------------------------------------------
     @property
     def lxc_path(self):

@@ -135,11 +135,14 @@ class Double:
             ("PUT", "/nodes/{node}/lxc/{vmid}/config"): b.config_put,
             ("GET", "/nodes/{node}/lxc/{vmid}/status/current"): b.status_current,
             ("GET", "/nodes/{node}/tasks/{upid}/status"): b.task_status,
+            ("GET", "/nodes/{node}/storage"): b.storage_list,
+            ("GET", "/nodes/{node}/storage/{storage}/content"): b.storage_content,
             ("GET", "/nodes/{node}/tasks/{upid}/log"): b.task_log,
         }
         with_user = {
             ("POST", "/nodes/{node}/lxc"): b.lxc_create,
             ("DELETE", "/nodes/{node}/lxc/{vmid}"): b.lxc_delete,
+            ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}"): b.storage_content_delete,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/start"): b.lxc_start,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"): b.lxc_stop,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
