@@ -232,3 +232,72 @@ def test_community_proxmox_module_drives_the_double(double, bed, tmp_path):
     assert started, "the peer never asked to start the container"
     assert double.backend.containers == {}
     assert os.listdir(double.backend.lxc_path) == []
+
+
+@pytest.fixture
+def zdouble(tmp_path, zfs_dataset):
+    instance = Double(str(tmp_path / "pvez"), mode="9.1", zfs_root=zfs_dataset + "/pve").start()
+    rootfs = tmp_path / "zrootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "marker").write_text("v1\n")
+    template = os.path.join(instance.backend.storages["local"]["path"], "template", "cache", "z.tar.zst")
+    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    yield instance
+    instance.stop()
+
+
+def zfs_names(root):
+    out = subprocess.run(["zfs", "list", "-H", "-t", "all", "-o", "name", "-r", root], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout.split()
+    return [n[len(root) + 1:] for n in out if n != root]
+
+
+def test_zfspool_template_clones_and_snapshots(zdouble, zfs_dataset):
+    from proxmoxer import ProxmoxAPI
+    api = ProxmoxAPI("127.0.0.1", port=zdouble.port, user="root@pam", password=DEFAULT_PASSWORD, verify_ssl=False)
+    node = api.nodes("pve1")
+    pool = zfs_dataset + "/pve"
+    assert wait(api, node.lxc.post(vmid=200, ostemplate="local:vztmpl/z.tar.zst", rootfs="local-zfs:1"))[
+        "exitstatus"] == "OK"
+    assert node.lxc(200).config.get()["rootfs"] == "local-zfs:subvol-200-disk-0,size=1G"
+    assert zfs_names(pool) == ["subvol-200-disk-0"]
+    # snapshots are ZFS snapshots; rollback only to the newest
+    assert wait(api, node.lxc(200).snapshot.post(snapname="s1"))["exitstatus"] == "OK"
+    path = zdouble.backend.volume_path("local-zfs:subvol-200-disk-0")
+    with open(os.path.join(path, "etc", "marker"), "w") as handle:
+        handle.write("v2\n")
+    assert wait(api, node.lxc(200).snapshot.post(snapname="s2"))["exitstatus"] == "OK"
+    assert [s["name"] for s in node.lxc(200).snapshot.get()] == ["s1", "s2", "current"]
+    with pytest.raises(Exception) as err:
+        node.lxc(200).snapshot("s1").rollback.post()
+    assert "more recent snapshots exist" in str(err.value)
+    with pytest.raises(Exception) as err:
+        node.lxc(200).template.post()
+    assert "has snapshots" in str(err.value)
+    assert wait(api, node.lxc(200).snapshot("s2").delete())["exitstatus"] == "OK"
+    assert wait(api, node.lxc(200).snapshot("s1").rollback.post())["exitstatus"] == "OK"
+    with open(os.path.join(path, "etc", "marker")) as handle:
+        assert handle.read() == "v1\n"
+    assert wait(api, node.lxc(200).snapshot("s1").delete())["exitstatus"] == "OK"
+    # template: basevol + @__base__; a linked clone is a zfs clone; a non-template cannot be linked
+    node.lxc(200).template.post()
+    node.lxc(200).template.post()  # idempotent
+    assert zfs_names(pool) == ["basevol-200-disk-0", "basevol-200-disk-0@__base__"]
+    assert wait(api, node.lxc(200).clone.post(newid=201, hostname="linked"))["exitstatus"] == "OK"
+    origin = subprocess.run(["zfs", "get", "-H", "-o", "value", "origin", pool + "/subvol-201-disk-0"],
+                            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
+    assert origin == pool + "/basevol-200-disk-0@__base__"
+    assert wait(api, node.lxc(200).clone.post(newid=202, full=1, storage="local"))["exitstatus"] == "OK"
+    full_root = zdouble.backend.volume_path(node.lxc(202).config.get()["rootfs"])
+    with open(os.path.join(full_root, "etc", "marker")) as handle:
+        assert handle.read() == "v1\n"
+    with pytest.raises(Exception) as err:
+        node.lxc(201).clone.post(newid=203, full=0)
+    assert "must be set" in str(err.value)
+    with pytest.raises(Exception) as err:
+        node.lxc(200).clone.post(newid=204, full=0, storage="local")
+    assert "only allowed for full clones" in str(err.value)
+    for vmid in (202, 201, 200):
+        assert wait(api, node.lxc(vmid).delete())["exitstatus"] == "OK"
+    assert zfs_names(pool) == []
+    assert node.lxc.get() == []

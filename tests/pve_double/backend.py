@@ -10,6 +10,9 @@ import os
 import shutil
 import subprocess
 import threading
+import time
+
+from lxcri_testbed.bed import destroy_tree as destroy_dataset
 
 from .schema import ApiError
 from .tasks import TaskFailed, TaskManager
@@ -41,7 +44,7 @@ class Container:
 
 
 class Backend:
-    def __init__(self, root, mode="9.1", node="pve1"):
+    def __init__(self, root, mode="9.1", node="pve1", zfs_root=None):
         self.root = root
         self.mode = mode
         self.node = node
@@ -52,6 +55,11 @@ class Backend:
                                    "content": "vztmpl,rootdir,iso,backup,snippets"}}
         for sub in ("template/cache", "images"):
             os.makedirs(os.path.join(self.storages["local"]["path"], sub), exist_ok=True)
+        if zfs_root:
+            # a zfspool storage on (a dataset of) the test bed's zfs-fuse pool, with Proxmox naming
+            subprocess.run(["zfs", "create", "-p", zfs_root], check=True)
+            self.storages["local-zfs"] = {"type": "zfspool", "pool": zfs_root, "content": "rootdir,images",
+                                          "path": self._zfs_get(zfs_root, "mountpoint")}
 
     # -- helpers ------------------------------------------------------------------
     def _node(self, node):
@@ -64,11 +72,30 @@ class Backend:
             raise ApiError(500, "Configuration file 'nodes/%s/lxc/%s.conf' does not exist" % (self.node, vmid))
         return ct
 
+    @staticmethod
+    def _zfs_get(name, prop):
+        return subprocess.run(["zfs", "get", "-H", "-o", "value", prop, name], stdout=subprocess.PIPE,
+                              universal_newlines=True, check=True).stdout.strip()
+
+    @staticmethod
+    def _zfs(*args):
+        proc = subprocess.run(["zfs"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        if proc.returncode != 0:
+            raise TaskFailed("zfs %s failed: %s" % (" ".join(args), proc.stderr.strip()))
+        return proc.stdout
+
+    def dataset(self, volid):
+        storage, dummy, name = volid.split(",")[0].partition(":")
+        return "%s/%s" % (self.storages[storage]["pool"], name)
+
     def volume_path(self, volid):
         storage, sep, name = volid.partition(":")
         info = self.storages.get(storage)
         if not sep or info is None:
             raise ApiError(500, "storage '%s' does not exist" % storage)
+        if info["type"] == "zfspool":
+            return self._zfs_get("%s/%s" % (info["pool"], name.split(",")[0]), "mountpoint")
         if name.startswith("vztmpl/"):
             return os.path.join(info["path"], "template", "cache", name[len("vztmpl/"):])
         return os.path.join(info["path"], "images", name)
@@ -324,10 +351,18 @@ class Backend:
             ct.lock = "create"
             self.containers[vmid] = ct
         template = self.volume_path(params["ostemplate"])
-        storage = (params.get("rootfs") or {}).get("volume", "local:0").split(":", 1)[0]
+        storage, dummy, size = (params.get("rootfs") or {}).get("volume", "local:0").partition(":")
+        if storage not in self.storages:
+            with self.lock:
+                self.containers.pop(vmid, None)
+            raise ApiError(500, "storage '%s' does not exist" % storage)
+        zfs = self.storages[storage]["type"] == "zfspool"
 
         def cleanup(task):
-            shutil.rmtree(os.path.join(self.storages[storage]["path"], "images", str(vmid)), ignore_errors=True)
+            if zfs:
+                destroy_dataset("%s/subvol-%d-disk-0" % (self.storages[storage]["pool"], vmid))
+            else:
+                shutil.rmtree(os.path.join(self.storages[storage]["path"], "images", str(vmid)), ignore_errors=True)
             with self.lock:
                 self.containers.pop(vmid, None)
             ct.lock = None
@@ -336,9 +371,17 @@ class Backend:
             try:
                 if not os.path.isfile(template):
                     raise TaskFailed("volume '%s' does not exist" % params["ostemplate"])
-                name = "%d/subvol-%d-disk-0.subvol" % (vmid, vmid)
-                rootfs = self.volume_path("%s:%s" % (storage, name))
-                os.makedirs(rootfs)
+                if zfs:
+                    name = "subvol-%d-disk-0" % vmid
+                    args = ["create", "-o", "xattr=on"]
+                    if size and size != "0":
+                        args += ["-o", "refquota=%sG" % size]
+                    self._zfs(*(args + ["%s/%s" % (self.storages[storage]["pool"], name)]))
+                    rootfs = self.volume_path("%s:%s" % (storage, name))
+                else:
+                    name = "%d/subvol-%d-disk-0.subvol" % (vmid, vmid)
+                    rootfs = self.volume_path("%s:%s" % (storage, name))
+                    os.makedirs(rootfs)
                 task.log("extracting archive '%s'" % template)
                 proc = subprocess.run(["tar", "xpf", template, "--totals", "--numeric-owner", "--xattrs",
                                        "--xattrs-include=user.*", "--xattrs-include=security.capability",
@@ -350,7 +393,8 @@ class Backend:
                 if proc.returncode != 0:
                     raise TaskFailed("unable to create CT %d - command 'tar xpf %s' failed: exit code %d"
                                      % (vmid, template, proc.returncode))
-                ct.config["rootfs"] = "%s:%s" % (storage, name)
+                ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
+                                                                   else "")
             finally:
                 ct.lock = None
             return 0
@@ -385,9 +429,12 @@ class Backend:
         def work(task):
             volume = ct.config.get("rootfs", "").split(",")[0]
             if volume:
-                path = self.volume_path(volume)
                 task.log("removing %s" % volume)
-                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+                if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+                    if not destroy_dataset(self.dataset(volume)):
+                        raise TaskFailed("zfs error: cannot destroy %s: dataset is busy" % self.dataset(volume))
+                else:
+                    shutil.rmtree(os.path.dirname(self.volume_path(volume)), ignore_errors=True)
             shutil.rmtree(os.path.join(self.lxc_path, str(ct.vmid)), ignore_errors=True)
             with self.lock:
                 self.containers.pop(ct.vmid, None)
@@ -397,3 +444,150 @@ class Backend:
             ct.lock = None
 
         return self.tasks.start("vzdestroy", ct.vmid, user, work, cleanup)
+
+    # -- templates, clones, snapshots (zfspool) ---------------------------------------------
+    def _zfs_volume(self, ct, action):
+        volume = ct.config.get("rootfs", "").split(",")[0]
+        storage = volume.split(":")[0]
+        if self.storages.get(storage, {}).get("type") != "zfspool":
+            raise ApiError(500, "%s feature is not available" % action)
+        return volume
+
+    def lxc_template(self, params, user):
+        ct = self._ct(params["vmid"])
+        if ct.config.get("template") == "1":
+            return None  # already a template: nothing to do, as PVE answers
+        if self.lxc_state(ct)[0] == "running":
+            raise ApiError(500, "CT %d is running - unable to convert to template" % ct.vmid)
+        if ct.snapshots:
+            raise ApiError(500, "you can't convert a CT to template if the CT has snapshots")
+        volume = ct.config.get("rootfs", "").split(",")[0]
+        if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+            base = volume.replace(":subvol-", ":basevol-")
+            try:
+                # zfs-fuse refuses to rename a mounted dataset it is still holding
+                subprocess.run(["zfs", "unmount", "-f", self.dataset(volume)], check=False,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self._zfs("rename", self.dataset(volume), self.dataset(base))
+                subprocess.run(["zfs", "mount", self.dataset(base)], check=False,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self._zfs("snapshot", self.dataset(base) + "@__base__")
+            except TaskFailed as exc:
+                raise ApiError(500, str(exc))
+            ct.config["rootfs"] = ct.config["rootfs"].replace(volume, base)
+        ct.config["template"] = "1"
+        return None
+
+    def lxc_clone(self, params, user):
+        ct = self._ct(params["vmid"])
+        newid = params["newid"]
+        template = ct.config.get("template") == "1"
+        full = params.get("full", 0 if template else 1)
+        if not template and not full:
+            raise ApiError(500, "parameter 'full' must be set for a clone of a container that is not a template")
+        if "storage" in params and not full:
+            raise ApiError(400, "Parameter verification failed.",
+                           {"storage": "storage is only allowed for full clones"})
+        with self.lock:
+            if newid in self.containers:
+                raise ApiError(500, "CT %d already exists on node '%s'" % (newid, self.node))
+            config = dict((k, v) for k, v in ct.config.items() if k not in ("template", "rootfs"))
+            if params.get("hostname"):
+                config["hostname"] = params["hostname"]
+            clone = Container(newid, config)
+            clone.lock = "create"
+            self.containers[newid] = clone
+        volume = ct.config["rootfs"].split(",")[0]
+        source_storage = volume.split(":")[0]
+        target_storage = params.get("storage", source_storage)
+
+        def cleanup(task):
+            with self.lock:
+                self.containers.pop(newid, None)
+            clone.lock = None
+
+        def work(task):
+            name = "subvol-%d-disk-0" % newid
+            if not full:
+                self._zfs("clone", self.dataset(volume) + "@__base__",
+                          "%s/%s" % (self.storages[source_storage]["pool"], name))
+                clone.config["rootfs"] = "%s:%s" % (source_storage, name)
+            else:
+                info = self.storages[target_storage]
+                if info["type"] == "zfspool":
+                    self._zfs("create", "-o", "xattr=on", "%s/%s" % (info["pool"], name))
+                    target = self.volume_path("%s:%s" % (target_storage, name))
+                    clone.config["rootfs"] = "%s:%s" % (target_storage, name)
+                else:
+                    name = "%d/subvol-%d-disk-0.subvol" % (newid, newid)
+                    target = self.volume_path("%s:%s" % (target_storage, name))
+                    os.makedirs(target)
+                    clone.config["rootfs"] = "%s:%s" % (target_storage, name)
+                task.log("copying %s" % volume)
+                subprocess.run(["cp", "-a", "--", self.volume_path(volume) + "/.", target], check=True)
+            clone.lock = None
+            return 0
+
+        return self.tasks.start("vzclone", ct.vmid, user, work, cleanup)
+
+    def snapshot_list(self, params):
+        ct = self._ct(params["vmid"])
+        out = []
+        parent = None
+        for name, info in ct.snapshots.items():
+            entry = {"name": name, "snaptime": info["snaptime"], "description": info.get("description", "")}
+            if parent:
+                entry["parent"] = parent
+            out.append(entry)
+            parent = name
+        current = {"name": "current", "description": "You are here!", "running": 1 if ct.status == "running" else 0}
+        if parent:
+            current["parent"] = parent
+        return out + [current]
+
+    def snapshot_create(self, params, user):
+        ct = self._ct(params["vmid"])
+        volume = self._zfs_volume(ct, "snapshot")
+        name = params["snapname"]
+        if name in ct.snapshots:
+            raise ApiError(500, "snapshot name '%s' already used" % name)
+
+        def work(task):
+            self._zfs("snapshot", "%s@%s" % (self.dataset(volume), name))
+            ct.snapshots[name] = {"snaptime": int(time.time()), "config": dict(ct.config)}
+            return 0
+
+        return self.tasks.start("vzsnapshot", ct.vmid, user, work)
+
+    def snapshot_delete(self, params, user):
+        ct = self._ct(params["vmid"])
+        volume = self._zfs_volume(ct, "snapshot")
+        name = params["snapname"]
+        if name not in ct.snapshots:
+            raise ApiError(500, "snapshot '%s' does not exist" % name)
+
+        def work(task):
+            self._zfs("destroy", "%s@%s" % (self.dataset(volume), name))
+            ct.snapshots.pop(name, None)
+            return 0
+
+        return self.tasks.start("vzdelsnapshot", ct.vmid, user, work)
+
+    def snapshot_rollback(self, params, user):
+        ct = self._ct(params["vmid"])
+        volume = self._zfs_volume(ct, "snapshot")
+        name = params["snapname"]
+        if name not in ct.snapshots:
+            raise ApiError(500, "snapshot '%s' does not exist" % name)
+        if list(ct.snapshots)[-1] != name:
+            raise ApiError(500, "unable to rollback to snapshot '%s' - more recent snapshots exist "
+                                "(zfs can only roll back to the most recent one)" % name)
+        if self.lxc_state(ct)[0] == "running":
+            raise ApiError(500, "CT %d is running - unable to rollback" % ct.vmid)
+
+        def work(task):
+            self._zfs("rollback", "%s@%s" % (self.dataset(volume), name))
+            ct.config = dict(ct.snapshots[name]["config"])
+            return 0
+
+        return self.tasks.start("vzrollback", ct.vmid, user, work)

@@ -34,10 +34,10 @@ def self_signed(directory):
 
 class Double:
     def __init__(self, root, mode="9.1", node="pve1", user="root@pam", password=DEFAULT_PASSWORD,
-                 host="127.0.0.1", port=0):
+                 host="127.0.0.1", port=0, zfs_root=None):
         os.makedirs(root, exist_ok=True)
         self.schema = Schema(mode)
-        self.backend = Backend(root, mode, node)
+        self.backend = Backend(root, mode, node, zfs_root)
         self.user = user
         self.password = password
         self.tickets = {}  # ticket -> (user, csrf)
@@ -136,6 +136,8 @@ class Double:
             ("GET", "/nodes/{node}/lxc/{vmid}/status/current"): b.status_current,
             ("GET", "/nodes/{node}/tasks/{upid}/status"): b.task_status,
             ("GET", "/nodes/{node}/storage"): b.storage_list,
+            ("GET", "/nodes/{node}/lxc/{vmid}/snapshot"): b.snapshot_list,
+            ("POST", "/nodes/{node}/lxc/{vmid}/template"): lambda p: b.lxc_template(p, None),
             ("GET", "/nodes/{node}/storage/{storage}/content"): b.storage_content,
             ("GET", "/nodes/{node}/tasks/{upid}/log"): b.task_log,
         }
@@ -144,6 +146,10 @@ class Double:
             ("DELETE", "/nodes/{node}/lxc/{vmid}"): b.lxc_delete,
             ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}"): b.storage_content_delete,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/start"): b.lxc_start,
+            ("POST", "/nodes/{node}/lxc/{vmid}/clone"): b.lxc_clone,
+            ("POST", "/nodes/{node}/lxc/{vmid}/snapshot"): b.snapshot_create,
+            ("DELETE", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}"): b.snapshot_delete,
+            ("POST", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback"): b.snapshot_rollback,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"): b.lxc_stop,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
         }
@@ -196,6 +202,8 @@ class Double:
                     data = double.dispatch(self.command, url.path[len("/api2/json"):], params, self.headers)
                 except ApiError as exc:
                     return self._answer(exc.status, exc.body())
+                except Exception as exc:  # pylint: disable=broad-except
+                    return self._answer(500, {"data": None, "message": str(exc)})
                 return self._answer(200, {"data": data})
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815
