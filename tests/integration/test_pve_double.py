@@ -301,3 +301,35 @@ def test_zfspool_template_clones_and_snapshots(zdouble, zfs_dataset):
         assert wait(api, node.lxc(vmid).delete())["exitstatus"] == "OK"
     assert zfs_names(pool) == []
     assert node.lxc.get() == []
+
+
+def test_upload_with_checksum(api, double, tmp_path):
+    import hashlib
+    data = os.urandom(4096)
+    path = tmp_path / "upload.tar.zst"
+    path.write_bytes(data)
+    storage = api.nodes("pve1").storage("local")
+    with open(str(path), "rb") as handle:
+        upid = storage.upload.post(content="vztmpl", filename=handle, checksum=hashlib.sha256(data).hexdigest(),
+                                   **{"checksum-algorithm": "sha256"})
+    assert wait(api, upid)["exitstatus"] == "OK"
+    volids = [c["volid"] for c in storage.content.get(content="vztmpl")]
+    assert "local:vztmpl/upload.tar.zst" in volids
+    with open(str(path), "rb") as handle:
+        bad = storage.upload.post(content="vztmpl", filename=handle, checksum="0" * 64,
+                                  **{"checksum-algorithm": "sha256"})
+    assert wait(api, bad)["exitstatus"].startswith("checksum mismatch")
+    with pytest.raises(Exception) as err:
+        with open(str(path), "rb") as handle:
+            storage.upload.post(content="vztmpl", filename=handle, checksum="0" * 64)
+    assert "checksum-algorithm" in str(err.value)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(Exception) as err:
+        with open(str(tmp_path / "notes.txt"), "rb") as handle:
+            storage.upload.post(content="vztmpl", filename=handle)
+    assert "wrong file extension" in str(err.value)
+    from urllib.parse import quote
+    assert wait(api, storage.content(quote("local:vztmpl/upload.tar.zst", safe="")).delete())["exitstatus"] == "OK"
+    assert "local:vztmpl/upload.tar.zst" not in [c["volid"] for c in storage.content.get()]
+    leftovers = [n for n in os.listdir(double.backend.root) if n.startswith("pveupload-")]
+    assert leftovers == []

@@ -164,6 +164,46 @@ class Backend:
         wanted = params.get("content")
         return [e for e in out if not wanted or e["content"] == wanted]
 
+    TEMPLATE_EXTENSIONS = (".tar.gz", ".tar.xz", ".tar.zst", ".tar")
+
+    def storage_upload(self, params, user, files):
+        """POST .../upload: multipart, content vztmpl (or iso), optional checksum; an imgcopy task."""
+        self._node(params["node"])
+        info = self._storage(params["storage"])
+        upload = files.get("filename")
+        if upload is None:
+            raise ApiError(400, "Parameter verification failed.", {"filename": "no file uploaded"})
+        name, tmp = os.path.basename(upload[0]), upload[1]
+        content = params["content"]
+        if content not in info["content"].split(","):
+            os.unlink(tmp)
+            raise ApiError(500, "storage '%s' does not support content type '%s'" % (params["storage"], content))
+        if content == "vztmpl" and not name.endswith(self.TEMPLATE_EXTENSIONS):
+            os.unlink(tmp)
+            raise ApiError(500, "wrong file extension")
+        target = os.path.join(info["path"], "template", "cache" if content == "vztmpl" else "iso", name)
+
+        def work(task):
+            try:
+                if params.get("checksum"):
+                    digest = hashlib.new(params["checksum-algorithm"])
+                    with open(tmp, "rb") as handle:
+                        for chunk in iter(lambda: handle.read(1 << 20), b""):
+                            digest.update(chunk)
+                    if digest.hexdigest() != params["checksum"].lower():
+                        raise TaskFailed("checksum mismatch: got '%s' != expected '%s'"
+                                         % (digest.hexdigest(), params["checksum"]))
+                    task.log("checksum verified")
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.move(tmp, target)
+                task.log("target file: %s" % target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            return 0
+
+        return self.tasks.start("imgcopy", None, user, work)
+
     def storage_content_delete(self, params, user):
         self._node(params["node"])
         volume = params["volume"]
@@ -180,7 +220,7 @@ class Backend:
             task.log("removed %s" % volid)
             return 0
 
-        return self.tasks.start("imgdel", volid, user, work)
+        return self.tasks.start("imgdel", None, user, work)
 
     # -- real LXC -------------------------------------------------------------------
     @property

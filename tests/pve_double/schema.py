@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import re
+from urllib.parse import unquote
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = {"9.1": "9", "9": "9", "8": "8"}
@@ -211,7 +212,8 @@ class Schema:
                 info = self.endpoints[template].get(method)
                 if info is None:
                     break
-                return template, info, dict(zip(names, match.groups()))
+                # path parameters arrive URL-encoded (a volid's "/" as %2F), as PVE clients send them
+                return template, info, dict(zip(names, (unquote(g) for g in match.groups())))
         raise ApiError(501, "Method '%s %s' not implemented" % (method, path))
 
     def validate(self, info, params):
@@ -236,6 +238,8 @@ class Schema:
             except ValueError as exc:
                 errors[name] = str(exc)
         for name, prop in props.items():
+            if name in params and prop.get("requires") and prop["requires"] not in params:
+                errors[prop["requires"]] = "property is missing and it is required by '%s'" % name
             if name.endswith("[n]") or prop.get("optional") or name in params:
                 continue
             errors[name] = "property is missing and it is not optional"

@@ -23,6 +23,35 @@ DEFAULT_PASSWORD = "lxcri-double"  # documented default for the loopback-only te
 WRITE_METHODS = ("POST", "PUT", "DELETE")
 
 
+def parse_multipart(content_type, body, files, tmpdir):
+    """Form fields of a multipart body; file parts are saved to temp files listed in ``files``."""
+    import email.parser  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+    message = email.parser.BytesParser().parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    fields = {}
+    for part in message.get_payload():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_param("filename", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if filename is not None:
+            fd, path = tempfile.mkstemp(prefix="pveupload-", dir=tmpdir)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+            files[name] = (filename, path)
+            fields[name] = filename
+        else:
+            fields[name] = payload.decode("utf-8")
+    return fields
+
+
+def discard(files):
+    """Uploaded temp files of a refused request."""
+    for dummy, path in files.values():
+        if os.path.exists(path):
+            os.unlink(path)
+
+
 def self_signed(directory):
     key, cert = os.path.join(directory, "pve-double.key"), os.path.join(directory, "pve-double.crt")
     if not os.path.exists(cert):
@@ -115,7 +144,7 @@ class Double:
         return user
 
     # -- dispatch -------------------------------------------------------------------
-    def dispatch(self, method, path, params, headers):
+    def dispatch(self, method, path, params, headers, files=None):
         template, info, path_params = self.schema.route(method, path)
         merged = dict(params)
         merged.update(path_params)
@@ -154,6 +183,8 @@ class Double:
             ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
         }
         key = (method, template)
+        if key == ("POST", "/nodes/{node}/storage/{storage}/upload"):
+            return b.storage_upload(typed, user, files or {})
         if key in handlers:
             return handlers[key](typed)
         if key in with_user:
@@ -181,9 +212,13 @@ class Double:
                 url = urlparse(self.path)
                 params = dict(parse_qsl(url.query, keep_blank_values=True))
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
+                files = {}
+                ctype = self.headers.get("Content-Type") or ""
+                if length and ctype.startswith("multipart/form-data"):
+                    params.update(parse_multipart(ctype, self.rfile.read(length), files, double.backend.root))
+                elif length:
                     raw = self.rfile.read(length).decode("utf-8")
-                    if "json" in (self.headers.get("Content-Type") or ""):
+                    if "json" in ctype:
                         params.update(dict((k, v if not isinstance(v, bool) else int(v))
                                            for k, v in json.loads(raw or "{}").items()))
                     else:
@@ -199,10 +234,12 @@ class Double:
                 if not url.path.startswith("/api2/json/"):
                     return self._answer(404, {"data": None, "message": "Not found"})
                 try:
-                    data = double.dispatch(self.command, url.path[len("/api2/json"):], params, self.headers)
+                    data = double.dispatch(self.command, url.path[len("/api2/json"):], params, self.headers, files)
                 except ApiError as exc:
+                    discard(files)
                     return self._answer(exc.status, exc.body())
                 except Exception as exc:  # pylint: disable=broad-except
+                    discard(files)
                     return self._answer(500, {"data": None, "message": str(exc)})
                 return self._answer(200, {"data": data})
 
