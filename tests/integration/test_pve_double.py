@@ -178,6 +178,9 @@ def test_start_shutdown_delete_with_real_lxc(api, double, bed):
     with pytest.raises(Exception) as err:
         api.nodes("pve1").lxc(130).delete()
     assert "CT 130 is running - destroy failed" in str(err.value)
+    assert wait(api, api.nodes("pve1").lxc(130).status.reboot.post(timeout=1))["exitstatus"] == "OK"
+    state, new_pid = double.backend.lxc_state(double.backend.containers[130])
+    assert state == "running" and new_pid != pid
     # sleep as PID 1 has no handler for the halt signal: a shutdown times out...
     timed_out = wait(api, api.nodes("pve1").lxc(130).status.shutdown.post(timeout=1))
     assert timed_out["exitstatus"] == "shutdown timeout - container 130 still running"
@@ -333,3 +336,39 @@ def test_upload_with_checksum(api, double, tmp_path):
     assert "local:vztmpl/upload.tar.zst" not in [c["volid"] for c in storage.content.get()]
     leftovers = [n for n in os.listdir(double.backend.root) if n.startswith("pveupload-")]
     assert leftovers == []
+
+
+def test_nextid_race_is_reproducible(api, double):
+    """Two creators asking nextid before either creates get the same id, as on PVE; the second loses."""
+    first, second = api.cluster.nextid.get(), api.cluster.nextid.get()
+    assert first == second
+    assert wait(api, api.nodes("pve1").lxc.post(vmid=first, ostemplate="local:vztmpl/test.tar.zst"))[
+        "exitstatus"] == "OK"
+    with pytest.raises(Exception) as err:
+        api.nodes("pve1").lxc.post(vmid=second, ostemplate="local:vztmpl/test.tar.zst")
+    assert "CT %s already exists" % second in str(err.value)
+    assert api.cluster.nextid.get() == first + 1
+    assert {"key": "ostype", "value": "unmanaged"} in api.nodes("pve1").lxc(first).pending.get()
+
+
+def test_cli_prints_url_node_and_storages(tmp_path, bed):
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tests_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([__import__("sys").executable, "-m", "pve_double", "--port", str(port), "--dir",
+                             str(tmp_path / "cli"), "--zfs-root", bed["zfs"]["pool"] + "/t-cli-" + str(port)],
+                            cwd=tests_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    try:
+        first = proc.stdout.readline()
+        second = proc.stdout.readline()
+        assert first.strip() == "PVE API test double (mode 9.1) at https://127.0.0.1:%d/api2/json" % port
+        assert "node: pve1" in second and "storages: local, local-zfs" in second
+        resp = requests.get("https://127.0.0.1:%d/api2/json/version" % port, verify=False)
+        assert resp.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        from lxcri_testbed.bed import destroy_tree
+        destroy_tree(bed["zfs"]["pool"] + "/t-cli-" + str(port))

@@ -293,6 +293,30 @@ class Backend:
 
         return self.tasks.start("vzstart", ct.vmid, user, work)
 
+    def lxc_reboot(self, params, user):
+        ct = self._ct(params["vmid"])
+        if self.lxc_state(ct)[0] != "running":
+            raise ApiError(500, "CT %d not running" % ct.vmid)
+        timeout = params.get("timeout", 60)
+
+        def work(task):
+            subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "--nokill", "-t", str(timeout)],
+                           check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "-k"], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.run(["lxc-start", "-P", self.lxc_path, "-n", str(ct.vmid), "-d"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                  check=False)
+            if proc.returncode != 0:
+                raise TaskFailed("startup for container '%d' failed" % ct.vmid)
+            return 0
+
+        return self.tasks.start("vzreboot", ct.vmid, user, work)
+
+    def pending(self, params):
+        ct = self._ct(params["vmid"])
+        return [{"key": k, "value": v} for k, v in sorted(ct.config.items())]
+
     def lxc_stop(self, params, user):
         ct = self._ct(params["vmid"])
         if self.lxc_state(ct)[0] != "running":
