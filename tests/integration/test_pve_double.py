@@ -372,3 +372,34 @@ def test_cli_prints_url_node_and_storages(tmp_path, bed):
         proc.wait(timeout=10)
         from lxcri_testbed.bed import destroy_tree
         destroy_tree(bed["zfs"]["pool"] + "/t-cli-" + str(port))
+
+
+def test_9_1_imports_an_oci_archive_and_runs_its_entrypoint(tmp_path, registry_image, bed):
+    from proxmoxer import ProxmoxAPI
+    from lxcri_testbed.images import skopeo_archive
+    double = Double(str(tmp_path / "pveoci"), mode="9.1").start()
+    try:
+        template = os.path.join(double.backend.storages["local"]["path"], "template", "cache", "app.tar")
+        skopeo_archive(registry_image, "oci-archive", template, "1")
+        api = ProxmoxAPI("127.0.0.1", port=double.port, user="root@pam", password=DEFAULT_PASSWORD,
+                         verify_ssl=False)
+        node = api.nodes("pve1")
+        assert wait(api, node.lxc.post(vmid=150, ostemplate="local:vztmpl/app.tar", env="IGNORED=1"))[
+            "exitstatus"] == "OK"
+        cfg = node.lxc(150).config.get()
+        assert cfg["entrypoint"] == "/bin/sleep 3600"
+        assert cfg["env"].split("\0") == registry_image.config["env"]  # the image's Env overwrites
+        assert cfg["lxc.init.cwd"] == "/app" and cfg["lxc.init.uid"] == "1000"
+        rootfs = double.backend.volume_path(cfg["rootfs"])
+        assert not os.path.exists(os.path.join(rootfs, "etc", "obsolete.conf"))  # the whiteout applied
+        assert wait(api, node.lxc(150).status.start.post())["exitstatus"] == "OK"
+        state, pid = double.backend.lxc_state(double.backend.containers[150])
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            assert handle.read().split(b"\0")[:-1] == [b"/bin/sleep", b"3600"]
+        assert os.readlink("/proc/%d/cwd" % pid) == "/app"
+        with open("/proc/%d/status" % pid) as handle:
+            assert "Uid:\t1000" in handle.read()
+        assert wait(api, node.lxc(150).status.stop.post())["exitstatus"] == "OK"
+        assert wait(api, node.lxc(150).delete())["exitstatus"] == "OK"
+    finally:
+        double.stop()
