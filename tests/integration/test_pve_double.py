@@ -376,15 +376,20 @@ def test_cli_prints_url_node_and_storages(tmp_path, bed):
 
 def test_9_1_imports_an_oci_archive_and_runs_its_entrypoint(tmp_path, registry_image, bed):
     from proxmoxer import ProxmoxAPI
-    from lxcri_testbed.images import skopeo_archive
     double = Double(str(tmp_path / "pveoci"), mode="9.1").start()
     try:
-        template = os.path.join(double.backend.storages["local"]["path"], "template", "cache", "app.tar")
-        skopeo_archive(registry_image, "oci-archive", template, "1")
         api = ProxmoxAPI("127.0.0.1", port=double.port, user="root@pam", password=DEFAULT_PASSWORD,
                          verify_ssl=False)
         node = api.nodes("pve1")
-        assert wait(api, node.lxc.post(vmid=150, ostemplate="local:vztmpl/app.tar", env="IGNORED=1"))[
+        pulled = wait(api, node.storage("local")("oci-registry-pull").post(reference=registry_image.refs["open"],
+                                                                            filename="pulled.tar"))
+        assert pulled["exitstatus"] == "OK"
+        volids = [c["volid"] for c in node.storage("local").content.get(content="vztmpl")]
+        assert "local:vztmpl/pulled.tar" in volids
+        missing = wait(api, node.storage("local")("oci-registry-pull").post(
+            reference=registry_image.refs["open"].rsplit(":", 1)[0] + ":nope"))
+        assert missing["exitstatus"].startswith("failed to pull")
+        assert wait(api, node.lxc.post(vmid=150, ostemplate="local:vztmpl/pulled.tar", env="IGNORED=1"))[
             "exitstatus"] == "OK"
         cfg = node.lxc(150).config.get()
         assert cfg["entrypoint"] == "/bin/sleep 3600"

@@ -178,6 +178,7 @@ class Double:
             ("POST", "/nodes/{node}/lxc/{vmid}/status/start"): b.lxc_start,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/reboot"): b.lxc_reboot,
             ("POST", "/nodes/{node}/lxc/{vmid}/clone"): b.lxc_clone,
+            ("POST", "/nodes/{node}/storage/{storage}/oci-registry-pull"): b.oci_registry_pull,
             ("POST", "/nodes/{node}/lxc/{vmid}/snapshot"): b.snapshot_create,
             ("DELETE", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}"): b.snapshot_delete,
             ("POST", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback"): b.snapshot_rollback,
