@@ -381,13 +381,12 @@ def test_9_1_imports_an_oci_archive_and_runs_its_entrypoint(tmp_path, registry_i
         api = ProxmoxAPI("127.0.0.1", port=double.port, user="root@pam", password=DEFAULT_PASSWORD,
                          verify_ssl=False)
         node = api.nodes("pve1")
-        pulled = wait(api, node.storage("local")("oci-registry-pull").post(reference=registry_image.refs["open"],
-                                                                            filename="pulled.tar"))
+        puller = node.storage("local")("oci-registry-pull")
+        pulled = wait(api, puller.post(reference=registry_image.refs["open"], filename="pulled.tar"))
         assert pulled["exitstatus"] == "OK"
         volids = [c["volid"] for c in node.storage("local").content.get(content="vztmpl")]
         assert "local:vztmpl/pulled.tar" in volids
-        missing = wait(api, node.storage("local")("oci-registry-pull").post(
-            reference=registry_image.refs["open"].rsplit(":", 1)[0] + ":nope"))
+        missing = wait(api, puller.post(reference=registry_image.refs["open"].rsplit(":", 1)[0] + ":nope"))
         assert missing["exitstatus"].startswith("failed to pull")
         assert wait(api, node.lxc.post(vmid=150, ostemplate="local:vztmpl/pulled.tar", env="IGNORED=1"))[
             "exitstatus"] == "OK"
