@@ -364,16 +364,18 @@ class Puller:
                 src.close()
 
     def remove(self, key):
-        """Unpin ``key`` and delete its blobs that no other pin uses. Returns the old pin or None."""
+        """Unpin ``key`` and delete its blobs that no other pin uses.
+
+        Returns ``(old pin or None, sorted digests of the blobs deleted)``.
+        """
         with self.store.exclusive():
             record = self.store.get_pin(key)
             if record is None:
-                return None
+                return None, []
             self.store.unpin(key)
             others = set()
             for other in self.store.pins():
                 others.update(other.get("blobs") or [])
-            for digest in record.get("blobs") or []:
-                if digest not in others:
-                    self.store.remove_blob(digest)
-            return record
+            removed = [digest for digest in sorted(set(record.get("blobs") or []))
+                       if digest not in others and self.store.remove_blob(digest)]
+            return record, removed

@@ -118,10 +118,7 @@ class ImageManager:
         result["removed_blobs"] = []
         if matches and not self.check_mode:
             for record in matches:
-                before_blobs = set(digest for digest, dummy, dummy2 in self.store.blobs())
-                puller.remove(record["key"])
-                after_blobs = set(digest for digest, dummy, dummy2 in self.store.blobs())
-                result["removed_blobs"].extend(sorted(before_blobs - after_blobs))
+                result["removed_blobs"].extend(puller.remove(record["key"])[1])
         result["changed"] = bool(matches)
         result["diff"] = {
             "before": {"image": str(self.source),

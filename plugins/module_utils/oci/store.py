@@ -300,12 +300,16 @@ class BlobStore:
                     pass
 
     def remove_blob(self, digest):
+        """Delete a blob and its facts; True when the blob itself was there."""
+        removed = False
         with self.lock_blob(digest):
             for path in (self.path(digest), self._meta_path(digest)):
                 try:
                     os.unlink(path)
+                    removed = removed or path == self.path(digest)
                 except OSError:
                     pass
+        return removed
 
     def prune(self, max_bytes=None, keep=()):
         """Evict least-recently-used blobs that no pin references.
