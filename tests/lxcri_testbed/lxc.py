@@ -64,38 +64,60 @@ def read_init(pid):
     return InitProcess(pid, argv, env, cwd, uid[1], gid[1])
 
 
+def config_lines(name, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None, extra=()):
+    """A minimal privileged LXC config around ``lxc.init.*`` and ``lxc.environment``.
+
+    Shared by the runner and the PVE API test double, which starts what it
+    creates the same way.  ``env`` is a mapping; ``extra`` are raw lines.
+    """
+    lines = [
+        "lxc.uts.name = %s" % name,
+        "lxc.rootfs.path = dir:%s" % rootfs,
+        "lxc.net.0.type = empty",
+        "lxc.apparmor.profile = unconfined",
+        "lxc.console.path = none",
+        "lxc.tty.max = 0",
+        "lxc.pty.max = 0",
+        "lxc.mount.auto = proc:mixed sys:mixed",
+        "lxc.init.cmd = %s" % init_cmd,
+    ]
+    if cwd is not None:
+        lines.append("lxc.init.cwd = %s" % cwd)
+    if uid is not None:
+        lines.append("lxc.init.uid = %d" % uid)
+    if gid is not None:
+        lines.append("lxc.init.gid = %d" % gid)
+    for key, value in (env or {}).items():
+        if "\n" in key + value:
+            raise ValueError("lxc.environment cannot hold a newline: %r" % key)
+        lines.append("lxc.environment = %s=%s" % (key, value))
+    lines.extend(extra)
+    return lines
+
+
+def ensure_mountpoints(rootfs):
+    """LXC mounts /dev (autodev), /proc and /sys inside the rootfs; an OCI rootfs may lack them."""
+    for mnt in ("dev", "proc", "sys"):
+        path = os.path.join(rootfs, mnt)
+        if not os.path.lexists(path):
+            os.makedirs(path)
+
+
+def lxc_info(lxc_path, name):
+    """``(state, pid)`` from lxc-info: state as LXC prints it ("RUNNING", "STOPPED", ...), pid or None."""
+    info = run(["lxc-info", "-P", lxc_path, "-n", name, "-s", "-p"], check=False)
+    # "State:          RUNNING" and "PID:            1234"
+    fields = dict(line.split(":", 1) for line in info.stdout.splitlines() if ":" in line)
+    pid = fields.get("PID", "").strip()
+    return fields.get("State", "").strip(), (int(pid) if pid.isdigit() else None)
+
+
 class LxcRunner:
     """Runs containers under its own lxcpath and removes them afterwards."""
 
     def __init__(self, lxc_path):
         self.lxc_path = lxc_path
         self.names = []
-
-    def config_lines(self, name, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None,
-                     extra=()):
-        lines = [
-            "lxc.uts.name = %s" % name,
-            "lxc.rootfs.path = dir:%s" % rootfs,
-            "lxc.net.0.type = empty",
-            "lxc.apparmor.profile = unconfined",
-            "lxc.console.path = none",
-            "lxc.tty.max = 0",
-            "lxc.pty.max = 0",
-            "lxc.mount.auto = proc:mixed sys:mixed",
-            "lxc.init.cmd = %s" % init_cmd,
-        ]
-        if cwd is not None:
-            lines.append("lxc.init.cwd = %s" % cwd)
-        if uid is not None:
-            lines.append("lxc.init.uid = %d" % uid)
-        if gid is not None:
-            lines.append("lxc.init.gid = %d" % gid)
-        for key, value in (env or {}).items():
-            if "\n" in key + value:
-                raise ValueError("lxc.environment cannot hold a newline: %r" % key)
-            lines.append("lxc.environment = %s=%s" % (key, value))
-        lines.extend(extra)
-        return lines
 
     def start(self, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None, extra=(),
               timeout=15):
@@ -104,15 +126,9 @@ class LxcRunner:
         cdir = os.path.join(self.lxc_path, name)
         os.makedirs(cdir)
         self.names.append(name)
-        # LXC mounts /dev (autodev), /proc and /sys inside the rootfs; an OCI
-        # rootfs may lack the directories, as a PVE-restored one never does.
-        for mnt in ("dev", "proc", "sys"):
-            path = os.path.join(rootfs, mnt)
-            if not os.path.lexists(path):
-                os.makedirs(path)
+        ensure_mountpoints(rootfs)
         with open(os.path.join(cdir, "config"), "w") as handle:
-            handle.write("\n".join(self.config_lines(name, rootfs, init_cmd, cwd, uid, gid,
-                                                     env, extra)) + "\n")
+            handle.write("\n".join(config_lines(name, rootfs, init_cmd, cwd, uid, gid, env, extra)) + "\n")
         logfile = os.path.join(cdir, "lxc.log")
         proc = run(["lxc-start", "-P", self.lxc_path, "-n", name, "-d", "-l", "INFO",
                     "-o", logfile], check=False, timeout=timeout)
@@ -121,14 +137,10 @@ class LxcRunner:
                               self._log(logfile))
         deadline = time.time() + timeout
         while time.time() < deadline:
-            info = run(["lxc-info", "-P", self.lxc_path, "-n", name, "-s", "-p"], check=False)
-            # "State:          RUNNING" and "PID:            1234"
-            fields = dict(line.split(":", 1) for line in info.stdout.splitlines() if ":" in line)
-            state = fields.get("State", "").strip()
-            pid = fields.get("PID", "").strip()
-            if state == "RUNNING" and pid.isdigit():
+            state, pid = lxc_info(self.lxc_path, name)
+            if state == "RUNNING" and pid is not None:
                 try:
-                    init = read_init(int(pid))
+                    init = read_init(pid)
                 except (OSError, BedError):
                     init = None  # init exec'ing or gone; ask LXC again
                 # Until the exec, the init pid still runs lxc-start's code.

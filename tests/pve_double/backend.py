@@ -13,6 +13,7 @@ import threading
 import time
 
 from lxcri_testbed.bed import destroy_tree as destroy_dataset
+from lxcri_testbed.lxc import config_lines, ensure_mountpoints, lxc_info
 
 from .schema import ApiError
 from .tasks import TaskFailed, TaskManager
@@ -350,32 +351,21 @@ class Backend:
         """What LXC says, so a container reported running is really running."""
         if not os.path.isdir(os.path.join(self.lxc_path, str(ct.vmid))):
             return "stopped", None
-        proc = subprocess.run(["lxc-info", "-P", self.lxc_path, "-n", str(ct.vmid), "-s", "-p"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
-        fields = dict(line.split(":", 1) for line in proc.stdout.splitlines() if ":" in line)
-        state = fields.get("State", "STOPPED").strip().lower()
-        pid = fields.get("PID", "").strip()
-        return ("running" if state == "running" else "stopped"), (int(pid) if pid.isdigit() else None)
+        state, pid = lxc_info(self.lxc_path, str(ct.vmid))
+        return ("running" if state == "RUNNING" else "stopped"), pid
 
     def lxc_config(self, ct):
         """The LXC config PVE would generate for this container (the parts the double supports)."""
-        rootfs = self.volume_path(ct.config["rootfs"].split(",")[0])
-        lines = [
-            "lxc.uts.name = %s" % ct.config.get("hostname", "CT%d" % ct.vmid),
-            "lxc.rootfs.path = dir:%s" % rootfs,
-            "lxc.net.0.type = empty",
-            "lxc.apparmor.profile = unconfined",
-            "lxc.console.path = none",
-            "lxc.tty.max = 0",
-            "lxc.pty.max = 0",
-            "lxc.mount.auto = proc:mixed sys:mixed",
-            "lxc.init.cmd = %s" % ct.config.get("entrypoint", "/sbin/init"),
-        ]
-        for item in (ct.config.get("env") or "").split("\0"):
-            if item:
-                lines.append("lxc.environment = %s" % item)
-        lines.extend("%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc."))
-        return lines
+        env = dict(item.partition("=")[::2] for item in (ct.config.get("env") or "").split("\0") if item)
+        raw = ["%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
+        return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
+                            self.volume_path(ct.config["rootfs"].split(",")[0]),
+                            ct.config.get("entrypoint", "/sbin/init"), env=env, extra=raw)
+
+    def _lxc(self, ct, tool, *args):
+        """Run an lxc-* tool on the container; returns the CompletedProcess (output captured)."""
+        return subprocess.run([tool, "-P", self.lxc_path, "-n", str(ct.vmid)] + list(args), check=False,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
 
     def _check_startable(self, ct):
         if ct.config.get("template") == "1":
@@ -392,16 +382,11 @@ class Backend:
         def work(task):
             cdir = os.path.join(self.lxc_path, str(ct.vmid))
             os.makedirs(cdir, exist_ok=True)
-            rootfs = self.volume_path(ct.config["rootfs"].split(",")[0])
-            for mnt in ("dev", "proc", "sys"):
-                os.makedirs(os.path.join(rootfs, mnt), exist_ok=True)
+            ensure_mountpoints(self.volume_path(ct.config["rootfs"].split(",")[0]))
             with open(os.path.join(cdir, "config"), "w") as handle:
                 handle.write("\n".join(self.lxc_config(ct)) + "\n")
             log = os.path.join(cdir, "start.log")
-            proc = subprocess.run(["lxc-start", "-P", self.lxc_path, "-n", str(ct.vmid), "-d", "-l", "INFO",
-                                   "-o", log], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  universal_newlines=True, check=False)
-            if proc.returncode != 0:
+            if self._lxc(ct, "lxc-start", "-d", "-l", "INFO", "-o", log).returncode != 0:
                 with open(log) as handle:
                     for line in handle.read().splitlines()[-15:]:
                         task.log(line)
@@ -417,14 +402,9 @@ class Backend:
         timeout = params.get("timeout", 60)
 
         def work(task):
-            subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "--nokill", "-t", str(timeout)],
-                           check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "-k"], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            proc = subprocess.run(["lxc-start", "-P", self.lxc_path, "-n", str(ct.vmid), "-d"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                                  check=False)
-            if proc.returncode != 0:
+            self._lxc(ct, "lxc-stop", "--nokill", "-t", str(timeout))
+            self._lxc(ct, "lxc-stop", "-k")
+            if self._lxc(ct, "lxc-start", "-d").returncode != 0:
                 raise TaskFailed("startup for container '%d' failed" % ct.vmid)
             return 0
 
@@ -440,7 +420,7 @@ class Backend:
             raise ApiError(500, "CT %d not running" % ct.vmid)
 
         def work(task):
-            subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "-k"], check=False)
+            self._lxc(ct, "lxc-stop", "-k")
             return 0
 
         return self.tasks.start("vzstop", ct.vmid, user, work)
@@ -453,15 +433,12 @@ class Backend:
 
         def work(task):
             # like PVE: send the halt signal (lxc.signal.halt, SIGPWR by default), wait, never kill here
-            proc = subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "--nokill",
-                                   "-t", str(timeout)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                                  check=False)
+            proc = self._lxc(ct, "lxc-stop", "--nokill", "-t", str(timeout))
             if self.lxc_state(ct)[0] == "running":
                 if not params.get("forceStop"):
                     raise TaskFailed("shutdown timeout - container %d still running" % ct.vmid)
                 task.log("shutdown timed out - stopping container")
-                subprocess.run(["lxc-stop", "-P", self.lxc_path, "-n", str(ct.vmid), "-k"], check=False)
+                self._lxc(ct, "lxc-stop", "-k")
             elif proc.returncode != 0:
                 task.log(proc.stdout.strip())
             return 0
