@@ -173,10 +173,55 @@ def zfs_daemon_up():
     return run(["zpool", "list", "-H", "-o", "name"], check=False).returncode == 0
 
 
+def _pid_alive(pidfile, command):
+    """The pid in ``pidfile`` if that process is alive and runs ``command``."""
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv0 = handle.read().split(b"\0")[0].decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return pid if os.path.basename(argv0) == command else None
+
+
+def _stale_fuse_zfs_mounts():
+    """Mount points of fuse.zfs filesystems, deepest first (from mountinfo)."""
+    points = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] == "fuse.zfs":
+                points.append(fields[4].encode().decode("unicode_escape"))
+    return sorted(points, key=len, reverse=True)
+
+
+def recover_dead_zfs_fuse():
+    """Clear what a killed zfs-fuse leaves behind, so that it can start again.
+
+    A session's processes are killed when it ends; the daemon's pidfile then
+    makes the next ``zfs-fuse --pidfile`` exit 1 without a word, and its FUSE
+    mounts stay behind as "Transport endpoint is not connected".  Only called
+    when ``zpool`` does not answer, so no live daemon owns these mounts.
+    """
+    pid = _pid_alive(ZFS_PIDFILE, "zfs-fuse")
+    if pid:
+        log("zfs-fuse (pid %d) runs but does not answer; stopping it" % pid)
+        _kill_pidfile(ZFS_PIDFILE)
+    elif os.path.exists(ZFS_PIDFILE):
+        log("removing the stale zfs-fuse pidfile")
+        os.unlink(ZFS_PIDFILE)
+    for point in _stale_fuse_zfs_mounts():
+        log("detaching the dead zfs-fuse mount %s" % point)
+        run(["umount", "-l", point], check=False)
+
+
 def start_zfs():
     if not zfs_daemon_up():
         if not shutil.which("zfs-fuse"):
             raise BedError("zpool does not answer and zfs-fuse is not installed")
+        recover_dead_zfs_fuse()
         log("starting zfs-fuse")
         run(["zfs-fuse", "--pidfile", ZFS_PIDFILE, "--no-kstat-mount"])
         deadline = time.time() + 20
@@ -201,6 +246,11 @@ def start_zfs():
     if mark != "yes":
         raise BedError("pool %s exists but is not the test bed's (no %s=yes); not touching it"
                        % (POOL_NAME, POOL_MARK))
+    mounted = run(["zfs", "get", "-H", "-o", "value", "mounted", POOL_NAME]).stdout.strip()
+    if mounted != "yes":
+        # a pool imported from zpool.cache at daemon start is not mounted
+        log("mounting pool %s" % POOL_NAME)
+        run(["zfs", "mount", "-a"])
     remove_stale_datasets()
     return {"pool": POOL_NAME, "mountpoint": POOL_MOUNT, "image": POOL_IMAGE}
 
