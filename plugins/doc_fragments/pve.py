@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Connection options of the Proxmox VE API modules; the argument spec is
+    # plugins/module_utils/pve/connection.py pve_argument_spec().
+    DOCUMENTATION = r"""
+options:
+  api_host:
+    description:
+      - Host name or address of a Proxmox VE node to talk to over its HTTPS API.
+      - When omitted and the module runs on a Proxmox VE node (C(/usr/bin/pvesh) exists), the module
+        uses C(pvesh) on that node as root, and the credentials below are not needed.
+      - When omitted on any other host, the module fails.
+      - If not set, the environment variable C(PROXMOX_HOST) is used.
+    type: str
+  api_port:
+    description:
+      - Port of the API.
+      - If not set, the environment variable C(PROXMOX_PORT) is used.
+    type: int
+    default: 8006
+  api_user:
+    description:
+      - User to log in as, with its realm (C(user@realm)). Also the user of an API token whose
+        O(api_token_id) is given without one.
+      - If not set, the environment variable C(PROXMOX_USER) is used.
+    type: str
+    default: root@pam
+  api_password:
+    description:
+      - Password of O(api_user), for ticket authentication.
+      - Mutually exclusive with O(api_token_id) and O(api_token_secret). With O(api_host) set, either
+        this or an API token is required.
+      - If not set, the environment variable C(PROXMOX_PASSWORD) is used.
+    type: str
+  api_token_id:
+    description:
+      - API token id, either complete (C(user@realm!tokenid)) or only C(tokenid), which is then
+        combined with O(api_user).
+      - Requires O(api_token_secret).
+      - If not set, the environment variable C(PROXMOX_TOKEN_ID) is used.
+    type: str
+  api_token_secret:
+    description:
+      - Secret (UUID) of the API token O(api_token_id).
+      - If not set, the environment variable C(PROXMOX_TOKEN_SECRET) is used.
+    type: str
+  validate_certs:
+    description:
+      - Verify the TLS certificate of the API. Set to V(false) only for test systems; a node's
+        self-signed certificate can be verified with O(ca_path) instead.
+      - If not set, the environment variable C(PROXMOX_VALIDATE_CERTS) is used.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - CA certificate file (PEM) to verify the API's certificate against, for example a copy of
+        C(/etc/pve/pve-root-ca.pem). Used only when O(validate_certs) is V(true).
+      - If not set, the environment variable C(PROXMOX_CA_PATH) is used.
+    type: path
+  api_timeout:
+    description:
+      - Seconds to wait for the API to answer one request (HTTP timeout).
+    type: int
+    default: 30
+  wait_timeout:
+    description:
+      - Seconds to wait for a Proxmox VE task (create, start, upload, ...) to end. A task still running
+        then fails the module; it goes on running on the node.
+      - A task that fails fails the module at once, with the end of the task log.
+    type: int
+    default: 600
+requirements:
+  - requests (Python library), on the host that runs the module, when O(api_host) is set
+"""

@@ -1,0 +1,495 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small client for the Proxmox VE REST API (``/api2/json``), on ``requests``.
+
+Paths are templates in the schema's own notation: variable segments are
+``{name}`` placeholders filled from the parameters and URL-quoted whole
+(a volid, an UPID or a token id holds ``:``, ``/``, ``@`` and ``!``)::
+
+    client.get("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100)
+    client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, memory=512)
+    client.delete("/nodes/{node}/lxc/{vmid}", {"destroy-unreferenced-disks": True}, node="pve1", vmid=100)
+
+Parameters whose names are not Python identifiers go in the dict argument;
+``None`` values are left out, booleans sent as 1/0.  Each call returns the
+``data`` member of PVE's answer.  Authentication is a
+ticket (``POST /access/ticket``, cookie ``PVEAuthCookie`` and the
+``CSRFPreventionToken`` header on writes, one new login when PVE refuses an
+expired ticket) or an API token (``Authorization: PVEAPIToken=...``).  GETs
+are retried after a broken connection or a 502/503; writes never are, PVE
+does not make them idempotent.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import re
+import time
+import uuid
+import warnings
+
+try:
+    from urllib.parse import quote, quote_plus
+except ImportError:  # pragma: no cover - Python 2 controller, never a target here
+    from urllib import quote, quote_plus
+
+try:
+    import requests
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import SSLError, Timeout
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - exercised on hosts without requests
+    requests = None
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = _exc
+
+try:
+    from urllib3.exceptions import InsecureRequestWarning
+except ImportError:  # pragma: no cover
+    InsecureRequestWarning = None
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
+    PveApiError, PveConfigError, PveConnectionError, PveError)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
+
+DEFAULT_PORT = 8006
+DEFAULT_USER = "root@pam"
+DEFAULT_TIMEOUT = 30
+USER_AGENT = "lxcri.proxmox"
+RETRY_STATUS = (502, 503)
+# PVE tickets live two hours; log in again a little before that instead of
+# provoking a refusal.
+TICKET_RENEW_AFTER = 6600
+CHUNK = 1024 * 1024
+MASK = "********"
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
+_BAD_FILENAME = re.compile(r'[/\\"\r\n\x00]')
+
+
+def to_text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
+
+
+def quote_segment(value):
+    """One path segment, quoted whole: ``local:vztmpl/a b.tar`` -> ``local%3Avztmpl%2Fa%20b.tar``."""
+    return quote(to_text(value), safe="")
+
+
+def fill_path(path, params, quote_fn=quote_segment):
+    """Fill the ``{name}`` placeholders of ``path`` from ``params``.
+
+    Returns ``(path, the parameters left over)``; a placeholder without a
+    value, an empty value, ``.`` or ``..`` raise ValueError.
+    """
+    rest = dict(params or {})
+
+    def fill(match):
+        name = match.group(1)
+        value = rest.pop(name, None)
+        if value is None:
+            raise ValueError("API path %s needs a value for {%s}" % (path, name))
+        text = to_text(value)
+        if text in ("", ".", ".."):
+            raise ValueError("API path %s: %r is not a valid value for {%s}" % (path, text, name))
+        return quote_fn(text)
+
+    filled = _PLACEHOLDER.sub(fill, path)
+    if not filled.startswith("/"):
+        filled = "/" + filled
+    return filled, rest
+
+
+def encode_value(value):
+    """PVE's form encoding: booleans as 1/0, lists as repeated values."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return [encode_value(item) for item in value]
+    return to_text(value)
+
+
+def encode_params(params):
+    """Parameters as PVE takes them; ``None`` means "not given" and is left out."""
+    return dict((str(k), encode_value(v)) for k, v in (params or {}).items() if v is not None)
+
+
+def merge_params(params, kwargs):
+    merged = dict(params or {})
+    merged.update(kwargs)
+    return merged
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_upload_filename(filename):
+    if not filename or len(filename) > 255 or _BAD_FILENAME.search(filename):
+        raise PveConfigError("not a usable upload file name: %r (a base name without quotes or control "
+                             "characters, at most 255 characters)" % (filename,))
+    return filename
+
+
+def upload_checksum(path, checksum):
+    """``checksum``: True (compute sha256), False/None (none) or a sha256 hex digest given by the caller."""
+    if checksum is True:
+        return sha256_file(path)
+    if not checksum:
+        return None
+    text = to_text(checksum).lower()
+    if not re.match(r"^[0-9a-f]{64}$", text):
+        raise PveConfigError("checksum must be True, False or a sha256 hex digest, not %r" % (checksum,))
+    return text
+
+
+class ApiBase:
+    """The verbs, version and features, shared by the HTTP client and the local pvesh backend."""
+
+    _features = None
+
+    def request(self, method, path, params=None, **kwargs):
+        raise NotImplementedError
+
+    def get(self, path, params=None, **kwargs):
+        return self.request("GET", path, params, **kwargs)
+
+    def post(self, path, params=None, **kwargs):
+        return self.request("POST", path, params, **kwargs)
+
+    def put(self, path, params=None, **kwargs):
+        return self.request("PUT", path, params, **kwargs)
+
+    def delete(self, path, params=None, **kwargs):
+        return self.request("DELETE", path, params, **kwargs)
+
+    def version(self):
+        """``GET /version``: ``{"version": "9.1.1", "release": "9.1", "repoid": ...}``."""
+        return self.get("/version")
+
+    def features(self):
+        """PveFeatures of this node (asked once, then cached)."""
+        if self._features is None:
+            self._features = PveFeatures.from_version_info(self.version())
+        return self._features
+
+    def scrub(self, text):
+        return to_text(text)
+
+
+def _cause(exc):
+    """The useful part of a requests exception (urllib3 nests the reason in MaxRetryError)."""
+    inner = exc.args[0] if exc.args else None
+    reason = getattr(inner, "reason", None)
+    return str(reason if reason is not None else exc)
+
+
+class MultipartBody:
+    """A multipart/form-data body streamed from a file, with its length known up front.
+
+    Form fields first, the file part last (PVE's upload handler takes the
+    fields before the file).  requests sends it with Content-Length, reading
+    it piecewise, so the file is never held in memory.
+    """
+
+    def __init__(self, fields, file_field, filename, path, size=None, boundary=None, chunk=CHUNK):
+        self.boundary = boundary or "lxcri-" + uuid.uuid4().hex
+        self.path = path
+        self.size = os.path.getsize(path) if size is None else size
+        self.chunk = chunk
+        head = []
+        for name, value in fields:
+            head.append('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+                        % (self.boundary, name, to_text(value)))
+        head.append('--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
+                    'Content-Type: application/octet-stream\r\n\r\n' % (self.boundary, file_field, filename))
+        self._head = "".join(head).encode("utf-8")
+        self._tail = ("\r\n--%s--\r\n" % self.boundary).encode("ascii")
+        self.length = len(self._head) + self.size + len(self._tail)
+        self._stage = 0  # 0 head, 1 file, 2 tail, 3 done
+        self._pos = 0
+        self._left = self.size
+        self._handle = None
+
+    @property
+    def content_type(self):
+        return "multipart/form-data; boundary=%s" % self.boundary
+
+    def __len__(self):
+        return self.length
+
+    def _from_bytes(self, data, want, next_stage):
+        piece = data[self._pos:self._pos + want]
+        self._pos += len(piece)
+        if self._pos >= len(data):
+            self._stage, self._pos = next_stage, 0
+        return piece
+
+    def _from_file(self, want):
+        if self._left == 0:
+            self.close()
+            self._stage = 2
+            return b""
+        if self._handle is None:
+            self._handle = open(self.path, "rb")
+        piece = self._handle.read(min(want, self._left))
+        if not piece:
+            self.close()
+            raise PveError("%s shrank while it was being uploaded (%d of %d bytes sent)"
+                           % (self.path, self.size - self._left, self.size))
+        self._left -= len(piece)
+        return piece
+
+    def read(self, size=-1):
+        want = self.length if size is None or size < 0 else size
+        out = []
+        while want > 0 and self._stage < 3:
+            if self._stage == 0:
+                piece = self._from_bytes(self._head, want, 1)
+            elif self._stage == 1:
+                piece = self._from_file(want)
+            else:
+                piece = self._from_bytes(self._tail, want, 3)
+            out.append(piece)
+            want -= len(piece)
+        return b"".join(out)
+
+    def __iter__(self):
+        while True:
+            piece = self.read(self.chunk)
+            if not piece:
+                return
+            yield piece
+
+    def close(self):
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class PveClient(ApiBase):
+    """The Proxmox VE API over HTTPS; see the module docstring."""
+
+    def __init__(self, host, port=DEFAULT_PORT, user=DEFAULT_USER, password=None, token_id=None, token_secret=None,
+                 validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT, session=None, retries=2,
+                 backoff=(0.25, 1.0), sleep=time.sleep, clock=time.monotonic):
+        if not HAS_REQUESTS:
+            raise PveConfigError("the Python library 'requests' is required (python3-requests)")
+        if not host:
+            raise PveConfigError("the Proxmox VE API host is required")
+        if "://" in host or "/" in host:
+            raise PveConfigError("api_host is a host name or address, not a URL: %s" % host)
+        if password and (token_id or token_secret):
+            raise PveConfigError("give either a password or an API token, not both")
+        if bool(token_id) != bool(token_secret):
+            raise PveConfigError("an API token needs both its id and its secret")
+        if not password and not token_secret:
+            raise PveConfigError("credentials are required: a password or an API token id and secret")
+        if validate_certs and ca_path and not os.path.isfile(ca_path):
+            raise PveConfigError("ca_path %s is not a file" % ca_path)
+        self.host = host
+        self.port = int(port or DEFAULT_PORT)
+        self.user = user or DEFAULT_USER
+        self._password = password or None
+        self._token_secret = token_secret or None
+        self.token_id = None
+        if token_id:
+            self.token_id = token_id if "!" in token_id else "%s!%s" % (self.user, token_id)
+        self.verify = (ca_path or True) if validate_certs else False
+        self.timeout = timeout or DEFAULT_TIMEOUT
+        self.session = session if session is not None else requests.Session()
+        self.session.headers.setdefault("User-Agent", USER_AGENT)
+        self.retries = retries
+        self.backoff = tuple(backoff)
+        self.sleep = sleep
+        self.clock = clock
+        self._ticket = None
+        self._csrf = None
+        self._ticket_time = None
+        self._secrets = set(s for s in (self._password, self._token_secret) if s)
+        netloc = "[%s]" % host if ":" in host and not host.startswith("[") else host
+        self.base_url = "https://%s:%d/api2/json" % (netloc, self.port)
+
+    def __repr__(self):
+        auth = "token %s" % self.token_id if self.token_id else "ticket as %s" % self.user
+        return "PveClient(%s:%d, %s)" % (self.host, self.port, auth)
+
+    # -- secrets ----------------------------------------------------------------
+    def scrub(self, text):
+        """``text`` with every secret this client holds (in plain and URL-encoded form) masked."""
+        text = to_text(text)
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            for form in (secret, quote(secret, safe=""), quote_plus(secret)):
+                text = text.replace(form, MASK)
+        return text
+
+    # -- plumbing ---------------------------------------------------------------
+    def _auth_headers(self, method):
+        if self.token_id:
+            return {"Authorization": "PVEAPIToken=%s=%s" % (self.token_id, self._token_secret)}
+        headers = {"Cookie": "PVEAuthCookie=%s" % quote(self._ticket, safe="")}
+        if method != "GET":
+            headers["CSRFPreventionToken"] = self._csrf
+        return headers
+
+    def _send(self, method, path, params=None, body=None, headers=None, auth=True):
+        """One HTTP exchange; transport failures become PveConnectionError (``retryable`` for a broken connection)."""
+        all_headers = {"Accept": "application/json"}
+        if auth:
+            all_headers.update(self._auth_headers(method))
+        all_headers.update(headers or {})
+        kwargs = {"headers": all_headers, "timeout": self.timeout, "verify": self.verify, "allow_redirects": False}
+        if method in ("GET", "DELETE"):
+            kwargs["params"] = params
+        else:
+            kwargs["data"] = body if body is not None else params
+        where = "%s %s" % (method, path)
+        try:
+            with warnings.catch_warnings():
+                if self.verify is False and InsecureRequestWarning is not None:
+                    # the user chose validate_certs: false; say nothing per request, here only
+                    warnings.simplefilter("ignore", InsecureRequestWarning)
+                return self.session.request(method, self.base_url + path, **kwargs)
+        except SSLError as exc:
+            raise PveConnectionError(self.host, self.port, self.scrub(
+                "%s: TLS failed: %s (point ca_path at the node's CA certificate, e.g. a copy of "
+                "/etc/pve/pve-root-ca.pem, or set validate_certs: false)" % (where, _cause(exc))))
+        except Timeout as exc:
+            raise PveConnectionError(self.host, self.port, self.scrub(
+                "%s: no answer within %s s (api_timeout): %s" % (where, self.timeout, _cause(exc))))
+        except RequestsConnectionError as exc:
+            raise PveConnectionError(self.host, self.port, self.scrub("%s: %s" % (where, _cause(exc))),
+                                     retryable=True)
+
+    def _ticket_stale(self):
+        return self._ticket is None or self.clock() - self._ticket_time > TICKET_RENEW_AFTER
+
+    def _hint(self, status, path):
+        if status == 401:
+            if path == "/access/ticket" or not self.token_id:
+                return "check api_user and api_password"
+            return "check api_token_id and api_token_secret"
+        if status == 403:
+            return ("%s lacks the privilege for this call (a privilege-separated API token needs its own ACL "
+                    "entries)" % (self.token_id or self.user))
+        if status == 501:
+            return "this Proxmox VE version does not have this API call"
+        return None
+
+    def _error(self, method, path, resp):
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        message = body.get("message") if isinstance(body, dict) else None
+        message = message or resp.reason or "HTTP error %d" % resp.status_code
+        errors = body.get("errors") if isinstance(body, dict) and isinstance(body.get("errors"), dict) else {}
+        errors = dict((k, self.scrub(v)) for k, v in errors.items())
+        return PveApiError(resp.status_code, method, path, self.scrub(message), errors, self._hint(resp.status_code, path))
+
+    def _result(self, method, path, resp):
+        if 200 <= resp.status_code < 300:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise PveApiError(resp.status_code, method, path, "the answer is not Proxmox VE's JSON: %s"
+                                  % self.scrub((resp.text or "")[:200]))
+            return body.get("data")
+        raise self._error(method, path, resp)
+
+    def login(self):
+        """Get a ticket and CSRF token with the password (nothing to do with an API token)."""
+        if self._password is None:
+            return
+        resp = self._send("POST", "/access/ticket", {"username": self.user, "password": self._password}, auth=False)
+        data = self._result("POST", "/access/ticket", resp) or {}
+        if data.get("NeedTFA"):
+            raise PveConfigError("%s needs a second factor to log in; use an API token instead" % self.user)
+        ticket, csrf = data.get("ticket"), data.get("CSRFPreventionToken")
+        if not ticket or not csrf:
+            raise PveApiError(resp.status_code, "POST", "/access/ticket", "the answer holds no ticket")
+        self._ticket, self._csrf, self._ticket_time = ticket, csrf, self.clock()
+        self._secrets.update((ticket, csrf))
+
+    def _call(self, method, path, params=None, body_factory=None, headers=None):
+        relogged = False
+        attempt = 0
+        while True:
+            if self._password is not None and self._ticket_stale():
+                self.login()
+            body = body_factory() if body_factory is not None else None
+            try:
+                resp = self._send(method, path, params, body, headers)
+            except PveConnectionError as exc:
+                if method == "GET" and exc.retryable and attempt < self.retries:
+                    self.sleep(self.backoff[min(attempt, len(self.backoff) - 1)])
+                    attempt += 1
+                    continue
+                raise
+            finally:
+                if body is not None:
+                    body.close()
+            if resp.status_code == 401 and self._password is not None and not relogged:
+                # the ticket expired (or PVE restarted its key): a 401 means nothing was done, so
+                # logging in again and repeating is safe even for a write
+                relogged = True
+                self._ticket = None
+                continue
+            if method == "GET" and resp.status_code in RETRY_STATUS and attempt < self.retries:
+                self.sleep(self.backoff[min(attempt, len(self.backoff) - 1)])
+                attempt += 1
+                continue
+            return self._result(method, path, resp)
+
+    # -- API ----------------------------------------------------------------------
+    def request(self, method, path, params=None, **kwargs):
+        """``method`` on ``path`` (a ``{name}`` template) with ``params``/keywords; returns ``data``."""
+        method = method.upper()
+        filled, rest = fill_path(path, merge_params(params, kwargs))
+        return self._call(method, filled, encode_params(rest))
+
+    def upload(self, node, storage, content, path_to_file, filename=None, checksum=True):
+        """Upload a file into a storage (``vztmpl``, ``iso``, ``import``); returns the UPID of the import task.
+
+        ``checksum=True`` reads the file once beforehand for its sha256, which
+        PVE verifies in the task; a hex digest string is used as given; False
+        sends none.  The file is streamed, never loaded whole.
+        """
+        filename = check_upload_filename(filename or os.path.basename(path_to_file))
+        if not os.path.isfile(path_to_file):
+            raise PveConfigError("no such file to upload: %s" % path_to_file)
+        fields = [("content", content)]
+        digest = upload_checksum(path_to_file, checksum)
+        if digest:
+            fields += [("checksum-algorithm", "sha256"), ("checksum", digest)]
+        size = os.path.getsize(path_to_file)
+        boundary = "lxcri-" + uuid.uuid4().hex
+        filled, dummy = fill_path("/nodes/{node}/storage/{storage}/upload", {"node": node, "storage": storage})
+
+        def body():
+            return MultipartBody(fields, "filename", filename, path_to_file, size, boundary)
+
+        return self._call("POST", filled, body_factory=body,
+                          headers={"Content-Type": "multipart/form-data; boundary=%s" % boundary})
+
+    def close(self):
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
