@@ -46,62 +46,12 @@ options:
     type: str
     choices: [present, absent, inspect]
     default: present
-  platform:
-    description:
-      - The platform to choose from a multi-platform image, as V(os/architecture[/variant]), for example
-        V(linux/amd64) or V(linux/arm64/v8).
-      - Defaults to the platform of the machine running the module.
-      - A single-platform image for another platform is refused.
-    type: str
-  cache_dir:
-    description: Where blobs are stored by digest.
-    type: path
-    default: /var/cache/lxcri/oci
   cache_max_bytes:
     description:
       - After a pull, evict least-recently-used blobs that no pinned image references until the cache holds
         at most this much. Accepts bytes or units such as V(20G). Pinned images are never evicted.
       - Unset means no limit.
     type: str
-  registry_username:
-    description: User name for the registry (basic authentication, or for the token service).
-    type: str
-  registry_password:
-    description: Password or access token for O(registry_username).
-    type: str
-  auth_file:
-    description:
-      - A Docker C(config.json) or containers C(auth.json) with C(auths) entries. Used when
-        O(registry_username) is not given. Credential helpers are not supported.
-    type: path
-  registry_tls_verify:
-    description:
-      - Verify the registry's TLS certificate.
-      - V(false) skips verification and also allows plain HTTP, as C(skopeo --tls-verify=false) does. Only
-        for registries you trust, such as a local test registry.
-    type: bool
-    default: true
-  ca_path:
-    description: A CA bundle for registries with a private CA.
-    type: path
-  registry_mirrors:
-    description:
-      - Mirrors to try before Docker Hub, for C(docker.io) images only, as host names (HTTPS) or URLs.
-    type: list
-    elements: str
-    default: []
-  timeout:
-    description: Seconds for each HTTP request to the registry.
-    type: int
-    default: 60
-  retries:
-    description: How often to retry on HTTP 429 and 5xx, broken connections and short bodies, with backoff.
-    type: int
-    default: 5
-  keep_corrupt:
-    description: Keep content that failed verification under C(<cache_dir>/corrupt/) for inspection.
-    type: bool
-    default: false
   verify_diff_ids:
     description:
       - Also decompress every new layer during the pull and check it against the config's C(rootfs.diff_ids).
@@ -111,6 +61,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - lxcri.proxmox.registry
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -307,7 +258,7 @@ cache_dir:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, registry_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
@@ -318,19 +269,9 @@ def main():
         argument_spec=dict(
             image=dict(type="str", required=True),
             state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
-            platform=dict(type="str"),
-            cache_dir=dict(type="path", default="/var/cache/lxcri/oci"),
             cache_max_bytes=dict(type="str"),
-            registry_username=dict(type="str"),
-            registry_password=dict(type="str", no_log=True),
-            auth_file=dict(type="path"),
-            registry_tls_verify=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
-            registry_mirrors=dict(type="list", elements="str", default=[]),
-            timeout=dict(type="int", default=60),
-            retries=dict(type="int", default=5),
-            keep_corrupt=dict(type="bool", default=False),
             verify_diff_ids=dict(type="bool", default=False),
+            **registry_argument_spec()
         ),
         required_together=[("registry_username", "registry_password")],
         supports_check_mode=True,

@@ -262,3 +262,124 @@ class LayerReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ---------------------------------------------------------------------------
+# compression of outputs (templates, squashed layers)
+
+ZSTD_LEVEL = 3
+GZIP_LEVEL = 6
+
+
+class _ZstdCli:
+    """``zstd -T0`` in a pipe: compression runs beside the Python writer, on every core.
+
+    zstd's multi-threaded mode gives the same bytes whatever the number of
+    threads, so output stays reproducible across machines of one zstd version.
+    """
+
+    def __init__(self, fileobj, level, binary):
+        self.proc = subprocess.Popen([binary, "-q", "-c", "-T0", "-%d" % level], stdin=subprocess.PIPE,
+                                     stdout=fileobj, stderr=subprocess.PIPE)
+
+    def write(self, data):
+        try:
+            self.proc.stdin.write(data)
+        except BrokenPipeError:
+            self.close()
+            raise
+        return len(data)
+
+    def close(self):
+        if self.proc.stdin.closed:
+            return
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        err = self.proc.stderr.read().decode("utf-8", "replace").strip()
+        self.proc.stderr.close()
+        if self.proc.wait() != 0:
+            raise UnsupportedError("zstd failed (rc=%s): %s" % (self.proc.returncode, err))
+
+    def abort(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stderr):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+
+
+class _ZstdModule:
+    def __init__(self, fileobj, level):
+        self.writer = zstandard.ZstdCompressor(level=level, threads=-1).stream_writer(fileobj, closefd=False)
+
+    def write(self, data):
+        return self.writer.write(data)
+
+    def close(self):
+        self.writer.close()
+
+    def abort(self):
+        pass
+
+
+class _GzipOut:
+    """gzip with no name and mtime 0 in the header: the same input gives the same bytes."""
+
+    def __init__(self, fileobj, level):
+        self.fileobj = fileobj
+        self.obj = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+    def write(self, data):
+        out = self.obj.compress(data)
+        if out:
+            self.fileobj.write(out)
+        return len(data)
+
+    def close(self):
+        if self.obj is not None:
+            self.fileobj.write(self.obj.flush())
+            self.obj = None
+
+    def abort(self):
+        self.obj = None
+
+
+class _Plain:
+    def __init__(self, fileobj):
+        self.fileobj = fileobj
+
+    def write(self, data):
+        return self.fileobj.write(data)
+
+    def close(self):
+        pass
+
+    def abort(self):
+        pass
+
+
+def compressor(fileobj, codec, level=None):
+    """A write-only stream that compresses into ``fileobj`` (a real file for the zstd CLI).
+
+    ``codec`` is ``zstd``, ``gzip`` or None.  ``close()`` finishes the
+    stream (and raises if the codec failed); ``abort()`` drops it.
+    """
+    if codec == "zstd":
+        level = ZSTD_LEVEL if level is None else level
+        binary = shutil.which("zstd")
+        if binary and hasattr(fileobj, "fileno"):
+            fileobj.flush()
+            return _ZstdCli(fileobj, level, binary)
+        if HAS_ZSTANDARD:
+            return _ZstdModule(fileobj, level)
+        raise UnsupportedError("zstd output needs the zstd command or python3-zstandard; use compression: gzip")
+    if codec == "gzip":
+        return _GzipOut(fileobj, GZIP_LEVEL if level is None else level)
+    if codec is None:
+        return _Plain(fileobj)
+    raise UnsupportedError("unknown compression %r" % codec)

@@ -39,3 +39,29 @@ class PlatformError(OciError):
 
 class UnsupportedError(OciError):
     """A media type or format this engine does not handle."""
+
+
+class NotExpressible(OciError):
+    """An argv word that a given consumer (an LXC version, Proxmox VE) cannot be told exactly.
+
+    ``word_index`` is the position in argv (None when the whole command is at
+    fault), ``word`` the word itself, ``reason`` what makes it impossible.
+    """
+
+    def __init__(self, word_index, word, reason):
+        if word_index is None:
+            message = "the command cannot be written: %s" % reason
+        else:
+            message = "argv[%d] %r cannot be written: %s" % (word_index, word, reason)
+        OciError.__init__(self, message)
+        self.word_index = word_index
+        self.word = word
+        self.reason = reason
+
+
+class LxcConfigError(OciError):
+    """A value (environment entry, directory, signal, id) that an LXC or Proxmox VE config cannot carry."""
+
+
+class WrapperError(OciError):
+    """A generated init script cannot do what was asked (no tool to switch user, unusable names, ...)."""

@@ -25,6 +25,23 @@ DEFAULTS = {
 }
 
 
+def registry_argument_spec():
+    """Options of the lxcri.proxmox.registry doc fragment (image source and blob cache)."""
+    return dict(
+        platform=dict(type="str"),
+        cache_dir=dict(type="path", default=DEFAULT_CACHE_DIR),
+        registry_username=dict(type="str"),
+        registry_password=dict(type="str", no_log=True),
+        auth_file=dict(type="path"),
+        registry_tls_verify=dict(type="bool", default=True),
+        ca_path=dict(type="path"),
+        registry_mirrors=dict(type="list", elements="str", default=[]),
+        timeout=dict(type="int", default=60),
+        retries=dict(type="int", default=5),
+        keep_corrupt=dict(type="bool", default=False),
+    )
+
+
 def pin_key(source, platform):
     return "%s|%s" % (source, platform)
 

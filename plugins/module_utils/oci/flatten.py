@@ -1,0 +1,1149 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Merge an image's layers into one tar stream, without unpacking to disk.
+
+``flatten(layers, sink)`` reads the layers TOP-DOWN, once each, streaming,
+and hands every entry of the final (merged) filesystem to ``sink.add`` as
+soon as it is read, so no file data is buffered and no host path is ever
+created from image data.  It returns a :class:`Tree`, the final visible
+filesystem (metadata only, plus a few captured small files).
+
+Semantics are those of the OCI image spec ("applying changesets"):
+
+* ``.wh.<name>`` whiteouts and ``.wh..wh..opq`` opaque markers act on the
+  lower layers only, whatever their position in their own layer; they are
+  never emitted, create nothing and imply no directory.  Other
+  ``.wh..wh.*`` names (aufs metadata) are dropped.
+* An upper entry replaces the same path below; a non-directory hides a whole
+  lower subtree; a directory replaces a lower non-directory.  Directories
+  merge: the topmost explicit entry gives the attributes.  Directories only
+  implied by children are emitted at the end (0755, root, newest mtime).
+* Same path twice in one layer: the later one wins (both are emitted in
+  order, as tar extraction would apply them); a directory/non-directory
+  conflict inside one layer is an error.
+* Hard links resolve in the merged view of their own layer (earlier members
+  of the layer, else the lower layers, after the layer's own whiteouts).  A
+  link whose target is not emitted (hidden by an upper layer, or under
+  ``dev/``) is emitted as a copy of the target (regular file with its data
+  and metadata; symlink; fifo) and later links point at that copy.  When a
+  link needs the data of an EARLIER hidden file of the same layer, that layer
+  is read a second time (rare: a lower layer's hard-linked pair where an
+  upper layer replaced or removed one name).
+* Member names and hard link targets: decoded as UTF-8 with surrogateescape;
+  ``./a//b/`` becomes ``a/b``; a leading ``/`` is dropped (``/etc/x`` is
+  ``etc/x`` inside the root, as tar does); ANY ``..`` component is rejected;
+  NUL bytes are rejected.  Symlink targets are kept verbatim: they are
+  resolved inside the container.
+* Anything that would be written through a non-directory on extraction (an
+  entry below a symlink or file of the merged view, in the same layer or a
+  lower one; a hard link whose target passes through a symlink) is an error.
+  Whiteouts and opaque markers below a lower symlink are harmless and
+  ignored (they remove nothing outside the image).
+* Device nodes and everything below ``dev/`` are dropped (``dev`` itself is
+  kept); FIFOs are kept.  Sparse members and unknown types are errors.
+* Kept metadata: numeric uid/gid (names cleared), mode with
+  setuid/setgid/sticky, integer mtime, the pax records
+  ``SCHILY.xattr.security.capability``, ``SCHILY.xattr.user.*``,
+  ``SCHILY.acl.access`` and ``SCHILY.acl.default``; every other xattr or pax
+  record (atime, ctime, trusted.*, security.selinux, ...) is dropped and
+  counted.
+
+Layers are read with ``tarfile`` in its seekable mode over a forward-only
+reader (cheaper than its stream mode's buffer copies; it never seeks back),
+which counts the uncompressed bytes to enforce the expansion ratio and size
+limits while streaming and bounds the size of every member header.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import io
+import shutil
+import subprocess
+import tarfile
+import threading
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import HAS_ZSTANDARD, _Gzip, _Zstd
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, UnsupportedError, VerificationError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import open_layer
+
+READ_CHUNK = 1024 * 1024
+MAX_SYMLINK_HOPS = 40
+# A layer may always expand to this many bytes, whatever its compressed size
+# (tiny layers of tiny files have high ratios and are harmless).
+RATIO_FLOOR_BYTES = 1024 * 1024
+SPECULATIVE_CAPTURE_FILES = 16
+_NO_LIMIT = 1 << 62
+
+FILE, DIR, SYMLINK, FIFO, HARDLINK, DEVICE, PROXY = "file", "dir", "symlink", "fifo", "hardlink", "device", "proxy"
+_REG_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_OUT_TYPE = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE, SYMLINK: tarfile.SYMTYPE, FIFO: tarfile.FIFOTYPE,
+             HARDLINK: tarfile.LNKTYPE}
+_KEEP_PAX = ("SCHILY.xattr.security.capability", "SCHILY.acl.access", "SCHILY.acl.default")
+_KEEP_PAX_PREFIX = "SCHILY.xattr.user."
+_XATTR_PREFIXES = ("SCHILY.xattr.", "SCHILY.acl.", "LIBARCHIVE.xattr.")
+# records tarfile turns into TarInfo fields (not "dropped")
+_CONSUMED_PAX = frozenset(("path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "hdrcharset"))
+_OPAQUE = ".wh..wh..opq"
+
+
+class FlattenError(OciError):
+    """A layer cannot be merged safely; the message names the layer and the member."""
+
+
+class Limits:
+    """Bounds on hostile input; every violation raises FlattenError naming the limit."""
+
+    def __init__(self, max_members=2000000, max_path_bytes=4096, max_name_bytes=255,
+                 max_xattr_bytes=65536, max_expansion_ratio=1000.0, max_total_bytes=None,
+                 max_capture_bytes=1 << 20):
+        self.max_members = max_members  # members read, over all layers
+        self.max_path_bytes = max_path_bytes  # a member name, link target or symlink target
+        self.max_name_bytes = max_name_bytes  # one path component
+        self.max_xattr_bytes = max_xattr_bytes  # per member: names + values of xattr/ACL records
+        self.max_expansion_ratio = max_expansion_ratio  # uncompressed / compressed bytes, per layer
+        self.max_total_bytes = max_total_bytes  # uncompressed bytes over all layers; None: unbounded
+        self.max_capture_bytes = max_capture_bytes  # largest file Tree.captured() holds
+
+    @property
+    def header_budget(self):
+        """Bytes one member's headers (pax, GNU long names) may take."""
+        return 2 * (self.max_path_bytes + self.max_xattr_bytes) + 1024 * 1024
+
+
+# --- the merged tree ---------------------------------------------------------------
+
+
+class TreeEntry:
+    """One path of the final filesystem, as emitted."""
+
+    __slots__ = ("type", "mode", "uid", "gid", "mtime", "linkname", "size", "layer")
+
+    def __init__(self, kind, mode, uid, gid, mtime, linkname=None, size=0, layer=None):
+        self.type = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime = mtime
+        self.linkname = linkname  # symlink: target verbatim; hardlink: canonical name it links to
+        self.size = size
+        self.layer = layer  # index (bottom first) of the layer it came from; None if implied
+
+    def __repr__(self):
+        return "TreeEntry(%s, %o, %d:%d, %r)" % (self.type, self.mode, self.uid, self.gid, self.linkname)
+
+
+def _clean(path):
+    """Lexical canonical form of a path given by a caller (not image data)."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    return "/".join(parts) or "."
+
+
+class Tree:
+    """The final visible filesystem written to the sink."""
+
+    def __init__(self):
+        self.entries = {}  # canonical path -> TreeEntry
+        self.members = 0  # entries given to the sink
+        self.bytes = 0  # regular-file data bytes given to the sink
+        self.read_bytes = 0  # uncompressed layer bytes read (re-reads included)
+        self.dropped = 0  # device nodes, dev/ content, aufs metadata, links to dropped devices
+        self.dropped_xattrs = 0  # pax records dropped (xattrs, atime, ctime, ...) over all members read
+        self.mtime_max = 0
+        self.rereads = 0  # layers read twice for a hard link (see module doc)
+        self._captures = {}
+        self._too_big = set()
+
+    def lookup(self, path):
+        return self.entries.get(_clean(path))
+
+    def _content(self, entry):
+        hops = 0
+        while entry is not None and entry.type == HARDLINK:
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                return None
+            entry = self.entries.get(entry.linkname)
+        return entry
+
+    def resolve(self, path, follow_last=True):
+        """Canonical path after resolving symlinks inside the image root, or None if missing.
+
+        Absolute symlink targets are relative to the image root and ``..``
+        stops at the root, as inside the container.
+        """
+        todo = [p for p in reversed(path.split("/"))]
+        cur = []
+        hops = 0
+        while todo:
+            comp = todo.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if cur:
+                    cur.pop()
+                continue
+            cur.append(comp)
+            entry = self._content(self.entries.get("/".join(cur)))
+            if entry is None:
+                return None
+            more = any(c not in ("", ".") for c in todo)
+            if entry.type == SYMLINK and (more or follow_last):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise FlattenError("%s: too many levels of symbolic links" % path)
+                cur.pop()
+                if entry.linkname.startswith("/"):
+                    cur = []
+                todo.extend(reversed(entry.linkname.split("/")))
+            elif more and entry.type != DIR:
+                return None
+        return "/".join(cur) or "."
+
+    def captured(self, path):
+        """Bytes of a captured regular file (symlinks and hard links followed), None when absent."""
+        real = self.resolve(path)
+        if real is None:
+            return None
+        entry = self.entries[real]
+        hops = 0
+        while entry.type == HARDLINK and hops < MAX_SYMLINK_HOPS:
+            hops += 1
+            real = entry.linkname
+            entry = self.entries.get(real)
+            if entry is None:
+                return None
+            if entry.type == SYMLINK:
+                return self.captured(real)
+        if entry.type != FILE:
+            return None
+        if real in self._captures:
+            return self._captures[real]
+        if real in self._too_big:
+            raise FlattenError("%s (%s) is larger than max_capture_bytes" % (path, real))
+        raise FlattenError("%s (%s) was not captured while flattening: it was emitted before it was known "
+                           "to be needed (pass it in capture=)" % (path, real))
+
+
+# --- layer readers ------------------------------------------------------------------
+
+
+class _LayerStream:
+    """Forward-only reader over a layer's uncompressed tar, counting and bounding bytes."""
+
+    def __init__(self, raw, flattener, cap):
+        self.raw = raw
+        self.flattener = flattener
+        self.cap = cap  # uncompressed bytes this layer may have (ratio), or None
+        self.buf = b""
+        self.bpos = 0
+        self.pos = 0
+        self.count = 0
+        self.eof = False
+        self.header_limit = _NO_LIMIT
+        self.header_block = None
+
+    def _fill(self, size):
+        if self.eof:
+            return b""
+        data = self.raw.read(size)
+        if not data:
+            self.eof = True
+            return b""
+        self.count += len(data)
+        self.flattener.account(len(data), self.count, self.cap)
+        return data
+
+    def begin_header(self, offset):
+        self.header_limit = offset + self.flattener.limits.header_budget
+        self.header_block = None
+
+    def end_header(self):
+        self.header_limit = _NO_LIMIT
+
+    def tell(self):
+        return self.pos
+
+    def read(self, size=-1):
+        if size is not None and size >= 0:
+            if self.pos + size > self.header_limit:
+                raise FlattenError("a member's headers exceed %d bytes (limit: max_path_bytes and max_xattr_bytes)"
+                                   % self.flattener.limits.header_budget)
+            end = self.bpos + size
+            if end <= len(self.buf):
+                data = self.buf[self.bpos:end]
+                self.bpos = end
+                self.pos += size
+            else:
+                data = self._read_more(size)
+            if size == tarfile.BLOCKSIZE and self.header_block is None:
+                self.header_block = data
+            return data
+        return self._read_more(-1)
+
+    def _read_more(self, size):
+        parts = []
+        have = len(self.buf) - self.bpos
+        if have:
+            parts.append(self.buf[self.bpos:])
+        self.buf = b""
+        self.bpos = 0
+        while size < 0 or have < size:
+            chunk = self._fill(READ_CHUNK if size < 0 else max(size - have, READ_CHUNK))
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        if 0 <= size < len(data):
+            self.buf = data
+            self.bpos = size
+            data = data[:size]
+        self.pos += len(data)
+        return data
+
+    def seek(self, pos, whence=io.SEEK_SET):
+        if whence != io.SEEK_SET or pos < self.pos:
+            raise FlattenError("internal error: backward seek in a layer stream")
+        skip = pos - self.pos
+        have = len(self.buf) - self.bpos
+        if skip <= have:
+            self.bpos += skip
+            self.pos = pos
+            return pos
+        self.pos += have
+        skip -= have
+        self.buf = b""
+        self.bpos = 0
+        while skip > 0:
+            chunk = self._fill(READ_CHUNK)
+            if not chunk:
+                break
+            if len(chunk) > skip:
+                self.buf = chunk
+                self.bpos = skip
+                self.pos += skip
+                break
+            self.pos += len(chunk)
+            skip -= len(chunk)
+        return self.pos
+
+    def drain(self):
+        """Read to EOF: the producer verifies the layer's diff_id there."""
+        self.buf = b""
+        self.bpos = 0
+        while self._fill(READ_CHUNK):
+            pass
+
+
+class _Slice:
+    """Exactly ``size`` bytes of member data from a layer stream."""
+
+    def __init__(self, stream, size, what):
+        self.stream = stream
+        self.left = size
+        self.what = what
+
+    def read(self, size=-1):
+        if self.left <= 0:
+            return b""
+        if size is None or size < 0 or size > self.left:
+            size = self.left
+        data = self.stream.read(size)
+        if len(data) < size:
+            raise FlattenError("%s: the layer ends inside the member's data" % self.what)
+        self.left -= size
+        return data
+
+
+class _BlobReader:
+    """Uncompressed bytes of an in-memory blob (gzip, zstd or plain by magic bytes)."""
+
+    FEED = 16 * 1024
+
+    def __init__(self, blob, diff_id, description):
+        self.blob = blob
+        self.diff_id = diff_id
+        self.description = description
+        self.consumed = 0  # compressed bytes fed to the decoder so far
+        self.hasher = hashlib.sha256()
+        self.pending = bytearray()
+        self.done = False
+        self.closed = False
+        self.proc = None
+        compression = media.compression_of(None, bytes(blob[:4]))
+        self.decoder = None
+        if compression == "gzip":
+            self.decoder = _Gzip()
+        elif compression == "zstd":
+            if HAS_ZSTANDARD:
+                self.decoder = _Zstd()
+            else:
+                self._start_zstd_cli()
+
+    def _start_zstd_cli(self):
+        binary = shutil.which("zstd")
+        if not binary:
+            raise UnsupportedError("cannot read a zstd layer: install python3-zstandard or the zstd command")
+        self.proc = subprocess.Popen([binary, "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+
+        def feed():
+            try:
+                view = memoryview(self.blob)
+                for start in range(0, len(view), self.FEED):
+                    self.proc.stdin.write(view[start:start + self.FEED])
+                    self.consumed = min(len(view), start + self.FEED)
+            except (BrokenPipeError, ValueError):
+                pass
+            finally:
+                try:
+                    self.proc.stdin.close()
+                except (BrokenPipeError, ValueError):
+                    pass
+
+        self.feeder = threading.Thread(target=feed)
+        self.feeder.daemon = True
+        self.feeder.start()
+
+    def _next(self):
+        if self.proc is not None:
+            data = self.proc.stdout.read(READ_CHUNK)
+            if not data:
+                self.feeder.join()
+                err = self.proc.stderr.read().decode("utf-8", "replace")
+                if self.proc.wait() != 0:
+                    raise VerificationError("%s: zstd -d failed: %s" % (self.description, err.strip()))
+            return data
+        while self.consumed < len(self.blob):
+            piece = self.blob[self.consumed:self.consumed + self.FEED]
+            self.consumed += len(piece)
+            out = self.decoder.feed(bytes(piece)) if self.decoder is not None else bytes(piece)
+            if out:
+                return out
+        if self.decoder is not None:
+            self.decoder.finish()
+        return b""
+
+    def read(self, size=-1):
+        while not self.done and (size is None or size < 0 or len(self.pending) < size):
+            data = self._next()
+            if not data:
+                self.done = True
+                got = "sha256:" + self.hasher.hexdigest()
+                if self.diff_id is not None and got != self.diff_id:
+                    raise VerificationError("%s uncompresses to %s, but the diff_id is %s"
+                                            % (self.description, got, self.diff_id))
+                break
+            self.hasher.update(data)
+            self.pending += data
+        if size is None or size < 0:
+            size = len(self.pending)
+        out = bytes(self.pending[:size])
+        del self.pending[:size]
+        return out
+
+    def close(self):
+        self.closed = True
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                pipe.close()
+
+
+class BlobLayer:
+    """A layer from a blob in memory (tests, tools): compression detected by magic bytes.
+
+    ``diff_id``, when given, is checked when the stream is read to its end,
+    like the production LayerReader.  ``opened`` lists the readers handed out.
+    """
+
+    def __init__(self, blob, description="blob", diff_id=None, compressed_size=-1):
+        self.blob = blob
+        self.description = description
+        self.diff_id = diff_id
+        self.compressed_size = len(blob) if compressed_size == -1 else compressed_size
+        self.opened = []
+
+    def open(self):
+        reader = _BlobReader(self.blob, self.diff_id, self.description)
+        self.opened.append(reader)
+        return reader
+
+
+class StoredLayer:
+    """A pulled layer in a BlobStore, read through ``open_layer`` (diff_id verified at EOF)."""
+
+    def __init__(self, store, descriptor, diff_id):
+        self.store = store
+        self.descriptor = descriptor
+        self.diff_id = diff_id
+        self.description = descriptor.get("digest", "?")
+        self.compressed_size = descriptor.get("size")
+
+    def open(self):
+        return open_layer(self.store, self.descriptor, self.diff_id)
+
+
+class TarSink:
+    """A sink writing to an open ``tarfile.TarFile``, each name prefixed (``./`` for vztmpl)."""
+
+    def __init__(self, tar, prefix="./"):
+        self.tar = tar
+        self.prefix = prefix
+        if getattr(tar, "copybufsize", None) is None:
+            tar.copybufsize = READ_CHUNK
+
+    def _name(self, name):
+        if name == ".":
+            return self.prefix.rstrip("/") or "."
+        return self.prefix + name
+
+    def add(self, info, fileobj=None):
+        info.name = self._name(info.name)
+        if info.type == tarfile.LNKTYPE:
+            info.linkname = self._name(info.linkname)
+        self.tar.addfile(info, fileobj)
+
+
+def open_tar_writer(fileobj):
+    """A TarFile for flatten output: pax, UTF-8 with surrogateescape (binary names round-trip)."""
+    return tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                        errors="surrogateescape")
+
+
+# --- the flattener -------------------------------------------------------------------
+
+
+class _Node:
+    """The content a non-directory path holds in one layer.
+
+    Hard links share their target's node (``forward``); ``name`` is the output
+    name carrying the content once emitted; ``waiters`` are link names to emit
+    as hard links to it once it has one.
+    """
+
+    __slots__ = ("kind", "name", "info", "xattrs", "forward", "waiters", "ordinal", "live", "refetch")
+
+    def __init__(self, kind, info=None, xattrs=None, ordinal=None):
+        self.kind = kind
+        self.name = None
+        self.info = info
+        self.xattrs = xattrs
+        self.forward = None
+        self.waiters = None
+        self.ordinal = ordinal
+        self.live = False  # its data is at the layer stream's position right now
+        self.refetch = None  # link names waiting for the data of a re-read
+
+
+def _target(node):
+    while node.forward is not None:
+        node = node.forward
+    return node
+
+
+def _parent(name):
+    i = name.rfind("/")
+    return name[:i] if i > 0 else "."
+
+
+def _ancestors(name):
+    """Proper ancestors of a canonical name, nearest first, ending with "."."""
+    out = []
+    while name != ".":
+        name = _parent(name)
+        out.append(name)
+    return out
+
+
+class _Flattener:
+    def __init__(self, layers, sink, limits, capture):
+        self.layers = list(layers)
+        self.sink = sink
+        self.limits = limits or Limits()
+        self.tree = Tree()
+        self.taken = self.tree.entries  # visible paths of the layers read so far
+        self.hide_all = set()  # a path and its subtree are hidden below (whiteout, hidden non-directory)
+        self.hide_children = set()  # a directory's lower content is hidden (opaque marker)
+        self.emitted_parents = {}  # directory -> one emitted path below it
+        self.pending = {}  # link target path -> [(layer index, proxy node)]
+        self.capture = set(_clean(c) for c in capture)
+        self.capture_prefixes = set()
+        for path in self.capture:
+            self.capture_prefixes.update(_ancestors(path))
+        self.capture_basenames = set(c.rpartition("/")[2] for c in self.capture)
+        self.speculative = 0
+        self.total = 0
+        self.read_count = 0
+        self.index = None
+        self.stream = None
+
+    # errors and limits
+
+    def where(self, index=None):
+        index = self.index if index is None else index
+        return "layer %d of %d (%s)" % (index + 1, len(self.layers), self.layers[index].description)
+
+    def fail(self, path, message, index=None):
+        raise FlattenError("%s: %s: %s" % (self.where(index), path, message))
+
+    def account(self, size, layer_count, cap):
+        self.total += size
+        self.tree.read_bytes += size
+        if cap is not None and layer_count > cap:
+            raise FlattenError("%s: expands beyond %s times its compressed size of %d bytes (max_expansion_ratio)"
+                               % (self.where(), self.limits.max_expansion_ratio, self.layers[self.index].compressed_size))
+        if self.limits.max_total_bytes is not None and self.total > self.limits.max_total_bytes:
+            raise FlattenError("%s: the layers expand beyond max_total_bytes (%d)" % (self.where(), self.limits.max_total_bytes))
+
+    def canon(self, name, what="member name"):
+        if "\x00" in name:
+            self.fail(repr(name), "%s contains a NUL byte" % what)
+        limits = self.limits
+        if len(name) * 4 > limits.max_path_bytes and len(name.encode("utf-8", "surrogateescape")) > limits.max_path_bytes:
+            self.fail(name[:200] + "...", "%s longer than max_path_bytes (%d)" % (what, limits.max_path_bytes))
+        parts = [p for p in name.split("/") if p and p != "."]
+        for part in parts:
+            if part == "..":
+                self.fail(name, "%s has a '..' component" % what)
+            if len(part) * 4 > limits.max_name_bytes and len(part.encode("utf-8", "surrogateescape")) > limits.max_name_bytes:
+                self.fail(name[:200], "a component of the %s is longer than max_name_bytes (%d)" % (what, limits.max_name_bytes))
+        return "/".join(parts) or "."
+
+    def xattrs(self, info, name):
+        """(kept pax records or None); checks max_xattr_bytes and counts dropped records."""
+        kept = None
+        size = 0
+        for key, value in info.pax_headers.items():
+            if key in _CONSUMED_PAX:
+                continue
+            if key.startswith(_XATTR_PREFIXES):
+                size += len(key) + len(value)
+            if key in _KEEP_PAX or key.startswith(_KEEP_PAX_PREFIX):
+                if kept is None:
+                    kept = {}
+                kept[key] = value
+            else:
+                self.tree.dropped_xattrs += 1
+        if size * 4 > self.limits.max_xattr_bytes:
+            size = sum(len(k.encode("utf-8", "surrogateescape")) + len(v.encode("utf-8", "surrogateescape"))
+                       for k, v in info.pax_headers.items() if k.startswith(_XATTR_PREFIXES))
+            if size > self.limits.max_xattr_bytes:
+                self.fail(name, "extended attributes of %d bytes exceed max_xattr_bytes (%d)" % (size, self.limits.max_xattr_bytes))
+        return kept
+
+    # output
+
+    def out_info(self, name, kind, info, xattrs):
+        out = tarfile.TarInfo(name)
+        out.type = _OUT_TYPE[kind]
+        out.mode = info.mode & 0o7777
+        out.uid = info.uid
+        out.gid = info.gid
+        out.uname = ""
+        out.gname = ""
+        out.mtime = int(info.mtime)
+        if kind == SYMLINK:
+            out.linkname = info.linkname
+        elif kind == FILE:
+            out.size = info.size
+        if xattrs:
+            out.pax_headers = dict(xattrs)
+        return out
+
+    def record(self, name, kind, out, layer):
+        old = self.taken.get(name)
+        if old is not None and old.type == HARDLINK:
+            layer = old.layer  # a link name keeps the layer it came from (it hides what is below it)
+        entry = TreeEntry(kind, out.mode, out.uid, out.gid, out.mtime, out.linkname or None, out.size, layer)
+        self.taken[name] = entry
+        if out.mtime > self.tree.mtime_max:
+            self.tree.mtime_max = out.mtime
+        return entry
+
+    def emit(self, out, fileobj=None):
+        self.sink.add(out, fileobj)
+        self.tree.members += 1
+
+    def mark_parents(self, name):
+        parents = self.emitted_parents
+        child = name
+        while name != ".":
+            name = _parent(name)
+            if name in parents:
+                return
+            parents[name] = child
+
+    def emit_file(self, name, info, xattrs, layer, what):
+        """Emit a regular file whose data is at the stream's position."""
+        out = self.out_info(name, FILE, info, xattrs)
+        data = _Slice(self.stream, info.size, what)
+        capture = name in self.capture
+        if not capture and name.rpartition("/")[2] in self.capture_basenames and self.speculative < SPECULATIVE_CAPTURE_FILES:
+            capture = info.size <= self.limits.max_capture_bytes
+            self.speculative += capture
+        if capture:
+            if info.size <= self.limits.max_capture_bytes:
+                blob = data.read()
+                self.tree._captures[name] = blob
+                self.tree._too_big.discard(name)
+                data = io.BytesIO(blob)
+            else:
+                self.tree._too_big.add(name)
+                self.tree._captures.pop(name, None)
+        self.record(name, FILE, out, layer)
+        self.emit(out, data)
+        self.tree.bytes += info.size
+
+    def emit_link(self, name, target, layer):
+        dest = self.taken.get(target)
+        out = tarfile.TarInfo(name)
+        out.type = tarfile.LNKTYPE
+        out.linkname = target
+        out.uname = out.gname = ""
+        if dest is not None:
+            out.mode, out.uid, out.gid, out.mtime = dest.mode, dest.uid, dest.gid, dest.mtime
+        entry = self.taken.get(name)
+        if entry is None or entry.type == HARDLINK:
+            self.record(name, HARDLINK, out, layer)
+        self.emit(out)
+
+    def materialize(self, node, name, layer):
+        """Emit ``name`` as a copy of a node that was not emitted under its own name."""
+        info = node.info
+        if node.kind == FILE:
+            self.emit_file(name, info, node.xattrs, layer, name)
+        else:
+            out = self.out_info(name, node.kind, info, node.xattrs)
+            self.record(name, node.kind, out, layer)
+            self.emit(out)
+        node.name = name
+
+    def attach(self, node, names, layer):
+        """Make the link ``names`` hold ``node``'s content (now or once it is known)."""
+        node = _target(node)
+        if node.kind == PROXY:
+            node.waiters.extend(names)
+            return
+        if node.kind == DEVICE:
+            for name in names:
+                self.tree.dropped += 1
+                self.taken.pop(name, None)
+                self.hide_all.add(name)
+            return
+        names = list(names)
+        if not names:
+            return
+        if node.name is None and node.refetch is None:
+            if True:
+                self.materialize(node, names.pop(0), layer)
+            else:
+                node.refetch = []
+                self.refetch.append(node)
+        if node.name is None:
+            node.refetch.extend(names)
+            return
+        for name in names:
+            self.emit_link(name, node.name, layer)
+
+    # per layer
+
+    def run(self):
+        for index in range(len(self.layers) - 1, -1, -1):
+            self.index = index
+            self.begin_layer()
+            self.read_layer(index, self.member)
+            if self.refetch:
+                self.reread(index)
+            self.end_layer(index)
+        for target, groups in sorted(self.pending.items()):
+            for from_layer, proxy in groups:
+                if proxy.waiters:
+                    self.fail(proxy.waiters[0], "hard link target %s does not exist" % target, from_layer)
+        self.emit_implied()
+        return self.tree
+
+    def begin_layer(self):
+        self.cur = {}  # path -> DIR or _Node, for this layer's members so far
+        self.layer_parents = set()  # directories with members below them in this layer (no non-dir above)
+        self.hidden_cache = {}
+        self.whiteouts = set()
+        self.opaques = set()
+        self.hidden_nondirs = set()
+        self.resolved_here = set()
+        self.refetch = []
+        self.ordinal = 0
+
+    def read_layer(self, index, handle, count=1):
+        layer = self.layers[index]
+        cap = None
+        if layer.compressed_size:
+            cap = max(int(layer.compressed_size * self.limits.max_expansion_ratio), RATIO_FLOOR_BYTES)
+        raw = layer.open()
+        try:
+            stream = _LayerStream(raw, self, cap)
+            self.stream = stream
+            stream.begin_header(0)
+            try:
+                tar = tarfile.TarFile(fileobj=stream, mode="r", encoding="utf-8", errors="surrogateescape")
+            except tarfile.ReadError as exc:
+                if str(exc) != "empty file":
+                    raise FlattenError("%s: not a tar archive: %s" % (self.where(), exc))
+                tar = None
+            ordinal = 0
+            while tar is not None:
+                stream.begin_header(tar.offset)
+                try:
+                    info = tar.next()
+                except tarfile.TarError as exc:
+                    raise FlattenError("%s: corrupt tar after %d members: %s" % (self.where(), ordinal, exc))
+                stream.end_header()
+                del tar.members[:]
+                if info is None:
+                    block = stream.header_block
+                    if block and block.strip(b"\0"):
+                        raise FlattenError("%s: invalid tar header at offset %d (after %d members)"
+                                           % (self.where(), tar.offset, ordinal))
+                    break
+                ordinal += 1
+                self.read_count += count
+                if self.read_count > self.limits.max_members:
+                    raise FlattenError("%s: more than max_members (%d) members" % (self.where(), self.limits.max_members))
+                if stream.pos < info.offset_data:
+                    stream.seek(info.offset_data)
+                handle(info, ordinal)
+            stream.end_header()
+            stream.drain()
+        finally:
+            self.stream = None
+            raw.close()
+
+    def children_hidden(self, directory):
+        """Is the lower content of ``directory`` hidden by the layers above this one?"""
+        cache = self.hidden_cache
+        result = cache.get(directory)
+        if result is not None:
+            return result
+        chain = []
+        name = directory
+        while True:
+            result = cache.get(name)
+            if result is not None:
+                break
+            entry = self.taken.get(name)
+            if (name in self.hide_all or name in self.hide_children
+                    or (entry is not None and entry.type != DIR and entry.layer != self.index)):
+                result = True
+                break
+            chain.append(name)
+            if name == ".":
+                result = False
+                break
+            name = _parent(name)
+        for name in chain:
+            cache[name] = result
+        return result
+
+    def check_parents(self, name, parent):
+        """No member of this layer may go through a non-directory of the same layer."""
+        if parent in self.layer_parents:
+            return
+        for directory in [parent] + _ancestors(parent) if parent != "." else ["."]:
+            if directory in self.layer_parents:
+                break
+            node = self.cur.get(directory)
+            if node is not None and node is not DIR:
+                kind = "symlink" if _target(node).kind == SYMLINK else "non-directory"
+                self.fail(name, "writes through %s %s of the same layer" % (kind, directory))
+            self.layer_parents.add(directory)
+
+    def member(self, info, ordinal):
+        name = self.canon(info.name)
+        index = self.index
+        parent = _parent(name) if name != "." else None
+        base = name.rpartition("/")[2]
+        if base.startswith(".wh."):
+            self.whiteout(name, parent, base)
+            return
+        itype = info.type
+        if itype in _REG_TYPES:
+            kind = FILE
+        elif itype == tarfile.DIRTYPE:
+            kind = DIR
+        elif itype == tarfile.SYMTYPE:
+            kind = SYMLINK
+        elif itype == tarfile.LNKTYPE:
+            kind = HARDLINK
+        elif itype == tarfile.FIFOTYPE:
+            kind = FIFO
+        elif itype in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            kind = DEVICE
+        elif itype == tarfile.GNUTYPE_SPARSE:
+            self.fail(name, "sparse files are not supported")
+        else:
+            self.fail(name, "unsupported tar member type %r" % itype)
+        if info.sparse is not None:
+            self.fail(name, "sparse files are not supported")
+        if name == "." and kind != DIR:
+            self.fail(name, "the root is not a directory")
+        if parent is not None:
+            self.check_parents(name, parent)
+        xattrs = self.xattrs(info, name) if info.pax_headers else None
+
+        under_dev = name.startswith("dev/")
+        previous = self.cur.get(name)
+        if previous is not None:
+            if (previous is DIR) != (kind == DIR):
+                self.fail(name, "appears twice in the layer, as a directory and as a non-directory")
+            if name in self.resolved_here:
+                self.fail(name, "appears twice in the layer and is the target of a hard link of an upper layer")
+            visible = name in self.taken and self.taken[name].layer == index
+            if kind == DIR:
+                visible = visible and self.taken[name].type == DIR
+            else:
+                self.forget_waiter(previous, name)
+        elif under_dev or kind == DEVICE:
+            visible = False
+        else:
+            entry = self.taken.get(name)
+            visible = not ((parent is not None and self.children_hidden(parent))
+                           or name in self.hide_all or entry is not None)
+        if under_dev or kind == DEVICE:
+            self.tree.dropped += 1
+
+        if kind == DIR:
+            self.cur[name] = DIR
+            for from_layer, proxy in self.pending.get(name, ()):
+                if from_layer > index and proxy.waiters:
+                    self.fail(proxy.waiters[0], "hard link to directory %s" % name, from_layer)
+            if visible:
+                out = self.out_info(name, DIR, info, xattrs)
+                self.record(name, DIR, out, index)
+                self.emit(out)
+                if name != ".":
+                    self.mark_parents(name)
+            return
+
+        if name in self.layer_parents:
+            self.fail(name, "a non-directory replaces a directory with members earlier in the same layer")
+        if visible and name in self.emitted_parents:
+            kind_word = "symlink" if kind == SYMLINK else "non-directory"
+            self.fail(self.emitted_parents[name], "an upper layer writes through %s %s of this layer" % (kind_word, name))
+        if kind == SYMLINK:
+            if "\x00" in info.linkname:
+                self.fail(name, "symlink target contains a NUL byte")
+            if len(info.linkname) > self.limits.max_path_bytes:
+                self.fail(name, "symlink target longer than max_path_bytes (%d)" % self.limits.max_path_bytes)
+        if not visible:
+            self.hidden_nondirs.add(name)
+
+        if kind == HARDLINK:
+            node = self.hardlink(name, info)
+            if name in self.capture:
+                self.add_capture(self.canon(info.linkname, "hard link target"))
+            self.cur[name] = node
+            if visible:
+                self.taken[name] = TreeEntry(HARDLINK, info.mode & 0o7777, info.uid, info.gid, int(info.mtime), None, 0, index)
+                self.mark_parents(name)
+                self.attach(node, [name], index)
+        else:
+            node = _Node(kind, info, xattrs, ordinal)
+            self.cur[name] = node
+            if visible:
+                if kind == FILE:
+                    self.emit_file(name, info, xattrs, index, "%s: %s" % (self.where(), name))
+                else:
+                    out = self.out_info(name, kind, info, xattrs)
+                    self.record(name, kind, out, index)
+                    self.emit(out)
+                    if kind == SYMLINK and (name in self.capture or name in self.capture_prefixes):
+                        self.follow_capture(name, info.linkname)
+                node.name = name
+                self.mark_parents(name)
+            elif kind == FILE:
+                node.info = info
+        groups = self.pending.get(name)
+        if groups:
+            mine = [g for g in groups if g[0] > index]
+            if mine:
+                rest = [g for g in groups if g[0] <= index]
+                if rest:
+                    self.pending[name] = rest
+                else:
+                    del self.pending[name]
+                self.resolved_here.add(name)
+                node = self.cur[name]
+                node.live = kind == FILE
+                try:
+                    for _from_layer, proxy in mine:
+                        proxy.forward = node
+                        waiters, proxy.waiters = proxy.waiters, []
+                        if waiters:
+                            self.attach(node, waiters, index)
+                finally:
+                    node.live = False
+
+    @staticmethod
+    def forget_waiter(previous, name):
+        """A later member of the same name wins over an earlier hard link still waiting for its content."""
+        node = _target(previous)
+        if node.kind == PROXY and name in node.waiters:
+            node.waiters.remove(name)
+        elif node.refetch and name in node.refetch:
+            node.refetch.remove(name)
+
+    def hardlink(self, name, info):
+        """The node a hard link member shares: its target's, or a proxy for a lower layer's."""
+        target = self.canon(info.linkname, "hard link target")
+        if target == name:
+            self.fail(name, "hard link to itself")
+        if target == ".":
+            self.fail(name, "hard link to the root directory")
+        node = self.cur.get(target)
+        if node is DIR:
+            self.fail(name, "hard link to directory %s" % target)
+        if node is not None:
+            return node
+        for directory in _ancestors(target):
+            up = self.cur.get(directory)
+            if up is not None and up is not DIR:
+                kind = "symlink" if _target(up).kind == SYMLINK else "non-directory"
+                self.fail(name, "hard link target %s passes through %s %s" % (target, kind, directory))
+        proxy = _Node(PROXY)
+        proxy.waiters = []
+        self.pending.setdefault(target, []).append((self.index, proxy))
+        return proxy
+
+    def whiteout(self, name, parent, base):
+        if parent is None:
+            self.fail(name, "invalid whiteout")
+        self.check_parents(name, parent)
+        if base == _OPAQUE:
+            self.opaques.add(parent)
+            return
+        if base.startswith(".wh..wh."):
+            self.tree.dropped += 1  # aufs metadata
+            return
+        hidden = base[4:]
+        if hidden in ("", ".", ".."):
+            self.fail(name, "invalid whiteout of %r" % hidden)
+        self.whiteouts.add(hidden if parent == "." else parent + "/" + hidden)
+
+    def end_layer(self, index):
+        """Check links waiting for lower layers against this layer's removals, then merge its hiding."""
+        for target in sorted(self.pending):
+            groups = self.pending[target]
+            keep = []
+            for from_layer, proxy in groups:
+                if not proxy.waiters:
+                    continue
+                if target in self.whiteouts:
+                    self.fail(proxy.waiters[0], "hard link target %s was removed (whiteout in %s)"
+                              % (target, self.where(index)), from_layer)
+                for directory in _ancestors(target):
+                    if directory in self.whiteouts or directory in self.opaques:
+                        self.fail(proxy.waiters[0], "hard link target %s was removed (whiteout in %s)"
+                                  % (target, self.where(index)), from_layer)
+                    node = self.cur.get(directory)
+                    if from_layer > index and node is not None and node is not DIR:
+                        kind = "symlink" if _target(node).kind == SYMLINK else "non-directory"
+                        self.fail(proxy.waiters[0], "hard link target %s passes through %s %s of %s"
+                                  % (target, kind, directory, self.where(index)), from_layer)
+                keep.append((from_layer, proxy))
+            if keep:
+                self.pending[target] = keep
+            else:
+                del self.pending[target]
+        self.hide_all.update(self.whiteouts)
+        self.hide_all.update(self.hidden_nondirs)
+        self.hide_children.update(self.opaques)
+        self.cur = None
+
+    def reread(self, index):
+        """Second read of a layer for hard links to an earlier member hidden above (rare)."""
+        self.tree.rereads += 1
+        wanted = dict((node.ordinal, node) for node in self.refetch if node.refetch)
+        self.refetch = []
+        if not wanted:
+            return
+        last = max(wanted)
+
+        def handle(info, ordinal):
+            node = wanted.get(ordinal)
+            if node is None:
+                return
+            if info.name != node.info.name or info.size != node.info.size or info.type != node.info.type:
+                raise FlattenError("%s: changed between two reads (member %d)" % (self.where(), ordinal))
+            names = node.refetch
+            node.refetch = None
+            node.live = True
+            try:
+                self.attach(node, names, index)
+            finally:
+                node.live = False
+
+        self.read_layer(index, handle, count=0)
+        for node in wanted.values():
+            if node.name is None:
+                raise FlattenError("%s: member %d not found on a second read (of %d)" % (self.where(), node.ordinal, last))
+
+    # captures
+
+    def add_capture(self, path):
+        if path in self.capture or len(self.capture) >= 64:
+            return
+        self.capture.add(path)
+        self.capture_prefixes.update(_ancestors(path))
+
+    def follow_capture(self, name, linkname):
+        """A symlink at or above a captured path: capture where it points, lexically."""
+        base = [] if linkname.startswith("/") else name.split("/")[:-1]
+        for part in linkname.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if base:
+                    base.pop()
+            else:
+                base.append(part)
+        target = "/".join(base) or "."
+        for path in list(self.capture):
+            if path == name or path.startswith(name + "/"):
+                rest = path[len(name):]
+                self.add_capture(_clean(target + rest))
+
+    def emit_implied(self):
+        mtime = self.tree.mtime_max
+        implied = set(d for d in self.emitted_parents if d not in self.taken)
+        if "." not in self.taken:
+            implied.add(".")  # an image always has a root directory
+        for name in sorted(implied):
+            out = tarfile.TarInfo(name)
+            out.type = tarfile.DIRTYPE
+            out.mode = 0o755
+            out.uid = out.gid = 0
+            out.uname = out.gname = ""
+            out.mtime = mtime
+            self.taken[name] = TreeEntry(DIR, 0o755, 0, 0, mtime, None, 0, None)
+            self.emit(out)
+
+
+def flatten(layers, sink, limits=None, capture=("etc/passwd", "etc/group")):
+    """Merge ``layers`` (bottom first, diff_ids order) into ``sink``; return the final Tree.
+
+    Each layer needs ``description``, ``compressed_size`` (int or None) and
+    ``open()`` returning a binary file-like of its UNCOMPRESSED tar; layers
+    are opened one at a time, top first, read to EOF and closed.  ``sink.add(info,
+    fileobj=None)`` receives fresh TarInfo objects with canonical names ("."
+    or "etc/passwd"); regular files come with a file-like of exactly
+    ``info.size`` bytes, hard links name an entry emitted earlier.
+    ``capture``: canonical paths whose bytes ``Tree.captured`` returns.
+    """
+    return _Flattener(layers, sink, limits, capture).run()

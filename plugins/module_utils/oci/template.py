@@ -1,0 +1,773 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""OCI image -> Proxmox VE container template: the engine behind ``oci_template``.
+
+The image is pulled into the blob store (the oci_image engine), its layers
+are flattened top-down into one tar stream (flatten.py: nothing from the
+image is ever created on the host), the runtime (argv, env, cwd, user,
+stop signal) is worked out from the config, the overrides and the image's
+own /etc/passwd and /etc/group, and the result is published atomically:
+
+- ``vztmpl``: ``./``-prefixed members, numeric container-view owners, zstd
+  or gzip; plus the init wrapper or working directory the runtime needs;
+- ``oci-archive``: one platform, OCI media types, one squashed layer and a
+  config whose Entrypoint/Cmd Proxmox VE 9.1's importer turns into exactly
+  the intended argv.
+
+A JSON sidecar ``<template>.json`` next to the template records the
+identity (image digest and every option that shapes the output) and the
+runtime, so an unchanged template is found again without any work.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import tempfile
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap, lxcinit, media
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import compressor
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, WrapperError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import Limits, StoredLayer, TarSink, flatten, open_tar_writer
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import (
+    ConfigError, parse_group, parse_passwd, runtime_spec)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, atomic_write
+
+# Bump when the bytes produced for the same image and options change.
+ENGINE_VERSION = 1
+EXTENSIONS = {("vztmpl", "zstd"): ".tar.zst", ("vztmpl", "gzip"): ".tar.gz", ("oci-archive", None): ".tar"}
+SIDECAR_SUFFIX = ".json"
+TMP_PREFIX = ".lxcri-tmp-"
+RESERVED_DIR = ".lxcri"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+OUTPUT_OPTIONS = ("format", "compression", "entrypoint", "cmd", "env", "workdir", "user", "stop_signal",
+                  "init_wrapper", "lxc_version")
+DEFAULTS = {
+    "state": "present", "format": "vztmpl", "compression": "zstd", "dest": None, "storage": None, "node": None,
+    "name": None, "entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None,
+    "stop_signal": None, "init_wrapper": "auto", "lxc_version": "auto", "force": False,
+}
+
+
+class TemplateError(OciError):
+    """The template cannot be produced as asked."""
+
+
+# ---------------------------------------------------------------------------
+# naming and identity
+
+def _safe(text):
+    text = re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.")
+    return text or "image"
+
+
+NAMING_DEFAULTS = {"entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None, "stop_signal": None,
+                   "init_wrapper": "auto"}
+
+
+def default_name(source, manifest_digest, params=None):
+    """``<repository>_<tag>_<short digest>[_<options hash>]``, safe for Proxmox volume names.
+
+    The options hash is added when an option that changes the content
+    differs from its default, so variants of one image never share a name.
+    """
+    options = dict((key, (params or {}).get(key, value)) for key, value in NAMING_DEFAULTS.items())
+    suffix = ""
+    if options != NAMING_DEFAULTS:
+        suffix = "_" + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    return _base_name(source, manifest_digest) + suffix
+
+
+def _base_name(source, manifest_digest):
+    if source.kind == Source.REGISTRY:
+        ref = source.reference
+        repo = ref.path[len("library/"):] if ref.path.startswith("library/") else ref.path
+        tag = ref.tag or "digest"
+    else:
+        repo = os.path.basename(source.path.rstrip("/"))
+        for ext in (".tar", ".tar.gz"):
+            if repo.endswith(ext):
+                repo = repo[:-len(ext)]
+        tag = source.tag or (source.repo_tag or "").rpartition(":")[2] or "image"
+    short = manifest_digest.partition(":")[2][:12]
+    return "%s_%s_%s" % (_safe(repo.replace("/", "-")), _safe(tag), short)
+
+
+def check_name(name):
+    if not NAME_RE.match(name) or len(name) > 200:
+        raise TemplateError("name %r: use letters, digits and . _ + - only (it becomes a Proxmox volume name), "
+                            "at most 200 characters, without the extension" % name)
+    for ext in (".tar", ".tar.gz", ".tar.zst", ".tar.xz"):
+        if name.endswith(ext):
+            raise TemplateError("name %r: give it without the extension %s (format and compression add it)"
+                                % (name, ext))
+
+
+def identity(params, manifest_digest, platform, lxc_target):
+    options = dict((key, params.get(key)) for key in OUTPUT_OPTIONS)
+    options["lxc_version"] = lxc_target
+    if params["format"] != "vztmpl":
+        options["compression"] = None
+    return {"manifest_digest": manifest_digest, "platform": str(platform), "options": options,
+            "engine": ENGINE_VERSION}
+
+
+def identity_hash(ident):
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# the tar sinks
+
+class TemplateSink(TarSink):
+    """flatten()'s TarSink plus the generated entries; the image's own ``/.lxcri`` is dropped."""
+
+    def __init__(self, fileobj, prefix):
+        self.tar = open_tar_writer(fileobj)
+        TarSink.__init__(self, self.tar, prefix)
+
+    def add(self, info, fileobj=None):
+        if info.name == RESERVED_DIR or info.name.startswith(RESERVED_DIR + "/"):
+            # it would collide with the generated files
+            if fileobj is not None:
+                _drain(fileobj, info.size)
+            return
+        info.uname = info.gname = ""
+        TarSink.add(self, info, fileobj)
+
+    def add_dir(self, name, uid=0, gid=0, mode=0o755, mtime=0):
+        info = tarfile.TarInfo(self._name(name))
+        info.type = tarfile.DIRTYPE
+        info.mode, info.uid, info.gid, info.mtime = mode, uid, gid, mtime
+        self.tar.addfile(info)
+
+    def add_file(self, name, data, mode=0o755, uid=0, gid=0, mtime=0):
+        info = tarfile.TarInfo(self._name(name))
+        info.size = len(data)
+        info.mode, info.uid, info.gid, info.mtime = mode, uid, gid, mtime
+        self.tar.addfile(info, io.BytesIO(data))
+
+    def close(self):
+        self.tar.close()
+
+    def abort(self):
+        """Drop the stream without writing its end (the output is discarded anyway)."""
+        self.tar.closed = True
+        stream = getattr(self.tar, "fileobj", None)
+        if stream is not None and hasattr(stream, "closed"):
+            stream.closed = True
+
+
+def _drain(fileobj, size):
+    while size > 0:
+        chunk = fileobj.read(min(size, 1 << 20))
+        if not chunk:
+            break
+        size -= len(chunk)
+
+
+class _HashingWriter:
+    """Passes writes on, hashing them and counting their size."""
+
+    def __init__(self, target):
+        self.target = target
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data):
+        self.hasher.update(data)
+        self.size += len(data)
+        return self.target.write(data)
+
+    def flush(self):
+        pass
+
+    @property
+    def digest(self):
+        return "sha256:" + self.hasher.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# the tree: where to put generated files
+
+def _split(path):
+    return [part for part in path.strip("/").split("/") if part and part != "."]
+
+
+def ensure_dir(tree, sink, path, uid=0, gid=0, mtime=0):
+    """Create ``path`` (absolute, container view) in the output unless the image has it.
+
+    Existing components are followed through the image's own symlinks (as
+    the container will); missing ones are added as directories, the last one
+    owned by ``uid:gid``.  A component that is a file is an error.
+    Returns the canonical (symlink-free) path.
+    """
+    current = ""
+    parts = _split(path)
+    for index, part in enumerate(parts):
+        candidate = current + "/" + part if current else part
+        entry = tree.lookup(candidate)
+        if entry is None:
+            for later in range(index, len(parts)):
+                candidate = current + "/" + parts[later] if current else parts[later]
+                last = later == len(parts) - 1
+                sink.add_dir(candidate, uid if last else 0, gid if last else 0, 0o755, mtime)
+                current = candidate
+            return "/" + current
+        if entry.type == "symlink":
+            resolved = tree.resolve(candidate)
+            if resolved is None:
+                raise TemplateError("cannot create %s: %s is a symlink to %r, which does not exist in the image"
+                                    % (path, "/" + candidate, entry.linkname))
+            target = tree.lookup(resolved) if resolved not in ("", ".") else None
+            if target is not None and target.type != "dir":
+                raise TemplateError("cannot create %s: /%s is not a directory in the image" % (path, resolved))
+            current = "" if resolved in ("", ".") else resolved
+            continue
+        if entry.type != "dir":
+            raise TemplateError("cannot create %s: /%s is a %s in the image, not a directory"
+                                % (path, candidate, entry.type))
+        current = candidate
+    return "/" + current
+
+
+def place_file(tree, sink, path, data, mode=0o755, mtime=0):
+    """Write a generated file at ``path``, following the image's symlinked parents."""
+    parent, dummy, leaf = path.rstrip("/").rpartition("/")
+    directory = ensure_dir(tree, sink, parent or "/", mtime=mtime)
+    name = (directory.strip("/") + "/" + leaf) if directory.strip("/") else leaf
+    sink.add_file(name, data, mode=mode, mtime=mtime)
+    return "/" + name
+
+
+def _is_file(tree, path):
+    resolved = tree.resolve(path.strip("/"))
+    if resolved is None:
+        return False
+    entry = tree.lookup(resolved)
+    return entry is not None and entry.type in ("file", "hardlink")
+
+
+def _is_busybox(tree, path):
+    resolved = tree.resolve(path.strip("/"))
+    entry = tree.lookup(resolved) if resolved else None
+    if entry is not None and entry.type == "hardlink":
+        resolved = entry.linkname
+    return bool(resolved) and resolved.rsplit("/", 1)[-1] == "busybox"
+
+
+def _account(spec, tree):
+    """(name, primary gid, initgroups' gids) of the uid in the image's passwd, for su; or None."""
+    passwd = tree.captured("etc/passwd")
+    if passwd is None:
+        return None
+    text = passwd.decode("utf-8", "replace")
+    for name, uid, gid in parse_passwd(text):
+        if uid == spec["uid"]:
+            group = tree.captured("etc/group")
+            members = parse_group(group.decode("utf-8", "replace") if group is not None else "")
+            return name, gid, sorted({gid} | set(g for gname, g, names in members if name in names))
+    return None
+
+
+# ---------------------------------------------------------------------------
+# the runtime
+
+def local_lxc_version(runner=None):
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.detect import lxc_info  # pylint: disable=import-outside-toplevel
+    info = lxc_info() if runner is None else lxc_info(runner=runner)
+    return info.get("version") if info.get("present") else None
+
+
+def target_lxc(option):
+    """The LXC version the template is encoded for: the option, else the local LXC, else 5.0 rules."""
+    if option and option != "auto":
+        return option
+    return local_lxc_version() or "5.0"
+
+
+def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0):
+    """Complete ``spec`` with the init encoding, adding generated files to ``sink``.
+
+    With ``sink=None`` nothing is written (check mode): the runtime is what a
+    build would produce.
+    """
+    runtime = dict(spec)
+    argv = spec["argv"]
+    has_shell = _is_file(tree, "/bin/sh")
+    runtime["wrapper"] = None
+    add = sink is not None
+
+    def exists(path):
+        return _is_file(tree, path)
+
+    if add:
+        ensure_dir(tree, sink, spec["cwd"], spec["uid"], spec["gid"], mtime)
+        for volume in spec["volumes"]:
+            ensure_dir(tree, sink, volume, mtime=mtime)
+    if init_wrapper == "always":
+        tool = None
+        if spec["uid"] != 0 or spec["gid"] != 0 or spec["groups"]:
+            tool = initwrap.choose_drop_tool(exists, spec["gid"], spec["groups"], _account(spec, tree),
+                                             lambda path: _is_busybox(tree, path))
+            if tool is None:
+                raise TemplateError("init_wrapper=always must switch to uid %d gid %d groups %s, but the image has no "
+                                    "tool that can (looked for %s); use a Proxmox VE 9.1+ node with init_wrapper: "
+                                    "auto, or add setpriv to the image"
+                                    % (spec["uid"], spec["gid"], spec["groups"],
+                                       ", ".join(c[0] for c in initwrap.drop_tool_candidates())))
+        if not has_shell:
+            raise TemplateError("init_wrapper=always needs /bin/sh in the image, which it lacks")
+        script = initwrap.init_wrapper(argv, spec["env"], spec["cwd"], spec["uid"], spec["gid"], spec["groups"],
+                                       spec["stop_signal"], tool)
+        path = initwrap.INIT_WRAPPER_PATH
+        if add:
+            path = place_file(tree, sink, initwrap.INIT_WRAPPER_PATH, script, mtime=mtime)
+            sink.add_dir(RESERVED_DIR, mtime=mtime)
+            sink.add_file(initwrap.INIT_COPY_PATH.lstrip("/"), script, mtime=mtime)
+        runtime["wrapper"] = {"kind": "init", "path": initwrap.INIT_WRAPPER_PATH, "written_at": path,
+                              "drop_tool": tool.path if tool else None}
+        runtime["lxc_init_cmd"] = initwrap.INIT_WRAPPER_PATH
+        runtime["pve_entrypoint"] = initwrap.INIT_WRAPPER_PATH
+        runtime["lxc_config"] = []
+        runtime["pve_env"] = ""
+        return runtime
+    try:
+        runtime["lxc_init_cmd"] = lxcinit.encode_init_cmd(argv, lxc_target)
+    except lxcinit.NotExpressible as exc:
+        if init_wrapper == "never" or not has_shell:
+            why = "init_wrapper is never" if init_wrapper == "never" else "the image has no /bin/sh for a wrapper"
+            raise TemplateError("the command cannot be written as lxc.init.cmd for LXC %s: %s; and %s"
+                                % (lxc_target, exc, why))
+        try:
+            # the shell adds PWD (ash: SHLVL) to what LXC passes: the script resets the env to exactly the list
+            script = initwrap.exec_wrapper(argv, spec["env"])
+        except WrapperError:
+            script = initwrap.exec_wrapper(argv)  # names sh cannot set: LXC passes them, the shell adds PWD
+        if add:
+            sink.add_dir(RESERVED_DIR, mtime=mtime)
+            sink.add_file(initwrap.EXEC_WRAPPER_PATH.lstrip("/"), script, mtime=mtime)
+        runtime["wrapper"] = {"kind": "exec", "path": initwrap.EXEC_WRAPPER_PATH, "reason": str(exc)}
+        runtime["lxc_init_cmd"] = initwrap.EXEC_WRAPPER_PATH
+    if runtime["wrapper"]:
+        runtime["pve_entrypoint"] = initwrap.EXEC_WRAPPER_PATH
+    else:
+        try:
+            runtime["pve_entrypoint"] = lxcinit.pve_entrypoint(argv)
+        except lxcinit.NotExpressible as exc:
+            runtime["pve_entrypoint"] = None
+            runtime["pve_entrypoint_problem"] = str(exc)
+    runtime["pve_env"] = lxcinit.pve_env(spec["env"])
+    runtime["lxc_config"] = lxcinit.lxc_config_lines(spec["cwd"], spec["uid"], spec["gid"], spec["env"],
+                                                     spec["stop_signal"], spec["groups"])
+    return runtime
+
+
+# ---------------------------------------------------------------------------
+# the manager
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+class TemplateManager:
+    """``TemplateManager(params, check_mode).run()`` returns the module result."""
+
+    def __init__(self, params, check_mode=False, client_options=None, pve_factory=None):
+        self.params = dict(DEFAULTS)
+        self.params.update(dict((k, v) for k, v in params.items() if v is not None))
+        self.check_mode = check_mode
+        self.images = ImageManager(dict((k, v) for k, v in self.params.items() if k in (
+            "image", "platform", "cache_dir", "registry_username", "registry_password", "auth_file",
+            "registry_tls_verify", "ca_path", "registry_mirrors", "timeout", "retries", "keep_corrupt")),
+            check_mode=check_mode, client_options=client_options)
+        self.pve_factory = pve_factory
+        fmt = self.params["format"]
+        if fmt not in ("vztmpl", "oci-archive"):
+            raise TemplateError("format must be vztmpl or oci-archive, not %r" % fmt)
+        if fmt == "vztmpl" and self.params["compression"] not in ("zstd", "gzip"):
+            raise TemplateError("compression must be zstd or gzip, not %r" % self.params["compression"])
+        if bool(self.params["dest"]) == bool(self.params["storage"]):
+            raise TemplateError("give exactly one of dest (a directory) or storage (a Proxmox VE storage)")
+        if self.params["init_wrapper"] not in ("auto", "always", "never"):
+            raise TemplateError("init_wrapper must be auto, always or never")
+        if self.params["name"] is not None:
+            check_name(self.params["name"])
+        self.extension = EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]
+
+    # -- resolution --------------------------------------------------------
+
+    def _resolve(self):
+        """Pull (or in check mode, resolve) the image: (Resolved, layers all cached)."""
+        if self.check_mode and not os.path.isdir(self.params["cache_dir"]):
+            # nothing cached yet: resolve without creating the cache
+            puller = Puller(None, self.images.client)
+            return puller.inspect(self.images.source, self.images.platform), False, puller
+        store = self.images.store
+        puller = Puller(store, self.images.client, keep_corrupt=self.params.get("keep_corrupt", False))
+        key = pin_key(self.images.source, self.images.platform or host_platform())
+        res = puller.pull(self.images.source, key, self.images.platform, check_mode=self.check_mode)
+        cached = not puller.missing(res) if self.check_mode else True
+        return res, cached, puller
+
+    def _paths(self, name):
+        dest = self.params["dest"]
+        path = os.path.join(dest, name + self.extension)
+        return path, path + SIDECAR_SUFFIX
+
+    @staticmethod
+    def _read_sidecar(path):
+        try:
+            with open(path) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    # -- entry points --------------------------------------------------------
+
+    def run(self):
+        if self.params["storage"]:
+            from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import (  # pylint: disable=import-outside-toplevel
+                StoragePublisher)
+            publisher = StoragePublisher(self)
+        else:
+            publisher = None
+        if self.params["state"] == "absent":
+            return self.absent(publisher)
+        return self.present(publisher)
+
+    def _base(self):
+        return {"changed": False, "image": str(self.images.source), "format": self.params["format"]}
+
+    def present(self, publisher=None):
+        res, cached, dummy = self._resolve()
+        lxc_target = target_lxc(self.params["lxc_version"])
+        ident = identity(self.params, res.manifest_digest, res.platform, lxc_target)
+        name = self.params["name"] or default_name(self.images.source, res.manifest_digest, self.params)
+        filename = name + self.extension
+        result = self._base()
+        result.update({"name": name, "filename": filename, "digest": res.manifest_digest,
+                       "platform": str(res.platform), "identity": identity_hash(ident), "lxc_version": lxc_target})
+        if publisher is not None:
+            return publisher.present(result, res, ident, cached)
+        if not self.check_mode:
+            os.makedirs(self.params["dest"], exist_ok=True)
+        path, sidecar = self._paths(name)
+        result["path"] = path
+        result["sidecar"] = sidecar
+        with self._lock(name):
+            before = self._read_sidecar(sidecar) if os.path.exists(path) else None
+            same = before is not None and before.get("identity") == ident and not self.params["force"]
+            if same and os.path.getsize(path) == before.get("size"):
+                result.update(size=before["size"], sha256=before.get("sha256"), runtime=before["runtime"])
+                result["diff"] = self._diff(before, before)
+                return result
+            after_runtime = None
+            if self.check_mode:
+                after_runtime = self.scan_runtime(res, cached, lxc_target)
+                result.update(size=None, sha256=None, runtime=after_runtime, would_build=True)
+            else:
+                record = self.build(res, ident, lxc_target, path)
+                atomic_write(sidecar, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+                result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"])
+                after_runtime = record["runtime"]
+            result["changed"] = True
+            result["diff"] = self._diff(before, {"identity": ident, "runtime": after_runtime})
+            return result
+
+    def absent(self, publisher=None):
+        result = self._base()
+        if publisher is not None:
+            return publisher.absent(result)
+        names = []
+        if self.params["name"]:
+            names.append(self.params["name"])
+        else:
+            res, dummy, dummy2 = self._resolve_readonly()
+            names.append(default_name(self.images.source, res.manifest_digest, self.params))
+        removed = []
+        for name in names:
+            path, sidecar = self._paths(name)
+            with self._lock(name, create=not self.check_mode):
+                for candidate in (path, sidecar):
+                    if os.path.lexists(candidate):
+                        removed.append(candidate)
+                        if not self.check_mode:
+                            os.unlink(candidate)
+        result["name"] = names[0]
+        result["path"] = self._paths(names[0])[0]
+        result["removed"] = removed
+        result["changed"] = bool(removed)
+        result["diff"] = {"before": {"path": result["path"] if removed else None},
+                          "after": {"path": None}}
+        return result
+
+    def _resolve_readonly(self):
+        saved = self.check_mode
+        self.check_mode = True
+        try:
+            return self._resolve()
+        finally:
+            self.check_mode = saved
+
+    @staticmethod
+    def _diff(before, after):
+        def view(record):
+            if not record:
+                return {"template": None}
+            ident = record.get("identity") or {}
+            runtime = record.get("runtime") or {}
+            return {"template": {"manifest_digest": ident.get("manifest_digest"), "options": ident.get("options"),
+                                 "argv": runtime.get("argv"), "lxc_init_cmd": runtime.get("lxc_init_cmd")}}
+        return {"before": view(before), "after": view(after)}
+
+    # -- locking and temp files ------------------------------------------------
+
+    def _lock(self, name, create=True):
+        return self._lock_in(self.params["dest"], name, create)
+
+    def _lock_in(self, directory, name, create=True):
+        return _DirLock(directory, name, enabled=create and not self.check_mode)
+
+    def _tmp_path(self, final):
+        directory = os.path.dirname(final)
+        for entry in os.listdir(directory):
+            # left by a killed run: .lxcri-tmp-<pid>-<random>-<filename>
+            match = re.match(r"^%s(\d+)-" % re.escape(TMP_PREFIX), entry)
+            if match and not _pid_alive(int(match.group(1))):
+                try:
+                    os.unlink(os.path.join(directory, entry))
+                except OSError:
+                    pass
+        fd, tmp = tempfile.mkstemp(prefix="%s%d-" % (TMP_PREFIX, os.getpid()),
+                                   suffix="-" + os.path.basename(final), dir=directory)
+        return fd, tmp
+
+    # -- building --------------------------------------------------------------
+
+    def _layers(self, res):
+        diff_ids = res.config["rootfs"]["diff_ids"]
+        return [StoredLayer(self.images.store, layer, diff_id) for layer, diff_id in zip(res.layers, diff_ids)]
+
+    def _spec(self, res, tree):
+        overrides = dict((key, self.params.get(key)) for key in ("entrypoint", "cmd", "env", "workdir", "user",
+                                                                    "stop_signal"))
+        passwd = tree.captured("etc/passwd") if tree is not None else None
+        group = tree.captured("etc/group") if tree is not None else None
+        try:
+            return runtime_spec(res.config.get("config") or {}, overrides,
+                                passwd.decode("utf-8", "replace") if passwd is not None else None,
+                                group.decode("utf-8", "replace") if group is not None else None)
+        except ConfigError as exc:
+            raise TemplateError("%s: %s" % (self.images.source, exc))
+
+    def scan_runtime(self, res, cached, lxc_target):
+        """The runtime a build would produce, reading cached layers only (check mode)."""
+        if not cached:
+            return None
+        tree = flatten(self._layers(res), _NullSink(), Limits())
+        spec = self._spec(res, tree)
+        return finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"])
+
+    def build(self, res, ident, lxc_target, path):
+        """Build the template at ``path`` atomically; returns the sidecar record."""
+        mtime = _created_epoch(res.config)
+        fd, tmp = self._tmp_path(path)
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                if self.params["format"] == "vztmpl":
+                    runtime = self._write_vztmpl(res, raw, lxc_target, mtime)
+                else:
+                    runtime = self._write_oci_archive(res, raw, lxc_target, mtime, os.path.dirname(path))
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.chmod(tmp, 0o644)
+            sha = _sha256_file(tmp)
+            size = os.path.getsize(tmp)
+            os.rename(tmp, path)
+            _fsync_dir(os.path.dirname(path))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return {"identity": ident, "runtime": runtime, "image": str(self.images.source), "size": size,
+                "sha256": sha, "filename": os.path.basename(path)}
+
+    def _write_vztmpl(self, res, raw, lxc_target, mtime):
+        stream = compressor(raw, self.params["compression"])
+        sink = TemplateSink(stream, "./")
+        try:
+            tree = flatten(self._layers(res), sink, Limits())
+            spec = self._spec(res, tree)
+            runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime)
+            sink.close()
+            stream.close()
+        except BaseException:
+            sink.abort()
+            stream.abort()
+            raise
+        return runtime
+
+    def _write_oci_archive(self, res, raw, lxc_target, mtime, workdir):
+        """A normalised OCI archive: one manifest, OCI types, one squashed gzip layer."""
+        fd, layer_tmp = tempfile.mkstemp(prefix="%s%d-layer-" % (TMP_PREFIX, os.getpid()), dir=workdir)
+        try:
+            with os.fdopen(fd, "wb") as layer_file:
+                compressed = _HashingWriter(layer_file)
+                stream = compressor(compressed, "gzip")
+                uncompressed = _HashingWriter(stream)
+                sink = TemplateSink(uncompressed, "")
+                try:
+                    tree = flatten(self._layers(res), sink, Limits())
+                    spec = self._spec(res, tree)
+                    runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime)
+                    sink.close()
+                    stream.close()
+                except BaseException:
+                    sink.abort()
+                    raise
+            config = copy.deepcopy(res.config)
+            cfg = config.setdefault("config", {})
+            entrypoint, cmd = self._oci_command(runtime)
+            cfg["Entrypoint"] = entrypoint
+            cfg["Cmd"] = cmd
+            cfg["Env"] = list(spec["env"])
+            cfg["WorkingDir"] = spec["cwd"]
+            cfg["User"] = "%d:%d" % (spec["uid"], spec["gid"])
+            cfg["StopSignal"] = spec["stop_signal"]
+            config["rootfs"] = {"type": "layers", "diff_ids": [uncompressed.digest]}
+            config["history"] = [{"created": res.config.get("created") or "1970-01-01T00:00:00Z",
+                                  "created_by": "lxcri.proxmox oci_template: %d layers squashed, from %s"
+                                  % (len(res.layers), res.manifest_digest)}]
+            config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+            layer_desc = {"mediaType": media.OCI_LAYER_GZIP, "digest": compressed.digest, "size": compressed.size}
+            config_desc = {"mediaType": media.OCI_CONFIG, "digest": _digest(config_bytes), "size": len(config_bytes)}
+            manifest = {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "config": config_desc,
+                        "layers": [layer_desc]}
+            manifest_bytes = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+            index = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": [{
+                "mediaType": media.OCI_MANIFEST, "digest": _digest(manifest_bytes), "size": len(manifest_bytes),
+                "platform": res.platform.as_dict() if hasattr(res.platform, "as_dict") else None,
+                "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
+            if index["manifests"][0]["platform"] is None:
+                del index["manifests"][0]["platform"]
+            else:
+                index["manifests"][0]["platform"] = dict((k, v) for k, v in index["manifests"][0]["platform"].items()
+                                                         if v)
+            out = tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT)
+            try:
+                def member(name, data=None, path=None, size=None, kind=tarfile.REGTYPE):
+                    info = tarfile.TarInfo(name)
+                    info.type = kind
+                    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+                    info.mtime = mtime
+                    if data is not None:
+                        info.size = len(data)
+                        out.addfile(info, io.BytesIO(data))
+                    elif path is not None:
+                        info.size = size
+                        with open(path, "rb") as handle:
+                            out.addfile(info, handle)
+                    else:
+                        out.addfile(info)
+
+                member("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+                member("index.json", json.dumps(index, sort_keys=True, separators=(",", ":")).encode())
+                member("blobs", kind=tarfile.DIRTYPE)
+                member("blobs/sha256", kind=tarfile.DIRTYPE)
+                blobs = [(config_desc["digest"], config_bytes, None), (_digest(manifest_bytes), manifest_bytes, None),
+                         (layer_desc["digest"], None, layer_tmp)]
+                for digest, data, path in sorted(blobs, key=lambda b: b[0]):
+                    member("blobs/sha256/" + digest.partition(":")[2], data=data, path=path,
+                           size=layer_desc["size"] if path else None)
+            finally:
+                out.close()
+        finally:
+            if os.path.exists(layer_tmp):
+                os.unlink(layer_tmp)
+        runtime["oci_config"] = {"Entrypoint": entrypoint, "Cmd": cmd}
+        return runtime
+
+    def _oci_command(self, runtime):
+        """Entrypoint/Cmd for the archive, such that Proxmox VE 9.1's import yields our init command."""
+        if runtime["wrapper"]:
+            return [runtime["lxc_init_cmd"]], None
+        return lxcinit.pve_import_command(runtime["argv"])
+
+
+class _NullSink:
+    def add(self, info, fileobj=None):
+        if fileobj is not None:
+            _drain(fileobj, info.size)
+
+    def add_dir(self, *args, **kwargs):
+        pass
+
+    def add_file(self, *args, **kwargs):
+        pass
+
+
+class _DirLock:
+    """An flock on ``<dest>/.lxcri-<name>.lock``: one build per template at a time."""
+
+    def __init__(self, directory, name, enabled=True):
+        self.path = os.path.join(directory, ".lxcri-%s.lock" % name)
+        self.enabled = enabled
+        self.fd = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _digest(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path):
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(1 << 20)
+            if not chunk:
+                break
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _created_epoch(config):
+    """The image's creation time as an integer epoch (mtime of generated entries), else 0."""
+    created = config.get("created")
+    if not created:
+        return 0
+    match = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", created)
+    if not match:
+        return 0
+    import calendar  # pylint: disable=import-outside-toplevel
+    return calendar.timegm(tuple(int(x) for x in match.groups()) + (0, 0, 0))

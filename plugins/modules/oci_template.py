@@ -1,0 +1,417 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: oci_template
+short_description: Turn an OCI/Docker image into a Proxmox VE container template that runs its entrypoint
+version_added: 0.1.0
+description:
+  - Pulls the image into the verified blob cache (as M(lxcri.proxmox.oci_image) does), flattens its layers
+    into one template and works out what the container must run, namely the image's ENTRYPOINT+CMD as the init
+    command, its environment, working directory, user and stop signal.
+  - The layers are merged in one streaming pass, top layer first, straight into the compressed template.
+    Nothing from the image is ever unpacked on the host, so no path in an image can reach outside the
+    template. Whiteouts and opaque directories apply to lower layers only; hardlinks may point into lower
+    layers; setuid bits, C(security.capability) and C(user.*) xattrs and ACLs are kept; device nodes and the
+    contents of C(/dev) are dropped, as Proxmox VE's restore does. Member names that climb out of the root,
+    entries written through symlinks, and hardlinks that leave the root are refused with an error naming them.
+  - Every layer is checked against the config's C(diff_ids) while it is read; a bad layer publishes nothing.
+  - The template is written to a temporary file and renamed into place only when complete. An existing
+    template built from the same image digest with the same options is kept (C(changed=false)).
+  - The returned RV(runtime) tells M(lxcri.proxmox.lxc_container) (or a raw LXC config) how to run it;
+    it is also stored in a JSON sidecar C(<template>.json) next to the template.
+  - Runs where the images and the template directory are, normally on the Proxmox VE node, and needs only
+    the Python standard library, C(requests) for registries, and the C(zstd) command or C(python3-zstandard)
+    for zstd output.
+author:
+  - lxcri maintainers (@lxcri)
+options:
+  image:
+    description:
+      - The image, in the syntax of M(lxcri.proxmox.oci_image)'s O(lxcri.proxmox.oci_image#module:image)
+        option, that is a registry reference (V(nginx:1.27), V(registry.local:5000/app@sha256:...)),
+        V(oci-layout:/path[:tag]), V(oci-archive:/path.tar[:tag]) or V(docker-archive:/path.tar[:repo:tag]).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) builds the template unless an identical one exists.
+      - V(absent) removes the template and its sidecar (from O(dest)) or the volume (from O(storage)).
+    type: str
+    choices: [present, absent]
+    default: present
+  format:
+    description:
+      - V(vztmpl) is a plain container template (a compressed tar, members C(./)-prefixed, owners as the
+        container sees them), restorable by C(pct create)/C(pct restore) and C(POST /nodes/{node}/lxc) on every
+        Proxmox VE version.
+      - V(oci-archive) is a normalised OCI archive (one platform, OCI media types, one squashed layer) that
+        Proxmox VE 9.1 and later import natively; its Entrypoint/Cmd are rewritten so that Proxmox's import gives
+        exactly the intended command.
+    type: str
+    choices: [vztmpl, oci-archive]
+    default: vztmpl
+  compression:
+    description:
+      - Compression of a V(vztmpl) template. V(zstd) (level 3, multi-threaded) gives C(.tar.zst); V(gzip) gives
+        C(.tar.gz). Ignored for V(oci-archive), whose layer is gzip.
+    type: str
+    choices: [zstd, gzip]
+    default: zstd
+  dest:
+    description:
+      - The directory to write the template into, for example a storage's C(template/cache) directory when the
+        module runs on the node (C(/var/lib/vz/template/cache) for the C(local) storage).
+      - Exactly one of O(dest) and O(storage) is required.
+    type: path
+  storage:
+    description:
+      - Upload the finished template to this Proxmox VE storage (content C(vztmpl)) over the API instead,
+        with the connection options. The template is built under O(cache_dir) first and uploaded only when
+        complete, with its sha256 checksum.
+      - An existing volume with the same name is kept, since the name carries the image digest (and, with
+        non-default options, their hash); set O(force) to replace it.
+    type: str
+  node:
+    description: The node whose storage receives the upload. Defaults to the node the API host is.
+    type: str
+  name:
+    description:
+      - The template's file name without extension.
+      - Defaults to C(<repository>_<tag>_<12 digits of the manifest digest>), for example
+        C(nginx_1.27_3b7c9e0a1f2d), safe for Proxmox volume names. With options other than the defaults a
+        short hash of them is appended, so different variants never share a name.
+    type: str
+  entrypoint:
+    description:
+      - Replace the image's ENTRYPOINT (a list of words). As with C(docker run --entrypoint), this also drops
+        the image's CMD unless O(cmd) is given. An empty list clears the entrypoint.
+    type: list
+    elements: str
+  cmd:
+    description: Replace the image's CMD (a list of words).
+    type: list
+    elements: str
+  env:
+    description:
+      - Environment to add to or override in the image's ENV, as a dict or a list of C(NAME=value).
+      - Values may contain spaces and C(=); newlines and NUL are refused.
+    type: raw
+  workdir:
+    description:
+      - Replace the image's WORKDIR. It is created in the template, owned by the container user, when the
+        image lacks it (LXC refuses to start otherwise).
+    type: str
+  user:
+    description:
+      - Replace the image's USER, as C(name), C(uid), C(name:group) or C(uid:gid). Names are resolved from the
+        image's own C(/etc/passwd) and C(/etc/group), never from the host.
+    type: str
+  stop_signal:
+    description:
+      - Replace the image's STOPSIGNAL (for example V(SIGINT) or V(15)). Without either, V(SIGTERM), as Docker
+        does; LXC's own default (SIGPWR) is ignored by most applications running as PID 1.
+    type: str
+  init_wrapper:
+    description:
+      - V(auto) writes the init command as C(lxc.init.cmd) (Proxmox VE 9.1 C(entrypoint)) when the target LXC
+        can parse it back into exactly the argv, and otherwise places a small generated script
+        C(/.lxcri/exec) in the template that execs the exact argv (the image needs C(/bin/sh)).
+      - V(never) fails instead of adding a script.
+      - V(always) makes the template's C(/sbin/init) a generated init for Proxmox VE before 9.1, which has no
+        C(entrypoint)/C(env) keys. It sets the environment and working directory, switches to the user
+        (with a tool from the image, such as setpriv, su-exec, gosu, chpst or su), runs the application as its child,
+        forwards SIGPWR/SIGTERM/SIGINT to it as its stop signal, reaps orphans and exits with its status.
+    type: str
+    choices: [auto, always, never]
+    default: auto
+  lxc_version:
+    description:
+      - The LXC version that will run the container, which decides how the init command can be quoted.
+        LXC 6.0 and later (Proxmox VE 9) keep words in single or double quotes whole; LXC 5.0 splits on
+        whitespace only.
+      - V(auto) uses the LXC installed where the module runs, and LXC 5.0's rules when there is none.
+    type: str
+    default: auto
+  force:
+    description: Rebuild (and re-upload) even when an identical template exists.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - lxcri.proxmox.registry
+  - lxcri.proxmox.pve
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Resolves the image and computes the name, identity and (when the layers are cached) the runtime
+        without writing anything.
+  diff_mode:
+    support: full
+    details: Shows the template's identity (image digest, options, argv, init command) before and after.
+  platform:
+    platforms: posix
+  action_group:
+    support: full
+    membership: [lxcri.proxmox.pve]
+notes:
+  - Member names containing C(..) components are refused; absolute member names are taken relative to the
+    image root. Symlink targets are kept exactly as the image wrote them, since they are resolved inside
+    the container.
+  - The template's numeric owners are the container's own (0..65535); Proxmox VE shifts them for
+    unprivileged containers at restore time.
+seealso:
+  - module: lxcri.proxmox.oci_image
+"""
+
+EXAMPLES = r"""
+- name: Build a template of nginx into the local storage's template directory (on the node)
+  lxcri.proxmox.oci_template:
+    image: nginx:1.27
+    dest: /var/lib/vz/template/cache
+  register: nginx_template
+
+- name: Show how the container must be run
+  ansible.builtin.debug:
+    msg: "{{ nginx_template.runtime.argv }} as {{ nginx_template.runtime.uid }}, init {{ nginx_template.runtime.lxc_init_cmd }}"
+
+- name: Build from an OCI archive with overrides, for LXC 6.0 (Proxmox VE 9)
+  lxcri.proxmox.oci_template:
+    image: oci-archive:/srv/images/app.tar:2.1
+    dest: /var/lib/vz/template/cache
+    env:
+      APP_MODE: production
+    user: app
+    lxc_version: "6.0"
+
+- name: Build an OCI archive for Proxmox VE 9.1's importer and upload it to a storage
+  lxcri.proxmox.oci_template:
+    image: registry.example.com/team/app:2.1
+    format: oci-archive
+    storage: local
+    api_host: pve1.example.com
+    api_token_id: root@pam!ansible
+    api_token_secret: "{{ vault_pve_token }}"
+
+- name: A template whose /sbin/init runs the application, for Proxmox VE 8
+  lxcri.proxmox.oci_template:
+    image: nginx:1.27
+    dest: /var/lib/vz/template/cache
+    init_wrapper: always
+
+- name: Remove the template again
+  lxcri.proxmox.oci_template:
+    image: nginx:1.27
+    dest: /var/lib/vz/template/cache
+    state: absent
+"""
+
+RETURN = r"""
+image:
+  description: The image as resolved, normalised.
+  returned: always
+  type: str
+  sample: docker.io/library/nginx:1.27
+name:
+  description: The template's name without extension.
+  returned: always
+  type: str
+  sample: nginx_1.27_3b7c9e0a1f2d
+filename:
+  description: The template's file name.
+  returned: when state is present
+  type: str
+  sample: nginx_1.27_3b7c9e0a1f2d.tar.zst
+path:
+  description: The template's path (with O(dest)).
+  returned: when O(dest) is given
+  type: str
+  sample: /var/lib/vz/template/cache/nginx_1.27_3b7c9e0a1f2d.tar.zst
+sidecar:
+  description: The JSON sidecar with the identity and runtime (with O(dest)).
+  returned: when O(dest) is given and state is present
+  type: str
+  sample: /var/lib/vz/template/cache/nginx_1.27_3b7c9e0a1f2d.tar.zst.json
+volid:
+  description: The Proxmox VE volume id of the uploaded template (with O(storage)), for C(ostemplate).
+  returned: when O(storage) is given and state is present
+  type: str
+  sample: local:vztmpl/nginx_1.27_3b7c9e0a1f2d.tar.zst
+size:
+  description: The template's size in bytes (null in check mode when it would be built).
+  returned: when state is present
+  type: int
+  sample: 73400320
+sha256:
+  description: The template file's sha256 (null in check mode when it would be built).
+  returned: when state is present
+  type: str
+  sample: 8d1e0c4b1b5f0d1c9c6d7b3c5e4f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f
+digest:
+  description: The image's manifest digest.
+  returned: when state is present
+  type: str
+  sample: sha256:3b7c9e0a1f2d0d1c9c6d7b3c5e4f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f
+platform:
+  description: The image platform used.
+  returned: when state is present
+  type: str
+  sample: linux/amd64
+identity:
+  description: A hash of the image digest and every option that shapes the template.
+  returned: when state is present
+  type: str
+  sample: 0f5a3c0c2b0f6e0f0d6a3a0b8c1e2d3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d
+lxc_version:
+  description: The LXC version the init command was encoded for.
+  returned: when state is present
+  type: str
+  sample: "5.0.2"
+removed:
+  description: Files removed (state absent with O(dest)).
+  returned: when state is absent
+  type: list
+  elements: str
+runtime:
+  description:
+    - How to run a container made from the template. Null in check mode when the layers are not cached yet.
+  returned: when state is present
+  type: dict
+  contains:
+    argv:
+      description: The command the container runs (ENTRYPOINT+CMD after overrides).
+      type: list
+      elements: str
+      sample: ["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]
+    env:
+      description: The environment as C(NAME=value) items.
+      type: list
+      elements: str
+      sample: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "NGINX_VERSION=1.27.5"]
+    cwd:
+      description: The working directory.
+      type: str
+      sample: /
+    user:
+      description: The user as the image or O(user) gave it.
+      type: str
+      sample: "101:101"
+    uid:
+      description: The resolved uid.
+      type: int
+      sample: 101
+    gid:
+      description: The resolved gid.
+      type: int
+      sample: 101
+    groups:
+      description: Supplementary group ids.
+      type: list
+      elements: int
+      sample: []
+    stop_signal:
+      description: The signal that stops the application.
+      type: str
+      sample: SIGQUIT
+    volumes:
+      description: The image's volumes, suggested mount points (their directories exist in the template).
+      type: list
+      elements: str
+      sample: ["/var/cache/nginx"]
+    exposed_ports:
+      description: The image's exposed ports.
+      type: list
+      elements: str
+      sample: ["80/tcp"]
+    labels:
+      description: The image's labels.
+      type: dict
+      sample: {"maintainer": "NGINX Docker Maintainers"}
+    lxc_init_cmd:
+      description: The value for C(lxc.init.cmd) that the target LXC splits back into exactly RV(runtime.argv).
+      type: str
+      sample: /docker-entrypoint.sh nginx -g 'daemon off;'
+    pve_entrypoint:
+      description:
+        - The Proxmox VE 9.1+ C(entrypoint) config value (null with a reason in C(pve_entrypoint_problem) when
+          it cannot be expressed).
+      type: str
+      sample: /docker-entrypoint.sh nginx -g 'daemon off;'
+    pve_env:
+      description: The Proxmox VE 9.1+ C(env) config value (NUL-separated C(NAME=value)).
+      type: str
+    lxc_config:
+      description:
+        - Raw C(lxc.init.cwd), C(lxc.init.uid), C(lxc.init.gid), C(lxc.init.groups), C(lxc.environment) and
+          C(lxc.signal.halt) lines, for nodes where the collection writes the container config itself.
+      type: list
+      elements: str
+    wrapper:
+      description:
+        - The generated script placed in the template (C(kind) V(exec) or V(init), its C(path)), or null.
+      type: dict
+diff:
+  description: Template identity before and after (with C(--diff)).
+  returned: when state is present
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import registry_argument_spec
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
+
+
+def main():
+    spec = dict(
+        image=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        format=dict(type="str", default="vztmpl", choices=["vztmpl", "oci-archive"]),
+        compression=dict(type="str", default="zstd", choices=["zstd", "gzip"]),
+        dest=dict(type="path"),
+        storage=dict(type="str"),
+        node=dict(type="str"),
+        name=dict(type="str"),
+        entrypoint=dict(type="list", elements="str"),
+        cmd=dict(type="list", elements="str"),
+        env=dict(type="raw"),
+        workdir=dict(type="str"),
+        user=dict(type="str"),
+        stop_signal=dict(type="str"),
+        init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
+        lxc_version=dict(type="str", default="auto"),
+        force=dict(type="bool", default=False),
+    )
+    spec.update(registry_argument_spec())
+    spec.update(pve_argument_spec())
+    module = AnsibleModule(
+        argument_spec=spec,
+        required_one_of=[("dest", "storage")],
+        mutually_exclusive=[("dest", "storage")],
+        required_together=[("registry_username", "registry_password")],
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    env = params["env"]
+    if env is not None and not isinstance(env, (dict, list)):
+        module.fail_json(msg="env must be a dict or a list of NAME=value, not %s" % type(env).__name__)
+    try:
+        result = TemplateManager(params, check_mode=module.check_mode).run()
+    except (OciError, PveError) as exc:
+        module.fail_json(msg=str(exc), image=params["image"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

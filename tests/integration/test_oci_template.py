@@ -1,0 +1,410 @@
+"""oci_template for real: images built now, templates restored as Proxmox does and started with LXC.
+
+Every template in the matrix is extracted with Proxmox VE's restore options
+and started by real LXC with the returned runtime; the init process's
+/proc/<pid>/cmdline must equal the argv byte for byte, and its environment,
+cwd, uid/gid and groups must be what the runtime says.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
+from lxcri_testbed.bed import run
+from lxcri_testbed.oci_build import Layer, write_image
+
+PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
+GROUP = "root:x:0:\napp:x:1000:\nvideo:x:44:app\naudio:x:29:app\n"
+TRICKY = ["arg0", "two  spaces", "it's", 'say "hi"', "$HOME", "back\\slash", "", "tab\there", "a=b"]
+# variables LXC itself puts into init's environment
+LXC_ENV = {"container", "container_ttys"}
+
+
+def base_layer(shell=True, etc=True):
+    layer = Layer().dir("bin").dir("tmp", mode=0o1777)
+    layer.busybox(("sh", "sleep", "cat") if shell else ("sleep", "cat"))
+    if etc:
+        layer.dir("etc").file("etc/passwd", PASSWD).file("etc/group", GROUP)
+    return layer
+
+
+@pytest.fixture
+def work(tmp_path, bed):
+    need_tools = [t for t in ("lxc-start", "zstd", "umoci", "skopeo") if run(["which", t], check=False).returncode]
+    if need_tools:
+        pytest.skip("missing %s" % need_tools)
+    dirs = {name: str(tmp_path / name) for name in ("layout", "dest", "cache", "roots")}
+    for name in ("layout", "dest", "roots"):
+        os.makedirs(dirs[name])
+    return dirs
+
+
+def convert(work, ref, **options):
+    params = {"image": ref, "dest": work["dest"], "cache_dir": work["cache"]}
+    params.update(options)
+    return TemplateManager(params).run()
+
+
+def restore(template, root):
+    """Extract the way Proxmox VE restores a template."""
+    os.makedirs(root)
+    run(["tar", "-xpf", template, "--numeric-owner", "--acls", "--xattrs", "--xattrs-include=*",
+         "--exclude", "./dev/*", "-C", root])
+    return root
+
+
+def groups_of(pid):
+    with open("/proc/%d/status" % pid) as handle:
+        for line in handle:
+            if line.startswith("Groups:"):
+                return sorted(int(g) for g in line.split()[1:])
+    return []
+
+
+def start(lxc_runner, root, runtime):
+    """Start with exactly what the runtime says: lxc.init.cmd plus its raw lxc_config lines."""
+    return lxc_runner.start(root, runtime["lxc_init_cmd"], extra=runtime["lxc_config"])
+
+
+def check_init(init, runtime):
+    assert init.argv == runtime["argv"], init.log
+    expected_env = dict(item.split("=", 1) for item in runtime["env"])
+    assert {k: init.env.get(k) for k in expected_env} == expected_env
+    assert set(init.env) - set(expected_env) <= LXC_ENV
+    assert init.cwd == runtime["cwd"]
+    assert (init.uid, init.gid) == (runtime["uid"], runtime["gid"])
+    assert groups_of(init.pid) == sorted(runtime["groups"])
+
+
+# ---------------------------------------------------------------------------
+# the matrix: each template started for real
+
+def test_tricky_argv_env_named_user_missing_workdir(work, lxc_runner, tmp_path):
+    ref = write_image(work["layout"], "tricky", [base_layer()], {
+        "Entrypoint": ["/bin/sh", "-c", "sleep 3600; exit 0"], "Cmd": TRICKY,
+        "Env": ["PATH=/bin", "GREETING=hello world", "EQ=a=b=c", "QUOTE=it's \"x\" $y \\z"],
+        "WorkingDir": "/srv/missing/app", "User": "app"})
+    result = convert(work, ref)
+    runtime = result["runtime"]
+    assert result["changed"] and result["path"].endswith(".tar.zst")
+    assert (runtime["uid"], runtime["gid"], runtime["groups"]) == (1000, 1000, [29, 44])
+    # LXC 5.0 splits lxc.init.cmd on whitespace only: the exact argv needs the generated exec wrapper
+    assert runtime["wrapper"]["kind"] == "exec" and runtime["lxc_init_cmd"] == "/.lxcri/exec"
+    root = restore(result["path"], str(tmp_path / "root"))
+    st = os.stat(os.path.join(root, "srv/missing/app"))
+    assert (st.st_uid, st.st_gid) == (1000, 1000)  # created for the user, since LXC needs it
+    check_init(start(lxc_runner, root, runtime), runtime)
+
+
+def test_no_etc_numeric_user_plain_command(work, lxc_runner, tmp_path):
+    ref = write_image(work["layout"], "noetc", [base_layer(etc=False)], {
+        "Entrypoint": ["/bin/sleep"], "Cmd": ["3600"], "User": "1234:2345"})
+    result = convert(work, ref)
+    runtime = result["runtime"]
+    assert runtime["wrapper"] is None and runtime["lxc_init_cmd"] == "/bin/sleep 3600"
+    root = restore(result["path"], str(tmp_path / "root"))
+    assert not os.path.exists(os.path.join(root, "etc", "passwd"))
+    check_init(start(lxc_runner, root, runtime), runtime)
+
+
+def test_user_by_name_without_passwd_is_a_clear_error(work):
+    ref = write_image(work["layout"], "nouser", [base_layer(etc=False)], {"Cmd": ["/bin/sleep", "1"], "User": "app"})
+    with pytest.raises(OciError, match="user 'app' is not defined in the image"):
+        convert(work, ref)
+    assert published(work) == []
+
+
+def published(work):
+    """Everything in dest but lock files: templates, sidecars and temp files."""
+    return sorted(f for f in os.listdir(work["dest"]) if not f.endswith(".lock"))
+
+
+def test_shell_less_image(work, lxc_runner, tmp_path):
+    ref = write_image(work["layout"], "noshell", [base_layer(shell=False)], {"Entrypoint": ["/bin/sleep", "3600"]})
+    result = convert(work, ref)
+    runtime = result["runtime"]
+    root = restore(result["path"], str(tmp_path / "root"))
+    assert not os.path.lexists(os.path.join(root, "bin", "sh"))
+    check_init(start(lxc_runner, root, runtime), runtime)
+    # an argv LXC 5.0 cannot express, and no shell for a wrapper: refused, naming the word
+    ref = write_image(work["layout"], "noshell2", [base_layer(shell=False)], {"Entrypoint": ["/bin/sleep", "36 00"]})
+    with pytest.raises(OciError, match="36 00"):
+        convert(work, ref)
+    assert [f for f in published(work) if "noshell2" in f] == []
+
+
+def test_layers_whiteouts_opaque_hardlinks_symlinks_setuid(work, lxc_runner, tmp_path):
+    cap = {"SCHILY.xattr.security.capability": "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                                                 "\x00\x00\x00\x00",
+           "SCHILY.xattr.user.note": "kept", "SCHILY.xattr.trusted.secret": "dropped"}
+    lower = base_layer().dir("usr").dir("usr/lib").symlink("lib", "usr/lib") \
+        .file("usr/lib/libold.so", "old").file("usr/lib/keep.so", "keep") \
+        .dir("opt").dir("opt/cache").file("opt/cache/stale", "stale").file("opt/cache/stale2", "stale") \
+        .file("etc/hosts.orig", "shared content").file("usr/bin-su", "su", mode=0o4755) \
+        .file("usr/cap", "cap", mode=0o755, pax=cap)
+    middle = Layer().whiteout("usr/lib/libold.so").hardlink("etc/hosts.link", "etc/hosts.orig") \
+        .opaque("opt/cache").file("opt/cache/fresh", "fresh")
+    upper = Layer().dir("usr/lib", mode=0o750).file("usr/lib/new.so", "new") \
+        .hardlink("etc/hosts.link2", "etc/hosts.link").file("etc/hosts.orig", "replaced above the links")
+    ref = write_image(work["layout"], "layers", [lower, middle, upper], {"Entrypoint": ["/bin/sleep", "3600"]})
+    result = convert(work, ref)
+    root = restore(result["path"], str(tmp_path / "root"))
+    j = os.path.join
+    assert not os.path.exists(j(root, "usr/lib/libold.so"))  # whiteout
+    assert sorted(os.listdir(j(root, "usr/lib"))) == ["keep.so", "new.so"]
+    assert os.readlink(j(root, "lib")) == "usr/lib"  # symlink kept as written
+    assert oct(os.stat(j(root, "usr/lib")).st_mode & 0o7777) == oct(0o750)  # topmost dir attributes
+    assert sorted(os.listdir(j(root, "opt/cache"))) == ["fresh"]  # opaque: lower content gone, same layer kept
+    # the links were made to the old content; the name itself was replaced above them
+    with open(j(root, "etc/hosts.link")) as handle:
+        assert handle.read() == "shared content"
+    assert os.stat(j(root, "etc/hosts.link")).st_ino == os.stat(j(root, "etc/hosts.link2")).st_ino
+    with open(j(root, "etc/hosts.orig")) as handle:
+        assert handle.read() == "replaced above the links"
+    assert os.stat(j(root, "usr/bin-su")).st_mode & 0o7777 == 0o4755
+    assert os.getxattr(j(root, "usr/cap"), "user.note") == b"kept"
+    assert os.getxattr(j(root, "usr/cap"), "security.capability")[:4] == b"\x01\x00\x00\x02"
+    assert "trusted.secret" not in os.listxattr(j(root, "usr/cap"))
+    # the same tree umoci (the reference unpacker) makes, apart from what Proxmox drops
+    layout_dir = work["layout"]
+    bundle = str(tmp_path / "bundle")
+    run(["umoci", "unpack", "--image", "%s:layers" % layout_dir, bundle])
+    assert tree_listing(j(bundle, "rootfs")) == tree_listing(root) - {"dev", "proc", "sys"}
+    check_init(start(lxc_runner, root, result["runtime"]), result["runtime"])
+
+
+def tree_listing(root):
+    found = set()
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            found.add(os.path.relpath(os.path.join(directory, name), root))
+    return found
+
+
+def test_target_lxc_6_quotes_instead_of_wrapping(work):
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import lxcinit
+    argv = ["/bin/sh", "-c", "sleep 3600; exit 0", "x", "two words", "it's"]
+    ref = write_image(work["layout"], "six", [base_layer()], {"Entrypoint": argv})
+    result = convert(work, ref, lxc_version="6.0")
+    runtime = result["runtime"]
+    assert runtime["wrapper"] is None
+    assert lxcinit.split_init_cmd(runtime["lxc_init_cmd"], "6.0") == argv
+    assert result["runtime"]["pve_entrypoint"] == runtime["lxc_init_cmd"]
+
+
+def test_byte_identical_rebuild_and_idempotence(work):
+    ref = write_image(work["layout"], "same", [base_layer()], {"Entrypoint": ["/bin/sleep", "3600"]},
+                      compression="zstd")
+    first = convert(work, ref)
+    with open(first["path"], "rb") as handle:
+        data = handle.read()
+    second = convert(work, ref)
+    assert not second["changed"] and second["sha256"] == first["sha256"]
+    forced = convert(work, ref, force=True)
+    assert forced["changed"]
+    with open(forced["path"], "rb") as handle:
+        assert handle.read() == data
+    gz = convert(work, ref, compression="gzip")
+    assert gz["path"].endswith(".tar.gz") and gz["changed"]
+    with tarfile.open(gz["path"]) as tar:
+        names = tar.getnames()
+    assert "." in names and all(n.startswith("./") or n == "." for n in names)  # tarfile shows "./" as "."
+    with tarfile.open(gz["path"]) as tar:
+        assert all(m.uname == "" and m.gname == "" for m in tar.getmembers())
+
+
+def test_check_mode_writes_nothing_and_absent_removes(work):
+    ref = write_image(work["layout"], "check", [base_layer()], {"Entrypoint": ["/bin/sleep", "3600"]})
+    result = TemplateManager({"image": ref, "dest": work["dest"], "cache_dir": work["cache"]}, check_mode=True).run()
+    assert result["changed"] and result["runtime"] is None  # layers not cached: no runtime without reading them
+    assert os.listdir(work["dest"]) == [] and not os.path.exists(work["cache"])
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
+    ImageManager({"image": ref, "cache_dir": work["cache"]}).run()
+    result = TemplateManager({"image": ref, "dest": work["dest"], "cache_dir": work["cache"]}, check_mode=True).run()
+    assert result["changed"] and result["runtime"]["argv"] == ["/bin/sleep", "3600"]  # computed from the cache
+    assert os.listdir(work["dest"]) == []
+    built = convert(work, ref)
+    assert built["runtime"] == result["runtime"]
+    absent = TemplateManager({"image": ref, "dest": work["dest"], "cache_dir": work["cache"], "state": "absent"},
+                             check_mode=True).run()
+    assert absent["changed"] and os.path.exists(built["path"])
+    absent = convert(work, ref, state="absent")
+    assert absent["changed"] and not os.path.exists(built["path"]) and not os.path.exists(built["sidecar"])
+    assert not convert(work, ref, state="absent")["changed"]
+
+
+# ---------------------------------------------------------------------------
+# the oci-archive output
+
+def test_oci_archive_is_normalised_and_read_by_skopeo_and_umoci(work, tmp_path):
+    ref = write_image(work["layout"], "arch", [base_layer(), Layer().file("etc/motd", "hi")],
+                      {"Entrypoint": ["/bin/sleep"], "Cmd": ["3600"], "Env": ["A=b c"], "User": "app",
+                       "WorkingDir": "/srv/data", "StopSignal": "SIGQUIT"}, compression="docker-gzip")
+    result = convert(work, ref, format="oci-archive")
+    path = result["path"]
+    assert path.endswith(".tar") and result["changed"]
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        index = json.loads(tar.extractfile("index.json").read())
+
+        def blob(digest):
+            return json.loads(tar.extractfile("blobs/sha256/" + digest.split(":")[1]).read())
+
+        manifest = blob(index["manifests"][0]["digest"])
+        config = blob(manifest["config"]["digest"])
+    assert names[:2] == ["oci-layout", "index.json"]
+    # Proxmox VE 9.1's rules: OCI types only, the first manifest is THE image, no nested index
+    assert len(index["manifests"]) == 1
+    assert index["manifests"][0]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar+gzip"]
+    assert len(config["rootfs"]["diff_ids"]) == 1
+    assert config["config"]["User"] == "1000:1000" and config["config"]["StopSignal"] == "SIGQUIT"
+    assert config["config"]["WorkingDir"] == "/srv/data"
+    inspect = json.loads(run(["skopeo", "inspect", "oci-archive:%s" % path]).stdout)
+    assert inspect["Env"] == ["A=b c"] and inspect["Layers"] == [manifest["layers"][0]["digest"]]
+    layout = str(tmp_path / "unpacked-layout")
+    os.makedirs(layout)
+    run(["tar", "-xf", path, "-C", layout])
+    bundle = str(tmp_path / "bundle")
+    run(["umoci", "unpack", "--image", "%s:latest" % layout, bundle])  # umoci verifies every digest
+    rootfs = os.path.join(bundle, "rootfs")
+    with open(os.path.join(rootfs, "etc/motd")) as handle:
+        assert handle.read() == "hi"
+    assert os.stat(os.path.join(rootfs, "srv/data")).st_uid == 1000
+    again = convert(work, ref, format="oci-archive", force=True)
+    assert again["sha256"] == result["sha256"]  # reproducible
+
+
+def test_oci_archive_imported_by_the_pve_double_runs_the_exact_argv(work, bed, tmp_path):
+    """Proxmox VE 9.1's import (as the test double models it) of our archive, started with real LXC."""
+    from pve_double.server import DEFAULT_PASSWORD, Double
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import PveClient
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
+    from lxcri_testbed.lxc import read_init
+    argv = ["/bin/sh", "-c", "sleep 3600; exit 0", "x", "two words", "it's"]
+    ref = write_image(work["layout"], "pve", [base_layer()], {"Entrypoint": argv, "Env": ["GREETING=hello world"]})
+    result = convert(work, ref, format="oci-archive")
+    double = Double(str(tmp_path / "pve"), mode="9.1").start()
+    try:
+        cache = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
+        os.link(result["path"], os.path.join(cache, result["filename"]))
+        client = PveClient("127.0.0.1", port=double.port, password=DEFAULT_PASSWORD, ca_path=double.cert)
+        upid = client.post("/nodes/pve1/lxc", vmid=150, ostemplate="local:vztmpl/" + result["filename"],
+                           hostname="oci")
+        wait_task(client, "pve1", upid, timeout=60)
+        config = client.get("/nodes/pve1/lxc/150/config")
+        assert config["entrypoint"] == result["runtime"]["pve_entrypoint"]
+        wait_task(client, "pve1", client.post("/nodes/pve1/lxc/150/status/start"), timeout=60)
+        state, pid = double.backend.lxc_state(double.backend.containers[150])
+        assert state == "running" and read_init(pid).argv == argv
+        wait_task(client, "pve1", client.post("/nodes/pve1/lxc/150/status/stop"), timeout=60)
+    finally:
+        double.stop()
+
+
+# ---------------------------------------------------------------------------
+# faults: nothing half-done is ever published
+
+def _cached_layer(work, manifest_digest_prefix=None):
+    blobs = os.path.join(work["cache"], "blobs", "sha256")
+    return sorted((os.path.getsize(os.path.join(blobs, b)), os.path.join(blobs, b)) for b in os.listdir(blobs))[-1][1]
+
+
+def test_corrupt_or_truncated_cached_layer_publishes_nothing(work):
+    big = Layer().file("data/blob", os.urandom(1 << 20))
+    ref = write_image(work["layout"], "corrupt", [base_layer(), big], {"Entrypoint": ["/bin/sleep", "1"]})
+    TemplateManager({"image": ref, "cache_dir": work["cache"], "dest": work["dest"], "state": "absent"}).run()
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
+    ImageManager({"image": ref, "cache_dir": work["cache"]}).run()
+    layer = _cached_layer(work)
+    with open(layer, "r+b") as handle:  # same size, different bytes: only the diff_id check can tell
+        handle.seek(os.path.getsize(layer) // 2)
+        handle.write(b"\0" * 64)
+    with pytest.raises(OciError):
+        convert(work, ref)
+    assert published(work) == []
+    os.truncate(layer, os.path.getsize(layer) // 2)  # truncated: re-fetched from the source, then fine
+    result = convert(work, ref)
+    assert result["changed"] and published(work) == sorted([os.path.basename(result["path"]),
+                                                             os.path.basename(result["sidecar"])])
+
+
+CONVERT = """
+import json, sys
+sys.path[:0] = json.loads(sys.argv[2])
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
+r = TemplateManager(json.loads(sys.argv[1])).run()
+print(json.dumps({"changed": r["changed"], "path": r["path"], "sha256": r["sha256"]}))
+"""
+
+
+def _spawn(params):
+    return subprocess.Popen([sys.executable, "-c", CONVERT, json.dumps(params), json.dumps(sys.path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+
+
+def test_kill_9_mid_conversion_leaves_nothing_and_the_next_run_succeeds(work):
+    big = Layer().file("data/big", os.urandom(48 << 20))
+    ref = write_image(work["layout"], "kill", [base_layer(), big], {"Entrypoint": ["/bin/sleep", "1"]},
+                      compression=None)
+    params = {"image": ref, "dest": work["dest"], "cache_dir": work["cache"], "compression": "gzip"}
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
+    ImageManager({"image": ref, "cache_dir": work["cache"]}).run()
+    proc = _spawn(params)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        tmp = [f for f in os.listdir(work["dest"]) if f.startswith(".lxcri-tmp-")]
+        if tmp and os.path.getsize(os.path.join(work["dest"], tmp[0])) > (1 << 20):
+            break
+        time.sleep(0.02)
+    else:
+        proc.kill()
+        pytest.fail("the conversion never started writing")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert [f for f in published(work) if not f.startswith(".lxcri-tmp-")] == []  # no template, no sidecar
+    result = TemplateManager(params).run()
+    assert result["changed"]
+    assert published(work) == sorted([os.path.basename(result["path"]), os.path.basename(result["sidecar"])])
+
+
+def test_two_concurrent_conversions_build_once(work):
+    big = Layer().file("data/big", os.urandom(8 << 20))
+    ref = write_image(work["layout"], "race", [base_layer(), big], {"Entrypoint": ["/bin/sleep", "1"]})
+    params = {"image": ref, "dest": work["dest"], "cache_dir": work["cache"]}
+    procs = [_spawn(params) for dummy in range(2)]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        outputs.append(json.loads(out))
+    assert sorted(o["changed"] for o in outputs) == [False, True]
+    assert outputs[0]["sha256"] == outputs[1]["sha256"]
+
+
+# ---------------------------------------------------------------------------
+# breakouts through the whole module: refused, nothing outside dest touched
+
+def test_hostile_image_is_refused_and_nothing_outside_changes(work, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    hostile = Layer().symlink("escape", str(tmp_path)).file("escape/victim", "owned")
+    ref = write_image(work["layout"], "hostile", [base_layer(), hostile], {"Entrypoint": ["/bin/sleep", "1"]})
+    with pytest.raises(OciError, match="escape"):
+        convert(work, ref)
+    assert victim.read_text() == "untouched"
+    assert published(work) == []
+    hostile = Layer().file("../../outside", "x")
+    ref = write_image(work["layout"], "hostile2", [base_layer(), hostile], {"Entrypoint": ["/bin/sleep", "1"]})
+    with pytest.raises(OciError, match=r"\.\."):
+        convert(work, ref)
+    assert published(work) == []
