@@ -70,8 +70,29 @@ def groups_of(pid):
 
 
 def start(lxc_runner, root, runtime):
-    """Start with exactly what the runtime says: lxc.init.cmd plus its raw lxc_config lines."""
-    return lxc_runner.start(root, runtime["lxc_init_cmd"], extra=runtime["lxc_config"])
+    """Start with exactly what the runtime says: lxc.init.cmd plus its raw lxc_config lines.
+
+    An exec wrapper runs as ``/bin/sh /.lxcri/exec`` for a moment before its
+    exec; wait for the command itself.
+    """
+    from lxcri_testbed.lxc import read_init
+    init = lxc_runner.start(root, runtime["lxc_init_cmd"], extra=runtime["lxc_config"])
+    deadline = time.time() + 10
+    while runtime["wrapper"] and init.argv[1:2] == [runtime["wrapper"]["path"]] and time.time() < deadline:
+        time.sleep(0.05)
+        name, log = init.name, init.log
+        init = read_init(init.pid)
+        init.name, init.log = name, log
+    return init
+
+
+def _short(work, tag):
+    """The first 12 hex digits of the manifest digest of ``tag`` in the test layout."""
+    with open(os.path.join(work["layout"], "index.json")) as handle:
+        for desc in json.load(handle)["manifests"]:
+            if desc["annotations"]["org.opencontainers.image.ref.name"] == tag:
+                return desc["digest"].split(":")[1][:12]
+    raise AssertionError("no tag %s" % tag)
 
 
 def check_init(init, runtime):
@@ -292,7 +313,9 @@ def test_oci_archive_imported_by_the_pve_double_runs_the_exact_argv(work, bed, t
     from lxcri_testbed.lxc import read_init
     argv = ["/bin/sh", "-c", "sleep 3600; exit 0", "x", "two words", "it's"]
     ref = write_image(work["layout"], "pve", [base_layer()], {"Entrypoint": argv, "Env": ["GREETING=hello world"]})
-    result = convert(work, ref, format="oci-archive")
+    # the double runs the import's lxc.init.cmd with this machine's LXC 5.0 (a real 9.1 node has 6.0)
+    result = convert(work, ref, format="oci-archive", lxc_version="5.0")
+    assert result["runtime"]["wrapper"]["kind"] == "exec"
     double = Double(str(tmp_path / "pve"), mode="9.1").start()
     try:
         cache = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
@@ -408,3 +431,133 @@ def test_hostile_image_is_refused_and_nothing_outside_changes(work, tmp_path):
     with pytest.raises(OciError, match=r"\.\."):
         convert(work, ref)
     assert published(work) == []
+
+
+# ---------------------------------------------------------------------------
+# init_wrapper: always (Proxmox VE before 9.1 runs /sbin/init)
+
+def with_setpriv(layer):
+    """util-linux setpriv and the libraries it links, copied from the host into the layer."""
+    paths = ["/usr/bin/setpriv"]
+    for line in run(["ldd", "/usr/bin/setpriv"]).stdout.splitlines():
+        words = line.split()
+        if "=>" in words and len(words) > 2 and words[2].startswith("/"):
+            paths.append(words[2])
+        elif words and words[0].startswith("/"):
+            paths.append(words[0])
+    made = set()
+    for path in paths:
+        real = os.path.realpath(path)
+        parts = path.strip("/").split("/")
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            if directory not in made:
+                layer.dir(directory)
+                made.add(directory)
+        with open(real, "rb") as handle:
+            layer.file(path.strip("/"), handle.read(), mode=0o755)
+    return layer
+
+
+def children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+        return [int(p) for p in handle.read().split()]
+
+
+def test_init_wrapper_always_runs_the_app_as_child_with_user_env_cwd_and_stops_it(work, lxc_runner, tmp_path):
+    from lxcri_testbed.lxc import lxc_info, read_init
+    lower = with_setpriv(base_layer().dir("sbin").symlink("sbin/init", "/bin/busybox"))
+    app = ("trap 'echo stopped-by-TERM > /tmp/stopped; exit 0' TERM; "
+           "while :; do sleep 1; done")
+    ref = write_image(work["layout"], "wrap", [lower], {
+        "Entrypoint": ["/bin/sh", "-c", app, "app", "two words", "it's"], "Env": ["PATH=/bin", "MODE=a b=c"],
+        "WorkingDir": "/work", "User": "app"})
+    result = convert(work, ref, init_wrapper="always")
+    runtime = result["runtime"]
+    assert runtime["wrapper"]["kind"] == "init" and runtime["wrapper"]["drop_tool"] == "/usr/bin/setpriv"
+    assert runtime["lxc_init_cmd"] == "/sbin/init" and runtime["lxc_config"] == []
+    root = restore(result["path"], str(tmp_path / "root"))
+    with open(os.path.join(root, "sbin/init"), "rb") as handle:
+        assert handle.read().startswith(b"#!/bin/sh\n")  # replaced the image's symlink
+    init = lxc_runner.start(root, "/sbin/init")  # nothing else: what a Proxmox VE 8 node does
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        kids = [read_init(pid) for pid in children(init.pid)]
+        app_procs = [k for k in kids if k.argv[:2] == ["/bin/sh", "-c"]]
+        if app_procs:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the app never started under the init wrapper: %s" % init.log)
+    proc = app_procs[0]
+    assert proc.argv == runtime["argv"]
+    assert proc.env == {"PATH": "/bin", "MODE": "a b=c"}
+    assert proc.cwd == "/work" and (proc.uid, proc.gid) == (1000, 1000)
+    assert groups_of(proc.pid) == [29, 44]
+    # a graceful stop sends SIGPWR to init, which forwards the image's stop signal (SIGTERM) to the app
+    run(["lxc-stop", "-P", lxc_runner.lxc_path, "-n", init.name, "-t", "20"], timeout=40)
+    assert lxc_info(lxc_runner.lxc_path, init.name)[0] == "STOPPED"
+    with open(os.path.join(root, "tmp", "stopped")) as handle:
+        assert handle.read() == "stopped-by-TERM\n"
+
+
+def test_init_wrapper_always_without_a_drop_tool_is_refused(work):
+    ref = write_image(work["layout"], "nodrop", [base_layer()], {"Cmd": ["/bin/sleep", "1"], "User": "app"})
+    with pytest.raises(OciError, match="no tool that can"):
+        convert(work, ref, init_wrapper="always")
+    assert published(work) == []
+
+
+# ---------------------------------------------------------------------------
+# storage: upload to a Proxmox VE storage over the API (the test double)
+
+def test_upload_to_storage_idempotent_and_absent(work, tmp_path):
+    from pve_double.server import DEFAULT_PASSWORD, Double
+    double = Double(str(tmp_path / "pve"), mode="8").start()
+    try:
+        ref = write_image(work["layout"], "up", [base_layer()], {"Entrypoint": ["/bin/sleep", "3600"]})
+        params = {"image": ref, "storage": "local", "cache_dir": work["cache"], "api_host": "127.0.0.1",
+                  "api_port": double.port, "api_user": "root@pam", "api_password": DEFAULT_PASSWORD,
+                  "ca_path": double.cert}
+        check = TemplateManager(dict(params), check_mode=True).run()
+        assert check["changed"] and check["volid"] == "local:vztmpl/layout_up_%s.tar.zst" % _short(work, "up")
+        on_disk = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
+        assert [f for f in os.listdir(on_disk) if f.startswith("up_")] == []
+        first = TemplateManager(dict(params)).run()
+        assert first["changed"] and first["volid"] == check["volid"]
+        uploaded = os.path.join(on_disk, first["filename"])
+        assert _sha256(uploaded) == first["sha256"]
+        assert not os.path.exists(os.path.join(work["cache"], "templates", first["filename"]))  # local copy gone
+        second = TemplateManager(dict(params)).run()
+        assert not second["changed"] and second["runtime"] == first["runtime"]
+        gone = TemplateManager(dict(params, state="absent")).run()
+        assert gone["changed"] and not os.path.exists(uploaded)
+        assert not TemplateManager(dict(params, state="absent")).run()["changed"]
+    finally:
+        double.stop()
+
+
+def _sha256(path):
+    import hashlib
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def test_oci_archive_command_survives_proxmox_import_quoting(work):
+    """Proxmox VE 9.1's importer shell-quotes Entrypoint+Cmd, which LXC 6.0 does not undo (lxcinit's model)."""
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import lxcinit
+    cases = {
+        "simple": ["/bin/sleep", "3600"],
+        "spaces": ["/bin/sh", "-c", "sleep 3600; exit 0", "two words"],
+        "quote": ["/bin/sh", "-c", "sleep 3600", "it's"],  # the importer mangles it: the exec wrapper instead
+    }
+    for tag, argv in cases.items():
+        ref = write_image(work["layout"], tag, [base_layer()], {"Entrypoint": argv})
+        runtime = convert(work, ref, format="oci-archive")["runtime"]
+        oci = runtime["oci_config"]
+        imported = lxcinit.split_init_cmd(lxcinit.pve_import_value((oci["Entrypoint"] or []) + (oci["Cmd"] or [])),
+                                          "6.0")
+        if tag == "quote":
+            assert runtime["wrapper"]["kind"] == "exec" and imported == ["/.lxcri/exec"]
+        else:
+            assert runtime["wrapper"] is None and imported == argv, tag

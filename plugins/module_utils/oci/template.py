@@ -37,8 +37,9 @@ import tempfile
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap, lxcinit, media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import compressor
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, WrapperError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import Limits, StoredLayer, TarSink, flatten, open_tar_writer
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
+    BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
@@ -141,11 +142,6 @@ class TemplateSink(TarSink):
         TarSink.__init__(self, self.tar, prefix)
 
     def add(self, info, fileobj=None):
-        if info.name == RESERVED_DIR or info.name.startswith(RESERVED_DIR + "/"):
-            # it would collide with the generated files
-            if fileobj is not None:
-                _drain(fileobj, info.size)
-            return
         info.uname = info.gname = ""
         TarSink.add(self, info, fileobj)
 
@@ -170,6 +166,24 @@ class TemplateSink(TarSink):
         stream = getattr(self.tar, "fileobj", None)
         if stream is not None and hasattr(stream, "closed"):
             stream.closed = True
+
+
+def reserved_layer(init_wrapper):
+    """A synthetic top layer of whiteouts for the paths the generated files take.
+
+    The image's own ``/.lxcri`` (and, for the init wrapper, its ``/sbin/init``
+    in both the classic and the merged-/usr layout) are hidden the way an
+    upper layer hides them, so the template holds each name once and hard
+    links to a hidden file become copies of it.
+    """
+    names = [".wh." + RESERVED_DIR]
+    if init_wrapper:
+        names += ["sbin/.wh.init", "usr/sbin/.wh.init"]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            tar.addfile(tarfile.TarInfo(name))
+    return BlobLayer(out.getvalue(), description="lxcri's reserved paths")
 
 
 def _drain(fileobj, size):
@@ -300,8 +314,11 @@ def target_lxc(option):
     return local_lxc_version() or "5.0"
 
 
-def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0):
+def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve_import=False):
     """Complete ``spec`` with the init encoding, adding generated files to ``sink``.
+
+    ``pve_import``: the output is an OCI archive for Proxmox VE 9.1's import,
+    whose Entrypoint/Cmd (``oci_command``) must survive its quoting as well.
 
     With ``sink=None`` nothing is written (check mode): the runtime is what a
     build would produce.
@@ -336,6 +353,10 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0):
                                        spec["stop_signal"], tool)
         path = initwrap.INIT_WRAPPER_PATH
         if add:
+            resolved = tree.resolve(path.strip("/"))
+            if resolved is not None and tree.lookup(resolved) is not None:
+                raise TemplateError("the image's %s resolves to /%s, which cannot be replaced by the init wrapper "
+                                    "(only /sbin/init and /usr/sbin/init can)" % (path, resolved))
             path = place_file(tree, sink, initwrap.INIT_WRAPPER_PATH, script, mtime=mtime)
             sink.add_dir(RESERVED_DIR, mtime=mtime)
             sink.add_file(initwrap.INIT_COPY_PATH.lstrip("/"), script, mtime=mtime)
@@ -343,16 +364,23 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0):
                               "drop_tool": tool.path if tool else None}
         runtime["lxc_init_cmd"] = initwrap.INIT_WRAPPER_PATH
         runtime["pve_entrypoint"] = initwrap.INIT_WRAPPER_PATH
+        if pve_import:
+            runtime["oci_command"] = [[initwrap.INIT_WRAPPER_PATH], None]
         runtime["lxc_config"] = []
         runtime["pve_env"] = ""
         return runtime
+    problem = None
     try:
         runtime["lxc_init_cmd"] = lxcinit.encode_init_cmd(argv, lxc_target)
+        if pve_import:
+            runtime["oci_command"] = list(lxcinit.pve_import_command(argv))
     except lxcinit.NotExpressible as exc:
+        problem = exc
+    if problem is not None:
+        target = "Proxmox VE's OCI import" if pve_import else "lxc.init.cmd for LXC %s" % lxc_target
         if init_wrapper == "never" or not has_shell:
             why = "init_wrapper is never" if init_wrapper == "never" else "the image has no /bin/sh for a wrapper"
-            raise TemplateError("the command cannot be written as lxc.init.cmd for LXC %s: %s; and %s"
-                                % (lxc_target, exc, why))
+            raise TemplateError("the command cannot be given to %s: %s; and %s" % (target, problem, why))
         try:
             # the shell adds PWD (ash: SHLVL) to what LXC passes: the script resets the env to exactly the list
             script = initwrap.exec_wrapper(argv, spec["env"])
@@ -361,8 +389,11 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0):
         if add:
             sink.add_dir(RESERVED_DIR, mtime=mtime)
             sink.add_file(initwrap.EXEC_WRAPPER_PATH.lstrip("/"), script, mtime=mtime)
-        runtime["wrapper"] = {"kind": "exec", "path": initwrap.EXEC_WRAPPER_PATH, "reason": str(exc)}
+        runtime["wrapper"] = {"kind": "exec", "path": initwrap.EXEC_WRAPPER_PATH,
+                              "reason": "%s: %s" % (target, problem)}
         runtime["lxc_init_cmd"] = initwrap.EXEC_WRAPPER_PATH
+        if pve_import:
+            runtime["oci_command"] = [[initwrap.EXEC_WRAPPER_PATH], None]
     if runtime["wrapper"]:
         runtime["pve_entrypoint"] = initwrap.EXEC_WRAPPER_PATH
     else:
@@ -371,7 +402,11 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0):
         except lxcinit.NotExpressible as exc:
             runtime["pve_entrypoint"] = None
             runtime["pve_entrypoint_problem"] = str(exc)
-    runtime["pve_env"] = lxcinit.pve_env(spec["env"])
+    try:
+        runtime["pve_env"] = lxcinit.pve_env(spec["env"])
+    except LxcConfigError as exc:
+        runtime["pve_env"] = None
+        runtime["pve_env_problem"] = str(exc)
     runtime["lxc_config"] = lxcinit.lxc_config_lines(spec["cwd"], spec["uid"], spec["gid"], spec["env"],
                                                      spec["stop_signal"], spec["groups"])
     return runtime
@@ -459,7 +494,10 @@ class TemplateManager:
 
     def present(self, publisher=None):
         res, cached, dummy = self._resolve()
-        lxc_target = target_lxc(self.params["lxc_version"])
+        if self.params["format"] == "oci-archive" and self.params["lxc_version"] == "auto":
+            lxc_target = "6.0"  # only Proxmox VE 9.1+ imports OCI archives, and it ships LXC 6.0
+        else:
+            lxc_target = target_lxc(self.params["lxc_version"])
         ident = identity(self.params, res.manifest_digest, res.platform, lxc_target)
         name = self.params["name"] or default_name(self.images.source, res.manifest_digest, self.params)
         filename = name + self.extension
@@ -565,7 +603,8 @@ class TemplateManager:
 
     def _layers(self, res):
         diff_ids = res.config["rootfs"]["diff_ids"]
-        return [StoredLayer(self.images.store, layer, diff_id) for layer, diff_id in zip(res.layers, diff_ids)]
+        layers = [StoredLayer(self.images.store, layer, diff_id) for layer, diff_id in zip(res.layers, diff_ids)]
+        return layers + [reserved_layer(self.params["init_wrapper"] == "always")]
 
     def _spec(self, res, tree):
         overrides = dict((key, self.params.get(key)) for key in ("entrypoint", "cmd", "env", "workdir", "user",
@@ -585,7 +624,12 @@ class TemplateManager:
             return None
         tree = flatten(self._layers(res), _NullSink(), Limits())
         spec = self._spec(res, tree)
-        return finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"])
+        archive = self.params["format"] == "oci-archive"
+        runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], pve_import=archive)
+        if archive:
+            entrypoint, cmd = runtime.pop("oci_command")
+            runtime["oci_config"] = {"Entrypoint": entrypoint, "Cmd": cmd}
+        return runtime
 
     def build(self, res, ident, lxc_target, path):
         """Build the template at ``path`` atomically; returns the sidecar record."""
@@ -638,7 +682,8 @@ class TemplateManager:
                 try:
                     tree = flatten(self._layers(res), sink, Limits())
                     spec = self._spec(res, tree)
-                    runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime)
+                    runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
+                                             pve_import=True)
                     sink.close()
                     stream.close()
                 except BaseException:
@@ -646,7 +691,7 @@ class TemplateManager:
                     raise
             config = copy.deepcopy(res.config)
             cfg = config.setdefault("config", {})
-            entrypoint, cmd = self._oci_command(runtime)
+            entrypoint, cmd = runtime.pop("oci_command")
             cfg["Entrypoint"] = entrypoint
             cfg["Cmd"] = cmd
             cfg["Env"] = list(spec["env"])
@@ -703,14 +748,8 @@ class TemplateManager:
         finally:
             if os.path.exists(layer_tmp):
                 os.unlink(layer_tmp)
-        runtime["oci_config"] = {"Entrypoint": entrypoint, "Cmd": cmd}
+        runtime["oci_config"] = {"Entrypoint": entrypoint, "Cmd": cmd}  # what the archive's config says
         return runtime
-
-    def _oci_command(self, runtime):
-        """Entrypoint/Cmd for the archive, such that Proxmox VE 9.1's import yields our init command."""
-        if runtime["wrapper"]:
-            return [runtime["lxc_init_cmd"]], None
-        return lxcinit.pve_import_command(runtime["argv"])
 
 
 class _NullSink:
