@@ -101,6 +101,7 @@ bench: testbed-up
 	@command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
 	$(BIN)/python bench/pull/run.py
 	$(BIN)/python bench/zfs/run.py
+	$(BIN)/python bench/convert/run.py
 
 clean:
 	rm -rf $(CACHE) $(DIST) $(SANITY_ROOT) .pytest_cache

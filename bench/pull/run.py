@@ -19,34 +19,30 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.dirname(HERE))
 
+from common import (  # noqa: E402
+    BENCH_DIR, ROOTFS, build_layout, collections_root, copy_from_rootfs, ensure_rootfs, repack, timed)
 from lxcri_testbed.bed import load_state, run  # noqa: E402
 
-BENCH_DIR = "/var/lib/lxcri-bench"
-ROOTFS = os.path.join(BENCH_DIR, "minbase")
 LAYOUT = os.path.join(BENCH_DIR, "layout")
 REPO_NAME = "lxcri-bench/minbase"
 TAG = "1"
-COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 
 PULL = """
 import sys
-sys.path.insert(0, %r)
+sys.path.insert(0, sys.argv[3])
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
 r = ImageManager({"image": sys.argv[1], "cache_dir": sys.argv[2], "registry_tls_verify": False}).run()
 print(r["fetched_bytes"], r["compressed_size"])
-""" % COLLECTIONS
+"""
 
 
-def ensure_rootfs():
-    if os.path.isdir(os.path.join(ROOTFS, "usr", "bin")):
-        return
-    run(["debootstrap", "--variant=minbase", "bookworm", ROOTFS, "http://deb.debian.org/debian"], timeout=1800)
+def write_noise(root):
+    with open(os.path.join(root, "opt", "bench-noise.bin"), "wb") as handle:
+        handle.write(os.urandom(12 * 1024 * 1024))
 
 
 def ensure_image(registry):
@@ -56,38 +52,13 @@ def ensure_image(registry):
     if probe.returncode == 0:
         return ref
     ensure_rootfs()
-    shutil.rmtree(LAYOUT, ignore_errors=True)
-    run(["umoci", "init", "--layout", LAYOUT])
-    run(["umoci", "new", "--image", "%s:%s" % (LAYOUT, TAG)])
     top = sorted(os.listdir(ROOTFS))
-    steps = [["usr"], [n for n in top if n != "usr"], None]
-    for step in steps:
-        bundle = tempfile.mkdtemp(dir=BENCH_DIR)
-        os.rmdir(bundle)
-        run(["umoci", "unpack", "--image", "%s:%s" % (LAYOUT, TAG), bundle])
-        root = os.path.join(bundle, "rootfs")
-        if step is None:
-            with open(os.path.join(root, "opt", "bench-noise.bin"), "wb") as handle:
-                handle.write(os.urandom(12 * 1024 * 1024))
-        else:
-            for name in step:
-                src = os.path.join(ROOTFS, name)
-                run(["cp", "-a", src, os.path.join(root, name)])
-        run(["umoci", "repack", "--image", "%s:%s" % (LAYOUT, TAG), bundle], timeout=900)
-        shutil.rmtree(bundle)
-    run(["umoci", "config", "--image", "%s:%s" % (LAYOUT, TAG), "--config.cmd=/bin/bash"])
+    build_layout(LAYOUT, TAG, [repack(copy_from_rootfs(["usr"])),
+                               repack(copy_from_rootfs([n for n in top if n != "usr"])),
+                               repack(write_noise)])
     run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:%s:%s" % (LAYOUT, TAG), "docker://" + ref],
         timeout=900)
     return ref
-
-
-def timed(argv):
-    start = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit("%s failed: %s" % (argv[0], proc.stderr))
-    return elapsed, proc.stdout
 
 
 def main():
@@ -99,19 +70,20 @@ def main():
         raise SystemExit("the test bed is down: run 'make testbed-up'")
     os.makedirs(BENCH_DIR, exist_ok=True)
     ref = ensure_image(state["registry"])
+    collections = collections_root()
     ours, theirs, warm = [], [], []
     size = None
     for dummy in range(args.rounds):
         cache = tempfile.mkdtemp(dir=BENCH_DIR)
         dest = tempfile.mkdtemp(dir=BENCH_DIR)
         try:
-            elapsed, out = timed([sys.executable, "-c", PULL, ref, cache])
+            elapsed, out = timed([sys.executable, "-c", PULL, ref, cache, collections])
             ours.append(elapsed)
             size = int(out.split()[1])
             elapsed, dummy_out = timed(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
                                         "docker://" + ref, "oci:%s:%s" % (dest, TAG)])
             theirs.append(elapsed)
-            elapsed, out = timed([sys.executable, "-c", PULL, ref, cache])
+            elapsed, out = timed([sys.executable, "-c", PULL, ref, cache, collections])
             assert out.split()[0] == "0", "the warm pull fetched bytes"
             warm.append(elapsed)
         finally:

@@ -160,6 +160,7 @@ attributes:
   platform:
     platforms: posix
   action_group:
+    description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
     support: full
     membership: [lxcri.proxmox.pve]
 notes:

@@ -163,8 +163,8 @@ def test_shell_less_image(work, lxc_runner, tmp_path):
 
 
 def test_layers_whiteouts_opaque_hardlinks_symlinks_setuid(work, lxc_runner, tmp_path):
-    cap = {"SCHILY.xattr.security.capability": "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
-                                                 "\x00\x00\x00\x00",
+    capability = "\x01\x00\x00\x02\x00\x20" + "\x00" * 14  # VFS_CAP_REVISION_2, cap_net_bind_service
+    cap = {"SCHILY.xattr.security.capability": capability,
            "SCHILY.xattr.user.note": "kept", "SCHILY.xattr.trusted.secret": "dropped"}
     lower = base_layer().dir("usr").dir("usr/lib").symlink("lib", "usr/lib") \
         .file("usr/lib/libold.so", "old").file("usr/lib/keep.so", "keep") \
@@ -357,8 +357,8 @@ def test_corrupt_or_truncated_cached_layer_publishes_nothing(work):
     assert published(work) == []
     os.truncate(layer, os.path.getsize(layer) // 2)  # truncated: re-fetched from the source, then fine
     result = convert(work, ref)
-    assert result["changed"] and published(work) == sorted([os.path.basename(result["path"]),
-                                                             os.path.basename(result["sidecar"])])
+    names = sorted([os.path.basename(result["path"]), os.path.basename(result["sidecar"])])
+    assert result["changed"] and published(work) == names
 
 
 CONVERT = """

@@ -76,8 +76,8 @@ def test_present_check_mode_idempotence_diff_absent(installed_collection, regist
 
 def test_bad_input_fails_with_a_clear_message(installed_collection, tmp_path):
     layout = str(tmp_path / "layout")
-    ref = write_image(layout, "t", [Layer().dir("bin").busybox(("sleep",))], {"Cmd": ["/bin/sleep", "1"],
-                                                                                "User": "nobody"})
+    config = {"Cmd": ["/bin/sleep", "1"], "User": "nobody"}
+    ref = write_image(layout, "t", [Layer().dir("bin").busybox(("sleep",))], config)
     play = write_play(tmp_path, "bad.yml", """\
         - lxcri.proxmox.oci_template:
             image: %s

@@ -176,7 +176,7 @@ class Tree:
         Absolute symlink targets are relative to the image root and ``..``
         stops at the root, as inside the container.
         """
-        todo = [p for p in reversed(path.split("/"))]
+        todo = list(reversed(path.split("/")))
         cur = []
         hops = 0
         while todo:
@@ -742,7 +742,7 @@ class _Flattener:
         if not names:
             return
         if node.name is None and node.refetch is None:
-            if True:
+            if node.kind != FILE or node.live:
                 self.materialize(node, names.pop(0), layer)
             else:
                 node.refetch = []

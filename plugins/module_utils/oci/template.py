@@ -607,8 +607,8 @@ class TemplateManager:
         return layers + [reserved_layer(self.params["init_wrapper"] == "always")]
 
     def _spec(self, res, tree):
-        overrides = dict((key, self.params.get(key)) for key in ("entrypoint", "cmd", "env", "workdir", "user",
-                                                                    "stop_signal"))
+        keys = ("entrypoint", "cmd", "env", "workdir", "user", "stop_signal")
+        overrides = dict((key, self.params.get(key)) for key in keys)
         passwd = tree.captured("etc/passwd") if tree is not None else None
         group = tree.captured("etc/group") if tree is not None else None
         try:

@@ -69,8 +69,8 @@ class StoragePublisher:
         if exists and not self.params["force"]:
             runtime = record["runtime"] if record else manager.scan_runtime(res, cached, result["lxc_version"])
             result.update(size=record and record["size"], sha256=record and record["sha256"], runtime=runtime)
-            result["diff"] = manager._diff({"identity": ident, "runtime": runtime}, {"identity": ident,
-                                                                                       "runtime": runtime})
+            same = {"identity": ident, "runtime": runtime}
+            result["diff"] = manager._diff(same, same)
             return result
         before = {"identity": ident, "runtime": record and record["runtime"]} if exists else None
         result["changed"] = True
