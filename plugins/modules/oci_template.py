@@ -336,6 +336,16 @@ runtime:
       description: The image's labels.
       type: dict
       sample: {"maintainer": "NGINX Docker Maintainers"}
+    image_digest:
+      description: The manifest digest of the image the template was made from.
+      type: str
+    platform:
+      description: The image platform, as C(os/architecture[/variant]).
+      type: str
+      sample: linux/amd64
+    oci_config:
+      description: The Entrypoint and Cmd written into an V(oci-archive)'s config for Proxmox VE's importer.
+      type: dict
     lxc_init_cmd:
       description: The value for C(lxc.init.cmd) that the target LXC splits back into exactly RV(runtime.argv).
       type: str
@@ -359,6 +369,12 @@ runtime:
       description:
         - The generated script placed in the template (C(kind) V(exec) or V(init), its C(path)), or null.
       type: dict
+    pve_entrypoint_problem:
+      description: Why RV(runtime.pve_entrypoint) is null, when it is.
+      type: str
+    pve_env_problem:
+      description: Why RV(runtime.pve_env) is null (a name or value Proxmox VE refuses), when it is.
+      type: str
 diff:
   description: Template identity before and after (with C(--diff)).
   returned: when state is present

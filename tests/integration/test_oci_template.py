@@ -482,8 +482,9 @@ def test_init_wrapper_always_runs_the_app_as_child_with_user_env_cwd_and_stops_i
     init = lxc_runner.start(root, "/sbin/init")  # nothing else: what a Proxmox VE 8 node does
     deadline = time.time() + 10
     while time.time() < deadline:
+        # the wrapper's child runs setpriv and a sh step before it execs the app: wait for the app itself
         kids = [read_init(pid) for pid in children(init.pid)]
-        app_procs = [k for k in kids if k.argv[:2] == ["/bin/sh", "-c"]]
+        app_procs = [k for k in kids if k.argv == runtime["argv"]]
         if app_procs:
             break
         time.sleep(0.1)
@@ -561,3 +562,30 @@ def test_oci_archive_command_survives_proxmox_import_quoting(work):
             assert runtime["wrapper"]["kind"] == "exec" and imported == ["/.lxcri/exec"]
         else:
             assert runtime["wrapper"] is None and imported == argv, tag
+
+
+def test_unknown_layer_media_type_falls_back_to_magic_bytes(work, tmp_path):
+    ref = write_image(work["layout"], "magic", [base_layer(), Layer().file("etc/motd", "zstd inside")],
+                      {"Entrypoint": ["/bin/sleep", "1"]}, compression="zstd")
+    # relabel the layers with a media type the engine does not know (as some registries and tools write)
+    layout = work["layout"]
+    with open(os.path.join(layout, "index.json")) as handle:
+        index = json.load(handle)
+    desc = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "magic"][0]
+    manifest_path = os.path.join(layout, "blobs", "sha256", desc["digest"].split(":")[1])
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    for layer in manifest["layers"]:
+        layer["mediaType"] = "application/octet-stream"
+    data = json.dumps(manifest).encode()
+    import hashlib
+    digest = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(layout, "blobs", "sha256", digest), "wb") as handle:
+        handle.write(data)
+    desc.update(digest="sha256:" + digest, size=len(data))
+    with open(os.path.join(layout, "index.json"), "w") as handle:
+        json.dump(index, handle)
+    result = convert(work, ref)
+    root = restore(result["path"], str(tmp_path / "root"))
+    with open(os.path.join(root, "etc/motd")) as handle:
+        assert handle.read() == "zstd inside"

@@ -14,8 +14,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import queue
 import shutil
 import subprocess
+import threading
 import zlib
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import UnsupportedError, VerificationError
@@ -256,6 +258,76 @@ class LayerReader:
                 self.proc.kill()
             self.proc.wait()
             self.proc.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Prefetcher:
+    """Reads a LayerReader ahead in a thread: decompression and hashing (which release the GIL)
+    overlap with whatever the consumer does with the bytes (tar parsing, writing).
+
+    Errors of the reader, the diff_id check at its end included, are raised
+    by ``read`` in the consumer's thread, in stream order.
+    """
+
+    DEPTH = 8  # chunks of READ_CHUNK queued ahead
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.queue = queue.Queue(self.DEPTH)
+        self.stop = threading.Event()
+        self.buffer = b""
+        self.done = False
+        self.thread = threading.Thread(target=self._run, name="layer-prefetch")
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _put(self, item):
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self):
+        try:
+            while not self.stop.is_set():
+                chunk = self.reader.read(READ_CHUNK)
+                if not self._put(chunk) or not chunk:
+                    return
+        except Exception as exc:  # pylint: disable=broad-except
+            self._put(exc)
+
+    def read(self, size=-1):
+        parts = [self.buffer]
+        have = len(self.buffer)
+        while not self.done and (size is None or size < 0 or have < size):
+            item = self.queue.get()
+            if isinstance(item, Exception):
+                self.done = True
+                raise item
+            if not item:
+                self.done = True
+                break
+            parts.append(item)
+            have += len(item)
+        data = b"".join(parts) if len(parts) > 1 else parts[0]
+        if size is None or size < 0 or size >= len(data):
+            self.buffer = b""
+            return data
+        self.buffer = data[size:]
+        return data[:size]
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.reader.close()
 
     def __enter__(self):
         return self

@@ -17,7 +17,7 @@ import threading
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
-    DiffIdHasher, LayerReader, diff_id_of_file)
+    DiffIdHasher, LayerReader, Prefetcher, diff_id_of_file)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import parse_digest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
     PlatformError, UnsupportedError, VerificationError)
@@ -175,13 +175,19 @@ def describe(res, store=None, pulled=True):
 
 
 def open_layer(store, layer, diff_id):
-    """A LayerReader over a stored layer; a verified read records the diff_id and size."""
+    """A LayerReader over a stored layer, read ahead in a thread; a verified read records the diff_id and size."""
     digest = layer["digest"]
 
     def remember(got, size):
         store.set_meta(digest, {"diff_id": got, "uncompressed_size": size})
 
-    return LayerReader(store.path(digest), media.compression_of(layer.get("mediaType")), diff_id, remember)
+    path = store.path(digest)
+    head = b""
+    if layer.get("mediaType") not in media.LAYER_COMPRESSION:
+        # an unknown (or missing) media type: the magic bytes decide
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    return Prefetcher(LayerReader(path, media.compression_of(layer.get("mediaType"), head), diff_id, remember))
 
 
 class CachedSource:
@@ -234,11 +240,13 @@ class Puller:
 
     def _layer(self, src, layer, diff_id):
         digest = layer["digest"]
-        compression = media.compression_of(layer.get("mediaType"))
+        known = layer.get("mediaType") in media.LAYER_COMPRESSION
+        # an unknown media type: compression is only known from the bytes, so the reader checks the diff_id
+        compression = media.compression_of(layer.get("mediaType")) if known else "unknown"
         with self.store.lock_blob(digest):
             if self.store.has(digest, layer["size"]):
                 meta = self.store.get_meta(digest)
-                if meta.get("diff_id") is None and not self.verify_diff_ids:
+                if meta.get("diff_id") is None and (not self.verify_diff_ids or not known):
                     self.store.touch(digest)
                     return
                 if meta.get("diff_id") is None:
@@ -255,7 +263,7 @@ class Puller:
                 if layer["digest"] != diff_id:
                     raise VerificationError("layer %s is uncompressed but the config's diff_id is %s"
                                             % (digest, diff_id))
-            hasher = DiffIdHasher(compression) if (self.verify_diff_ids or compression is None) else None
+            hasher = DiffIdHasher(compression) if known and (self.verify_diff_ids or compression is None) else None
             found = {}
 
             def check(writer):
