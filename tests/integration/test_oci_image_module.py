@@ -1,9 +1,10 @@
 """lxcri.proxmox.oci_image through real ansible-playbook runs of the installed collection."""
 
 import os
-import textwrap
 
 import pytest
+
+from lxcri_testbed.ansible import write_play
 
 pytestmark = pytest.mark.integration
 
@@ -12,12 +13,6 @@ def blob_count(cache):
     base = os.path.join(str(cache), "blobs", "sha256")
     return len(os.listdir(base)) if os.path.isdir(base) else 0
 
-
-def write_play(tmp_path, name, tasks):
-    path = tmp_path / name
-    path.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n" + textwrap.indent(
-        textwrap.dedent(tasks), "    "))
-    return str(path)
 
 
 def test_doc_renders(installed_collection):

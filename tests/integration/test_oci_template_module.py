@@ -1,20 +1,14 @@
 """lxcri.proxmox.oci_template through real ansible-playbook runs of the installed collection."""
 
 import os
-import textwrap
 
 import pytest
 
+from lxcri_testbed.ansible import write_play
 from lxcri_testbed.oci_build import Layer, write_image
 
 pytestmark = pytest.mark.integration
 
-
-def write_play(tmp_path, name, tasks):
-    path = tmp_path / name
-    path.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n" + textwrap.indent(
-        textwrap.dedent(tasks), "    "))
-    return str(path)
 
 
 def test_doc_renders(installed_collection):

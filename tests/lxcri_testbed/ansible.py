@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 CALLBACK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callback")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -133,3 +134,11 @@ class InstalledCollection:
         """Run a playbook; ``options``: check, diff, inventory, extra_vars."""
         proc, results = self._run([_bin("ansible-playbook"), playbook] + self._options(**options))
         return AnsibleRun(proc, results)
+
+
+def write_play(tmp_path, name, tasks):
+    """A one-play playbook on localhost (no facts) running ``tasks`` (YAML text), written to ``tmp_path/name``."""
+    path = tmp_path / name
+    path.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n" + textwrap.indent(
+        textwrap.dedent(tasks), "    "))
+    return str(path)

@@ -15,6 +15,8 @@ import os
 import subprocess
 import tarfile
 
+from .images import _put_blob
+
 BUSYBOX = "/bin/busybox"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -96,14 +98,6 @@ def _compress(data, compression):
     return data
 
 
-def _put(layout, data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    path = os.path.join(layout, "blobs", "sha256", digest.split(":")[1])
-    with open(path, "wb") as handle:
-        handle.write(data)
-    return digest
-
-
 def write_image(layout, tag, layers, config=None, compression="gzip", architecture="amd64"):
     """Write ``layers`` (bottom first) as image ``tag`` into the OCI layout ``layout``.
 
@@ -118,12 +112,12 @@ def write_image(layout, tag, layers, config=None, compression="gzip", architectu
         raw = layer.tar_bytes()
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
         blob = _compress(raw, compression)
-        descriptors.append({"mediaType": LAYER_TYPES[compression], "digest": _put(layout, blob), "size": len(blob)})
+        descriptors.append({"mediaType": LAYER_TYPES[compression], "digest": _put_blob(layout, blob), "size": len(blob)})
     image_config = {"architecture": architecture, "os": "linux", "created": "2026-01-02T03:04:05Z",
                     "config": dict(config or {}), "rootfs": {"type": "layers", "diff_ids": diff_ids}}
     config_bytes = json.dumps(image_config).encode()
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, "digest": _put(layout, config_bytes), "size": len(config_bytes)},
+                "config": {"mediaType": OCI_CONFIG, "digest": _put_blob(layout, config_bytes), "size": len(config_bytes)},
                 "layers": descriptors}
     manifest_bytes = json.dumps(manifest).encode()
     index_path = os.path.join(layout, "index.json")
@@ -134,7 +128,7 @@ def write_image(layout, tag, layers, config=None, compression="gzip", architectu
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
     index["manifests"] = [m for m in index["manifests"]
                           if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag]
-    index["manifests"].append({"mediaType": OCI_MANIFEST, "digest": _put(layout, manifest_bytes),
+    index["manifests"].append({"mediaType": OCI_MANIFEST, "digest": _put_blob(layout, manifest_bytes),
                                "size": len(manifest_bytes),
                                "annotations": {"org.opencontainers.image.ref.name": tag}})
     with open(index_path, "w") as handle:

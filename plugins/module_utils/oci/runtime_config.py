@@ -85,13 +85,17 @@ def merge_env(image_env, override=None):
     """The image's Env with ``override`` (a dict, or a list of NAME=value) applied."""
     merged = []
     index = {}
-    for item in image_env or []:
-        name, dummy = check_env_item(item, "the image's Env")
+
+    def put(item, where):
+        name, dummy = check_env_item(item, where)
         if name in index:
             merged[index[name]] = item
         else:
             index[name] = len(merged)
             merged.append(item)
+
+    for item in image_env or []:
+        put(item, "the image's Env")
     if override is None:
         return merged
     if isinstance(override, dict):
@@ -105,12 +109,7 @@ def merge_env(image_env, override=None):
     else:
         items = list(override)
     for item in items:
-        name, dummy = check_env_item(item, "env")
-        if name in index:
-            merged[index[name]] = item
-        else:
-            index[name] = len(merged)
-            merged.append(item)
+        put(item, "env")
     return merged
 
 
