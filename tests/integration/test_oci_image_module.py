@@ -14,7 +14,6 @@ def blob_count(cache):
     return len(os.listdir(base)) if os.path.isdir(base) else 0
 
 
-
 def test_doc_renders(installed_collection):
     run = installed_collection.doc("lxcri.proxmox.oci_image")
     assert run.rc == 0, run

@@ -10,7 +10,6 @@ from lxcri_testbed.oci_build import Layer, write_image
 pytestmark = pytest.mark.integration
 
 
-
 def test_doc_renders(installed_collection):
     run = installed_collection.doc("lxcri.proxmox.oci_template")
     assert run.rc == 0, run
