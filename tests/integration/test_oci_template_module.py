@@ -1,6 +1,7 @@
 """lxcri.proxmox.oci_template through real ansible-playbook runs of the installed collection."""
 
 import os
+import textwrap
 
 import pytest
 
@@ -82,3 +83,41 @@ def test_bad_input_fails_with_a_clear_message(installed_collection, tmp_path):
     assert run.results["tasks"][0]["status"] == "failed"
     assert "user 'nobody' is not defined in the image" in run.task_results()[0]["msg"]
     assert [f for f in os.listdir(str(tmp_path / "dest")) if not f.endswith(".lock")] == []
+
+
+def test_upload_to_a_storage_with_module_defaults_group(installed_collection, tmp_path, bed):
+    """Credentials set once for group/lxcri.proxmox.pve; the secret never shows, even with -vvv."""
+    from pve_double.server import DEFAULT_PASSWORD, Double
+    layout = str(tmp_path / "layout")
+    ref = write_image(layout, "app", [Layer().dir("bin").busybox(("sleep",))], {"Cmd": ["/bin/sleep", "3600"]})
+    double = Double(str(tmp_path / "pve"), mode="9.1").start()
+    try:
+        play = tmp_path / "upload.yml"
+        play.write_text(textwrap.dedent("""\
+            - hosts: localhost
+              gather_facts: false
+              module_defaults:
+                group/lxcri.proxmox.pve:
+                  api_host: 127.0.0.1
+                  api_port: %d
+                  api_password: %s
+                  ca_path: %s
+              tasks:
+                - lxcri.proxmox.oci_template:
+                    image: %s
+                    format: oci-archive
+                    storage: local
+                    cache_dir: %s
+                  register: uploaded
+            """ % (double.port, DEFAULT_PASSWORD, double.cert, ref, tmp_path / "cache")))
+        first = installed_collection.playbook(str(play), verbosity=3)
+        assert first.rc == 0, first
+        result = first.task_results()[0]
+        assert result["changed"] and result["volid"] == "local:vztmpl/%s" % result["filename"]
+        on_disk = os.path.join(double.backend.storages["local"]["path"], "template", "cache", result["filename"])
+        assert os.path.getsize(on_disk) == result["size"]
+        assert DEFAULT_PASSWORD not in first.stdout + first.stderr
+        second = installed_collection.playbook(str(play))
+        assert second.rc == 0 and second.stats["localhost"]["changed"] == 0, second
+    finally:
+        double.stop()

@@ -104,8 +104,8 @@ class InstalledCollection:
         return AnsibleRun(proc)
 
     @staticmethod
-    def _options(check=False, diff=False, inventory=None, extra_vars=None):
-        argv = []
+    def _options(check=False, diff=False, inventory=None, extra_vars=None, verbosity=0):
+        argv = ["-" + "v" * verbosity] if verbosity else []
         if check:
             argv.append("--check")
         if diff:
@@ -131,7 +131,7 @@ class InstalledCollection:
         return run
 
     def playbook(self, playbook, **options):
-        """Run a playbook; ``options``: check, diff, inventory, extra_vars."""
+        """Run a playbook; ``options``: check, diff, inventory, extra_vars, verbosity."""
         proc, results = self._run([_bin("ansible-playbook"), playbook] + self._options(**options))
         return AnsibleRun(proc, results)
 
