@@ -62,6 +62,7 @@ __metaclass__ = type
 import hashlib
 import io
 import shutil
+import struct
 import subprocess
 import tarfile
 import threading
@@ -246,6 +247,7 @@ class _LayerStream:
         self.eof = False
         self.header_limit = _NO_LIMIT
         self.header_block = None
+        self.budget = flattener.limits.header_budget
 
     def _fill(self, size):
         if self.eof:
@@ -259,7 +261,7 @@ class _LayerStream:
         return data
 
     def begin_header(self, offset):
-        self.header_limit = offset + self.flattener.limits.header_budget
+        self.header_limit = offset + self.budget
         self.header_block = None
 
     def end_header(self):
@@ -340,13 +342,61 @@ class _LayerStream:
             pass
 
 
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+
+
+def _text(field, encoding, errors):
+    return field.partition(b"\0")[0].decode(encoding, errors)
+
+
+class _FastTarInfo(tarfile.TarInfo):
+    """TarInfo whose block parser is one struct.unpack for ordinary headers.
+
+    Anything else (base-256 numbers, a signed checksum, old GNU sparse, end
+    blocks, malformed fields) goes to tarfile's own ``frombuf``, which also
+    raises its errors; extension headers (pax, GNU long names) are processed
+    by tarfile as usual.  A test compares both parsers on real and mutated
+    headers.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        if len(buf) != tarfile.BLOCKSIZE or not buf[0] or buf[156:157] == tarfile.GNUTYPE_SPARSE:
+            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, _magic, uname, gname, devmajor, devminor,
+         prefix) = _HEADER.unpack(buf)
+        try:
+            fields = (mode, uid, gid, size, mtime, chksum, devmajor, devminor)
+            numbers = [int(f.partition(b"\0")[0].strip() or b"0", 8) for f in fields]
+        except ValueError:
+            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+        if numbers[5] != sum(buf) - sum(buf[148:156]) + 256 or min(numbers) < 0:
+            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+        obj = cls()
+        obj.name = _text(name, encoding, errors)
+        obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum, obj.devmajor, obj.devminor = numbers
+        obj.type = kind
+        obj.linkname = _text(linkname, encoding, errors)
+        obj.uname = _text(uname, encoding, errors)
+        obj.gname = _text(gname, encoding, errors)
+        if kind == tarfile.AREGTYPE and obj.name.endswith("/"):
+            obj.type = tarfile.DIRTYPE
+        if obj.type == tarfile.DIRTYPE:
+            obj.name = obj.name.rstrip("/")
+        if prefix[0] and obj.type not in tarfile.GNU_TYPES:
+            obj.name = _text(prefix, encoding, errors) + "/" + obj.name
+        return obj
+
+
 class _Slice:
     """Exactly ``size`` bytes of member data from a layer stream."""
 
     def __init__(self, stream, size, what):
         self.stream = stream
         self.left = size
-        self.what = what
+        self.what = what  # a string, or a callable giving it (only needed for an error)
 
     def read(self, size=-1):
         if self.left <= 0:
@@ -355,7 +405,8 @@ class _Slice:
             size = self.left
         data = self.stream.read(size)
         if len(data) < size:
-            raise FlattenError("%s: the layer ends inside the member's data" % self.what)
+            what = self.what() if callable(self.what) else self.what
+            raise FlattenError("%s: the layer ends inside the member's data" % what)
         self.left -= size
         return data
 
@@ -491,8 +542,45 @@ class StoredLayer:
         return open_layer(self.store, self.descriptor, self.diff_id)
 
 
+_USTAR_TAIL = b"ustar\x0000" + b"\0" * 247  # empty names, device numbers, prefix
+_MAX_OCTAL_8 = 0o7777777
+_MAX_OCTAL_12 = 0o77777777777
+_SMALL_FILE = 64 * 1024  # written with its header in one call
+
+
+def _ustar_header(info):
+    """The header tarfile's pax writer gives a member needing no pax record, or None.
+
+    Same bytes as Python 3.10+'s ``TarInfo.tobuf(PAX_FORMAT)`` (a test checks it), several
+    times cheaper: most members of an image take this path.
+    """
+    name = info.name
+    if info.type == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    if (info.pax_headers or len(name) > 100 or len(info.linkname) > 100 or info.uname or info.gname
+            or not 0 <= info.uid <= _MAX_OCTAL_8 or not 0 <= info.gid <= _MAX_OCTAL_8
+            or not 0 <= info.size <= _MAX_OCTAL_12 or not 0 <= info.mtime <= _MAX_OCTAL_12
+            or info.type not in (tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE)
+            or not isinstance(info.mtime, int)):
+        return None
+    try:
+        name = name.encode("ascii")
+        link = info.linkname.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (info.mode & 0o7777, info.uid, info.gid, info.size, info.mtime)
+    head = b"".join((name.ljust(100, b"\0"), numbers, b"        ", info.type, link.ljust(100, b"\0"), _USTAR_TAIL))
+    return head[:148] + b"%06o\0 " % sum(head) + head[156:]
+
+
 class TarSink:
-    """A sink writing to an open ``tarfile.TarFile``, each name prefixed (``./`` for vztmpl)."""
+    """A sink writing to a ``tarfile.TarFile`` opened for writing, each name prefixed (``./`` for vztmpl).
+
+    Members that need no pax record are written directly (same bytes as
+    ``addfile``, without its per-member cost); the TarFile keeps no list of them.
+    """
+
+    fast = True
 
     def __init__(self, tar, prefix="./"):
         self.tar = tar
@@ -509,13 +597,85 @@ class TarSink:
         info.name = self._name(info.name)
         if info.type == tarfile.LNKTYPE:
             info.linkname = self._name(info.linkname)
-        self.tar.addfile(info, fileobj)
+        tar = self.tar
+        header = _ustar_header(info) if self.fast else None
+        if header is None:
+            tar.addfile(info, fileobj)
+            del tar.members[:]
+            return
+        out = tar.fileobj
+        size = info.size if info.type == tarfile.REGTYPE else 0
+        blocks, remainder = divmod(size, tarfile.BLOCKSIZE)
+        padding = tarfile.NUL * (tarfile.BLOCKSIZE - remainder) if remainder else b""
+        if 0 < size <= _SMALL_FILE:
+            data = fileobj.read(size)
+            if len(data) != size:
+                raise OSError("unexpected end of data")
+            out.write(header + data + padding)
+        else:
+            out.write(header)
+            if size:
+                tarfile.copyfileobj(fileobj, out, size, bufsize=tar.copybufsize)
+                out.write(padding)
+        tar.offset += (1 + blocks + bool(remainder)) * tarfile.BLOCKSIZE
+
+
+class _Appender:
+    """Write-only, forward-only file for TarFile's "w" mode (which only needs write and tell).
+
+    Small writes (headers, padding, small files) are gathered into larger
+    ones: a compressor behind costs much less per call that way.  tarfile's
+    own stream mode ("w|") re-slices its buffer once per 10 KiB record,
+    which costs more than the rest of flattening on large files.
+    """
+
+    GATHER = 256 * 1024
+
+    def __init__(self, fileobj):
+        self.fileobj = fileobj
+        self.position = 0
+        self.pending = bytearray()
+        self.closed = False
+
+    def write(self, data):
+        size = len(data)
+        self.position += size
+        if size >= self.GATHER:
+            self.flush()
+            self.fileobj.write(data)
+        else:
+            self.pending += data
+            if len(self.pending) >= self.GATHER:
+                self.flush()
+        return size
+
+    def tell(self):
+        return self.position
+
+    def flush(self):
+        if self.pending:
+            self.fileobj.write(bytes(self.pending))
+            del self.pending[:]
+        flush = getattr(self.fileobj, "flush", None)
+        if flush is not None:
+            flush()
+
+
+class _TarWriter(tarfile.TarFile):
+    """A TarFile that flushes its gathered writes when closed (not when aborted)."""
+
+    def close(self):
+        tarfile.TarFile.close(self)
+        appender = self.fileobj
+        if isinstance(appender, _Appender) and not appender.closed:
+            appender.flush()
 
 
 def open_tar_writer(fileobj):
-    """A TarFile for flatten output: pax, UTF-8 with surrogateescape (binary names round-trip)."""
-    return tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
-                        errors="surrogateescape")
+    """A TarFile writing flatten output to any writable (pipe, GzipFile, ...): pax, UTF-8 with
+    surrogateescape (binary names round-trip).  Closing it flushes but does not close ``fileobj``."""
+    return _TarWriter.open(fileobj=_Appender(fileobj), mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                           errors="surrogateescape")
 
 
 # --- the flattener -------------------------------------------------------------------
@@ -792,7 +952,8 @@ class _Flattener:
             self.stream = stream
             stream.begin_header(0)
             try:
-                tar = tarfile.TarFile(fileobj=stream, mode="r", encoding="utf-8", errors="surrogateescape")
+                tar = tarfile.TarFile(fileobj=stream, mode="r", encoding="utf-8", errors="surrogateescape",
+                                      tarinfo=_FastTarInfo)
             except tarfile.ReadError as exc:
                 if str(exc) != "empty file":
                     raise FlattenError("%s: not a tar archive: %s" % (self.where(), exc))
@@ -958,7 +1119,7 @@ class _Flattener:
             self.cur[name] = node
             if visible:
                 if kind == FILE:
-                    self.emit_file(name, info, xattrs, index, "%s: %s" % (self.where(), name))
+                    self.emit_file(name, info, xattrs, index, lambda: "%s: %s" % (self.where(), name))
                 else:
                     out = self.out_info(name, kind, info, xattrs)
                     self.record(name, kind, out, index)
