@@ -54,10 +54,11 @@ def convert(work, ref, **options):
 
 
 def restore(template, root):
-    """Extract the way Proxmox VE restores a template."""
+    """Extract the way Proxmox VE restores a template (pve-container's COMMON_TAR_FLAGS)."""
     os.makedirs(root)
-    run(["tar", "-xpf", template, "--numeric-owner", "--acls", "--xattrs", "--xattrs-include=*",
-         "--exclude", "./dev/*", "-C", root])
+    run(["tar", "-xpf", template, "--totals", "--one-file-system", "-p", "--sparse", "--numeric-owner", "--acls",
+         "--xattrs", "--xattrs-include=user.*", "--xattrs-include=security.capability",
+         "--warning=no-file-ignored", "--warning=no-xattr-write", "--exclude", "./dev/*", "-C", root])
     return root
 
 

@@ -42,6 +42,7 @@ except ImportError:
         INFLATER = "zlib"
 
 READ_CHUNK = 1024 * 1024
+COMPRESSED_STEP = 64 * 1024
 
 
 class _Gzip:
@@ -222,7 +223,9 @@ class LayerReader:
 
     def read(self, size=-1):
         while not self.eof and (size is None or size < 0 or len(self.buffer) < size):
-            chunk = self.source.read(READ_CHUNK)
+            # small compressed steps bound the memory a decompression bomb takes before the
+            # consumer's ratio check stops it (gzip inflates at most ~1030:1)
+            chunk = self.source.read(COMPRESSED_STEP if self.decoder is not None else READ_CHUNK)
             if not chunk:
                 self._finish()
                 break
