@@ -128,12 +128,17 @@ def test_tricky_argv_env_named_user_missing_workdir(work, lxc_runner, tmp_path):
 
 def test_no_etc_numeric_user_plain_command(work, lxc_runner, tmp_path):
     ref = write_image(work["layout"], "noetc", [base_layer(etc=False)], {
-        "Entrypoint": ["/bin/sleep"], "Cmd": ["3600"], "User": "1234:2345"})
+        "Entrypoint": ["/bin/sleep"], "Cmd": ["3600"], "User": "1234:2345", "Volumes": {"/data/db": {}},
+        "ExposedPorts": {"8080/tcp": {}}, "Labels": {"org.example": "x"}, "StopSignal": "SIGINT"})
     result = convert(work, ref)
     runtime = result["runtime"]
     assert runtime["wrapper"] is None and runtime["lxc_init_cmd"] == "/bin/sleep 3600"
+    assert (runtime["volumes"], runtime["exposed_ports"], runtime["labels"]) == (
+        ["/data/db"], ["8080/tcp"], {"org.example": "x"})
+    assert "lxc.signal.halt = SIGINT" in runtime["lxc_config"]
     root = restore(result["path"], str(tmp_path / "root"))
     assert not os.path.exists(os.path.join(root, "etc", "passwd"))
+    assert os.path.isdir(os.path.join(root, "data", "db"))  # the volume's mount point exists
     check_init(start(lxc_runner, root, runtime), runtime)
 
 
