@@ -1,0 +1,430 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine of ``lxc_container``: one container's lifecycle over the Proxmox VE API.
+
+``ContainerManager(params, check_mode).run()`` returns the module result.
+Every worker task is waited for with ``wait_task`` (fails at once with the
+log tail, ``WARNINGS: N`` is success), the config is compared per key after
+normalisation (pve/config.py) and written with the config digest, and
+changes that a running container can only take at its next start are
+reported as pending and applied by a reboot only with ``restart: when_needed``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConfigError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
+
+STATES = ("present", "started", "stopped", "restarted", "absent", "template")
+# options that map 1:1 onto config keys (option name -> key)
+CONFIG_OPTIONS = {
+    "hostname": "hostname", "cores": "cores", "cpulimit": "cpulimit", "cpuunits": "cpuunits", "memory": "memory",
+    "swap": "swap", "rootfs": "rootfs", "nameserver": "nameserver", "searchdomain": "searchdomain",
+    "onboot": "onboot", "startup": "startup", "features": "features", "description": "description",
+    "tags": "tags", "protection": "protection", "hookscript": "hookscript", "cmode": "cmode",
+    "ostype": "ostype", "arch": "arch", "unprivileged": "unprivileged", "entrypoint": "entrypoint",
+    "env": "env",
+}
+# keys only given at create time (not part of the config, or not changeable after)
+CREATE_ONLY = ("password", "ssh_public_keys", "pool", "unprivileged", "ostype", "arch")
+EXISTS_MARKERS = ("already exists",)
+DEFAULT_ALLOCATION_RETRIES = 8
+
+
+class ContainerError(PveConfigError):
+    """The container cannot be brought into the asked state; the message says why."""
+
+
+def _bool(value):
+    return None if value is None else (1 if value else 0)
+
+
+class ContainerManager:
+    def __init__(self, params, check_mode=False, client=None, sleep=time.sleep):
+        self.params = params
+        self.check_mode = check_mode
+        self.client = client or connect(params)
+        self.sleep = sleep
+        self.warnings = []
+        self.timings = {}
+        self.changed = False
+        self.actions = []
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _wait(self, node, upid, what):
+        if not upid:
+            return None
+        started = time.monotonic()
+        result = wait_task(self.client, node, upid, timeout=self.params.get("wait_timeout") or 600)
+        self.timings[what] = round(time.monotonic() - started, 3)
+        self.warnings.extend(result.warnings)
+        return result
+
+    def _act(self, what):
+        self.actions.append(what)
+        self.changed = True
+
+    def features(self):
+        return self.client.features()
+
+    def find(self):
+        """The container as /cluster/resources lists it (dict) or None; by vmid, else by unique hostname."""
+        vmid, hostname = self.params.get("vmid"), self.params.get("hostname")
+        resources = [r for r in (self.client.get("/cluster/resources", type="vm") or []) if r.get("type") == "lxc"]
+        if vmid is not None:
+            found = [r for r in resources if int(r["vmid"]) == int(vmid)]
+            if not found and any(int(r["vmid"]) == int(vmid) for r in self.client.get("/cluster/resources", type="vm")
+                                 or []):
+                raise ContainerError("vmid %s is a virtual machine, not a container" % vmid)
+            return found[0] if found else None
+        if not hostname:
+            raise ContainerError("give vmid or hostname to address the container")
+        found = [r for r in resources if r.get("name") == hostname]
+        if len(found) > 1:
+            raise ContainerError("hostname %r is ambiguous: containers %s carry it; address one by vmid"
+                                 % (hostname, ", ".join(str(r["vmid"]) for r in found)))
+        return found[0] if found else None
+
+    def node(self, found=None):
+        if found is not None:
+            return found["node"]
+        if self.params.get("node"):
+            return self.params["node"]
+        nodes = [n["node"] for n in self.client.get("/nodes") or []]
+        if len(nodes) != 1:
+            raise ContainerError("the cluster has several nodes (%s): give node" % ", ".join(sorted(nodes)))
+        return nodes[0]
+
+    def config_of(self, node, vmid):
+        return self.client.get("/nodes/{node}/lxc/{vmid}/config", node=node, vmid=vmid) or {}
+
+    def status_of(self, node, vmid):
+        return (self.client.get("/nodes/{node}/lxc/{vmid}/status/current", node=node, vmid=vmid) or {}).get("status")
+
+    # -- desired config --------------------------------------------------------------------
+
+    def desired(self, features=None):
+        """The keys the options ask for, as the user gave them (dicts or strings)."""
+        params = self.params
+        wanted = {}
+        for option, key in CONFIG_OPTIONS.items():
+            value = params.get(option)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = _bool(value)
+            wanted[key] = value
+        for index, value in (params.get("net") or {}).items():
+            wanted["net%d" % int(index)] = value
+        for index, value in (params.get("mounts") or {}).items():
+            wanted["mp%d" % int(index)] = value
+        runtime = (params.get("oci") or {}).get("runtime") if params.get("oci") else None
+        if runtime:
+            features = features or self.features()
+            if features.entrypoint_env:
+                if "entrypoint" not in wanted and runtime.get("pve_entrypoint"):
+                    wanted["entrypoint"] = runtime["pve_entrypoint"]
+                if "env" not in wanted and runtime.get("pve_env") is not None:
+                    wanted["env"] = runtime["pve_env"]
+            elif not (runtime.get("wrapper") or {}).get("kind") == "init" and not params.get("raw_lxc"):
+                raise ContainerError(
+                    "this Proxmox VE (%s) has no entrypoint/env keys: build the template with init_wrapper: always, "
+                    "or run on the node with raw_lxc: true to write the lxc.* lines" % features.release)
+        if isinstance(wanted.get("env"), list):
+            wanted["env"] = "\0".join(wanted["env"])
+        if isinstance(wanted.get("tags"), list):
+            wanted["tags"] = ";".join(wanted["tags"])
+        return wanted
+
+    def ostemplate(self):
+        oci = self.params.get("oci")
+        if oci:
+            if oci.get("volid"):
+                return oci["volid"]
+            raise ContainerError("oci must be the registered result of oci_template with storage (it has no volid)")
+        return self.params.get("ostemplate")
+
+    # -- vmid allocation ---------------------------------------------------------------
+
+    def _candidates(self):
+        if self.params.get("vmid") is not None:
+            yield int(self.params["vmid"])
+            return
+        vmid_range = self.params.get("vmid_range")
+        if vmid_range:
+            low, high = int(vmid_range[0]), int(vmid_range[1])
+            used = set(int(r["vmid"]) for r in self.client.get("/cluster/resources", type="vm") or [])
+            for vmid in range(low, high + 1):
+                if vmid not in used:
+                    yield vmid
+            raise ContainerError("no free vmid in %d-%d" % (low, high))
+        for dummy in range(DEFAULT_ALLOCATION_RETRIES):
+            yield int(self.client.get("/cluster/nextid"))
+        raise ContainerError("could not allocate a vmid: %d attempts collided" % DEFAULT_ALLOCATION_RETRIES)
+
+    def _create_with(self, make):
+        """Run ``make(vmid)`` (returns a UPID) with vmids from _candidates, retrying collisions."""
+        last = None
+        for vmid in self._candidates():
+            try:
+                return vmid, make(vmid)
+            except PveApiError as exc:
+                if any(marker in str(exc) for marker in EXISTS_MARKERS) and self.params.get("vmid") is None:
+                    last = exc
+                    continue
+                raise
+        raise ContainerError("could not allocate a vmid: %s" % last)
+
+    # -- creation ----------------------------------------------------------------------
+
+    def create(self, node, wanted):
+        params = self.params
+        clone = params.get("clone")
+        create_args = {}
+        for key in ("password", "pool"):
+            if params.get(key) is not None:
+                create_args[key] = params[key]
+        if params.get("ssh_public_keys"):
+            create_args["ssh-public-keys"] = params["ssh_public_keys"]
+        if clone is not None:
+            return self.clone(node, wanted)
+        template = self.ostemplate()
+        if not template:
+            raise ContainerError("the container does not exist: give ostemplate, oci or clone to create it")
+        post_only = dict((k, pveconfig.format_value(k, v)) for k, v in wanted.items()
+                         if k not in ("entrypoint", "env"))
+        if params.get("storage") and "rootfs" not in post_only:
+            post_only["rootfs"] = "%s:%s" % (params["storage"], params.get("disk_size") or 8)
+        post_only.update(create_args)
+        post_only["ostemplate"] = template
+
+        def make(vmid):
+            return self.client.post("/nodes/{node}/lxc", dict(post_only, vmid=vmid), node=node)
+
+        vmid, upid = self._create_with(make)
+        self._act("created")
+        self._wait(node, upid, "create")
+        # entrypoint/env after the create: Proxmox's OCI import overwrites env given at create
+        late = dict((k, pveconfig.format_value(k, v)) for k, v in wanted.items() if k in ("entrypoint", "env"))
+        if late:
+            self.client.put("/nodes/{node}/lxc/{vmid}/config", late, node=node, vmid=vmid)
+        return vmid
+
+    def clone(self, node, wanted):
+        params = self.params
+        source = params["clone"]
+        src = [r for r in (self.client.get("/cluster/resources", type="vm") or [])
+               if r.get("type") == "lxc" and (str(r["vmid"]) == str(source) or r.get("name") == str(source))]
+        if len(src) != 1:
+            raise ContainerError("clone source %r: %s" % (source, "not found" if not src else "ambiguous"))
+        src = src[0]
+        full = params.get("full")
+        if full is None:
+            full = not src.get("template")
+        if not full and not src.get("template"):
+            raise ContainerError("a linked clone needs a template as source; %s is not one (set full: true)"
+                                 % src["vmid"])
+        args = {"full": 1 if full else 0}
+        if wanted.get("hostname"):
+            args["hostname"] = wanted["hostname"]
+        if full and params.get("storage"):
+            args["storage"] = params["storage"]
+        if params.get("pool"):
+            args["pool"] = params["pool"]
+
+        def make(vmid):
+            return self.client.post("/nodes/{node}/lxc/{vmid}/clone", dict(args, newid=vmid), node=src["node"],
+                                    vmid=src["vmid"])
+
+        vmid, upid = self._create_with(make)
+        self._act("cloned")
+        self._wait(src["node"], upid, "clone")
+        return vmid
+
+    # -- update --------------------------------------------------------------------------
+
+    def update(self, node, vmid, current, wanted, running):
+        plan = pveconfig.diff(current, wanted, purge=bool(self.params.get("purge_config")),
+                              delete=self.params.get("delete") or ())
+        result = {"pending": []}
+        if not plan.changed:
+            return plan, result
+        self._act("configured")
+        if self.check_mode:
+            return plan, result
+        body = dict(plan.put)
+        if plan.delete:
+            body["delete"] = ",".join(plan.delete)
+        if current.get("digest"):
+            body["digest"] = current["digest"]
+        self.client.put("/nodes/{node}/lxc/{vmid}/config", body, node=node, vmid=vmid)
+        if running:
+            result["pending"] = sorted(k for k in list(plan.put) + list(plan.delete) if pveconfig.needs_restart(k))
+        return plan, result
+
+    # -- state transitions ------------------------------------------------------------------
+
+    def start(self, node, vmid):
+        self._act("started")
+        if not self.check_mode:
+            self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/start", node=node, vmid=vmid), "start")
+
+    def stop(self, node, vmid):
+        self._act("stopped")
+        if self.check_mode:
+            return
+        timeout = self.params.get("shutdown_timeout") or 60
+        args = {"timeout": timeout}
+        if self.params.get("force_stop"):
+            args["forceStop"] = 1
+        self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid),
+                   "shutdown")
+
+    def kill(self, node, vmid):
+        self._act("stopped")
+        if not self.check_mode:
+            self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid), "stop")
+
+    def reboot(self, node, vmid):
+        self._act("restarted")
+        if not self.check_mode:
+            args = {"timeout": self.params.get("shutdown_timeout") or 60}
+            self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/reboot", args, node=node, vmid=vmid),
+                       "reboot")
+
+    def make_template(self, node, vmid):
+        self._act("templated")
+        if self.check_mode:
+            return
+        # POST .../template answers null although a worker runs: poll the config until it says so
+        upid = self.client.post("/nodes/{node}/lxc/{vmid}/template", node=node, vmid=vmid)
+        if upid:
+            self._wait(node, upid, "template")
+        deadline = time.monotonic() + (self.params.get("wait_timeout") or 600)
+        while str(self.config_of(node, vmid).get("template")) != "1":
+            if time.monotonic() > deadline:
+                raise ContainerError("CT %s did not become a template within wait_timeout" % vmid)
+            self.sleep(0.2)
+
+    def destroy(self, node, vmid, status, config):
+        params = self.params
+        if str(config.get("protection")) == "1" and not params.get("force"):
+            raise ContainerError("CT %s is protected (protection: 1); set force: true to remove the protection and "
+                                 "delete it" % vmid)
+        if status == "running":
+            if not params.get("force"):
+                raise ContainerError("CT %s is running; set force: true to stop and delete it" % vmid)
+            self.kill(node, vmid)
+        self._act("deleted")
+        if self.check_mode:
+            return
+        if str(config.get("protection")) == "1":
+            self.client.put("/nodes/{node}/lxc/{vmid}/config", {"delete": "protection"}, node=node, vmid=vmid)
+        args = {}
+        if params.get("purge"):
+            args["purge"] = 1
+        if params.get("destroy_unreferenced_disks") is not None:
+            args["destroy-unreferenced-disks"] = 1 if params["destroy_unreferenced_disks"] else 0
+        self._wait(node, self.client.delete("/nodes/{node}/lxc/{vmid}", args, node=node, vmid=vmid), "delete")
+
+    # -- the module ----------------------------------------------------------------------------
+
+    def run(self):
+        started = time.monotonic()
+        state = self.params.get("state") or "present"
+        if state not in STATES:
+            raise ContainerError("state must be one of %s" % ", ".join(STATES))
+        found = self.find()
+        result = {"changed": False, "state": state}
+        if state == "absent":
+            if found is None:
+                result.update(vmid=self.params.get("vmid"), status="absent",
+                              diff={"before": {}, "after": {}})
+                return self._finish(result, started)
+            node, vmid = found["node"], int(found["vmid"])
+            config = self.config_of(node, vmid)
+            self.destroy(node, vmid, found.get("status"), config)
+            result.update(vmid=vmid, node=node, status="absent",
+                          diff={"before": pveconfig.masked(config), "after": {}})
+            return self._finish(result, started)
+        wanted = self.desired()
+        if found is None:
+            node = self.node()
+            if self.check_mode:
+                self._act("created")
+                result.update(vmid=self.params.get("vmid"), node=node, status="stopped" if state != "started"
+                              else "running", diff={"before": {}, "after": pveconfig.masked(wanted)})
+                if state == "started":
+                    self.actions.append("started")
+                return self._finish(result, started)
+            vmid = self.create(node, wanted)
+            node = self.node({"node": node}) if self.params.get("clone") is None else self.find_by_vmid(vmid)["node"]
+            config = self.config_of(node, vmid)
+            if self.params.get("clone") is not None:
+                self.update(node, vmid, config, wanted, running=False)
+                config = self.config_of(node, vmid)
+            before = {}
+            status = "stopped"
+        else:
+            node, vmid = found["node"], int(found["vmid"])
+            config = self.config_of(node, vmid)
+            before = pveconfig.masked(config)
+            status = found.get("status")
+            if str(config.get("template")) == "1" and state in ("started", "restarted", "stopped"):
+                raise ContainerError("CT %s is a template; it cannot be %s" % (vmid, state))
+            plan, info = self.update(node, vmid, config, wanted, running=status == "running")
+            result["pending"] = info["pending"]
+            if info["pending"] and self.params.get("restart") == "when_needed" and state != "stopped":
+                self.reboot(node, vmid)
+                result["pending"] = []
+            if plan.changed and not self.check_mode:
+                config = self.config_of(node, vmid)
+            elif plan.changed:
+                config = dict(config, **plan.put)
+                for key in plan.delete:
+                    config.pop(key, None)
+        if state == "started" and status != "running":
+            self.start(node, vmid)
+            status = "running"
+        elif state == "stopped" and status == "running":
+            self.stop(node, vmid)
+            status = "stopped"
+        elif state == "restarted":
+            if status == "running":
+                self.reboot(node, vmid)
+            else:
+                self.start(node, vmid)
+            status = "running"
+        elif state == "template" and str(config.get("template")) != "1":
+            if status == "running":
+                if not self.params.get("force"):
+                    raise ContainerError("CT %s is running; stop it first or set force: true" % vmid)
+                self.kill(node, vmid)
+            self.make_template(node, vmid)
+            if not self.check_mode:
+                config = self.config_of(node, vmid)
+        if not self.check_mode and self.changed:
+            status = self.status_of(node, vmid) or status
+        result.update(vmid=vmid, node=node, status=status, config=pveconfig.masked(config),
+                      diff={"before": before, "after": pveconfig.masked(config)})
+        return self._finish(result, started)
+
+    def find_by_vmid(self, vmid):
+        for r in self.client.get("/cluster/resources", type="vm") or []:
+            if int(r["vmid"]) == int(vmid):
+                return r
+        raise ContainerError("CT %s vanished after it was created" % vmid)
+
+    def _finish(self, result, started):
+        self.timings["total"] = round(time.monotonic() - started, 3)
+        result.update(changed=self.changed, actions=self.actions, warnings_from_tasks=self.warnings,
+                      timings=self.timings)
+        return result

@@ -1,0 +1,343 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: lxc_container
+short_description: Manage Proxmox VE LXC containers, including ones that run an OCI image's entrypoint
+version_added: 0.1.0
+description:
+  - Creates, configures, starts, stops, restarts, converts to a template and deletes a Proxmox VE container
+    over the API, waiting for every worker task. A failed task fails the module at once with the end of its log;
+    C(WARNINGS) is success, and the warnings are returned.
+  - The configuration is compared key by key after normalisation (property strings parsed, sizes, booleans, tags
+    as sets, MAC addresses kept unless given), and only the keys that differ are written, with the config digest
+    for optimistic locking. Keys you drop are removed only with O(purge_config) or O(delete).
+  - Changes a running container can only take at its next start are returned as RV(pending), and applied by a
+    reboot only with O(restart=when_needed).
+  - With O(oci) (the registered result of M(lxcri.proxmox.oci_template) with C(storage)), the container runs the
+    image's command. On Proxmox VE 9.1 and later the C(entrypoint) and C(env) keys are set from its runtime after
+    the create (Proxmox's OCI import overwrites C(env)); before 9.1 the template must carry the init wrapper.
+author:
+  - lxcri maintainers (@lxcri)
+options:
+  state:
+    description:
+      - V(present) creates the container if needed and applies the configuration; V(started), V(stopped) and
+        V(restarted) also set its run state; V(template) converts it to a template (idempotent); V(absent)
+        deletes it.
+    type: str
+    choices: [present, started, stopped, restarted, absent, template]
+    default: present
+  vmid:
+    description: The container's id. Without it, the container is found by O(hostname), and a new one gets an id
+      from C(/cluster/nextid) (retried when another creator took it) or from O(vmid_range).
+    type: int
+  hostname:
+    description: The container's hostname; addresses it when O(vmid) is not given (it must then be unique).
+    type: str
+  node:
+    description: The node to create the container on. Defaults to the only node of a one-node cluster.
+    type: str
+  vmid_range:
+    description: Allocate a new container's id as the lowest free one in this inclusive range, V([first, last]).
+    type: list
+    elements: int
+  ostemplate:
+    description: The template volume to create from, for example V(local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst).
+    type: str
+  oci:
+    description:
+      - The registered result of M(lxcri.proxmox.oci_template) with C(storage). Its C(volid) is the template and its
+        C(runtime) gives C(entrypoint) and C(env) on Proxmox VE 9.1+.
+    type: dict
+  clone:
+    description: Create the container as a clone of this container or template (vmid or hostname).
+    type: str
+  full:
+    description: A full clone instead of a linked one. Linked clones need a template as source. Defaults to a linked
+      clone of a template and a full clone of anything else.
+    type: bool
+  storage:
+    description: The storage of the root disk at create time (and of a full clone).
+    type: str
+  disk_size:
+    description: The root disk size in GiB at create time, with O(storage).
+    type: int
+  cores:
+    description: CPU cores.
+    type: int
+  cpulimit:
+    description: CPU limit (0 means unlimited).
+    type: float
+  cpuunits:
+    description: CPU weight.
+    type: int
+  memory:
+    description: Memory in MiB.
+    type: int
+  swap:
+    description: Swap in MiB.
+    type: int
+  rootfs:
+    description: The root disk as a Proxmox property string or a dict (C(volume), C(size), ...).
+    type: raw
+  mounts:
+    description: Mount points by index (C(mp0), C(mp1), ...), each as a property string or a dict.
+    type: dict
+  net:
+    description:
+      - Network interfaces by index (C(net0), ...), each as a property string or a dict (C(name), C(bridge), C(ip),
+        C(gw), C(hwaddr), C(firewall), C(tag), ...). A MAC address is kept unless you give one.
+    type: dict
+  nameserver:
+    description: DNS servers.
+    type: str
+  searchdomain:
+    description: DNS search domains.
+    type: str
+  onboot:
+    description: Start the container when the node boots.
+    type: bool
+  startup:
+    description: Startup order and delays, as a property string or a dict.
+    type: raw
+  features:
+    description: Container features (C(nesting), C(keyctl), C(fuse), ...), as a property string or a dict.
+    type: raw
+  unprivileged:
+    description: Create an unprivileged container (create time only).
+    type: bool
+  ostype:
+    description: The OS type Proxmox sets the container up for (create time only); V(unmanaged) for OCI images.
+    type: str
+  arch:
+    description: The architecture (create time only).
+    type: str
+  description:
+    description: The container's notes.
+    type: str
+  tags:
+    description: Tags; compared as a set.
+    type: list
+    elements: str
+  pool:
+    description: The resource pool to put a new container in.
+    type: str
+  protection:
+    description: Protect the container from deletion.
+    type: bool
+  password:
+    description: The root password of a new container.
+    type: str
+  ssh_public_keys:
+    description: SSH public keys for root of a new container.
+    type: str
+  hookscript:
+    description: A hook script volume.
+    type: str
+  cmode:
+    description: The console mode.
+    type: str
+    choices: [shell, console, tty]
+  entrypoint:
+    description: The init command (Proxmox VE 9.1+ C(entrypoint) key); overrides the one from O(oci).
+    type: str
+  env:
+    description: The environment (Proxmox VE 9.1+ C(env) key) as a list of C(NAME=value); overrides O(oci)'s.
+    type: list
+    elements: str
+  purge_config:
+    description: Remove config keys that are set on the container but not given here (among those this module manages).
+    type: bool
+    default: false
+  delete:
+    description: Config keys to remove.
+    type: list
+    elements: str
+  restart:
+    description: V(when_needed) reboots a running container when changed keys are pending; V(never) only reports them.
+    type: str
+    choices: [never, when_needed]
+    default: never
+  shutdown_timeout:
+    description: Seconds a graceful shutdown (O(state=stopped)) may take.
+    type: int
+    default: 60
+  force_stop:
+    description: Stop (kill) the container when the graceful shutdown times out.
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(state=absent), stop a running container and remove the protection before deleting it.
+      - With O(state=template), stop a running container first.
+    type: bool
+    default: false
+  purge:
+    description: With O(state=absent), also remove the container from backup jobs, replication and HA.
+    type: bool
+    default: false
+  destroy_unreferenced_disks:
+    description: With O(state=absent), also destroy disks of this vmid that the config does not reference.
+    type: bool
+extends_documentation_fragment:
+  - lxcri.proxmox.pve
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the container and reports what would change; sends no write request.
+  diff_mode:
+    support: full
+    details: The config before and after, with the password and keys masked.
+  platform:
+    platforms: posix
+  action_group:
+    description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
+    support: full
+    membership: [lxcri.proxmox.pve]
+seealso:
+  - module: lxcri.proxmox.oci_template
+  - module: lxcri.proxmox.lxc_container_info
+"""
+
+EXAMPLES = r"""
+- name: Build a template from an image and upload it to the node's local storage
+  lxcri.proxmox.oci_template:
+    image: nginx:1.27
+    storage: local
+  register: nginx_template
+
+- name: Run it as a container (Proxmox VE 9.1+ sets entrypoint and env from the image)
+  lxcri.proxmox.lxc_container:
+    hostname: web1
+    oci: "{{ nginx_template }}"
+    storage: local-zfs
+    memory: 512
+    net:
+      0: {name: eth0, bridge: vmbr0, ip: dhcp}
+    state: started
+
+- name: Stop and delete it
+  lxcri.proxmox.lxc_container:
+    hostname: web1
+    state: absent
+    force: true
+"""
+
+RETURN = r"""
+vmid:
+  description: The container's id.
+  returned: success
+  type: int
+  sample: 105
+node:
+  description: The node the container is on.
+  returned: success
+  type: str
+  sample: pve1
+status:
+  description: The run state after the task (V(running), V(stopped) or V(absent)).
+  returned: success
+  type: str
+  sample: running
+config:
+  description: The container's config after the task (secrets masked).
+  returned: unless state is absent
+  type: dict
+pending:
+  description: Changed keys that a running container takes only at its next start.
+  returned: unless state is absent
+  type: list
+  elements: str
+actions:
+  description: What was done, in order (V(created), V(configured), V(started), ...).
+  returned: success
+  type: list
+  elements: str
+warnings_from_tasks:
+  description: Warning lines of worker tasks that ended with C(WARNINGS).
+  returned: success
+  type: list
+  elements: str
+timings:
+  description: Seconds taken by each worker task and in total.
+  returned: success
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
+
+
+def main():
+    spec = dict(
+        state=dict(type="str", default="present",
+                   choices=["present", "started", "stopped", "restarted", "absent", "template"]),
+        vmid=dict(type="int"),
+        hostname=dict(type="str"),
+        node=dict(type="str"),
+        vmid_range=dict(type="list", elements="int"),
+        ostemplate=dict(type="str"),
+        oci=dict(type="dict"),
+        clone=dict(type="str"),
+        full=dict(type="bool"),
+        storage=dict(type="str"),
+        disk_size=dict(type="int"),
+        cores=dict(type="int"),
+        cpulimit=dict(type="float"),
+        cpuunits=dict(type="int"),
+        memory=dict(type="int"),
+        swap=dict(type="int"),
+        rootfs=dict(type="raw"),
+        mounts=dict(type="dict"),
+        net=dict(type="dict"),
+        nameserver=dict(type="str"),
+        searchdomain=dict(type="str"),
+        onboot=dict(type="bool"),
+        startup=dict(type="raw"),
+        features=dict(type="raw"),
+        unprivileged=dict(type="bool"),
+        ostype=dict(type="str"),
+        arch=dict(type="str"),
+        description=dict(type="str"),
+        tags=dict(type="list", elements="str"),
+        pool=dict(type="str"),
+        protection=dict(type="bool"),
+        password=dict(type="str", no_log=True),
+        ssh_public_keys=dict(type="str", no_log=True),
+        hookscript=dict(type="str"),
+        cmode=dict(type="str", choices=["shell", "console", "tty"]),
+        entrypoint=dict(type="str"),
+        env=dict(type="list", elements="str", no_log=False),
+        purge_config=dict(type="bool", default=False),
+        delete=dict(type="list", elements="str"),
+        restart=dict(type="str", default="never", choices=["never", "when_needed"]),
+        shutdown_timeout=dict(type="int", default=60),
+        force_stop=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+        purge=dict(type="bool", default=False),
+        destroy_unreferenced_disks=dict(type="bool"),
+    )
+    spec.update(pve_argument_spec())
+    module = AnsibleModule(argument_spec=spec, mutually_exclusive=[("ostemplate", "oci", "clone")],
+                           supports_check_mode=True)
+    try:
+        result = ContainerManager(module.params, check_mode=module.check_mode).run()
+    except PveError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
