@@ -184,3 +184,142 @@ def test_hostname_must_be_unique_and_running_containers_need_force(installed_col
         """)
     run = installed_collection.playbook(forced)
     assert run.rc == 0 and 140 not in double.backend.containers, run
+
+
+# ---------------------------------------------------------------------------
+# end to end: image in the local registry -> oci_template -> lxc_container -> the real init
+
+E2E_ARGV = ["/bin/sh", "-c", "sleep 3600; exit 0", "app", "two words", "it's", 'say "hi"']
+
+
+@pytest.fixture(params=["9.1", "8"])
+def zdouble(request, tmp_path, zfs_dataset, bed):
+    instance = Double(str(tmp_path / "pvez"), mode=request.param, zfs_root=zfs_dataset + "/pve").start()
+    yield instance
+    for vmid in list(instance.backend.containers):
+        instance.backend._lxc(instance.backend.containers[vmid], "lxc-stop", "-k")
+    instance.stop()
+
+
+def push_e2e_image(tmp_path, bed):
+    from lxcri_testbed.oci_build import with_setpriv
+    layer = with_setpriv(Layer().dir("bin").dir("tmp", mode=0o1777).busybox(("sh", "sleep")).dir("etc")
+                         .file("etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n")
+                         .file("etc/group", "root:x:0:\napp:x:1000:\n").dir("sbin"))
+    layout = str(tmp_path / "layout")
+    write_image(layout, "1", [layer], {"Entrypoint": E2E_ARGV[:3], "Cmd": E2E_ARGV[3:],
+                                       "Env": ["PATH=/bin", "GREETING=hello world"], "WorkingDir": "/srv/app",
+                                       "User": "app"})
+    ref = "%s/lxcri-test/e2e:1" % bed["registry"]["host"]
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:%s:1" % layout, "docker://" + ref],
+                   check=True)
+    return ref
+
+
+def test_end_to_end_registry_image_runs_its_exact_entrypoint(installed_collection, zdouble, tmp_path, bed):
+    from lxcri_testbed.lxc import read_init
+    ref = push_e2e_image(tmp_path, bed)
+    nine = zdouble.backend.mode.startswith("9")
+    # 9.1: an OCI archive (Proxmox's import sets cwd/uid/gid), entrypoint/env set by lxc_container;
+    # 8: a vztmpl whose /sbin/init is the generated init. The double runs this machine's LXC 5.0.
+    template_args = "format: oci-archive" if nine else "init_wrapper: always"
+    deploy = play(tmp_path, zdouble, "deploy.yml", """\
+        - lxcri.proxmox.oci_template:
+            image: %s
+            registry_tls_verify: false
+            storage: local
+            cache_dir: %s
+            lxc_version: "5.0"
+            %s
+          register: tmpl
+        - lxcri.proxmox.lxc_container:
+            vmid: 200
+            hostname: e2e
+            oci: "{{ tmpl }}"
+            storage: local-zfs
+            disk_size: 1
+            state: started
+          register: ct
+        """ % (ref, tmp_path / "cache", template_args))
+    run = installed_collection.playbook(deploy)
+    assert run.rc == 0, run
+    tmpl, ct = run.task_results()
+    assert ct["status"] == "running" and ct["actions"] == ["created", "started"]
+    assert ct["config"].get("entrypoint") == (tmpl["runtime"]["pve_entrypoint"] if nine else None)
+    check_app(zdouble, 200, nine)
+    assert installed_collection.playbook(deploy).stats["localhost"]["changed"] == 0  # idempotent
+    check_app(zdouble, 200, nine)
+
+    # again through a linked clone of a template on ZFS
+    clone = play(tmp_path, zdouble, "clone.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 200
+            state: template
+            force: true
+        - lxcri.proxmox.lxc_container:
+            vmid: 201
+            hostname: e2e-clone
+            clone: "200"
+            state: started
+          register: cloned
+        """)
+    run = installed_collection.playbook(clone)
+    assert run.rc == 0, [r.get("msg") for r in run.task_results()]
+    assert run.task_results()[1]["actions"][:1] == ["cloned"]
+    pool = zdouble.backend.storages["local-zfs"]["pool"]
+    origin = subprocess.run(["zfs", "get", "-H", "-o", "value", "origin", pool + "/subvol-201-disk-0"],
+                            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
+    assert origin == pool + "/basevol-200-disk-0@__base__"  # a linked clone
+    check_app(zdouble, 201, nine)
+
+    stop_and_delete = play(tmp_path, zdouble, "teardown.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 201
+            state: stopped
+            shutdown_timeout: 5
+            force_stop: true
+        - lxcri.proxmox.lxc_container:
+            vmid: 201
+            state: absent
+        - lxcri.proxmox.lxc_container:
+            vmid: 200
+            state: absent
+        """)
+    run = installed_collection.playbook(stop_and_delete)
+    assert run.rc == 0, run
+    assert 200 not in zdouble.backend.containers and 201 not in zdouble.backend.containers
+    leftovers = subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", zdouble.backend.storages["local-zfs"]["pool"]],
+                               stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+    assert [n for n in leftovers if "-200-" in n or "-201-" in n] == []
+    assert not os.path.exists(os.path.join(zdouble.backend.lxc_path, "200"))
+
+
+def check_app(double, vmid, nine):
+    """The container's application has exactly the image's argv, env, cwd and uid (as init on 9.1, as
+    init's child under the generated /sbin/init on 8)."""
+    import time
+    from lxcri_testbed.lxc import read_init
+    state, pid = double.backend.lxc_state(double.backend.containers[vmid])
+    assert state == "running"
+    found = None
+    for dummy in range(100):
+        if nine:
+            candidates = [read_init(pid)]
+        else:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+                candidates = [read_init(int(p)) for p in handle.read().split()]
+        found = [c for c in candidates if c.argv == E2E_ARGV]
+        if found:
+            break
+        time.sleep(0.1)  # the exec wrapper or the init's sh step, just before its exec
+    assert found, candidates
+    app = found[0]
+    assert app.env["GREETING"] == "hello world" and app.env["PATH"] == "/bin"
+    assert app.cwd == "/srv/app" and (app.uid, app.gid) == (1000, 1000)
+
+
+def test_doc_renders(installed_collection):
+    run = installed_collection.doc("lxcri.proxmox.lxc_container")
+    assert run.rc == 0, run
+    for word in ("purge_config", "restart", "destroy_unreferenced_disks", "vmid_range", "api_token_secret"):
+        assert word in run.stdout

@@ -19,7 +19,7 @@ import pytest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
 from lxcri_testbed.bed import run
-from lxcri_testbed.oci_build import Layer, write_image
+from lxcri_testbed.oci_build import Layer, with_setpriv, write_image
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\napp:x:1000:\nvideo:x:44:app\naudio:x:29:app\n"
@@ -441,29 +441,6 @@ def test_hostile_image_is_refused_and_nothing_outside_changes(work, tmp_path):
 
 # ---------------------------------------------------------------------------
 # init_wrapper: always (Proxmox VE before 9.1 runs /sbin/init)
-
-def with_setpriv(layer):
-    """util-linux setpriv and the libraries it links, copied from the host into the layer."""
-    paths = ["/usr/bin/setpriv"]
-    for line in run(["ldd", "/usr/bin/setpriv"]).stdout.splitlines():
-        words = line.split()
-        if "=>" in words and len(words) > 2 and words[2].startswith("/"):
-            paths.append(words[2])
-        elif words and words[0].startswith("/"):
-            paths.append(words[0])
-    made = set()
-    for path in paths:
-        real = os.path.realpath(path)
-        parts = path.strip("/").split("/")
-        for depth in range(1, len(parts)):
-            directory = "/".join(parts[:depth])
-            if directory not in made:
-                layer.dir(directory)
-                made.add(directory)
-        with open(real, "rb") as handle:
-            layer.file(path.strip("/"), handle.read(), mode=0o755)
-    return layer
-
 
 def children(pid):
     with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:

@@ -134,3 +134,27 @@ def write_image(layout, tag, layers, config=None, compression="gzip", architectu
     with open(index_path, "w") as handle:
         json.dump(index, handle)
     return "oci-layout:%s:%s" % (layout, tag)
+
+
+def with_setpriv(layer):
+    """util-linux setpriv and the libraries it links, copied from the host into the layer."""
+    paths = ["/usr/bin/setpriv"]
+    for line in subprocess.run(["ldd", "/usr/bin/setpriv"], stdout=subprocess.PIPE, universal_newlines=True,
+                               check=True).stdout.splitlines():
+        words = line.split()
+        if "=>" in words and len(words) > 2 and words[2].startswith("/"):
+            paths.append(words[2])
+        elif words and words[0].startswith("/"):
+            paths.append(words[0])
+    made = set()
+    for path in paths:
+        real = os.path.realpath(path)
+        parts = path.strip("/").split("/")
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            if directory not in made:
+                layer.dir(directory)
+                made.add(directory)
+        with open(real, "rb") as handle:
+            layer.file(path.strip("/"), handle.read(), mode=0o755)
+    return layer

@@ -629,10 +629,18 @@ class Backend:
         if self.storages[volume.split(":")[0]]["type"] == "zfspool":
             base = volume.replace(":subvol-", ":basevol-")
             try:
-                # zfs-fuse refuses to rename a mounted dataset it is still holding
-                subprocess.run(["zfs", "unmount", "-f", self.dataset(volume)], check=False,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                self._zfs("rename", self.dataset(volume), self.dataset(base))
+                # zfs-fuse refuses to rename a mounted dataset it is still holding, and holds it for
+                # a moment after the container that used it stopped: unmount and retry
+                for attempt in range(20):
+                    subprocess.run(["zfs", "unmount", "-f", self.dataset(volume)], check=False,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    try:
+                        self._zfs("rename", self.dataset(volume), self.dataset(base))
+                        break
+                    except TaskFailed:
+                        if attempt == 19:
+                            raise
+                        time.sleep(0.3)
                 subprocess.run(["zfs", "mount", self.dataset(base)], check=False,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 self._zfs("snapshot", self.dataset(base) + "@__base__")
