@@ -288,8 +288,9 @@ def test_end_to_end_registry_image_runs_its_exact_entrypoint(installed_collectio
     run = installed_collection.playbook(stop_and_delete)
     assert run.rc == 0, run
     assert 200 not in zdouble.backend.containers and 201 not in zdouble.backend.containers
-    leftovers = subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", zdouble.backend.storages["local-zfs"]["pool"]],
-                               stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+    pool = zdouble.backend.storages["local-zfs"]["pool"]
+    leftovers = subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", pool], stdout=subprocess.PIPE,
+                               universal_newlines=True, check=True).stdout.split()
     assert [n for n in leftovers if "-200-" in n or "-201-" in n] == []
     assert not os.path.exists(os.path.join(zdouble.backend.lxc_path, "200"))
 
