@@ -324,3 +324,50 @@ def test_doc_renders(installed_collection):
     assert run.rc == 0, run
     for word in ("purge_config", "restart", "destroy_unreferenced_disks", "vmid_range", "api_token_secret"):
         assert word in run.stdout
+
+
+def test_info_filters_and_a_wrong_password(installed_collection, double, tmp_path):
+    make = play(tmp_path, double, "make.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: "{{ item.vmid }}"
+            hostname: "{{ item.name }}"
+            tags: "{{ item.tags }}"
+            ostemplate: local:vztmpl/base.tar.zst
+          loop:
+            - {vmid: 150, name: alpha, tags: [web, blue]}
+            - {vmid: 151, name: beta, tags: [web]}
+            - {vmid: 152, name: gamma, tags: [db]}
+        """)
+    assert installed_collection.playbook(make).rc == 0
+    query = play(tmp_path, double, "info.yml", """\
+        - lxcri.proxmox.lxc_container_info:
+            tags: [web]
+          register: web
+        - lxcri.proxmox.lxc_container_info:
+            hostname: gamma
+            config: false
+          register: gamma
+        - lxcri.proxmox.lxc_container_info:
+            vmid: 150
+          register: one
+        """)
+    run = installed_collection.playbook(query, check=True)
+    assert run.rc == 0, run
+    web, gamma, one = run.task_results()
+    assert [c["vmid"] for c in web["containers"]] == [150, 151] and not web["changed"]
+    assert [c["hostname"] for c in gamma["containers"]] == ["gamma"] and "config" not in gamma["containers"][0]
+    assert one["containers"][0]["config"]["hostname"] == "alpha" and one["containers"][0]["tags"] == ["blue", "web"]
+    bad = tmp_path / "bad.yml"
+    bad.write_text(textwrap.dedent("""\
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - lxcri.proxmox.lxc_container_info:
+                api_host: 127.0.0.1
+                api_port: %d
+                api_password: wrong-password-here
+                ca_path: %s
+        """ % (double.port, double.cert)))
+    run = installed_collection.playbook(str(bad), verbosity=3)
+    assert run.rc != 0 and "401" in run.task_results()[0]["msg"]
+    assert "wrong-password-here" not in run.stdout + run.stderr

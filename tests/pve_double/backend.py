@@ -450,7 +450,7 @@ class Backend:
         return {"vmid": ct.vmid, "name": ct.config.get("hostname", "CT%d" % ct.vmid), "status": ct.status,
                 "type": "lxc", "template": 1 if ct.config.get("template") == "1" else 0,
                 "maxmem": int(ct.config.get("memory", "512")) * 1024 * 1024,
-                "cpus": int(ct.config.get("cores", "1")), "lock": ct.lock or ""}
+                "cpus": int(ct.config.get("cores", "1")), "lock": ct.lock or "", "tags": ct.config.get("tags", "")}
 
     def resources(self, params):
         out = [{"id": "node/" + self.node, "type": "node", "node": self.node, "status": "online"}]
