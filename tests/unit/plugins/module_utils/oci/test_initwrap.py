@@ -193,7 +193,14 @@ def test_init_wrapper_refusals(kwargs, fragment):
 def _run_init(shell, tmp_path, argv, stop_signal=None):
     script = tmp_path / "init"
     script.write_bytes(initwrap.init_wrapper(argv, ENV, str(tmp_path), 0, 0, [], stop_signal, None))
-    return subprocess.Popen(shell + [str(script)], env={"JUNK": "1"}, cwd="/", stdin=subprocess.DEVNULL)
+    # An init starts with every signal at its default (LXC resets them); a test runner started in the
+    # background of a non-interactive shell has SIGINT and SIGQUIT ignored, which a shell cannot trap.
+    reset = ["/usr/bin/env", "--default-signal=INT,QUIT"] if _ENV_RESETS_SIGNALS else []
+    return subprocess.Popen(reset + shell + [str(script)], env={"JUNK": "1"}, cwd="/", stdin=subprocess.DEVNULL)
+
+
+_ENV_RESETS_SIGNALS = subprocess.run(["/usr/bin/env", "--default-signal=INT", "true"], stderr=subprocess.DEVNULL,
+                                     check=False).returncode == 0
 
 
 def _wait_file(path, timeout=10):
