@@ -153,6 +153,19 @@ options:
     description: The environment (Proxmox VE 9.1+ C(env) key) as a list of C(NAME=value); overrides O(oci)'s.
     type: list
     elements: str
+  raw_lxc:
+    description:
+      - Write the image's runtime (RV(lxcri.proxmox.oci_template#module:runtime.lxc_config) and C(lxc.init.cmd)) as raw
+        C(lxc.*) lines into the container's config file on the node (the API cannot set them). Only those keys are
+        touched. Needs the module to run on the node that has the container, and O(oci).
+      - For Proxmox VE before 9.1 with a template without the init wrapper, or to set the user and directory of a
+        plain template on 9.1.
+    type: bool
+    default: false
+  raw_lxc_dir:
+    description: Where the container config files are (the cluster file system).
+    type: path
+    default: /etc/pve/lxc
   purge_config:
     description: Remove config keys that are set on the container but not given here (among those this module manages).
     type: bool
@@ -320,6 +333,8 @@ def main():
         cmode=dict(type="str", choices=["shell", "console", "tty"]),
         entrypoint=dict(type="str"),
         env=dict(type="list", elements="str", no_log=False),
+        raw_lxc=dict(type="bool", default=False),
+        raw_lxc_dir=dict(type="path", default="/etc/pve/lxc"),
         purge_config=dict(type="bool", default=False),
         delete=dict(type="list", elements="str"),
         restart=dict(type="str", default="never", choices=["never", "when_needed"]),

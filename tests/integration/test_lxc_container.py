@@ -371,3 +371,36 @@ def test_info_filters_and_a_wrong_password(installed_collection, double, tmp_pat
     run = installed_collection.playbook(str(bad), verbosity=3)
     assert run.rc != 0 and "401" in run.task_results()[0]["msg"]
     assert "wrong-password-here" not in run.stdout + run.stderr
+
+
+def test_raw_lxc_writes_only_the_runtime_keys_into_the_conf(installed_collection, double, tmp_path):
+    """Before 9.1, a template without the init wrapper runs its entrypoint through raw lxc.* lines on the node."""
+    confdir = tmp_path / "pve-lxc"
+    confdir.mkdir()
+    make = play(tmp_path, double, "make.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 160
+            hostname: raw
+            ostemplate: local:vztmpl/base.tar.zst
+        """)
+    assert installed_collection.playbook(make).rc == 0
+    (confdir / "160.conf").write_text("arch: amd64\nhostname: raw\nlxc.apparmor.profile: unconfined\n")
+    runtime = {"argv": ["/bin/sleep", "3600"], "lxc_init_cmd": "/bin/sleep 3600", "uid": 0, "gid": 0,
+               "groups": [], "cwd": "/tmp", "wrapper": None, "pve_entrypoint": "/bin/sleep 3600",
+               "pve_env": "A=b c", "lxc_config": ["lxc.init.cwd = /tmp", "lxc.environment = A=b c",
+                                                   "lxc.signal.halt = SIGTERM"]}
+    raw = play(tmp_path, double, "raw.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 160
+            oci: {volid: "local:vztmpl/base.tar.zst", runtime: %s}
+            raw_lxc: true
+            raw_lxc_dir: %s
+        """ % (json.dumps(runtime), confdir))
+    run = installed_collection.playbook(raw)
+    assert run.rc == 0, [r.get("msg") for r in run.task_results()]
+    assert run.task_results()[0]["changed"]
+    text = (confdir / "160.conf").read_text()
+    assert "lxc.apparmor.profile: unconfined" in text and "lxc.init.cmd: /bin/sleep 3600" in text
+    assert "lxc.environment: A=b c" in text
+    again = installed_collection.playbook(raw)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again.task_results()

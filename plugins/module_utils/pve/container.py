@@ -18,6 +18,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import rawconf
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConfigError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
@@ -129,6 +130,15 @@ class ContainerManager:
         runtime = (params.get("oci") or {}).get("runtime") if params.get("oci") else None
         if runtime:
             features = features or self.features()
+            wrapper = (runtime.get("wrapper") or {}).get("kind")
+            archive = str((params.get("oci") or {}).get("volid", "")).endswith(".tar")
+            needs_raw = runtime.get("uid") or runtime.get("gid") or runtime.get("groups") or \
+                runtime.get("cwd", "/") != "/"
+            if features.entrypoint_env and wrapper != "init" and needs_raw and not archive and not params.get("raw_lxc"):
+                raise ContainerError(
+                    "the image runs as uid %s in %s, which the API cannot set on a plain template: build it with "
+                    "format: oci-archive (Proxmox imports the user and directory), or init_wrapper: always, or run "
+                    "on the node with raw_lxc: true" % (runtime.get("uid"), runtime.get("cwd")))
             if features.entrypoint_env:
                 if "entrypoint" not in wanted and runtime.get("pve_entrypoint"):
                     wanted["entrypoint"] = runtime["pve_entrypoint"]
@@ -248,6 +258,21 @@ class ContainerManager:
         self._act("cloned")
         self._wait(src["node"], upid, "clone")
         return vmid
+
+    def raw_lines(self, node, vmid):
+        """Write the runtime's lxc.* lines into the node's conf file (raw_lxc); returns whether it changed."""
+        runtime = (self.params.get("oci") or {}).get("runtime")
+        if not self.params.get("raw_lxc") or not runtime or (runtime.get("wrapper") or {}).get("kind") == "init":
+            return False
+        lines = ["lxc.init.cmd = %s" % runtime["lxc_init_cmd"]] + list(runtime.get("lxc_config") or [])
+        try:
+            changed = rawconf.apply(vmid, lines, self.params.get("raw_lxc_dir") or rawconf.DEFAULT_DIR,
+                                    check_mode=self.check_mode)
+        except (OSError, IOError) as exc:
+            raise ContainerError(str(exc))
+        if changed:
+            self._act("raw_lxc")
+        return changed
 
     # -- update --------------------------------------------------------------------------
 
@@ -391,6 +416,11 @@ class ContainerManager:
                 config = dict(config, **plan.put)
                 for key in plan.delete:
                     config.pop(key, None)
+        if self.raw_lines(node, vmid) and status == "running" and state != "stopped":
+            result.setdefault("pending", []).append("lxc.*")
+            if self.params.get("restart") == "when_needed":
+                self.reboot(node, vmid)
+                result["pending"] = [k for k in result["pending"] if k != "lxc.*"]
         if state == "started" and status != "running":
             self.start(node, vmid)
             status = "running"

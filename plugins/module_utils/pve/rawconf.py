@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Raw ``lxc.*`` lines in a container's Proxmox VE config file (``/etc/pve/lxc/<vmid>.conf``).
+
+The API cannot set ``lxc.*`` keys; on the node they are written into the
+file (pmxcfs).  Only the keys this collection manages are touched, in the
+current config (before the first ``[snapshot]`` section); every other line
+stays as it was.  Multi-valued keys (``lxc.environment``) are replaced as a
+whole.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+MANAGED_KEYS = ("lxc.init.cmd", "lxc.init.cwd", "lxc.init.uid", "lxc.init.gid", "lxc.init.groups",
+                "lxc.environment", "lxc.signal.halt")
+DEFAULT_DIR = "/etc/pve/lxc"
+
+
+def _key(line):
+    if line.lstrip().startswith("lxc.") and ("=" in line or ":" in line):
+        sep = min(i for i in (line.find("="), line.find(":")) if i >= 0)
+        return line[:sep].strip()
+    return None
+
+
+def merged(text, lines):
+    """``text`` (a conf file) with the managed keys replaced by ``lines``."""
+    all_lines = text.splitlines()
+    end = len(all_lines)
+    for index, line in enumerate(all_lines):
+        if line.startswith("["):
+            end = index
+            break
+    head = [line for line in all_lines[:end] if _key(line) not in MANAGED_KEYS]
+    while head and not head[-1].strip():
+        head.pop()
+    new = [line.replace(" = ", ": ", 1) if line.startswith("lxc.") else line for line in lines]
+    out = head + new
+    rest = all_lines[end:]
+    if rest:
+        out += [""] + rest
+    return "\n".join(out) + "\n"
+
+
+def apply(vmid, lines, directory=DEFAULT_DIR, check_mode=False):
+    """Write ``lines`` (``lxc.key = value``) into the container's conf; returns whether it changed."""
+    if not os.path.isdir(directory):
+        raise OSError("raw_lxc needs the module to run on the Proxmox VE node that has the container (no %s)"
+                      % directory)
+    path = os.path.join(directory, "%d.conf" % int(vmid))
+    with open(path) as handle:
+        text = handle.read()
+    new = merged(text, lines)
+    if new == text:
+        return False
+    if not check_mode:
+        with open(path, "w") as handle:
+            handle.write(new)
+    return True
