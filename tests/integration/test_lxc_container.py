@@ -385,10 +385,10 @@ def test_raw_lxc_writes_only_the_runtime_keys_into_the_conf(installed_collection
         """)
     assert installed_collection.playbook(make).rc == 0
     (confdir / "160.conf").write_text("arch: amd64\nhostname: raw\nlxc.apparmor.profile: unconfined\n")
+    lines = ["lxc.init.cwd = /tmp", "lxc.environment = A=b c", "lxc.signal.halt = SIGTERM"]
     runtime = {"argv": ["/bin/sleep", "3600"], "lxc_init_cmd": "/bin/sleep 3600", "uid": 0, "gid": 0,
                "groups": [], "cwd": "/tmp", "wrapper": None, "pve_entrypoint": "/bin/sleep 3600",
-               "pve_env": "A=b c", "lxc_config": ["lxc.init.cwd = /tmp", "lxc.environment = A=b c",
-                                                   "lxc.signal.halt = SIGTERM"]}
+               "pve_env": "A=b c", "lxc_config": lines}
     raw = play(tmp_path, double, "raw.yml", """\
         - lxcri.proxmox.lxc_container:
             vmid: 160
