@@ -16,6 +16,7 @@ description:
   - Lists the cluster's LXC containers from one C(GET /cluster/resources) call, filtered by node, vmid, hostname or
     tags, and adds each matching container's config (one call per container, only for the matches) unless
     O(config=false).
+  - Read-only; never reports a change.
 author:
   - lxcri maintainers (@lxcri)
 options:
@@ -23,17 +24,22 @@ options:
     description: Only containers on this node.
     type: str
   vmid:
-    description: Only this container.
+    description: Only the container with this id.
     type: int
   hostname:
-    description: Only containers with this hostname.
+    description: Only containers with this hostname (the name Proxmox VE lists for them).
     type: str
   tags:
-    description: Only containers carrying all of these tags.
+    description:
+      - Only containers carrying all of these tags.
+      - An item may itself list several tags separated by C(;), C(,) or spaces, as Proxmox VE writes them.
     type: list
     elements: str
   config:
-    description: Add each container's config (secrets masked).
+    description:
+      - Add each matching container's config (C(GET /nodes/{node}/lxc/{vmid}/config)), secrets masked.
+      - With V(false) the module makes only the one cluster call (when the node lists tags, as Proxmox VE 7.3 and
+        later do).
     type: bool
     default: true
 extends_documentation_fragment:
@@ -56,7 +62,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: All containers tagged web
+- name: All containers tagged web (connection options set once for the pve group)
   lxcri.proxmox.lxc_container_info:
     tags: [web]
   register: web
@@ -64,11 +70,25 @@ EXAMPLES = r"""
 - name: Their ids and states
   ansible.builtin.debug:
     msg: "{{ web.containers | map(attribute='vmid') }} {{ web.containers | map(attribute='status') }}"
+
+- name: One container by hostname, status only
+  lxcri.proxmox.lxc_container_info:
+    api_host: pve1.example.org
+    api_token_id: ansible@pve!automation
+    api_token_secret: "{{ vault_pve_token_secret }}"
+    hostname: web1
+    config: false
+  register: web1
+
+- name: Everything on one node
+  lxcri.proxmox.lxc_container_info:
+    node: pve2
+  register: on_pve2
 """
 
 RETURN = r"""
 containers:
-  description: The matching containers, by vmid.
+  description: The matching containers, sorted by vmid; empty when none matches.
   returned: always
   type: list
   elements: dict
@@ -76,66 +96,102 @@ containers:
     vmid:
       description: The container's id.
       type: int
+      sample: 120
     node:
-      description: Its node.
+      description: The node it is on.
       type: str
+      sample: pve1
     hostname:
       description: Its hostname (the resource name).
       type: str
+      sample: web1
     status:
       description: V(running) or V(stopped).
       type: str
+      sample: running
     template:
       description: Whether it is a template.
       type: bool
+      sample: false
     tags:
-      description: Its tags.
+      description: Its tags, sorted.
       type: list
       elements: str
+      sample: [blue, web]
+    lock:
+      description: Its config lock (V(create), V(backup), ...), when it has one.
+      type: str
+      returned: when locked
+      sample: backup
+    pool:
+      description: The resource pool it is in.
+      type: str
+      returned: when in a pool
+    uptime:
+      description: Seconds since it started.
+      type: int
+      returned: when Proxmox VE reports it
+    maxmem:
+      description: Its memory limit in bytes.
+      type: int
+      returned: when Proxmox VE reports it
+      sample: 536870912
+    mem:
+      description: Memory in use, in bytes.
+      type: int
+      returned: when Proxmox VE reports it
+    maxdisk:
+      description: Size of its root disk in bytes.
+      type: int
+      returned: when Proxmox VE reports it
+    disk:
+      description: Root disk space in use, in bytes.
+      type: int
+      returned: when Proxmox VE reports it
+    maxcpu:
+      description: Its CPU limit (cores).
+      type: float
+      returned: when Proxmox VE reports it
+    cpu:
+      description: CPU load (a fraction of maxcpu).
+      type: float
+      returned: when Proxmox VE reports it
+    hastate:
+      description: Its HA state, when HA manages it.
+      type: str
+      returned: when HA-managed
     config:
-      description: Its config (when O(config=true)), secrets masked.
+      description:
+        - Its config as Proxmox VE returns it (property strings, C(digest) included), secrets masked.
       type: dict
+      returned: when O(config=true)
+      sample:
+        hostname: web1
+        memory: 512
+        net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:2E:4F:6A,ip=dhcp,type=veth
+        rootfs: local-zfs:subvol-120-disk-0,size=8G
+        tags: blue;web
 """
-
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import masked
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect, pve_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
-
-
-def containers(client, node=None, vmid=None, hostname=None, tags=None, with_config=True):
-    found = []
-    wanted_tags = set(tags or ())
-    for res in client.get("/cluster/resources", type="vm") or []:
-        if res.get("type") != "lxc":
-            continue
-        have_tags = set(t for t in re.split(r"[;,\s]+", res.get("tags") or "") if t)
-        if (node and res.get("node") != node) or (vmid is not None and int(res["vmid"]) != vmid) or \
-                (hostname and res.get("name") != hostname) or not wanted_tags <= have_tags:
-            continue
-        entry = {"vmid": int(res["vmid"]), "node": res.get("node"), "hostname": res.get("name"),
-                 "status": res.get("status"), "template": bool(int(res.get("template") or 0)),
-                 "tags": sorted(have_tags)}
-        if with_config:
-            entry["config"] = masked(client.get("/nodes/{node}/lxc/{vmid}/config", node=entry["node"],
-                                                vmid=entry["vmid"]))
-        found.append(entry)
-    return sorted(found, key=lambda e: e["vmid"])
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import ContainerQuery, list_containers
 
 
 def main():
     spec = dict(node=dict(type="str"), vmid=dict(type="int"), hostname=dict(type="str"),
                 tags=dict(type="list", elements="str"), config=dict(type="bool", default=True))
     spec.update(pve_argument_spec())
+    # no mutually_exclusive here: the PROXMOX_* fallbacks may fill both sides; connect() says which clash
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     try:
         client = connect(params)
-        found = containers(client, params["node"], params["vmid"], params["hostname"], params["tags"],
-                           params["config"])
+        query = ContainerQuery(node=params["node"], vmid=params["vmid"], hostname=params["hostname"],
+                               tags=params["tags"])
+        found = list_containers(client, query, with_config=params["config"])
     except PveError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, containers=found)

@@ -3,16 +3,32 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Proxmox VE container config: property strings, normalisation, diff.
 
-Formats follow the API schema's ``format`` definitions of the LXC config
-(``pve-ct-network`` for ``net[n]``, ``pve-ct-rootfs``/``pve-ct-mountpoint``,
-``pve-ct-features``, ``pve-startup-order``): comma-separated ``key=value``
-items, with one default key that may be written without its name
-(``local-zfs:8,size=8G`` is ``volume=local-zfs:8,size=8G``).
+Pure Python (no Ansible), so that it can be tested table-driven.
 
-Comparison is per key after normalisation: booleans (1/0, on/off, yes/no,
-true/false), sizes (``8G`` = ``8192M``), tags as sets, numbers as numbers,
-and a network interface's ``hwaddr`` only when the desired value gives one
-(Proxmox generates it).
+Formats follow the API schema (``shared/pve-api/apidata-{8,9}.json``, the
+``format`` of ``net[n]``, ``rootfs``, ``mp[n]``, ``features``, ``dev[n]``,
+``unused[n]`` of ``PUT /nodes/{node}/lxc/{vmid}/config``; ``startup`` is
+pve-common's ``pve_parse_startup_order``).  FORMATS below holds them in the
+schema's own shape, and a unit test compares them with both schema files.
+Parsing and printing follow pve-common's ``parse_property_string`` and
+``print_property_string``: comma-separated ``key=value`` items, the default
+key may be written bare; printed as the bare default key, then the required
+keys sorted, then the rest sorted; booleans as 1/0; ``disk-size`` values by
+``format_size`` (``8192M`` prints as ``8G``, a bare number is bytes).
+
+Comparison is per key after normalisation: schema defaults filled in,
+booleans (1/0, on/off, yes/no, true/false), sizes in bytes, numbers as
+numbers, tags as sets (``;``, ``,`` or space separated), description without
+trailing whitespace, and values Proxmox generates (a network interface's
+``hwaddr``, a volume's ``size``) only when the desired value gives them.  A
+desired volume in allocation syntax ``STORAGE:SIZE_IN_GiB`` matches the
+volume Proxmox allocated for it on that storage with that size.
+
+Which changes a running container takes at once follows pve-container's
+``PVE::LXC::Config::vmconfig_hotplug_pending`` (read at commit 94f5585,
+2026-02): the "fastplug" keys are written at once, cgroup limits and network
+interfaces are hotplugged, a new mount point or device is hotplugged (a changed
+one is not); every other change stays pending until the next start.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,200 +37,528 @@ __metaclass__ = type
 
 import re
 
-MASK = "********"
-SECRET_KEYS = ("password",)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 
-# key pattern -> (default key, {sub-key: kind})
-FORMATS = {
-    "net": ("name", {"name": "str", "bridge": "str", "hwaddr": "mac", "ip": "str", "ip6": "str", "gw": "str",
-                     "gw6": "str", "firewall": "bool", "link_down": "bool", "mtu": "int", "rate": "num", "tag": "int",
-                     "trunks": "str", "type": "str"}),
-    "rootfs": ("volume", {"volume": "str", "size": "size", "acl": "bool", "mountoptions": "str", "quota": "bool",
-                          "replicate": "bool", "ro": "bool", "shared": "bool"}),
-    "mp": ("volume", {"volume": "str", "mp": "str", "size": "size", "acl": "bool", "backup": "bool",
-                      "mountoptions": "str", "quota": "bool", "replicate": "bool", "ro": "bool", "shared": "bool"}),
-    "features": (None, {"fuse": "bool", "keyctl": "bool", "mknod": "bool", "mount": "str", "nesting": "bool",
-                        "force_rw_sys": "bool"}),
-    "startup": ("order", {"order": "int", "up": "int", "down": "int"}),
+MASK = "********"
+# create-only parameters that carry secrets; never shown in results or diffs
+SECRET_KEYS = ("password", "ssh-public-keys", "ssh_public_keys")
+
+
+class ConfigValueError(PveError, ValueError):
+    """A config value that is not valid for its key (the message names key and value)."""
+
+
+def _b(default=None, optional=True):
+    field = {"type": "boolean"}
+    if default is not None:
+        field["default"] = default
+    if optional:
+        field["optional"] = 1
+    return field
+
+
+def _s(optional=True, **extra):
+    field = {"type": "string"}
+    if optional:
+        field["optional"] = 1
+    field.update(extra)
+    return field
+
+
+def _i(optional=True, **extra):
+    field = {"type": "integer"}
+    if optional:
+        field["optional"] = 1
+    field.update(extra)
+    return field
+
+
+_MOUNT = {
+    "volume": _s(optional=False, default_key=1),
+    "acl": _b(), "mountoptions": _s(list=";"), "quota": dict(_b(), unset=0), "replicate": _b(1), "ro": dict(_b(), unset=0),
+    "shared": _b(0),
+    "size": _s(format="disk-size"),
 }
-SCALARS = {"cores": "int", "cpulimit": "num", "cpuunits": "int", "memory": "int", "swap": "int", "onboot": "bool",
-           "protection": "bool", "unprivileged": "bool", "template": "bool", "console": "bool", "tty": "int",
-           "tags": "tags", "description": "text"}
-# Keys a running container takes only at its next start (pve-container applies the others at once:
-# see PVE::LXC::Config's hotplug handling of cores, cpulimit, cpuunits, memory, swap, net, mp and the
-# pure metadata keys).
-NEEDS_RESTART = ("rootfs", "features", "arch", "ostype", "cmode", "console", "tty", "unprivileged", "entrypoint",
-                 "env", "hookscript", "nameserver", "searchdomain", "hostname")
+# Sub-key definitions in the schema's shape.  Extra fields of our own:
+# ``list`` (a ';'-separated list inside one value), ``generated`` (Proxmox
+# fills it in: ignored in comparisons unless the desired value has it) and
+# ``unset`` (what an absent flag means where the schema names no default).
+FORMATS = {
+    "net": {
+        "name": _s(optional=False), "bridge": _s(), "firewall": dict(_b(), unset=0), "gw": _s(), "gw6": _s(),
+        "host-managed": dict(_b(), unset=0), "hwaddr": _s(format="mac-addr", generated=1), "ip": _s(), "ip6": _s(),
+        "link_down": dict(_b(), unset=0), "mtu": _i(), "rate": {"type": "number", "optional": 1}, "tag": _i(),
+        "trunks": _s(list=";"), "type": _s(enum=["veth"]),
+    },
+    "rootfs": dict(_MOUNT, size=_s(format="disk-size", generated=1)),
+    "mp": dict(_MOUNT, mp=_s(optional=False), backup=_b(), keepattrs=_b(0),
+               size=_s(format="disk-size", generated=1)),
+    "features": {
+        "force_rw_sys": _b(0), "fuse": _b(0), "keyctl": _b(0), "mknod": _b(0), "mount": _s(list=";"),
+        "nesting": _b(0),
+    },
+    "dev": {
+        "path": _s(default_key=1), "deny-write": _b(0), "gid": _i(), "mode": _s(), "uid": _i(),
+    },
+    "unused": {"volume": _s(optional=False, default_key=1)},
+    "startup": {"order": _i(default_key=1), "up": _i(), "down": _i()},
+}
+
+# Plain keys: type and schema default (GET .../config leaves out keys at their default).
+SCALARS = {
+    "arch": {"type": "string", "default": "amd64"},
+    "cmode": {"type": "string", "default": "tty"},
+    "console": {"type": "boolean", "default": 1},
+    "cores": {"type": "integer"},
+    "cpulimit": {"type": "number", "default": 0},
+    "cpuunits": {"type": "integer"},  # default depends on the host's cgroup version
+    "debug": {"type": "boolean", "default": 0},
+    "description": {"type": "text"},
+    "entrypoint": {"type": "string"},  # 9.1+: /sbin/init when unset, but only where the key exists
+    "env": {"type": "nul-list"},
+    "hookscript": {"type": "string"},
+    "hostname": {"type": "string"},
+    "memory": {"type": "integer", "default": 512},
+    "nameserver": {"type": "list"},
+    "onboot": {"type": "boolean", "default": 0},
+    "ostype": {"type": "string"},
+    "protection": {"type": "boolean", "default": 0},
+    "searchdomain": {"type": "list"},
+    "swap": {"type": "integer", "default": 512},
+    "tags": {"type": "tags"},
+    "template": {"type": "boolean", "default": 0},
+    "timezone": {"type": "string"},
+    "tty": {"type": "integer", "default": 2},
+    "unprivileged": {"type": "boolean", "default": 0},
+}
+
+# pve-container: options written at once on a running container ($LXC_FASTPLUG_OPTIONS) ...
+FASTPLUG = ("description", "onboot", "startup", "protection", "hostname", "hookscript", "cores", "tags", "lock")
+# ... set or changed by a hotplug (cgroup limits, veth interfaces) ...
+HOTPLUG_SET = ("cpulimit", "cpuunits", "memory", "swap")
+# ... and deleted by a hotplug.
+HOTPLUG_DELETE = ("swap", "cpulimit", "cpuunits")
+# Never deleted by purge: Proxmox refuses (memory, rootfs, ostype, unprivileged) or owns them.
+NEVER_PURGED = ("digest", "lock", "template", "rootfs", "memory", "ostype", "arch", "unprivileged", "lxc")
+
 _TRUE = ("1", "true", "on", "yes")
 _FALSE = ("0", "false", "off", "no")
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)B?$", re.I)
-_UNITS = {"": 1024 ** 3, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT](?:iB)?)?$")
+_UNITS = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+_ALLOCATION = re.compile(r"^([A-Za-z][A-Za-z0-9\-_.]*):(\d+(?:\.\d+)?)$")
+_LIST_SPLIT = re.compile(r"[;,\s]+")
+_INDEXED = re.compile(r"^(net|mp|dev|unused)(\d+)$")
 
 
 def kind_of(key):
     """The format family of a config key: ``net`` for net0, ``mp`` for mp3, else the key."""
-    match = re.match(r"^(net|mp|unused)(\d+)$", key)
+    match = _INDEXED.match(key)
     return match.group(1) if match else key
 
 
-def parse_property(key, text):
-    """A property string into a dict of its sub-keys (the default key filled in)."""
+def format_of(key):
+    """The sub-key definitions of a property-string key, or None for a plain key."""
+    return FORMATS.get(kind_of(key))
+
+
+def _default_key(fmt):
+    for name, field in fmt.items():
+        if field.get("default_key"):
+            return name
+    return None
+
+
+# -- sizes and scalars ---------------------------------------------------------------------
+
+def parse_size(text):
+    """Bytes of a ``disk-size`` value (``8G``, ``512M``, ``1.5T``, ``4GiB``; a bare number is bytes), else None."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, (int, float)):
+        return int(text)
+    match = _SIZE.match(str(text).strip())
+    if not match:
+        return None
+    number, unit = match.group(1), match.group(2)
+    return int(float(number) * (_UNITS[unit[0]] if unit else 1))
+
+
+def format_size(size):
+    """pve-common's ``format_size``: the largest unit that divides ``size`` (bytes) exactly."""
+    size = int(size)
+    for unit in ("", "K", "M", "G"):
+        if size % 1024:
+            return "%d%s" % (size, unit)
+        size //= 1024
+    return "%dT" % size
+
+
+def _bool_text(value):
+    """'1'/'0' for a boolean in any of PVE's spellings, else None."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int) and value in (0, 1):
+        return str(value)
+    low = str(value).strip().lower()
+    if low in _TRUE:
+        return "1"
+    if low in _FALSE:
+        return "0"
+    return None
+
+
+def _check(key, name, field, value, strict):
+    """The PVE text of one (sub-)value after type checks; raises ConfigValueError when ``strict``."""
+    kind = field.get("type")
+    where = "%s: %s" % (key, name) if name else key
+
+    def bad(what):
+        if strict:
+            raise ConfigValueError("%s: %r is not %s" % (where, value, what))
+        return str(value)
+
+    if isinstance(value, (list, tuple)) and field.get("list"):
+        value = field["list"].join(str(v) for v in value)
+    if kind == "boolean":
+        text = _bool_text(value)
+        return text if text is not None else bad("a boolean (1/0, true/false, on/off, yes/no)")
+    if kind == "integer":
+        if isinstance(value, bool):
+            return bad("an integer")
+        try:
+            return str(int(str(value).strip()))
+        except ValueError:
+            return bad("an integer")
+    if kind == "number":
+        if isinstance(value, bool):
+            return bad("a number")
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            return bad("a number")
+        return str(int(number)) if number == int(number) else repr(number)
+    text = str(value)
+    if field.get("format") == "disk-size":
+        size = parse_size(text)
+        return format_size(size) if size is not None else bad("a size (like 8G, 512M or bytes)")
+    if field.get("enum") and text not in field["enum"]:
+        return bad("one of %s" % ", ".join(field["enum"]))
+    if strict and "," in text:
+        raise ConfigValueError("%s: %r must not contain a comma" % (where, value))
+    return text
+
+
+# -- property strings ---------------------------------------------------------------------
+
+def parse_property(key, text, strict=False):
+    """A property string (or a dict) of ``key`` into a dict of its sub-keys.
+
+    The bare default key is named (``local:8,size=8G`` gives ``volume``),
+    aliases are resolved, booleans become ``"1"``/``"0"``.  With ``strict``
+    (values from the user) unknown sub-keys, bad types, enums, duplicates and
+    missing required sub-keys raise ConfigValueError; without it (values from
+    Proxmox, which may be newer than this table) they are kept as they are.
+    """
+    fmt = format_of(key)
+    if fmt is None:
+        raise ConfigValueError("%s is not a property-string key" % key)
+    default_key = _default_key(fmt)
     if isinstance(text, dict):
-        return dict((k, v) for k, v in text.items() if v is not None)
-    default_key, dummy = FORMATS.get(kind_of(key), (None, {}))
+        items = [(str(k), v) for k, v in text.items() if v is not None]
+    else:
+        items = []
+        for part in str(text).split(","):
+            if not part.strip():
+                continue
+            name, sep, value = part.partition("=")
+            if not sep:
+                if default_key is None:
+                    raise ConfigValueError("%s: %r has no key (expected key=value)" % (key, part))
+                if any(n == default_key for n, dummy in items):
+                    raise ConfigValueError("%s: %s given twice" % (key, default_key))
+                items.append((default_key, part.strip()))
+            elif strict and not value:
+                raise ConfigValueError("%s: %s has no value" % (key, name))
+            else:
+                items.append((name.strip(), value.strip()))
     out = {}
-    for item in str(text).split(","):
-        if not item:
+    for name, value in items:
+        field = fmt.get(name)
+        if field is not None and field.get("alias"):
+            name, field = field["alias"], fmt[field["alias"]]
+        if name in out:
+            raise ConfigValueError("%s: %s given twice" % (key, name))
+        if field is None:
+            if strict:
+                raise ConfigValueError("%s: unknown setting %r (known: %s)" % (key, name, ", ".join(sorted(fmt))))
+            out[name] = str(value)
             continue
-        name, sep, value = item.partition("=")
-        if not sep:
-            if default_key is None:
-                raise ValueError("%s: %r has no key (expected key=value)" % (key, item))
-            name, value = default_key, name
-        out[name.strip()] = value.strip()
+        out[name] = _check(key, name, field, value, strict)
+    if strict:
+        missing = [n for n, f in fmt.items() if not f.get("optional") and n not in out]
+        if missing:
+            raise ConfigValueError("%s: %s missing" % (key, ", ".join(missing)))
     return out
 
 
 def format_property(key, value):
-    """A dict back into a property string: the default key first, the rest sorted."""
-    if not isinstance(value, dict):
+    """A dict (or property string) as PVE prints it: the bare default key, required keys, the rest sorted."""
+    if not isinstance(value, dict) and format_of(key) is None:
         return str(value)
-    default_key, subkeys = FORMATS.get(kind_of(key), (None, {}))
+    fmt = format_of(key)
+    parsed = parse_property(key, value, strict=True)
+    if kind_of(key) == "startup":
+        # a plain string to PVE, stored as given; written the way the web interface writes it
+        return ",".join("%s=%s" % (n, parsed[n]) for n in ("order", "up", "down") if n in parsed)
+    default_key = _default_key(fmt)
     items = []
-    if default_key is not None and value.get(default_key) is not None:
-        items.append("%s=%s" % (default_key, _text(value[default_key])))
-    for name in sorted(value):
-        if name != default_key and value[name] is not None:
-            items.append("%s=%s" % (name, _text(value[name])))
+    if default_key is not None and default_key in parsed:
+        items.append(parsed[default_key])
+    required = sorted(n for n in parsed if n != default_key and not fmt.get(n, {"optional": 1}).get("optional"))
+    rest = sorted(n for n in parsed if n != default_key and n not in required)
+    for name in required + rest:
+        items.append("%s=%s" % (name, parsed[name]))
     return ",".join(items)
 
 
-def _text(value):
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
-
-
 def format_value(key, value):
-    """The string PVE takes for ``key`` (dicts formatted, booleans 1/0, tag lists joined)."""
-    if isinstance(value, dict):
+    """The canonical string PVE takes for ``key`` (dicts and property strings printed, booleans 1/0, lists joined).
+
+    Raises ConfigValueError for values PVE would refuse.
+    """
+    if format_of(key) is not None:
         return format_property(key, value)
+    field = SCALARS.get(key, {"type": "string"})
+    kind = field["type"]
+    if kind == "tags":
+        return ";".join(_tags(value))
+    if kind == "nul-list":
+        if isinstance(value, dict):
+            return "\0".join("%s=%s" % (k, value[k]) for k in sorted(value))
+        if isinstance(value, (list, tuple)):
+            return "\0".join(str(v) for v in value)
+        return str(value)
+    if kind == "list":
+        if isinstance(value, (list, tuple)):
+            return " ".join(str(v) for v in value)
+        return " ".join(v for v in _LIST_SPLIT.split(str(value)) if v)
+    if kind in ("boolean", "integer", "number"):
+        return _check(key, None, field, value, strict=True)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (list, tuple)):
-        return (";" if key == "tags" else ",").join(str(v) for v in value)
+        return ",".join(str(v) for v in value)
     return str(value)
 
 
-def _size(text):
-    match = _SIZE.match(str(text).strip())
-    if not match:
-        return str(text)
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+def _tags(value):
+    if isinstance(value, (list, tuple, set)):
+        words = [str(v).strip() for v in value]
+    else:
+        words = _LIST_SPLIT.split(str(value))
+    return sorted(set(w for w in words if w))
 
 
-def _norm(kind, value):
-    text = _text(value).strip()
-    if kind == "bool":
-        low = text.lower()
-        return "1" if low in _TRUE else "0" if low in _FALSE else low
-    if kind == "int":
-        try:
-            return int(float(text))
-        except ValueError:
-            return text
-    if kind == "num":
+# -- normalisation -------------------------------------------------------------------------
+
+def _norm_sub(field, text):
+    kind = field.get("type")
+    if field.get("format") == "disk-size":
+        size = parse_size(text)
+        return size if size is not None else text
+    if kind == "boolean":
+        bool_text = _bool_text(text)
+        return bool_text if bool_text is not None else text
+    if kind in ("integer", "number"):
         try:
             return float(text)
         except ValueError:
             return text
-    if kind == "size":
-        return _size(text)
-    if kind == "mac":
+    if field.get("format") == "mac-addr":
         return text.upper()
-    if kind == "tags":
-        return tuple(sorted(set(t for t in re.split(r"[;,\s]+", text) if t)))
-    if kind == "text":
-        return text.rstrip()
+    if field.get("list"):
+        return tuple(v for v in str(text).split(field["list"]) if v)
     return text
 
 
-def normalize(key, value):
-    """A comparable form of one config value."""
-    kind = kind_of(key)
-    if kind in FORMATS:
-        dummy, subkeys = FORMATS[kind]
-        parsed = parse_property(key, value)
-        return dict((name, _norm(subkeys.get(name, "str"), v)) for name, v in parsed.items())
+def _norm_property(key, value, strict):
+    fmt = format_of(key)
+    parsed = parse_property(key, value, strict=strict)
+    out = {}
+    for name, field in fmt.items():
+        if name not in parsed and ("default" in field or "unset" in field):
+            parsed[name] = str(field.get("default", field.get("unset")))
+    for name, text in parsed.items():
+        out[name] = _norm_sub(fmt.get(name, {}), text)
+    return out
+
+
+def normalize(key, value, strict=False):
+    """A comparable form of one config value (defaults filled in, units and spellings unified)."""
+    if format_of(key) is not None:
+        return _norm_property(key, value, strict)
+    field = SCALARS.get(key, {"type": "string"})
+    kind = field["type"]
+    if value is None:
+        if "default" not in field:
+            return None
+        value = field["default"]
+    if kind == "tags":
+        return tuple(_tags(value))
+    if kind == "list":
+        return tuple(v for v in _LIST_SPLIT.split(format_value(key, value)) if v)
+    if kind == "nul-list":
+        return tuple(v for v in format_value(key, value).split("\0") if v)
+    if kind == "text":
+        lines = [line.rstrip() for line in str(value).replace("\r\n", "\n").split("\n")]
+        return "\n".join(lines).strip("\n")
+    if kind == "boolean":
+        text = _bool_text(value)
+        return text if text is not None else str(value)
+    if kind in ("integer", "number"):
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            return str(value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
     if isinstance(value, (list, tuple)):
-        value = format_value(key, value)
-    return _norm(SCALARS.get(key, "str"), value)
+        return ",".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _allocation(volume):
+    """(storage, bytes) of a ``STORAGE:SIZE_IN_GiB`` allocation request, else None."""
+    match = _ALLOCATION.match(str(volume))
+    if not match:
+        return None
+    return match.group(1), int(float(match.group(2)) * 1024 ** 3)
 
 
 def same(key, current, desired):
-    """Does ``current`` (PVE's value) satisfy ``desired`` (the user's)?"""
+    """Does ``current`` (PVE's value, None when unset) satisfy ``desired`` (the user's)?"""
+    fmt = format_of(key)
+    if fmt is None:
+        return normalize(key, current) == normalize(key, desired, strict=True)
     if current is None:
         return False
-    have, want = normalize(key, current), normalize(key, desired)
-    if isinstance(want, dict):
-        if kind_of(key) == "net" and "hwaddr" not in want:
-            have = dict(have)
-            have.pop("hwaddr", None)
-        return have == want
+    want = normalize(key, desired, strict=True)
+    have = normalize(key, current)
+    allocation = _allocation(want.get("volume", "")) if "volume" in fmt else None
+    if allocation:
+        # STORAGE:SIZE asks for a new volume; what Proxmox made of it is a volume on that storage with that size
+        storage, size = allocation
+        want.pop("volume")
+        want.pop("size", None)
+        have_size = have.pop("size", None)
+        if str(have.pop("volume", "")).partition(":")[0] != storage:
+            return False
+        if size and have_size is not None and have_size != size:
+            return False
+        if not size and have_size:
+            return False
+    for name, field in fmt.items():
+        if field.get("generated") and name not in want:
+            have.pop(name, None)
     return have == want
 
 
-class Plan:
-    """What a config update sends: ``put`` (key -> string), ``delete`` (keys)."""
+def masked(config):
+    """``config`` with secrets replaced by a mask (for diff and results)."""
+    return dict((k, MASK if k in SECRET_KEYS else v) for k, v in (config or {}).items())
 
-    def __init__(self, put, delete):
+
+# -- restart rules -------------------------------------------------------------------------
+
+def needs_restart(key, current=None, delete=False):
+    """Does a running container take this change only at its next start (PVE keeps it pending)?
+
+    ``current`` is the container's config before the change (a new mount
+    point or device is hotplugged, a changed one is not); ``delete`` says the
+    key is being removed.  ``lxc.*`` keys are raw LXC lines (always a restart).
+    """
+    if key.startswith("lxc.") or key == "lxc":
+        return True
+    kind = kind_of(key)
+    if key in FASTPLUG or kind == "unused":
+        return False
+    if delete:
+        return not (key in HOTPLUG_DELETE or kind == "net")
+    if key in HOTPLUG_SET or kind == "net":
+        return False
+    if kind in ("mp", "dev"):
+        return current is None or key in current
+    return True
+
+
+# -- the update plan -----------------------------------------------------------------------
+
+class Plan:
+    """What a config update sends and shows.
+
+    ``put``: key -> canonical string (only keys that differ after
+    normalisation); ``delete``: sorted keys to remove; ``pending``: sorted
+    keys of ``put``/``delete`` a running container takes only at its next
+    start; ``before``/``after``: the whole config before and after (secrets
+    masked, ``digest`` left out), for Ansible's diff.
+    """
+
+    def __init__(self, put, delete, current=None):
         self.put = put
         self.delete = delete
+        current = dict(current or {})
+        self.pending = sorted([k for k in put if needs_restart(k, current)] +
+                              [k for k in delete if needs_restart(k, current, delete=True)])
+        before = dict((k, v) for k, v in current.items() if k != "digest")
+        after = dict(before)
+        for k in delete:
+            after.pop(k, None)
+        after.update(put)
+        self.before = masked(before)
+        self.after = masked(after)
 
     @property
     def changed(self):
         return bool(self.put or self.delete)
 
 
-MANAGED_FOR_PURGE = tuple(SCALARS) + ("nameserver", "searchdomain", "startup", "features", "hookscript", "cmode",
-                                      "entrypoint", "env")
+MANAGED_FOR_PURGE = ("cores", "cpulimit", "cpuunits", "swap", "onboot", "protection", "console", "tty", "cmode",
+                     "tags", "description", "nameserver", "searchdomain", "startup", "features", "hookscript",
+                     "entrypoint", "env", "timezone")
 
 
 def diff(current, desired, purge=False, delete=()):
-    """The update that makes ``current`` (GET .../config) satisfy ``desired``.
+    """The update that makes ``current`` (GET .../config) satisfy ``desired`` (key -> dict, string or scalar).
 
-    Only keys that differ after normalisation are sent.  Keys the user
-    dropped are deleted only with ``purge`` (those this module manages, and
-    net/mp interfaces) or when listed in ``delete``.
+    Only keys that differ after normalisation are sent, as canonical strings;
+    ``None`` values are ignored.  A network interface keeps its generated MAC
+    unless the desired value gives one.  Keys the user dropped are deleted
+    only with ``purge`` (the keys this collection manages, and net/mp
+    interfaces; never those Proxmox refuses to delete) or when listed in
+    ``delete``.  Raises ConfigValueError for a desired value PVE would refuse.
     """
+    current = dict(current or {})
     put = {}
     for key, value in desired.items():
         if value is None:
             continue
-        if not same(key, current.get(key), value):
-            if kind_of(key) == "net" and isinstance(value, dict) and "hwaddr" not in value and current.get(key):
+        if same(key, current.get(key), value):
+            continue
+        if kind_of(key) == "net" and current.get(key):
+            want = parse_property(key, value, strict=True)
+            old = parse_property(key, current[key])
+            if "hwaddr" not in want and old.get("hwaddr"):
                 # keep the MAC Proxmox generated for this interface
-                old = parse_property(key, current[key])
-                if old.get("hwaddr"):
-                    value = dict(value, hwaddr=old["hwaddr"])
-            put[key] = format_value(key, value)
-    removing = []
+                value = dict(want, hwaddr=old["hwaddr"])
+        put[key] = format_value(key, value)
+    removing = set()
     for key in delete or ():
-        if key in current and key not in desired:
-            removing.append(key)
+        if key in current and (key not in desired or desired[key] is None):
+            removing.add(key)
     if purge:
         for key in current:
-            if key in desired or key in removing or key in ("digest", "template", "rootfs", "arch", "ostype"):
+            if (key in desired and desired[key] is not None) or key in NEVER_PURGED:
                 continue
             if key in MANAGED_FOR_PURGE or kind_of(key) in ("net", "mp"):
-                removing.append(key)
-    return Plan(put, sorted(removing))
-
-
-def needs_restart(key):
-    return key in NEEDS_RESTART or key.startswith("lxc.")
-
-
-def masked(config):
-    """``config`` with secrets replaced by a mask (for diff and results)."""
-    return dict((k, MASK if k in SECRET_KEYS else v) for k, v in (config or {}).items())
+                removing.add(key)
+    return Plan(put, sorted(removing), current)

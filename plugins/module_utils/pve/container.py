@@ -292,7 +292,7 @@ class ContainerManager:
             body["digest"] = current["digest"]
         self.client.put("/nodes/{node}/lxc/{vmid}/config", body, node=node, vmid=vmid)
         if running:
-            result["pending"] = sorted(k for k in list(plan.put) + list(plan.delete) if pveconfig.needs_restart(k))
+            result["pending"] = sorted(plan.pending)
         return plan, result
 
     # -- state transitions ------------------------------------------------------------------

@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine of lxc_container_info: the cluster's containers with their status and config.
+
+One ``GET /cluster/resources?type=vm`` lists every guest of the cluster with
+node, name, status, tags and usage; the filters apply to that list, and only
+the matching containers' configs are fetched (one call each).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import masked
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError
+
+_TAG_SPLIT = re.compile(r"[;,\s]+")
+# fields of a /cluster/resources entry copied into the result when present
+RESOURCE_FIELDS = ("lock", "pool", "uptime", "maxmem", "mem", "maxdisk", "disk", "maxcpu", "cpu", "hastate")
+
+
+def split_tags(value):
+    """A set of tags from PVE's text (``;``, ``,`` or space separated) or a list of such texts."""
+    if value is None:
+        return set()
+    if isinstance(value, (list, tuple, set)):
+        out = set()
+        for item in value:
+            out |= split_tags(item)
+        return out
+    return set(t for t in _TAG_SPLIT.split(str(value)) if t)
+
+
+class ContainerQuery:
+    """Filters for containers; every given one must match."""
+
+    def __init__(self, node=None, vmid=None, hostname=None, tags=None):
+        self.node = node
+        self.vmid = int(vmid) if vmid is not None else None
+        self.hostname = hostname
+        self.tags = split_tags(tags)
+
+    def matches_resource(self, res, tags_listed=True):
+        """Does a /cluster/resources entry pass the filters that do not need its config?
+
+        ``tags_listed``: the listing reports tags (PVE leaves the field out of
+        untagged guests, and older versions out of all).
+        """
+        if res.get("type") != "lxc":
+            return False
+        if self.node and res.get("node") != self.node:
+            return False
+        if self.vmid is not None and int(res.get("vmid", -1)) != self.vmid:
+            return False
+        if self.hostname and res.get("name") != self.hostname:
+            return False
+        if self.tags and tags_listed and not self.tags <= split_tags(res.get("tags")):
+            return False
+        return True
+
+
+def _entry(res):
+    entry = {"vmid": int(res["vmid"]), "node": res.get("node"), "hostname": res.get("name"),
+             "status": res.get("status"), "template": bool(int(res.get("template") or 0)),
+             "tags": sorted(split_tags(res.get("tags")))}
+    for field in RESOURCE_FIELDS:
+        if res.get(field) not in (None, ""):
+            entry[field] = res[field]
+    return entry
+
+
+def _config(client, node, vmid):
+    """The container's config, or None when it was deleted since the listing."""
+    try:
+        return client.get("/nodes/{node}/lxc/{vmid}/config", node=node, vmid=vmid)
+    except PveApiError as exc:
+        if "does not exist" in exc.message:
+            return None
+        raise
+
+
+def list_containers(client, query=None, with_config=True):
+    """The containers matching ``query`` (a ContainerQuery), sorted by vmid.
+
+    Each is a dict: vmid, node, hostname, status, template, tags (sorted), the
+    usage fields PVE reported (RESOURCE_FIELDS), and with ``with_config`` its
+    ``config`` (secrets masked).  Raises PveError from the client.
+    """
+    query = query or ContainerQuery()
+    resources = client.get("/cluster/resources", type="vm") or []
+    tags_listed = any("tags" in res for res in resources)
+    found = []
+    for res in resources:
+        if not query.matches_resource(res, tags_listed):
+            continue
+        entry = _entry(res)
+        config = None
+        if with_config or (query.tags and not tags_listed):
+            config = _config(client, entry["node"], entry["vmid"])
+            if config is None:
+                continue
+            if not tags_listed:
+                entry["tags"] = sorted(split_tags(config.get("tags")))
+                if not query.tags <= set(entry["tags"]):
+                    continue
+        if with_config:
+            entry["config"] = masked(config)
+        found.append(entry)
+    return sorted(found, key=lambda e: e["vmid"])

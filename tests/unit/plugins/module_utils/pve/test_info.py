@@ -1,0 +1,112 @@
+"""lxc_container_info's engine against a recording fake client: filters, call counts, masking."""
+
+import pytest
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import MASK
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import (
+    ContainerQuery, list_containers, split_tags)
+
+RESOURCES = [
+    {"id": "node/pve1", "type": "node", "node": "pve1", "status": "online"},
+    {"id": "lxc/101", "type": "lxc", "vmid": 101, "node": "pve1", "name": "alpha", "status": "running",
+     "template": 0, "tags": "web;blue", "maxmem": 536870912, "uptime": 42, "lock": ""},
+    {"id": "qemu/102", "type": "qemu", "vmid": 102, "node": "pve1", "name": "alpha", "status": "running",
+     "template": 0, "tags": "web"},
+    {"id": "lxc/103", "type": "lxc", "vmid": 103, "node": "pve2", "name": "beta", "status": "stopped",
+     "template": 0, "tags": "web"},
+    {"id": "lxc/104", "type": "lxc", "vmid": 104, "node": "pve2", "name": "gamma", "status": "stopped",
+     "template": 1, "lock": "backup"},
+    {"id": "storage/pve1/local", "type": "storage", "node": "pve1", "storage": "local"},
+]
+CONFIGS = {
+    101: {"hostname": "alpha", "memory": "512", "tags": "web;blue", "password": "s3cret", "digest": "d1"},
+    103: {"hostname": "beta", "tags": "web", "digest": "d3"},
+    104: {"hostname": "gamma", "tags": "db", "template": "1", "digest": "d4"},
+}
+
+
+class FakeClient:
+    def __init__(self, resources=None, configs=None, gone=()):
+        self.resources = RESOURCES if resources is None else resources
+        self.configs = CONFIGS if configs is None else configs
+        self.gone = gone
+        self.calls = []
+
+    def get(self, path, params=None, **kwargs):
+        self.calls.append((path, dict(kwargs)))
+        if path == "/cluster/resources":
+            assert kwargs == {"type": "vm"}
+            return [r for r in self.resources if r["type"] in ("lxc", "qemu")]
+        if path == "/nodes/{node}/lxc/{vmid}/config":
+            if kwargs["vmid"] in self.gone:
+                raise PveApiError(500, "GET", "/nodes/pve1/lxc/%d/config" % kwargs["vmid"],
+                                  "Configuration file 'nodes/pve1/lxc/%d.conf' does not exist" % kwargs["vmid"])
+            return dict(self.configs[kwargs["vmid"]])
+        raise AssertionError("unexpected call %s" % path)
+
+
+@pytest.mark.parametrize("query,vmids", [
+    (ContainerQuery(), [101, 103, 104]),
+    (ContainerQuery(node="pve2"), [103, 104]),
+    (ContainerQuery(vmid=103), [103]),
+    (ContainerQuery(vmid="101"), [101]),
+    (ContainerQuery(hostname="alpha"), [101]),          # the VM of the same name is not a container
+    (ContainerQuery(tags=["web"]), [101, 103]),
+    (ContainerQuery(tags=["web", "blue"]), [101]),
+    (ContainerQuery(tags=["blue;web"]), [101]),
+    (ContainerQuery(tags=["db"]), []),
+    (ContainerQuery(node="pve1", hostname="beta"), []),
+])
+def test_filters_use_one_cluster_call_without_config(query, vmids):
+    client = FakeClient()
+    found = list_containers(client, query, with_config=False)
+    assert [c["vmid"] for c in found] == vmids
+    assert [c[0] for c in client.calls] == ["/cluster/resources"]
+    assert all("config" not in c for c in found)
+
+
+def test_config_is_fetched_for_the_matches_only_and_masked():
+    client = FakeClient()
+    found = list_containers(client, ContainerQuery(tags=["web"]))
+    assert [c[1].get("vmid") for c in client.calls] == [None, 101, 103]
+    assert [(c[1]["node"]) for c in client.calls[1:]] == ["pve1", "pve2"]
+    alpha = found[0]
+    assert alpha["config"]["password"] == MASK and alpha["config"]["memory"] == "512"
+    assert alpha == dict(alpha, vmid=101, node="pve1", hostname="alpha", status="running", template=False,
+                         tags=["blue", "web"], maxmem=536870912, uptime=42)
+    assert "lock" not in alpha  # empty lock is no lock
+
+
+def test_templates_and_locks_are_reported():
+    gamma = list_containers(FakeClient(), ContainerQuery(vmid=104), with_config=False)[0]
+    assert gamma["template"] is True and gamma["lock"] == "backup" and gamma["tags"] == []
+
+
+def test_without_tags_in_resources_the_config_decides():
+    resources = [dict(r) for r in RESOURCES]
+    for res in resources:
+        res.pop("tags", None)
+    client = FakeClient(resources=resources)
+    found = list_containers(client, ContainerQuery(tags=["web"]), with_config=False)
+    assert [c["vmid"] for c in found] == [101, 103]
+    assert found[0]["tags"] == ["blue", "web"] and "config" not in found[0]
+
+
+def test_a_container_deleted_after_the_listing_is_left_out():
+    found = list_containers(FakeClient(gone=(103,)), ContainerQuery(node="pve2"))
+    assert [c["vmid"] for c in found] == [104]
+
+
+def test_other_errors_are_raised():
+    client = FakeClient()
+    client.configs = {}
+    with pytest.raises(KeyError):
+        list_containers(client, ContainerQuery(vmid=101))
+
+
+@pytest.mark.parametrize("value,tags", [
+    (None, set()), ("a;b", {"a", "b"}), ("a, b c", {"a", "b", "c"}), (["a;b", "c"], {"a", "b", "c"}), ("", set()),
+])
+def test_split_tags(value, tags):
+    assert split_tags(value) == tags
