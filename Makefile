@@ -102,6 +102,7 @@ bench: testbed-up
 	$(BIN)/python bench/pull/run.py
 	$(BIN)/python bench/zfs/run.py
 	$(BIN)/python bench/convert/run.py
+	$(BIN)/python bench/runtime/run.py
 
 clean:
 	rm -rf $(CACHE) $(DIST) $(SANITY_ROOT) .pytest_cache

@@ -20,7 +20,10 @@ description:
     bundles on the node.
   - Reports whether LXC, ZFS (the C(zfs)/C(zpool) commands and OpenZFS's C(libzfs_core) Python
     binding) and the Proxmox VE tools C(pct), C(pvesh) and C(pveversion) are present.
-  - Read-only. Needs only the Python standard library on the node.
+  - Reports the runtime the C(lxcri.proxmox.oci_runtime) role selected and proved, from its local fact
+    file, or else what detection prefers.
+  - Read-only. Needs only the Python standard library on the node. Candidate libraries are loaded in a
+    child process, because libcrun re-executes the process that loads it.
 author:
   - lxcri maintainers (@lxcri)
 options:
@@ -37,6 +40,12 @@ options:
     description:
       - Path of the C(crun) executable. By default it is looked up in C(PATH) and the sbin directories.
     type: path
+  fact_path:
+    description:
+      - The local fact file the C(lxcri.proxmox.oci_runtime) role writes with the runtime it selected and
+        proved. When it exists, RV(selected_runtime) is its content.
+    type: path
+    default: /etc/ansible/facts.d/lxcri_oci_runtime.fact
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -92,6 +101,35 @@ preferred_runtime:
   returned: always
   type: str
   sample: cli
+selected_runtime:
+  description:
+    - The runtime the C(lxcri.proxmox.oci_runtime) role selected and proved, read from O(fact_path)
+      (with RV(selected_runtime.source) C(fact)), else RV(preferred_runtime) (source C(detection)).
+    - From the fact file it also holds the role's C(reason), C(fallback_from), C(libcrun), C(crun),
+      C(cgroup_layout), C(private_cgroup2) and C(checked_with) (see M(lxcri.proxmox.oci_runtime_check)'s C(fact)).
+  returned: always
+  type: dict
+  contains:
+    runtime:
+      description: C(libcrun), C(cli) or null.
+      type: str
+      sample: libcrun
+    source:
+      description: C(fact) or C(detection).
+      type: str
+      sample: fact
+    fact_path:
+      description: The fact file looked at.
+      type: str
+      sample: /etc/ansible/facts.d/lxcri_oci_runtime.fact
+    fact_error:
+      description: Why an existing fact file was not used, or null.
+      type: str
+      sample: null
+    libcrun:
+      description: The libcrun of the selection, or null.
+      type: dict
+      sample: {"library": "/opt/lxcri/libcrun/1.8.1/lib/libcrun.so.0", "version": "1.8.1"}
 libcrun:
   description: The result of loading libcrun through C(ctypes).
   returned: always
@@ -270,6 +308,7 @@ def main():
         argument_spec=dict(
             libcrun_search_paths=dict(type="list", elements="path", default=[]),
             crun_path=dict(type="path"),
+            fact_path=dict(type="path", default="/etc/ansible/facts.d/lxcri_oci_runtime.fact"),
         ),
         supports_check_mode=True,
     )
@@ -277,6 +316,7 @@ def main():
         runner=module_runner(module),
         libcrun_search=module.params["libcrun_search_paths"],
         crun_path=module.params["crun_path"],
+        fact_path=module.params["fact_path"],
     )
     module.exit_json(changed=False, **report)
 

@@ -21,6 +21,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import subprocess_runner
 
@@ -250,9 +252,60 @@ def _python_binding(library_path):
     return None
 
 
-def find_libcrun(search=(), loader=ctypes.CDLL, find_library=ctypes.util.find_library,
+# Loads a library in a child process and reports which symbols it has and the
+# file it came from.  libcrun's ELF constructor re-executes whatever process
+# loads it (crun's CVE-2019-5736 protection, argv re-read from /proc/self/cmdline):
+# done to a module that came on stdin (pipelining), that restart finds no code
+# and the module returns nothing.  A child started with its code in argv restarts
+# harmlessly.
+_PROBE = (
+    "import ctypes, json, os, sys\n"
+    "lib = ctypes.CDLL(sys.argv[1])\n"
+    "path = None\n"
+    "name = os.path.basename(sys.argv[1]).split('.so')[0] + '.so'\n"
+    "for line in open('/proc/self/maps'):\n"
+    "    fields = line.split(None, 5)\n"
+    "    if len(fields) == 6 and name in os.path.basename(fields[5]):\n"
+    "        path = fields[5].strip()\n"
+    "        break\n"
+    "print(json.dumps({'path': path, 'symbols': [s for s in sys.argv[2:] if hasattr(lib, s)]}))\n"
+)
+
+
+class ProbedLibrary:
+    """What probe_library learnt: the present symbols as attributes, and the loaded file."""
+
+    def __init__(self, symbols, loaded_path):
+        for symbol in symbols:
+            setattr(self, symbol, True)
+        self.lxcri_loaded_path = loaded_path
+
+
+def probe_library(path, symbols=LIBCRUN_SYMBOLS, python=None, timeout=60):
+    """Load ``path`` in a child Python process; raise OSError when it does not load."""
+    try:
+        proc = subprocess.run([python or sys.executable, "-c", _PROBE, path] + list(symbols),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OSError("cannot probe %s: %s" % (path, exc))
+    lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise OSError(err[-1] if err else "loading %s failed (exit status %s)" % (path, proc.returncode))
+    try:
+        info = json.loads(lines[-1])
+    except ValueError:
+        raise OSError("probing %s printed %r" % (path, lines[-1][:200]))
+    return ProbedLibrary(info.get("symbols") or [], info.get("path"))
+
+
+def find_libcrun(search=(), loader=probe_library, find_library=ctypes.util.find_library,
                  runner=subprocess_runner, read_text=_read_text):
-    """Try to load libcrun through ctypes and describe the first one that works."""
+    """Try to load libcrun through ctypes and describe the first one that works.
+
+    The default loader loads each candidate in a child process (probe_library).
+    """
     result = {
         "loaded": False, "path": None, "version": None, "version_source": None,
         "python_binding": None, "tried": [],
@@ -272,8 +325,9 @@ def find_libcrun(search=(), loader=ctypes.CDLL, find_library=ctypes.util.find_li
             continue
         path = candidate
         if not os.path.isabs(path):
-            path = _loaded_path(os.path.basename(candidate).split(".so")[0] + ".so",
-                                read_text("/proc/self/maps")) or candidate
+            path = (getattr(lib, "lxcri_loaded_path", None)
+                    or _loaded_path(os.path.basename(candidate).split(".so")[0] + ".so", read_text("/proc/self/maps"))
+                    or candidate)
         result["tried"].append({"path": candidate, "error": None})
         result["loaded"] = True
         result["path"] = os.path.realpath(path) if os.path.isabs(path) else path
@@ -369,8 +423,37 @@ def proxmox_info(runner=subprocess_runner, which=default_which):
     return result
 
 
+# Written by the oci_runtime role (lxcri.proxmox.oci_runtime_check's ``fact``).
+RUNTIME_FACT_PATH = "/etc/ansible/facts.d/lxcri_oci_runtime.fact"
+
+
+def selected_runtime(preferred, libcrun, fact_path=RUNTIME_FACT_PATH, read_text=_read_text):
+    """The runtime the oci_runtime role selected and proved (its fact file), else what detection prefers.
+
+    Returns the fact's content plus ``source: fact``, or ``{"runtime", "source": "detection",
+    "libcrun": {...} or None}``.  An unreadable or malformed fact file counts as absent and
+    is named in ``fact_error``.
+    """
+    text = read_text(fact_path) if fact_path else None
+    error = None
+    if text is not None:
+        try:
+            fact = json.loads(text)
+        except ValueError as exc:
+            fact, error = None, "%s: not JSON (%s)" % (fact_path, exc)
+        if isinstance(fact, dict) and fact.get("runtime") in ("libcrun", "cli"):
+            return dict(fact, source="fact", fact_path=fact_path, fact_error=None)
+        if error is None:
+            error = "%s: no runtime recorded" % fact_path
+    return {
+        "runtime": preferred, "source": "detection", "fact_path": fact_path, "fact_error": error,
+        "libcrun": ({"library": libcrun.get("path"), "version": libcrun.get("version"),
+                     "python_binding": libcrun.get("python_binding")} if libcrun.get("loaded") else None),
+    }
+
+
 def runtime_report(runner=subprocess_runner, which=default_which, libcrun_search=(),
-                   crun_path=None):
+                   crun_path=None, fact_path=RUNTIME_FACT_PATH):
     """Everything oci_runtime_info returns."""
     libcrun = find_libcrun(libcrun_search, runner=runner)
     crun = crun_cli(runner, which, crun_path)
@@ -384,6 +467,7 @@ def runtime_report(runner=subprocess_runner, which=default_which, libcrun_search
         "libcrun": libcrun,
         "crun": crun,
         "preferred_runtime": preferred,
+        "selected_runtime": selected_runtime(preferred, libcrun, fact_path),
         "cgroup": cgroup_layout(),
         "lxc": lxc_info(runner, which),
         "zfs": {"cli": zfs_cli_info(runner, which), "libzfs_core": libzfs_core_info()},

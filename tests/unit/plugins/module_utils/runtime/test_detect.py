@@ -183,7 +183,10 @@ def test_find_libcrun_rejects_non_libcrun_and_records_errors(tmp_path):
     assert info["version"] is None and info["version_source"] is None
 
 
-def test_find_libcrun_none_loads():
+def test_find_libcrun_none_loads(monkeypatch):
+    # Not the host's /opt/lxcri/libcrun (the oci_runtime role may have built one there).
+    monkeypatch.setattr(detect, "DEFAULT_LIBCRUN_GLOBS", ())
+
     def loader(path):
         raise OSError("nope")
     info = detect.find_libcrun([], loader=loader, find_library=lambda name: "libcrun.so.0")
@@ -225,8 +228,10 @@ def test_loaded_path_from_maps():
     assert detect._loaded_path("libcrun.so", "") is None
 
 
-def test_real_ctypes_rejects_a_library_that_is_not_libcrun():
+def test_real_ctypes_rejects_a_library_that_is_not_libcrun(monkeypatch):
     """ctypes really loads libc, which lacks libcrun's symbols."""
+    # Loading a real libcrun in-process would re-execute pytest (libcrun's constructor).
+    monkeypatch.setattr(detect, "DEFAULT_LIBCRUN_GLOBS", ())
     libc = "libc.so.6"
     info = detect.find_libcrun([], loader=ctypes.CDLL, find_library=lambda name: libc)
     assert info["loaded"] is False
@@ -316,3 +321,27 @@ def test_preferred_runtime(monkeypatch, loaded, present, expected):
     monkeypatch.setattr(detect, "crun_cli", lambda *a, **k: {"present": present})
     monkeypatch.setattr(detect, "cgroup_layout", lambda: {})
     assert detect.runtime_report(runner=FakeRunner({}), which=which_from({}))["preferred_runtime"] == expected
+
+
+def test_selected_runtime_prefers_the_role_fact(tmp_path):
+    fact = tmp_path / "lxcri_oci_runtime.fact"
+    libcrun = {"loaded": True, "path": "/x/libcrun.so.0", "version": "1.8.1", "python_binding": None}
+    missing = detect.selected_runtime("libcrun", libcrun, str(fact))
+    assert missing["source"] == "detection" and missing["runtime"] == "libcrun"
+    assert missing["libcrun"]["library"] == "/x/libcrun.so.0" and missing["fact_error"] is None
+    fact.write_text('{"runtime": "cli", "reason": "mode cli"}')
+    got = detect.selected_runtime("libcrun", libcrun, str(fact))
+    assert got["source"] == "fact" and got["runtime"] == "cli" and got["reason"] == "mode cli"
+    fact.write_text("{broken")
+    bad = detect.selected_runtime(None, {"loaded": False}, str(fact))
+    assert bad["source"] == "detection" and "not JSON" in bad["fact_error"] and bad["libcrun"] is None
+
+
+def test_probe_library_loads_in_a_child(tmp_path):
+    import ctypes.util
+    libc = ctypes.util.find_library("c")
+    lib = detect.probe_library(libc, symbols=("printf", "no_such_symbol_here"))
+    assert hasattr(lib, "printf") and not hasattr(lib, "no_such_symbol_here")
+    assert lib.lxcri_loaded_path and "libc" in os.path.basename(lib.lxcri_loaded_path)
+    with pytest.raises(OSError):
+        detect.probe_library(str(tmp_path / "missing.so"))
