@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from lxcri_testbed.ansible import write_pve_play
 from lxcri_testbed.oci_build import Layer, write_image
 from pve_double.server import DEFAULT_PASSWORD, Double
 
@@ -34,22 +35,8 @@ def double(request, tmp_path, bed):
     instance.stop()
 
 
-def play(tmp_path, double, name, tasks, extra_defaults=""):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent("""\
-        - hosts: localhost
-          gather_facts: false
-          module_defaults:
-            group/lxcri.proxmox.pve:
-              api_host: 127.0.0.1
-              api_port: %d
-              api_password: %s
-              ca_path: %s
-        %s
-          tasks:
-        """) % (double.port, DEFAULT_PASSWORD, double.cert, extra_defaults) + textwrap.indent(
-        textwrap.dedent(tasks), "    "))
-    return str(path)
+def play(tmp_path, double, name, tasks):
+    return write_pve_play(tmp_path, double, name, tasks)
 
 
 def state_of(double):

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from lxcri_testbed.ansible import AnsibleRun
+from lxcri_testbed.ansible import AnsibleRun, write_pve_play
 from lxcri_testbed.ansible import _bin as ansible_bin
 from pve_double.backend import Container
 from pve_double.server import DEFAULT_PASSWORD, Double
@@ -41,27 +41,13 @@ def write(tmp_path, name, text):
     return str(path)
 
 
-def with_defaults(double, tasks):
-    return textwrap.dedent("""\
-        - hosts: localhost
-          gather_facts: false
-          module_defaults:
-            group/lxcri.proxmox.pve:
-              api_host: 127.0.0.1
-              api_port: %d
-              api_password: %s
-              ca_path: %s
-          tasks:
-        """) % (double.port, DEFAULT_PASSWORD, double.cert) + textwrap.indent(textwrap.dedent(tasks), "    ")
-
-
 def config_gets(double):
     return sorted(int(path.split("/")[-2]) for method, path, dummy in double.requests
                   if method == "GET" and path.endswith("/config"))
 
 
 def test_filters_through_the_pve_group_defaults(installed_collection, double, tmp_path):
-    playbook = write(tmp_path, "info.yml", with_defaults(double, """\
+    playbook = write_pve_play(tmp_path, double, "info.yml", ("""\
         - name: everything
           lxcri.proxmox.lxc_container_info:
         - name: tagged web
@@ -101,7 +87,7 @@ def test_filters_through_the_pve_group_defaults(installed_collection, double, tm
 
 
 def test_config_false_is_one_call_and_check_mode_changes_nothing(installed_collection, double, tmp_path):
-    playbook = write(tmp_path, "light.yml", with_defaults(double, """\
+    playbook = write_pve_play(tmp_path, double, "light.yml", ("""\
         - lxcri.proxmox.lxc_container_info:
             tags: [web]
             config: false

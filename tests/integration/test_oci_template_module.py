@@ -1,11 +1,10 @@
 """lxcri.proxmox.oci_template through real ansible-playbook runs of the installed collection."""
 
 import os
-import textwrap
 
 import pytest
 
-from lxcri_testbed.ansible import write_play
+from lxcri_testbed.ansible import write_play, write_pve_play
 from lxcri_testbed.oci_build import Layer, write_image
 
 pytestmark = pytest.mark.integration
@@ -92,32 +91,22 @@ def test_upload_to_a_storage_with_module_defaults_group(installed_collection, tm
     ref = write_image(layout, "app", [Layer().dir("bin").busybox(("sleep",))], {"Cmd": ["/bin/sleep", "3600"]})
     double = Double(str(tmp_path / "pve"), mode="9.1").start()
     try:
-        play = tmp_path / "upload.yml"
-        play.write_text(textwrap.dedent("""\
-            - hosts: localhost
-              gather_facts: false
-              module_defaults:
-                group/lxcri.proxmox.pve:
-                  api_host: 127.0.0.1
-                  api_port: %d
-                  api_password: %s
-                  ca_path: %s
-              tasks:
-                - lxcri.proxmox.oci_template:
-                    image: %s
-                    format: oci-archive
-                    storage: local
-                    cache_dir: %s
-                  register: uploaded
-            """ % (double.port, DEFAULT_PASSWORD, double.cert, ref, tmp_path / "cache")))
-        first = installed_collection.playbook(str(play), verbosity=3)
+        play = write_pve_play(tmp_path, double, "upload.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                format: oci-archive
+                storage: local
+                cache_dir: %s
+              register: uploaded
+            """ % (ref, tmp_path / "cache"))
+        first = installed_collection.playbook(play, verbosity=3)
         assert first.rc == 0, first
         result = first.task_results()[0]
         assert result["changed"] and result["volid"] == "local:vztmpl/%s" % result["filename"]
         on_disk = os.path.join(double.backend.storages["local"]["path"], "template", "cache", result["filename"])
         assert os.path.getsize(on_disk) == result["size"]
         assert DEFAULT_PASSWORD not in first.stdout + first.stderr
-        second = installed_collection.playbook(str(play))
+        second = installed_collection.playbook(play)
         assert second.rc == 0 and second.stats["localhost"]["changed"] == 0, second
     finally:
         double.stop()

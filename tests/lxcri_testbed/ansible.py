@@ -142,3 +142,21 @@ def write_play(tmp_path, name, tasks):
     path.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n" + textwrap.indent(
         textwrap.dedent(tasks), "    "))
     return str(path)
+
+
+def write_pve_play(tmp_path, double, name, tasks):
+    """A localhost playbook whose ``module_defaults`` point group/lxcri.proxmox.pve at the API ``double``."""
+    from pve_double.server import DEFAULT_PASSWORD  # pylint: disable=import-outside-toplevel
+    path = tmp_path / name
+    path.write_text(textwrap.dedent("""\
+        - hosts: localhost
+          gather_facts: false
+          module_defaults:
+            group/lxcri.proxmox.pve:
+              api_host: 127.0.0.1
+              api_port: %d
+              api_password: %s
+              ca_path: %s
+          tasks:
+        """) % (double.port, DEFAULT_PASSWORD, double.cert) + textwrap.indent(textwrap.dedent(tasks), "    "))
+    return str(path)
