@@ -9,7 +9,7 @@ import pytest
 
 from lxcri_testbed.ansible import write_pve_play
 from lxcri_testbed.oci_build import Layer, write_image
-from pve_double.server import DEFAULT_PASSWORD, Double
+from pve_double.server import Double
 
 pytestmark = pytest.mark.integration
 
