@@ -144,6 +144,16 @@ options:
     description: Rebuild (and re-upload) even when an identical template exists.
     type: bool
     default: false
+  keep:
+    description:
+      - With O(state=present), keep only the newest O(keep) templates of the image's repository in O(dest) or
+        O(storage) and remove the older ones (with their sidecars). They are the templates with default names
+        of the same repository, any tag and digest, built with the same options, and the same extension. The
+        template just built or found always stays. Ages are the storage's C(ctime) (the file's mtime with
+        O(dest)).
+      - Needs the default O(name). Templates that containers were created from can be removed; containers do
+        not need their template once created.
+    type: int
 extends_documentation_fragment:
   - lxcri.proxmox.registry
   - lxcri.proxmox.pve
@@ -276,6 +286,12 @@ lxc_version:
   returned: when state is present
   type: str
   sample: "5.0.2"
+pruned:
+  description: Older templates removed by O(keep) (volids with O(storage), paths with O(dest)).
+  returned: when O(keep) is given and state is present
+  type: list
+  elements: str
+  sample: ["local:vztmpl/nginx_1.26_0c1d2e3f4a5b.tar.zst"]
 removed:
   description: Files removed (state absent with O(dest)).
   returned: when state is absent
@@ -409,6 +425,7 @@ def main():
         init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
         lxc_version=dict(type="str", default="auto"),
         force=dict(type="bool", default=False),
+        keep=dict(type="int"),
     )
     spec.update(registry_argument_spec())
     spec.update(pve_argument_spec())

@@ -94,6 +94,13 @@ def default_name(source, manifest_digest, params=None):
 
 
 def _base_name(source, manifest_digest):
+    repo, tag = name_parts(source)
+    short = manifest_digest.partition(":")[2][:12]
+    return "%s_%s_%s" % (repo, tag, short)
+
+
+def name_parts(source):
+    """The (repository, tag) parts of a default template name, made safe for volume names."""
     if source.kind == Source.REGISTRY:
         ref = source.reference
         repo = ref.path[len("library/"):] if ref.path.startswith("library/") else ref.path
@@ -104,8 +111,7 @@ def _base_name(source, manifest_digest):
             if repo.endswith(ext):
                 repo = repo[:-len(ext)]
         tag = source.tag or (source.repo_tag or "").rpartition(":")[2] or "image"
-    short = manifest_digest.partition(":")[2][:12]
-    return "%s_%s_%s" % (_safe(repo.replace("/", "-")), _safe(tag), short)
+    return _safe(repo.replace("/", "-")), _safe(tag)
 
 
 def check_name(name):
@@ -513,7 +519,11 @@ class TemplateManager:
             publisher = None
         if self.params["state"] == "absent":
             return self.absent(publisher)
-        return self.present(publisher)
+        if self.params.get("keep") is None:
+            return self.present(publisher)
+        from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.prune import check_keep, prune  # pylint: disable=import-outside-toplevel
+        check_keep(self.params)
+        return prune(self, publisher, self.present(publisher))
 
     def _base(self):
         return {"changed": False, "image": str(self.images.source), "format": self.params["format"]}

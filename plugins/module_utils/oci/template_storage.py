@@ -43,6 +43,28 @@ class StoragePublisher:
     def _volid(self, filename):
         return "%s:vztmpl/%s" % (self.storage, filename)
 
+    volid = _volid
+
+    def templates(self, regex):
+        """(filename, ctime) of the storage's templates whose file name matches ``regex``."""
+        content = self.client.get("/nodes/{node}/storage/{storage}/content", node=self.node, storage=self.storage,
+                                  content="vztmpl")
+        prefix = self._volid("")
+        out = []
+        for item in content or []:
+            volid = str(item.get("volid", ""))
+            if volid.startswith(prefix) and regex.match(volid[len(prefix):]):
+                out.append((volid[len(prefix):], int(item.get("ctime") or 0)))
+        return out
+
+    def delete(self, filename):
+        """Remove a template volume and the local sidecar record of it."""
+        self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
+                                      storage=self.storage, volume=self._volid(filename)))
+        record = self._record(filename)
+        if os.path.exists(record):
+            os.unlink(record)
+
     def _exists(self, volid):
         content = self.client.get("/nodes/{node}/storage/{storage}/content", node=self.node, storage=self.storage,
                                   content="vztmpl")
