@@ -87,6 +87,30 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+pve:
+  description:
+    - The Proxmox VE version of the API host (from C(/version)) and what it supports, so that a play can choose
+      a template format (for example an OCI archive and C(entrypoint)/C(env) from 9.1 on).
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: The version.
+      type: str
+      sample: "9.1.1"
+    release:
+      description: The release.
+      type: str
+      sample: "9.1"
+    entrypoint_env:
+      description: Whether containers have the C(entrypoint) and C(env) config keys.
+      type: bool
+    oci_import:
+      description: Whether the node imports OCI archives as templates.
+      type: bool
+    oci_registry_pull:
+      description: Whether storages can pull images from a registry.
+      type: bool
 containers:
   description: The matching containers, sorted by vmid; empty when none matches.
   returned: always
@@ -192,9 +216,10 @@ def main():
         query = ContainerQuery(node=params["node"], vmid=params["vmid"], hostname=params["hostname"],
                                tags=params["tags"])
         found = list_containers(client, query, with_config=params["config"])
+        pve = client.features().as_dict()
     except PveError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, containers=found)
+    module.exit_json(changed=False, containers=found, pve=pve)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,145 @@
-"""python -m pve_double [--port 8006] [--mode 9.1|8] [--node pve1] [--user root@pam] [--password ...] [--dir DIR]"""
+"""python -m pve_double [--port 8006] [--mode 9.1|8] [--node pve1] [--user root@pam] [--password ...] [--dir DIR]
+                      [--fresh] [--detach --pidfile FILE]
+   python -m pve_double --stop --pidfile FILE [--dir DIR]
+
+In the foreground it serves until SIGINT/SIGTERM.  With ``--detach`` it
+starts in the background (for molecule and ``make demo``), returns once it
+answers, and writes its pid to ``--pidfile``; ``--stop`` ends such an
+instance and removes what it left: its containers (stopped), the datasets
+under its zfs root and its directory.  ``--fresh`` does that cleanup before
+starting, since the double keeps its state in memory and a restart would
+otherwise find volumes it does not know.
+"""
 
 import argparse
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
+import time
 
 from .server import DEFAULT_PASSWORD, Double
+
+MARK = ".pve-double"  # a directory the double made, and may remove
+
+
+def default_zfs_root(args):
+    if args.zfs_root is not None:
+        return args.zfs_root or None
+    from lxcri_testbed.bed import load_state  # pylint: disable=import-outside-toplevel
+    state = load_state()
+    if state is None:
+        return None
+    suffix = os.path.basename(os.path.normpath(args.dir))
+    return "%s/%s" % (state["zfs"]["pool"], suffix)
+
+
+def cleanup(directory, zfs_root):
+    """Stop the containers a previous instance started and remove its volumes and directory."""
+    from lxcri_testbed.bed import destroy_tree  # pylint: disable=import-outside-toplevel
+    lxc_path = os.path.join(directory, "lxc")
+    if os.path.isdir(lxc_path):
+        for name in os.listdir(lxc_path):
+            subprocess.run(["lxc-stop", "-P", lxc_path, "-n", name, "-k"], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if zfs_root and subprocess.run(["zfs", "list", "-H", zfs_root], check=False, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL).returncode == 0:
+        if not destroy_tree(zfs_root):
+            raise SystemExit("pve_double: could not destroy %s (busy?)" % zfs_root)
+    if os.path.isdir(directory):
+        if not os.path.exists(os.path.join(directory, MARK)):
+            raise SystemExit("pve_double: refusing to remove %s: the double did not make it" % directory)
+        shutil.rmtree(directory)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def stop(pidfile, directory, zfs_root):
+    if pidfile and os.path.exists(pidfile):
+        with open(pidfile) as handle:
+            pid = int(handle.read().strip() or 0)
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            for dummy in range(100):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        os.unlink(pidfile)
+    cleanup(directory, zfs_root)
+    print("PVE API test double stopped; %s removed" % directory)
+
+
+def serve(args, zfs_root, ready=None):
+    os.makedirs(args.dir, exist_ok=True)
+    open(os.path.join(args.dir, MARK), "w").close()
+    double = Double(args.dir, args.mode, args.node, args.user, args.password, port=args.port,
+                    zfs_root=zfs_root).start()
+    storages = []
+    for name, info in sorted(double.backend.storages.items()):
+        storages.append("%s (%s)" % (name, info["type"]))
+    lines = ["PVE API test double (mode %s) at %s" % (args.mode, double.url),
+             "node: %s  user: %s  storages: %s" % (args.node, args.user, ", ".join(storages))]
+    if ready is not None:
+        ready("\n".join(lines))
+    else:
+        print("\n".join(lines))
+        sys.stdout.flush()
+    stop_event = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop_event.set())
+    signal.signal(signal.SIGINT, lambda *a: stop_event.set())
+    stop_event.wait()
+    double.stop()
+
+
+def detach(args, zfs_root):
+    """Fork a server into the background; return once it is listening."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)  # pylint: disable=protected-access
+        devnull = os.open(os.devnull, os.O_RDWR)
+        log = os.open(os.path.join(args.dir, "double.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+
+        def ready(text):
+            with open(args.pidfile, "w") as handle:
+                handle.write("%d\n" % os.getpid())
+            os.write(write_fd, text.encode() + b"\n")
+            os.close(write_fd)
+
+        try:
+            serve(args, zfs_root, ready)
+        finally:
+            os._exit(0)  # pylint: disable=protected-access
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    chunks = []
+    while True:
+        chunk = os.read(read_fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    text = b"".join(chunks).decode()
+    if not text:
+        with open(os.path.join(args.dir, "double.log")) as handle:
+            raise SystemExit("pve_double did not start:\n" + handle.read()[-2000:])
+    print(text.rstrip())
+    return 0
 
 
 def main(argv):
@@ -18,24 +151,32 @@ def main(argv):
     parser.add_argument("--password", default=os.environ.get("PVE_DOUBLE_PASSWORD", DEFAULT_PASSWORD))
     parser.add_argument("--dir", default=os.environ.get("PVE_DOUBLE_DIR", "/var/lib/lxcri-testbed/pve-double"))
     parser.add_argument("--zfs-root", default=os.environ.get("PVE_DOUBLE_ZFS_ROOT"),
-                        help="dataset for the local-zfs storage (default: <test bed pool>/pve-double when up)")
+                        help="dataset for the local-zfs storage (default: <test bed pool>/<basename of --dir> "
+                             "when the test bed is up; empty: no zfspool storage)")
+    parser.add_argument("--fresh", action="store_true", help="remove a previous instance's leftovers first")
+    parser.add_argument("--detach", action="store_true", help="run in the background (needs --pidfile)")
+    parser.add_argument("--pidfile")
+    parser.add_argument("--stop", action="store_true", help="stop the instance in --pidfile and clean up")
     args = parser.parse_args(argv)
-    zfs_root = args.zfs_root
-    if zfs_root is None:
-        from lxcri_testbed.bed import load_state  # pylint: disable=import-outside-toplevel
-        state = load_state()
-        if state is not None:
-            zfs_root = "%s/pve-double" % state["zfs"]["pool"]
-    double = Double(args.dir, args.mode, args.node, args.user, args.password, port=args.port,
-                    zfs_root=zfs_root).start()
-    print("PVE API test double (mode %s) at %s" % (args.mode, double.url))
-    print("node: %s  user: %s  storages: %s" % (args.node, args.user, ", ".join(sorted(double.backend.storages))))
-    sys.stdout.flush()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    stop.wait()
-    double.stop()
+    args.dir = os.path.abspath(args.dir)
+    zfs_root = default_zfs_root(args)
+    if args.stop:
+        stop(args.pidfile, args.dir, zfs_root)
+        return 0
+    if args.pidfile and os.path.exists(args.pidfile):
+        with open(args.pidfile) as handle:
+            old = int(handle.read().strip() or 0)
+        if old and _alive(old):
+            raise SystemExit("pve_double: already running as pid %d (%s)" % (old, args.pidfile))
+    if args.fresh:
+        cleanup(args.dir, zfs_root)
+    os.makedirs(args.dir, exist_ok=True)
+    open(os.path.join(args.dir, MARK), "w").close()
+    if args.detach:
+        if not args.pidfile:
+            parser.error("--detach needs --pidfile")
+        return detach(args, zfs_root)
+    serve(args, zfs_root)
     return 0
 
 
