@@ -74,6 +74,7 @@ def config_lines(name, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None,
         "lxc.uts.name = %s" % name,
         "lxc.rootfs.path = dir:%s" % rootfs,
         "lxc.net.0.type = empty",
+        "lxc.net.0.flags = up",  # an empty network namespace with its loopback up, as apps expect
         "lxc.apparmor.profile = unconfined",
         "lxc.console.path = none",
         "lxc.tty.max = 0",
