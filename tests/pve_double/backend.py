@@ -380,20 +380,24 @@ class Backend:
             raise ApiError(500, "CT %d already running" % ct.vmid)
 
         def work(task):
-            cdir = os.path.join(self.lxc_path, str(ct.vmid))
-            os.makedirs(cdir, exist_ok=True)
-            ensure_mountpoints(self.volume_path(ct.config["rootfs"].split(",")[0]))
-            with open(os.path.join(cdir, "config"), "w") as handle:
-                handle.write("\n".join(self.lxc_config(ct)) + "\n")
-            log = os.path.join(cdir, "start.log")
-            if self._lxc(ct, "lxc-start", "-d", "-l", "INFO", "-o", log).returncode != 0:
-                with open(log) as handle:
-                    for line in handle.read().splitlines()[-15:]:
-                        task.log(line)
-                raise TaskFailed("startup for container '%d' failed" % ct.vmid)
+            self._start_now(ct, task)
             return 0
 
         return self.tasks.start("vzstart", ct.vmid, user, work)
+
+    def _start_now(self, ct, task):
+        """lxc-start the container with the LXC config generated from its PVE config."""
+        cdir = os.path.join(self.lxc_path, str(ct.vmid))
+        os.makedirs(cdir, exist_ok=True)
+        ensure_mountpoints(self.volume_path(ct.config["rootfs"].split(",")[0]))
+        with open(os.path.join(cdir, "config"), "w") as handle:
+            handle.write("\n".join(self.lxc_config(ct)) + "\n")
+        log = os.path.join(cdir, "start.log")
+        if self._lxc(ct, "lxc-start", "-d", "-l", "INFO", "-o", log).returncode != 0:
+            with open(log) as handle:
+                for line in handle.read().splitlines()[-15:]:
+                    task.log(line)
+            raise TaskFailed("startup for container '%d' failed" % ct.vmid)
 
     def lxc_reboot(self, params, user):
         ct = self._ct(params["vmid"])
@@ -726,7 +730,8 @@ class Backend:
 
         def work(task):
             self._zfs("snapshot", "%s@%s" % (self.dataset(volume), name))
-            ct.snapshots[name] = {"snaptime": int(time.time()), "config": dict(ct.config)}
+            ct.snapshots[name] = {"snaptime": int(time.time()), "config": dict(ct.config),
+                                  "description": params.get("description", "")}
             return 0
 
         return self.tasks.start("vzsnapshot", ct.vmid, user, work)
@@ -754,12 +759,19 @@ class Backend:
         if list(ct.snapshots)[-1] != name:
             raise ApiError(500, "unable to rollback to snapshot '%s' - more recent snapshots exist "
                                 "(zfs can only roll back to the most recent one)" % name)
-        if self.lxc_state(ct)[0] == "running":
-            raise ApiError(500, "CT %d is running - unable to rollback" % ct.vmid)
+        if params.get("start"):
+            self._check_startable(ct)
 
         def work(task):
+            # as pve-container's snapshot_rollback: a running container is stopped first
+            if self.lxc_state(ct)[0] == "running":
+                task.log("stopping CT %d" % ct.vmid)
+                self._lxc(ct, "lxc-stop", "-k")
             self._zfs("rollback", "%s@%s" % (self.dataset(volume), name))
             ct.config = dict(ct.snapshots[name]["config"])
+            if params.get("start"):
+                task.log("starting CT %d" % ct.vmid)
+                self._start_now(ct, task)
             return 0
 
         return self.tasks.start("vzrollback", ct.vmid, user, work)

@@ -34,8 +34,9 @@ DROP = ("description", "verbose_description", "typetext", "format_description", 
 
 
 def strip(value):
+    """The schema without its human-readable texts (a parameter *named* ``description`` is a dict: kept)."""
     if isinstance(value, dict):
-        return dict((k, strip(v)) for k, v in value.items() if k not in DROP)
+        return dict((k, strip(v)) for k, v in value.items() if not (k in DROP and isinstance(v, str)))
     if isinstance(value, list):
         return [strip(v) for v in value]
     return value

@@ -109,3 +109,16 @@ def test_committed_subset_matches_the_generator(tmp_path):
                 "print(json.dumps(m.subset(%r)))" % (here, os.path.join(SHARED, "apidata-%s.json" % major)))
         fresh = json.loads(subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True).stdout)
         assert fresh == committed
+
+
+def test_a_parameter_named_description_is_in_the_schema(schema):
+    """The subset strips human texts, not the parameters called ``description`` (config, create, snapshot)."""
+    assert create(schema, description="web server\nsecond line")["description"] == "web server\nsecond line"
+    template, info, path = schema.route("PUT", "/nodes/pve1/lxc/101/config")
+    assert schema.validate(info, dict(path, description="x" * 8192))["description"] == "x" * 8192
+    with pytest.raises(ApiError) as err:
+        schema.validate(info, dict(path, description="x" * 8193))
+    assert err.value.status == 400 and "description" in err.value.errors
+    template, info, path = schema.route("POST", "/nodes/pve1/lxc/101/snapshot")
+    assert schema.validate(info, dict(path, snapname="before", description="pre-upgrade"))["description"] == \
+        "pre-upgrade"

@@ -1,0 +1,201 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: lxc_snapshot
+short_description: Snapshots of a Proxmox VE container, with retention and rollback
+version_added: 0.1.0
+description:
+  - Creates, deletes and rolls back to snapshots of a Proxmox VE container over the API. On a ZFS storage a
+    container snapshot is a ZFS snapshot of its volumes (and its config is kept with it).
+  - The container is addressed as M(lxcri.proxmox.lxc_container) addresses it, by O(vmid) or by a O(hostname)
+    that is unique in the cluster.
+  - Every worker task is waited for; a failed one fails the module at once with the end of its log.
+author:
+  - lxcri maintainers (@lxcri)
+options:
+  vmid:
+    description: The container's id.
+    type: int
+  hostname:
+    description: The container's hostname, when O(vmid) is not given; it must be unique in the cluster.
+    type: str
+  node:
+    description: The node; found from C(/cluster/resources) when omitted.
+    type: str
+  name:
+    description: The snapshot's name (a letter, then letters, digits, C(_) and C(-); at most 40 characters).
+    type: str
+    required: true
+  description:
+    description: The snapshot's description, when it is created.
+    type: str
+  state:
+    description:
+      - V(present) creates the snapshot unless it exists (a snapshot is never re-taken).
+      - V(absent) deletes it if it exists.
+      - V(rollback) returns the container to the snapshot. Proxmox VE stops a running container first.
+        On ZFS storage only the newest snapshot can be rolled back to; Proxmox VE refuses otherwise and the
+        module fails with its message. A rollback always reports C(changed).
+    type: str
+    choices: [present, absent, rollback]
+    default: present
+  start:
+    description: With O(state=rollback), start the container after the rollback.
+    type: bool
+    default: false
+  keep:
+    description:
+      - With O(state=present) and O(prefix), keep only the newest O(keep) snapshots whose name starts with
+        O(prefix) and delete the older ones. The snapshot O(name) always stays.
+    type: int
+  prefix:
+    description: The name prefix of the snapshots that O(keep) applies to. Other snapshots are never deleted.
+    type: str
+extends_documentation_fragment:
+  - lxcri.proxmox.pve
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the snapshots and reports what would be created, deleted or rolled back; writes nothing.
+  diff_mode:
+    support: full
+    details: The snapshot names before and after.
+  platform:
+    platforms: posix
+  action_group:
+    description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
+    support: full
+    membership: [lxcri.proxmox.pve]
+seealso:
+  - module: lxcri.proxmox.lxc_container
+  - module: lxcri.proxmox.zfs_snapshot
+"""
+
+EXAMPLES = r"""
+- name: Snapshot the container before an upgrade, keeping the last three such snapshots
+  lxcri.proxmox.lxc_snapshot:
+    hostname: web1
+    name: "pre_{{ ansible_date_time.epoch }}"
+    description: before the upgrade to 1.27
+    prefix: pre_
+    keep: 3
+
+- name: Roll back to it and start the container again
+  lxcri.proxmox.lxc_snapshot:
+    vmid: 105
+    name: pre_1767225600
+    state: rollback
+    start: true
+
+- name: Delete a snapshot
+  lxcri.proxmox.lxc_snapshot:
+    vmid: 105
+    name: pre_1767225600
+    state: absent
+"""
+
+RETURN = r"""
+vmid:
+  description: The container's id.
+  returned: success
+  type: int
+  sample: 105
+node:
+  description: The container's node.
+  returned: success
+  type: str
+  sample: pve1
+name:
+  description: The snapshot's name.
+  returned: success
+  type: str
+  sample: pre_1767225600
+snapshots:
+  description: The container's snapshots after the task, oldest first (in check mode, as they would be).
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The snapshot's name.
+      type: str
+    snaptime:
+      description: When it was taken (seconds since the epoch; null for one check mode would create).
+      type: int
+    description:
+      description: Its description.
+      type: str
+    parent:
+      description: The snapshot before it, or null.
+      type: str
+deleted:
+  description: Snapshots deleted (by O(state=absent) or by O(keep)).
+  returned: success
+  type: list
+  elements: str
+newer:
+  description: With O(state=rollback), the snapshots newer than O(name) (ZFS storage refuses the rollback then).
+  returned: when state is rollback
+  type: list
+  elements: str
+status:
+  description: The container's run state after the task.
+  returned: success
+  type: str
+  sample: running
+actions:
+  description: What was done, in order.
+  returned: success
+  type: list
+  elements: str
+warnings_from_tasks:
+  description: Warning lines of worker tasks that ended with C(WARNINGS).
+  returned: success
+  type: list
+  elements: str
+timings:
+  description: Seconds taken by each worker task and in total.
+  returned: success
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.snapshot import STATES, SnapshotManager
+
+
+def main():
+    spec = dict(
+        vmid=dict(type="int"),
+        hostname=dict(type="str"),
+        node=dict(type="str"),
+        name=dict(type="str", required=True),
+        description=dict(type="str"),
+        state=dict(type="str", default="present", choices=list(STATES)),
+        start=dict(type="bool", default=False),
+        keep=dict(type="int"),
+        prefix=dict(type="str"),
+    )
+    spec.update(pve_argument_spec())
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("vmid", "hostname")],
+                           required_together=[("keep", "prefix")])
+    try:
+        result = SnapshotManager(module.params, check_mode=module.check_mode).run()
+    except PveError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
