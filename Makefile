@@ -24,7 +24,7 @@ export NO_COLOR := 1
         sanity unit integration molecule clean ee-context bench openzfs pve-double
 
 help:
-	@echo "make demo          the main job: report the OCI runtime and container facilities of this node"
+	@echo "make demo          the main job: deploy an OCI app as a container, upgrade it, roll back a broken version"
 	@echo "make test          install everything, then run the sanity, unit, integration and molecule stages"
 	@echo "make testbed-up    install and start the real test components (LXC, zfs-fuse pool, registries)"
 	@echo "make testbed-down  stop them"
@@ -65,11 +65,14 @@ install-collection: build
 # ---------------------------------------------------------------------------
 # the main job
 
+# The embedded default: the test bed (registry, zfs-fuse pool, LXC) and the Proxmox VE API double.
+# tests/lxcri_testbed/demo.py runs playbooks/deploy_app.yml (deploy, upgrade, broken version rolled
+# back) and playbooks/rollback_app.yml, then cleans up. DEMO_ARGS=--keep leaves it running.
+DEMO_ARGS ?=
 demo: testbed-up install-collection
-	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_LOCALHOST_WARNING=false \
+	cd tests && ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_LOCALHOST_WARNING=false \
 	ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
-	  $(BIN)/ansible-playbook lxcri.proxmox.runtime_report \
-	  -e '{"lxcri_libcrun_search_paths": ["/var/lib/lxcri-testbed/libcrun/*/lib/libcrun.so.0"]}'
+	  $(BIN)/python -m lxcri_testbed.demo $(DEMO_ARGS)
 
 # ---------------------------------------------------------------------------
 # tests

@@ -41,8 +41,10 @@ options:
         for registries you trust, such as a local test registry.
     type: bool
     default: true
-  ca_path:
-    description: A CA bundle for registries with a private CA.
+  registry_ca_path:
+    description:
+      - A CA bundle for registries with a private CA. (C(ca_path) is the Proxmox VE API's CA in modules that
+        also talk to the API.)
     type: path
   registry_mirrors:
     description:

@@ -481,8 +481,8 @@ def test_tls_registry_with_a_private_ca(registry_image, bed, tmp_path):
     image = registry_image.refs["tls"]
     with pytest.raises(OciError) as err:
         pull(image, tmp_path / "a", registry_tls_verify=True)
-    assert "TLS error talking to %s" % reg["host"] in str(err.value) and "ca_path" in str(err.value)
-    assert pull(image, tmp_path / "b", registry_tls_verify=True, ca_path=reg["ca"])["changed"] is True
+    assert "TLS error talking to %s" % reg["host"] in str(err.value) and "registry_ca_path" in str(err.value)
+    assert pull(image, tmp_path / "b", registry_tls_verify=True, registry_ca_path=reg["ca"])["changed"] is True
     assert pull(image, tmp_path / "c", registry_tls_verify=False)["changed"] is True
 
 

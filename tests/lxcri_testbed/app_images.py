@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from .oci_build import Layer, write_image
+from .oci_build import Layer, with_setpriv, write_image
 
 REPOSITORY = "lxcri-demo/webapp"
 PORT = 8080
@@ -34,13 +34,14 @@ def page(version):
 
 
 def image_layer(version):
+    # util-linux setpriv (with its libraries) lets a Proxmox VE 8 template's generated init switch to www
     layer = (Layer().dir("bin").dir("tmp", mode=0o1777).dir("etc").dir("sbin").dir("srv")
              .busybox(("sh", "httpd", "wget", "id", "echo", "sleep", "cat", "ls"))
              .file("etc/passwd", "root:x:0:0::/root:/bin/sh\nwww:x:1000:1000::/srv/www:/bin/sh\n")
              .file("etc/group", "root:x:0:\nwww:x:1000:\n")
              .dir("srv/www", uid=1000, gid=1000)
              .file("srv/www/index.html", page(version), uid=1000, gid=1000))
-    return layer
+    return with_setpriv(layer)
 
 
 def build(layout, version):

@@ -20,7 +20,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import DEF
 DEFAULTS = {
     "state": "present", "platform": None, "cache_dir": DEFAULT_CACHE_DIR, "cache_max_bytes": None,
     "registry_username": None, "registry_password": None, "auth_file": None, "registry_tls_verify": True,
-    "ca_path": None, "registry_mirrors": [], "timeout": 60, "retries": 5, "keep_corrupt": False,
+    "registry_ca_path": None, "registry_mirrors": [], "timeout": 60, "retries": 5, "keep_corrupt": False,
     "verify_diff_ids": False,
 }
 
@@ -34,7 +34,7 @@ def registry_argument_spec():
         registry_password=dict(type="str", no_log=True),
         auth_file=dict(type="path"),
         registry_tls_verify=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
+        registry_ca_path=dict(type="path"),
         registry_mirrors=dict(type="list", elements="str", default=[]),
         timeout=dict(type="int", default=60),
         retries=dict(type="int", default=5),
@@ -75,7 +75,7 @@ class ImageManager:
                 return lookup(config, domain, repository)
 
         options = dict(credentials=credentials, credentials_for=credentials_for,
-                       tls_verify=params["registry_tls_verify"], ca_path=params["ca_path"],
+                       tls_verify=params["registry_tls_verify"], ca_path=params["registry_ca_path"],
                        mirrors=params["registry_mirrors"], timeout=params["timeout"], retries=params["retries"])
         options.update(self.client_options)
         return RegistryClient(**options)

@@ -1,0 +1,149 @@
+"""The oci_app role through the collection's playbooks (deploy_app, rollback_app) against the PVE API double.
+
+Both Proxmox VE modes: 9.1 (an OCI archive; entrypoint/env keys) and 8 (a template whose /sbin/init runs
+the app). Real LXC containers and real ZFS snapshots underneath; every check reads LXC, /proc or ZFS.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+from lxcri_testbed.app_images import page, push
+from pve_double.server import DEFAULT_PASSWORD, Double
+
+APP = "webapp"
+
+
+@pytest.fixture(params=["9.1", "8"])
+def appdouble(request, tmp_path, zfs_dataset, bed):
+    instance = Double(str(tmp_path / "pve"), mode=request.param, zfs_root=zfs_dataset + "/pve").start()
+    yield instance
+    for vmid in list(instance.backend.containers):
+        instance.backend._lxc(instance.backend.containers[vmid], "lxc-stop", "-k")
+    instance.stop()
+
+
+def app_vars(double, image=None, **extra):
+    values = {
+        "pve_api_host": "127.0.0.1", "pve_api_port": double.port, "pve_api_user": "root@pam",
+        "pve_api_password": DEFAULT_PASSWORD, "pve_ca_path": double.cert,
+        "oci_app_name": APP, "oci_app_template_storage": "local", "oci_app_storage": "local-zfs",
+        "oci_app_disk_size": 1, "oci_app_memory": 256, "oci_app_registry_tls_verify": False,
+        "oci_app_lxc_version": "5.0", "oci_app_template_cache_dir": os.path.join(double.backend.root, "cache"),
+        "oci_app_health_command": ["wget", "-qO-", "http://127.0.0.1:8080/"],
+        "oci_app_health_exec": ["lxc-attach", "-P", double.backend.lxc_path, "-n", "{vmid}", "--"],
+        "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 5,
+    }
+    if image:
+        values["oci_app_image"] = image
+    values.update(extra)
+    return values
+
+
+def containers(double):
+    """{hostname: (vmid, status)} as the double's real LXC state says."""
+    out = {}
+    for ct in double.backend.containers.values():
+        out[ct.config.get("hostname")] = (ct.vmid, double.backend.lxc_state(ct)[0])
+    return out
+
+
+def app_process(double, vmid):
+    """(argv, uid, cwd, env) of the container's httpd: its init itself (9.1) or the generated init's child (8)."""
+    ct = double.backend.containers[vmid]
+    state, init = double.backend.lxc_state(ct)
+    assert state == "running"
+    pids = [int(init)]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == int(init):
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    for pid in pids:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = [a.decode() for a in handle.read().split(b"\0")[:-1]]
+        if argv and argv[0] == "httpd":
+            with open("/proc/%d/status" % pid) as handle:
+                uid = [line.split()[1] for line in handle if line.startswith("Uid:")][0]
+            with open("/proc/%d/environ" % pid, "rb") as handle:
+                env = dict(item.decode().partition("=")[::2] for item in handle.read().split(b"\0") if item)
+            return argv, int(uid), os.readlink("/proc/%d/cwd" % pid), env
+    raise AssertionError("no httpd under the init of CT %d (%s)" % (vmid, pids))
+
+
+def fetch(double, vmid):
+    return subprocess.run(["lxc-attach", "-P", double.backend.lxc_path, "-n", str(vmid), "--", "wget", "-qO-",
+                           "http://127.0.0.1:8080/"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False).stdout
+
+
+def check_serving(double, vmid, version):
+    assert fetch(double, vmid) == page(version)
+    argv, uid, cwd, env = app_process(double, vmid)
+    assert argv == ["httpd", "-f", "-v", "-p", "8080", "-h", "."]
+    assert uid == 1000 and cwd.endswith("/srv/www")
+    assert env["APP_VERSION"] == version and env["PORT"] == "8080"
+
+
+def snapshots(dataset):
+    return subprocess.run(["zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-r", dataset], check=True,
+                          stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+
+
+def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdouble, tmp_path, bed):
+    double = appdouble
+    images = push(bed["registry"]["host"], "lxcri-test/webapp-%s" % double.backend.mode.replace(".", ""))
+    deploy = "lxcri.proxmox.deploy_app"
+
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
+    assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
+    cts = containers(double)
+    assert list(cts) == [APP] and cts[APP][1] == "running"
+    v1 = cts[APP][0]
+    check_serving(double, v1, "1")
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+
+    # check mode: an upgrade is only reported
+    before = dict((vmid, dict(ct.config)) for vmid, ct in double.backend.containers.items())
+    zfs_before = snapshots(double.backend.storages["local-zfs"]["pool"])
+    check = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]), check=True)
+    assert check.rc == 0, check
+    assert dict((vmid, dict(ct.config)) for vmid, ct in double.backend.containers.items()) == before
+    assert snapshots(double.backend.storages["local-zfs"]["pool"]) == zfs_before
+    check_serving(double, v1, "1")
+
+    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]))
+    assert upgrade.rc == 0, upgrade
+    cts = containers(double)
+    assert sorted(cts) == [APP, APP + "-prev"] and cts[APP + "-prev"] == (v1, "stopped")
+    v2 = cts[APP][0]
+    check_serving(double, v2, "2")
+    pool = double.backend.storages["local-zfs"]["pool"]
+    assert any(name.startswith("%s/subvol-%d-disk-0@lxcri_" % (pool, v1)) for name in snapshots(pool))
+
+    broken = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["3-broken"],
+                                                                       oci_app_health_timeout=5))
+    assert broken.rc != 0
+    assert "Rolled back: CT %d runs the previous version" % v2 in broken.stdout, broken.stdout[-3000:]
+    cts = containers(double)
+    assert cts == {APP: (v2, "running"), APP + "-prev": (v1, "stopped")}, cts
+    check_serving(double, v2, "2")
+
+    back = installed_collection.playbook("lxcri.proxmox.rollback_app", extra_vars=app_vars(double))
+    assert back.rc == 0, back
+    assert containers(double) == {APP: (v1, "running")}
+    check_serving(double, v1, "1")
+    template_dir = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
+    assert len(os.listdir(template_dir)) == 3  # the three versions built, within keep_templates (3)
+
+    gone = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent"))
+    assert gone.rc == 0, gone
+    assert double.backend.containers == {} and os.listdir(double.backend.lxc_path) == []
+    assert not [name for name in subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", pool], check=True,
+                                                stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+                if "/subvol-" in name]
