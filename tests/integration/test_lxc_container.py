@@ -391,3 +391,111 @@ def test_raw_lxc_writes_only_the_runtime_keys_into_the_conf(installed_collection
     assert "lxc.environment: A=b c" in text
     again = installed_collection.playbook(raw)
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again.task_results()
+
+
+def api_requests(double, since):
+    """The API requests the double received after index ``since`` (method, path)."""
+    return [(method, path) for method, path, dummy in double.requests[since:]]
+
+
+def test_an_unchanged_running_container_costs_three_requests(installed_collection, double, tmp_path):
+    ensure = play(tmp_path, double, "ensure.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 160
+            hostname: cheap
+            ostemplate: local:vztmpl/base.tar.zst
+            memory: 256
+            state: started
+        """)
+    assert installed_collection.playbook(ensure).rc == 0
+    since = len(double.requests)
+    again = installed_collection.playbook(ensure)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    made = api_requests(double, since)
+    # the login, one cluster listing, the container's config: nothing else
+    assert made == [("POST", "/api2/json/access/ticket"), ("GET", "/api2/json/cluster/resources"),
+                    ("GET", "/api2/json/nodes/pve1/lxc/160/config")], made
+
+
+def test_a_locked_container_is_waited_for_then_reported(installed_collection, double, tmp_path):
+    import threading
+    create = play(tmp_path, double, "create.yml", """\
+        - lxcri.proxmox.lxc_container: {vmid: 161, hostname: busy, ostemplate: "local:vztmpl/base.tar.zst"}
+        """)
+    assert installed_collection.playbook(create).rc == 0
+    ct = double.backend.containers[161]
+    ct.lock = "backup"
+    threading.Timer(2.0, lambda: setattr(ct, "lock", None)).start()
+    change = play(tmp_path, double, "change.yml", """\
+        - lxcri.proxmox.lxc_container: {vmid: 161, memory: 384, state: started}
+          register: ct
+        """)
+    run = installed_collection.playbook(change)
+    assert run.rc == 0, run
+    result = run.task_results()[0]
+    assert result["actions"][:2] == ["configured", "waited for lock backup"], result["actions"]
+    assert ct.config["memory"] == "384" and running(double, 161)
+    ct.lock = "snapshot"
+    before = state_of(double)
+    held = play(tmp_path, double, "held.yml", """\
+        - lxcri.proxmox.lxc_container: {vmid: 161, memory: 512, wait_timeout: 3}
+        """)
+    run = installed_collection.playbook(held)
+    assert run.rc != 0
+    assert "configure: the container stayed locked (snapshot)" in run.stdout, run.stdout[-2000:]
+    assert state_of(double) == before
+    ct.lock = None
+
+
+def test_nextid_race_between_two_playbooks(installed_collection, double, tmp_path):
+    """Both callers are told 100 (scripted); one create loses and the module takes the next id."""
+    double.backend.nextid_answers = [100, 100]
+    plays = [play(tmp_path, double, "race-%s.yml" % name, """\
+        - lxcri.proxmox.lxc_container: {hostname: %s, ostemplate: "local:vztmpl/base.tar.zst"}
+        """ % name) for name in ("left", "right")]
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(installed_collection.playbook, plays))
+    assert all(run.rc == 0 for run in runs), runs
+    vmids = sorted(run.task_results()[0]["vmid"] for run in runs)
+    assert vmids == [100, 101], vmids
+    names = dict((ct.config["hostname"], ct.vmid) for ct in double.backend.containers.values())
+    assert sorted(names) == ["left", "right"] and sorted(names.values()) == [100, 101]
+    creates = [params.get("vmid") for method, path, params in double.requests
+               if method == "POST" and path == "/api2/json/nodes/pve1/lxc"]
+    assert sorted(str(v) for v in creates) == ["100", "100", "101"], creates  # one collision, one retry
+
+
+def test_rootfs_grows_through_resize_and_never_shrinks(installed_collection, zdouble, tmp_path):
+    double = zdouble
+    template = os.path.join(double.backend.storages["local"]["path"], "template", "cache", "tiny.tar")
+    rootfs = tmp_path / "tiny"
+    (rootfs / "sbin").mkdir(parents=True)
+    subprocess.run(["tar", "-cf", template, "-C", str(rootfs), "."], check=True)
+
+    def sized(size, **options):
+        extra = "".join(", %s: %s" % item for item in options.items())
+        return play(tmp_path, double, "size%s.yml" % size, """\
+            - lxcri.proxmox.lxc_container: {vmid: 170, hostname: grow, ostemplate: "local:vztmpl/tiny.tar",
+                                            storage: local-zfs, disk_size: %d%s}
+              register: ct
+            """ % (size, extra))
+    assert installed_collection.playbook(sized(1)).rc == 0
+    dataset = double.backend.dataset(double.backend.containers[170].config["rootfs"])
+    quota = lambda: subprocess.run(["zfs", "get", "-Hpo", "value", "refquota", dataset], check=True,  # noqa: E731
+                                   stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+    assert quota() == str(1024 ** 3)
+    check = installed_collection.playbook(sized(2), check=True, diff=True)
+    assert check.rc == 0, check
+    result = check.task_results()[0]
+    assert result["changed"] and result["actions"] == ["resized"]
+    assert "size=2G" in result["diff"]["after"]["rootfs"] and "size=1G" in result["diff"]["before"]["rootfs"]
+    assert quota() == str(1024 ** 3)
+    run = installed_collection.playbook(sized(2))
+    assert run.rc == 0, run
+    assert run.task_results()[0]["actions"] == ["resized"] and quota() == str(2 * 1024 ** 3)
+    assert double.backend.containers[170].config["rootfs"].endswith(",size=2G")
+    assert installed_collection.playbook(sized(2)).stats["localhost"]["changed"] == 0
+    shrink = installed_collection.playbook(sized(1))
+    assert shrink.rc != 0 and "rootfs is 2G and 1G was asked: Proxmox VE cannot shrink a volume" in shrink.stdout
+    assert quota() == str(2 * 1024 ** 3)

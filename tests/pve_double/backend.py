@@ -133,6 +133,7 @@ class Backend:
         self.tasks = TaskManager(node)
         self.lock = threading.RLock()
         self.containers = {}
+        self.nextid_answers = []  # tests script GET /cluster/nextid (e.g. the same id twice: a race)
         self.storages = {"local": {"type": "dir", "path": os.path.join(root, "storage", "local"),
                                    "content": "vztmpl,rootdir,iso,backup,snippets"}}
         for sub in ("template/cache", "images"):
@@ -198,6 +199,8 @@ class Backend:
 
     def nextid(self, params):
         with self.lock:
+            if self.nextid_answers and "vmid" not in params:
+                return self.nextid_answers.pop(0)  # scripted answers reproduce a race between two callers
             if "vmid" in params:
                 if params["vmid"] in self.containers:
                     raise ApiError(400, "Parameter verification failed.",
@@ -612,6 +615,49 @@ class Backend:
             ct.lock = None
 
         return self.tasks.start("vzdestroy", ct.vmid, user, work, cleanup)
+
+    SIZE_UNITS = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+    def _bytes(self, text):
+        text = str(text)
+        unit = text[-1] if text[-1] in self.SIZE_UNITS else None
+        return int(float(text[:-1] if unit else text) * (self.SIZE_UNITS[unit] if unit else 1))
+
+    @staticmethod
+    def _size_text(size):
+        for unit, factor in (("T", 1024 ** 4), ("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+            if size % factor == 0:
+                return "%d%s" % (size // factor, unit)
+        return str(size)
+
+    def lxc_resize(self, params, user):
+        """PUT .../resize: grow a volume (never shrink), as pve-container does, in a worker task."""
+        ct = self._ct(params["vmid"])
+        with self.lock:
+            if ct.lock:
+                raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
+            if params.get("digest") and params["digest"] != ct.digest():
+                raise ApiError(500, "detected modified configuration - file changed by other user? Try again.")
+            disk = params["disk"]
+            if disk not in ct.config:
+                raise ApiError(500, "unable to resize - disk '%s' does not exist" % disk)
+            parts = ct.config[disk].split(",")
+            volume, options = parts[0], dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+            current = self._bytes(options.get("size", "0"))
+            size = params["size"]
+            new = current + self._bytes(size[1:]) if size.startswith("+") else self._bytes(size)
+            if new < current:
+                raise ApiError(500, "unable to shrink disk size")
+
+        def work(task):
+            if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+                self._zfs("set", "refquota=%d" % new, self.dataset(volume))
+            options["size"] = self._size_text(new)
+            ct.config[disk] = ",".join([volume] + ["%s=%s" % item for item in options.items()])
+            task.log("resized %s to %s" % (volume, options["size"]))
+            return 0
+
+        return self.tasks.start("resize", ct.vmid, user, work)
 
     # -- templates, clones, snapshots (zfspool) ---------------------------------------------
     def _zfs_volume(self, ct, action):

@@ -184,6 +184,7 @@ class Double:
             ("POST", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback"): b.snapshot_rollback,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"): b.lxc_stop,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
+            ("PUT", "/nodes/{node}/lxc/{vmid}/resize"): b.lxc_resize,
         }
         key = (method, template)
         if key == ("POST", "/nodes/{node}/storage/{storage}/upload"):

@@ -427,7 +427,7 @@ def normalize(key, value, strict=False):
     return str(value).strip()
 
 
-def _allocation(volume):
+def allocation(volume):
     """(storage, bytes) of a ``STORAGE:SIZE_IN_GiB`` allocation request, else None."""
     match = _ALLOCATION.match(str(volume))
     if not match:
@@ -444,10 +444,10 @@ def same(key, current, desired):
         return False
     want = normalize(key, desired, strict=True)
     have = normalize(key, current)
-    allocation = _allocation(want.get("volume", "")) if "volume" in fmt else None
-    if allocation:
+    requested = allocation(want.get("volume", "")) if "volume" in fmt else None
+    if requested:
         # STORAGE:SIZE asks for a new volume; what Proxmox made of it is a volume on that storage with that size
-        storage, size = allocation
+        storage, size = requested
         want.pop("volume")
         want.pop("size", None)
         have_size = have.pop("size", None)

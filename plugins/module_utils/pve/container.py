@@ -15,12 +15,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import rawconf
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConfigError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConfigError, PveTaskError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
 
 STATES = ("present", "started", "stopped", "restarted", "absent", "template")
@@ -37,6 +38,9 @@ CONFIG_OPTIONS = {
 CREATE_ONLY = ("password", "ssh_public_keys", "pool", "unprivileged", "ostype", "arch")
 EXISTS_MARKERS = ("already exists",)
 DEFAULT_ALLOCATION_RETRIES = 8
+# "CT 105 is locked (backup)", "VM is locked (snapshot)": another task holds the container
+LOCKED = re.compile(r"\bis locked \((?P<lock>[\w-]+)\)")
+GIB = 1024 ** 3
 
 
 class ContainerError(PveConfigError):
@@ -57,6 +61,37 @@ class ContainerManager:
         self.timings = {}
         self.changed = False
         self.actions = []
+        self._resources = None
+
+    def resources(self):
+        """``GET /cluster/resources?type=vm``, fetched once per run (until something is created)."""
+        if self._resources is None:
+            self._resources = self.client.get("/cluster/resources", type="vm") or []
+        return self._resources
+
+    def locked_retry(self, what, action):
+        """Run ``action()``; while Proxmox VE says the container is locked, wait and retry until wait_timeout.
+
+        The lock may be reported by the API call or by the worker task (both raise with the message).
+        """
+        deadline = time.monotonic() + (self.params.get("wait_timeout") or 600)
+        delay, waited = 0.5, 0.0
+        while True:
+            try:
+                return action()
+            except (PveApiError, PveTaskError) as exc:
+                match = LOCKED.search(str(exc))
+                if match is None:
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise ContainerError("%s: the container stayed locked (%s) for %.0f s, longer than wait_timeout; "
+                                         "another task (%s) holds it" % (what, match.group("lock"), waited,
+                                                                         match.group("lock")))
+                if not waited:
+                    self.actions.append("waited for lock %s" % match.group("lock"))
+                self.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -79,11 +114,11 @@ class ContainerManager:
     def find(self):
         """The container as /cluster/resources lists it (dict) or None; by vmid, else by unique hostname."""
         vmid, hostname = self.params.get("vmid"), self.params.get("hostname")
-        resources = [r for r in (self.client.get("/cluster/resources", type="vm") or []) if r.get("type") == "lxc"]
+        listing = self.resources()
+        resources = [r for r in listing if r.get("type") == "lxc"]
         if vmid is not None:
             found = [r for r in resources if int(r["vmid"]) == int(vmid)]
-            if not found and any(int(r["vmid"]) == int(vmid) for r in self.client.get("/cluster/resources", type="vm")
-                                 or []):
+            if not found and any(int(r["vmid"]) == int(vmid) for r in listing):
                 raise ContainerError("vmid %s is a virtual machine, not a container" % vmid)
             return found[0] if found else None
         if not hostname:
@@ -171,7 +206,7 @@ class ContainerManager:
         vmid_range = self.params.get("vmid_range")
         if vmid_range:
             low, high = int(vmid_range[0]), int(vmid_range[1])
-            used = set(int(r["vmid"]) for r in self.client.get("/cluster/resources", type="vm") or [])
+            used = set(int(r["vmid"]) for r in self.resources())
             for vmid in range(low, high + 1):
                 if vmid not in used:
                     yield vmid
@@ -231,7 +266,7 @@ class ContainerManager:
     def clone(self, node, wanted):
         params = self.params
         source = params["clone"]
-        src = [r for r in (self.client.get("/cluster/resources", type="vm") or [])
+        src = [r for r in self.resources()
                if r.get("type") == "lxc" and (str(r["vmid"]) == str(source) or r.get("name") == str(source))]
         if len(src) != 1:
             raise ContainerError("clone source %r: %s" % (source, "not found" if not src else "ambiguous"))
@@ -276,10 +311,55 @@ class ContainerManager:
 
     # -- update --------------------------------------------------------------------------
 
+    def rootfs_size(self, current, wanted):
+        """Split a root file system size change off the config change.
+
+        Returns ``(wanted, bytes)``: the config without a size change (the volume stays the one in the
+        config; its other sub-keys may change) and the new size when it grows, else None. Proxmox VE
+        cannot shrink a volume: asking for less is an error.
+        """
+        if not current.get("rootfs"):
+            return wanted, None
+        have = pveconfig.parse_property("rootfs", current["rootfs"])
+        have_size = pveconfig.parse_size(have.get("size")) if have.get("size") else None
+        asked = int(self.params["disk_size"]) * GIB if self.params.get("disk_size") else None
+        if "rootfs" in wanted:
+            want = pveconfig.parse_property("rootfs", pveconfig.format_value("rootfs", wanted["rootfs"]))
+            alloc = pveconfig.allocation(want.get("volume", ""))
+            if alloc:
+                if alloc[0] != str(have.get("volume", "")).partition(":")[0]:
+                    raise ContainerError("rootfs is on %s; moving it to %s is not done by this module (pct "
+                                         "move-volume)" % (str(have.get("volume")).partition(":")[0], alloc[0]))
+                asked = alloc[1] or asked
+            elif want.get("volume") not in (None, have.get("volume")):
+                raise ContainerError("rootfs is %s; another volume (%s) cannot be set on an existing container"
+                                     % (have.get("volume"), want.get("volume")))
+            elif want.get("size"):
+                asked = pveconfig.parse_size(want["size"])
+            merged = dict(have)
+            merged.update((k, v) for k, v in want.items() if k not in ("volume", "size"))
+            wanted = dict(wanted, rootfs=pveconfig.format_property("rootfs", merged))
+        if asked is None or have_size is None or asked == have_size:
+            return wanted, None
+        if asked < have_size:
+            raise ContainerError("rootfs is %s and %s was asked: Proxmox VE cannot shrink a volume"
+                                 % (pveconfig.format_size(have_size), pveconfig.format_size(asked)))
+        return wanted, asked
+
+    def resize(self, node, vmid, size):
+        self._act("resized")
+        if not self.check_mode:
+            self.locked_retry("resize", lambda: self._wait(node, self.client.put(
+                "/nodes/{node}/lxc/{vmid}/resize", {"disk": "rootfs", "size": pveconfig.format_size(size)},
+                node=node, vmid=vmid), "resize"))
+
     def update(self, node, vmid, current, wanted, running):
+        wanted, grow = self.rootfs_size(current, wanted)
         plan = pveconfig.diff(current, wanted, purge=bool(self.params.get("purge_config")),
                               delete=self.params.get("delete") or ())
-        result = {"pending": []}
+        result = {"pending": [], "resized": grow}
+        if grow:
+            self.resize(node, vmid, grow)
         if not plan.changed:
             return plan, result
         self._act("configured")
@@ -290,7 +370,8 @@ class ContainerManager:
             body["delete"] = ",".join(plan.delete)
         if current.get("digest"):
             body["digest"] = current["digest"]
-        self.client.put("/nodes/{node}/lxc/{vmid}/config", body, node=node, vmid=vmid)
+        self.locked_retry("configure", lambda: self.client.put("/nodes/{node}/lxc/{vmid}/config", body, node=node,
+                                                               vmid=vmid))
         if running:
             result["pending"] = sorted(plan.pending)
         return plan, result
@@ -300,7 +381,8 @@ class ContainerManager:
     def start(self, node, vmid):
         self._act("started")
         if not self.check_mode:
-            self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/start", node=node, vmid=vmid), "start")
+            self.locked_retry("start", lambda: self._wait(node, self.client.post(
+                "/nodes/{node}/lxc/{vmid}/status/start", node=node, vmid=vmid), "start"))
 
     def stop(self, node, vmid):
         self._act("stopped")
@@ -310,29 +392,29 @@ class ContainerManager:
         args = {"timeout": timeout}
         if self.params.get("force_stop"):
             args["forceStop"] = 1
-        self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid),
-                   "shutdown")
+        self.locked_retry("shutdown", lambda: self._wait(node, self.client.post(
+            "/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid), "shutdown"))
 
     def kill(self, node, vmid):
         self._act("stopped")
         if not self.check_mode:
-            self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid), "stop")
+            self.locked_retry("stop", lambda: self._wait(node, self.client.post(
+                "/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid), "stop"))
 
     def reboot(self, node, vmid):
         self._act("restarted")
         if not self.check_mode:
             args = {"timeout": self.params.get("shutdown_timeout") or 60}
-            self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/reboot", args, node=node, vmid=vmid),
-                       "reboot")
+            self.locked_retry("reboot", lambda: self._wait(node, self.client.post(
+                "/nodes/{node}/lxc/{vmid}/status/reboot", args, node=node, vmid=vmid), "reboot"))
 
     def make_template(self, node, vmid):
         self._act("templated")
         if self.check_mode:
             return
         # POST .../template answers null although a worker runs: poll the config until it says so
-        upid = self.client.post("/nodes/{node}/lxc/{vmid}/template", node=node, vmid=vmid)
-        if upid:
-            self._wait(node, upid, "template")
+        self.locked_retry("template", lambda: self._wait(node, self.client.post(
+            "/nodes/{node}/lxc/{vmid}/template", node=node, vmid=vmid), "template"))
         deadline = time.monotonic() + (self.params.get("wait_timeout") or 600)
         while str(self.config_of(node, vmid).get("template")) != "1":
             if time.monotonic() > deadline:
@@ -358,7 +440,8 @@ class ContainerManager:
             args["purge"] = 1
         if params.get("destroy_unreferenced_disks") is not None:
             args["destroy-unreferenced-disks"] = 1 if params["destroy_unreferenced_disks"] else 0
-        self._wait(node, self.client.delete("/nodes/{node}/lxc/{vmid}", args, node=node, vmid=vmid), "delete")
+        self.locked_retry("delete", lambda: self._wait(node, self.client.delete(
+            "/nodes/{node}/lxc/{vmid}", args, node=node, vmid=vmid), "delete"))
 
     # -- the module ----------------------------------------------------------------------------
 
@@ -410,12 +493,16 @@ class ContainerManager:
             if info["pending"] and self.params.get("restart") == "when_needed" and state != "stopped":
                 self.reboot(node, vmid)
                 result["pending"] = []
-            if plan.changed and not self.check_mode:
+            if (plan.changed or info["resized"]) and not self.check_mode:
                 config = self.config_of(node, vmid)
-            elif plan.changed:
+            elif plan.changed or info["resized"]:
                 config = dict(config, **plan.put)
                 for key in plan.delete:
                     config.pop(key, None)
+                if info["resized"]:
+                    rootfs = pveconfig.parse_property("rootfs", config["rootfs"])
+                    rootfs["size"] = pveconfig.format_size(info["resized"])
+                    config["rootfs"] = pveconfig.format_property("rootfs", rootfs)
         if self.raw_lines(node, vmid) and status == "running" and state != "stopped":
             result.setdefault("pending", []).append("lxc.*")
             if self.params.get("restart") == "when_needed":
@@ -448,7 +535,8 @@ class ContainerManager:
         return self._finish(result, started)
 
     def find_by_vmid(self, vmid):
-        for r in self.client.get("/cluster/resources", type="vm") or []:
+        self._resources = None  # it was just created: list again
+        for r in self.resources():
             if int(r["vmid"]) == int(vmid):
                 return r
         raise ContainerError("CT %s vanished after it was created" % vmid)
