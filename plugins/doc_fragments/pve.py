@@ -9,7 +9,10 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
     # Connection options of the Proxmox VE API modules; the argument spec is
-    # plugins/module_utils/pve/connection.py pve_argument_spec().
+    # plugins/module_utils/pve/connection.py pve_argument_spec().  Every module
+    # that takes them is in the action group pve (meta/runtime.yml), so the
+    # action_group attribute is documented here; a module's own attributes
+    # (check_mode, diff_mode, ...) are merged with it.
     DOCUMENTATION = r"""
 options:
   api_host:
@@ -75,8 +78,14 @@ options:
       - Seconds to wait for a Proxmox VE task (create, start, upload, ...) to end. A task still running
         then fails the module; it goes on running on the node.
       - A task that fails fails the module at once, with the end of the task log.
+      - Also how long a container that another task has locked (C(CT 105 is locked (backup))) is waited for.
     type: int
     default: 600
 requirements:
   - requests (Python library), on the host that runs the module, when O(api_host) is set
+attributes:
+  action_group:
+    description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
+    support: full
+    membership: [lxcri.proxmox.pve]
 """

@@ -53,10 +53,6 @@ attributes:
     support: none
   platform:
     platforms: posix
-  action_group:
-    description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
-    support: full
-    membership: [lxcri.proxmox.pve]
 seealso:
   - module: lxcri.proxmox.lxc_container
 """

@@ -169,10 +169,6 @@ attributes:
     details: Shows the template's identity (image digest, options, argv, init command) before and after.
   platform:
     platforms: posix
-  action_group:
-    description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
-    support: full
-    membership: [lxcri.proxmox.pve]
 notes:
   - Member names containing C(..) components are refused; absolute member names are taken relative to the
     image root. Symlink targets are kept exactly as the image wrote them, since they are resolved inside

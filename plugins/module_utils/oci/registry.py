@@ -21,17 +21,10 @@ import re
 import threading
 import time
 
-try:
-    import requests
-    from requests.exceptions import ConnectionError as RequestsConnectionError
-    from requests.exceptions import ChunkedEncodingError, ContentDecodingError, SSLError, Timeout
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as _exc:  # pragma: no cover - exercised on hosts without requests
-    requests = None
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = _exc
-
+from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
+    HAS_REQUESTS, ChunkedEncodingError, ContentDecodingError, RequestsConnectionError, SSLError, Timeout, requests)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (  # pylint: disable=unused-import
+    REQUESTS_IMPORT_ERROR)  # re-exported: oci_image checks for requests through this module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import AuthError, RegistryError, VerificationError
@@ -194,7 +187,7 @@ class RegistryClient:
                 if not self.tls_verify and self.schemes.get(host) is None and "://" not in host:
                     self.schemes[host] = "http"  # tls_verify=false also allows plain HTTP
                     continue
-                raise RegistryError("TLS error talking to %s: %s (set ca_path for a private CA, or "
+                raise RegistryError("TLS error talking to %s: %s (set registry_ca_path for a private CA, or "
                                     "registry_tls_verify: false to skip verification)" % (host, exc))
             except (RequestsConnectionError, Timeout) as exc:
                 if (not self.tls_verify and self.schemes.get(host) is None and "://" not in host

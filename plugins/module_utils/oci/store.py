@@ -26,15 +26,19 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import HashingWriter
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import parse_digest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, VerificationError
 
 DEFAULT_CACHE_DIR = "/var/cache/lxcri/oci"
 STALE_TMP_SECONDS = 24 * 3600
+# tmp/<hex16>-<pid>-<random>; a name without a readable pid is stale
+_BLOB_TMP = re.compile(r"^(?:[^-]*-(?P<pid>\d+)(?=-|$))?")
 
 
 def _sync(fd):
@@ -68,34 +72,59 @@ def atomic_write(path, data, mode=0o644):
         raise
 
 
-class BlobWriter:
+def pid_alive(pid):
+    """True while process ``pid`` exists (also when it is another user's)."""
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def sweep_tmp(directory, pattern, max_age=None, now=None):
+    """Delete the temp files in ``directory`` that their writer left behind.
+
+    ``pattern`` (a compiled regex matched at the start of each name) picks
+    the temp files and captures the writing process's id as group ``pid``;
+    other names are left alone.  A temp file goes when its name has no pid,
+    when that process is gone, or when it is older than ``max_age`` seconds.
+    """
+    now = now or time.time()
+    for name in os.listdir(directory):
+        match = pattern.match(name)
+        if not match:
+            continue
+        path = os.path.join(directory, name)
+        pid = match.group("pid")
+        alive = pid is not None and pid_alive(int(pid))
+        if not alive or (max_age is not None and now - os.path.getmtime(path) > max_age):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+class BlobWriter(HashingWriter):
     """A temp file that hashes what is written; ``reset()`` starts over (for restarts)."""
 
     def __init__(self, handle, path, algo, observer=None):
+        HashingWriter.__init__(self, handle, algo)
         self.handle = handle
         self.path = path
-        self.algo = algo
         self.observer = observer  # e.g. a decompressor computing the diff_id
-        self.hasher = hashlib.new(algo)
-        self.size = 0
 
     def write(self, data):
-        self.handle.write(data)
-        self.hasher.update(data)
-        self.size += len(data)
+        written = HashingWriter.write(self, data)
         if self.observer is not None:
             self.observer.update(data)
+        return written
 
     def reset(self):
         self.handle.seek(0)
         self.handle.truncate()
-        self.hasher = hashlib.new(self.algo)
-        self.size = 0
+        self.restart()
         if self.observer is not None:
             self.observer.reset()
-
-    def digest(self):
-        return "%s:%s" % (self.algo, self.hasher.hexdigest())
 
 
 class BlobStore:
@@ -278,26 +307,8 @@ class BlobStore:
         return found
 
     def remove_stale_tmp(self, now=None):
-        now = now or time.time()
-        base = os.path.join(self.root, "tmp")
-        for name in os.listdir(base):
-            path = os.path.join(base, name)
-            try:
-                pid = int(name.split("-")[1])
-            except (IndexError, ValueError):
-                pid = None
-            alive = False
-            if pid is not None:
-                try:
-                    os.kill(pid, 0)
-                    alive = True
-                except OSError as exc:
-                    alive = exc.errno == errno.EPERM
-            if not alive or now - os.path.getmtime(path) > STALE_TMP_SECONDS:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+        """Partial downloads of processes that are gone, or older than a day."""
+        sweep_tmp(os.path.join(self.root, "tmp"), _BLOB_TMP, STALE_TMP_SECONDS, now)
 
     def remove_blob(self, digest):
         """Delete a blob and its facts; True when the blob itself was there."""

@@ -25,7 +25,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import errno
 import fcntl
 import hashlib
 import io
@@ -35,6 +34,7 @@ import re
 import tarfile
 import tempfile
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import HashingWriter, sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap, lxcinit, media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import compressor
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
@@ -46,13 +46,15 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import (
     ConfigError, parse_group, parse_passwd, runtime_spec)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, atomic_write
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, atomic_write, sweep_tmp
 
 # Bump when the bytes produced for the same image and options change.
 ENGINE_VERSION = 1
 EXTENSIONS = {("vztmpl", "zstd"): ".tar.zst", ("vztmpl", "gzip"): ".tar.gz", ("oci-archive", None): ".tar"}
 SIDECAR_SUFFIX = ".json"
 TMP_PREFIX = ".lxcri-tmp-"
+# left by a killed run: .lxcri-tmp-<pid>-<random>-<filename> (and .lxcri-tmp-<pid>-layer-<random>)
+_TMP_NAME = re.compile(r"^%s(?P<pid>\d+)-" % re.escape(TMP_PREFIX))
 RESERVED_DIR = ".lxcri"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 OUTPUT_OPTIONS = ("format", "compression", "entrypoint", "cmd", "env", "workdir", "user", "stop_signal",
@@ -224,27 +226,6 @@ def _drain(fileobj, size):
         if not chunk:
             break
         size -= len(chunk)
-
-
-class _HashingWriter:
-    """Passes writes on, hashing them and counting their size."""
-
-    def __init__(self, target):
-        self.target = target
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data):
-        self.hasher.update(data)
-        self.size += len(data)
-        return self.target.write(data)
-
-    def flush(self):
-        pass
-
-    @property
-    def digest(self):
-        return "sha256:" + self.hasher.hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -447,14 +428,6 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
 # ---------------------------------------------------------------------------
 # the manager
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
 class TemplateManager:
     """``TemplateManager(params, check_mode).run()`` returns the module result."""
 
@@ -464,7 +437,7 @@ class TemplateManager:
         self.check_mode = check_mode
         self.images = ImageManager(dict((k, v) for k, v in self.params.items() if k in (
             "image", "platform", "cache_dir", "registry_username", "registry_password", "auth_file",
-            "registry_tls_verify", "ca_path", "registry_mirrors", "timeout", "retries", "keep_corrupt")),
+            "registry_tls_verify", "registry_ca_path", "registry_mirrors", "timeout", "retries", "keep_corrupt")),
             check_mode=check_mode, client_options=client_options)
         self.pve_factory = pve_factory
         fmt = self.params["format"]
@@ -623,14 +596,7 @@ class TemplateManager:
 
     def _tmp_path(self, final):
         directory = os.path.dirname(final)
-        for entry in os.listdir(directory):
-            # left by a killed run: .lxcri-tmp-<pid>-<random>-<filename>
-            match = re.match(r"^%s(\d+)-" % re.escape(TMP_PREFIX), entry)
-            if match and not _pid_alive(int(match.group(1))):
-                try:
-                    os.unlink(os.path.join(directory, entry))
-                except OSError:
-                    pass
+        sweep_tmp(directory, _TMP_NAME)
         fd, tmp = tempfile.mkstemp(prefix="%s%d-" % (TMP_PREFIX, os.getpid()),
                                    suffix="-" + os.path.basename(final), dir=directory)
         return fd, tmp
@@ -675,14 +641,16 @@ class TemplateManager:
         fd, tmp = self._tmp_path(path)
         try:
             with os.fdopen(fd, "wb") as raw:
+                out = HashingWriter(raw)  # hashes the template as it is written
                 if self.params["format"] == "vztmpl":
-                    runtime = self._write_vztmpl(res, raw, lxc_target, mtime)
+                    runtime = self._write_vztmpl(res, out, lxc_target, mtime)
                 else:
-                    runtime = self._write_oci_archive(res, raw, lxc_target, mtime, os.path.dirname(path))
+                    runtime = self._write_oci_archive(res, out, lxc_target, mtime, os.path.dirname(path))
                 raw.flush()
                 os.fsync(raw.fileno())
             os.chmod(tmp, 0o644)
-            sha = _sha256_file(tmp)
+            # the zstd command writes into the file itself, past the hash: only then is the file read back
+            sha = out.hexdigest() if out.complete else sha256_file(tmp)
             size = os.path.getsize(tmp)
             os.rename(tmp, path)
             _fsync_dir(os.path.dirname(path))
@@ -713,9 +681,9 @@ class TemplateManager:
         fd, layer_tmp = tempfile.mkstemp(prefix="%s%d-layer-" % (TMP_PREFIX, os.getpid()), dir=workdir)
         try:
             with os.fdopen(fd, "wb") as layer_file:
-                compressed = _HashingWriter(layer_file)
+                compressed = HashingWriter(layer_file)
                 stream = compressor(compressed, "gzip")
-                uncompressed = _HashingWriter(stream)
+                uncompressed = HashingWriter(stream)
                 sink = TemplateSink(uncompressed, "")
                 try:
                     tree = flatten(self._layers(res), sink, Limits())
@@ -736,12 +704,12 @@ class TemplateManager:
             cfg["WorkingDir"] = spec["cwd"]
             cfg["User"] = "%d:%d" % (spec["uid"], spec["gid"])
             cfg["StopSignal"] = spec["stop_signal"]
-            config["rootfs"] = {"type": "layers", "diff_ids": [uncompressed.digest]}
+            config["rootfs"] = {"type": "layers", "diff_ids": [uncompressed.digest()]}
             config["history"] = [{"created": res.config.get("created") or "1970-01-01T00:00:00Z",
                                   "created_by": "lxcri.proxmox oci_template: %d layers squashed, from %s"
                                   % (len(res.layers), res.manifest_digest)}]
             config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-            layer_desc = {"mediaType": media.OCI_LAYER_GZIP, "digest": compressed.digest, "size": compressed.size}
+            layer_desc = {"mediaType": media.OCI_LAYER_GZIP, "digest": compressed.digest(), "size": compressed.size}
             config_desc = {"mediaType": media.OCI_CONFIG, "digest": _digest(config_bytes), "size": len(config_bytes)}
             manifest = {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "config": config_desc,
                         "layers": [layer_desc]}
@@ -825,17 +793,6 @@ class _DirLock:
 
 def _digest(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path):
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            chunk = handle.read(1 << 20)
-            if not chunk:
-                break
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 def _created_epoch(config):

@@ -25,7 +25,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import os
 import re
 import time
@@ -38,21 +37,13 @@ except ImportError:  # pragma: no cover - Python 2 controller, never a target he
     from urllib import quote, quote_plus
 
 try:
-    import requests
-    from requests.exceptions import ConnectionError as RequestsConnectionError
-    from requests.exceptions import SSLError, Timeout
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as _exc:  # pragma: no cover - exercised on hosts without requests
-    requests = None
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = _exc
-
-try:
     from urllib3.exceptions import InsecureRequestWarning
 except ImportError:  # pragma: no cover
     InsecureRequestWarning = None
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import sha256_file
+from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
+    HAS_REQUESTS, RequestsConnectionError, SSLError, Timeout, requests)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
     PveApiError, PveConfigError, PveConnectionError, PveError)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
@@ -125,14 +116,6 @@ def merge_params(params, kwargs):
     merged = dict(params or {})
     merged.update(kwargs)
     return merged
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_upload_filename(filename):
