@@ -68,7 +68,10 @@ options:
     description: The storage of the root disk at create time (and of a full clone).
     type: str
   disk_size:
-    description: The root disk size in GiB at create time, with O(storage).
+    description:
+      - The root disk size in GiB, with O(storage) at create time.
+      - On an existing container a larger size grows the volume (C(PUT .../resize)); Proxmox VE cannot shrink
+        a volume, so a smaller one is an error. A size in O(rootfs) (C(size=) or C(STORAGE:GiB)) works the same.
     type: int
   cores:
     description: CPU cores.
@@ -212,10 +215,6 @@ attributes:
     details: The config before and after, with the password and keys masked.
   platform:
     platforms: posix
-  action_group:
-    description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
-    support: full
-    membership: [lxcri.proxmox.pve]
 seealso:
   - module: lxcri.proxmox.oci_template
   - module: lxcri.proxmox.lxc_container_info

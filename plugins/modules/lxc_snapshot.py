@@ -71,10 +71,6 @@ attributes:
     details: The snapshot names before and after.
   platform:
     platforms: posix
-  action_group:
-    description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
-    support: full
-    membership: [lxcri.proxmox.pve]
 seealso:
   - module: lxcri.proxmox.lxc_container
   - module: lxcri.proxmox.zfs_snapshot
