@@ -28,7 +28,7 @@ help:
 	@echo "make test          install everything, then run the sanity, unit, integration and molecule stages"
 	@echo "make testbed-up    install and start the real test components (LXC, zfs-fuse pool, registries)"
 	@echo "make testbed-down  stop them"
-	@echo "make bench         benchmarks (bench/pull: oci_image against skopeo copy)"
+	@echo "make bench         benchmarks against peers (bench/pull, zfs, convert, runtime, pve)"
 
 # ---------------------------------------------------------------------------
 # installation
@@ -106,6 +106,7 @@ bench: testbed-up
 	$(BIN)/python bench/zfs/run.py
 	$(BIN)/python bench/convert/run.py
 	$(BIN)/python bench/runtime/run.py
+	$(BIN)/python bench/pve/run.py
 
 clean:
 	rm -rf $(CACHE) $(DIST) $(SANITY_ROOT) .pytest_cache
