@@ -90,7 +90,7 @@ def test_lifecycle_idempotence_check_mode_and_diff(installed_collection, double,
     assert checked.rc == 0 and checked.task_results()[0]["changed"], checked
     assert state_of(double) == before  # check mode left the double untouched
     diff = checked.task_results()[0]["diff"]
-    assert diff["before"]["memory"] == "256" and diff["after"]["memory"] in ("512", 512)
+    assert diff["before"]["memory"] == 256 and diff["after"]["memory"] in ("512", 512)
     writes_before = len([r for r in double.requests if r[0] == "PUT"])
     applied = installed_collection.playbook(change)
     assert applied.rc == 0 and applied.task_results()[0]["changed"], applied

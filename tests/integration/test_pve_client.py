@@ -52,7 +52,7 @@ def test_ticket_login_then_writes_with_csrf_and_relogin(client, double):
     assert cfg["hostname"] == "web1"
     # PUT with a CSRF token (the double answers 401 without one; a second 401 after a new login would fail)
     assert client.put("/nodes/{node}/lxc/{vmid}/config", node=NODE, vmid=101, memory=512, digest=cfg["digest"]) is None
-    assert client.get("/nodes/{node}/lxc/{vmid}/config", node=NODE, vmid=101)["memory"] == "512"
+    assert client.get("/nodes/{node}/lxc/{vmid}/config", node=NODE, vmid=101)["memory"] == 512  # typed, as PVE
     assert logins(double) == 1
     # the ticket expires (the double forgets it): one new login, and the write goes through
     double.tickets.clear()

@@ -112,7 +112,7 @@ def test_create_configure_delete_cycle(api, double):
     assert "already exists" in str(err.value)
     api.nodes("pve1").lxc(101).config.put(memory=512, delete="net0", digest=cfg["digest"])
     after = api.nodes("pve1").lxc(101).config.get()
-    assert after["memory"] == "512" and "net0" not in after
+    assert after["memory"] == 512 and "net0" not in after  # typed, as PVE answers
     with pytest.raises(Exception) as err:
         api.nodes("pve1").lxc(101).config.put(memory=1024, digest=cfg["digest"])
     assert "detected modified configuration" in str(err.value)
@@ -364,7 +364,7 @@ def test_cli_prints_url_node_and_storages(tmp_path, bed):
         first = proc.stdout.readline()
         second = proc.stdout.readline()
         assert first.strip() == "PVE API test double (mode 9.1) at https://127.0.0.1:%d/api2/json" % port
-        assert "node: pve1" in second and "storages: local, local-zfs" in second
+        assert "node: pve1" in second and "storages: local (dir), local-zfs (zfspool)" in second
         resp = requests.get("https://127.0.0.1:%d/api2/json/version" % port, verify=False)
         assert resp.status_code == 401
     finally:
@@ -407,3 +407,42 @@ def test_9_1_imports_an_oci_archive_and_runs_its_entrypoint(tmp_path, registry_i
         assert wait(api, node.lxc(150).delete())["exitstatus"] == "OK"
     finally:
         double.stop()
+
+
+def test_detached_double_stops_and_leaves_nothing(tmp_path, bed):
+    """--detach for molecule and make demo: it answers once the command returns; --stop removes its
+    containers, datasets and directory; --fresh clears a killed instance's leftovers."""
+    import signal
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tests_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    directory, pidfile = str(tmp_path / "detached"), str(tmp_path / "double.pid")
+    zfs_root = "%s/t-detached-%d" % (bed["zfs"]["pool"], port)
+    argv = [__import__("sys").executable, "-m", "pve_double", "--port", str(port), "--dir", directory,
+            "--zfs-root", zfs_root, "--pidfile", pidfile]
+
+    def datasets():
+        return subprocess.run(["zfs", "list", "-H", "-o", "name"], stdout=subprocess.PIPE, universal_newlines=True,
+                              check=True).stdout.split()
+    started = subprocess.run(argv + ["--detach", "--fresh"], cwd=tests_dir, stdout=subprocess.PIPE,
+                             universal_newlines=True, check=True)
+    assert "at https://127.0.0.1:%d/api2/json" % port in started.stdout
+    assert requests.get("https://127.0.0.1:%d/api2/json/version" % port, verify=False).status_code == 401
+    assert zfs_root in datasets()
+    again = subprocess.run(argv + ["--detach"], cwd=tests_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, check=False)
+    assert again.returncode != 0 and "already running" in again.stdout
+    # a killed instance leaves its state behind; --fresh removes it before starting
+    with open(pidfile) as handle:
+        os.kill(int(handle.read()), signal.SIGKILL)
+    subprocess.run(["zfs", "create", zfs_root + "/subvol-100-disk-0"], check=True)
+    subprocess.run(argv + ["--detach", "--fresh"], cwd=tests_dir, stdout=subprocess.PIPE, check=True)
+    assert zfs_root + "/subvol-100-disk-0" not in datasets()
+    stopped = subprocess.run(argv + ["--stop"], cwd=tests_dir, stdout=subprocess.PIPE, universal_newlines=True,
+                             check=True)
+    assert "removed" in stopped.stdout
+    assert not os.path.exists(directory) and not os.path.exists(pidfile) and zfs_root not in datasets()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get("https://127.0.0.1:%d/api2/json/version" % port, verify=False, timeout=5)

@@ -55,11 +55,13 @@ def cleanup(directory, zfs_root):
 
 
 def _alive(pid):
+    """A running process (a zombie whose parent never reaps it counts as gone)."""
     try:
         os.kill(pid, 0)
-    except OSError:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IOError, IndexError):
         return False
-    return True
 
 
 def stop(pidfile, directory, zfs_root):

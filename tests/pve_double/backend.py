@@ -15,13 +15,20 @@ import time
 from lxcri_testbed.bed import destroy_tree as destroy_dataset
 from lxcri_testbed.lxc import config_lines, ensure_mountpoints, lxc_info
 
-from .schema import ApiError
+from .schema import ApiError, Schema
 from .tasks import TaskFailed, TaskManager
 
 VERSIONS = {"9.1": ("9.1.1", "9.1"), "8": ("8.4.1", "8.4")}
 # parameters of POST /nodes/{node}/lxc that are actions, not config keys
 CREATE_ONLY = ("node", "vmid", "ostemplate", "password", "ssh-public-keys", "storage", "start", "restore",
                "force", "unique", "ignore-unpack-errors", "bwlimit", "pool", "ha-managed")
+
+
+def _meminfo(keys):
+    """kB values of /proc/meminfo (node status reports the host's memory)."""
+    with open("/proc/meminfo") as handle:
+        pairs = (line.split(":", 1) for line in handle)
+        return dict((k, int(v.split()[0])) for k, v in pairs if k in keys)
 
 
 def _raw(value):
@@ -133,6 +140,7 @@ class Backend:
         self.tasks = TaskManager(node)
         self.lock = threading.RLock()
         self.containers = {}
+        self.schema = Schema(mode)
         self.nextid_answers = []  # tests script GET /cluster/nextid (e.g. the same id twice: a race)
         self.storages = {"local": {"type": "dir", "path": os.path.join(root, "storage", "local"),
                                    "content": "vztmpl,rootdir,iso,backup,snippets"}}
@@ -194,8 +202,19 @@ class Backend:
 
     def node_status(self, params):
         self._node(params["node"])
-        return {"pveversion": "pve-manager/%s/1a2b3c4d" % self.version({})["version"],
-                "kversion": os.uname()[2], "uptime": 1, "cpuinfo": {"cpus": os.cpu_count() or 1}}
+        uname, cpus, root = os.uname(), os.cpu_count() or 1, os.statvfs("/")
+        memory = dict((k, v * 1024) for k, v in _meminfo(("MemTotal", "MemFree", "MemAvailable")).items())
+        disk = {"total": root.f_blocks * root.f_frsize, "free": root.f_bfree * root.f_frsize,
+                "avail": root.f_bavail * root.f_frsize, "used": (root.f_blocks - root.f_bfree) * root.f_frsize}
+        return {"pveversion": "pve-manager/%s/1a2b3c4d" % self.version({})["version"], "uptime": 1,
+                "kversion": "%s %s %s" % (uname.sysname, uname.release, uname.version), "cpu": 0.0,
+                "cpuinfo": {"cpus": cpus, "cores": cpus, "sockets": 1, "model": uname.machine},
+                "current-kernel": {"sysname": uname.sysname, "release": uname.release, "version": uname.version,
+                                   "machine": uname.machine},
+                "boot-info": {"mode": "efi" if os.path.isdir("/sys/firmware/efi") else "legacy-bios"},
+                "loadavg": ["%.2f" % load for load in os.getloadavg()], "rootfs": disk,
+                "memory": {"total": memory["MemTotal"], "free": memory["MemFree"], "available": memory["MemAvailable"],
+                           "used": memory["MemTotal"] - memory["MemAvailable"]}}
 
     def nextid(self, params):
         with self.lock:
@@ -474,9 +493,22 @@ class Backend:
         self._node(params["node"])
         return [self._entry(ct) for ct in sorted(self.containers.values(), key=lambda c: c.vmid)]
 
+    def typed_config(self, config):
+        """The config as PVE's JSON has it: integer, number and boolean keys as numbers."""
+        props = self.schema.endpoints["/nodes/{node}/lxc/{vmid}/config"]["GET"]["returns"].get("properties") or {}
+        out = {}
+        for key, value in config.items():
+            kind = (props.get(key) or {}).get("type")
+            try:
+                out[key] = int(value) if kind in ("integer", "boolean") else float(value) if kind == "number" \
+                    else value
+            except ValueError:
+                out[key] = value
+        return out
+
     def config_get(self, params):
         ct = self._ct(params["vmid"])
-        data = dict(ct.config)
+        data = self.typed_config(ct.config)
         data["digest"] = ct.digest()
         if ct.lock:
             data["lock"] = ct.lock
@@ -495,12 +527,18 @@ class Backend:
         return task.as_status()
 
     def task_log(self, params):
+        """A page of the log as pve-manager's read_task_log: lines numbered from 1, ``total`` beside ``data``.
+
+        ``limit`` 0 reads to the end; a log without lines has one "no content" line (PVE::Tools::dump_logfile).
+        """
+        from .schema import Response  # pylint: disable=import-outside-toplevel
         task = self.tasks.get(params["upid"])
         if task is None:
             raise ApiError(500, "unable to parse worker upid '%s'" % params["upid"])
         start = int(params.get("start", 0))
         limit = int(params.get("limit", 50))
-        return [{"n": i + 1, "t": line} for i, line in enumerate(task.lines)][start:start + limit]
+        lines = [{"n": i + 1, "t": line} for i, line in enumerate(list(task.lines))] or [{"n": 1, "t": "no content"}]
+        return Response(lines[start:start + limit] if limit else lines[start:], total=len(lines))
 
     # -- writes -------------------------------------------------------------------------
     def lxc_create(self, params, user):

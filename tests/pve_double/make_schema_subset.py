@@ -31,15 +31,28 @@ ENDPOINTS = (
     "/nodes/{node}/tasks/{upid}/log",
 )
 DROP = ("description", "verbose_description", "typetext", "format_description", "title")
+NAME_MAPS = ("properties", "format")  # maps of names to schemas: a name is never a text to drop
 
 
-def strip(value):
-    """The schema without its human-readable texts (a parameter *named* ``description`` is a dict: kept)."""
-    if isinstance(value, dict):
-        return dict((k, strip(v)) for k, v in value.items() if not (k in DROP and isinstance(v, str)))
-    if isinstance(value, list):
-        return [strip(v) for v in value]
-    return value
+def strip(node):
+    """A schema node without its human-readable texts.
+
+    Texts go from schema nodes (method infos, parameters, properties, items,
+    permissions) at every level; a ``properties`` map (or a property string's
+    ``format`` map) keeps every name in it, so a parameter *named*
+    ``description`` or ``title`` stays, itself stripped of its texts.
+    """
+    if isinstance(node, list):
+        return [strip(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key in NAME_MAPS and isinstance(value, dict):
+            out[key] = dict((name, strip(sub)) for name, sub in value.items())
+        elif key not in DROP:
+            out[key] = strip(value)
+    return out
 
 
 def index(nodes, out):

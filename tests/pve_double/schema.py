@@ -231,7 +231,8 @@ class Schema:
                     prop = indexed[match.group(1)]
             if prop is None:
                 if not schema.get("additionalProperties"):
-                    errors[name] = "property is not defined in schema and the schema does not allow additional properties"
+                    errors[name] = ("property is not defined in schema and the schema does not allow additional "
+                                    "properties")
                 continue
             try:
                 typed[name] = check_value(prop, raw)
@@ -246,3 +247,95 @@ class Schema:
         if errors:
             raise ApiError(400, "Parameter verification failed.", errors)
         return typed
+
+
+# ---------------------------------------------------------------------------
+# results
+
+class Response:
+    """A handler result with top-level keys beside ``data``, as PVE's set_result_attrib adds them (``total``)."""
+
+    def __init__(self, data, **extra):
+        self.data = data
+        self.extra = extra
+
+
+def _is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+JSON_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": _is_integer,
+    "number": lambda v: isinstance(v, float) or _is_integer(v),
+    "boolean": lambda v: isinstance(v, bool) or (_is_integer(v) and v in (0, 1)),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "null": lambda v: v is None,
+}
+
+
+def _shown(value):
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_returns(schema, value, path="data"):
+    """Where a result departs from an endpoint's ``returns`` schema: ["field: message"], [] if it conforms.
+
+    JSON types are held strictly, as a client sees them: an integer is a JSON
+    number, not the text "512"; a boolean is true/false or 0/1.  As in
+    PVE::JSONSchema, None counts as a missing value (fine where optional) and
+    keys the schema does not list are allowed unless it says
+    ``additionalProperties: 0``.  ``name[n]`` properties cover name0, name1...
+    """
+    errors = []
+    _check_result(schema or {}, value, path, errors)
+    return ["%s: %s" % error for error in errors]
+
+
+def _check_result(schema, value, path, errors):
+    kind = schema.get("type")
+    if value is None:
+        if kind != "null" and not schema.get("optional"):
+            errors.append((path, "property is missing and it is not optional"))
+        return
+    if kind is not None and kind != "any":
+        if kind not in JSON_TYPES:
+            errors.append((path, "schema type '%s' is unknown to the checker" % kind))
+            return
+        if not JSON_TYPES[kind](value):
+            errors.append((path, "type check ('%s') failed - got %s" % (kind, _shown(value))))
+            return
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append((path, "value %s is not in the enumeration '%s'"
+                       % (_shown(value), ", ".join(str(e) for e in schema["enum"]))))
+    if kind in ("integer", "number"):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append((path, "value %s is below the minimum %s" % (value, schema["minimum"])))
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append((path, "value %s is above the maximum %s" % (value, schema["maximum"])))
+    if isinstance(value, dict) and kind in ("object", None):
+        props = schema.get("properties") or {}
+        indexed = dict((k[:-3], v) for k, v in props.items() if k.endswith("[n]"))
+        for name, sub in sorted(props.items()):
+            if not name.endswith("[n]"):
+                _check_result(sub, value.get(name), "%s.%s" % (path, name), errors)
+        extra = schema.get("additionalProperties")
+        for name, item in sorted(value.items(), key=lambda kv: str(kv[0])):
+            if name in props:
+                continue
+            match = re.match(r"^([a-z]+)(\d+)$", str(name))
+            if match and match.group(1) in indexed:
+                _check_result(indexed[match.group(1)], item, "%s.%s" % (path, name), errors)
+            elif isinstance(extra, dict):
+                _check_result(extra, item, "%s.%s" % (path, name), errors)
+            elif extra is not None and not extra:
+                errors.append(("%s.%s" % (path, name), "property is not defined in schema and the schema "
+                                                       "does not allow additional properties"))
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for position, item in enumerate(value):
+            _check_result(schema["items"], item, "%s[%d]" % (path, position), errors)

@@ -1,48 +1,170 @@
 """The HTTPS front of the Proxmox VE API test double: /api2/json, tickets, CSRF, API tokens.
 
 Every request is routed and validated against the schema before the backend
-sees it.  Faults for tests: ``server.fail_next(status)`` answers the next
+sees it, and every successful result is checked against the endpoint's
+``returns`` schema: one that does not conform is answered with a 500 naming
+the endpoint and the field, and kept in ``Double.response_errors``.
+Multipart uploads are parsed as they stream in, file parts written straight
+to disk.  Faults for tests: ``server.fail_next(status)`` answers the next
 request with that status; ``server.drop_next()`` closes the next connection
 without an answer.
 """
 
+import email.message
+import email.parser
+import email.utils
 import json
 import os
+import re
 import secrets
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from .backend import Backend
-from .schema import ApiError, Schema
+from .schema import ApiError, Response, Schema, check_returns
 
 DEFAULT_PASSWORD = "lxcri-double"  # documented default for the loopback-only test double
 WRITE_METHODS = ("POST", "PUT", "DELETE")
 
 
-def parse_multipart(content_type, body, files, tmpdir):
-    """Form fields of a multipart body; file parts are saved to temp files listed in ``files``."""
-    import email.parser  # pylint: disable=import-outside-toplevel
-    import tempfile  # pylint: disable=import-outside-toplevel
-    message = email.parser.BytesParser().parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+CHUNK_SIZE = 64 * 1024  # multipart bodies are read in chunks of this size
+MAX_PART_HEADERS = 16 * 1024
+MAX_FIELD = 1024 * 1024  # a form field (not a file) is kept in memory: bounded
+
+
+class MultipartError(ValueError):
+    """A malformed multipart/form-data body."""
+
+
+def multipart_boundary(content_type):
+    header = email.message.Message()
+    header["Content-Type"] = content_type
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not 1 <= len(boundary) <= 70:
+        raise MultipartError("no usable boundary in the Content-Type header")
+    return boundary.encode("latin-1")
+
+
+def _part_name(head):
+    """(name, filename or None) from one part's header block."""
+    headers = email.parser.Parser().parsestr(head.decode("utf-8", "replace") + "\r\n\r\n", headersonly=True)
+    name = headers.get_param("name", header="content-disposition")
+    filename = headers.get_param("filename", header="content-disposition")
+    if name is None:
+        raise MultipartError("a part has no Content-Disposition name")
+    name = email.utils.collapse_rfc2231_value(name)
+    return name, (None if filename is None else email.utils.collapse_rfc2231_value(filename))
+
+
+def parse_multipart(content_type, stream, length, files, tmpdir, chunk_size=CHUNK_SIZE):
+    """Form fields of a multipart body: ``length`` bytes read from ``stream`` in chunks of ``chunk_size``.
+
+    The boundary is scanned for chunk by chunk (it may straddle two chunks), and
+    file parts are written straight to temp files, listed in ``files`` as
+    name -> (filename, path) as soon as they are opened so the caller can
+    discard them; memory stays bounded by the chunk size (plus MAX_FIELD for
+    form fields), whatever the upload's size.  MultipartError if malformed.
+    """
+    delimiter = b"\r\n--" + multipart_boundary(content_type)
+    keep = len(delimiter) - 1  # bytes held back: the start of a delimiter the next chunk completes
+    state = {"buf": b"\r\n", "remaining": length}  # the first delimiter has no CRLF of its own
+
+    def fill():
+        if state["remaining"] <= 0:
+            raise MultipartError("the body ends before the closing boundary")
+        chunk = stream.read(min(chunk_size, state["remaining"]))
+        if not chunk:
+            raise MultipartError("the body ends after %d of %d bytes" % (length - state["remaining"], length))
+        state["remaining"] -= len(chunk)
+        state["buf"] += chunk
+
     fields = {}
-    for part in message.get_payload():
-        name = part.get_param("name", header="content-disposition")
-        filename = part.get_param("filename", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if filename is not None:
-            fd, path = tempfile.mkstemp(prefix="pveupload-", dir=tmpdir)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-            files[name] = (filename, path)
-            fields[name] = filename
-        else:
-            fields[name] = payload.decode("utf-8")
+    sink, name, phase = None, None, "preamble"
+    try:
+        while phase != "done":
+            buf = state["buf"]
+            if phase in ("preamble", "body"):
+                at = buf.find(delimiter)
+                if at < 0:
+                    cut = max(len(buf) - keep, 0)
+                    if phase == "body" and cut:
+                        _write(sink, buf[:cut])
+                    state["buf"] = buf[cut:]
+                    fill()
+                    continue
+                if phase == "body":
+                    _write(sink, buf[:at])
+                    if isinstance(sink, bytearray):
+                        try:
+                            fields[name] = bytes(sink).decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise MultipartError("form field '%s' is not UTF-8" % name)
+                    else:
+                        sink.close()
+                    sink = None
+                state["buf"] = buf[at + len(delimiter):]
+                phase = "boundary"
+            elif phase == "boundary":  # "--" closes the body, (whitespace) CRLF opens the next part
+                end = buf.find(b"\r\n")
+                if buf.startswith(b"--"):
+                    phase = "done"
+                elif end < 0:
+                    if len(buf) > 1024:
+                        raise MultipartError("no line end after a boundary")
+                    fill()
+                elif buf[:end].strip(b" \t"):
+                    raise MultipartError("unexpected data after a boundary")
+                else:
+                    state["buf"] = buf[end + 2:]
+                    phase = "headers"
+            else:  # headers
+                end = -2 if buf.startswith(b"\r\n") else buf.find(b"\r\n\r\n")
+                if end == -1:
+                    if len(buf) > MAX_PART_HEADERS:
+                        raise MultipartError("part headers longer than %d bytes" % MAX_PART_HEADERS)
+                    fill()
+                    continue
+                name, filename = _part_name(buf[:max(end, 0)])
+                state["buf"] = buf[end + 4:]
+                if name in fields or name in files:
+                    raise MultipartError("part '%s' appears twice" % name)
+                if filename is None:
+                    sink = bytearray()
+                else:
+                    fd, path = tempfile.mkstemp(prefix="pveupload-", dir=tmpdir)
+                    files[name] = (filename, path)
+                    fields[name] = filename
+                    sink = os.fdopen(fd, "wb")
+                phase = "body"
+        while state["remaining"] > 0:  # the epilogue: read, never kept
+            chunk = stream.read(min(chunk_size, state["remaining"]))
+            if not chunk:
+                break
+            state["remaining"] -= len(chunk)
+    finally:
+        if sink is not None and not isinstance(sink, bytearray):
+            sink.close()
     return fields
+
+
+def _write(sink, data):
+    if isinstance(sink, bytearray):
+        if len(sink) + len(data) > MAX_FIELD:
+            raise MultipartError("a form field is longer than %d bytes" % MAX_FIELD)
+        sink.extend(data)
+    else:
+        sink.write(data)
+
+
+def auth_value(header, key):
+    """``key=value`` (or ``key value``) at the start of ``header`` or after a space, up to a ``;``, URL-decoded."""
+    match = re.search(r"(?:^|\s)%s(?:=| )([^;]*)" % re.escape(key), header or "")
+    return unquote(match.group(1)) if match and match.group(1) else None
 
 
 def discard(files):
@@ -74,6 +196,7 @@ class Double:
         self.faults = []
         self.lock = threading.Lock()
         self.requests = []
+        self.response_errors = []  # (method, path template, problems): results that break the schema's returns
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
         cert, key = self_signed(root)
@@ -91,7 +214,9 @@ class Double:
         return self
 
     def stop(self):
-        self.server.shutdown()
+        if self.thread is not None:  # shutdown() waits for serve_forever, which never ran otherwise
+            self.server.shutdown()
+            self.thread = None
         self.server.server_close()
 
     def add_token(self, tokenid, secret=None, readonly=False):
@@ -124,18 +249,27 @@ class Double:
         return {"username": username, "ticket": ticket, "CSRFPreventionToken": csrf, "cap": {}}
 
     def authenticate(self, method, headers):
-        """The user, or ApiError(401/403)."""
+        """The user, or ApiError(401/403); credentials are looked for as pve-http-server does.
+
+        A ticket in the PVEAuthCookie cookie comes first, then one in the
+        Authorization header; only without a ticket is an API token read from
+        ``Authorization: PVEAPIToken=user@realm!id=secret``.  Both values are
+        URL-decoded (PVE::APIServer::Formatter::extract_auth_value), so the
+        encoded form PVE's own proxy sends (``PVEAPIToken user%40pam%21id%3D...``)
+        works too; the token id ends at the last ``=`` (verify_token).
+        """
         auth = headers.get("Authorization", "")
-        if auth.startswith("PVEAPIToken="):
-            ident, sep, secret = auth[len("PVEAPIToken="):].rpartition("=")
-            token = self.tokens.get(ident.strip())
-            if not sep or token is None or not secrets.compare_digest(token["secret"], secret.strip()):
-                raise ApiError(401, "authentication failure")
-            if token["readonly"] and method in WRITE_METHODS:
-                raise ApiError(403, "Permission check failed")
-            return ident.split("!", 1)[0]
-        cookies = dict(part.strip().split("=", 1) for part in headers.get("Cookie", "").split(";") if "=" in part)
-        ticket = unquote(cookies.get("PVEAuthCookie", ""))
+        ticket = auth_value(headers.get("Cookie", ""), "PVEAuthCookie") or auth_value(auth, "PVEAuthCookie")
+        if not ticket:
+            api_token = auth_value(auth, "PVEAPIToken")
+            if api_token:
+                ident, sep, secret = api_token.rpartition("=")
+                token = self.tokens.get(ident)
+                if not sep or token is None or not secrets.compare_digest(token["secret"], secret):
+                    raise ApiError(401, "authentication failure")
+                if token["readonly"] and method in WRITE_METHODS:
+                    raise ApiError(403, "Permission check failed")
+                return ident.split("!", 1)[0]
         if ticket not in self.tickets:
             raise ApiError(401, "No ticket")
         user, csrf = self.tickets[ticket]
@@ -145,7 +279,18 @@ class Double:
 
     # -- dispatch -------------------------------------------------------------------
     def dispatch(self, method, path, params, headers, files=None):
+        """The result of one API call, checked against the endpoint's ``returns`` schema."""
         template, info, path_params = self.schema.route(method, path)
+        data = self._dispatch(method, path, template, info, path_params, params, headers, files)
+        body = data.data if isinstance(data, Response) else data
+        problems = check_returns(info.get("returns"), body)
+        if problems:
+            self.response_errors.append((method, template, problems))
+            raise ApiError(500, "the double's answer to %s %s breaks the schema's returns: %s"
+                           % (method, template, "; ".join(problems[:5])))
+        return data
+
+    def _dispatch(self, method, path, template, info, path_params, params, headers, files):
         merged = dict(params)
         merged.update(path_params)
         if template == "/access/ticket" and method == "POST":
@@ -219,7 +364,12 @@ class Double:
                 files = {}
                 ctype = self.headers.get("Content-Type") or ""
                 if length and ctype.startswith("multipart/form-data"):
-                    params.update(parse_multipart(ctype, self.rfile.read(length), files, double.backend.root))
+                    try:
+                        params.update(parse_multipart(ctype, self.rfile, length, files, double.backend.root))
+                    except MultipartError as exc:
+                        discard(files)
+                        self.close_connection = True  # the rest of the body was not read
+                        return self._answer(400, {"data": None, "message": "malformed multipart body: %s" % exc})
                 elif length:
                     raw = self.rfile.read(length).decode("utf-8")
                     if "json" in ctype:
@@ -229,6 +379,8 @@ class Double:
                         params.update(dict(parse_qsl(raw, keep_blank_values=True)))
                 double.requests.append((self.command, url.path, dict(params)))
                 fault = double._take_fault()
+                if fault:
+                    discard(files)
                 if fault and fault[0] == "drop":
                     self.close_connection = True
                     self.connection.close()
@@ -245,6 +397,8 @@ class Double:
                 except Exception as exc:  # pylint: disable=broad-except
                     discard(files)
                     return self._answer(500, {"data": None, "message": str(exc)})
+                if isinstance(data, Response):
+                    return self._answer(200, dict(data.extra, data=data.data))
                 return self._answer(200, {"data": data})
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815

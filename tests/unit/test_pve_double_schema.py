@@ -122,3 +122,108 @@ def test_a_parameter_named_description_is_in_the_schema(schema):
     template, info, path = schema.route("POST", "/nodes/pve1/lxc/101/snapshot")
     assert schema.validate(info, dict(path, snapname="before", description="pre-upgrade"))["description"] == \
         "pre-upgrade"
+
+
+def test_strip_drops_texts_from_schema_nodes_only():
+    """Texts go from every schema node; names in ``properties``/``format`` maps stay, whatever they are."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pve_double"))
+    try:
+        import make_schema_subset
+    finally:
+        sys.path.pop(0)
+    info = {"description": "Set container options.", "method": "PUT", "permissions": {"description": "who"},
+            "parameters": {"additionalProperties": 0, "properties": {
+                "description": {"type": "string", "description": "Description for the Container.",
+                                "verbose_description": "long", "maxLength": 8192, "optional": 1},
+                "title": {"type": "string", "title": "Title", "typetext": "<string>"},
+                "net[n]": {"type": "string", "format_description": "net", "format": {
+                    "description": {"type": "string", "description": "a sub-key named description"},
+                    "name": {"type": "string", "description": "Interface name."}}},
+                "list": {"type": "array", "items": {"type": "object", "description": "item",
+                                                    "properties": {"typetext": {"type": "integer", "title": "t"}}}},
+            }},
+            "returns": {"type": "null", "description": "nothing"}}
+    assert make_schema_subset.strip(info) == {
+        "method": "PUT", "permissions": {},
+        "parameters": {"additionalProperties": 0, "properties": {
+            "description": {"type": "string", "maxLength": 8192, "optional": 1},
+            "title": {"type": "string"},
+            "net[n]": {"type": "string", "format": {"description": {"type": "string"}, "name": {"type": "string"}}},
+            "list": {"type": "array", "items": {"type": "object", "properties": {"typetext": {"type": "integer"}}}},
+        }},
+        "returns": {"type": "null"}}
+
+
+RETURNS = {"type": "object", "properties": {
+    "vmid": {"type": "integer", "minimum": 100},
+    "status": {"type": "string", "enum": ["stopped", "running"]},
+    "template": {"type": "boolean", "optional": 1},
+    "cpu": {"type": "number", "optional": 1},
+    "net[n]": {"type": "string", "optional": 1},
+    "lxc": {"type": "array", "optional": 1, "items": {"type": "array", "items": {"type": "string"}}},
+}}
+
+
+@pytest.mark.parametrize("value,problem", [
+    ({"vmid": 101, "status": "running"}, None),
+    ({"vmid": 101, "status": "running", "template": True, "cpu": 0, "net0": "name=eth0", "other": [1]}, None),
+    ({"vmid": 101, "status": "running", "template": None}, None),  # None is a missing value: optional
+    ({"vmid": "101", "status": "running"}, "data.vmid: type check ('integer') failed - got \"101\""),
+    ({"vmid": True, "status": "running"}, "data.vmid: type check ('integer') failed - got true"),
+    ({"vmid": 99, "status": "running"}, "data.vmid: value 99 is below the minimum 100"),
+    ({"status": "running"}, "data.vmid: property is missing and it is not optional"),
+    ({"vmid": 101, "status": "paused"}, "data.status: value \"paused\" is not in the enumeration"),
+    ({"vmid": 101, "status": "running", "template": 2}, "data.template: type check ('boolean') failed"),
+    ({"vmid": 101, "status": "running", "template": "1"}, "data.template: type check ('boolean') failed"),
+    ({"vmid": 101, "status": "running", "cpu": "0.5"}, "data.cpu: type check ('number') failed"),
+    ({"vmid": 101, "status": "running", "net1": 5}, "data.net1: type check ('string') failed"),
+    ({"vmid": 101, "status": "running", "lxc": [["lxc.init.cwd", 1]]}, "data.lxc[0][1]: type check ('string')"),
+    ([], "data: type check ('object') failed - got []"),
+])
+def test_check_returns_holds_json_types(value, problem):
+    from pve_double.schema import check_returns
+    problems = check_returns(RETURNS, value)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+def test_check_returns_items_null_and_closed_objects():
+    from pve_double.schema import check_returns
+    rows = {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer"},
+                                                                        "t": {"type": "string"}}}}
+    assert check_returns(rows, [{"n": 1, "t": "a"}, {"n": 2, "t": "b"}]) == []
+    assert check_returns(rows, [{"n": 1, "t": "a"}, {"n": "2"}]) == [
+        "data[1].n: type check ('integer') failed - got \"2\"",
+        "data[1].t: property is missing and it is not optional"]
+    assert check_returns({"type": "null"}, None) == []
+    assert check_returns({"type": "null"}, "UPID:x") == ["data: type check ('null') failed - got \"UPID:x\""]
+    assert check_returns({"type": "string"}, None) == ["data: property is missing and it is not optional"]
+    assert check_returns({"type": "string", "optional": 1}, None) == []
+    closed = {"type": "object", "additionalProperties": 0, "properties": {"a": {"type": "integer"}}}
+    assert check_returns(closed, {"a": 1, "b": 2}) == [
+        "data.b: property is not defined in schema and the schema does not allow additional properties"]
+
+
+def test_every_endpoint_has_a_returns_schema_the_checker_knows(schema):
+    """No ``returns`` in the subset uses a type the checker would not understand."""
+    from pve_double.schema import JSON_TYPES
+
+    def types(node, found):
+        if isinstance(node, dict):
+            if isinstance(node.get("type"), str):
+                found.add(node["type"])
+            for key, value in node.items():
+                if key in ("properties", "format") and isinstance(value, dict):
+                    for sub in value.values():
+                        types(sub, found)
+                elif key in ("items", "additionalProperties"):
+                    types(value, found)
+        return found
+
+    found = set()
+    for methods in schema.endpoints.values():
+        for info in methods.values():
+            types(info.get("returns") or {}, found)
+    assert found and found <= set(JSON_TYPES)
