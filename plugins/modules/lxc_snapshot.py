@@ -31,7 +31,10 @@ options:
     description: The node; found from C(/cluster/resources) when omitted.
     type: str
   name:
-    description: The snapshot's name (a letter, then letters, digits, C(_) and C(-); at most 40 characters).
+    description:
+      - The snapshot's name, as Proxmox VE accepts it (format C(pve-configid)) - a letter, then at least one letter,
+        digit, C(_) or C(-); at most 40 characters. C(current) and C(vzdump) are reserved.
+      - The module checks the name before it asks the API anything.
     type: str
     required: true
   description:
@@ -41,23 +44,31 @@ options:
     description:
       - V(present) creates the snapshot unless it exists (a snapshot is never re-taken).
       - V(absent) deletes it if it exists.
-      - V(rollback) returns the container to the snapshot. Proxmox VE stops a running container first.
-        On ZFS storage only the newest snapshot can be rolled back to; Proxmox VE refuses otherwise and the
-        module fails with its message. A rollback always reports C(changed).
+      - V(rollback) returns the container to the snapshot. Proxmox VE stops a running container first (it stays
+        stopped unless O(start=true)). On ZFS storage only the newest snapshot can be rolled back to; Proxmox VE
+        refuses otherwise and the module fails with its message. A rollback always reports C(changed); in check
+        mode it reports what it would do.
+      - A rollback to a snapshot that does not exist fails, naming the snapshots the container has.
     type: str
     choices: [present, absent, rollback]
     default: present
   start:
-    description: With O(state=rollback), start the container after the rollback.
+    description:
+      - With O(state=rollback), start the container after the rollback, in the rollback's own task (the API's
+        C(start) parameter, Proxmox VE 7.3 and later; on older nodes with a separate start call).
+      - Only with O(state=rollback).
     type: bool
     default: false
   keep:
     description:
       - With O(state=present) and O(prefix), keep only the newest O(keep) snapshots whose name starts with
-        O(prefix) and delete the older ones. The snapshot O(name) always stays.
+        O(prefix) and delete the older ones. The snapshot O(name) always stays. Retention runs also when O(name)
+        exists already, so a re-run prunes what an earlier run left.
     type: int
   prefix:
-    description: The name prefix of the snapshots that O(keep) applies to. Other snapshots are never deleted.
+    description:
+      - The name prefix of the snapshots that O(keep) applies to; it must not be empty. Other snapshots are never
+        deleted.
     type: str
 extends_documentation_fragment:
   - lxcri.proxmox.pve
@@ -144,7 +155,7 @@ newer:
   type: list
   elements: str
 status:
-  description: The container's run state after the task.
+  description: The container's run state after the task (in check mode, as it would be).
   returned: success
   type: str
   sample: running

@@ -48,6 +48,16 @@ def snap_play(tmp_path, double, filename, **args):
     return write_pve_play(tmp_path, double, filename, "- lxcri.proxmox.lxc_snapshot:\n%s\n  register: snap\n" % lines)
 
 
+def read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+def write(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
 def test_create_retention_rollback_and_delete(installed_collection, zdouble, tmp_path):
     double = zdouble
     create = write_pve_play(tmp_path, double, "ct.yml", """\
@@ -60,10 +70,14 @@ def test_create_retention_rollback_and_delete(installed_collection, zdouble, tmp
             state: started
         """)
     assert installed_collection.playbook(create).rc == 0
-    data = os.path.join(double.backend.volume_path(double.backend.containers[150].config["rootfs"].split(",")[0]),
-                        "srv", "data")
-    pool = double.backend.storages["local-zfs"]["pool"]
+    ct = double.backend.containers[150]
+    data = os.path.join(double.backend.volume_path(ct.config["rootfs"].split(",")[0]), "srv", "data")
+    dataset = "%s/subvol-150-disk-0" % double.backend.storages["local-zfs"]["pool"]
 
+    def play(filename, **args):
+        return installed_collection.playbook(snap_play(tmp_path, double, filename, **args))
+
+    # create: check mode changes nothing, shows the diff; then created; a re-run changes nothing
     first = snap_play(tmp_path, double, "s1.yml", vmid=150, name="pre_1", description="before v2", prefix="pre_",
                       keep=2)
     before = state_of(double)
@@ -75,49 +89,87 @@ def test_create_retention_rollback_and_delete(installed_collection, zdouble, tmp
     assert run.rc == 0, run
     result = run.task_results()[0]
     assert result["changed"] and [s["name"] for s in result["snapshots"]] == ["pre_1"]
-    assert result["snapshots"][0]["description"] == "before v2"
-    assert "%s/subvol-150-disk-0@pre_1" % pool in zfs_snapshots(double)
+    assert result["snapshots"][0]["description"] == "before v2" and result["snapshots"][0]["parent"] is None
+    assert dataset + "@pre_1" in zfs_snapshots(double)
     again = installed_collection.playbook(first)
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
 
-    # the rootfs changes after the snapshot; two more snapshots; keep 2 prunes pre_1 only
-    with open(data, "w") as handle:
-        handle.write("v2\n")
-    assert installed_collection.playbook(snap_play(tmp_path, double, "s2.yml", vmid=150, name="pre_2")).rc == 0
-    assert installed_collection.playbook(snap_play(tmp_path, double, "other.yml", vmid=150, name="manual")).rc == 0
-    third = installed_collection.playbook(snap_play(tmp_path, double, "s3.yml", hostname="snapme", name="pre_3",
-                                                    prefix="pre_", keep=2))
-    assert third.rc == 0, third
-    result = third.task_results()[0]
+    # the rootfs changes after the snapshot; two more snapshots; keep 2 prunes pre_1 only (check mode first)
+    write(data, "v2\n")
+    assert play("s2.yml", vmid=150, name="pre_2").rc == 0
+    assert play("other.yml", vmid=150, name="manual").rc == 0
+    third = snap_play(tmp_path, double, "s3.yml", hostname="snapme", name="pre_3", prefix="pre_", keep=2)
+    before = state_of(double)
+    check = installed_collection.playbook(third, check=True, diff=True)
+    assert check.rc == 0, check
+    result = check.task_results()[0]
+    assert result["changed"] and result["deleted"] == ["pre_1"]
+    assert result["diff"] == {"before": {"snapshots": ["pre_1", "pre_2", "manual"]},
+                              "after": {"snapshots": ["pre_2", "manual", "pre_3"]}}
+    assert state_of(double) == before and dataset + "@pre_1" in zfs_snapshots(double)
+    run = installed_collection.playbook(third)
+    assert run.rc == 0, run
+    result = run.task_results()[0]
     assert result["deleted"] == ["pre_1"] and [s["name"] for s in result["snapshots"]] == ["pre_2", "manual", "pre_3"]
-    assert "%s/subvol-150-disk-0@pre_1" % pool not in zfs_snapshots(double)
+    assert [s["parent"] for s in result["snapshots"]][1:] == ["pre_2", "manual"]
+    assert dataset + "@pre_1" not in zfs_snapshots(double) and dataset + "@pre_3" in zfs_snapshots(double)
 
     # rollback to an older snapshot: ZFS refuses, the module fails with Proxmox's message, nothing changes
-    older = installed_collection.playbook(snap_play(tmp_path, double, "rb-old.yml", vmid=150, name="pre_2",
-                                                    state="rollback"))
+    older = play("rb-old.yml", vmid=150, name="pre_2", state="rollback")
     assert older.rc != 0 and "more recent snapshots exist" in older.stdout, older.stdout[-2000:]
-    missing = installed_collection.playbook(snap_play(tmp_path, double, "rb-missing.yml", vmid=150, name="nope",
-                                                      state="rollback"))
+    missing = play("rb-missing.yml", vmid=150, name="nope", state="rollback")
     assert missing.rc != 0 and "has no snapshot 'nope' to roll back to; it has: pre_2, manual, pre_3" in \
         missing.stdout, missing.stdout[-2000:]
-    # delete the newer ones, then roll back the running container to pre_2 and start it again
-    for name in ("pre_3", "manual"):
-        gone = installed_collection.playbook(snap_play(tmp_path, double, "rm-%s.yml" % name, vmid=150, name=name,
-                                                       state="absent"))
-        assert gone.rc == 0 and gone.task_results()[0]["deleted"] == [name], gone
-    assert installed_collection.playbook(snap_play(tmp_path, double, "rm-again.yml", vmid=150, name="manual",
-                                                   state="absent")).stats["localhost"]["changed"] == 0
-    with open(data, "w") as handle:
-        handle.write("v3\n")
-    assert double.backend.lxc_state(double.backend.containers[150])[0] == "running"
-    back = installed_collection.playbook(snap_play(tmp_path, double, "rb.yml", vmid=150, name="pre_2",
-                                                   state="rollback", start=True))
-    assert back.rc == 0, back
-    result = back.task_results()[0]
-    assert result["changed"] and result["status"] == "running" and result["newer"] == []
-    with open(data) as handle:
-        assert handle.read() == "v2\n"
-    assert double.backend.lxc_state(double.backend.containers[150])[0] == "running"
+    bad = play("bad-name.yml", vmid=150, name="pre.4")
+    assert bad.rc != 0 and "'pre.4' is not a Proxmox VE snapshot name" in bad.stdout, bad.stdout[-2000:]
+    nobody = play("nobody.yml", hostname="nobody", name="pre_4")
+    assert nobody.rc != 0 and "no container 'nobody' in the cluster" in nobody.stdout, nobody.stdout[-2000:]
+
+    # absent: check mode changes nothing; then deleted; a re-run changes nothing
+    gone = snap_play(tmp_path, double, "rm-pre_3.yml", vmid=150, name="pre_3", state="absent")
+    before = state_of(double)
+    check = installed_collection.playbook(gone, check=True, diff=True)
+    assert check.rc == 0 and check.task_results()[0]["deleted"] == ["pre_3"], check
+    assert state_of(double) == before and dataset + "@pre_3" in zfs_snapshots(double)
+    run = installed_collection.playbook(gone)
+    assert run.rc == 0 and run.task_results()[0]["deleted"] == ["pre_3"], run
+    assert dataset + "@pre_3" not in zfs_snapshots(double)
+    assert installed_collection.playbook(gone).stats["localhost"]["changed"] == 0
+
+    # a failed worker task fails the module at once with the end of the task log: the ZFS snapshot behind
+    # "manual" is gone, so deleting it fails in the task; put it back, then the delete goes through
+    subprocess.run(["zfs", "destroy", dataset + "@manual"], check=True)
+    broken = play("rm-manual.yml", vmid=150, name="manual", state="absent")
+    assert broken.rc != 0 and "zfs destroy %s@manual failed" % dataset in broken.stdout, broken.stdout[-2000:]
+    subprocess.run(["zfs", "snapshot", dataset + "@manual"], check=True)
+    run = play("rm-manual.yml", vmid=150, name="manual", state="absent")
+    assert run.rc == 0 and run.task_results()[0]["deleted"] == ["manual"], run
+
+    # rollback of the running container: check mode changes nothing
+    write(data, "v3\n")
+    assert double.backend.lxc_state(ct)[0] == "running"
+    back = snap_play(tmp_path, double, "rb.yml", vmid=150, name="pre_2", state="rollback")
+    before = state_of(double)
+    check = installed_collection.playbook(back, check=True, diff=True)
+    assert check.rc == 0, check
+    result = check.task_results()[0]
+    assert result["changed"] and result["status"] == "stopped" and result["newer"] == []
+    assert state_of(double) == before and read(data) == "v3\n" and double.backend.lxc_state(ct)[0] == "running"
+    # Proxmox VE stops the running container and rolls back; without start it stays stopped
+    run = installed_collection.playbook(back)
+    assert run.rc == 0, run
+    result = run.task_results()[0]
+    assert result["changed"] and result["status"] == "stopped" and read(data) == "v2\n"
+    assert double.backend.lxc_state(ct)[0] == "stopped"
+    assert result["diff"] == {"before": {"snapshots": ["pre_2"]}, "after": {"snapshots": ["pre_2"]}}
+    # a rollback always changes something (the rootfs is reverted), and start starts it in the same task
+    write(data, "v4\n")
+    run = play("rb-start.yml", vmid=150, name="pre_2", state="rollback", start=True)
+    assert run.rc == 0, run
+    result = run.task_results()[0]
+    assert result["changed"] and result["status"] == "running" and read(data) == "v2\n"
+    assert double.backend.lxc_state(ct)[0] == "running"
+    assert [name for name in result["timings"] if name != "total"] == ["rollback pre_2"]  # no separate start
 
 
 def test_doc_renders(installed_collection):

@@ -7,21 +7,41 @@ The container is found as ``lxc_container`` finds it (by vmid, or by a
 hostname unique in the cluster).  Snapshots are listed oldest first without
 PVE's pseudo entry ``current``; retention (``keep`` with ``prefix``) removes
 the oldest snapshots whose name starts with the prefix.
+
+A rollback of a running container stops it first (pve-container's
+``__snapshot_rollback_vm_stop``); the rollback endpoint's ``start`` parameter
+(pve-container 4.3, Proxmox VE 7.3) starts it again in the same task.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
 
 STATES = ("present", "absent", "rollback")
+# pve-common's pve-configid (the format of pve-snapshot-name), at most 40 characters
+SNAPNAME = re.compile(r"^[a-z][a-z0-9_-]+$", re.I)
+SNAPNAME_MAX = 40
+RESERVED = ("current", "vzdump")
+# the release whose POST .../snapshot/{snapname}/rollback takes ``start``
+ROLLBACK_START = (7, 3)
 
 
 class SnapshotError(ContainerError):
     """The snapshot operation cannot be done as asked; the message says why."""
+
+
+def check_name(name, what="name"):
+    """Raise SnapshotError unless ``name`` is a snapshot name Proxmox VE accepts."""
+    if not name or not SNAPNAME.match(name) or len(name) > SNAPNAME_MAX:
+        raise SnapshotError("%s %r is not a Proxmox VE snapshot name: a letter, then at least one letter, digit, "
+                            "'_' or '-'; at most %d characters" % (what, name, SNAPNAME_MAX))
+    if name.lower() in RESERVED:
+        raise SnapshotError("%s %r is reserved by Proxmox VE" % (what, name))
 
 
 def ordered(listing):
@@ -50,9 +70,35 @@ def to_prune(names, prefix, keep, protect=None):
     """Names (oldest first) starting with ``prefix`` beyond the newest ``keep``; ``protect`` always stays."""
     if keep < 1:
         raise SnapshotError("keep must be at least 1, not %d" % keep)
+    if not prefix:
+        raise SnapshotError("prefix must not be empty: keep would then delete snapshots of every name")
     family = [n for n in names if n.startswith(prefix) and n != protect]
     room = keep - (1 if protect is not None and protect.startswith(prefix) else 0)
     return family[:max(len(family) - room, 0)]
+
+
+def predicted(before, state, name, description=None, deleted=()):
+    """The listing (oldest first) after creating ``name`` (state present) and deleting ``deleted``."""
+    gone = set(deleted)
+    after = [s for s in before if s["name"] not in gone]
+    if state == "present" and name not in [s["name"] for s in before]:
+        after.append({"name": name, "snaptime": None, "description": description or "",
+                      "parent": after[-1]["name"] if after else None})
+    return after
+
+
+def diff_of(before, after):
+    """Ansible's diff: the snapshot names (oldest first) before and after."""
+    return {"before": {"snapshots": [s["name"] for s in before]}, "after": {"snapshots": [s["name"] for s in after]}}
+
+
+def rollback_plan(features, start):
+    """(extra rollback arguments, start with a separate call afterwards) for a node with ``features``."""
+    if not start:
+        return {}, False
+    if features.at_least(*ROLLBACK_START):
+        return {"start": 1}, False
+    return {}, True
 
 
 class SnapshotManager:
@@ -65,80 +111,99 @@ class SnapshotManager:
     def listing(self, node, vmid):
         return ordered(self.client.get("/nodes/{node}/lxc/{vmid}/snapshot", node=node, vmid=vmid))
 
+    def validate(self):
+        params = self.params
+        state = params.get("state") or "present"
+        if state not in STATES:
+            raise SnapshotError("state must be one of %s" % ", ".join(STATES))
+        check_name(params.get("name"))
+        if (params.get("keep") is None) != (params.get("prefix") is None):
+            raise SnapshotError("keep and prefix go together: keep the newest <keep> snapshots named <prefix>...")
+        if params.get("keep") is not None:
+            if state != "present":
+                raise SnapshotError("keep and prefix apply with state present only")
+            to_prune([], params["prefix"], params["keep"])  # the same checks, before anything is read
+        if params.get("start") and state != "rollback":
+            raise SnapshotError("start applies with state rollback only")
+        return state
+
+    def _task(self, node, what, call):
+        """Run ``call()`` (it returns a UPID) and wait for its task, waiting out a locked container."""
+        self.ct.locked_retry(what, lambda: self.ct._wait(node, call(), what))  # pylint: disable=protected-access
+
+    def _create(self, node, vmid, name):
+        args = {"snapname": name}
+        if self.params.get("description"):
+            args["description"] = self.params["description"]
+        self._task(node, "snapshot " + name, lambda: self.client.post(
+            "/nodes/{node}/lxc/{vmid}/snapshot", node=node, vmid=vmid, **args))
+
+    def _delete(self, node, vmid, name):
+        self._task(node, "delete " + name, lambda: self.client.delete(
+            "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}", node=node, vmid=vmid, snapname=name))
+
     def run(self):
         params = self.params
         started = time.monotonic()
-        state, name = params.get("state") or "present", params.get("name")
-        if state not in STATES:
-            raise SnapshotError("state must be one of %s" % ", ".join(STATES))
-        if (params.get("keep") is None) != (params.get("prefix") is None):
-            raise SnapshotError("keep and prefix go together: keep the newest <keep> snapshots named <prefix>...")
-        if params.get("keep") is not None and state != "present":
-            raise SnapshotError("keep and prefix apply with state present only")
-        found = self.ct.find()
+        state = self.validate()
+        name = params["name"]
+        ct = self.ct
+        found = ct.find()
         if found is None:
-            raise SnapshotError("no container %s in the cluster"
-                                % (params.get("vmid") if params.get("vmid") is not None else repr(params.get("hostname"))))
-        node, vmid = self.ct.node(found), int(found["vmid"])
+            which = params.get("vmid") if params.get("vmid") is not None else repr(params.get("hostname"))
+            raise SnapshotError("no container %s in the cluster" % which)
+        node, vmid = ct.node(found), int(found["vmid"])
         before = self.listing(node, vmid)
         names = [s["name"] for s in before]
         result = {"vmid": vmid, "node": node, "name": name, "deleted": []}
-        ct = self.ct
+        status = found.get("status")
         if state == "present":
             if name not in names:
-                ct._act("created")  # pylint: disable=protected-access
+                ct._act("created %s" % name)  # pylint: disable=protected-access
                 if not self.check_mode:
-                    args = {"snapname": name}
-                    if params.get("description"):
-                        args["description"] = params["description"]
-                    ct._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/snapshot", node=node, vmid=vmid,  # pylint: disable=protected-access
-                                                    **args), "snapshot")
+                    self._create(node, vmid, name)
                 names = names + [name]
             if params.get("keep") is not None:
                 doomed = to_prune(names, params["prefix"], params["keep"], protect=name)
                 for old in doomed:
                     ct._act("deleted %s" % old)  # pylint: disable=protected-access
                     if not self.check_mode:
-                        ct._wait(node, self.client.delete("/nodes/{node}/lxc/{vmid}/snapshot/{snapname}",  # pylint: disable=protected-access
-                                                          node=node, vmid=vmid, snapname=old), "delete " + old)
+                        self._delete(node, vmid, old)
                 result["deleted"] = doomed
         elif state == "absent":
             if name in names:
-                ct._act("deleted")  # pylint: disable=protected-access
+                ct._act("deleted %s" % name)  # pylint: disable=protected-access
                 if not self.check_mode:
-                    ct._wait(node, self.client.delete("/nodes/{node}/lxc/{vmid}/snapshot/{snapname}", node=node,  # pylint: disable=protected-access
-                                                      vmid=vmid, snapname=name), "delete")
+                    self._delete(node, vmid, name)
                 result["deleted"] = [name]
         else:
             if name not in names:
                 raise SnapshotError("CT %d has no snapshot %r to roll back to; it has: %s"
                                     % (vmid, name, ", ".join(names) or "none"))
-            # ZFS storages roll back to the newest snapshot only; Proxmox VE says so in the task's error
+            # ZFS storages roll back to the newest snapshot only; Proxmox VE refuses with its own message
             result["newer"] = names[names.index(name) + 1:]
-            ct._act("rolled back")  # pylint: disable=protected-access
-            if not self.check_mode:
-                args = {"snapname": name}
-                if params.get("start"):
-                    args["start"] = 1
-                ct._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback",  # pylint: disable=protected-access
-                                                node=node, vmid=vmid, **args), "rollback")
-                if params.get("start"):
-                    ct.actions.append("started")
-        after = self.listing(node, vmid) if ct.changed and not self.check_mode else self._predicted(before, result)
-        result["snapshots"] = after
-        result["diff"] = {"before": {"snapshots": [s["name"] for s in before]},
-                          "after": {"snapshots": [s["name"] for s in after]}}
-        if state == "rollback" or (ct.changed and not self.check_mode):
-            result["status"] = ct.status_of(node, vmid) if not self.check_mode else found.get("status")
-        else:
-            result["status"] = found.get("status")
+            status = self._rollback(node, vmid, name, status)
+        after = self.listing(node, vmid) if ct.changed and not self.check_mode else \
+            predicted(before, state, name, params.get("description"), result["deleted"])
+        if ct.changed and not self.check_mode:
+            status = ct.status_of(node, vmid)
+        result.update(snapshots=after, diff=diff_of(before, after), status=status)
         return ct._finish(result, started)  # pylint: disable=protected-access
 
-    def _predicted(self, before, result):
-        """The listing after a check-mode run."""
-        gone = set(result["deleted"])
-        after = [s for s in before if s["name"] not in gone]
-        if self.params.get("state") == "present" and result["name"] not in [s["name"] for s in before]:
-            after.append({"name": result["name"], "snaptime": None, "description": self.params.get("description") or "",
-                          "parent": after[-1]["name"] if after else None})
-        return after
+    def _rollback(self, node, vmid, name, status):
+        """Roll back (Proxmox VE stops a running container first); the status expected afterwards."""
+        ct = self.ct
+        start = bool(self.params.get("start"))
+        if status == "running":
+            ct.actions.append("stopped (rollback stops a running container)")
+        ct._act("rolled back to %s" % name)  # pylint: disable=protected-access
+        args, start_after = rollback_plan(ct.features(), start) if start else ({}, False)
+        if not self.check_mode:
+            self._task(node, "rollback " + name, lambda: self.client.post(
+                "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback", node=node, vmid=vmid, snapname=name,
+                **args))
+        if start_after:
+            ct.start(node, vmid)
+        elif start:
+            ct.actions.append("started")
+        return "running" if start else "stopped"

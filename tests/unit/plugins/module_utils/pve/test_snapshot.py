@@ -1,8 +1,10 @@
-"""lxc_snapshot's pure logic: the listing order and retention."""
+"""lxc_snapshot's pure logic: the listing order, retention, name checks, check-mode prediction, diff."""
 
 import pytest
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.snapshot import SnapshotError, ordered, to_prune
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.snapshot import (
+    SnapshotError, check_name, diff_of, ordered, predicted, rollback_plan, to_prune)
 
 
 def test_ordered_follows_parents_and_drops_current():
@@ -33,3 +35,52 @@ def test_to_prune(names, prefix, keep, protect, doomed):
 def test_keep_must_be_positive():
     with pytest.raises(SnapshotError, match="at least 1"):
         to_prune(["a"], "a", 0)
+
+
+def test_empty_prefix_is_refused():
+    with pytest.raises(SnapshotError, match="prefix must not be empty"):
+        to_prune(["a", "b"], "", 1)
+
+
+@pytest.mark.parametrize("name", ["pre-upgrade-1", "lxcri-1", "a_b", "Ab", "x" * 40])
+def test_check_name_accepts_pve_configids(name):
+    check_name(name)
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("1pre", "not a Proxmox VE snapshot name"), ("a", "not a Proxmox VE snapshot name"),
+    ("pre.1", "not a Proxmox VE snapshot name"), ("pre 1", "not a Proxmox VE snapshot name"),
+    ("x" * 41, "at most 40"), ("", "not a Proxmox VE snapshot name"), ("current", "reserved"),
+    ("vzdump", "reserved"),
+])
+def test_check_name_refuses(name, problem):
+    with pytest.raises(SnapshotError, match=problem):
+        check_name(name)
+
+
+BEFORE = [{"name": "a", "snaptime": 1, "description": "", "parent": None},
+          {"name": "b", "snaptime": 2, "description": "", "parent": "a"}]
+
+
+def test_predicted_and_diff_for_a_create_with_retention():
+    after = predicted(BEFORE, "present", "c", "new", deleted=["a"])
+    assert after == [BEFORE[1], {"name": "c", "snaptime": None, "description": "new", "parent": "b"}]
+    assert diff_of(BEFORE, after) == {"before": {"snapshots": ["a", "b"]}, "after": {"snapshots": ["b", "c"]}}
+
+
+def test_predicted_unchanged_when_present_or_rolled_back():
+    assert predicted(BEFORE, "present", "b") == BEFORE
+    assert predicted(BEFORE, "rollback", "b") == BEFORE
+    assert predicted(BEFORE, "absent", "b", deleted=["b"]) == BEFORE[:1]
+    assert predicted([], "present", "x")[0]["parent"] is None
+
+
+@pytest.mark.parametrize("version, start, plan", [
+    ((9, 1, 1), True, ({"start": 1}, False)),
+    ((8, 4, 0), True, ({"start": 1}, False)),
+    ((7, 3, 0), True, ({"start": 1}, False)),
+    ((7, 2, 7), True, ({}, True)),  # no start parameter before pve-container 4.3: a separate start call
+    ((9, 1, 1), False, ({}, False)),
+])
+def test_rollback_plan(version, start, plan):
+    assert rollback_plan(PveFeatures(version), start) == plan
