@@ -32,7 +32,9 @@ def _meminfo(keys):
 
 
 def _raw(value):
-    """A typed property-string dict back to PVE's text form."""
+    """A typed property-string dict back to PVE's text form (the default key's value first, bare)."""
+    if hasattr(value, "text"):
+        return value.text()
     if isinstance(value, dict):
         return ",".join("%s=%s" % (k, v) for k, v in value.items())
     return str(value)

@@ -155,11 +155,24 @@ def check_value(schema, raw):
     return value
 
 
+class PropertyString(dict):
+    """A parsed property string that remembers its format's default key (printed first, without a name)."""
+
+    default_key = None
+
+    def text(self):
+        """pve-common's print_property_string: the default key's bare value first, then key=value."""
+        parts = [str(self[self.default_key])] if self.default_key in self else []
+        parts += ["%s=%s" % (k, v) for k, v in self.items() if k != self.default_key]
+        return ",".join(parts)
+
+
 def parse_property_string(fmt, text):
     """``[volume=]local:8,size=8G`` -> {"volume": ..., "size": ...}, each sub-key validated."""
     default_key = [k for k, v in fmt.items() if v.get("default_key")]
     aliases = dict((k, v["alias"]) for k, v in fmt.items() if v.get("alias"))
-    parsed = {}
+    parsed = PropertyString()
+    parsed.default_key = default_key[0] if default_key else None
     for part in text.split(","):
         if part == "":
             continue

@@ -227,3 +227,10 @@ def test_every_endpoint_has_a_returns_schema_the_checker_knows(schema):
         for info in methods.values():
             types(info.get("returns") or {}, found)
     assert found and found <= set(JSON_TYPES)
+
+
+def test_property_strings_print_back_as_pve_does(schema):
+    """The default key's value comes first without its name (a rootfs PUT stores 'local:1,size=1G')."""
+    typed = create(schema, rootfs="volume=local:0,size=1G", mp0="size=2G,volume=local-zfs:2,mp=/srv")
+    assert typed["rootfs"].text() == "local:0,size=1G"
+    assert typed["mp0"].text() == "local-zfs:2,size=2G,mp=/srv"
