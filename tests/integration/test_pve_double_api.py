@@ -254,9 +254,9 @@ def multipart(fields, files, boundary=BOUNDARY, preamble=b"", epilogue=b"", padd
         body += b"--%s%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (
             boundary.encode(), padding, name.encode(), value.encode())
     for name, filename, data in files:
-        body += (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
-                 b"Content-Type: application/octet-stream\r\n\r\n" % (boundary.encode(), name.encode(),
-                                                                     filename.encode())) + data + b"\r\n"
+        head = (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+                b"Content-Type: application/octet-stream\r\n\r\n")
+        body += head % (boundary.encode(), name.encode(), filename.encode()) + data + b"\r\n"
     return body + b"--%s--\r\n" % boundary.encode() + epilogue
 
 

@@ -64,17 +64,18 @@ def read_init(pid):
     return InitProcess(pid, argv, env, cwd, uid[1], gid[1])
 
 
-def config_lines(name, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None, extra=()):
+def config_lines(name, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None, extra=(), net=None):
     """A minimal privileged LXC config around ``lxc.init.*`` and ``lxc.environment``.
 
     Shared by the runner and the PVE API test double, which starts what it
-    creates the same way.  ``env`` is a mapping; ``extra`` are raw lines.
+    creates the same way.  ``env`` is a mapping; ``extra`` are raw lines;
+    ``net`` are ``lxc.net.*`` lines replacing the default empty network.
     """
+    # by default an empty network namespace with its loopback up, as apps expect
     lines = [
         "lxc.uts.name = %s" % name,
         "lxc.rootfs.path = dir:%s" % rootfs,
-        "lxc.net.0.type = empty",
-        "lxc.net.0.flags = up",  # an empty network namespace with its loopback up, as apps expect
+    ] + list(net or ["lxc.net.0.type = empty", "lxc.net.0.flags = up"]) + [
         "lxc.apparmor.profile = unconfined",
         "lxc.console.path = none",
         "lxc.tty.max = 0",

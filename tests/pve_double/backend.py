@@ -19,6 +19,79 @@ from .schema import ApiError, Schema
 from .tasks import TaskFailed, TaskManager
 
 VERSIONS = {"9.1": ("9.1.1", "9.1"), "8": ("8.4.1", "8.4")}
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def network_lines(config, warnings, sys_net="/sys/class/net"):
+    """``lxc.net.*`` for the container's netN: a veth on the named bridge when the host has that bridge
+    (name, hwaddr, mtu; a static ``ip``/``gw`` as LXC's own ipv4 keys, since the double runs no setup
+    inside the container), else nothing for it and a warning. None: no usable interface (empty network)."""
+    lines, index = [], 0
+    for key in sorted((k for k in config if k.startswith("net") and k[3:].isdigit()), key=lambda k: int(k[3:])):
+        opts = dict(part.split("=", 1) for part in str(config[key]).split(",") if "=" in part)
+        bridge = opts.get("bridge")
+        if not bridge or not os.path.isdir(os.path.join(sys_net, bridge, "bridge")):
+            warnings.append("%s: bridge %r does not exist on this host, interface left out" % (key, bridge))
+            continue
+        prefix = "lxc.net.%d." % index
+        lines += [prefix + "type = veth", prefix + "link = %s" % bridge, prefix + "flags = up",
+                  prefix + "name = %s" % opts.get("name", "eth%d" % index)]
+        if opts.get("hwaddr"):
+            lines.append(prefix + "hwaddr = %s" % opts["hwaddr"])
+        if opts.get("mtu"):
+            lines.append(prefix + "mtu = %s" % opts["mtu"])
+        if "/" in opts.get("ip", ""):
+            lines.append(prefix + "ipv4.address = %s" % opts["ip"])
+            if opts.get("gw"):
+                lines.append(prefix + "ipv4.gateway = %s" % opts["gw"])
+        index += 1
+    return lines or None
+
+
+def cgroup_limits(config, root, warnings):
+    """LXC lines for ``memory``/``swap`` (MiB), ``cores`` (a cpuset) and ``cpulimit`` (a CPU quota), for the
+    host's cgroup layout: v2 controllers, else v1 ones; what the host lacks becomes a warning."""
+    lines = []
+    memory = int(config["memory"]) * 1024 * 1024 if config.get("memory") else None
+    swap = int(config.get("swap", 512)) * 1024 * 1024
+    cores = int(config["cores"]) if config.get("cores") else None
+    cpulimit = float(config["cpulimit"]) if config.get("cpulimit") not in (None, "0") else None
+    cpus = os.cpu_count() or 1
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):  # unified (v2)
+        available = open(os.path.join(root, "cgroup.controllers")).read().split()
+        if memory and "memory" in available:
+            lines += ["lxc.cgroup2.memory.max = %d" % memory, "lxc.cgroup2.memory.swap.max = %d" % swap]
+        elif memory:
+            warnings.append("no memory controller: memory %d MiB not enforced" % (memory >> 20))
+        if cores and "cpuset" in available:
+            lines.append("lxc.cgroup2.cpuset.cpus = 0-%d" % (min(cores, cpus) - 1))
+        elif cores:
+            warnings.append("no cpuset controller: cores %d not enforced" % cores)
+        if cpulimit and "cpu" in available:
+            lines.append("lxc.cgroup2.cpu.max = %d 100000" % int(cpulimit * 100000))
+        elif cpulimit:
+            warnings.append("no cpu controller: cpulimit %s not enforced" % cpulimit)
+        return lines
+    v1 = dict((name, os.path.isdir(os.path.join(root, name))) for name in ("memory", "cpuset", "cpu"))
+    if memory and v1["memory"]:
+        lines.append("lxc.cgroup.memory.limit_in_bytes = %d" % memory)
+        if os.path.exists(os.path.join(root, "memory", "memory.memsw.limit_in_bytes")):
+            lines.append("lxc.cgroup.memory.memsw.limit_in_bytes = %d" % (memory + swap))
+        else:
+            warnings.append("no memsw accounting: swap %d MiB not enforced" % (swap >> 20))
+    elif memory:
+        warnings.append("no memory controller: memory %d MiB not enforced" % (memory >> 20))
+    if cores and v1["cpuset"]:
+        lines.append("lxc.cgroup.cpuset.cpus = 0-%d" % (min(cores, cpus) - 1))
+    elif cores:
+        warnings.append("no cpuset controller: cores %d not enforced" % cores)
+    if cpulimit and v1["cpu"]:
+        lines += ["lxc.cgroup.cpu.cfs_period_us = 100000", "lxc.cgroup.cpu.cfs_quota_us = %d" % int(cpulimit * 100000)]
+    elif cpulimit:
+        warnings.append("no cpu controller: cpulimit %s not enforced" % cpulimit)
+    return lines
+
+
 # parameters of POST /nodes/{node}/lxc that are actions, not config keys
 CREATE_ONLY = ("node", "vmid", "ostemplate", "password", "ssh-public-keys", "storage", "start", "restore",
                "force", "unique", "ignore-unpack-errors", "bwlimit", "pool", "ha-managed")
@@ -130,7 +203,10 @@ class Container:
         self.snapshots = {}
 
     def digest(self):
-        text = "".join("%s: %s\n" % (k, v) for k, v in sorted(self.config.items()))
+        # PVE's digest is the sha1 of the config file, where the lock is a line too: taking or releasing a lock
+        # changes it (a PUT with the digest read before the lock was released fails, as on a real node)
+        items = dict(self.config, lock=self.lock) if self.lock else self.config
+        text = "".join("%s: %s\n" % (k, v) for k, v in sorted(items.items()))
         return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -144,6 +220,10 @@ class Backend:
         self.containers = {}
         self.schema = Schema(mode)
         self.nextid_answers = []  # tests script GET /cluster/nextid (e.g. the same id twice: a race)
+        # user.cfg and ha/resources.cfg as far as containers are concerned: pool -> member vmids (tests add
+        # pools, as an admin would: backend.pools["ci"] = set()), and the vmids created with ha-managed=1
+        self.pools = {}
+        self.ha_resources = set()
         self.storages = {"local": {"type": "dir", "path": os.path.join(root, "storage", "local"),
                                    "content": "vztmpl,rootdir,iso,backup,snippets"}}
         for sub in ("template/cache", "images"):
@@ -378,13 +458,19 @@ class Backend:
         state, pid = lxc_info(self.lxc_path, str(ct.vmid))
         return ("running" if state == "RUNNING" else "stopped"), pid
 
-    def lxc_config(self, ct):
-        """The LXC config PVE would generate for this container (the parts the double supports)."""
+    def lxc_config(self, ct, warnings=None):
+        """The LXC config PVE would generate for this container (the parts the double supports).
+
+        ``warnings`` collects what the host cannot do (a start task then ends ``WARNINGS: N``).
+        """
         env = dict(item.partition("=")[::2] for item in (ct.config.get("env") or "").split("\0") if item)
         raw = ["%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
+        warnings = warnings if warnings is not None else []
+        limits = cgroup_limits(ct.config, CGROUP_ROOT, warnings)
         return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
                             self.volume_path(ct.config["rootfs"].split(",")[0]),
-                            ct.config.get("entrypoint", "/sbin/init"), env=env, extra=raw)
+                            ct.config.get("entrypoint", "/sbin/init"), env=env, extra=limits + raw,
+                            net=network_lines(ct.config, warnings))
 
     def _lxc(self, ct, tool, *args):
         """Run an lxc-* tool on the container; returns the CompletedProcess (output captured)."""
@@ -404,24 +490,27 @@ class Backend:
             raise ApiError(500, "CT %d already running" % ct.vmid)
 
         def work(task):
-            self._start_now(ct, task)
-            return 0
+            return self._start_now(ct, task)
 
         return self.tasks.start("vzstart", ct.vmid, user, work)
 
     def _start_now(self, ct, task):
-        """lxc-start the container with the LXC config generated from its PVE config."""
+        """lxc-start the container with the LXC config generated from its PVE config; returns the warnings."""
         cdir = os.path.join(self.lxc_path, str(ct.vmid))
         os.makedirs(cdir, exist_ok=True)
         ensure_mountpoints(self.volume_path(ct.config["rootfs"].split(",")[0]))
+        warnings = []
         with open(os.path.join(cdir, "config"), "w") as handle:
-            handle.write("\n".join(self.lxc_config(ct)) + "\n")
+            handle.write("\n".join(self.lxc_config(ct, warnings)) + "\n")
+        for warning in warnings:
+            task.log("WARN: %s" % warning)
         log = os.path.join(cdir, "start.log")
         if self._lxc(ct, "lxc-start", "-d", "-l", "INFO", "-o", log).returncode != 0:
             with open(log) as handle:
                 for line in handle.read().splitlines()[-15:]:
                     task.log(line)
             raise TaskFailed("startup for container '%d' failed" % ct.vmid)
+        return len(warnings)
 
     def lxc_reboot(self, params, user):
         ct = self._ct(params["vmid"])
@@ -485,6 +574,7 @@ class Backend:
         for ct in sorted(self.containers.values(), key=lambda c: c.vmid):
             entry = self._entry(ct)
             entry.update(id="lxc/%d" % ct.vmid, node=self.node)
+            entry.update(("pool", pool) for pool, members in sorted(self.pools.items()) if ct.vmid in members)
             out.append(entry)
         for name, info in sorted(self.storages.items()):
             out.append({"id": "storage/%s/%s" % (self.node, name), "type": "storage", "storage": name,
@@ -519,7 +609,7 @@ class Backend:
     def status_current(self, params):
         ct = self._ct(params["vmid"])
         data = self._entry(ct)
-        data["ha"] = {"managed": 0}
+        data["ha"] = {"managed": 1 if ct.vmid in self.ha_resources else 0}
         return data
 
     def task_status(self, params):
@@ -543,8 +633,22 @@ class Backend:
         return Response(lines[start:start + limit] if limit else lines[start:], total=len(lines))
 
     # -- writes -------------------------------------------------------------------------
+    def _check_pool(self, params):
+        if params.get("pool") is not None and params["pool"] not in self.pools:
+            raise ApiError(403, "Permission check failed (pool '%s' does not exist)" % params["pool"])
+
+    def _register(self, vmid, params, task):
+        """After a successful create/clone, as PVE: add_vm_to_pool, and an HA resource for ha-managed."""
+        if params.get("pool"):
+            with self.lock:
+                self.pools[params["pool"]].add(vmid)
+        if params.get("ha-managed"):
+            task.log("Add as HA resource")
+            self.ha_resources.add(vmid)
+
     def lxc_create(self, params, user):
         self._node(params["node"])
+        self._check_pool(params)
         vmid = params["vmid"]
         with self.lock:
             if vmid in self.containers:
@@ -610,7 +714,12 @@ class Backend:
                 ct.lock = None
             return 0
 
-        return self.tasks.start("vzcreate", vmid, user, work, cleanup)
+        def create_and_register(task):
+            work(task)
+            self._register(vmid, params, task)
+            return 0
+
+        return self.tasks.start("vzcreate", vmid, user, create_and_register, cleanup)
 
     def config_put(self, params):
         ct = self._ct(params["vmid"])
@@ -629,27 +738,91 @@ class Backend:
                     ct.config[key] = _raw(value)
         return None
 
+    def _volumes(self, ct):
+        """The volume ids the config references (rootfs, mpN, unusedN)."""
+        out = []
+        for key, value in sorted(ct.config.items()):
+            if key == "rootfs" or key.startswith(("mp", "unused")):
+                volume = str(value).split(",", 1)[0]
+                if ":" in volume and volume.split(":")[0] in self.storages:
+                    out.append(volume)
+        return out
+
+    def _owned_volumes(self, vmid):
+        """Every volume on the node's storages that belongs to ``vmid`` by Proxmox's naming."""
+        out = []
+        for name, info in sorted(self.storages.items()):
+            if info["type"] == "zfspool":
+                listing = subprocess.run(["zfs", "list", "-H", "-o", "name", "-d", "1", info["pool"]],
+                                         stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
+                for dataset in listing.split():
+                    base = dataset.rpartition("/")[2]
+                    if base.startswith(("subvol-%d-disk-" % vmid, "basevol-%d-disk-" % vmid)):
+                        out.append("%s:%s" % (name, base))
+            else:
+                images = os.path.join(info["path"], "images", str(vmid))
+                if os.path.isdir(images):
+                    out.extend("%s:%d/%s" % (name, vmid, entry) for entry in sorted(os.listdir(images)))
+        return out
+
+    def _free(self, volume, task):
+        task.log("removing %s" % volume)
+        if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+            if not destroy_dataset(self.dataset(volume)):
+                raise TaskFailed("zfs error: cannot destroy %s: dataset is busy" % self.dataset(volume))
+        else:
+            path = self.volume_path(volume)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.unlink(path)
+
     def lxc_delete(self, params, user):
+        """DELETE .../lxc/{vmid} in pve-container's order: protection, lock, HA without ``purge``, then running
+        (``force`` stops it first, a warning as on PVE). Only the config's volumes go, unless
+        ``destroy-unreferenced-disks`` (then every ``subvol-/basevol-<vmid>-disk-N`` dataset and ``images/<vmid>/``
+        entry too). Pool membership always goes (PVE's remove_vm_access runs on every destroy); ``purge`` also
+        drops the HA resource. The double keeps no ACLs, firewall, backup or replication jobs to remove."""
         ct = self._ct(params["vmid"])
-        if self.lxc_state(ct)[0] == "running":
-            raise ApiError(500, "CT %s is running - destroy failed" % ct.vmid)
+        if str(ct.config.get("protection")) == "1":
+            raise ApiError(500, "can't remove CT %s - protection mode enabled" % ct.vmid)
         if ct.lock:
-            raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
+            # pve-guest-common's check_lock names the guest type only (the double's other checks add the id)
+            raise ApiError(500, "CT is locked (%s)" % ct.lock)
+        if ct.vmid in self.ha_resources and not params.get("purge"):
+            raise ApiError(500, "unable to remove CT %s - used in HA resources and purge parameter not set." % ct.vmid)
+        running = self.lxc_state(ct)[0] == "running"
+        if running and not params.get("force"):
+            raise ApiError(500, "unable to destroy CT %s - container is running" % ct.vmid)
         ct.lock = "destroyed"
 
         def work(task):
-            volume = ct.config.get("rootfs", "").split(",")[0]
-            if volume:
-                task.log("removing %s" % volume)
-                if self.storages[volume.split(":")[0]]["type"] == "zfspool":
-                    if not destroy_dataset(self.dataset(volume)):
-                        raise TaskFailed("zfs error: cannot destroy %s: dataset is busy" % self.dataset(volume))
-                else:
-                    shutil.rmtree(os.path.dirname(self.volume_path(volume)), ignore_errors=True)
+            warnings = 0
+            if self.lxc_state(ct)[0] == "running":
+                task.log("WARN: forced to stop CT %d before destroying!" % ct.vmid)
+                warnings += 1
+                self._lxc(ct, "lxc-stop", "-k")
+            referenced = self._volumes(ct)
+            for volume in referenced:
+                self._free(volume, task)
+            if params.get("destroy-unreferenced-disks"):
+                for volume in self._owned_volumes(ct.vmid):
+                    if volume not in referenced:
+                        self._free(volume, task)
+            images = os.path.join(self.storages["local"]["path"], "images", str(ct.vmid))
+            if os.path.isdir(images) and not os.listdir(images):
+                os.rmdir(images)
             shutil.rmtree(os.path.join(self.lxc_path, str(ct.vmid)), ignore_errors=True)
             with self.lock:
+                for members in self.pools.values():
+                    members.discard(ct.vmid)
+                if params.get("purge"):
+                    task.log("purging CT %d from related configurations.." % ct.vmid)
+                    if ct.vmid in self.ha_resources:
+                        self.ha_resources.discard(ct.vmid)
+                        task.log("NOTE: removed CT %d from HA resource configuration." % ct.vmid)
                 self.containers.pop(ct.vmid, None)
-            return 0
+            return warnings
 
         def cleanup(task):
             ct.lock = None
@@ -712,7 +885,7 @@ class Backend:
         if ct.config.get("template") == "1":
             return None  # already a template: nothing to do, as PVE answers
         if self.lxc_state(ct)[0] == "running":
-            raise ApiError(500, "CT %d is running - unable to convert to template" % ct.vmid)
+            raise ApiError(500, "you can't convert a CT to template if the CT is running")
         if ct.snapshots:
             raise ApiError(500, "you can't convert a CT to template if the CT has snapshots")
         volume = ct.config.get("rootfs", "").split(",")[0]
@@ -743,6 +916,7 @@ class Backend:
     def lxc_clone(self, params, user):
         ct = self._ct(params["vmid"])
         newid = params["newid"]
+        self._check_pool(params)
         template = ct.config.get("template") == "1"
         full = params.get("full", 0 if template else 1)
         if not template and not full:
@@ -787,6 +961,7 @@ class Backend:
                     clone.config["rootfs"] = "%s:%s" % (target_storage, name)
                 task.log("copying %s" % volume)
                 subprocess.run(["cp", "-a", "--", self.volume_path(volume) + "/.", target], check=True)
+            self._register(newid, params, task)
             clone.lock = None
             return 0
 
