@@ -153,8 +153,10 @@ def test_memory_and_cores_are_cgroup_limits_of_the_running_container(zdouble):
         assert open(base + "/cpu.max").read().split()[0] == "50000"
         assert open(base + "/cpuset.cpus").read().strip() == "0"
     else:
-        assert open("/sys/fs/cgroup/memory%s/memory.limit_in_bytes" % groups["memory"]).read().strip() == \
-            str(192 << 20)
+        memory = "/sys/fs/cgroup/memory" + groups["memory"]
+        assert open(memory + "/memory.limit_in_bytes").read().strip() == str(192 << 20)
+        if os.path.exists(memory + "/memory.memsw.limit_in_bytes"):  # swap: PVE's default 512 MiB on top
+            assert open(memory + "/memory.memsw.limit_in_bytes").read().strip() == str((192 + 512) << 20)
         assert open("/sys/fs/cgroup/cpu%s/cpu.cfs_quota_us" % groups["cpu"]).read().strip() == "50000"
         assert open("/sys/fs/cgroup/cpuset%s/cpuset.cpus" % groups["cpuset"]).read().strip() == "0"
     assert api.task("POST", "/nodes/pve1/lxc/181/status/stop") == "OK"
@@ -211,3 +213,199 @@ def test_net0_on_an_existing_bridge_is_a_veth_else_a_warning(zdouble, bridge):
     assert ping.returncode == 0, ping.stdout
     assert api.task("POST", "/nodes/pve1/lxc/182/status/stop") == "OK"
     assert not os.listdir("/sys/class/net/%s/brif" % bridge)
+
+
+def test_refusals_leave_the_container_as_it_was(zdouble):
+    """Template/delete of a running CT, template with snapshots, rollback past a newer snapshot and a linked
+    clone of a non-template are refused at once, with nothing changed."""
+    double, api = zdouble, Api(zdouble)
+    pool = double.backend.storages["local-zfs"]["pool"]
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=190, ostemplate="local:vztmpl/t.tar.zst",
+                    rootfs="local-zfs:1") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/status/start") == "OK"
+    status, body = api.call("POST", "/nodes/pve1/lxc/190/template")
+    assert status == 500 and body["message"] == "you can't convert a CT to template if the CT is running"
+    status, body = api.call("DELETE", "/nodes/pve1/lxc/190")
+    assert status == 500 and body["message"] == "unable to destroy CT 190 - container is running"
+    assert api.task("POST", "/nodes/pve1/lxc/190/status/stop") == "OK"
+    for name in ("s1", "s2"):
+        assert api.task("POST", "/nodes/pve1/lxc/190/snapshot", snapname=name) == "OK"
+    status, body = api.call("POST", "/nodes/pve1/lxc/190/snapshot/s1/rollback")
+    assert status == 500 and "more recent snapshots exist" in body["message"]
+    status, body = api.call("POST", "/nodes/pve1/lxc/190/template")
+    assert status == 500 and "has snapshots" in body["message"]
+    status, body = api.call("POST", "/nodes/pve1/lxc/190/clone", newid=191, full=0)
+    assert status == 500 and "parameter 'full' must be set" in body["message"]
+    config = api.call("GET", "/nodes/pve1/lxc/190/config")[1]["data"]
+    assert "template" not in config and config["rootfs"] == "local-zfs:subvol-190-disk-0,size=1G"
+    assert sorted(double.backend.containers) == [190]
+    snapshots = subprocess.run(["zfs", "list", "-H", "-t", "all", "-o", "name", "-r", pool], stdout=subprocess.PIPE,
+                               universal_newlines=True, check=True).stdout.split()
+    assert snapshots == [pool, pool + "/subvol-190-disk-0", pool + "/subvol-190-disk-0@s1",
+                         pool + "/subvol-190-disk-0@s2"]
+    assert [s["name"] for s in api.call("GET", "/nodes/pve1/lxc/190/snapshot")[1]["data"]] == ["s1", "s2", "current"]
+
+
+def test_zfs_cycle_create_start_shutdown_delete_leaves_nothing(zdouble):
+    double, api = zdouble, Api(zdouble)
+    pool = double.backend.storages["local-zfs"]["pool"]
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=195, ostemplate="local:vztmpl/t.tar.zst",
+                    rootfs="local-zfs:1", hostname="cycle") == "OK"
+    rootfs = double.backend.volume_path("local-zfs:subvol-195-disk-0")
+    assert os.path.isfile(os.path.join(rootfs, "sbin", "init")) and pool + "/subvol-195-disk-0" in datasets(double)
+    assert api.task("POST", "/nodes/pve1/lxc/195/status/start") == "OK"
+    state, pid = double.backend.lxc_state(double.backend.containers[195])
+    assert state == "running"
+    with open("/proc/%d/cmdline" % pid, "rb") as handle:
+        assert handle.read().split(b"\0")[:2] == [b"/bin/sh", b"/sbin/init"]
+    children = subprocess.run(["pgrep", "-P", str(pid), "-a"], stdout=subprocess.PIPE, universal_newlines=True,
+                              check=False).stdout
+    assert "sleep 300" in children  # the init's payload runs
+    assert api.task("POST", "/nodes/pve1/lxc/195/status/shutdown", timeout=20) == "OK"  # init honours SIGPWR
+    assert not os.path.exists("/proc/%d" % pid)
+    assert api.task("DELETE", "/nodes/pve1/lxc/195") == "OK"
+    assert datasets(double) == [pool]
+    assert os.listdir(double.backend.lxc_path) == []
+    assert os.listdir(os.path.join(double.backend.storages["local"]["path"], "images")) == []
+    assert api.call("GET", "/nodes/pve1/lxc")[1]["data"] == []
+    assert subprocess.run(["lxc-ls", "-P", double.backend.lxc_path], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout.split() == []
+
+
+def test_every_endpoint_answers_in_both_modes(zdouble, tmp_path, bed):
+    """Each endpoint of the committed schema subset, once, through HTTP; 8.x lacks oci-registry-pull."""
+    double, api = zdouble, Api(zdouble)
+    nine = double.backend.mode.startswith("9")
+    for path in ("/version", "/nodes", "/nodes/pve1/status", "/cluster/nextid", "/cluster/resources",
+                 "/nodes/pve1/lxc", "/nodes/pve1/storage", "/nodes/pve1/storage/local/content"):
+        status, body = api.call("GET", path)
+        assert status == 200, (path, body)
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=190, ostemplate="local:vztmpl/t.tar.zst",
+                    rootfs="local-zfs:1", memory=128, hostname="every") == "OK"
+    for path in ("config", "pending", "status/current", "snapshot"):
+        status, body = api.call("GET", "/nodes/pve1/lxc/190/" + path)
+        assert status == 200, (path, body)
+    digest = api.call("GET", "/nodes/pve1/lxc/190/config")[1]["data"]["digest"]
+    assert api.call("PUT", "/nodes/pve1/lxc/190/config", memory=160, digest=digest)[0] == 200
+    assert api.task("PUT", "/nodes/pve1/lxc/190/resize", disk="rootfs", size="+1G") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/status/start") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/status/reboot") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/status/shutdown", timeout=5, forceStop=1) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/status/start") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/status/stop") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/snapshot", snapname="s1", description="first") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/snapshot/s1/rollback") == "OK"
+    assert api.task("DELETE", "/nodes/pve1/lxc/190/snapshot/s1") == "OK"
+    status, body = api.call("POST", "/nodes/pve1/lxc/190/template")
+    assert status == 200, body
+    assert api.task("POST", "/nodes/pve1/lxc/190/clone", newid=191, hostname="linked") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/190/clone", newid=192, full=1, storage="local-zfs") == "OK"
+    status, body = api.call("POST", "/nodes/pve1/lxc/191/status/start")
+    upid = body["data"]
+    for path in ("status", "log"):
+        status, body = api.call("GET", "/nodes/pve1/tasks/%s/%s" % (upid, path))
+        assert status == 200, body
+    assert api.task("POST", "/nodes/pve1/lxc/191/status/stop") == "OK"
+    upload = tmp_path / "extra.tar"
+    subprocess.run(["tar", "-cf", str(upload), "-T", "/dev/null"], check=True)
+    with open(str(upload), "rb") as handle:
+        resp = api.session.post(api.url + "/nodes/pve1/storage/local/upload", verify=False,
+                                data={"content": "vztmpl"}, files={"filename": ("extra.tar", handle)})
+    assert resp.status_code == 200, resp.text
+    pull = api.call("POST", "/nodes/pve1/storage/local/oci-registry-pull",
+                    reference="%s/nothing/here:1" % bed["registry"]["host"])
+    if nine:
+        assert pull[0] == 200  # the pull itself fails: no such image (the endpoint exists)
+    else:
+        assert pull[0] == 501 and "not implemented" in pull[1]["message"]
+    import time
+    for dummy in range(100):
+        if "local:vztmpl/extra.tar" in [c["volid"] for c in api.call("GET", "/nodes/pve1/storage/local/content")[1]
+                                        ["data"]]:
+            break
+        time.sleep(0.1)
+    assert api.task("DELETE", "/nodes/pve1/storage/local/content/local:vztmpl%2Fextra.tar") == "OK"
+    for vmid in (192, 191, 190):
+        assert api.task("DELETE", "/nodes/pve1/lxc/%d" % vmid) == "OK"
+    pull_route = ("POST", "/nodes/{node}/storage/{storage}/oci-registry-pull")
+    assert double.implemented() - double.served == (set() if nine else {pull_route}), \
+        sorted(double.implemented() - double.served)
+    assert double.response_errors == []
+    assert not [d for d in datasets(double) if "-19" in d.rpartition("/")[2]]
+
+
+def dispatch_routes():
+    """(method, path template) of every route in server.py's Double._dispatch, read from its source."""
+    import ast
+    import inspect
+    from pve_double import server
+    routes = {("POST", "/access/ticket")}  # the login, answered before the tables
+    for node in ast.walk(ast.parse(inspect.getsource(server.Double._dispatch).strip().replace("\n    ", "\n"))):
+        if isinstance(node, ast.Tuple) and len(node.elts) == 2 and all(isinstance(e, ast.Constant) for e in node.elts):
+            if node.elts[0].value in ("GET", "POST", "PUT", "DELETE"):
+                routes.add((node.elts[0].value, node.elts[1].value))
+    return routes
+
+
+def test_every_route_answers_in_both_modes(zdouble, request):
+    """One tour through every route of the double's dispatch table, as a 9.1 or an 8.4 node answers it."""
+    double, api = zdouble, Api(zdouble)
+    nine = double.schema.mode == "9.1"
+    assert api.call("GET", "/version")[1]["data"]["release"] == ("9.1" if nine else "8.4")
+    assert api.call("GET", "/nodes")[1]["data"][0]["node"] == "pve1"
+    assert api.call("GET", "/nodes/pve1/status")[1]["data"]["cpuinfo"]["cpus"] >= 1
+    assert api.call("GET", "/cluster/nextid")[1]["data"] == 100
+    assert [s["storage"] for s in api.call("GET", "/nodes/pve1/storage")[1]["data"]] == ["local", "local-zfs"]
+    template = os.path.join(double.backend.storages["local"]["path"], "template", "cache", "t.tar.zst")
+    with open(template, "rb") as handle:
+        resp = api.session.post(api.url + "/nodes/pve1/storage/local/upload", data={"content": "vztmpl"},
+                                files={"filename": ("u.tar.zst", handle)}, verify=False)
+    assert resp.status_code == 200 and api.wait(resp.json()["data"]) == "OK"
+    volids = [c["volid"] for c in api.call("GET", "/nodes/pve1/storage/local/content", content="vztmpl")[1]["data"]]
+    assert "local:vztmpl/u.tar.zst" in volids
+    pull = "/nodes/pve1/storage/local/oci-registry-pull"
+    if nine:
+        image = request.getfixturevalue("registry_image")
+        assert api.task("POST", pull, reference=image.refs["open"], filename="pulled.tar") == "OK"
+    else:  # no such path on 8.x: the API server's own answer for an unknown method/path
+        status, body = api.call("POST", pull, reference="127.0.0.1:1/x:y")
+        assert status == 501 and body["message"] == "Method 'POST /nodes/pve1/storage/local/oci-registry-pull' " \
+                                                    "not implemented"
+        status, body = api.call("POST", "/nodes/pve1/lxc", vmid=300, ostemplate="local:vztmpl/u.tar.zst",
+                                entrypoint="/bin/sh", env="A=1")
+        assert status == 400 and set(body["errors"]) == {"entrypoint", "env"}
+    extra = {"env": "A=1"} if nine else {}
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=300, ostemplate="local:vztmpl/u.tar.zst", rootfs="local-zfs:1",
+                    **extra) == "OK"
+    assert [c["vmid"] for c in api.call("GET", "/nodes/pve1/lxc")[1]["data"]] == [300]
+    assert [r["id"] for r in api.call("GET", "/cluster/resources", type="vm")[1]["data"]] == ["lxc/300"]
+    config = api.call("GET", "/nodes/pve1/lxc/300/config")[1]["data"]
+    assert config.get("env") == extra.get("env")
+    assert api.call("PUT", "/nodes/pve1/lxc/300/config", memory=256, digest=config["digest"])[0] == 200
+    assert {"key": "memory", "value": "256"} in api.call("GET", "/nodes/pve1/lxc/300/pending")[1]["data"]
+    assert api.task("PUT", "/nodes/pve1/lxc/300/resize", disk="rootfs", size="+1G") == "OK"
+    assert api.call("GET", "/nodes/pve1/lxc/300/config")[1]["data"]["rootfs"].endswith(",size=2G")
+    assert api.task("POST", "/nodes/pve1/lxc/300/status/start") == "OK"
+    assert api.call("GET", "/nodes/pve1/lxc/300/status/current")[1]["data"]["status"] == "running"
+    assert api.task("POST", "/nodes/pve1/lxc/300/status/reboot", timeout=10) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/300/status/shutdown", timeout=10) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/300/status/start") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/300/status/stop") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/300/snapshot", snapname="s1") == "OK"
+    assert [s["name"] for s in api.call("GET", "/nodes/pve1/lxc/300/snapshot")[1]["data"]] == ["s1", "current"]
+    assert api.task("POST", "/nodes/pve1/lxc/300/snapshot/s1/rollback") == "OK"
+    assert api.task("DELETE", "/nodes/pve1/lxc/300/snapshot/s1") == "OK"
+    assert api.call("POST", "/nodes/pve1/lxc/300/template") == (200, {"data": None})
+    upid = api.call("POST", "/nodes/pve1/lxc/300/clone", newid=301)[1]["data"]
+    assert api.wait(upid) == "OK"
+    assert api.call("GET", "/nodes/pve1/tasks/%s/log" % upid)[1]["data"][-1]["t"] == "TASK OK"
+    for vmid in (301, 300):
+        assert api.task("DELETE", "/nodes/pve1/lxc/%d" % vmid) == "OK"
+    assert api.task("DELETE", "/nodes/pve1/storage/local/content/local%3Avztmpl%2Fu.tar.zst") == "OK"
+    assert datasets(double) == [double.backend.storages["local-zfs"]["pool"]] and double.response_errors == []
+    from pve_double.schema import Schema
+    routes = Schema("9.1")  # the 9.1 paths include 8's, and oci-registry-pull, which 8 answers 501
+    called = set()
+    for method, path, dummy in double.requests:
+        called.add((method, routes.route(method, path[len("/api2/json"):])[0]))
+    assert dispatch_routes() - called == set()

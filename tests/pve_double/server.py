@@ -197,6 +197,7 @@ class Double:
         self.lock = threading.Lock()
         self.requests = []
         self.response_errors = []  # (method, path template, problems): results that break the schema's returns
+        self.served = set()  # (method, path template) answered with 200: which endpoints a test exercised
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
         cert, key = self_signed(root)
@@ -288,6 +289,7 @@ class Double:
             self.response_errors.append((method, template, problems))
             raise ApiError(500, "the double's answer to %s %s breaks the schema's returns: %s"
                            % (method, template, "; ".join(problems[:5])))
+        self.served.add((method, template))
         return data
 
     def _dispatch(self, method, path, template, info, path_params, params, headers, files):
@@ -297,6 +299,16 @@ class Double:
             return self.login(self.schema.validate(info, merged))
         user = self.authenticate(method, headers)
         typed = self.schema.validate(info, merged)
+        key = (method, template)
+        if key == ("POST", "/nodes/{node}/storage/{storage}/upload"):
+            return self.backend.storage_upload(typed, user, files or {})
+        route = self._routes().get(key)
+        if route is not None:
+            return route(typed, user)
+        raise ApiError(501, "Method '%s %s' not implemented by the test double" % (method, path))
+
+    def _routes(self):
+        """(method, path template) -> handler(typed parameters, user), for every endpoint the double serves."""
         b = self.backend
         handlers = {
             ("GET", "/version"): b.version,
@@ -331,14 +343,13 @@ class Double:
             ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
             ("PUT", "/nodes/{node}/lxc/{vmid}/resize"): b.lxc_resize,
         }
-        key = (method, template)
-        if key == ("POST", "/nodes/{node}/storage/{storage}/upload"):
-            return b.storage_upload(typed, user, files or {})
-        if key in handlers:
-            return handlers[key](typed)
-        if key in with_user:
-            return with_user[key](typed, user)
-        raise ApiError(501, "Method '%s %s' not implemented by the test double" % (method, path))
+        routes = dict((key, (lambda f: lambda typed, user: f(typed))(f)) for key, f in handlers.items())
+        routes.update(with_user)
+        return routes
+
+    def implemented(self):
+        """The endpoints the double serves (besides them, PVE's schema has more: those answer 501)."""
+        return set(self._routes()) | {("POST", "/access/ticket"), ("POST", "/nodes/{node}/storage/{storage}/upload")}
 
     def _handler(self):
         double = self
