@@ -116,7 +116,7 @@ def test_create_retention_rollback_and_delete(installed_collection, zdouble, tmp
 
     # rollback to an older snapshot: ZFS refuses, the module fails with Proxmox's message, nothing changes
     older = play("rb-old.yml", vmid=150, name="pre_2", state="rollback")
-    assert older.rc != 0 and "more recent snapshots exist" in older.stdout, older.stdout[-2000:]
+    assert older.rc != 0 and "is not most recent snapshot on 'subvol-150-disk-0'" in older.stdout, older.stdout[-2000:]
     missing = play("rb-missing.yml", vmid=150, name="nope", state="rollback")
     assert missing.rc != 0 and "has no snapshot 'nope' to roll back to; it has: pre_2, manual, pre_3" in \
         missing.stdout, missing.stdout[-2000:]

@@ -177,7 +177,7 @@ def test_start_shutdown_delete_with_real_lxc(api, double, bed):
             assert b"GREETING=hello world" in handle.read().split(b"\0")
     with pytest.raises(Exception) as err:
         api.nodes("pve1").lxc(130).delete()
-    assert "CT 130 is running - destroy failed" in str(err.value)
+    assert "unable to destroy CT 130 - container is running" in str(err.value)
     assert wait(api, api.nodes("pve1").lxc(130).status.reboot.post(timeout=1))["exitstatus"] == "OK"
     state, new_pid = double.backend.lxc_state(double.backend.containers[130])
     assert state == "running" and new_pid != pid
@@ -271,12 +271,11 @@ def test_zfspool_template_clones_and_snapshots(zdouble, zfs_dataset):
         handle.write("v2\n")
     assert wait(api, node.lxc(200).snapshot.post(snapname="s2"))["exitstatus"] == "OK"
     assert [s["name"] for s in node.lxc(200).snapshot.get()] == ["s1", "s2", "current"]
-    with pytest.raises(Exception) as err:
-        node.lxc(200).snapshot("s1").rollback.post()
-    assert "more recent snapshots exist" in str(err.value)
+    assert wait(api, node.lxc(200).snapshot("s1").rollback.post())["exitstatus"] == \
+        "can't rollback, 's1' is not most recent snapshot on 'subvol-200-disk-0'"
     with pytest.raises(Exception) as err:
         node.lxc(200).template.post()
-    assert "has snapshots" in str(err.value)
+    assert "because CT contains snapshots" in str(err.value)
     assert wait(api, node.lxc(200).snapshot("s2").delete())["exitstatus"] == "OK"
     assert wait(api, node.lxc(200).snapshot("s1").rollback.post())["exitstatus"] == "OK"
     with open(os.path.join(path, "etc", "marker")) as handle:
@@ -284,7 +283,9 @@ def test_zfspool_template_clones_and_snapshots(zdouble, zfs_dataset):
     assert wait(api, node.lxc(200).snapshot("s1").delete())["exitstatus"] == "OK"
     # template: basevol + @__base__; a linked clone is a zfs clone; a non-template cannot be linked
     node.lxc(200).template.post()
-    node.lxc(200).template.post()  # idempotent
+    with pytest.raises(Exception) as err:
+        node.lxc(200).template.post()
+    assert "you can't convert a template to a template" in str(err.value)
     assert zfs_names(pool) == ["basevol-200-disk-0", "basevol-200-disk-0@__base__"]
     assert wait(api, node.lxc(200).clone.post(newid=201, hostname="linked"))["exitstatus"] == "OK"
     origin = subprocess.run(["zfs", "get", "-H", "-o", "value", "origin", pool + "/subvol-201-disk-0"],
@@ -393,7 +394,8 @@ def test_9_1_imports_an_oci_archive_and_runs_its_entrypoint(tmp_path, registry_i
         cfg = node.lxc(150).config.get()
         assert cfg["entrypoint"] == "/bin/sleep 3600"
         assert cfg["env"].split("\0") == registry_image.config["env"]  # the image's Env overwrites
-        assert cfg["lxc.init.cwd"] == "/app" and cfg["lxc.init.uid"] == "1000"
+        raw = dict(cfg["lxc"])  # raw lxc.* lines come as one list, as PVE answers
+        assert raw["lxc.init.cwd"] == "/app" and raw["lxc.init.uid"] == "1000"
         rootfs = double.backend.volume_path(cfg["rootfs"])
         assert not os.path.exists(os.path.join(rootfs, "etc", "obsolete.conf"))  # the whiteout applied
         assert wait(api, node.lxc(150).status.start.post())["exitstatus"] == "OK"
@@ -446,3 +448,22 @@ def test_detached_double_stops_and_leaves_nothing(tmp_path, bed):
     assert not os.path.exists(directory) and not os.path.exists(pidfile) and zfs_root not in datasets()
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get("https://127.0.0.1:%d/api2/json/version" % port, verify=False, timeout=5)
+
+
+def test_node_storages_and_id_range_are_configurable(tmp_path):
+    from pve_double.server import Double as Configured
+    extra = str(tmp_path / "fast")
+    double = Configured(str(tmp_path / "cfg"), node="edge7", vmid_range=(5000, 5001),
+                        dir_storages={"fast": extra}).start()
+    try:
+        backend = double.backend
+        assert backend.nodes({})[0]["node"] == "edge7"
+        assert [s["storage"] for s in backend.storage_list({"node": "edge7"})] == ["fast", "local"]
+        assert os.path.isdir(os.path.join(extra, "template", "cache"))
+        assert backend.nextid({}) == 5000
+        backend.containers[5000] = backend.containers[5001] = object()
+        with pytest.raises(Exception) as err:
+            backend.nextid({})
+        assert "unable to get any free VMID in range [5000, 5001]" in str(err.value)
+    finally:
+        double.stop()

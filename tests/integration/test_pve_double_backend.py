@@ -1,6 +1,9 @@
-"""The PVE API double's backend semantics with real LXC and ZFS: deletion rules, resource limits."""
+"""The PVE API double's backend semantics with real LXC and ZFS, in 9.1 and 8 mode: deletion rules (protection,
+locks, force, unreferenced disks, pools, HA and purge), cgroup limits and networking of started containers,
+refusals that change nothing, a zfs cycle that leaves nothing behind, and a tour through every route."""
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -87,15 +90,20 @@ def test_delete_honours_protection_force_and_unreferenced_disks(zdouble):
     assert double.backend.lxc_state(double.backend.containers[180])[0] == "running"
     # a disk of this vmid that the config does not reference stays, unless asked
     subprocess.run(["zfs", "create", pool + "/subvol-180-disk-1"], check=True)
+    images = os.path.join(double.backend.storages["local"]["path"], "images", "180")
+    os.makedirs(os.path.join(images, "subvol-180-disk-2.subvol"))  # and one on the dir storage
+    pid = double.backend.lxc_state(double.backend.containers[180])[1]
     upid = api.call("DELETE", "/nodes/pve1/lxc/180", force=1)[1]["data"]
     assert api.wait(upid) == "WARNINGS: 1"  # PVE warns that it stopped the container first
     assert "WARN: forced to stop CT 180 before destroying!" in api.log(upid)
+    assert not os.path.exists("/proc/%d" % pid)  # really stopped (lxc-stop -k), not just forgotten
     assert 180 not in double.backend.containers and not os.path.exists(os.path.join(double.backend.lxc_path, "180"))
     assert pool + "/subvol-180-disk-0" not in datasets(double) and pool + "/subvol-180-disk-1" in datasets(double)
+    assert os.listdir(images) == ["subvol-180-disk-2.subvol"]
     assert api.task("POST", "/nodes/pve1/lxc", vmid=180, ostemplate="local:vztmpl/t.tar.zst",
                     rootfs="local-zfs:1") == "OK"
     assert api.task("DELETE", "/nodes/pve1/lxc/180", **{"destroy-unreferenced-disks": 1}) == "OK"
-    assert not [d for d in datasets(double) if "-180-disk-" in d]
+    assert not [d for d in datasets(double) if "-180-disk-" in d] and not os.path.exists(images)
 
 
 def test_delete_refuses_a_locked_container_and_purge_covers_ha(zdouble):
@@ -137,6 +145,24 @@ def test_delete_refuses_a_locked_container_and_purge_covers_ha(zdouble):
     assert double.backend.pools["ci"] == set() and not [d for d in datasets(double) if "-18" in d]
 
 
+def cgroup_values(pid):
+    """(memory limit, memory+swap limit or None, CPU quota per 100 ms, cpuset) of a process, from its cgroups."""
+    groups = dict(line.strip().split(":", 2)[1:] for line in open("/proc/%s/cgroup" % pid))
+
+    def read(path):
+        return open(path).read().strip() if os.path.exists(path) else None
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # unified
+        base = "/sys/fs/cgroup" + groups[""]
+        swap = read(base + "/memory.swap.max")
+        memory = int(read(base + "/memory.max"))
+        return (memory, memory + int(swap) if swap and swap != "max" else None,
+                int(read(base + "/cpu.max").split()[0]), read(base + "/cpuset.cpus"))
+    memsw = read("/sys/fs/cgroup/memory%s/memory.memsw.limit_in_bytes" % groups["memory"])
+    return (int(read("/sys/fs/cgroup/memory%s/memory.limit_in_bytes" % groups["memory"])),
+            int(memsw) if memsw else None, int(read("/sys/fs/cgroup/cpu%s/cpu.cfs_quota_us" % groups["cpu"])),
+            read("/sys/fs/cgroup/cpuset%s/cpuset.cpus" % groups["cpuset"]))
+
+
 def test_memory_and_cores_are_cgroup_limits_of_the_running_container(zdouble):
     double, api = zdouble, Api(zdouble)
     assert api.task("POST", "/nodes/pve1/lxc", vmid=181, ostemplate="local:vztmpl/t.tar.zst",
@@ -145,20 +171,15 @@ def test_memory_and_cores_are_cgroup_limits_of_the_running_container(zdouble):
     warnings = []
     cgroup_limits({"memory": "192", "cores": "1", "cpulimit": "0.5"}, "/sys/fs/cgroup", warnings)
     assert exitstatus == ("WARNINGS: %d" % len(warnings) if warnings else "OK")
-    pid = double.backend.lxc_state(double.backend.containers[181])[1]
-    groups = dict(line.strip().split(":", 2)[1:] for line in open("/proc/%s/cgroup" % pid))
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        base = "/sys/fs/cgroup" + groups[""]
-        assert open(base + "/memory.max").read().strip() == str(192 << 20)
-        assert open(base + "/cpu.max").read().split()[0] == "50000"
-        assert open(base + "/cpuset.cpus").read().strip() == "0"
-    else:
-        memory = "/sys/fs/cgroup/memory" + groups["memory"]
-        assert open(memory + "/memory.limit_in_bytes").read().strip() == str(192 << 20)
-        if os.path.exists(memory + "/memory.memsw.limit_in_bytes"):  # swap: PVE's default 512 MiB on top
-            assert open(memory + "/memory.memsw.limit_in_bytes").read().strip() == str((192 + 512) << 20)
-        assert open("/sys/fs/cgroup/cpu%s/cpu.cfs_quota_us" % groups["cpu"]).read().strip() == "50000"
-        assert open("/sys/fs/cgroup/cpuset%s/cpuset.cpus" % groups["cpuset"]).read().strip() == "0"
+    memory, memsw, quota, cpus = cgroup_values(double.backend.lxc_state(double.backend.containers[181])[1])
+    assert (memory, quota, cpus) == (192 << 20, 50000, "0")
+    swap_enforced = not [w for w in warnings if "swap" in w]
+    assert memsw == ((192 + 512) << 20 if swap_enforced else None)  # swap: PVE's default 512 MiB on top
+    # a reboot generates the LXC config again: changed limits apply
+    assert api.call("PUT", "/nodes/pve1/lxc/181/config", memory=160, swap=64, cpulimit=1)[0] == 200
+    assert api.task("POST", "/nodes/pve1/lxc/181/status/reboot", timeout=5).startswith(("OK", "WARNINGS"))
+    memory, memsw, quota, cpus = cgroup_values(double.backend.lxc_state(double.backend.containers[181])[1])
+    assert (memory, quota) == (160 << 20, 100000) and memsw == ((160 + 64) << 20 if swap_enforced else None)
     assert api.task("POST", "/nodes/pve1/lxc/181/status/stop") == "OK"
 
 
@@ -166,6 +187,8 @@ def test_limits_for_each_cgroup_layout(tmp_path):
     v2 = tmp_path / "v2"
     v2.mkdir()
     (v2 / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (v2 / "init.scope").mkdir()
+    (v2 / "init.scope" / "memory.swap.max").write_text("max\n")
     warnings = []
     lines = cgroup_limits({"memory": "256", "swap": "0", "cores": "2", "cpulimit": "1.5"}, str(v2), warnings)
     assert lines == ["lxc.cgroup2.memory.max = %d" % (256 << 20), "lxc.cgroup2.memory.swap.max = 0",
@@ -176,6 +199,11 @@ def test_limits_for_each_cgroup_layout(tmp_path):
     assert cgroup_limits({"memory": "256", "cores": "1"}, str(v2), warnings) == []
     assert warnings == ["no memory controller: memory 256 MiB not enforced",
                         "no cpuset controller: cores 1 not enforced"]
+    (v2 / "cgroup.controllers").write_text("memory\n")
+    os.unlink(str(v2 / "init.scope" / "memory.swap.max"))
+    warnings = []
+    assert cgroup_limits({"memory": "256"}, str(v2), warnings) == ["lxc.cgroup2.memory.max = %d" % (256 << 20)]
+    assert warnings == ["no swap accounting: swap 512 MiB not enforced"]
     v1 = tmp_path / "v1"
     (v1 / "memory").mkdir(parents=True)
     (v1 / "cpu").mkdir()
@@ -186,8 +214,21 @@ def test_limits_for_each_cgroup_layout(tmp_path):
     assert warnings == ["no memsw accounting: swap 512 MiB not enforced", "no cpuset controller: cores 1 not enforced"]
 
 
+def test_config_lines_keep_the_empty_network_unless_given_one():
+    from lxcri_testbed.lxc import config_lines
+    default = config_lines("c1", "/r", "/sbin/init")
+    assert "lxc.net.0.type = empty" in default and "lxc.net.0.flags = up" in default
+    veth = ["lxc.net.0.type = veth", "lxc.net.0.link = br9", "lxc.net.0.flags = up"]
+    lines = config_lines("c1", "/r", "/sbin/init", net=veth)
+    assert "lxc.net.0.type = empty" not in lines and lines[2:5] == veth
+    assert [line for line in lines if line not in veth] == [line for line in default if "lxc.net." not in line]
+
+
 @pytest.fixture
 def bridge():
+    """A test bridge (lxcri-br<N>: concurrent runs do not collide), deleted afterwards."""
+    from conftest import need
+    need(shutil.which("ip") is not None, "iproute2 (the ip command) is not installed")
     name = "lxcri-br%d" % (os.getpid() % 1000)
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
     subprocess.run(["ip", "addr", "add", "10.231.0.1/24", "dev", name], check=True)
@@ -206,7 +247,7 @@ def test_net0_on_an_existing_bridge_is_a_veth_else_a_warning(zdouble, bridge):
     inside = subprocess.run(["lxc-attach", "-P", double.backend.lxc_path, "-n", name, "--", "/bin/busybox", "ip",
                              "addr", "show", "eth0"], stdout=subprocess.PIPE, universal_newlines=True, check=True)
     assert "bc:24:11:aa:bb:01" in inside.stdout and "10.231.0.2/24" in inside.stdout
-    assert os.listdir("/sys/class/net/%s/brif" % bridge)  # the host end of the veth is on the bridge
+    assert os.listdir("/sys/class/net/%s/brif" % bridge) == ["veth182i0"]  # the host end, named as PVE does
     ping = subprocess.run(["lxc-attach", "-P", double.backend.lxc_path, "-n", name, "--", "/bin/busybox", "ping",
                            "-c", "1", "-W", "2", "10.231.0.1"], stdout=subprocess.PIPE, universal_newlines=True,
                           check=False)
@@ -230,10 +271,10 @@ def test_refusals_leave_the_container_as_it_was(zdouble):
     assert api.task("POST", "/nodes/pve1/lxc/190/status/stop") == "OK"
     for name in ("s1", "s2"):
         assert api.task("POST", "/nodes/pve1/lxc/190/snapshot", snapname=name) == "OK"
-    status, body = api.call("POST", "/nodes/pve1/lxc/190/snapshot/s1/rollback")
-    assert status == 500 and "more recent snapshots exist" in body["message"]
+    assert api.task("POST", "/nodes/pve1/lxc/190/snapshot/s1/rollback") == \
+        "can't rollback, 's1' is not most recent snapshot on 'subvol-190-disk-0'"
     status, body = api.call("POST", "/nodes/pve1/lxc/190/template")
-    assert status == 500 and "has snapshots" in body["message"]
+    assert status == 500 and body["message"] == "unable to create template, because CT contains snapshots"
     status, body = api.call("POST", "/nodes/pve1/lxc/190/clone", newid=191, full=0)
     assert status == 500 and "parameter 'full' must be set" in body["message"]
     config = api.call("GET", "/nodes/pve1/lxc/190/config")[1]["data"]
@@ -334,78 +375,22 @@ def test_every_endpoint_answers_in_both_modes(zdouble, tmp_path, bed):
     assert not [d for d in datasets(double) if "-19" in d.rpartition("/")[2]]
 
 
-def dispatch_routes():
-    """(method, path template) of every route in server.py's Double._dispatch, read from its source."""
-    import ast
-    import inspect
-    from pve_double import server
-    routes = {("POST", "/access/ticket")}  # the login, answered before the tables
-    for node in ast.walk(ast.parse(inspect.getsource(server.Double._dispatch).strip().replace("\n    ", "\n"))):
-        if isinstance(node, ast.Tuple) and len(node.elts) == 2 and all(isinstance(e, ast.Constant) for e in node.elts):
-            if node.elts[0].value in ("GET", "POST", "PUT", "DELETE"):
-                routes.add((node.elts[0].value, node.elts[1].value))
-    return routes
-
-
-def test_every_route_answers_in_both_modes(zdouble, request):
-    """One tour through every route of the double's dispatch table, as a 9.1 or an 8.4 node answers it."""
+def test_8_answers_9_1_only_keys_and_routes_as_an_8_node(zdouble):
+    """8.x has no entrypoint/env/ha-managed create keys (400 naming each) and no oci-registry-pull (the API
+    server's 501 for an unknown path); 9.1 takes the same create."""
     double, api = zdouble, Api(zdouble)
-    nine = double.schema.mode == "9.1"
-    assert api.call("GET", "/version")[1]["data"]["release"] == ("9.1" if nine else "8.4")
-    assert api.call("GET", "/nodes")[1]["data"][0]["node"] == "pve1"
-    assert api.call("GET", "/nodes/pve1/status")[1]["data"]["cpuinfo"]["cpus"] >= 1
-    assert api.call("GET", "/cluster/nextid")[1]["data"] == 100
-    assert [s["storage"] for s in api.call("GET", "/nodes/pve1/storage")[1]["data"]] == ["local", "local-zfs"]
-    template = os.path.join(double.backend.storages["local"]["path"], "template", "cache", "t.tar.zst")
-    with open(template, "rb") as handle:
-        resp = api.session.post(api.url + "/nodes/pve1/storage/local/upload", data={"content": "vztmpl"},
-                                files={"filename": ("u.tar.zst", handle)}, verify=False)
-    assert resp.status_code == 200 and api.wait(resp.json()["data"]) == "OK"
-    volids = [c["volid"] for c in api.call("GET", "/nodes/pve1/storage/local/content", content="vztmpl")[1]["data"]]
-    assert "local:vztmpl/u.tar.zst" in volids
-    pull = "/nodes/pve1/storage/local/oci-registry-pull"
-    if nine:
-        image = request.getfixturevalue("registry_image")
-        assert api.task("POST", pull, reference=image.refs["open"], filename="pulled.tar") == "OK"
-    else:  # no such path on 8.x: the API server's own answer for an unknown method/path
-        status, body = api.call("POST", pull, reference="127.0.0.1:1/x:y")
-        assert status == 501 and body["message"] == "Method 'POST /nodes/pve1/storage/local/oci-registry-pull' " \
-                                                    "not implemented"
-        status, body = api.call("POST", "/nodes/pve1/lxc", vmid=300, ostemplate="local:vztmpl/u.tar.zst",
-                                entrypoint="/bin/sh", env="A=1")
-        assert status == 400 and set(body["errors"]) == {"entrypoint", "env"}
-    extra = {"env": "A=1"} if nine else {}
-    assert api.task("POST", "/nodes/pve1/lxc", vmid=300, ostemplate="local:vztmpl/u.tar.zst", rootfs="local-zfs:1",
-                    **extra) == "OK"
-    assert [c["vmid"] for c in api.call("GET", "/nodes/pve1/lxc")[1]["data"]] == [300]
-    assert [r["id"] for r in api.call("GET", "/cluster/resources", type="vm")[1]["data"]] == ["lxc/300"]
-    config = api.call("GET", "/nodes/pve1/lxc/300/config")[1]["data"]
-    assert config.get("env") == extra.get("env")
-    assert api.call("PUT", "/nodes/pve1/lxc/300/config", memory=256, digest=config["digest"])[0] == 200
-    assert {"key": "memory", "value": "256"} in api.call("GET", "/nodes/pve1/lxc/300/pending")[1]["data"]
-    assert api.task("PUT", "/nodes/pve1/lxc/300/resize", disk="rootfs", size="+1G") == "OK"
-    assert api.call("GET", "/nodes/pve1/lxc/300/config")[1]["data"]["rootfs"].endswith(",size=2G")
-    assert api.task("POST", "/nodes/pve1/lxc/300/status/start") == "OK"
-    assert api.call("GET", "/nodes/pve1/lxc/300/status/current")[1]["data"]["status"] == "running"
-    assert api.task("POST", "/nodes/pve1/lxc/300/status/reboot", timeout=10) == "OK"
-    assert api.task("POST", "/nodes/pve1/lxc/300/status/shutdown", timeout=10) == "OK"
-    assert api.task("POST", "/nodes/pve1/lxc/300/status/start") == "OK"
-    assert api.task("POST", "/nodes/pve1/lxc/300/status/stop") == "OK"
-    assert api.task("POST", "/nodes/pve1/lxc/300/snapshot", snapname="s1") == "OK"
-    assert [s["name"] for s in api.call("GET", "/nodes/pve1/lxc/300/snapshot")[1]["data"]] == ["s1", "current"]
-    assert api.task("POST", "/nodes/pve1/lxc/300/snapshot/s1/rollback") == "OK"
-    assert api.task("DELETE", "/nodes/pve1/lxc/300/snapshot/s1") == "OK"
-    assert api.call("POST", "/nodes/pve1/lxc/300/template") == (200, {"data": None})
-    upid = api.call("POST", "/nodes/pve1/lxc/300/clone", newid=301)[1]["data"]
-    assert api.wait(upid) == "OK"
-    assert api.call("GET", "/nodes/pve1/tasks/%s/log" % upid)[1]["data"][-1]["t"] == "TASK OK"
-    for vmid in (301, 300):
-        assert api.task("DELETE", "/nodes/pve1/lxc/%d" % vmid) == "OK"
-    assert api.task("DELETE", "/nodes/pve1/storage/local/content/local%3Avztmpl%2Fu.tar.zst") == "OK"
-    assert datasets(double) == [double.backend.storages["local-zfs"]["pool"]] and double.response_errors == []
-    from pve_double.schema import Schema
-    routes = Schema("9.1")  # the 9.1 paths include 8's, and oci-registry-pull, which 8 answers 501
-    called = set()
-    for method, path, dummy in double.requests:
-        called.add((method, routes.route(method, path[len("/api2/json"):])[0]))
-    assert dispatch_routes() - called == set()
+    keys = {"entrypoint": "/bin/sleep 60", "env": "A=1\0B=two words", "ha-managed": 0}
+    status, body = api.call("POST", "/nodes/pve1/lxc", vmid=197, ostemplate="local:vztmpl/t.tar.zst", **keys)
+    status_pull, body_pull = api.call("POST", "/nodes/pve1/storage/local/oci-registry-pull",
+                                      reference="127.0.0.1:1/none:1")
+    if double.schema.mode == "8":
+        assert status == 400 and set(body["errors"]) == set(keys)
+        assert 197 not in double.backend.containers
+        assert status_pull == 501 and body_pull["message"] == \
+            "Method 'POST /nodes/pve1/storage/local/oci-registry-pull' not implemented"
+    else:
+        assert status == 200 and api.wait(body["data"]) == "OK"
+        config = api.call("GET", "/nodes/pve1/lxc/197/config")[1]["data"]
+        assert (config["entrypoint"], config["env"]) == (keys["entrypoint"], keys["env"])
+        assert status_pull == 200 and api.wait(body_pull["data"]).startswith("failed to pull '127.0.0.1:1/none:1'")
+        assert api.task("DELETE", "/nodes/pve1/lxc/197") == "OK"

@@ -85,7 +85,7 @@ def serve(args, zfs_root, ready=None):
     os.makedirs(args.dir, exist_ok=True)
     open(os.path.join(args.dir, MARK), "w").close()
     double = Double(args.dir, args.mode, args.node, args.user, args.password, port=args.port,
-                    zfs_root=zfs_root).start()
+                    zfs_root=zfs_root, vmid_range=args.vmid_range, dir_storages=dict(args.dir_storage)).start()
     storages = []
     for name, info in sorted(double.backend.storages.items()):
         storages.append("%s (%s)" % (name, info["type"]))
@@ -144,6 +144,20 @@ def detach(args, zfs_root):
     return 0
 
 
+def _vmid_range(text):
+    low, sep, high = text.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit() or not 100 <= int(low) <= int(high):
+        raise argparse.ArgumentTypeError("give LOW-HIGH with 100 <= LOW <= HIGH, not %r" % text)
+    return int(low), int(high)
+
+
+def _dir_storage(text):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path.startswith("/"):
+        raise argparse.ArgumentTypeError("give NAME=/absolute/path, not %r" % text)
+    return name, path
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="python -m pve_double")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PVE_DOUBLE_PORT", "8006")))
@@ -155,6 +169,10 @@ def main(argv):
     parser.add_argument("--zfs-root", default=os.environ.get("PVE_DOUBLE_ZFS_ROOT"),
                         help="dataset for the local-zfs storage (default: <test bed pool>/<basename of --dir> "
                              "when the test bed is up; empty: no zfspool storage)")
+    parser.add_argument("--vmid-range", type=_vmid_range, default=(100, 999999999), metavar="LOW-HIGH",
+                        help="the ids /cluster/nextid hands out (default 100-999999999)")
+    parser.add_argument("--dir-storage", type=_dir_storage, action="append", default=[], metavar="NAME=PATH",
+                        help="another dir storage (repeatable)")
     parser.add_argument("--fresh", action="store_true", help="remove a previous instance's leftovers first")
     parser.add_argument("--detach", action="store_true", help="run in the background (needs --pidfile)")
     parser.add_argument("--pidfile")

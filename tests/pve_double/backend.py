@@ -22,10 +22,11 @@ VERSIONS = {"9.1": ("9.1.1", "9.1"), "8": ("8.4.1", "8.4")}
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-def network_lines(config, warnings, sys_net="/sys/class/net"):
+def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None):
     """``lxc.net.*`` for the container's netN: a veth on the named bridge when the host has that bridge
-    (name, hwaddr, mtu; a static ``ip``/``gw`` as LXC's own ipv4 keys, since the double runs no setup
-    inside the container), else nothing for it and a warning. None: no usable interface (empty network)."""
+    (name, hwaddr, mtu; the host end named ``veth<vmid>i<N>`` as PVE names it; a static ``ip``/``gw`` as LXC's
+    own ipv4 keys, since the double runs no setup inside the container), else nothing for it and a warning.
+    None: no usable interface (empty network)."""
     lines, index = [], 0
     for key in sorted((k for k in config if k.startswith("net") and k[3:].isdigit()), key=lambda k: int(k[3:])):
         opts = dict(part.split("=", 1) for part in str(config[key]).split(",") if "=" in part)
@@ -36,6 +37,8 @@ def network_lines(config, warnings, sys_net="/sys/class/net"):
         prefix = "lxc.net.%d." % index
         lines += [prefix + "type = veth", prefix + "link = %s" % bridge, prefix + "flags = up",
                   prefix + "name = %s" % opts.get("name", "eth%d" % index)]
+        if vmid is not None:
+            lines.append(prefix + "veth.pair = veth%di%s" % (vmid, key[3:]))
         if opts.get("hwaddr"):
             lines.append(prefix + "hwaddr = %s" % opts["hwaddr"])
         if opts.get("mtu"):
@@ -60,7 +63,12 @@ def cgroup_limits(config, root, warnings):
     if os.path.exists(os.path.join(root, "cgroup.controllers")):  # unified (v2)
         available = open(os.path.join(root, "cgroup.controllers")).read().split()
         if memory and "memory" in available:
-            lines += ["lxc.cgroup2.memory.max = %d" % memory, "lxc.cgroup2.memory.swap.max = %d" % swap]
+            lines.append("lxc.cgroup2.memory.max = %d" % memory)
+            # the root cgroup has no memory.swap.max: a child's shows whether the kernel accounts swap
+            if any(os.path.exists(os.path.join(root, entry, "memory.swap.max")) for entry in os.listdir(root)):
+                lines.append("lxc.cgroup2.memory.swap.max = %d" % swap)
+            else:
+                warnings.append("no swap accounting: swap %d MiB not enforced" % (swap >> 20))
         elif memory:
             warnings.append("no memory controller: memory %d MiB not enforced" % (memory >> 20))
         if cores and "cpuset" in available:
@@ -211,10 +219,14 @@ class Container:
 
 
 class Backend:
-    def __init__(self, root, mode="9.1", node="pve1", zfs_root=None):
+    def __init__(self, root, mode="9.1", node="pve1", zfs_root=None, vmid_range=(100, 999999999),
+                 dir_storages=None):
+        """``vmid_range``: what nextid hands out (datacenter.cfg's next-id lower/upper); ``dir_storages``:
+        more ``dir`` storages as {name: path}, besides ``local`` (and ``local-zfs`` with ``zfs_root``)."""
         self.root = root
         self.mode = mode
         self.node = node
+        self.vmid_range = tuple(vmid_range)
         self.tasks = TaskManager(node)
         self.lock = threading.RLock()
         self.containers = {}
@@ -226,8 +238,11 @@ class Backend:
         self.ha_resources = set()
         self.storages = {"local": {"type": "dir", "path": os.path.join(root, "storage", "local"),
                                    "content": "vztmpl,rootdir,iso,backup,snippets"}}
-        for sub in ("template/cache", "images"):
-            os.makedirs(os.path.join(self.storages["local"]["path"], sub), exist_ok=True)
+        for name, path in sorted((dir_storages or {}).items()):
+            self.storages[name] = {"type": "dir", "path": path, "content": "vztmpl,rootdir,iso,backup,snippets"}
+        for info in self.storages.values():
+            for sub in ("template/cache", "images"):
+                os.makedirs(os.path.join(info["path"], sub), exist_ok=True)
         if zfs_root:
             # a zfspool storage on (a dataset of) the test bed's zfs-fuse pool, with Proxmox naming
             subprocess.run(["zfs", "create", "-p", zfs_root], check=True)
@@ -307,9 +322,11 @@ class Backend:
                     raise ApiError(400, "Parameter verification failed.",
                                    {"vmid": "VM %s already exists" % params["vmid"]})
                 return params["vmid"]
-            vmid = 100
+            vmid = self.vmid_range[0]
             while vmid in self.containers:
                 vmid += 1
+            if vmid > self.vmid_range[1]:
+                raise ApiError(500, "unable to get any free VMID in range [%d, %d]" % self.vmid_range)
             return vmid
 
     # -- storage ------------------------------------------------------------------------
@@ -470,7 +487,7 @@ class Backend:
         return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
                             self.volume_path(ct.config["rootfs"].split(",")[0]),
                             ct.config.get("entrypoint", "/sbin/init"), env=env, extra=limits + raw,
-                            net=network_lines(ct.config, warnings))
+                            net=network_lines(ct.config, warnings, vmid=ct.vmid))
 
     def _lxc(self, ct, tool, *args):
         """Run an lxc-* tool on the container; returns the CompletedProcess (output captured)."""
@@ -521,9 +538,7 @@ class Backend:
         def work(task):
             self._lxc(ct, "lxc-stop", "--nokill", "-t", str(timeout))
             self._lxc(ct, "lxc-stop", "-k")
-            if self._lxc(ct, "lxc-start", "-d").returncode != 0:
-                raise TaskFailed("startup for container '%d' failed" % ct.vmid)
-            return 0
+            return self._start_now(ct, task)  # as PVE: the LXC config is generated again (changed limits apply)
 
         return self.tasks.start("vzreboot", ct.vmid, user, work)
 
@@ -599,8 +614,12 @@ class Backend:
         return out
 
     def config_get(self, params):
+        """The config as PVE answers it: typed, raw ``lxc.*`` lines as one ``lxc`` list of [key, value]."""
         ct = self._ct(params["vmid"])
-        data = self.typed_config(ct.config)
+        data = self.typed_config(dict((k, v) for k, v in ct.config.items() if not k.startswith("lxc.")))
+        raw = [[k, v] for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
+        if raw:
+            data["lxc"] = raw
         data["digest"] = ct.digest()
         if ct.lock:
             data["lock"] = ct.lock
@@ -882,12 +901,15 @@ class Backend:
 
     def lxc_template(self, params, user):
         ct = self._ct(params["vmid"])
+        # pve-container's order and texts: lock, snapshots, already a template, running
+        if ct.lock:
+            raise ApiError(500, "CT is locked (%s)" % ct.lock)
+        if ct.snapshots:
+            raise ApiError(500, "unable to create template, because CT contains snapshots")
         if ct.config.get("template") == "1":
-            return None  # already a template: nothing to do, as PVE answers
+            raise ApiError(500, "you can't convert a template to a template")
         if self.lxc_state(ct)[0] == "running":
             raise ApiError(500, "you can't convert a CT to template if the CT is running")
-        if ct.snapshots:
-            raise ApiError(500, "you can't convert a CT to template if the CT has snapshots")
         volume = ct.config.get("rootfs", "").split(",")[0]
         if self.storages[volume.split(":")[0]]["type"] == "zfspool":
             base = volume.replace(":subvol-", ":basevol-")
@@ -1017,13 +1039,14 @@ class Backend:
         name = params["snapname"]
         if name not in ct.snapshots:
             raise ApiError(500, "snapshot '%s' does not exist" % name)
-        if list(ct.snapshots)[-1] != name:
-            raise ApiError(500, "unable to rollback to snapshot '%s' - more recent snapshots exist "
-                                "(zfs can only roll back to the most recent one)" % name)
+        newest = list(ct.snapshots)[-1] == name
         if params.get("start"):
             self._check_startable(ct)
 
         def work(task):
+            if not newest:  # the zfspool plugin's check, inside the worker, before anything is stopped
+                raise TaskFailed("can't rollback, '%s' is not most recent snapshot on '%s'"
+                                 % (name, volume.partition(":")[2]))
             # as pve-container's snapshot_rollback: a running container is stopped first
             if self.lxc_state(ct)[0] == "running":
                 task.log("stopping CT %d" % ct.vmid)
@@ -1032,7 +1055,7 @@ class Backend:
             ct.config = dict(ct.snapshots[name]["config"])
             if params.get("start"):
                 task.log("starting CT %d" % ct.vmid)
-                self._start_now(ct, task)
+                return self._start_now(ct, task)  # its warnings (what the host cannot do) count here too
             return 0
 
         return self.tasks.start("vzrollback", ct.vmid, user, work)

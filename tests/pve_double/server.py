@@ -183,12 +183,17 @@ def self_signed(directory):
     return cert, key
 
 
+def _without_user(handler):
+    """A (typed, user) route for a handler of the typed parameters alone."""
+    return lambda typed, user: handler(typed)
+
+
 class Double:
     def __init__(self, root, mode="9.1", node="pve1", user="root@pam", password=DEFAULT_PASSWORD,
-                 host="127.0.0.1", port=0, zfs_root=None):
+                 host="127.0.0.1", port=0, zfs_root=None, vmid_range=(100, 999999999), dir_storages=None):
         os.makedirs(root, exist_ok=True)
         self.schema = Schema(mode)
-        self.backend = Backend(root, mode, node, zfs_root)
+        self.backend = Backend(root, mode, node, zfs_root, vmid_range=vmid_range, dir_storages=dir_storages)
         self.user = user
         self.password = password
         self.tickets = {}  # ticket -> (user, csrf)
@@ -343,7 +348,7 @@ class Double:
             ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
             ("PUT", "/nodes/{node}/lxc/{vmid}/resize"): b.lxc_resize,
         }
-        routes = dict((key, (lambda f: lambda typed, user: f(typed))(f)) for key, f in handlers.items())
+        routes = dict((key, _without_user(f)) for key, f in handlers.items())
         routes.update(with_user)
         return routes
 
