@@ -21,6 +21,11 @@ description:
     for optimistic locking. Keys you drop are removed only with O(purge_config) or O(delete).
   - Changes a running container can only take at its next start are returned as RV(pending), and applied by a
     reboot only with O(restart=when_needed).
+  - A container that another task has locked (backup, snapshot, create, ...; C(CT is locked (backup))) is waited
+    for with backoff up to O(wait_timeout), and the config is read again before each retried write (releasing a
+    lock changes the digest); past that the module fails naming the lock, and that step changes nothing.
+  - The cluster is listed once per run. An unchanged container costs that listing and its config (plus the login
+    with a password, and C(GET /version) only where O(oci) needs it and the config does not show it).
   - With O(oci) (the registered result of M(lxcri.proxmox.oci_template) with C(storage)), the container runs the
     image's command. On Proxmox VE 9.1 and later the C(entrypoint) and C(env) keys are set from its runtime after
     the create (Proxmox's OCI import overwrites C(env)); before 9.1 the template must carry the init wrapper.
@@ -50,7 +55,8 @@ options:
     type: list
     elements: int
   ostemplate:
-    description: The template volume to create from, for example V(local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst).
+    description: The template volume to create from, for example
+      V(local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst).
     type: str
   oci:
     description:
@@ -270,7 +276,8 @@ pending:
   type: list
   elements: str
 actions:
-  description: What was done, in order (V(created), V(configured), V(started), ...).
+  description: What was done, in order (V(created), V(configured), V(resized), V(started), ...). C(waited for lock
+    NAME) says a step waited for another task's lock (no change by itself).
   returned: success
   type: list
   elements: str
@@ -280,7 +287,7 @@ warnings_from_tasks:
   type: list
   elements: str
 timings:
-  description: Seconds taken by each worker task and in total.
+  description: Seconds taken by each worker task and in total; C(lock_wait) is the time spent waiting for locks.
   returned: success
   type: dict
 """

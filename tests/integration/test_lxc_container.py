@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -417,6 +418,45 @@ def test_an_unchanged_running_container_costs_three_requests(installed_collectio
                     ("GET", "/api2/json/nodes/pve1/lxc/160/config")], made
 
 
+def test_an_unchanged_oci_container_with_a_token_costs_at_most_three_requests(installed_collection, double, tmp_path):
+    """With an API token there is no login; the version is asked only where the config cannot tell it.
+
+    9.1: the config's ``entrypoint`` proves the node has the OCI keys (listing + config); 8: the node's version
+    decides whether the template's init wrapper goes into ``entrypoint``, so ``GET /version`` is the third.
+    """
+    secret = double.add_token("root@pam!ci")
+    path = tmp_path / "oci.yml"
+    path.write_text(textwrap.dedent("""\
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - lxcri.proxmox.lxc_container:
+                api_host: 127.0.0.1
+                api_port: %d
+                api_token_id: root@pam!ci
+                api_token_secret: %s
+                ca_path: %s
+                vmid: 162
+                hostname: oci
+                oci:
+                  volid: local:vztmpl/base.tar.zst
+                  runtime: {wrapper: {kind: init}, pve_entrypoint: /sbin/init, pve_env: ["PATH=/bin:/sbin"]}
+                state: started
+        """) % (double.port, secret, double.cert))
+    first = installed_collection.playbook(str(path))
+    assert first.rc == 0 and first.stats["localhost"]["changed"] == 1, first
+    since = len(double.requests)
+    again = installed_collection.playbook(str(path))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    made = api_requests(double, since)
+    expected = [("GET", "/api2/json/cluster/resources"), ("GET", "/api2/json/nodes/pve1/lxc/162/config")]
+    if double.backend.mode == "8":
+        expected.append(("GET", "/api2/json/version"))
+    else:
+        assert double.backend.containers[162].config["entrypoint"] == "/sbin/init"
+    assert made == expected, made
+
+
 def test_a_locked_container_is_waited_for_then_reported(installed_collection, double, tmp_path):
     import threading
     create = play(tmp_path, double, "create.yml", """\
@@ -425,16 +465,34 @@ def test_a_locked_container_is_waited_for_then_reported(installed_collection, do
     assert installed_collection.playbook(create).rc == 0
     ct = double.backend.containers[161]
     ct.lock = "backup"
-    threading.Timer(2.0, lambda: setattr(ct, "lock", None)).start()
+    since = len(double.requests)
+
+    def release():
+        # 2 s after the module met the lock (its first config PUT), however long ansible-playbook took to start
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(method == "PUT" and path.endswith("/lxc/161/config")
+                                                      for method, path, dummy in double.requests[since:]):
+            time.sleep(0.05)
+        time.sleep(2.0)
+        ct.lock = None
+    releaser = threading.Thread(target=release, daemon=True)
+    releaser.start()
     change = play(tmp_path, double, "change.yml", """\
         - lxcri.proxmox.lxc_container: {vmid: 161, memory: 384, state: started}
           register: ct
         """)
     run = installed_collection.playbook(change)
+    releaser.join()
     assert run.rc == 0, run
     result = run.task_results()[0]
-    assert result["actions"][:2] == ["configured", "waited for lock backup"], result["actions"]
+    assert result["changed"] and result["actions"] == ["waited for lock backup", "configured", "started"], result
+    assert result["timings"]["lock_wait"] >= 1.5, result["timings"]
     assert ct.config["memory"] == "384" and running(double, 161)
+    # the lock is a line of the config: its release changed the digest, so the config was read again and the
+    # PUT that succeeded carried the new digest (the old one would be refused as a concurrent modification)
+    puts = [params for method, path, params in double.requests[since:]
+            if method == "PUT" and path.endswith("/lxc/161/config")]
+    assert len(puts) >= 2 and puts[0]["digest"] != puts[-1]["digest"], puts
     ct.lock = "snapshot"
     before = state_of(double)
     held = play(tmp_path, double, "held.yml", """\
@@ -442,7 +500,8 @@ def test_a_locked_container_is_waited_for_then_reported(installed_collection, do
         """)
     run = installed_collection.playbook(held)
     assert run.rc != 0
-    assert "configure: the container stayed locked (snapshot)" in run.stdout, run.stdout[-2000:]
+    assert "configure: the container stayed locked (snapshot) for 3 s, longer than wait_timeout (3 s)" in run.stdout, \
+        run.stdout[-2000:]
     assert state_of(double) == before
     ct.lock = None
 
@@ -482,8 +541,10 @@ def test_rootfs_grows_through_resize_and_never_shrinks(installed_collection, zdo
             """ % (size, extra))
     assert installed_collection.playbook(sized(1)).rc == 0
     dataset = double.backend.dataset(double.backend.containers[170].config["rootfs"])
-    quota = lambda: subprocess.run(["zfs", "get", "-Hpo", "value", "refquota", dataset], check=True,  # noqa: E731
-                                   stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+
+    def quota():
+        return subprocess.run(["zfs", "get", "-Hpo", "value", "refquota", dataset], check=True,
+                              stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
     assert quota() == str(1024 ** 3)
     check = installed_collection.playbook(sized(2), check=True, diff=True)
     assert check.rc == 0, check
@@ -496,6 +557,13 @@ def test_rootfs_grows_through_resize_and_never_shrinks(installed_collection, zdo
     assert run.task_results()[0]["actions"] == ["resized"] and quota() == str(2 * 1024 ** 3)
     assert double.backend.containers[170].config["rootfs"].endswith(",size=2G")
     assert installed_collection.playbook(sized(2)).stats["localhost"]["changed"] == 0
+    # a key and the size in one run: the config PUT goes first (the resize changes the digest it carries)
+    both = installed_collection.playbook(sized(3, memory=300))
+    assert both.rc == 0, both
+    assert both.task_results()[0]["actions"] == ["configured", "resized"] and quota() == str(3 * 1024 ** 3)
+    assert double.backend.containers[170].config["memory"] == "300"
+    assert installed_collection.playbook(sized(3, memory=300)).stats["localhost"]["changed"] == 0
+    before = state_of(double)
     shrink = installed_collection.playbook(sized(1))
-    assert shrink.rc != 0 and "rootfs is 2G and 1G was asked: Proxmox VE cannot shrink a volume" in shrink.stdout
-    assert quota() == str(2 * 1024 ** 3)
+    assert shrink.rc != 0 and "rootfs is 3G and 1G was asked: Proxmox VE cannot shrink a volume" in shrink.stdout
+    assert quota() == str(3 * 1024 ** 3) and state_of(double) == before

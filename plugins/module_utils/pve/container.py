@@ -22,6 +22,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import rawconf
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConfigError, PveTaskError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import OCI_RELEASE, PveFeatures
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
 
 STATES = ("present", "started", "stopped", "restarted", "absent", "template")
@@ -38,8 +39,10 @@ CONFIG_OPTIONS = {
 CREATE_ONLY = ("password", "ssh_public_keys", "pool", "unprivileged", "ostype", "arch")
 EXISTS_MARKERS = ("already exists",)
 DEFAULT_ALLOCATION_RETRIES = 8
-# "CT 105 is locked (backup)", "VM is locked (snapshot)": another task holds the container
-LOCKED = re.compile(r"\bis locked \((?P<lock>[\w-]+)\)")
+# "CT is locked (backup)" (pve-guest-common's check_lock), "CT 105 is locked (snapshot)", "VM is locked (...)":
+# another task holds the container; "can't lock file '/run/lock/lxc/pve-config-105.conf' - got timeout": another
+# API call held the config file's flock longer than PVE waits for it (10 s)
+LOCKED = re.compile(r"\bis locked \((?P<lock>[\w-]+)\)|can't lock file '(?P<file>[^']+)' - got timeout")
 GIB = 1024 ** 3
 
 
@@ -47,16 +50,25 @@ class ContainerError(PveConfigError):
     """The container cannot be brought into the asked state; the message says why."""
 
 
+def lock_of(exc):
+    """The name of the lock an API or task error reports (``backup``, ``config file ...``), else None."""
+    match = LOCKED.search(str(exc))
+    if match is None:
+        return None
+    return match.group("lock") or "config file %s" % match.group("file")
+
+
 def _bool(value):
     return None if value is None else (1 if value else 0)
 
 
 class ContainerManager:
-    def __init__(self, params, check_mode=False, client=None, sleep=time.sleep):
+    def __init__(self, params, check_mode=False, client=None, sleep=time.sleep, clock=time.monotonic):
         self.params = params
         self.check_mode = check_mode
         self.client = client or connect(params)
         self.sleep = sleep
+        self.clock = clock
         self.warnings = []
         self.timings = {}
         self.changed = False
@@ -69,29 +81,38 @@ class ContainerManager:
             self._resources = self.client.get("/cluster/resources", type="vm") or []
         return self._resources
 
-    def locked_retry(self, what, action):
+    def locked_retry(self, what, action, refresh=None):
         """Run ``action()``; while Proxmox VE says the container is locked, wait and retry until wait_timeout.
 
         The lock may be reported by the API call or by the worker task (both raise with the message).
+        ``refresh()`` runs after each wait, before the next try: taking and releasing a lock changes the
+        config's digest, so a config write must read the config again.  Waiting is no change; it is
+        reported in ``actions`` (``waited for lock NAME``) and ``timings.lock_wait``.
         """
-        deadline = time.monotonic() + (self.params.get("wait_timeout") or 600)
-        delay, waited = 0.5, 0.0
+        deadline = self.clock() + (self.params.get("wait_timeout") or 600)
+        delay, started = 0.5, self.clock()
         while True:
             try:
                 return action()
             except (PveApiError, PveTaskError) as exc:
-                match = LOCKED.search(str(exc))
-                if match is None:
+                lock = lock_of(exc)
+                if lock is None:
                     raise
-                if time.monotonic() + delay > deadline:
-                    raise ContainerError("%s: the container stayed locked (%s) for %.0f s, longer than wait_timeout; "
-                                         "another task (%s) holds it" % (what, match.group("lock"), waited,
-                                                                         match.group("lock")))
-                if not waited:
-                    self.actions.append("waited for lock %s" % match.group("lock"))
-                self.sleep(delay)
-                waited += delay
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise ContainerError("%s: the container stayed locked (%s) for %.0f s, longer than wait_timeout "
+                                         "(%s s): another task holds it; this step changed nothing"
+                                         % (what, lock, self.clock() - started,
+                                            self.params.get("wait_timeout") or 600))
+                note = "waited for lock %s" % lock
+                if note not in self.actions:
+                    self.actions.append(note)
+                slept = self.clock()
+                self.sleep(min(delay, remaining))
+                self.timings["lock_wait"] = round(self.timings.get("lock_wait", 0) + self.clock() - slept, 3)
                 delay = min(delay * 2, 5.0)
+                if refresh is not None:
+                    refresh()
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -147,8 +168,17 @@ class ContainerManager:
 
     # -- desired config --------------------------------------------------------------------
 
-    def desired(self, features=None):
-        """The keys the options ask for, as the user gave them (dicts or strings)."""
+    def features_for(self, config=None):
+        """The node's features; a config with ``entrypoint`` or ``env`` proves 9.1+ without ``GET /version``."""
+        if config and ("entrypoint" in config or "env" in config):
+            return PveFeatures(OCI_RELEASE, "%d.%d+" % OCI_RELEASE)
+        return self.features()
+
+    def desired(self, features=None, config=None):
+        """The keys the options ask for, as the user gave them (dicts or strings).
+
+        ``config`` is the container's current config, when it exists (it can spare the version request).
+        """
         params = self.params
         wanted = {}
         for option, key in CONFIG_OPTIONS.items():
@@ -164,12 +194,13 @@ class ContainerManager:
             wanted["mp%d" % int(index)] = value
         runtime = (params.get("oci") or {}).get("runtime") if params.get("oci") else None
         if runtime:
-            features = features or self.features()
+            features = features or self.features_for(config)
             wrapper = (runtime.get("wrapper") or {}).get("kind")
             archive = str((params.get("oci") or {}).get("volid", "")).endswith(".tar")
             needs_raw = runtime.get("uid") or runtime.get("gid") or runtime.get("groups") or \
                 runtime.get("cwd", "/") != "/"
-            if features.entrypoint_env and wrapper != "init" and needs_raw and not archive and not params.get("raw_lxc"):
+            if features.entrypoint_env and wrapper != "init" and needs_raw and not archive and \
+                    not params.get("raw_lxc"):
                 raise ContainerError(
                     "the image runs as uid %s in %s, which the API cannot set on a plain template: build it with "
                     "format: oci-archive (Proxmox imports the user and directory), or init_wrapper: always, or run "
@@ -353,26 +384,48 @@ class ContainerManager:
                 "/nodes/{node}/lxc/{vmid}/resize", {"disk": "rootfs", "size": pveconfig.format_size(size)},
                 node=node, vmid=vmid), "resize"))
 
-    def update(self, node, vmid, current, wanted, running):
-        wanted, grow = self.rootfs_size(current, wanted)
-        plan = pveconfig.diff(current, wanted, purge=bool(self.params.get("purge_config")),
+    def plan(self, current, wanted):
+        return pveconfig.diff(current, wanted, purge=bool(self.params.get("purge_config")),
                               delete=self.params.get("delete") or ())
+
+    def update(self, node, vmid, current, wanted, running):
+        """Write the keys that differ (one PUT with the digest), then grow the rootfs.
+
+        The config goes first: a resize changes the config (its ``size``) and so the digest read before.
+        While the container is locked the write waits; after each wait the config is read again and the
+        plan made anew (releasing a lock changes the digest; the other task may have changed keys).
+        """
+        wanted, grow = self.rootfs_size(current, wanted)
+        plan = self.plan(current, wanted)
         result = {"pending": [], "resized": grow}
+        if self.check_mode:
+            if plan.changed:
+                self._act("configured")
+        elif plan.changed:
+            latest = {"plan": plan, "digest": current.get("digest")}
+
+            def write():
+                todo = latest["plan"]
+                if not todo.changed:
+                    return
+                body = dict(todo.put)
+                if todo.delete:
+                    body["delete"] = ",".join(todo.delete)
+                if latest["digest"]:
+                    body["digest"] = latest["digest"]
+                self.client.put("/nodes/{node}/lxc/{vmid}/config", body, node=node, vmid=vmid)
+
+            def refresh():
+                fresh = self.config_of(node, vmid)
+                latest.update(plan=self.plan(fresh, wanted), digest=fresh.get("digest"))
+
+            self.locked_retry("configure", write, refresh)
+            plan = latest["plan"]
+            if plan.changed:
+                self._act("configured")
         if grow:
             self.resize(node, vmid, grow)
-        if not plan.changed:
-            return plan, result
-        self._act("configured")
-        if self.check_mode:
-            return plan, result
-        body = dict(plan.put)
-        if plan.delete:
-            body["delete"] = ",".join(plan.delete)
-        if current.get("digest"):
-            body["digest"] = current["digest"]
-        self.locked_retry("configure", lambda: self.client.put("/nodes/{node}/lxc/{vmid}/config", body, node=node,
-                                                               vmid=vmid))
-        if running:
+        if plan.changed and running:
             result["pending"] = sorted(plan.pending)
         return plan, result
 
@@ -463,8 +516,8 @@ class ContainerManager:
             result.update(vmid=vmid, node=node, status="absent",
                           diff={"before": pveconfig.masked(config), "after": {}})
             return self._finish(result, started)
-        wanted = self.desired()
         if found is None:
+            wanted = self.desired()
             node = self.node()
             if self.check_mode:
                 self._act("created")
@@ -484,6 +537,7 @@ class ContainerManager:
         else:
             node, vmid = found["node"], int(found["vmid"])
             config = self.config_of(node, vmid)
+            wanted = self.desired(config=config)
             before = pveconfig.masked(config)
             status = found.get("status")
             if str(config.get("template")) == "1" and state in ("started", "restarted", "stopped"):

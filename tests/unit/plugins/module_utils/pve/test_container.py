@@ -1,0 +1,306 @@
+"""lxc_container's engine against a small recording fake of the API: request counts, lock waits, resize, vmids.
+
+The fake keeps PVE's rules that matter here: the lock is a line of the config (so its release changes the
+digest), a config PUT checks the lock before the digest (pve-container's update_vm_config), a resize changes
+the config's size.  The playbook-level proof is tests/integration/test_lxc_container.py.
+"""
+
+import hashlib
+
+import pytest
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import (
+    ContainerError, ContainerManager, lock_of)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveTaskError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
+
+GIB = 1024 ** 3
+
+
+class FakePve:
+    """One node, containers as config dicts; records every call as (method, path)."""
+
+    def __init__(self, containers=None, vms=(), version="9.1.1"):
+        self.configs = dict(containers or {})  # vmid -> config (text values, "lock" included when held)
+        self.status = dict((vmid, "running") for vmid in self.configs)
+        self.vms = list(vms)
+        self.version = version
+        self.calls = []
+        self.puts = []
+        self.lock_for = {}  # vmid -> number of further lock errors its next writes get (then the lock goes)
+        self.nextids = []
+        self._features = None
+
+    def digest(self, vmid):
+        text = "".join("%s: %s\n" % item for item in sorted(self.configs[vmid].items()))
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def _locked(self, vmid, path):
+        config = self.configs[vmid]
+        if config.get("lock"):
+            self.lock_for[vmid] = self.lock_for.get(vmid, 1) - 1
+            lock = config["lock"]
+            if self.lock_for[vmid] <= 0:
+                config.pop("lock")  # released after this answer
+            raise PveApiError(500, "PUT", path, "CT is locked (%s)" % lock)
+
+    def features(self):
+        if self._features is None:
+            self._features = PveFeatures.from_version_info(self.get("/version"))
+        return self._features
+
+    def get(self, path, params=None, **kw):
+        self.calls.append(("GET", path))
+        if path == "/cluster/resources":
+            return [{"type": "lxc", "vmid": v, "node": "pve1", "name": c.get("hostname"), "status": self.status[v]}
+                    for v, c in sorted(self.configs.items())] + \
+                   [{"type": "qemu", "vmid": v, "node": "pve1", "name": "vm%d" % v, "status": "running"}
+                    for v in self.vms]
+        if path == "/nodes/{node}/lxc/{vmid}/config":
+            return dict(self.configs[kw["vmid"]], digest=self.digest(kw["vmid"]))
+        if path == "/nodes/{node}/lxc/{vmid}/status/current":
+            return {"status": self.status[kw["vmid"]]}
+        if path == "/nodes/{node}/tasks/{upid}/status":
+            return {"status": "stopped", "exitstatus": "OK"}
+        if path == "/version":
+            return {"version": self.version, "release": self.version.rpartition(".")[0]}
+        if path == "/cluster/nextid":
+            return self.nextids.pop(0) if self.nextids else max(list(self.configs) + self.vms + [99]) + 1
+        if path == "/nodes":
+            return [{"node": "pve1"}]
+        raise AssertionError("unexpected GET %s" % path)
+
+    def put(self, path, params=None, **kw):
+        self.calls.append(("PUT", path))
+        vmid = kw["vmid"]
+        self._locked(vmid, path)
+        self.puts.append((path, dict(params)))
+        if path.endswith("/config"):
+            if params.get("digest") and params["digest"] != self.digest(vmid):
+                raise PveApiError(500, "PUT", path, "detected modified configuration - file changed by other user? "
+                                                    "Try again.")
+            self.configs[vmid].update((k, v) for k, v in params.items() if k not in ("digest", "delete"))
+            return None
+        if path.endswith("/resize"):
+            volume = self.configs[vmid]["rootfs"].split(",")[0]
+            self.configs[vmid]["rootfs"] = "%s,size=%s" % (volume, params["size"])
+            return "UPID:pve1:resize"
+        raise AssertionError("unexpected PUT %s" % path)
+
+    def post(self, path, params=None, **kw):
+        self.calls.append(("POST", path))
+        if path == "/nodes/{node}/lxc":
+            vmid = params["vmid"]
+            if vmid in self.configs:
+                raise PveApiError(500, "POST", path, "CT %d already exists on node 'pve1'" % vmid)
+            self.configs[vmid] = {"hostname": params.get("hostname"), "rootfs": "local:%d/disk,size=8G" % vmid}
+            self.status[vmid] = "stopped"
+            return "UPID:pve1:create"
+        if path.endswith("/status/start"):
+            self._locked(kw["vmid"], path)
+            self.status[kw["vmid"]] = "running"
+            return "UPID:pve1:start"
+        raise AssertionError("unexpected POST %s" % path)
+
+
+class Clock:
+    """A clock that the fake sleep moves forward; records the sleeps."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def manager(pve, clock=None, check_mode=False, **params):
+    clock = clock or Clock()
+    params.setdefault("state", "started")
+    params.setdefault("wait_timeout", 60)
+    return ContainerManager(params, check_mode=check_mode, client=pve, sleep=clock.sleep, clock=clock)
+
+
+def running_ct(**extra):
+    config = {"hostname": "web", "memory": "256", "rootfs": "local-zfs:subvol-150-disk-0,size=2G"}
+    config.update(extra)
+    return {150: config}
+
+
+# -- request economy -------------------------------------------------------------------------
+
+def test_an_unchanged_running_container_costs_the_listing_and_its_config():
+    pve = FakePve(running_ct())
+    result = manager(pve, vmid=150, memory=256).run()
+    assert not result["changed"] and pve.calls == [("GET", "/cluster/resources"),
+                                                   ("GET", "/nodes/{node}/lxc/{vmid}/config")]
+
+
+def test_a_config_with_entrypoint_spares_the_version_and_one_without_asks_once():
+    oci = {"volid": "local:vztmpl/app.tar.zst",
+           "runtime": {"wrapper": {"kind": "init"}, "pve_entrypoint": "/sbin/init", "pve_env": ["PATH=/bin"]}}
+    pve = FakePve(running_ct(entrypoint="/sbin/init", env="PATH=/bin"))
+    assert not manager(pve, vmid=150, oci=oci).run()["changed"]
+    assert ("GET", "/version") not in pve.calls and len(pve.calls) == 2
+    old = FakePve(running_ct(), version="8.4.1")
+    assert not manager(old, vmid=150, oci=oci).run()["changed"]
+    assert old.calls.count(("GET", "/version")) == 1 and len(old.calls) == 3
+
+
+def test_a_vmid_that_is_a_vm_is_told_apart_from_the_same_listing():
+    pve = FakePve(running_ct(), vms=[151])
+    with pytest.raises(ContainerError, match="vmid 151 is a virtual machine, not a container"):
+        manager(pve, vmid=151).run()
+    assert pve.calls == [("GET", "/cluster/resources")]
+
+
+def test_vmid_range_uses_the_listing_already_read_and_lists_again_only_after_a_create():
+    pve = FakePve(running_ct(), vms=[200])
+    result = manager(pve, hostname="new", ostemplate="local:vztmpl/a.tar.zst", vmid_range=[150, 210],
+                     node="pve1", state="present").run()
+    assert result["vmid"] == 151  # 150 is a container; 200 (a VM) would be skipped too
+    assert pve.calls.count(("GET", "/cluster/resources")) == 1
+
+
+# -- locks -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("message, lock", [
+    ("Proxmox VE API PUT /nodes/pve1/lxc/105/config failed (HTTP 500): CT is locked (backup)", "backup"),
+    ("CT 105 is locked (snapshot-delete)", "snapshot-delete"),
+    ("VM is locked (migrate)", "migrate"),
+    ("can't lock file '/run/lock/lxc/pve-config-105.conf' - got timeout",
+     "config file /run/lock/lxc/pve-config-105.conf"),
+    ("CT 105 already exists on node 'pve1'", None),
+    ("detected modified configuration - file changed by other user? Try again.", None),
+])
+def test_lock_of_names_the_lock(message, lock):
+    assert lock_of(Exception(message)) == lock
+
+
+def test_a_lock_is_waited_out_with_backoff_and_the_config_read_again():
+    pve = FakePve(running_ct(lock="backup"))
+    pve.lock_for[150] = 4  # four refused writes, then the backup ends
+    clock = Clock()
+    ct = manager(pve, clock, vmid=150, memory=512)
+    result = ct.run()
+    assert result["changed"] and result["actions"] == ["waited for lock backup", "configured"]
+    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0] and result["timings"]["lock_wait"] == 7.5
+    config_puts = [params for path, params in pve.puts if path.endswith("/config")]
+    assert len(config_puts) == 1 and pve.configs[150]["memory"] == "512"
+    # every wait read the config again: the write carried the digest of the config without the lock
+    assert pve.calls.count(("GET", "/nodes/{node}/lxc/{vmid}/config")) == 1 + 4 + 1  # first, refreshes, result
+    assert "lock" not in result["config"]
+
+
+def test_a_lock_held_past_wait_timeout_fails_naming_it_and_changes_nothing():
+    pve = FakePve(running_ct(lock="snapshot"))
+    pve.lock_for[150] = 10 ** 6
+    clock = Clock()
+    with pytest.raises(ContainerError) as err:
+        manager(pve, clock, vmid=150, memory=512, wait_timeout=30).run()
+    assert str(err.value).startswith("configure: the container stayed locked (snapshot) for 30 s, longer than "
+                                     "wait_timeout (30 s)")
+    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 2.5]  # backoff capped at 5 s, ends on time
+    assert pve.puts == [] and pve.configs[150]["memory"] == "256"
+
+
+def test_other_errors_are_not_retried():
+    pve = FakePve(running_ct())
+    clock = Clock()
+    ct = manager(pve, clock, vmid=150)
+
+    def refuse():
+        raise PveApiError(500, "PUT", "/x", "detected modified configuration - file changed by other user?")
+    with pytest.raises(PveApiError):
+        ct.locked_retry("configure", refuse)
+    assert clock.sleeps == [] and ct.actions == []
+
+
+def test_a_lock_reported_by_the_worker_task_is_waited_out_too():
+    pve = FakePve(running_ct())
+    clock = Clock()
+    ct = manager(pve, clock, vmid=150)
+    answers = [PveTaskError("UPID:pve1:start", "CT is locked (create)"), "done"]
+
+    def start():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    assert ct.locked_retry("start", start) == "done" and ct.actions == ["waited for lock create"]
+
+
+def test_a_stopped_locked_container_is_started_after_the_lock_goes():
+    pve = FakePve(running_ct(lock="backup"))
+    pve.status[150] = "stopped"
+    pve.lock_for[150] = 2
+    result = manager(pve, vmid=150).run()
+    assert result["actions"] == ["started", "waited for lock backup"] and pve.status[150] == "running"
+
+
+# -- rootfs size ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, grow", [
+    ({"disk_size": 2}, None),
+    ({"disk_size": 3}, 3 * GIB),
+    ({"rootfs": "local-zfs:4"}, 4 * GIB),
+    ({"rootfs": {"volume": "local-zfs:subvol-150-disk-0", "size": "2560M"}}, 2560 * 1024 ** 2),
+    ({"rootfs": "local-zfs:subvol-150-disk-0,size=2G"}, None),
+])
+def test_rootfs_growth(options, grow):
+    pve = FakePve(running_ct())
+    ct = manager(pve, vmid=150, **options)
+    wanted = ct.desired()
+    assert ct.rootfs_size(pve.configs[150], wanted)[1] == grow
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"disk_size": 1}, "rootfs is 2G and 1G was asked: Proxmox VE cannot shrink a volume"),
+    ({"rootfs": "local-zfs:1"}, "cannot shrink"),
+    ({"rootfs": "local:8"}, "rootfs is on local-zfs; moving it to local is not done by this module"),
+    ({"rootfs": "local-zfs:subvol-999-disk-0"}, "another volume (local-zfs:subvol-999-disk-0) cannot be set"),
+])
+def test_rootfs_refusals(options, message):
+    pve = FakePve(running_ct())
+    with pytest.raises(ContainerError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        manager(pve, vmid=150, **options).run()
+    assert pve.puts == []
+
+
+def test_config_is_written_before_the_resize_that_changes_its_digest():
+    pve = FakePve(running_ct())
+    result = manager(pve, vmid=150, disk_size=5, memory=300).run()
+    assert [path.rpartition("/")[2] for path, dummy in pve.puts] == ["config", "resize"]
+    assert pve.puts[1][1] == {"disk": "rootfs", "size": "5G"}
+    assert result["actions"] == ["configured", "resized"] and result["config"]["rootfs"].endswith("size=5G")
+
+
+def test_check_mode_predicts_the_resize_and_writes_nothing():
+    pve = FakePve(running_ct())
+    result = manager(pve, check_mode=True, vmid=150, disk_size=5).run()
+    assert result["changed"] and result["actions"] == ["resized"] and pve.puts == []
+    assert result["diff"]["before"]["rootfs"].endswith("size=2G") and result["diff"]["after"]["rootfs"].endswith(
+        "size=5G")
+
+
+# -- vmid allocation ---------------------------------------------------------------------------
+
+def test_a_collision_on_nextid_takes_the_next_answer():
+    pve = FakePve(running_ct())
+    pve.nextids = [150, 152]  # 150 was handed to someone else too and exists by now
+    result = manager(pve, hostname="new", ostemplate="local:vztmpl/a.tar.zst", node="pve1", state="present").run()
+    assert result["vmid"] == 152 and pve.calls.count(("POST", "/nodes/{node}/lxc")) == 2
+
+
+def test_a_given_vmid_that_exists_is_not_replaced_by_another():
+    pve = FakePve(running_ct())
+    ct = manager(pve, vmid=150, hostname="x")
+
+    def make(vmid):
+        raise PveApiError(500, "POST", "/nodes/pve1/lxc", "CT %d already exists on node 'pve1'" % vmid)
+    with pytest.raises(PveApiError, match="already exists"):
+        ct._create_with(make)
