@@ -58,7 +58,7 @@ def test_ticket_login_then_writes_with_csrf_and_relogin(client, double):
     double.tickets.clear()
     assert client.put("/nodes/{node}/lxc/{vmid}/config", node=NODE, vmid=101, onboot=True) is None
     assert logins(double) == 2
-    assert client.get("/nodes/{node}/lxc/{vmid}/config", node=NODE, vmid=101)["onboot"] == "1"
+    assert client.get("/nodes/{node}/lxc/{vmid}/config", node=NODE, vmid=101)["onboot"] == 1
     assert wait_task(client, None, client.delete("/nodes/{node}/lxc/{vmid}", node=NODE, vmid=101)).exitstatus == "OK"
     assert client.get("/nodes/{node}/lxc", node=NODE) == []
 
