@@ -95,11 +95,12 @@ integration: deps testbed-up
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 # MOLECULE_GLOB names the scenario root the project's layout asks for (molecule/ at the top), so molecule
-# does not warn that collection scenarios belong in extensions/molecule.
+# does not warn that collection scenarios belong in extensions/molecule; `reset` drops state that an earlier
+# run on this machine left (molecule warns when a scenario changed since then).
 molecule: deps testbed-up install-collection
 	MOLECULE_GLOB='molecule/*/molecule.yml' LXCRI_COLLECTIONS_PATH=$(COLLECTIONS) \
 	LXCRI_LIBCRUN_PATHS=$$(ls /var/lib/lxcri-testbed/libcrun/*/lib/libcrun.so.0 | head -1) \
-	  $(BIN)/molecule test --all
+	  sh -c '$(BIN)/molecule reset --all > /dev/null && $(BIN)/molecule test --all'
 
 # Benchmarks print ratios against a peer measured in the same run.
 bench: testbed-up
