@@ -37,6 +37,7 @@ import tempfile
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import HashingWriter, sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap, lxcinit, media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import compressor
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
     BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer)
@@ -91,7 +92,7 @@ def default_name(source, manifest_digest, params=None):
     options = dict((key, (params or {}).get(key, value)) for key, value in NAMING_DEFAULTS.items())
     suffix = ""
     if options != NAMING_DEFAULTS:
-        suffix = "_" + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+        suffix = "_" + identity_hash(options)[:8]
     return _base_name(source, manifest_digest) + suffix
 
 
@@ -710,12 +711,12 @@ class TemplateManager:
                                   % (len(res.layers), res.manifest_digest)}]
             config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
             layer_desc = {"mediaType": media.OCI_LAYER_GZIP, "digest": compressed.digest(), "size": compressed.size}
-            config_desc = {"mediaType": media.OCI_CONFIG, "digest": _digest(config_bytes), "size": len(config_bytes)}
+            config_desc = {"mediaType": media.OCI_CONFIG, "digest": digest_of(config_bytes), "size": len(config_bytes)}
             manifest = {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "config": config_desc,
                         "layers": [layer_desc]}
             manifest_bytes = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
             index = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": [{
-                "mediaType": media.OCI_MANIFEST, "digest": _digest(manifest_bytes), "size": len(manifest_bytes),
+                "mediaType": media.OCI_MANIFEST, "digest": digest_of(manifest_bytes), "size": len(manifest_bytes),
                 "platform": res.platform.as_dict() if hasattr(res.platform, "as_dict") else None,
                 "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
             if index["manifests"][0]["platform"] is None:
@@ -744,7 +745,7 @@ class TemplateManager:
                 member("index.json", json.dumps(index, sort_keys=True, separators=(",", ":")).encode())
                 member("blobs", kind=tarfile.DIRTYPE)
                 member("blobs/sha256", kind=tarfile.DIRTYPE)
-                blobs = [(config_desc["digest"], config_bytes, None), (_digest(manifest_bytes), manifest_bytes, None),
+                blobs = [(config_desc["digest"], config_bytes, None), (digest_of(manifest_bytes), manifest_bytes, None),
                          (layer_desc["digest"], None, layer_tmp)]
                 for digest, data, path in sorted(blobs, key=lambda b: b[0]):
                     member("blobs/sha256/" + digest.partition(":")[2], data=data, path=path,
@@ -790,9 +791,6 @@ class _DirLock:
             os.close(self.fd)
             self.fd = None
 
-
-def _digest(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _created_epoch(config):
