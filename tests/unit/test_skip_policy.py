@@ -1,4 +1,4 @@
-"""Test-bed tests skip with a reason locally and fail under CI=true."""
+"""Tests skip with a reason locally; under CI=true any skip fails the run unless marked allowed_skip."""
 
 import os
 import subprocess
@@ -9,6 +9,12 @@ TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NEEDS_BED = "def test_needs_bed(bed):\n    assert bed\n"
 MARKED_SKIP = ("import pytest\n\n@pytest.mark.testbed\n"
                "def test_marked():\n    pytest.skip('zfs missing')\n")
+PLAIN_SKIP = ("import pytest\n\n"
+              "def test_plain():\n    pytest.skip('perl module missing')\n\n"
+              "@pytest.mark.skipif(True, reason='zstd missing')\n"
+              "def test_skipif():\n    pass\n")
+ALLOWED_SKIP = ("import pytest\n\n@pytest.mark.allowed_skip\n"
+                "def test_allowed():\n    pytest.skip('../shared is not here')\n")
 
 
 def run_pytest(tmp_path, source, ci):
@@ -42,6 +48,21 @@ def test_any_skipped_testbed_test_fails_the_session_under_ci(tmp_path):
     proc = run_pytest(tmp_path, MARKED_SKIP, ci=True)
     assert proc.returncode == 1, proc.stdout
     assert "1 skipped" in proc.stdout
-    assert "test-bed test(s) were skipped" in proc.stdout
+    assert "1 test(s) were skipped" in proc.stdout
     local = run_pytest(tmp_path, MARKED_SKIP, ci=False)
     assert local.returncode == 0, local.stdout
+
+
+def test_any_skip_fails_under_ci_not_only_test_bed_ones(tmp_path):
+    proc = run_pytest(tmp_path, PLAIN_SKIP, ci=True)
+    assert proc.returncode == 1, proc.stdout
+    assert "2 test(s) were skipped" in proc.stdout
+    assert "test_plain" in proc.stdout and "test_skipif" in proc.stdout
+    local = run_pytest(tmp_path, PLAIN_SKIP, ci=False)
+    assert local.returncode == 0 and "2 skipped" in local.stdout, local.stdout
+
+
+def test_allowed_skip_passes_under_ci(tmp_path):
+    proc = run_pytest(tmp_path, ALLOWED_SKIP, ci=True)
+    assert proc.returncode == 0, proc.stdout
+    assert "1 skipped" in proc.stdout
