@@ -792,7 +792,6 @@ class _DirLock:
             self.fd = None
 
 
-
 def _created_epoch(config):
     """The image's creation time as an integer epoch (mtime of generated entries), else 0."""
     created = config.get("created")
