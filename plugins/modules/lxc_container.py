@@ -24,6 +24,10 @@ description:
   - A container that another task has locked (backup, snapshot, create, ...; C(CT is locked (backup))) is waited
     for with backoff up to O(wait_timeout), and the config is read again before each retried write (releasing a
     lock changes the digest); past that the module fails naming the lock, and that step changes nothing.
+  - When another client changed the config between the module's read and its write (Proxmox VE refuses the stale
+    digest with C(detected modified configuration)), the config is read again and the write planned anew, key by
+    key, so only the keys this task manages are written and the other client's changes are kept; after 3 such
+    re-plans the module fails and that step changes nothing.
   - The cluster is listed once per run. An unchanged container costs that listing and its config (plus the login
     with a password, and C(GET /version) only where O(oci) needs it and the config does not show it).
   - With O(oci) (the registered result of M(lxcri.proxmox.oci_template) with C(storage)), the container runs the
@@ -277,7 +281,8 @@ pending:
   elements: str
 actions:
   description: What was done, in order (V(created), V(configured), V(resized), V(started), ...). C(waited for lock
-    NAME) says a step waited for another task's lock (no change by itself).
+    NAME) says a step waited for another task's lock (no change by itself); C(re-planned after a concurrent edit)
+    says the config was read and planned again because another client had changed it.
   returned: success
   type: list
   elements: str

@@ -506,6 +506,36 @@ def test_a_locked_container_is_waited_for_then_reported(installed_collection, do
     ct.lock = None
 
 
+def test_a_concurrent_edit_is_planned_again_and_keeps_the_other_clients_change(installed_collection, double,
+                                                                               tmp_path):
+    """Another client writes the config between the module's read and its write: PVE refuses the stale digest,
+    the module reads again, plans per key, writes only its own keys and keeps the other client's."""
+    create = play(tmp_path, double, "create.yml", """\
+        - lxcri.proxmox.lxc_container: {vmid: 163, hostname: shared, ostemplate: "local:vztmpl/base.tar.zst"}
+        """)
+    assert installed_collection.playbook(create).rc == 0
+    backend = double.backend
+
+    def other_client():
+        backend.config_put({"node": NODE, "vmid": 163, "description": "edited by someone else", "memory": 1024})
+    double.before_next("PUT", "/nodes/{node}/lxc/{vmid}/config", other_client)
+    since = len(double.requests)
+    change = play(tmp_path, double, "change.yml", """\
+        - lxcri.proxmox.lxc_container: {vmid: 163, memory: 384, cores: 2}
+          register: ct
+        """)
+    run = installed_collection.playbook(change)
+    assert run.rc == 0, run
+    result = run.task_results()[0]
+    assert result["changed"] and result["actions"] == ["re-planned after a concurrent edit", "configured"], result
+    config = backend.containers[163].config
+    assert (config["memory"], config["cores"], config["description"]) == ("384", "2", "edited by someone else")
+    puts = [params for method, path, params in double.requests[since:]
+            if method == "PUT" and path.endswith("/lxc/163/config")]
+    assert len(puts) == 2 and puts[0]["digest"] != puts[1]["digest"], puts
+    assert result["config"]["description"] == "edited by someone else"
+
+
 def test_nextid_race_between_two_playbooks(installed_collection, double, tmp_path):
     """Both callers are told 100 (scripted); one create loses and the module takes the next id."""
     double.backend.nextid_answers = [100, 100]

@@ -199,6 +199,7 @@ class Double:
         self.tickets = {}  # ticket -> (user, csrf)
         self.tokens = {}  # "user@realm!id" -> {"secret": ..., "readonly": bool}
         self.faults = []
+        self.hooks = []
         self.lock = threading.Lock()
         self.requests = []
         self.response_errors = []  # (method, path template, problems): results that break the schema's returns
@@ -237,6 +238,20 @@ class Double:
     def drop_next(self):
         with self.lock:
             self.faults.append(("drop", None, None))
+
+    def before_next(self, method, template, action):
+        """Run ``action()`` just before the next ``METHOD template`` request is served (a concurrent edit by
+        another client between a caller's read and its write, say); ``template`` as the schema spells it."""
+        with self.lock:
+            self.hooks.append((method, template, action))
+
+    def _take_hook(self, method, template):
+        with self.lock:
+            for hook in self.hooks:
+                if hook[:2] == (method, template):
+                    self.hooks.remove(hook)
+                    return hook[2]
+        return None
 
     def _take_fault(self):
         with self.lock:
@@ -287,6 +302,9 @@ class Double:
     def dispatch(self, method, path, params, headers, files=None):
         """The result of one API call, checked against the endpoint's ``returns`` schema."""
         template, info, path_params = self.schema.route(method, path)
+        hook = self._take_hook(method, template)
+        if hook is not None:
+            hook()
         data = self._dispatch(method, path, template, info, path_params, params, headers, files)
         body = data.data if isinstance(data, Response) else data
         problems = check_returns(info.get("returns"), body)

@@ -43,6 +43,10 @@ DEFAULT_ALLOCATION_RETRIES = 8
 # another task holds the container; "can't lock file '/run/lock/lxc/pve-config-105.conf' - got timeout": another
 # API call held the config file's flock longer than PVE waits for it (10 s)
 LOCKED = re.compile(r"\bis locked \((?P<lock>[\w-]+)\)|can't lock file '(?P<file>[^']+)' - got timeout")
+# PVE::Tools::assert_if_modified: the digest sent with a config write is not the config's digest any more
+MODIFIED = "detected modified configuration"
+# how often a config write is planned again after another client changed the config in between
+MAX_REPLANS = 3
 GIB = 1024 ** 3
 
 
@@ -394,6 +398,8 @@ class ContainerManager:
         The config goes first: a resize changes the config (its ``size``) and so the digest read before.
         While the container is locked the write waits; after each wait the config is read again and the
         plan made anew (releasing a lock changes the digest; the other task may have changed keys).
+        A write refused because another client changed the config in between is planned anew the same
+        way, up to MAX_REPLANS times.
         """
         wanted, grow = self.rootfs_size(current, wanted)
         plan = self.plan(current, wanted)
@@ -405,15 +411,30 @@ class ContainerManager:
             latest = {"plan": plan, "digest": current.get("digest")}
 
             def write():
-                todo = latest["plan"]
-                if not todo.changed:
-                    return
-                body = dict(todo.put)
-                if todo.delete:
-                    body["delete"] = ",".join(todo.delete)
-                if latest["digest"]:
-                    body["digest"] = latest["digest"]
-                self.client.put("/nodes/{node}/lxc/{vmid}/config", body, node=node, vmid=vmid)
+                for replans in range(MAX_REPLANS + 1):
+                    todo = latest["plan"]
+                    if not todo.changed:
+                        return
+                    body = dict(todo.put)
+                    if todo.delete:
+                        body["delete"] = ",".join(todo.delete)
+                    if latest["digest"]:
+                        body["digest"] = latest["digest"]
+                    try:
+                        self.client.put("/nodes/{node}/lxc/{vmid}/config", body, node=node, vmid=vmid)
+                        return
+                    except PveApiError as exc:
+                        if MODIFIED not in str(exc):
+                            raise
+                        if replans == MAX_REPLANS:
+                            raise ContainerError("configure: the config of CT %s changed under every one of %d "
+                                                 "writes (%s); another client keeps editing it; this step "
+                                                 "changed nothing" % (vmid, MAX_REPLANS + 1, exc))
+                    # another client changed the config since it was read: plan again from what it is now
+                    # (per key, so only the keys this task manages are written; theirs are kept)
+                    if "re-planned after a concurrent edit" not in self.actions:
+                        self.actions.append("re-planned after a concurrent edit")
+                    refresh()
 
             def refresh():
                 fresh = self.config_of(node, vmid)

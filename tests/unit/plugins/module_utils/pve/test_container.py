@@ -28,6 +28,7 @@ class FakePve:
         self.calls = []
         self.puts = []
         self.lock_for = {}  # vmid -> number of further lock errors its next writes get (then the lock goes)
+        self.edits = {}  # vmid -> config changes another client makes, one before each of the next config PUTs
         self.nextids = []
         self._features = None
 
@@ -76,6 +77,8 @@ class FakePve:
         self._locked(vmid, path)
         self.puts.append((path, dict(params)))
         if path.endswith("/config"):
+            if self.edits.get(vmid):
+                self.configs[vmid].update(self.edits[vmid].pop(0))
             if params.get("digest") and params["digest"] != self.digest(vmid):
                 raise PveApiError(500, "PUT", path, "detected modified configuration - file changed by other user? "
                                                     "Try again.")
@@ -218,6 +221,35 @@ def test_other_errors_are_not_retried():
     with pytest.raises(PveApiError):
         ct.locked_retry("configure", refuse)
     assert clock.sleeps == [] and ct.actions == []
+
+
+def test_a_concurrent_edit_is_planned_again_keeping_the_other_clients_keys():
+    pve = FakePve(running_ct())
+    pve.edits[150] = [{"description": "theirs", "memory": "1024"}]  # lands between our read and our write
+    result = manager(pve, vmid=150, memory=512, cores=2).run()
+    assert result["changed"] and result["actions"] == ["re-planned after a concurrent edit", "configured"], result
+    config_puts = [params for path, params in pve.puts if path.endswith("/config")]
+    assert len(config_puts) == 2 and config_puts[0]["digest"] != config_puts[1]["digest"]
+    assert config_puts[1] == {"memory": "512", "cores": "2", "digest": config_puts[1]["digest"]}, config_puts
+    assert pve.configs[150]["memory"] == "512" and pve.configs[150]["description"] == "theirs"
+
+
+def test_a_concurrent_edit_that_made_our_change_leaves_nothing_to_do():
+    pve = FakePve(running_ct())
+    pve.edits[150] = [{"memory": "512"}]
+    result = manager(pve, vmid=150, memory=512).run()
+    assert not result["changed"] and result["actions"] == ["re-planned after a concurrent edit"], result
+    assert len([path for path, params in pve.puts if path.endswith("/config")]) == 1
+
+
+def test_a_config_that_keeps_changing_fails_after_the_replans_naming_why():
+    pve = FakePve(running_ct())
+    pve.edits[150] = [{"description": "edit %d" % n} for n in range(10)]
+    with pytest.raises(ContainerError) as err:
+        manager(pve, vmid=150, memory=512).run()
+    assert str(err.value).startswith("configure: the config of CT 150 changed under every one of 4 writes")
+    assert "another client keeps editing it; this step changed nothing" in str(err.value)
+    assert pve.configs[150]["memory"] == "256" and len(pve.edits[150]) == 6
 
 
 def test_a_lock_reported_by_the_worker_task_is_waited_out_too():
