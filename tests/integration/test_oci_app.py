@@ -5,6 +5,7 @@ the app). Real LXC containers and real ZFS snapshots underneath; every check rea
 """
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -89,6 +90,11 @@ def check_serving(double, vmid, version):
     assert env["APP_VERSION"] == version and env["PORT"] == "8080"
 
 
+def shown(run):
+    """The line the playbook's "Show the result" task printed (the role's oci_app_result.summary)."""
+    return [t["result"]["msg"] for t in run.results["tasks"] if t["task"] == "Show the result"][0]
+
+
 def snapshots(dataset):
     return subprocess.run(["zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-r", dataset], check=True,
                           stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
@@ -105,8 +111,10 @@ def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdoub
     assert list(cts) == [APP] and cts[APP][1] == "running"
     v1 = cts[APP][0]
     check_serving(double, v1, "1")
+    assert re.match(r"%s: created in CT %d \(sha256:[0-9a-f]{64}\)$" % (APP, v1), shown(first)), shown(first)
     again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    assert shown(again) == shown(first).replace("created", "unchanged")
 
     # check mode: an upgrade is only reported
     before = dict((vmid, dict(ct.config)) for vmid, ct in double.backend.containers.items())
@@ -123,6 +131,8 @@ def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdoub
     assert sorted(cts) == [APP, APP + "-prev"] and cts[APP + "-prev"] == (v1, "stopped")
     v2 = cts[APP][0]
     check_serving(double, v2, "2")
+    assert re.match(r"%s: upgraded in CT %d \(sha256:[0-9a-f]{64}\); the previous version's CT %d is stopped, "
+                    r"with snapshot lxcri_[0-9a-f]{12}$" % (APP, v2, v1), shown(upgrade)), shown(upgrade)
     pool = double.backend.storages["local-zfs"]["pool"]
     assert any(name.startswith("%s/subvol-%d-disk-0@lxcri_" % (pool, v1)) for name in snapshots(pool))
 
@@ -138,11 +148,14 @@ def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdoub
     assert back.rc == 0, back
     assert containers(double) == {APP: (v1, "running")}
     check_serving(double, v1, "1")
+    assert re.match(r"%s: rolled back: CT %d runs the previous version again from snapshot lxcri_[0-9a-f]{12}; "
+                    r"removed CT %d$" % (APP, v1, v2), shown(back)), shown(back)
     template_dir = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
     assert len(os.listdir(template_dir)) == 3  # the three versions built, within keep_templates (3)
 
     gone = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent"))
     assert gone.rc == 0, gone
+    assert shown(gone) == "%s: removed CT %d" % (APP, v1)
     assert double.backend.containers == {} and os.listdir(double.backend.lxc_path) == []
     assert not [name for name in subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", pool], check=True,
                                                 stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
