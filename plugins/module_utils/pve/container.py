@@ -108,9 +108,7 @@ class ContainerManager:
                                          "(%s s): another task holds it; this step changed nothing"
                                          % (what, lock, self.clock() - started,
                                             self.params.get("wait_timeout") or 600))
-                note = "waited for lock %s" % lock
-                if note not in self.actions:
-                    self.actions.append(note)
+                self._note("waited for lock %s" % lock)
                 slept = self.clock()
                 self.sleep(min(delay, remaining))
                 self.timings["lock_wait"] = round(self.timings.get("lock_wait", 0) + self.clock() - slept, 3)
@@ -132,6 +130,11 @@ class ContainerManager:
     def _act(self, what):
         self.actions.append(what)
         self.changed = True
+
+    def _note(self, what):
+        """Record in ``actions``, once, something that happened on the way and is no change by itself."""
+        if what not in self.actions:
+            self.actions.append(what)
 
     def features(self):
         return self.client.features()
@@ -432,8 +435,7 @@ class ContainerManager:
                                                  "changed nothing" % (vmid, MAX_REPLANS + 1, exc))
                     # another client changed the config since it was read: plan again from what it is now
                     # (per key, so only the keys this task manages are written; theirs are kept)
-                    if "re-planned after a concurrent edit" not in self.actions:
-                        self.actions.append("re-planned after a concurrent edit")
+                    self._note("re-planned after a concurrent edit")
                     refresh()
 
             def refresh():
