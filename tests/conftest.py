@@ -106,6 +106,30 @@ def zfs_dataset(bed):
     destroy_tree(name)
 
 
+@pytest.fixture(params=["9.1", "8"])
+def busybox_double(request, tmp_path, bed):
+    """The Proxmox VE API double (9.1 and 8 modes) with a busybox template ``local:vztmpl/base.tar.zst``.
+
+    Its /sbin/init is ``sleep 300``, which ignores the halt signal as many apps as PID 1 do.
+    """
+    from pve_double.server import Double  # pylint: disable=import-outside-toplevel
+    instance = Double(str(tmp_path / "pve"), mode=request.param).start()
+    rootfs = tmp_path / "rootfs"
+    for sub in ("bin", "sbin", "dev", "tmp"):
+        (rootfs / sub).mkdir(parents=True)
+    subprocess.run(["cp", "/bin/busybox", str(rootfs / "bin" / "busybox")], check=True)
+    for applet in ("sh", "sleep"):
+        os.symlink("busybox", str(rootfs / "bin" / applet))
+    (rootfs / "sbin" / "init").write_text("#!/bin/sh\nexec /bin/sleep 300\n")
+    os.chmod(str(rootfs / "sbin" / "init"), 0o755)
+    template = os.path.join(instance.backend.storages["local"]["path"], "template", "cache", "base.tar.zst")
+    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    yield instance
+    for vmid in list(instance.backend.containers):
+        instance.backend._lxc(instance.backend.containers[vmid], "lxc-stop", "-k")  # pylint: disable=protected-access
+    instance.stop()
+
+
 @pytest.fixture(scope="session")
 def registry_image(bed, tmp_path_factory):
     """The default busybox test image, built now and pushed to both registries.

@@ -30,6 +30,19 @@ description:
     re-plans the module fails and that step changes nothing.
   - The cluster is listed once per run. An unchanged container costs that listing and its config (plus the login
     with a password, and C(GET /version) only where O(oci) needs it and the config does not show it).
+  - A new container records what it was made from (the image reference and manifest digest of O(oci), or the
+    O(ostemplate) volume) as a line C(lxcri.proxmox: image=... digest=...) of its description, which Proxmox VE
+    copies to clones. An existing container addressed by O(vmid) whose hostname differs from O(hostname), or whose
+    recorded image is another image or another digest than O(oci)'s, is refused before any change (O(on_mismatch)).
+  - Every value that could only fail later (an C(env) or C(entrypoint) value with a newline or another control
+    character, raw C(lxc.*) lines, a user or directory that a plain template cannot carry on this Proxmox VE) is
+    checked before anything is created, in check mode too. When a step after the create fails (the entrypoint/env
+    write, the start), the container this task created is removed again, and the error says so (or names what is
+    left and how to remove it).
+  - In check mode, a container that an earlier task of the same run would create, stop, start or delete is seen as
+    that task left it (the collection's action plugin keeps the predictions as the host fact
+    C(lxcri_check_mode_plan)), so a check-mode chain such as create, snapshot, stop, delete reports each step's
+    change instead of failing on the container's absence.
   - With O(oci) (the registered result of M(lxcri.proxmox.oci_template) with C(storage)), the container runs the
     image's command. On Proxmox VE 9.1 and later the C(entrypoint) and C(env) keys are set from its runtime after
     the create (Proxmox's OCI import overwrites C(env)); before 9.1 the template must carry the init wrapper.
@@ -41,6 +54,8 @@ options:
       - V(present) creates the container if needed and applies the configuration; V(started), V(stopped) and
         V(restarted) also set its run state; V(template) converts it to a template (idempotent); V(absent)
         deletes it.
+      - V(stopped) on a container that does not exist is no change when no source (O(ostemplate), O(oci),
+        O(clone)) is given, as V(absent) is; with a source it creates the container stopped.
     type: str
     choices: [present, started, stopped, restarted, absent, template]
     default: present
@@ -179,6 +194,18 @@ options:
     description: Where the container config files are (the cluster file system).
     type: path
     default: /etc/pve/lxc
+  on_mismatch:
+    description:
+      - What to do when the container found by O(vmid) is not the one the task describes - its hostname is not
+        O(hostname), or its recorded image is another image, or another digest of the same image, than O(oci)'s
+        (another template than O(ostemplate)).
+      - V(fail) refuses before any change and names what differs. V(update) says the change is intended - for
+        example a rename - and applies the task, with a warning; the root file system stays the one the container
+        was made from (this module never replaces it; the M(lxcri.proxmox.oci_app) role upgrades an app through a new
+        container). The differences are returned as RV(mismatch) either way.
+    type: str
+    choices: [fail, update]
+    default: fail
   purge_config:
     description: Remove config keys that are set on the container but not given here (among those this module manages).
     type: bool
@@ -197,7 +224,10 @@ options:
     type: int
     default: 60
   force_stop:
-    description: Stop (kill) the container when the graceful shutdown times out.
+    description:
+      - Stop (kill) the container when the graceful shutdown times out. Without it, a shutdown that times out fails
+        the task with a message saying so. When the kill was needed, RV(actions) says that the app ignored its stop
+        signal.
     type: bool
     default: false
   force:
@@ -215,6 +245,7 @@ options:
     type: bool
 extends_documentation_fragment:
   - lxcri.proxmox.pve
+  - lxcri.proxmox.check_mode_plan
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -295,10 +326,23 @@ timings:
   description: Seconds taken by each worker task and in total; C(lock_wait) is the time spent waiting for locks.
   returned: success
   type: dict
+mismatch:
+  description: How the container found by O(vmid) differs from the task (O(on_mismatch)) - C(what) (V(hostname),
+    V(image), V(digest) or V(template)), C(have) and C(want).
+  returned: when the container differs
+  type: list
+  elements: dict
+  sample: [{"what": "hostname", "have": "a", "want": "b"}]
+check_mode_plan:
+  description: In check mode, the predictions of this task for the next ones (the action plugin merges them into
+    the host fact C(lxcri_check_mode_plan) and removes this key from the result).
+  returned: never (removed by the action plugin)
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
@@ -354,8 +398,10 @@ def main():
         force=dict(type="bool", default=False),
         purge=dict(type="bool", default=False),
         destroy_unreferenced_disks=dict(type="bool"),
+        on_mismatch=dict(type="str", default="fail", choices=["fail", "update"]),
     )
     spec.update(pve_argument_spec())
+    spec.update(check_mode_plan_argument_spec())
     module = AnsibleModule(argument_spec=spec, mutually_exclusive=[("ostemplate", "oci", "clone")],
                            supports_check_mode=True)
     try:

@@ -45,9 +45,11 @@ options:
       - V(present) creates the snapshot unless it exists (a snapshot is never re-taken).
       - V(absent) deletes it if it exists.
       - V(rollback) returns the container to the snapshot. Proxmox VE stops a running container first (it stays
-        stopped unless O(start=true)). On ZFS storage only the newest snapshot can be rolled back to; Proxmox VE
-        refuses otherwise and the module fails with its message. A rollback always reports C(changed); in check
-        mode it reports what it would do.
+        stopped unless O(start=true)). On ZFS storage (C(zfspool)) only the newest snapshot can be rolled back to:
+        the module refuses any other before any change, in check mode too, naming the newer snapshots. A rollback
+        always reports C(changed); in check mode it reports what it would do.
+      - In check mode, a container or snapshot that an earlier task of the same run would create (or delete) is
+        seen as that task would leave it (see O(check_mode_plan)).
       - A rollback to a snapshot that does not exist fails, naming the snapshots the container has.
     type: str
     choices: [present, absent, rollback]
@@ -72,6 +74,7 @@ options:
     type: str
 extends_documentation_fragment:
   - lxcri.proxmox.pve
+  - lxcri.proxmox.check_mode_plan
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -173,10 +176,16 @@ timings:
   description: Seconds taken by each worker task and in total.
   returned: success
   type: dict
+check_mode_plan:
+  description: In check mode, the predictions of this task for the next ones (the action plugin merges them into
+    the host fact C(lxcri_check_mode_plan) and removes this key from the result).
+  returned: never (removed by the action plugin)
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.snapshot import STATES, SnapshotManager
@@ -195,6 +204,7 @@ def main():
         prefix=dict(type="str"),
     )
     spec.update(pve_argument_spec())
+    spec.update(check_mode_plan_argument_spec())
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("vmid", "hostname")],
                            required_together=[("keep", "prefix")])
     try:

@@ -17,23 +17,9 @@ pytestmark = pytest.mark.integration
 NODE = "pve1"
 
 
-@pytest.fixture(params=["9.1", "8"])
-def double(request, tmp_path, bed):
-    instance = Double(str(tmp_path / "pve"), mode=request.param).start()
-    rootfs = tmp_path / "rootfs"
-    for sub in ("bin", "sbin", "dev", "tmp"):
-        (rootfs / sub).mkdir(parents=True)
-    subprocess.run(["cp", "/bin/busybox", str(rootfs / "bin" / "busybox")], check=True)
-    for applet in ("sh", "sleep"):
-        os.symlink("busybox", str(rootfs / "bin" / applet))
-    (rootfs / "sbin" / "init").write_text("#!/bin/sh\nexec /bin/sleep 300\n")
-    os.chmod(str(rootfs / "sbin" / "init"), 0o755)
-    template = os.path.join(instance.backend.storages["local"]["path"], "template", "cache", "base.tar.zst")
-    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
-    yield instance
-    for vmid in list(instance.backend.containers):
-        instance.backend._lxc(instance.backend.containers[vmid], "lxc-stop", "-k")
-    instance.stop()
+@pytest.fixture(name="double")
+def busybox(busybox_double):
+    return busybox_double
 
 
 def play(tmp_path, double, name, tasks):
@@ -41,12 +27,11 @@ def play(tmp_path, double, name, tasks):
 
 
 def state_of(double):
-    """The double's whole container state, to show check mode changes nothing."""
-    return json.dumps({vmid: ct.config for vmid, ct in sorted(double.backend.containers.items())}, sort_keys=True)
+    return double.state()
 
 
 def running(double, vmid):
-    return double.backend.lxc_state(double.backend.containers[vmid])[0] == "running"
+    return double.running(vmid)
 
 
 def test_lifecycle_idempotence_check_mode_and_diff(installed_collection, double, tmp_path):

@@ -114,9 +114,15 @@ def test_create_retention_rollback_and_delete(installed_collection, zdouble, tmp
     assert [s["parent"] for s in result["snapshots"]][1:] == ["pre_2", "manual"]
     assert dataset + "@pre_1" not in zfs_snapshots(double) and dataset + "@pre_3" in zfs_snapshots(double)
 
-    # rollback to an older snapshot: ZFS refuses, the module fails with Proxmox's message, nothing changes
-    older = play("rb-old.yml", vmid=150, name="pre_2", state="rollback")
-    assert older.rc != 0 and "is not most recent snapshot on 'subvol-150-disk-0'" in older.stdout, older.stdout[-2000:]
+    # rollback to an older snapshot: ZFS refuses; the module says so before any change, in check mode too
+    older_play = snap_play(tmp_path, double, "rb-old.yml", vmid=150, name="pre_2", state="rollback")
+    before = state_of(double)
+    for check in (True, False):
+        older = installed_collection.playbook(older_play, check=check)
+        assert older.rc != 0 and "can't rollback CT 150 to 'pre_2': it is not the most recent snapshot on " \
+            "local-zfs:subvol-150-disk-0" in older.stdout and "newer: manual, pre_3" in older.stdout, \
+            older.stdout[-2000:]
+    assert state_of(double) == before
     missing = play("rb-missing.yml", vmid=150, name="nope", state="rollback")
     assert missing.rc != 0 and "has no snapshot 'nope' to roll back to; it has: pre_2, manual, pre_3" in \
         missing.stdout, missing.stdout[-2000:]

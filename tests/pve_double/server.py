@@ -226,6 +226,14 @@ class Double:
             self.thread = None
         self.server.server_close()
 
+    def state(self):
+        """The whole container state (configs and snapshot names), to show that check mode changes nothing."""
+        return json.dumps({vmid: [ct.config, list(ct.snapshots)] for vmid, ct in
+                           sorted(self.backend.containers.items())}, sort_keys=True, default=str)
+
+    def running(self, vmid):
+        return self.backend.lxc_state(self.backend.containers[vmid])[0] == "running"
+
     def add_token(self, tokenid, secret=None, readonly=False):
         secret = secret or secrets.token_hex(16)
         self.tokens[tokenid] = {"secret": secret, "readonly": readonly}

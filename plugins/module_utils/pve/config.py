@@ -463,6 +463,44 @@ def same(key, current, desired):
     return have == want
 
 
+# Characters no value that ends up as an LXC config line can hold: LXC reads its config line by line, so a
+# newline or carriage return would cut the value and start a line of its own.  The API's own patterns for
+# ``entrypoint`` and ``env`` (``[^\x00-\x08\x10-\x1F\x7F]``, pve-container's PVE::LXC::Config) let \x09-\x0F
+# through, newline included: such a value is stored, and the container then fails at its start.
+_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# pve-container's env pattern: NUL-separated ``\w+=value`` items
+_ENV_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+DESCRIPTION_MAX = 8192  # the schema's maxLength of ``description``
+
+
+def check_carried(wanted):
+    """Raise ConfigValueError for a value Proxmox VE would store but the container could not start with.
+
+    Run before any change (in check mode too), so that nothing is created that then fails at its start.
+    """
+    for key in ("entrypoint", "hostname"):
+        value = wanted.get(key)
+        if value is not None and _LINE_BREAKING.search(str(value)):
+            raise ConfigValueError("%s %r contains a control character (newline, carriage return, ...), which "
+                                   "cannot be carried into the container's LXC config" % (key, value))
+    env = wanted.get("env")
+    if env is not None:
+        items = env if isinstance(env, (list, tuple)) else [i for i in str(env).split("\0") if i]
+        for item in items:
+            name, sep, value = str(item).partition("=")
+            if not sep or not _ENV_NAME.match(name):
+                raise ConfigValueError("env item %r is not NAME=value with a name of letters, digits and '_' (the "
+                                       "form Proxmox VE accepts)" % (item,))
+            if _LINE_BREAKING.search(value):
+                raise ConfigValueError("env %s: the value %r contains a control character (newline, carriage "
+                                       "return, ...), which no LXC config line can carry; the container would "
+                                       "be created and then fail to start" % (name, value))
+    description = wanted.get("description")
+    if description is not None and len(str(description)) > DESCRIPTION_MAX:
+        raise ConfigValueError("description is %d characters long; Proxmox VE takes at most %d"
+                               % (len(str(description)), DESCRIPTION_MAX))
+
+
 def masked(config):
     """``config`` with secrets replaced by a mask (for diff and results)."""
     return dict((k, MASK if k in SECRET_KEYS else v) for k, v in (config or {}).items())

@@ -19,9 +19,11 @@ import re
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import rawconf
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import origin, rawconf
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import CheckModePlan
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConfigError, PveTaskError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
+    PveApiError, PveConfigError, PveError, PveTaskError)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import OCI_RELEASE, PveFeatures
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
 
@@ -62,6 +64,11 @@ def lock_of(exc):
     return match.group("lock") or "config file %s" % match.group("file")
 
 
+def _without_digest(config):
+    """A config for Ansible's diff: the digest changes with every write and is no change of its own."""
+    return dict((k, v) for k, v in (config or {}).items() if k != "digest")
+
+
 def _bool(value):
     return None if value is None else (1 if value else 0)
 
@@ -77,6 +84,9 @@ class ContainerManager:
         self.timings = {}
         self.changed = False
         self.actions = []
+        self.mismatch = []
+        self.empty_env = False
+        self.check_plan = CheckModePlan(params, check_mode)
         self._resources = None
 
     def resources(self):
@@ -140,6 +150,26 @@ class ContainerManager:
         return self.client.features()
 
     def find(self):
+        """The container (a /cluster/resources entry) or None; by vmid, else by unique hostname.
+
+        In check mode, what earlier tasks of the run predicted counts (checkplan.py): a container they
+        deleted is gone, one they created exists (``phantom``), one they stopped or started has that status.
+        """
+        found = self.find_listed()
+        vmid = found["vmid"] if found else self.params.get("vmid")
+        entry = self.check_plan.lookup(vmid, None if vmid is not None else self.params.get("hostname"))
+        if entry is None:
+            return found
+        if entry.get("status") == "absent":
+            return None
+        if found is not None:
+            return dict(found, status=entry.get("status") or found.get("status"))
+        if entry.get("created"):
+            return {"vmid": entry.get("vmid"), "node": entry.get("node"), "name": entry.get("hostname"),
+                    "status": entry.get("status"), "type": "lxc", "phantom": True}
+        return None
+
+    def find_listed(self):
         """The container as /cluster/resources lists it (dict) or None; by vmid, else by unique hostname."""
         vmid, hostname = self.params.get("vmid"), self.params.get("hostname")
         listing = self.resources()
@@ -204,14 +234,18 @@ class ContainerManager:
             features = features or self.features_for(config)
             wrapper = (runtime.get("wrapper") or {}).get("kind")
             archive = str((params.get("oci") or {}).get("volid", "")).endswith(".tar")
+            # a named USER whose uid is not known yet (oci_template in check mode, before the layers are read)
+            # needs the same as a resolved non-root one
+            named = str(runtime.get("user") or "0") not in ("0", "0:0", "root", "root:root")
             needs_raw = runtime.get("uid") or runtime.get("gid") or runtime.get("groups") or \
-                runtime.get("cwd", "/") != "/"
+                (runtime.get("uid") is None and named) or (runtime.get("cwd") or "/") != "/"
             if features.entrypoint_env and wrapper != "init" and needs_raw and not archive and \
                     not params.get("raw_lxc"):
                 raise ContainerError(
-                    "the image runs as uid %s in %s, which the API cannot set on a plain template: build it with "
-                    "format: oci-archive (Proxmox imports the user and directory), or init_wrapper: always, or run "
-                    "on the node with raw_lxc: true" % (runtime.get("uid"), runtime.get("cwd")))
+                    "the image runs as user %s (uid %s) in %s, which the API cannot set on a plain template: build "
+                    "it with format: oci-archive (Proxmox imports the user and directory), or init_wrapper: always, "
+                    "or run on the node with raw_lxc: true; nothing was changed"
+                    % (runtime.get("user"), runtime.get("uid"), runtime.get("cwd")))
             if features.entrypoint_env:
                 if "entrypoint" not in wanted and runtime.get("pve_entrypoint"):
                     wanted["entrypoint"] = runtime["pve_entrypoint"]
@@ -223,8 +257,25 @@ class ContainerManager:
                     "or run on the node with raw_lxc: true to write the lxc.* lines" % features.release)
         if isinstance(wanted.get("env"), list):
             wanted["env"] = "\0".join(wanted["env"])
+        if wanted.get("env") == "":
+            # an image without Env (FROM scratch): PVE takes no empty env (pve-http-server decodes 'env=' to
+            # undef, which deletes the key), so an empty environment is no env key at all
+            del wanted["env"]
+            self.empty_env = True
         if isinstance(wanted.get("tags"), list):
             wanted["tags"] = ";".join(wanted["tags"])
+        if config is None:
+            # a new container records what it is made from (origin.py); a clone inherits its source's record
+            record = origin.record_of(params.get("oci"), params.get("ostemplate"))
+            if record and params.get("clone") is None:
+                wanted["description"] = origin.with_record(params.get("description"), record)
+        elif params.get("description") is not None:
+            # the user's notes, keeping the record the container has
+            wanted["description"] = origin.with_record(params["description"], origin.parse(config.get("description")))
+        try:
+            pveconfig.check_carried(wanted)
+        except ValueError as exc:
+            raise ContainerError("%s; nothing was changed" % exc)
         return wanted
 
     def ostemplate(self):
@@ -332,12 +383,17 @@ class ContainerManager:
         self._wait(src["node"], upid, "clone")
         return vmid
 
+    @staticmethod
+    def raw_config(runtime):
+        """The raw lxc.* lines of an image's runtime (oci_template's ``runtime``)."""
+        return ["lxc.init.cmd = %s" % runtime["lxc_init_cmd"]] + list(runtime.get("lxc_config") or [])
+
     def raw_lines(self, node, vmid):
         """Write the runtime's lxc.* lines into the node's conf file (raw_lxc); returns whether it changed."""
         runtime = (self.params.get("oci") or {}).get("runtime")
         if not self.params.get("raw_lxc") or not runtime or (runtime.get("wrapper") or {}).get("kind") == "init":
             return False
-        lines = ["lxc.init.cmd = %s" % runtime["lxc_init_cmd"]] + list(runtime.get("lxc_config") or [])
+        lines = self.raw_config(runtime)
         try:
             changed = rawconf.apply(vmid, lines, self.params.get("raw_lxc_dir") or rawconf.DEFAULT_DIR,
                                     check_mode=self.check_mode)
@@ -392,8 +448,8 @@ class ContainerManager:
                 node=node, vmid=vmid), "resize"))
 
     def plan(self, current, wanted):
-        return pveconfig.diff(current, wanted, purge=bool(self.params.get("purge_config")),
-                              delete=self.params.get("delete") or ())
+        delete = list(self.params.get("delete") or ()) + (["env"] if self.empty_env else [])
+        return pveconfig.diff(current, wanted, purge=bool(self.params.get("purge_config")), delete=delete)
 
     def update(self, node, vmid, current, wanted, running):
         """Write the keys that differ (one PUT with the digest), then grow the rootfs.
@@ -468,8 +524,20 @@ class ContainerManager:
         args = {"timeout": timeout}
         if self.params.get("force_stop"):
             args["forceStop"] = 1
-        self.locked_retry("shutdown", lambda: self._wait(node, self.client.post(
-            "/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid), "shutdown"))
+        began = self.clock()
+        try:
+            self.locked_retry("shutdown", lambda: self._wait(node, self.client.post(
+                "/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid), "shutdown"))
+        except PveTaskError as exc:
+            # PVE::LXC::vm_stop: lxc-stop --nokill --timeout N failed and the container still runs
+            if "container did not stop" not in str(exc):
+                raise
+            raise ContainerError("CT %s did not stop within shutdown_timeout (%s s): its init ignored the stop "
+                                 "signal (lxc.signal.halt) or took longer. Set force_stop: true to kill it after the "
+                                 "timeout, or raise shutdown_timeout. (%s)" % (vmid, timeout, exc))
+        if self.params.get("force_stop") and self.clock() - began >= timeout:
+            # with forceStop lxc-stop kills the container when the timeout is over; the task says nothing of it
+            self._note("killed after shutdown_timeout (%s s): the app ignored its stop signal (force_stop)" % timeout)
 
     def kill(self, node, vmid):
         self._act("stopped")
@@ -526,41 +594,59 @@ class ContainerManager:
         state = self.params.get("state") or "present"
         if state not in STATES:
             raise ContainerError("state must be one of %s" % ", ".join(STATES))
+        self.check_request()
         found = self.find()
         result = {"changed": False, "state": state}
         if state == "absent":
-            if found is None:
-                result.update(vmid=self.params.get("vmid"), status="absent",
-                              diff={"before": {}, "after": {}})
-                return self._finish(result, started)
-            node, vmid = found["node"], int(found["vmid"])
-            config = self.config_of(node, vmid)
-            self.destroy(node, vmid, found.get("status"), config)
-            result.update(vmid=vmid, node=node, status="absent",
-                          diff={"before": pveconfig.masked(config), "after": {}})
+            return self._finish(self.remove(found, result), started)
+        if found is None and state == "stopped" and not self.has_source():
+            # nothing to stop, as absent has nothing to delete; only present/started need a source to create from
+            result.update(vmid=self.params.get("vmid"), status="absent", diff={"before": {}, "after": {}})
             return self._finish(result, started)
         if found is None:
             wanted = self.desired()
             node = self.node()
             if self.check_mode:
                 self._act("created")
-                result.update(vmid=self.params.get("vmid"), node=node, status="stopped" if state != "started"
-                              else "running", diff={"before": {}, "after": pveconfig.masked(wanted)})
-                if state == "started":
+                status = "running" if state in ("started", "restarted") else "stopped"
+                if status == "running":
                     self.actions.append("started")
+                self.check_plan.record(self.params.get("vmid"), wanted.get("hostname"), node=node, status=status,
+                                 created=True)
+                result.update(vmid=self.params.get("vmid"), node=node, status=status,
+                              diff={"before": {}, "after": pveconfig.masked(wanted)})
                 return self._finish(result, started)
             vmid = self.create(node, wanted)
+            try:
+                return self._finish(self.converge(state, vmid, node, None, wanted, result), started)
+            except PveError as exc:
+                raise self.undo_create(node, vmid, exc)
+        node, vmid = found["node"], found["vmid"]
+        if found.get("phantom"):
+            # created by an earlier task of this check-mode run: nothing to read, its config is the one asked for
+            return self._finish(self.converge(state, vmid, node, found, None, result), started)
+        vmid = int(vmid)
+        config = self.config_of(node, vmid)
+        self.check_origin(vmid, config)
+        wanted = self.desired(config=config)
+        return self._finish(self.converge(state, vmid, node, found, wanted, result, config), started)
+
+    def converge(self, state, vmid, node, found, wanted, result, config=None):
+        """Configure (an existing container), then bring the run state to ``state``; returns the result."""
+        if found is None:  # created by this task
             node = self.node({"node": node}) if self.params.get("clone") is None else self.find_by_vmid(vmid)["node"]
             config = self.config_of(node, vmid)
             if self.params.get("clone") is not None:
+                if self.params.get("description") is not None:  # the user's notes, keeping the inherited record
+                    wanted = dict(wanted, description=origin.with_record(
+                        self.params["description"], origin.parse(config.get("description"))))
                 self.update(node, vmid, config, wanted, running=False)
                 config = self.config_of(node, vmid)
             before = {}
             status = "stopped"
+        elif found.get("phantom"):
+            config, before, status = {}, {}, found.get("status") or "stopped"
         else:
-            node, vmid = found["node"], int(found["vmid"])
-            config = self.config_of(node, vmid)
-            wanted = self.desired(config=config)
             before = pveconfig.masked(config)
             status = found.get("status")
             if str(config.get("template")) == "1" and state in ("started", "restarted", "stopped"):
@@ -580,7 +666,8 @@ class ContainerManager:
                     rootfs = pveconfig.parse_property("rootfs", config["rootfs"])
                     rootfs["size"] = pveconfig.format_size(info["resized"])
                     config["rootfs"] = pveconfig.format_property("rootfs", rootfs)
-        if self.raw_lines(node, vmid) and status == "running" and state != "stopped":
+        if vmid is not None and not (found or {}).get("phantom") and self.raw_lines(node, vmid) and \
+                status == "running" and state != "stopped":
             result.setdefault("pending", []).append("lxc.*")
             if self.params.get("restart") == "when_needed":
                 self.reboot(node, vmid)
@@ -607,9 +694,107 @@ class ContainerManager:
                 config = self.config_of(node, vmid)
         if not self.check_mode and self.changed:
             status = self.status_of(node, vmid) or status
+        if self.check_mode and found is not None:
+            self.check_plan.record(vmid, config.get("hostname") or (found or {}).get("name"), node=node, status=status,
+                             created=bool(found.get("phantom")))
         result.update(vmid=vmid, node=node, status=status, config=pveconfig.masked(config),
-                      diff={"before": before, "after": pveconfig.masked(config)})
-        return self._finish(result, started)
+                      diff={"before": _without_digest(before), "after": _without_digest(pveconfig.masked(config))})
+        if self.mismatch:
+            result["mismatch"] = self.mismatch
+        return result
+
+    def remove(self, found, result):
+        """state absent: delete the container (nothing to do when there is none)."""
+        if found is None:
+            result.update(vmid=self.params.get("vmid"), status="absent", diff={"before": {}, "after": {}})
+            return result
+        node, vmid = found["node"], found["vmid"]
+        if found.get("phantom"):
+            config = {}
+            if found.get("status") == "running" and not self.params.get("force"):
+                raise ContainerError("CT %s would be running (an earlier task of this check run starts it); set "
+                                     "force: true to stop and delete it" % (vmid if vmid is not None else
+                                                                            found.get("name")))
+            self._act("deleted")
+        else:
+            vmid = int(vmid)
+            config = self.config_of(node, vmid)
+            self.destroy(node, vmid, found.get("status"), config)
+        self.check_plan.record(vmid, found.get("name"), node=node, status="absent", created=False)
+        result.update(vmid=vmid, node=node, status="absent",
+                      diff={"before": _without_digest(pveconfig.masked(config)), "after": {}})
+        return result
+
+    def has_source(self):
+        return bool(self.params.get("ostemplate") or self.params.get("oci") or self.params.get("clone") is not None)
+
+    def check_request(self):
+        """Checks of the options alone, before anything is read or changed (check mode too)."""
+        params = self.params
+        try:
+            pveconfig.check_carried({"entrypoint": params.get("entrypoint"), "env": params.get("env"),
+                                     "hostname": params.get("hostname"), "description": params.get("description")})
+            runtime = (params.get("oci") or {}).get("runtime") or {}
+            if params.get("raw_lxc") and runtime and (runtime.get("wrapper") or {}).get("kind") != "init":
+                rawconf.check_lines(self.raw_config(runtime))
+        except ValueError as exc:
+            raise ContainerError("%s; nothing was changed" % exc)
+
+    def check_origin(self, vmid, config):
+        """Refuse (on_mismatch: fail) to take over a container that is another one than the task describes.
+
+        Addressed by vmid, a container whose hostname differs from the given one, or whose recorded image
+        (origin line of its description) is another image or another digest of it, is someone else's
+        container or another version: changing it silently would rename or repurpose it.  The mismatches are
+        returned (``mismatch``); with on_mismatch: update the task goes on (the root file system stays the one
+        it was created from: this module never replaces it; oci_app upgrades through a new container).
+        """
+        params = self.params
+        found = []
+        hostname = config.get("hostname") or "CT%d" % vmid
+        if params.get("vmid") is not None and params.get("hostname") and params["hostname"] != hostname:
+            found.append({"what": "hostname", "have": hostname, "want": params["hostname"]})
+        record = origin.parse(config.get("description"))
+        wanted = origin.record_of(params.get("oci"), params.get("ostemplate"))
+        for what, have, want in origin.mismatches(record, wanted):
+            found.append({"what": what, "have": have, "want": want})
+        if not found:
+            return
+        self.mismatch = found
+        text = "; ".join("%s is %s, the task asks for %s" % (m["what"], m["have"], m["want"]) for m in found)
+        if (params.get("on_mismatch") or "fail") == "fail":
+            hints = []
+            if any(m["what"] == "hostname" for m in found):
+                hints.append("to rename it, set on_mismatch: update; to make another container, give another vmid "
+                             "or none")
+            if any(m["what"] in ("image", "digest", "template") for m in found):
+                hints.append("its root file system was made from the recorded image and is not rebuilt by "
+                             "lxc_container: deploy a new version with the oci_app role (or a new container), or set "
+                             "on_mismatch: update to apply the rest of the task to it anyway")
+            raise ContainerError("CT %d is not the container this task describes: %s. Nothing was changed; %s"
+                                 % (vmid, text, "; ".join(hints)))
+        self.warnings.append("CT %d: %s (on_mismatch: update goes on%s)" % (
+            vmid, text, "; the root file system stays the one it was made from"
+            if any(m["what"] != "hostname" for m in found) else ""))
+
+    def undo_create(self, node, vmid, exc):
+        """A step after this task's create failed: remove the container it made, and say what is left."""
+        step = str(exc)
+        try:
+            status = self.status_of(node, vmid)
+            if status == "running":
+                self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid),
+                           "undo stop")
+            self._wait(node, self.client.delete("/nodes/{node}/lxc/{vmid}", {"purge": 1}, node=node, vmid=vmid),
+                       "undo create")
+        except PveError as undo:
+            return ContainerError("%s\nCT %s was created by this task and is LEFT on node %s: removing it failed "
+                                  "(%s). Remove it with lxcri.proxmox.lxc_container (vmid: %s, state: absent, "
+                                  "force: true) or 'pct destroy %s --purge' on the node."
+                                  % (step, vmid, node, undo, vmid, vmid))
+        self._note("removed the container it created after a later step failed")
+        return ContainerError("%s\nCT %s, created by this task, was removed again; nothing is left behind."
+                              % (step, vmid))
 
     def find_by_vmid(self, vmid):
         self._resources = None  # it was just created: list again
@@ -622,4 +807,6 @@ class ContainerManager:
         self.timings["total"] = round(time.monotonic() - started, 3)
         result.update(changed=self.changed, actions=self.actions, warnings_from_tasks=self.warnings,
                       timings=self.timings)
+        if self.check_plan.active:
+            result["check_mode_plan"] = self.check_plan.result()
         return result

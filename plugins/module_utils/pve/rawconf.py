@@ -47,6 +47,17 @@ def merged(text, lines):
     return "\n".join(out) + "\n"
 
 
+def check_lines(lines):
+    """Raise ValueError unless every line is one ``lxc.key = value`` line that LXC reads as written."""
+    for line in lines:
+        key = _key(line)
+        if key is None or not key.startswith("lxc.") or " " in key:
+            raise ValueError("raw LXC line %r is not 'lxc.key = value'" % (line,))
+        if any(ch in line for ch in "\n\r\0"):
+            raise ValueError("raw LXC line for %s contains a newline, carriage return or NUL: LXC would read it "
+                             "as more than one line (%r)" % (key, line))
+
+
 def apply(vmid, lines, directory=DEFAULT_DIR, check_mode=False):
     """Write ``lines`` (``lxc.key = value``) into the container's conf; returns whether it changed."""
     if not os.path.isdir(directory):

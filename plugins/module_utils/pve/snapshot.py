@@ -108,8 +108,32 @@ class SnapshotManager:
         self.ct = ContainerManager(params, check_mode=check_mode, client=client, sleep=sleep)
         self.client = self.ct.client
 
-    def listing(self, node, vmid):
-        return ordered(self.client.get("/nodes/{node}/lxc/{vmid}/snapshot", node=node, vmid=vmid))
+    def listing(self, node, vmid, found=None):
+        """The snapshots oldest first; in check mode as earlier tasks of the run left them (checkplan.py)."""
+        entry = self.ct.check_plan.lookup(vmid, (found or {}).get("name") if vmid is None else None)
+        if found is not None and found.get("phantom"):
+            entry = entry or {}
+            return [_public({"name": n}) for n in entry.get("snapshots") or []]
+        listing = ordered(self.client.get("/nodes/{node}/lxc/{vmid}/snapshot", node=node, vmid=vmid))
+        if entry is not None and entry.get("snapshots") is not None:
+            known = dict((s["name"], s) for s in listing)
+            listing = [known.get(n) or _public({"name": n}) for n in entry["snapshots"]]
+        return listing
+
+    def zfs_volumes(self, node, vmid):
+        """The container's volumes (rootfs, mpN) on zfspool storages, which roll back to the newest snapshot only."""
+        config = self.ct.config_of(node, vmid)
+        volumes = [config[k] for k in sorted(config) if k == "rootfs" or re.match(r"^mp\d+$", k)]
+        storages = dict((s.get("storage"), s.get("type")) for s in
+                        self.client.get("/nodes/{node}/storage", node=node) or [])
+        out = []
+        for value in volumes:
+            volume = str(value).split(",", 1)[0]
+            if volume.startswith("volume="):
+                volume = volume[len("volume="):]
+            if storages.get(volume.partition(":")[0]) == "zfspool":
+                out.append(volume)
+        return out
 
     def validate(self):
         params = self.params
@@ -152,8 +176,9 @@ class SnapshotManager:
         if found is None:
             which = params.get("vmid") if params.get("vmid") is not None else repr(params.get("hostname"))
             raise SnapshotError("no container %s in the cluster" % which)
-        node, vmid = ct.node(found), int(found["vmid"])
-        before = self.listing(node, vmid)
+        node = ct.node(found)
+        vmid = int(found["vmid"]) if found.get("vmid") is not None else None
+        before = self.listing(node, vmid, found)
         names = [s["name"] for s in before]
         result = {"vmid": vmid, "node": node, "name": name, "deleted": []}
         status = found.get("status")
@@ -180,13 +205,24 @@ class SnapshotManager:
             if name not in names:
                 raise SnapshotError("CT %d has no snapshot %r to roll back to; it has: %s"
                                     % (vmid, name, ", ".join(names) or "none"))
-            # ZFS storages roll back to the newest snapshot only; Proxmox VE refuses with its own message
             result["newer"] = names[names.index(name) + 1:]
+            if result["newer"] and not found.get("phantom"):
+                # pve-storage's ZFSPoolPlugin::volume_rollback_is_possible refuses in the worker; say it before
+                # (and in check mode, which would otherwise predict a rollback the real run cannot do)
+                blocked = self.zfs_volumes(node, vmid)
+                if blocked:
+                    raise SnapshotError(
+                        "can't rollback CT %d to %r: it is not the most recent snapshot on %s (ZFS rolls back to "
+                        "the newest snapshot only; newer: %s). Delete the newer snapshots first (state: absent), "
+                        "or roll back to %r; nothing was changed"
+                        % (vmid, name, ", ".join(blocked), ", ".join(result["newer"]), names[-1]))
             status = self._rollback(node, vmid, name, status)
         after = self.listing(node, vmid) if ct.changed and not self.check_mode else \
             predicted(before, state, name, params.get("description"), result["deleted"])
         if ct.changed and not self.check_mode:
             status = ct.status_of(node, vmid)
+        ct.check_plan.record(vmid, found.get("name"), node=node, status=status, created=bool(found.get("phantom")),
+                       snapshots=[s["name"] for s in after])
         result.update(snapshots=after, diff=diff_of(before, after), status=status)
         return ct._finish(result, started)  # pylint: disable=protected-access
 
