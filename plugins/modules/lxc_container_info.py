@@ -147,6 +147,12 @@ containers:
       description: The resource pool it is in.
       type: str
       returned: when in a pool
+    origin:
+      description: What lxcri.proxmox.lxc_container recorded the container was made from (a line of its
+        description) - C(image) and C(digest) of an OCI image, or C(template); null when it has no record.
+      type: dict
+      returned: with the config
+      sample: {"image": "docker.io/library/nginx:1.27", "digest": "sha256:3b7c9e0a..."}
     uptime:
       description: Seconds since it started.
       type: int

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import origin
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import masked
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError
 
@@ -108,5 +109,6 @@ def list_containers(client, query=None, with_config=True):
                     continue
         if with_config:
             entry["config"] = masked(config)
+            entry["origin"] = origin.parse(config.get("description"))
         found.append(entry)
     return sorted(found, key=lambda e: e["vmid"])

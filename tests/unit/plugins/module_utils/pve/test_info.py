@@ -110,3 +110,11 @@ def test_other_errors_are_raised():
 ])
 def test_split_tags(value, tags):
     assert split_tags(value) == tags
+
+
+def test_the_recorded_origin_is_returned_with_the_config():
+    configs = dict(CONFIGS)
+    configs[103] = dict(CONFIGS[103], description="notes\nlxcri.proxmox: image=r/app:v1 digest=sha256:%s\n" % ("a" * 64))
+    found = list_containers(FakeClient(configs=configs), ContainerQuery(tags=["web"]))
+    assert found[0]["origin"] is None
+    assert found[1]["origin"] == {"image": "r/app:v1", "digest": "sha256:" + "a" * 64}
