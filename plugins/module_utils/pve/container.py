@@ -349,7 +349,10 @@ class ContainerManager:
         # entrypoint/env after the create: Proxmox's OCI import overwrites env given at create
         late = dict((k, pveconfig.format_value(k, v)) for k, v in wanted.items() if k in ("entrypoint", "env"))
         if late:
-            self.client.put("/nodes/{node}/lxc/{vmid}/config", late, node=node, vmid=vmid)
+            try:
+                self.client.put("/nodes/{node}/lxc/{vmid}/config", late, node=node, vmid=vmid)
+            except PveError as exc:
+                raise self.undo_create(node, vmid, exc)
         return vmid
 
     def clone(self, node, wanted):

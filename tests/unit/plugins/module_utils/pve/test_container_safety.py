@@ -220,6 +220,20 @@ def test_a_failed_start_removes_the_container_this_task_created():
     assert pve.configs == {} and ("DELETE", "/nodes/{node}/lxc/{vmid}") in pve.calls
 
 
+def test_a_refused_entrypoint_write_after_the_create_removes_the_container():
+    pve = Pve()
+    real_put = pve.put
+
+    def refuse(path, params=None, **kw):
+        if "entrypoint" in (params or {}):
+            raise PveApiError(400, "PUT", path, "Parameter verification failed.", {"entrypoint": "invalid"})
+        return real_put(path, params, **kw)
+    pve.put = refuse
+    with pytest.raises(ContainerError, match="created by this task, was removed again"):
+        manager(pve, hostname="new", oci=oci(), node="pve1").run()
+    assert pve.configs == {}
+
+
 def test_when_the_undo_fails_the_message_names_what_is_left_and_how_to_remove_it():
     pve = Pve()
     pve.fail_start = "startup failed"
