@@ -60,6 +60,23 @@ def classify(stderr):
     return "failed"
 
 
+def several_snapshots_refused(names, implementation):
+    """What a zfs whose ``zfs snapshot`` takes one name ("too many arguments") refuses, naming the datasets."""
+    by_dataset = {}
+    for name in names:
+        by_dataset.setdefault(name.partition("@")[0], []).append(name)
+    if len(by_dataset) == 1:
+        dataset = list(by_dataset)[0]
+        asked = "%d snapshots of the one dataset %s (%s)" % (len(names), dataset, ", ".join(names))
+        advice = "take them in separate tasks (no ZFS takes two snapshots of one dataset in one transaction)"
+    else:
+        asked = "snapshots of %d datasets (%s)" % (len(by_dataset), ", ".join(sorted(by_dataset)))
+        advice = ("snapshot them in separate tasks (then not atomic), or snapshot a common parent with "
+                  "recursive: true (atomic)")
+    return ("this zfs (%s) cannot take several snapshots in one command: its zfs snapshot accepts one "
+            "dataset@snapname; asked for %s; %s" % (implementation, asked, advice))
+
+
 class CliDriver:
     name = "cli"
 
@@ -236,12 +253,16 @@ class CliDriver:
                 self.sleep(0.3)
         return None
 
+    def check_snapshot(self, names):
+        """Raise the refusal ``zfs snapshot`` would give for ``names``, without running anything (check mode)."""
+        names = list(names)
+        if len(names) > 1 and not self.caps["multi_snapshot"]:
+            raise ZfsError(several_snapshots_refused(names, self.caps["implementation"]), "unsupported")
+
     def snapshot(self, names, recursive=False, props=None):
         """Snapshot ``names`` (dataset@snap) atomically; several names need multi-name support."""
         names = list(names)
-        if len(names) > 1 and not self.caps["multi_snapshot"]:
-            raise ZfsError("this zfs (%s) cannot snapshot several datasets atomically in one command"
-                           % self.caps["implementation"], "unsupported")
+        self.check_snapshot(names)
         argv = [self.zfs, "snapshot"]
         if recursive:
             argv.append("-r")

@@ -97,6 +97,12 @@ class Zfs:
         self.cli.destroy(name, recursive=recursive, dependents=dependents)
         self._log("destroy", name, "cli")
 
+    def check_snapshot(self, names, recursive=False):
+        """Raise the refusal snapshot() would meet from the driver it would use, writing nothing (check mode)."""
+        if not recursive and self._use_lzc("lzc_snapshot"):
+            return  # one transaction for any number of names
+        self.cli.check_snapshot(names)
+
     def snapshot(self, names, recursive=False, props=None):
         if not recursive and self._use_lzc("lzc_snapshot"):
             self.lzc.snapshot(names, props)
