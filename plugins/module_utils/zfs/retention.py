@@ -61,6 +61,8 @@ def validate_policy(policy, keep_last=None, max_age=None):
         raise ZfsError("keep_last must be a whole number >= 0", "invalid_property")
     if not policy and keep_last is None and max_age is None:
         raise ZfsError("retention needs at least one of retention, keep_last or max_age", "invalid_property")
+    if max_age is not None:
+        parse_age(max_age)  # a bad max_age must fail before the snapshot is taken, not at the pruning after it
 
 
 def decide(snapshots, prefix, policy=None, keep_last=None, max_age=None, now=None, protected=None):

@@ -13,14 +13,21 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs import retention
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.dataset import _listing
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.names import (
-    guard, pool_of, split_snapshot, validate_dataset, validate_snapshot)
+    MAX_NAME, guard, pool_of, split_snapshot, validate_dataset, validate_snapshot)
 
 DEFAULTS = {"state": "present", "recursive": False, "properties": {}, "hold": None, "release": None,
             "force": False, "defer": False, "prefix": None, "retention": None, "keep_last": None,
             "max_age": None, "create": True, "allow_pve_managed": False, "allowed_roots": []}
+MAX_TAG = 255  # zfs hold answers "tag too long" from 256 characters on
+
+
+def _held(values):
+    return values.get("userrefs", ("0",))[0] not in ("0", "-")
 
 
 class SnapshotManager:
+    """Every refusal is raised before the first write, in check mode as in a real run."""
+
     def __init__(self, zfs, params, check_mode=False, clock=time.time):
         self.zfs = zfs
         self.params = dict(DEFAULTS)
@@ -28,29 +35,80 @@ class SnapshotManager:
         self.check_mode = check_mode
         self.now = clock()
         names = self.params["name"]
-        self.names = [names] if isinstance(names, str) else list(names)
+        self.names = []
+        for name in [names] if isinstance(names, str) else names:
+            if name not in self.names:  # a name given twice means it once (zfs would refuse the repeat)
+                self.names.append(name)
         if not self.names:
             raise ZfsError("name: give at least one snapshot (dataset@snap) or dataset", "invalid_name")
-        self.origins = None
+        self.pool_listing = None
+        self.doomed_dependents = []  # what a forced destroy or rollback removes besides the snapshots: for the diff
 
     # -- helpers ----------------------------------------------------------------
-    def _origins(self, pool):
-        if self.origins is None:
-            self.origins = self.zfs.get_all([pool], recursive=True, props="origin")
-        return self.origins
+    def _pool(self, pool):
+        """origin and userrefs of everything in the pool, read once: clones and holds may be anywhere in it."""
+        if self.pool_listing is None:
+            self.pool_listing = self.zfs.get_all([pool], recursive=True, props="origin,userrefs")
+        return self.pool_listing
 
     def clones_of(self, snapshots, pool):
         found = {}
-        for name, values in self._origins(pool).items():
+        for name, values in self._pool(pool).items():
             origin = values.get("origin", ("-",))[0]
             if origin in snapshots:
                 found.setdefault(origin, []).append(name)
         return found
 
+    def dependents(self, snapshots, pool):
+        """Everything ``zfs destroy -R`` / ``zfs rollback -R`` removes along with ``snapshots``: their clones,
+        all below those clones (datasets and snapshots), and the clones of those snapshots in turn."""
+        listing = self._pool(pool)
+        by_origin = {}
+        for name, values in listing.items():
+            origin = values.get("origin", ("-",))[0]
+            if origin not in ("-", ""):
+                by_origin.setdefault(origin, []).append(name)
+        found = set()
+        queue = list(snapshots)
+        while queue:
+            for clone in by_origin.get(queue.pop(), []):
+                for name in listing:
+                    if name not in found and (name == clone or name.startswith(clone + "/")
+                                              or name.startswith(clone + "@")):
+                        found.add(name)
+                        if "@" in name:
+                            queue.append(name)
+        return sorted(found)
+
+    def _refuse_held_or_guarded(self, dependents, pool, what):
+        """A held snapshot among ``dependents`` makes the -R operation fail; a guarded dataset must not go."""
+        listing = self._pool(pool)
+        held = [name for name in dependents if "@" in name and _held(listing.get(name, {}))]
+        if held:
+            raise ZfsError("cannot %s: it would destroy clones with held snapshots (%s); release those holds "
+                           "first" % (what, _listing(held)), "busy")
+        for name in dependents:
+            try:
+                guard(name, self.params["allow_pve_managed"], self.params["allowed_roots"], "destroy")
+            except ZfsError as exc:
+                raise ZfsError("%s (to %s it would be destroyed as a clone, or part of one)" % (exc, what),
+                               "refused", name)
+
     @staticmethod
     def snapshots_of(data, dataset):
         """Snapshots of one dataset, in the order zfs lists them (creation order)."""
         return [n for n in data if "@" in n and split_snapshot(n)[0] == dataset]
+
+    @staticmethod
+    def descendants(data, dataset):
+        return [n for n in data if "@" not in n and n.startswith(dataset + "/")]
+
+    def family(self, target, data):
+        """The snapshots an operation on ``target`` touches: with recursive, the same name on every descendant."""
+        if not self.params["recursive"]:
+            return [target]
+        dataset, snap = split_snapshot(target)
+        return [target] + ["%s@%s" % (d, snap) for d in self.descendants(data, dataset)]
 
     # -- run ------------------------------------------------------------------------
     def run(self):
@@ -86,32 +144,53 @@ class SnapshotManager:
                     raise ZfsError("pool %s does not exist" % pool, "pool_missing")
             raise ZfsError("dataset %s does not exist" % ", ".join(missing_ds), "not_found")
         result = {"changed": False, "snapshots": targets, "driver_operations": self.zfs.operations}
-        before = dict((d, self.snapshots_of(data, d)) for d in involved)
+        shown = list(involved)
+        if params["recursive"]:
+            shown = sorted(set(shown + sum((self.descendants(data, d) for d in involved), [])))
+        before = dict((d, self.snapshots_of(data, d)) for d in shown)
         if params["state"] == "present":
             result.update(self.present(targets, data, datasets))
         elif params["state"] == "absent":
             result.update(self.absent(targets, data, pools[0]))
         else:
             result.update(self.rollback(targets, data, pools[0]))
-        after = dict((d, sorted(set(before[d]) | set(t for t in result.get("created", []) if t.startswith(d + "@"))
-                                - set(result.get("destroyed", [])) - set(result.get("pruned", []))))
-                     for d in involved)
-        result["diff"] = {"before": {"snapshots": dict((d, sorted(v)) for d, v in before.items())},
-                          "after": {"snapshots": after}}
+        result["diff"] = self._diff(before, result, data)
         result["driver"] = self.zfs.lzc.name if self.zfs.lzc else "cli"
         result["zfs_processes"] = self.zfs.process_calls
         return result
 
+    def _diff(self, before, result, data):
+        created = set(sum((self.family(t, data) for t in result.get("created", [])), []))
+        gone = set(result.get("destroyed", [])) | set(result.get("pruned", []))
+        after = dict((d, sorted((set(names) | set(c for c in created if split_snapshot(c)[0] == d)) - gone))
+                     for d, names in before.items())
+        diff = {"before": {"snapshots": dict((d, sorted(v)) for d, v in before.items())},
+                "after": {"snapshots": after}}
+        if self.doomed_dependents:
+            diff["before"]["clones"] = list(self.doomed_dependents)
+            diff["after"]["clones"] = []
+        return diff
+
     # -- present ---------------------------------------------------------------------
     def present(self, targets, data, datasets):
         params = self.params
-        out = {"created": [], "held": [], "released": [], "pruned": [], "retention": {}, "warnings": []}
         user_props = dict((k, str(v)) for k, v in (params["properties"] or {}).items())
         for key in user_props:
             if ":" not in key:
                 raise ZfsError("snapshot properties must be user properties (module:property), not %s" % key,
                                "invalid_property")
+        if params["hold"] and len(params["hold"]) > MAX_TAG:
+            raise ZfsError("hold: the tag is %d characters long; zfs takes at most %d"
+                           % (len(params["hold"]), MAX_TAG), "invalid_property")
+        retain = bool(datasets) and (bool(params["retention"]) or params["keep_last"] is not None
+                                     or params["max_age"] is not None)
+        if retain:
+            zret.validate_policy(params["retention"], params["keep_last"], params["max_age"])
         create = [t for t in targets if t not in data] if (params["create"] or not datasets) else []
+        if create:
+            self._check_create(create, data)
+        # no refusal below this line: the writes start
+        out = {"created": [], "held": [], "released": [], "pruned": [], "retention": {}, "warnings": []}
         if create:
             if not self.check_mode:
                 self.zfs.snapshot(create, recursive=params["recursive"], props=user_props)
@@ -121,12 +200,34 @@ class SnapshotManager:
             out["held"] = self._hold(params["hold"], existing, data, create, out["warnings"])
         if params["release"]:
             out["released"] = self._release(params["release"], [t for t in targets if t in data], data)
-        if datasets and (params["retention"] or params["keep_last"] is not None or params["max_age"] is not None):
-            zret.validate_policy(params["retention"], params["keep_last"], params["max_age"])
-            pruned, report = self._retention(datasets, data, create)
+        if retain:
+            pruned, report = self._retention(datasets, data, create, out["held"])
             out["pruned"], out["retention"] = pruned, report
         out["changed"] = bool(out["created"] or out["held"] or out["released"] or out["pruned"])
         return out
+
+    def _check_create(self, create, data):
+        """The refusals ``zfs snapshot`` would give, raised before anything is written."""
+        self.zfs.check_snapshot(create, recursive=self.params["recursive"])
+        names_by_dataset = {}
+        for target in create:
+            for snap in self.family(target, data):
+                names_by_dataset.setdefault(split_snapshot(snap)[0], set()).add(snap)
+        twice = sorted((d, sorted(n)) for d, n in names_by_dataset.items() if len(n) > 1)
+        if twice:
+            raise ZfsError("ZFS takes at most one snapshot of a dataset in one transaction, so these cannot be "
+                           "created in one task: %s; give them in separate tasks"
+                           % "; ".join("%s (%s)" % (d, ", ".join(n)) for d, n in twice), "unsupported")
+        if self.params["recursive"]:
+            present = sorted(s for t in create for s in self.family(t, data)[1:] if s in data)
+            if present:
+                raise ZfsError("cannot snapshot %s recursively: descendants already have a snapshot of that name "
+                               "(%s), and zfs snapshot -r creates none when one exists"
+                               % (_listing(create), _listing(present)), "exists")
+        too_long = sorted(s for t in create for s in self.family(t, data) if len(s) > MAX_NAME)
+        if too_long:
+            raise ZfsError("snapshot names longer than %d characters: %s" % (MAX_NAME, _listing(too_long)),
+                           "invalid_name")
 
     def _hold(self, tag, snapshots, data, created, warnings):
         if not snapshots and not created:
@@ -181,7 +282,7 @@ class SnapshotManager:
                     raise
         return sorted(done)
 
-    def _retention(self, datasets, data, created):
+    def _retention(self, datasets, data, created, held_now):
         params = self.params
         pool = pool_of(datasets[0])
         all_snaps = [n for n in data if "@" in n and split_snapshot(n)[0] in datasets]
@@ -193,7 +294,7 @@ class SnapshotManager:
             records += [(c, int(self.now)) for c in created if split_snapshot(c)[0] == dataset and c not in data]
             protected = {}
             for name, dummy in records:
-                if name in data and data[name].get("userrefs", ("0",))[0] not in ("0", "-"):
+                if (name in data and _held(data[name])) or name in held_now:  # held now: destroy would fail
                     protected[name] = "held"
                 if name in clones:
                     protected[name] = "has clones (%s)" % ", ".join(sorted(clones[name]))
@@ -208,27 +309,34 @@ class SnapshotManager:
     # -- absent ------------------------------------------------------------------------
     def absent(self, targets, data, pool):
         params = self.params
-        existing = [t for t in targets if t in data]
-        out = {"destroyed": [], "clones": {}}
-        if not existing:
+        # with recursive, zfs destroy -r also takes the same name on every descendant
+        families = dict((t, [s for s in self.family(t, data) if s in data]) for t in targets if t in data)
+        out = {"destroyed": [], "destroyed_clones": [], "clones": {}}
+        if not families:
             return out
-        held = [t for t in existing if data[t].get("userrefs", ("0",))[0] not in ("0", "-")]
-        clones = self.clones_of(set(existing), pool)
+        doomed = sorted(set(sum(families.values(), [])))
+        held = [s for s in doomed if _held(data[s])]
+        clones = self.clones_of(set(doomed), pool)
+        dependents = self.dependents(doomed, pool) if clones else []
+        dependent_datasets = [d for d in dependents if "@" not in d]
         if clones and not params["force"]:
             raise ZfsError("refusing to destroy %s: clones depend on them (%s); set force: true to destroy the clones "
-                           "too" % (_listing(existing), _listing(sum(clones.values(), []))), "refused")
+                           "too" % (_listing(doomed), _listing(dependent_datasets)), "refused")
         if held and not params["defer"]:
             raise ZfsError("cannot destroy held snapshots (%s): release them first, or set defer: true to destroy "
                            "them when the last hold is released" % _listing(held), "busy")
+        self._refuse_held_or_guarded(dependents, pool, "destroy %s" % _listing(doomed))
+        self.doomed_dependents = dependents
         if not self.check_mode:
-            self.zfs.cli.settle_unmount(sorted(sum(clones.values(), [])))
+            self.zfs.cli.settle_unmount(sorted(dependent_datasets, reverse=True))
             if clones or params["recursive"]:
-                for snap in existing:
-                    self.zfs.cli.destroy(snap, recursive=params["recursive"], dependents=bool(clones.get(snap)),
+                for snap in sorted(families):
+                    cloned = any(member in clones for member in families[snap])
+                    self.zfs.cli.destroy(snap, recursive=params["recursive"], dependents=cloned,
                                          defer=params["defer"])
             else:
-                self.zfs.destroy_snapshots(existing, defer=params["defer"])
-        out.update(changed=True, destroyed=sorted(existing), clones=clones)
+                self.zfs.destroy_snapshots(sorted(families), defer=params["defer"])
+        out.update(changed=True, destroyed=doomed, destroyed_clones=dependent_datasets, clones=clones)
         return out
 
     # -- rollback -----------------------------------------------------------------------
@@ -241,17 +349,24 @@ class SnapshotManager:
         dataset = split_snapshot(target)[0]
         ordered = self.snapshots_of(data, dataset)
         newer = ordered[ordered.index(target) + 1:]
-        clones = self.clones_of(set(newer), pool) if newer else {}
-        clone_names = sorted(sum(clones.values(), []))
+        # zfs rollback -R: the newer snapshots, their clones and all that depends on those
+        dependents = self.dependents(newer, pool) if newer else []
+        clone_names = [d for d in dependents if "@" not in d]
         if newer and not self.params["force"]:
             raise ZfsError("refusing to roll %s back to %s: it is not the newest snapshot (newer: %s%s); set force: "
                            "true to destroy them" % (dataset, target, _listing(newer),
                                                      "; their clones: %s" % _listing(clone_names) if clone_names
                                                      else ""), "refused", target)
+        held = [s for s in newer if _held(data[s])]
+        if held:
+            raise ZfsError("cannot roll %s back to %s: newer snapshots it would destroy are held (%s); release "
+                           "them first" % (dataset, target, _listing(held)), "busy", target)
+        self._refuse_held_or_guarded(dependents, pool, "roll %s back to %s" % (dataset, target))
+        self.doomed_dependents = dependents
         written = data[dataset].get("written", ("-",))[0]
         changed = bool(newer) or written not in ("0",)
         if changed and not self.check_mode:
-            self.zfs.cli.settle_unmount(clone_names)
+            self.zfs.cli.settle_unmount(sorted(clone_names, reverse=True))
             self.zfs.rollback(target, destroy_newer=bool(newer))
         return {"changed": changed, "rolled_back_to": target, "destroyed": newer, "destroyed_clones": clone_names,
                 "written_since": int(written) if written.isdigit() else None}
