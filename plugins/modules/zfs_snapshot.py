@@ -15,10 +15,14 @@ version_added: 0.1.0
 description:
   - Snapshots are named C(dataset@snapname), as in C(zfs).
   - Several snapshots in one task are created atomically (one transaction; libzfs_core or OpenZFS's multi-name
-    C(zfs snapshot)); O(recursive=true) snapshots a dataset and all its descendants.
+    C(zfs snapshot)); O(recursive=true) snapshots a dataset and all its descendants. No ZFS takes two snapshots
+    of one dataset in one transaction, and zfs-fuse takes only one snapshot per command; such tasks are refused.
   - Holds protect snapshots from destruction (O(hold), O(release)).
   - Rolling back goes only to the newest snapshot unless O(force=true); with force, the newer snapshots and
-    their clones are destroyed, and they are listed in the result, in check mode too.
+    their clones (and what depends on those) are destroyed. They are listed in the result and in the diff, in
+    check mode too.
+  - Every refusal (names, guard rails, missing datasets, holds, clones, what this zfs cannot do) comes before the
+    first change, and check mode makes the same refusals as a real run.
   - Retention (sanoid-like) keeps the newest snapshot of each of the newest N hours, days, weeks, months and
     years, and/or the newest O(keep_last), among the snapshots whose names start with O(prefix). It never
     prunes held snapshots, snapshots with clones, Proxmox VE's own snapshots or snapshots outside the prefix.
@@ -192,28 +196,38 @@ retention:
   type: dict
   sample: {"rpool/data/app": {"keep": [], "prune": [], "skipped": {"rpool/data/app@__base__": "reserved by Proxmox VE"}}}
 destroyed:
-  description: Snapshots destroyed (absent) or, for rollback, the newer snapshots destroyed.
+  description:
+    - Snapshots destroyed, or to be destroyed in check mode. With O(state=absent) the named ones, and with
+      O(recursive=true) the same name on each descendant. With O(state=rollback) the snapshots newer than the
+      target (what C(zfs rollback -r) destroys).
   returned: when state is absent or rollback
   type: list
   elements: str
-  sample: []
+  sample: ["rpool/data/app@after-upgrade"]
 destroyed_clones:
-  description: Clones destroyed by a forced rollback.
-  returned: when state is rollback
+  description:
+    - Datasets a forced destroy or rollback destroys with those snapshots (C(-R)), or would destroy in check mode.
+      This is their clones, every dataset below those clones, and clones of those in turn. Each goes with its own
+      snapshots, and the diff lists those too.
+  returned: when state is absent or rollback
   type: list
   elements: str
-  sample: []
+  sample: ["rpool/data/app-test"]
+clones:
+  description: With O(state=absent), the clones of each destroyed snapshot (by snapshot).
+  returned: when state is absent
+  type: dict
+  sample: {"rpool/data/app@before-upgrade": ["rpool/data/app-test"]}
 rolled_back_to:
   description: The snapshot rolled back to.
   returned: when state is rollback
   type: str
   sample: rpool/data/app@before-upgrade
-warnings:
-  description: Things the module could not determine.
-  returned: when state is present
-  type: list
-  elements: str
-  sample: []
+written_since:
+  description: Bytes written to the dataset since the target snapshot, where this zfs reports it.
+  returned: when state is rollback
+  type: int
+  sample: 4096
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -256,7 +270,8 @@ def main():
         result = SnapshotManager(zfs, params, check_mode=module.check_mode).run()
     except ZfsError as exc:
         module.fail_json(msg=str(exc), error_kind=exc.kind)
-    for warning in result.get("warnings") or []:
+    # warnings go through module.warn: a 'warnings' key in exit_json is deprecated (ansible-core 2.19)
+    for warning in result.pop("warnings", None) or []:
         module.warn(warning)
     module.exit_json(**result)
 

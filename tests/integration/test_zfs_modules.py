@@ -207,7 +207,8 @@ def test_snapshots_holds_and_destroy(play, zfs_dataset):
     assert zfs("get", "-H", "-o", "value", "lxcri:why", ds + "/a/b@r1").strip() == "test"
     assert play(snapshot_task(name=[r1], recursive=True)).stats["localhost"]["changed"] == 0
     multi = play(snapshot_task(name=[ds + "/a@m1", ds + "/a/b@m1"]), expect_ok=False)
-    assert "cannot snapshot several datasets atomically" in multi.task_results()[0]["msg"]
+    assert ("this zfs (zfs-fuse) cannot take several snapshots in one command" in multi.task_results()[0]["msg"]
+            and "snapshots of 2 datasets (%s/a, %s/a/b)" % (ds, ds) in multi.task_results()[0]["msg"])
 
     held = play(snapshot_task(name=[r1], hold="keep"))
     assert held.task_results()[0]["held"] == [r1]
@@ -315,3 +316,103 @@ def test_zfs_info_is_one_process_for_many_snapshots(play, zfs_dataset, shim):
     assert info["properties"]["quota"] == {"value": 1073741824, "source": {"kind": "local", "from": None}}
     assert info["properties"]["compressratio"]["value"] == 1.0
     assert isinstance(res["snapshots"][0]["properties"]["creation"]["value"], int)
+
+
+def refusing_tree(ds, request):
+    """{ds}/a@s1 @s2 (s2 cloned to a-clone, whose @c1 is held and cloned to a-clone2), {ds}/h@h1 @h2 (h2 held),
+    {ds}/t@x with {ds}/t/k@x held and {ds}/t/k@e, {ds}/v@__base__."""
+    for name in ("a", "h", "t", "t/k", "v"):
+        zfs("create", "%s/%s" % (ds, name))
+    for snap in ("a@s1", "a@s2", "h@h1", "h@h2", "t/k@e", "v@__base__"):
+        zfs("snapshot", "%s/%s" % (ds, snap))
+    zfs("snapshot", "-r", ds + "/t@x")
+    zfs("clone", ds + "/a@s2", ds + "/a-clone")
+    zfs("snapshot", ds + "/a-clone@c1")
+    zfs("clone", ds + "/a-clone@c1", ds + "/a-clone2")
+    for snap in ("a-clone@c1", "h@h2", "t/k@x"):
+        zfs("hold", "keep", "%s/%s" % (ds, snap))
+        request.addfinalizer(lambda snap=snap: subprocess.run(["zfs", "release", "keep", "%s/%s" % (ds, snap)],
+                                                              check=False))
+
+
+def test_check_mode_makes_every_refusal_of_the_real_run_and_neither_changes_anything(play, zfs_dataset, bed,
+                                                                                     request):
+    ds = zfs_dataset
+    refusing_tree(ds, request)
+    long_name = ds + "/t@" + "x" * (255 - len(ds + "/t@"))  # 255 characters; its descendant's would be 257
+    cases = [
+        (dict(name=[ds + "/a@s1"], state="rollback"), "not the newest snapshot"),
+        (dict(name=[ds + "/h@h1"], state="rollback", force=True),
+         "newer snapshots it would destroy are held (%s/h@h2)" % ds),
+        (dict(name=[ds + "/a@s1"], state="rollback", force=True), "clones with held snapshots (%s/a-clone@c1)" % ds),
+        (dict(name=[ds + "/h@h2"], state="absent"), "cannot destroy held snapshots (%s/h@h2)" % ds),
+        (dict(name=[ds + "/a@s2"], state="absent"), "clones depend on them (%s/a-clone, %s/a-clone2)" % (ds, ds)),
+        (dict(name=[ds + "/a@s2"], state="absent", force=True), "clones with held snapshots (%s/a-clone@c1)" % ds),
+        (dict(name=[ds + "/t@x"], state="absent", recursive=True), "cannot destroy held snapshots (%s/t/k@x)" % ds),
+        (dict(name=[ds + "/t@e"], recursive=True), "descendants already have a snapshot of that name (%s/t/k@e)" % ds),
+        (dict(name=[ds + "/a@m1", ds + "/a@m2"]),
+         "this zfs (zfs-fuse) cannot take several snapshots in one command: its zfs snapshot accepts one "
+         "dataset@snapname; asked for 2 snapshots of the one dataset %s/a (%s/a@m1, %s/a@m2)" % (ds, ds, ds)),
+        (dict(name=[ds + "/a@m1", ds + "/h@m1"]), "asked for snapshots of 2 datasets (%s/a, %s/h)" % (ds, ds)),
+        (dict(name=[ds + "/a@s1"], hold="x" * 256), "the tag is 256 characters long"),
+        (dict(name=[ds + "/a"], prefix="auto_", max_age="soon"), "max_age 'soon'"),
+        (dict(name=[ds + "/a@n1"], properties={"quota": "1G"}), "must be user properties"),
+        (dict(name=[long_name], recursive=True), "longer than 255 characters: %s/t/k@" % ds),
+        (dict(name=[ds + "/v@__base__"], state="absent"), "managed by Proxmox VE"),
+        (dict(name=[ds + "/a@s1"], state="absent", allowed_roots=[bed["zfs"]["pool"] + "/elsewhere"]),
+         "outside allowed_roots"),
+        (dict(name=[ds + "/missing@s1"]), "dataset %s/missing does not exist" % ds),
+        (dict(name=[ds + "/a@bad name"]), "invalid snapshot name"),
+    ]
+    tasks = "".join(snapshot_task(**args) + "  ignore_errors: true\n" for args, dummy in cases)
+    before = state_of(ds)
+    messages = {}
+    for check in (True, False):
+        run = play(tasks, check=check)
+        results = run.task_results()
+        assert len(results) == len(cases), run
+        messages[check] = [r.get("msg", "(no failure: %r)" % r) for r in results]
+        assert state_of(ds) == before, "a refused task changed the pool (check=%s)" % check
+    wrong = [(fragment, messages[True][i], messages[False][i]) for i, (dummy, fragment) in enumerate(cases)
+             if fragment not in messages[False][i] or messages[True][i] != messages[False][i]]
+    assert not wrong, "\n".join("expected %r\n  check: %s\n  real:  %s" % w for w in wrong)
+
+
+def test_no_warnings_key_passed_to_exit_json(play, zfs_dataset, request):
+    snap = zfs_dataset + "@w1"
+    zfs("snapshot", snap)
+    zfs("hold", "other", snap)
+    request.addfinalizer(lambda: subprocess.run(["zfs", "release", "other", snap], check=False))
+    # zfs-fuse cannot list holds: in check mode the module cannot tell whether the tag is there, and warns
+    run = play(snapshot_task(name=[snap], hold="keep"), check=True)
+    output = run.stdout + run.stderr
+    assert "already has holds that this zfs cannot list; hold keep may exist" in output
+    assert "Passing `warnings` to `exit_json`" not in output and "DEPRECATION" not in output, output
+
+
+def test_forced_rollback_diff_shows_what_it_destroys(play, zfs_dataset):
+    ds = zfs_dataset + "/r"
+    zfs("create", ds)
+    for snap in ("s1", "s2", "s3"):
+        zfs("snapshot", "%s@%s" % (ds, snap))
+    zfs("clone", ds + "@s2", zfs_dataset + "/r-clone")
+    zfs("snapshot", zfs_dataset + "/r-clone@c1")
+    zfs("clone", zfs_dataset + "/r-clone@c1", zfs_dataset + "/r-clone2")
+    task = snapshot_task(name=[ds + "@s1"], state="rollback", force=True)
+    doomed_snapshots = [ds + "@s2", ds + "@s3"]
+    doomed_clones = [zfs_dataset + "/r-clone", zfs_dataset + "/r-clone2"]
+    before = state_of(zfs_dataset)
+    checked = play(task, check=True, diff=True)
+    assert state_of(zfs_dataset) == before
+    res = checked.task_results()[0]
+    assert res["destroyed"] == doomed_snapshots and res["destroyed_clones"] == doomed_clones
+    assert res["diff"]["before"]["snapshots"] == {ds: [ds + "@s1"] + doomed_snapshots}
+    assert res["diff"]["after"]["snapshots"] == {ds: [ds + "@s1"]}
+    assert res["diff"]["before"]["clones"] == sorted(doomed_clones + [zfs_dataset + "/r-clone@c1"])
+    assert res["diff"]["after"]["clones"] == []
+    for name in doomed_snapshots + doomed_clones + [zfs_dataset + "/r-clone@c1"]:
+        assert '-        "%s"' % name in checked.stdout or '-            "%s"' % name in checked.stdout, \
+            checked.stdout  # shown as removed by --diff
+    done = play(task, diff=True)
+    assert done.task_results()[0]["destroyed_clones"] == doomed_clones
+    assert zfs("list", "-H", "-t", "all", "-o", "name", "-r", zfs_dataset).split() == [zfs_dataset, ds, ds + "@s1"]
