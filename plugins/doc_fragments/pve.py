@@ -31,8 +31,10 @@ options:
     default: 8006
   api_user:
     description:
-      - User to log in as, with its realm (C(user@realm)). Also the user of an API token whose
-        O(api_token_id) is given without one.
+      - User to log in as, with its realm (C(user@realm)), such as C(root@pam) (a Linux user of the node)
+        or C(admin@pve) (a Proxmox VE user). A name without a realm, such as C(root), is refused before
+        any request.
+      - Also the user of an API token whose O(api_token_id) is given without one.
       - If not set, the environment variable C(PROXMOX_USER) is used.
     type: str
     default: root@pam
@@ -46,7 +48,8 @@ options:
   api_token_id:
     description:
       - API token id, either complete (C(user@realm!tokenid)) or only C(tokenid), which is then
-        combined with O(api_user).
+        combined with O(api_user). The user needs its realm here too (C(root@pam!ci), not C(root!ci)).
+      - Only the id; the secret goes in O(api_token_secret), not after an C(=).
       - Requires O(api_token_secret).
       - If not set, the environment variable C(PROXMOX_TOKEN_ID) is used.
     type: str
@@ -59,6 +62,8 @@ options:
     description:
       - Verify the TLS certificate of the API. Set to V(false) only for test systems; a node's
         self-signed certificate can be verified with O(ca_path) instead.
+      - The API speaks only HTTPS. A port that answers plain HTTP is reported as such, whatever this is
+        set to.
       - If not set, the environment variable C(PROXMOX_VALIDATE_CERTS) is used.
     type: bool
     default: true

@@ -43,7 +43,8 @@ except ImportError:  # pragma: no cover
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
-    HAS_REQUESTS, RequestsConnectionError, SSLError, Timeout, requests)
+    HAS_REQUESTS, RequestsConnectionError, SSLError, Timeout, answers_plain_http, connection_refused,
+    looks_like_not_tls, requests, transport_cause)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
     PveApiError, PveConfigError, PveConnectionError, PveError)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
@@ -59,6 +60,13 @@ TICKET_RENEW_AFTER = 6600
 CHUNK = 1024 * 1024
 MASK = "********"
 
+# Proxmox VE's own rules (PVE::Auth::Plugin): a user id is name@realm, the name without white space, ':' or '/';
+# realms and token names start with a letter, then letters, digits, '.', '-' and '_'.
+_REALM = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
+_USER_NAME = re.compile(r"^[^\s:/]+$")
+_TOKEN_NAME = _REALM
+# how long the probe that tells a plain-HTTP port from a TLS failure may take
+PROBE_TIMEOUT = 5
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 _BAD_FILENAME = re.compile(r'[/\\"\r\n\x00]')
 
@@ -118,6 +126,46 @@ def merge_params(params, kwargs):
     return merged
 
 
+def check_userid(userid, option="api_user", tail=""):
+    """``userid`` when it is a Proxmox VE user id (``name@realm``); else PveConfigError saying what is wrong.
+
+    PVE logs nobody in without a realm, so this is checked before any request: a bare ``root`` would only
+    come back as PVE's "authentication failure".  ``tail`` ends the examples (``!ci`` for a token id).
+    """
+    text = to_text(userid)
+    name, at, realm = text.rpartition("@")
+    if not at:
+        raise PveConfigError("%s %r has no realm: a Proxmox VE user is name@realm, with @pam for a Linux user of the "
+                             "node or @pve for a Proxmox VE user (e.g. %s@pam%s or %s@pve%s)"
+                             % (option, text, text or "root", tail, text or "root", tail))
+    if not _USER_NAME.match(name) or not _REALM.match(realm):
+        raise PveConfigError("%s %r is not a Proxmox VE user id: name@realm, the name without spaces, ':' or '/', "
+                             "the realm such as pam or pve (e.g. root@pam%s)" % (option, text, tail))
+    return text
+
+
+def full_token_id(token_id, user):
+    """The complete token id ``user@realm!tokenname``: ``token_id`` as given, or ``user!token_id``.
+
+    The token name is never echoed in a message: a token pasted as ``user@realm!name=secret`` would put the
+    secret there.
+    """
+    text = to_text(token_id)
+    if "!" in text:
+        owner, dummy, name = text.rpartition("!")
+        check_userid(owner, "the user of api_token_id", "!" + name if _TOKEN_NAME.match(name) else "!tokenname")
+    else:
+        if "@" in text:
+            raise PveConfigError("api_token_id %r is a user, not a token: give user@realm!tokenname "
+                                 "(e.g. root@pam!ci), or the token name alone with api_user" % text)
+        owner, name = check_userid(user, "api_user (the user of an api_token_id given without one)"), text
+    if not _TOKEN_NAME.match(name):
+        raise PveConfigError("api_token_id: the token name after %s! is not valid (a letter, then letters, digits, "
+                             "'.', '-' or '_'); the form is user@realm!tokenname, and the secret goes in "
+                             "api_token_secret" % owner)
+    return "%s!%s" % (owner, name)
+
+
 def check_upload_filename(filename):
     if not filename or len(filename) > 255 or _BAD_FILENAME.search(filename):
         raise PveConfigError("not a usable upload file name: %r (a base name without quotes or control "
@@ -169,13 +217,6 @@ class ApiBase:
 
     def scrub(self, text):
         return to_text(text)
-
-
-def _cause(exc):
-    """The useful part of a requests exception (urllib3 nests the reason in MaxRetryError)."""
-    inner = exc.args[0] if exc.args else None
-    reason = getattr(inner, "reason", None)
-    return str(reason if reason is not None else exc)
 
 
 class MultipartBody:
@@ -286,9 +327,15 @@ class PveClient(ApiBase):
         self.user = user or DEFAULT_USER
         self._password = password or None
         self._token_secret = token_secret or None
+        self._secrets = set(s for s in (self._password, self._token_secret) if s)
         self.token_id = None
-        if token_id:
-            self.token_id = token_id if "!" in token_id else "%s!%s" % (self.user, token_id)
+        try:
+            if token_id:
+                self.token_id = full_token_id(token_id, self.user)
+            else:
+                check_userid(self.user)
+        except PveConfigError as exc:
+            raise PveConfigError(self.scrub(str(exc))) from None  # a secret pasted in the wrong option stays hidden
         self.verify = (ca_path or True) if validate_certs else False
         self.timeout = timeout or DEFAULT_TIMEOUT
         self.session = session if session is not None else requests.Session()
@@ -300,7 +347,6 @@ class PveClient(ApiBase):
         self._ticket = None
         self._csrf = None
         self._ticket_time = None
-        self._secrets = set(s for s in (self._password, self._token_secret) if s)
         netloc = "[%s]" % host if ":" in host and not host.startswith("[") else host
         self.base_url = "https://%s:%d/api2/json" % (netloc, self.port)
 
@@ -345,15 +391,34 @@ class PveClient(ApiBase):
                     warnings.simplefilter("ignore", InsecureRequestWarning)
                 return self.session.request(method, self.base_url + path, **kwargs)
         except SSLError as exc:
-            raise PveConnectionError(self.host, self.port, self.scrub(
-                "%s: TLS failed: %s (point ca_path at the node's CA certificate, e.g. a copy of "
-                "/etc/pve/pve-root-ca.pem, or set validate_certs: false)" % (where, _cause(exc))))
+            raise PveConnectionError(self.host, self.port, self.scrub("%s: %s" % (where, self._tls_failure(exc))))
         except Timeout as exc:
             raise PveConnectionError(self.host, self.port, self.scrub(
-                "%s: no answer within %s s (api_timeout): %s" % (where, self.timeout, _cause(exc))))
+                "%s: no answer within %s s (api_timeout): %s" % (where, self.timeout, transport_cause(exc))))
         except RequestsConnectionError as exc:
-            raise PveConnectionError(self.host, self.port, self.scrub("%s: %s" % (where, _cause(exc))),
-                                     retryable=True)
+            if connection_refused(exc):
+                cause = ("%s:%d refused the connection: check api_host and api_port (%d unless changed on the node) "
+                         "and that pveproxy runs there" % (self.host, self.port, DEFAULT_PORT))
+            else:
+                cause = transport_cause(exc)
+            raise PveConnectionError(self.host, self.port, self.scrub("%s: %s" % (where, cause)), retryable=True)
+
+    def _tls_failure(self, exc):
+        """What a failed TLS handshake means: a port that is not TLS at all, or a certificate problem."""
+        cause = transport_cause(exc)
+        if looks_like_not_tls(exc):
+            if answers_plain_http(self.host, self.port, min(self.timeout, PROBE_TIMEOUT)):
+                return ("this port answers plain HTTP, not HTTPS: the Proxmox VE API (pveproxy) speaks only HTTPS, "
+                        "on port %d unless changed; check that api_host and api_port name the API and not another "
+                        "service (validate_certs does not matter here)" % DEFAULT_PORT)
+            return ("the answer is not TLS (%s): the Proxmox VE API speaks HTTPS, on port %d unless changed; check "
+                    "that api_host and api_port name the API (validate_certs does not matter here)"
+                    % (cause, DEFAULT_PORT))
+        if self.verify is False:
+            return ("TLS failed: %s (validate_certs is false, so the certificate is not checked; check that "
+                    "api_port is the API's HTTPS port)" % cause)
+        return ("TLS failed: %s (point ca_path at the node's CA certificate, e.g. a copy of "
+                "/etc/pve/pve-root-ca.pem, or set validate_certs: false)" % cause)
 
     def _ticket_stale(self):
         return self._ticket is None or self.clock() - self._ticket_time > TICKET_RENEW_AFTER

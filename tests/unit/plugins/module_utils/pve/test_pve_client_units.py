@@ -8,14 +8,16 @@ import re
 
 import pytest
 import requests
+import urllib3
 import yaml
 
 from ansible_collections.lxcri.proxmox.plugins.doc_fragments.pve import ModuleDocFragment
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import tasks as tasks_mod
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import client as client_mod
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import (
     MultipartBody, PveClient, encode_params, fill_path, quote_segment)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import (
-    PVE_MUTUALLY_EXCLUSIVE, PVE_REQUIRED_TOGETHER, pve_argument_spec)
+    PVE_MUTUALLY_EXCLUSIVE, PVE_REQUIRED_TOGETHER, connect, pve_argument_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
     PveApiError, PveConfigError, PveConnectionError, PveError, PveTaskError, PveTaskTimeout)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures, parse_version
@@ -206,6 +208,133 @@ def test_connection_errors_name_host_port_and_cause():
     with pytest.raises(PveConnectionError) as err:
         client.get("/version")
     assert "certificate verify failed" in str(err.value) and "ca_path" in str(err.value)
+
+
+# --- what a failed connection means ---------------------------------------------------------
+
+WRONG_VERSION = "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"
+RECORD_LAYER = "[SSL] record layer failure (_ssl.c:1000)"
+
+
+def wrapped(reason, url="/api2/json/version", kind=requests.exceptions.ConnectionError):
+    """A requests exception the way requests and urllib3 nest it: ConnectionError(MaxRetryError(reason))."""
+    retry = urllib3.exceptions.MaxRetryError(None, url, reason)
+    return kind(retry)
+
+
+def refused_error(host="pve.example", port=8006):
+    class Conn:
+        def __str__(self):
+            return "HTTPSConnection(host='%s', port=%d)" % (host, port)
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as cause:
+        reason = urllib3.exceptions.NewConnectionError(
+            Conn(), "Failed to establish a new connection: [Errno 111] Connection refused")
+        reason.__cause__ = cause
+    return wrapped(reason)
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    """Stands in for the plain-HTTP probe: ``probe.answer`` is what it finds, ``probe.calls`` who it asked."""
+    class Probe:
+        answer = True
+        calls = []
+
+        def __call__(self, host, port, timeout=3.0):
+            self.calls.append((host, port, timeout))
+            return self.answer
+    stub = Probe()
+    stub.calls = []
+    monkeypatch.setattr(client_mod, "answers_plain_http", stub)
+    return stub
+
+
+@pytest.mark.parametrize("validate_certs", [True, False])
+@pytest.mark.parametrize("ssl_text", [WRONG_VERSION, RECORD_LAYER])
+def test_a_plain_http_port_is_named_not_a_certificate_problem(probe, validate_certs, ssl_text):
+    client, session = make_client([wrapped(urllib3.exceptions.SSLError(ssl_text), kind=requests.exceptions.SSLError)],
+                                  validate_certs=validate_certs, port=8443)
+    with pytest.raises(PveConnectionError) as err:
+        client.get("/version")
+    text = str(err.value)
+    assert "pve.example:8443" in text and "this port answers plain HTTP, not HTTPS" in text, text
+    assert "api_host and api_port" in text and "validate_certs: false" not in text and "TLS failed" not in text
+    assert PASSWORD not in text
+    assert probe.calls == [("pve.example", 8443, 5)]
+    assert [c[0] for c in session.calls] == ["POST"]  # the login, not repeated
+
+
+def test_a_port_that_is_not_tls_nor_http_and_other_tls_failures(probe):
+    probe.answer = False
+    client, dummy = make_client([requests.exceptions.SSLError(WRONG_VERSION)], validate_certs=False)
+    with pytest.raises(PveConnectionError) as err:
+        client.get("/version")
+    assert "the answer is not TLS" in str(err.value) and "api_port" in str(err.value)
+    assert "plain HTTP" not in str(err.value) and "validate_certs: false" not in str(err.value)
+    # a handshake that fails for another reason with validate_certs already false does not say to set it
+    client, dummy = make_client([requests.exceptions.SSLError("[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] handshake "
+                                                              "failure")], validate_certs=False)
+    with pytest.raises(PveConnectionError) as err:
+        client.get("/version")
+    assert "TLS failed" in str(err.value) and "validate_certs: false" not in str(err.value)
+    assert "validate_certs is false" in str(err.value)
+    assert probe.calls == [("pve.example", 8006, 5)]  # only the not-TLS answer is probed
+
+
+def test_a_refused_connection_names_host_and_port_without_urllib3_text():
+    client, session = make_client([refused_error(port=8443)] * 3, password=None, token_id="a@pve!t",
+                                  token_secret=TOKEN_SECRET, port=8443)
+    with pytest.raises(PveConnectionError) as err:
+        client.get("/version")
+    text = str(err.value)
+    assert "pve.example:8443 refused the connection" in text and "api_host and api_port" in text, text
+    for noise in ("Max retries", "HTTPSConnection", "Errno", "NewConnectionError", "Caused by"):
+        assert noise not in text, text
+    sleeps = [c[1] for c in session.calls if c[0] == "sleep"]
+    assert len(sleeps) == 2 and sum(sleeps) <= 2  # a GET is tried again, briefly
+    client, session = make_client([refused_error()])
+    with pytest.raises(PveConnectionError) as err:
+        client.get("/version")
+    assert "pve.example:8006 refused the connection" in str(err.value) and "POST /access/ticket" in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs,needles", [
+    ({"user": "root"}, ["api_user 'root' has no realm", "@pam", "@pve", "root@pam"]),
+    ({"user": "admin@"}, ["api_user 'admin@' is not a Proxmox VE user id", "root@pam"]),
+    ({"user": "@pam"}, ["api_user '@pam' is not a Proxmox VE user id"]),
+    ({"user": "root", "password": None, "token_id": "ci", "token_secret": TOKEN_SECRET},
+     ["api_user (the user of an api_token_id given without one) 'root' has no realm", "root@pam"]),
+    ({"password": None, "token_id": "root!ci", "token_secret": TOKEN_SECRET},
+     ["the user of api_token_id 'root' has no realm", "root@pam!ci", "root@pve!ci"]),
+    ({"password": None, "token_id": "ci@pve", "token_secret": TOKEN_SECRET},
+     ["api_token_id 'ci@pve' is a user, not a token", "user@realm!tokenname"]),
+    ({"password": None, "token_id": "root@pam!ci=" + TOKEN_SECRET, "token_secret": TOKEN_SECRET},
+     ["the token name after root@pam! is not valid", "api_token_secret"]),
+    ({"password": None, "token_id": "root@pam!" + TOKEN_SECRET, "token_secret": TOKEN_SECRET},
+     ["the token name after root@pam! is not valid"]),
+])
+def test_a_user_without_a_realm_fails_before_any_request(kwargs, needles):
+    session = FakeSession([])
+    with pytest.raises(PveConfigError) as err:
+        PveClient("pve.example", session=session, **dict({"password": PASSWORD}, **kwargs))
+    for needle in needles:
+        assert needle in str(err.value), str(err.value)
+    assert session.calls == []
+    assert PASSWORD not in str(err.value) and TOKEN_SECRET not in str(err.value)
+
+
+def test_user_ids_and_token_ids_that_are_accepted():
+    assert make_client([], user="john.doe@example.com@ldap-1")[0].user == "john.doe@example.com@ldap-1"
+    assert make_client([], password=None, user="ci@pve", token_id="t", token_secret=TOKEN_SECRET)[0].token_id == \
+        "ci@pve!t"
+    # a complete token id brings its own user; api_user (maybe only its default) is not used for it
+    assert make_client([], password=None, user="root", token_id="ci@pve!deploy.1",
+                       token_secret=TOKEN_SECRET)[0].token_id == "ci@pve!deploy.1"
+    with pytest.raises(PveConfigError) as err:
+        connect({"api_host": "pve.example", "api_user": "root", "api_password": PASSWORD})
+    assert "has no realm" in str(err.value) and "root@pam" in str(err.value) and PASSWORD not in str(err.value)
 
 
 def test_tls_settings(tmp_path):
