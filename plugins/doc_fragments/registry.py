@@ -39,6 +39,8 @@ options:
       - Verify the registry's TLS certificate.
       - V(false) skips verification and also allows plain HTTP, as C(skopeo --tls-verify=false) does. Only
         for registries you trust, such as a local test registry.
+      - With V(true), a registry port that answers plain HTTP fails with a message that says so. A mirror
+        in O(registry_mirrors) can be given as an C(http://) URL instead.
     type: bool
     default: true
   registry_ca_path:
@@ -57,7 +59,10 @@ options:
     type: int
     default: 60
   retries:
-    description: How often to retry on HTTP 429 and 5xx, broken connections and short bodies, with backoff.
+    description:
+      - How often to retry on HTTP 429 and 5xx, broken connections and short bodies, with backoff.
+      - A refused connection (nothing listens on the registry's port) is retried at most three times,
+        within two seconds in all, and then fails naming the host and port.
     type: int
     default: 5
   keep_corrupt:

@@ -6,7 +6,9 @@
 Authentication: anonymous, basic, and bearer tokens (``WWW-Authenticate``
 challenge, token scoped to the repository, refreshed when it expires or is
 refused).  Retries 429/5xx and broken connections with backoff, honouring
-``Retry-After``.  Blob downloads resume with ``Range`` when the server
+``Retry-After``.  A refused connection is retried only briefly (nothing
+listens on the port; a registry that is just restarting is back within
+seconds or not at all).  Blob downloads resume with ``Range`` when the server
 allows it, and restart otherwise.
 """
 
@@ -21,8 +23,14 @@ import re
 import threading
 import time
 
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2 controller, never a target here
+    from urlparse import urlsplit
+
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
-    HAS_REQUESTS, ChunkedEncodingError, ContentDecodingError, RequestsConnectionError, SSLError, Timeout, requests)
+    HAS_REQUESTS, ChunkedEncodingError, ContentDecodingError, RequestsConnectionError, SSLError, Timeout,
+    answers_plain_http, connection_refused, looks_like_not_tls, name_unresolvable, requests, transport_cause)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (  # pylint: disable=unused-import
     REQUESTS_IMPORT_ERROR)  # re-exported: oci_image checks for requests through this module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
@@ -34,6 +42,10 @@ RETRY_STATUS = (429, 500, 502, 503, 504)
 MAX_RETRY_AFTER = 60.0
 CHUNK = 1024 * 1024
 USER_AGENT = "lxcri.proxmox"
+# The waits before trying a refused connection again (at most as many as ``retries``): under two seconds in all.
+REFUSED_RETRY_DELAYS = (0.25, 0.5, 1.0)
+# how long the probe that tells a plain-HTTP port from a TLS failure may take
+PROBE_TIMEOUT = 5
 
 _CHALLENGE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
@@ -67,6 +79,19 @@ def retry_after_seconds(value, now=None):
     return max(0.0, when.timestamp() - now)
 
 
+def host_port(url):
+    """``host:port`` of ``url``, with the scheme's default port when it names none (``[v6]:port`` for IPv6)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or parts.netloc
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return "%s:%d" % ("[%s]" % host if ":" in host else host, port), host, port
+
+
 def _registry_message(resp):
     """The registry's own error text (errors[].code/message) for error reports."""
     try:
@@ -80,6 +105,10 @@ def _registry_message(resp):
         pass
     text = (resp.text or "").strip()
     return text[:300] if text else resp.reason or ""
+
+
+def _tries(retried):
+    return " (%d tries)" % (retried + 1) if retried else ""
 
 
 class Token:
@@ -177,7 +206,7 @@ class RegistryClient:
             headers["Accept"] = accept
         scope = "repository:%s:pull" % ref.path
         refreshed = False
-        attempt = 0
+        attempt = refused = 0
         while True:
             url = self._url(host, path)
             self._authorize(headers, host, scope, ref)
@@ -187,19 +216,26 @@ class RegistryClient:
                 if not self.tls_verify and self.schemes.get(host) is None and "://" not in host:
                     self.schemes[host] = "http"  # tls_verify=false also allows plain HTTP
                     continue
-                raise RegistryError("TLS error talking to %s: %s (set registry_ca_path for a private CA, or "
-                                    "registry_tls_verify: false to skip verification)" % (host, exc))
+                raise RegistryError(self._tls_failure(host, url, exc))
             except (RequestsConnectionError, Timeout) as exc:
                 if (not self.tls_verify and self.schemes.get(host) is None and "://" not in host
                         and url.startswith("https://")):
                     self.schemes[host] = "http"
                     continue
-                unresolvable = "resolve" in str(exc).lower() or "name or service not known" in str(exc).lower()
-                if attempt < self.retries and not unresolvable:
+                if connection_refused(exc):
+                    if refused < min(self.retries, len(REFUSED_RETRY_DELAYS)):
+                        self.stats["retries"] += 1
+                        self.sleep(REFUSED_RETRY_DELAYS[refused])
+                        refused += 1
+                        continue
+                    raise RegistryError("registry %s refused the connection%s: nothing listens there; check the "
+                                        "registry's host and port (in the image reference or registry_mirrors) and "
+                                        "that the registry runs" % (host_port(url)[0], _tries(refused)))
+                if attempt < self.retries and not name_unresolvable(exc):
                     self._wait(attempt)
                     attempt += 1
                     continue
-                raise RegistryError("cannot reach registry %s: %s" % (host, exc))
+                raise RegistryError("cannot reach registry %s: %s" % (host_port(url)[0], transport_cause(exc)))
             if self.schemes.get(host) is None and "://" not in host:
                 self.schemes[host] = "https" if url.startswith("https://") else "http"
             if resp.status_code == 401 and not refreshed:
@@ -213,6 +249,25 @@ class RegistryClient:
                 attempt += 1
                 continue
             return resp
+
+    def _tls_failure(self, host, url, exc):
+        """The message for a failed TLS handshake: a port that answers plain HTTP, or a certificate problem."""
+        where, hostname, port = host_port(url)
+        if looks_like_not_tls(exc):
+            if answers_plain_http(hostname, port, min(self.timeout, PROBE_TIMEOUT)):
+                if "://" in host:
+                    how = "write the mirror as http://%s in registry_mirrors to use it over plain HTTP" % (
+                        host.split("://", 1)[1])
+                elif not self.tls_verify:  # it answered HTTPS earlier in this run
+                    how = "check the registry's host and port"
+                else:
+                    how = ("set registry_tls_verify: false to pull from it over plain HTTP (only for a registry "
+                           "you trust, such as a local test registry)")
+                return "registry %s: this port answers plain HTTP, not HTTPS; %s" % (where, how)
+            return ("registry %s: the answer is not TLS (%s); check the registry's host and port"
+                    % (where, transport_cause(exc)))
+        return ("TLS error talking to %s: %s (set registry_ca_path for a private CA, or registry_tls_verify: false "
+                "to skip verification)" % (host, transport_cause(exc)))
 
     def _authorize(self, headers, host, scope, ref):
         headers.pop("Authorization", None)
@@ -251,7 +306,7 @@ class RegistryClient:
         if challenge.get("service"):
             query["service"] = challenge["service"]
         auth = None
-        attempt = 0
+        attempt = refused = 0
         while True:
             self.stats["token_requests"] += 1
             try:
@@ -266,11 +321,20 @@ class RegistryClient:
                     resp = self.session.get(challenge["realm"], params=dict(query, client_id=USER_AGENT),
                                             auth=auth, timeout=self.timeout, verify=self._verify())
             except (RequestsConnectionError, Timeout) as exc:
-                if attempt < self.retries:
+                if connection_refused(exc):
+                    if refused < min(self.retries, len(REFUSED_RETRY_DELAYS)):
+                        self.stats["retries"] += 1
+                        self.sleep(REFUSED_RETRY_DELAYS[refused])
+                        refused += 1
+                        continue
+                    raise AuthError("the token service %s for %s: %s refused the connection%s"
+                                    % (challenge["realm"], host, host_port(challenge["realm"])[0], _tries(refused)))
+                if attempt < self.retries and not name_unresolvable(exc):
                     self._wait(attempt)
                     attempt += 1
                     continue
-                raise AuthError("cannot reach the token service %s for %s: %s" % (challenge["realm"], host, exc))
+                raise AuthError("cannot reach the token service %s for %s: %s"
+                                % (challenge["realm"], host, transport_cause(exc)))
             if resp.status_code in RETRY_STATUS and attempt < self.retries:
                 self._wait(attempt, resp)
                 attempt += 1
