@@ -31,7 +31,7 @@ description:
   - The cluster is listed once per run. An unchanged container costs that listing and its config (plus the login
     with a password, and C(GET /version) only where O(oci) needs it and the config does not show it).
   - A new container records what it was made from (the image reference and manifest digest of O(oci), or the
-    O(ostemplate) volume) as a line C(lxcri.proxmox: image=... digest=...) of its description, which Proxmox VE
+    O(ostemplate) volume) as a line of its description (C(lxcri.proxmox) followed by C(image=... digest=...)), which Proxmox VE
     copies to clones. An existing container addressed by O(vmid) whose hostname differs from O(hostname), or whose
     recorded image is another image or another digest than O(oci)'s, is refused before any change (O(on_mismatch)).
   - Every value that could only fail later (an C(env) or C(entrypoint) value with a newline or another control

@@ -45,7 +45,7 @@ options:
       - V(present) creates the snapshot unless it exists (a snapshot is never re-taken).
       - V(absent) deletes it if it exists.
       - V(rollback) returns the container to the snapshot. Proxmox VE stops a running container first (it stays
-        stopped unless O(start=true)). On ZFS storage (C(zfspool)) only the newest snapshot can be rolled back to:
+        stopped unless O(start=true)). On ZFS storage (C(zfspool)) only the newest snapshot can be rolled back to;
         the module refuses any other before any change, in check mode too, naming the newer snapshots. A rollback
         always reports C(changed); in check mode it reports what it would do.
       - In check mode, a container or snapshot that an earlier task of the same run would create (or delete) is

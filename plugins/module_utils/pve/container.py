@@ -615,7 +615,7 @@ class ContainerManager:
                 if status == "running":
                     self.actions.append("started")
                 self.check_plan.record(self.params.get("vmid"), wanted.get("hostname"), node=node, status=status,
-                                 created=True)
+                                       created=True)
                 result.update(vmid=self.params.get("vmid"), node=node, status=status,
                               diff={"before": {}, "after": pveconfig.masked(wanted)})
                 return self._finish(result, started)
@@ -698,8 +698,8 @@ class ContainerManager:
         if not self.check_mode and self.changed:
             status = self.status_of(node, vmid) or status
         if self.check_mode and found is not None:
-            self.check_plan.record(vmid, config.get("hostname") or (found or {}).get("name"), node=node, status=status,
-                             created=bool(found.get("phantom")))
+            self.check_plan.record(vmid, config.get("hostname") or found.get("name"), node=node, status=status,
+                                   created=bool(found.get("phantom")))
         result.update(vmid=vmid, node=node, status=status, config=pveconfig.masked(config),
                       diff={"before": _without_digest(before), "after": _without_digest(pveconfig.masked(config))})
         if self.mismatch:

@@ -222,7 +222,7 @@ class SnapshotManager:
         if ct.changed and not self.check_mode:
             status = ct.status_of(node, vmid)
         ct.check_plan.record(vmid, found.get("name"), node=node, status=status, created=bool(found.get("phantom")),
-                       snapshots=[s["name"] for s in after])
+                             snapshots=[s["name"] for s in after])
         result.update(snapshots=after, diff=diff_of(before, after), status=status)
         return ct._finish(result, started)  # pylint: disable=protected-access
 
