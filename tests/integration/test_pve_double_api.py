@@ -115,6 +115,24 @@ def test_every_read_answers_in_the_schemas_shape(double):
 
 # -- task log pages -----------------------------------------------------------------------
 
+def test_storage_content_lists_only_template_extensions_as_vztmpl(double):
+    """pve-storage lists a vztmpl volume only for names matching $VZTMPL_EXT_RE_1 at their end (PVE/Storage.pm,
+    PVE/Storage/Plugin.pm's $get_subdir_files): oci_template's JSON sidecar next to a template is none."""
+    cache = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
+    names = ["app.tar.zst.json", "app.tar.zst", "b.tar", "c.tar.gz", "d.tar.xz", "e.tar.bz2", "F.TAR.ZST",
+             "g.tar.zst.tmp", "h.tar.json", "notes.txt", ".hidden.tar", "i.tgz", "j.tar.lz4"]
+    for name in names:
+        with open(os.path.join(cache, name), "w") as handle:
+            handle.write("x")
+    listed = call(double, "GET", "/nodes/pve1/storage/local/content", params={"content": "vztmpl"}).json()["data"]
+    formats = dict((item["volid"], item["format"]) for item in listed)
+    assert formats == {"local:vztmpl/mini.tar.zst": "tzst", "local:vztmpl/app.tar.zst": "tzst",
+                       "local:vztmpl/b.tar": "tar", "local:vztmpl/c.tar.gz": "tgz", "local:vztmpl/d.tar.xz": "txz",
+                       "local:vztmpl/e.tar.bz2": "tbz2", "local:vztmpl/F.TAR.ZST": "tZST"}
+    everything = call(double, "GET", "/nodes/pve1/storage/local/content").json()["data"]
+    assert not [item for item in everything if item["volid"].endswith((".json", ".txt", ".tmp"))]
+
+
 def test_task_log_pages_carry_total(double):
     def work(task):
         for number in range(1, 121):

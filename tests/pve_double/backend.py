@@ -7,6 +7,7 @@ PVE does in workers (create, delete, start, ...) runs as asynchronous tasks.
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -19,6 +20,9 @@ from .schema import ApiError, Schema
 from .tasks import TaskFailed, TaskManager
 
 VERSIONS = {"9.1": ("9.1.1", "9.1"), "8": ("8.4.1", "8.4")}
+# pve-storage's $VZTMPL_EXT_RE_1 (PVE/Storage.pm), anchored at the end of the name as PVE/Storage/Plugin.pm's
+# $get_subdir_files (list_volumes' vztmpl listing) anchors it; the capture gives the listed format (tar or t<ext>)
+VZTMPL_NAME = re.compile(r"^[^/]+\.(?:(tar)|tar\.(gz|xz|zst|bz2))$", re.IGNORECASE)
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
@@ -355,9 +359,12 @@ class Backend:
         cache = os.path.join(info["path"], "template", "cache")
         for entry in sorted(os.listdir(cache)):
             path = os.path.join(cache, entry)
-            if os.path.isfile(path) and not entry.startswith("."):
-                fmt = "tzst" if entry.endswith(".tar.zst") else "tgz" if entry.endswith(".tar.gz") else "tar"
-                out.append({"volid": "%s:vztmpl/%s" % (name, entry), "content": "vztmpl", "format": fmt,
+            match = VZTMPL_NAME.match(entry)
+            # a glob of <dir>/* skips dot files; anything else (a sidecar *.tar.zst.json, say) is no template
+            if os.path.isfile(path) and not entry.startswith(".") and match:
+                ext = match.group(1) or match.group(2)
+                out.append({"volid": "%s:vztmpl/%s" % (name, entry), "content": "vztmpl",
+                            "format": ext if ext == "tar" else "t" + ext,
                             "size": os.path.getsize(path), "ctime": int(os.path.getmtime(path))})
         images = os.path.join(info["path"], "images")
         for vmid in sorted(os.listdir(images)):

@@ -26,6 +26,9 @@ def test_choose(entries, keep, current, doomed):
     ("nginx_1.26_aaaaaaaaaaaa_0123abcd.tar.zst", False),  # other options
     ("nginx-extra_1.26_aaaaaaaaaaaa.tar.zst", False),
     ("nginx_1.26_AAAAAAAAAAAA.tar.zst", False),
+    # a sidecar next to a template built with dest in a storage's directory: never a family member, whether a
+    # storage listing shows it or not
+    ("nginx_1.26_aaaaaaaaaaaa.tar.zst.json", False),
 ])
 def test_family(name, member):
     regex = family_regex("nginx", "nginx_1.27_3b7c9e0a1f2d.tar.zst", DIGEST)
