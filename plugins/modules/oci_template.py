@@ -162,8 +162,10 @@ attributes:
   check_mode:
     support: full
     details:
-      - Resolves the image and computes the name, identity and (when the layers are cached) the runtime
-        without writing anything.
+      - Resolves the image (its manifest and config only, when the layers are not cached) and computes the
+        name, identity and runtime without writing anything, not even cache directories or lock files.
+      - With the layers not cached, RV(runtime) holds what the image config and the options tell; the keys that
+        need the layers are null and named in RV(runtime.needs_layers).
   diff_mode:
     support: full
     details: Shows the template's identity (image digest, options, argv, init command) before and after.
@@ -295,7 +297,17 @@ removed:
   elements: str
 runtime:
   description:
-    - How to run a container made from the template. Null in check mode when the layers are not cached yet.
+    - How to run a container made from the template.
+    - In check mode with the image's layers not cached yet, the runtime is what the image config and the options
+      tell, without reading the layers. Known then are RV(runtime.argv), RV(runtime.env), RV(runtime.cwd),
+      RV(runtime.user), RV(runtime.stop_signal), RV(runtime.volumes), RV(runtime.exposed_ports), RV(runtime.labels),
+      RV(runtime.image_digest), RV(runtime.platform), RV(runtime.lxc_init_cmd), RV(runtime.pve_entrypoint),
+      RV(runtime.pve_env), RV(runtime.oci_config) and whether a RV(runtime.wrapper) is needed.
+    - Null until the layers are read, and listed in RV(runtime.needs_layers), are RV(runtime.uid), RV(runtime.gid)
+      and RV(runtime.groups) where the image's C(/etc/passwd) and C(/etc/group) decide them (a user name, a uid
+      without a group, supplementary groups; C(uid:gid) is known), RV(runtime.lxc_config) with them, and the
+      wrapper's C(drop_tool) and C(written_at) with O(init_wrapper=always). A predicted wrapper is listed too,
+      since whether the image has the C(/bin/sh) it needs is only seen in the layers.
   returned: when state is present
   type: dict
   contains:
@@ -387,6 +399,14 @@ runtime:
     pve_env_problem:
       description: Why RV(runtime.pve_env) is null (a name or value Proxmox VE refuses), when it is.
       type: str
+    needs_layers:
+      description:
+        - Only in check mode with the layers not cached; the runtime keys that are null (or, for C(wrapper),
+          unverified) until the layers are read, as C(uid), C(gid), C(groups), C(lxc_config), C(wrapper),
+          C(wrapper.drop_tool), C(wrapper.written_at). Empty when the config tells everything.
+      type: list
+      elements: str
+      sample: ["gid", "groups", "lxc_config"]
 diff:
   description: Template identity before and after (with C(--diff)).
   returned: when state is present

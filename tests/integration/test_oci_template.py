@@ -250,16 +250,23 @@ def test_byte_identical_rebuild_and_idempotence(work):
 
 def test_check_mode_writes_nothing_and_absent_removes(work):
     ref = write_image(work["layout"], "check", [base_layer()], {"Entrypoint": ["/bin/sleep", "3600"]})
-    result = TemplateManager({"image": ref, "dest": work["dest"], "cache_dir": work["cache"]}, check_mode=True).run()
-    assert result["changed"] and result["runtime"] is None  # layers not cached: no runtime without reading them
+    cold = TemplateManager({"image": ref, "dest": work["dest"], "cache_dir": work["cache"]}, check_mode=True).run()
+    # layers not cached: the runtime from the config alone; root's gid and groups come from /etc/passwd and group
+    assert cold["changed"] and cold["runtime"]["argv"] == ["/bin/sleep", "3600"]
+    assert cold["runtime"]["needs_layers"] == ["gid", "groups", "lxc_config"]
     assert os.listdir(work["dest"]) == [] and not os.path.exists(work["cache"])
     from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
     ImageManager({"image": ref, "cache_dir": work["cache"]}).run()
+    before = tree_listing(work["cache"])
     result = TemplateManager({"image": ref, "dest": work["dest"], "cache_dir": work["cache"]}, check_mode=True).run()
     assert result["changed"] and result["runtime"]["argv"] == ["/bin/sleep", "3600"]  # computed from the cache
+    assert "needs_layers" not in result["runtime"]
     assert os.listdir(work["dest"]) == []
+    assert tree_listing(work["cache"]) == before  # reading the layers recorded nothing (no diff_id meta)
     built = convert(work, ref)
     assert built["runtime"] == result["runtime"]
+    assert dict((k, v) for k, v in cold["runtime"].items() if k not in cold["runtime"]["needs_layers"] + [
+        "needs_layers"]) == dict((k, v) for k, v in built["runtime"].items() if k not in cold["runtime"]["needs_layers"])
     absent = TemplateManager({"image": ref, "dest": work["dest"], "cache_dir": work["cache"], "state": "absent"},
                              check_mode=True).run()
     assert absent["changed"] and os.path.exists(built["path"])

@@ -110,3 +110,61 @@ def test_upload_to_a_storage_with_module_defaults_group(installed_collection, tm
         assert second.rc == 0 and second.stats["localhost"]["changed"] == 0, second
     finally:
         double.stop()
+
+
+# ---------------------------------------------------------------------------
+# issue 21: check mode with a cold cache, refusals before the upload, no failed upload left on the storage
+
+def test_check_mode_cold_cache_returns_the_runtime_the_config_gives(installed_collection, registry_image, tmp_path):
+    """The image only in the registry: check mode reads its manifest and config, returns what they tell, and
+    writes nothing, not even into an existing (empty) cache directory."""
+    dest, cache = tmp_path / "dest", tmp_path / "cache"
+    cache.mkdir()
+    play = write_play(tmp_path, "cold.yml", """\
+        - lxcri.proxmox.oci_template:
+            image: %s
+            dest: %s
+            cache_dir: %s
+            registry_tls_verify: false
+        """ % (registry_image.refs["open"], dest, cache))
+    check = installed_collection.playbook(play, check=True)
+    assert check.rc == 0, check
+    cold = check.task_results()[0]["runtime"]
+    assert list(cache.iterdir()) == [] and not dest.exists(), "check mode wrote into the cache or dest"
+    assert cold["argv"] == ["/bin/sleep", "3600"] and cold["cwd"] == "/app" and cold["stop_signal"] == "SIGTERM"
+    assert "GREETING=hello world" in cold["env"] and cold["pve_env"] == "\0".join(cold["env"])
+    assert cold["lxc_init_cmd"] == cold["pve_entrypoint"] == "/bin/sleep 3600"
+    assert (cold["uid"], cold["gid"], cold["groups"]) == (1000, 1000, [])  # USER 1000:1000 needs no /etc/passwd
+    assert cold["needs_layers"] == []
+    built = installed_collection.playbook(play)
+    assert built.rc == 0, built
+    runtime = built.task_results()[0]["runtime"]
+    assert dict(cold, needs_layers=None) == dict(runtime, needs_layers=None)
+
+
+def test_check_mode_cold_cache_leaves_null_only_what_needs_the_layers(installed_collection, tmp_path):
+    layout = str(tmp_path / "layout")
+    passwd = "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n"
+    ref = write_image(layout, "named", [Layer().dir("bin").busybox(("sh", "sleep")).dir("etc")
+                                        .file("etc/passwd", passwd).file("etc/group", "app:x:1000:\nvideo:x:44:app\n")],
+                      {"Entrypoint": ["/bin/sh", "-c", "sleep 3600; exit 0"], "User": "app", "WorkingDir": "/srv",
+                       "StopSignal": "SIGINT"})
+    play = write_play(tmp_path, "named.yml", """\
+        - lxcri.proxmox.oci_template:
+            image: %s
+            dest: %s
+            cache_dir: %s
+            lxc_version: "6.0"
+        """ % (ref, tmp_path / "dest", tmp_path / "cache"))
+    check = installed_collection.playbook(play, check=True)
+    assert check.rc == 0, check
+    cold = check.task_results()[0]["runtime"]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "dest").exists()
+    assert cold["needs_layers"] == ["uid", "gid", "groups", "lxc_config"]
+    assert (cold["uid"], cold["gid"], cold["groups"], cold["lxc_config"]) == (None, None, None, None)
+    assert cold["user"] == "app" and cold["cwd"] == "/srv" and cold["stop_signal"] == "SIGINT"
+    assert cold["lxc_init_cmd"] == cold["pve_entrypoint"] == '/bin/sh -c "sleep 3600; exit 0"'
+    built = installed_collection.playbook(play).task_results()[0]["runtime"]
+    assert (built["uid"], built["gid"], built["groups"]) == (1000, 1000, [44])
+    for key in set(built) - set(cold["needs_layers"]):
+        assert cold[key] == built[key], key

@@ -184,18 +184,37 @@ def _id(text, what):
     return value
 
 
+def _user_parts(spec):
+    spec = (spec or "").strip() or "0"
+    user, sep, group = spec.partition(":")
+    if not user or (sep and not group):
+        raise ConfigError("user %r: expected name, uid, name:group or uid:gid" % spec)
+    return user, sep, group
+
+
+def ids_without_user_files(spec):
+    """``(uid, gid, groups)`` as far as the USER spec alone gives them; None where the image's files decide.
+
+    Without /etc/passwd and /etc/group (check mode before the layers are
+    read): a name needs passwd for its uid, a uid without a group takes its
+    primary group from passwd and its supplementary groups from group, and a
+    named group needs group.  ``uid:gid`` is known in full (no supplementary
+    groups, as with any explicit group).
+    """
+    user, sep, group = _user_parts(spec)
+    uid = _id(user, "uid") if user.isdigit() else None
+    if not sep:
+        return uid, None, None
+    return uid, (_id(group, "gid") if group.isdigit() else None), []
+
+
 def resolve_user(spec, passwd_text, group_text):
     """``(uid, gid, [supplementary gids])`` for a USER spec, from the image's files.
 
     ``passwd_text``/``group_text`` are the image's /etc/passwd and /etc/group
     as text, or None when the image has none.
     """
-    spec = (spec or "").strip()
-    if not spec:
-        spec = "0"
-    user, sep, group = spec.partition(":")
-    if not user or (sep and not group):
-        raise ConfigError("user %r: expected name, uid, name:group or uid:gid" % spec)
+    user, sep, group = _user_parts(spec)
     passwd = parse_passwd(passwd_text)
     groups = parse_group(group_text)
     name = None
@@ -244,18 +263,23 @@ def needs_user_files(spec):
 # ---------------------------------------------------------------------------
 # everything together
 
-def runtime_spec(config, overrides, passwd_text=None, group_text=None):
+def runtime_spec(config, overrides, passwd_text=None, group_text=None, user_files=True):
     """The process spec as a dict.
 
     ``config`` is the image config's ``config`` member; ``overrides`` the
     module options entrypoint, cmd, env, workdir, user, stop_signal (None
-    meaning "keep the image's").
+    meaning "keep the image's").  ``user_files=False``: the image's
+    /etc/passwd and /etc/group are not at hand (its layers were not read),
+    so ``uid``, ``gid`` and ``groups`` are None where they would decide.
     """
     config = config or {}
     user = overrides.get("user")
     if user is None:
         user = config.get("User") or ""
-    uid, gid, groups = resolve_user(user, passwd_text, group_text)
+    if user_files:
+        uid, gid, groups = resolve_user(user, passwd_text, group_text)
+    else:
+        uid, gid, groups = ids_without_user_files(user)
     volumes = sorted(normalize_workdir(v) for v in (config.get("Volumes") or {}))
     return {
         "argv": command_argv(config, overrides.get("entrypoint"), overrides.get("cmd")),

@@ -335,16 +335,28 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
     whose Entrypoint/Cmd (``oci_command``) must survive its quoting as well.
 
     With ``sink=None`` nothing is written (check mode): the runtime is what a
-    build would produce.
+    build would produce.  With ``tree=None`` too (check mode, the layers not
+    read) it is what the image config alone tells: what only the layers can
+    answer (the user's ids from /etc/passwd and /etc/group, whether the image
+    has the /bin/sh or the user-switching tool a wrapper needs) is null or
+    unverified, and ``needs_layers`` names those keys.
     """
     runtime = dict(spec)
     argv = spec["argv"]
-    has_shell = _is_file(tree, "/bin/sh")
+    known = tree is not None
+    has_shell = _is_file(tree, "/bin/sh") if known else None
     runtime["wrapper"] = None
     add = sink is not None
+    needs_layers = [key for key in ("uid", "gid", "groups") if spec[key] is None]
+    ids_known = not needs_layers
 
     def exists(path):
         return _is_file(tree, path)
+
+    def done(value):
+        if not known:
+            value["needs_layers"] = needs_layers
+        return value
 
     if add:
         ensure_dir(tree, sink, spec["cwd"], spec["uid"], spec["gid"], mtime)
@@ -352,19 +364,25 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
             ensure_dir(tree, sink, volume, mtime=mtime)
     if init_wrapper == "always":
         tool = None
-        if spec["uid"] != 0 or spec["gid"] != 0 or spec["groups"]:
-            tool = initwrap.choose_drop_tool(exists, spec["gid"], spec["groups"], _account(spec, tree),
-                                             lambda path: _is_busybox(tree, path))
-            if tool is None:
-                raise TemplateError("init_wrapper=always must switch to uid %d gid %d groups %s, but the image has no "
-                                    "tool that can (looked for %s); use a Proxmox VE 9.1+ node with init_wrapper: "
-                                    "auto, or add setpriv to the image"
-                                    % (spec["uid"], spec["gid"], spec["groups"],
-                                       ", ".join(c[0] for c in initwrap.drop_tool_candidates())))
-        if not has_shell:
+        if not ids_known or spec["uid"] != 0 or spec["gid"] != 0 or spec["groups"]:
+            if known:
+                tool = initwrap.choose_drop_tool(exists, spec["gid"], spec["groups"], _account(spec, tree),
+                                                 lambda path: _is_busybox(tree, path))
+                if tool is None:
+                    raise TemplateError("init_wrapper=always must switch to uid %d gid %d groups %s, but the image "
+                                        "has no tool that can (looked for %s); use a Proxmox VE 9.1+ node with "
+                                        "init_wrapper: auto, or add setpriv to the image"
+                                        % (spec["uid"], spec["gid"], spec["groups"],
+                                           ", ".join(c[0] for c in initwrap.drop_tool_candidates())))
+            else:
+                needs_layers.append("wrapper.drop_tool")
+        if known and not has_shell:
             raise TemplateError("init_wrapper=always needs /bin/sh in the image, which it lacks")
-        script = initwrap.init_wrapper(argv, spec["env"], spec["cwd"], spec["uid"], spec["gid"], spec["groups"],
-                                       spec["stop_signal"], tool)
+        if known:
+            script = initwrap.init_wrapper(argv, spec["env"], spec["cwd"], spec["uid"], spec["gid"], spec["groups"],
+                                           spec["stop_signal"], tool)
+        else:  # the ids and the tool may need the layers: check what the script takes from the config alone
+            initwrap.init_wrapper(argv, spec["env"], spec["cwd"], 0, 0, [], spec["stop_signal"], None)
         path = initwrap.INIT_WRAPPER_PATH
         if add:
             resolved = tree.resolve(path.strip("/"))
@@ -374,15 +392,20 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
             path = place_file(tree, sink, initwrap.INIT_WRAPPER_PATH, script, mtime=mtime)
             sink.add_dir(RESERVED_DIR, mtime=mtime)
             sink.add_file(initwrap.INIT_COPY_PATH.lstrip("/"), script, mtime=mtime)
+        elif not known:
+            path = None  # where /sbin/init lands depends on the image's symlinks
+            needs_layers.append("wrapper.written_at")
         runtime["wrapper"] = {"kind": "init", "path": initwrap.INIT_WRAPPER_PATH, "written_at": path,
                               "drop_tool": tool.path if tool else None}
+        if not known:
+            needs_layers.append("wrapper")  # the image's /bin/sh
         runtime["lxc_init_cmd"] = initwrap.INIT_WRAPPER_PATH
         runtime["pve_entrypoint"] = initwrap.INIT_WRAPPER_PATH
         if pve_import:
             runtime["oci_command"] = [[initwrap.INIT_WRAPPER_PATH], None]
         runtime["lxc_config"] = []
         runtime["pve_env"] = ""
-        return runtime
+        return done(runtime)
     problem = None
     try:
         runtime["lxc_init_cmd"] = lxcinit.encode_init_cmd(argv, lxc_target)
@@ -392,7 +415,7 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
         problem = exc
     if problem is not None:
         target = "Proxmox VE's OCI import" if pve_import else "lxc.init.cmd for LXC %s" % lxc_target
-        if init_wrapper == "never" or not has_shell:
+        if init_wrapper == "never" or has_shell is False:
             why = "init_wrapper is never" if init_wrapper == "never" else "the image has no /bin/sh for a wrapper"
             raise TemplateError("the command cannot be given to %s: %s; and %s" % (target, problem, why))
         try:
@@ -405,6 +428,8 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
             sink.add_file(initwrap.EXEC_WRAPPER_PATH.lstrip("/"), script, mtime=mtime)
         runtime["wrapper"] = {"kind": "exec", "path": initwrap.EXEC_WRAPPER_PATH,
                               "reason": "%s: %s" % (target, problem)}
+        if not known:
+            needs_layers.append("wrapper")  # the image's /bin/sh
         runtime["lxc_init_cmd"] = initwrap.EXEC_WRAPPER_PATH
         if pve_import:
             runtime["oci_command"] = [[initwrap.EXEC_WRAPPER_PATH], None]
@@ -421,9 +446,13 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
     except LxcConfigError as exc:
         runtime["pve_env"] = None
         runtime["pve_env_problem"] = str(exc)
-    runtime["lxc_config"] = lxcinit.lxc_config_lines(spec["cwd"], spec["uid"], spec["gid"], spec["env"],
-                                                     spec["stop_signal"], spec["groups"])
-    return runtime
+    if ids_known:
+        runtime["lxc_config"] = lxcinit.lxc_config_lines(spec["cwd"], spec["uid"], spec["gid"], spec["env"],
+                                                         spec["stop_signal"], spec["groups"])
+    else:
+        runtime["lxc_config"] = None
+        needs_layers.append("lxc_config")
+    return done(runtime)
 
 
 # ---------------------------------------------------------------------------
@@ -458,8 +487,8 @@ class TemplateManager:
 
     def _resolve(self):
         """Pull (or in check mode, resolve) the image: (Resolved, layers all cached)."""
-        if self.check_mode and not os.path.isdir(self.params["cache_dir"]):
-            # nothing cached yet: resolve without creating the cache
+        if self.check_mode and not _store_complete(self.params["cache_dir"]):
+            # no usable cache: resolve (manifest and config only) without creating one or its lock files
             puller = Puller(None, self.images.client)
             return puller.inspect(self.images.source, self.images.platform), False, puller
         store = self.images.store
@@ -604,12 +633,15 @@ class TemplateManager:
 
     # -- building --------------------------------------------------------------
 
-    def _layers(self, res):
+    def _layers(self, res, store=None):
         diff_ids = res.config["rootfs"]["diff_ids"]
-        layers = [StoredLayer(self.images.store, layer, diff_id) for layer, diff_id in zip(res.layers, diff_ids)]
+        store = store or self.images.store
+        layers = [StoredLayer(store, layer, diff_id) for layer, diff_id in zip(res.layers, diff_ids)]
         return layers + [reserved_layer(self.params["init_wrapper"] == "always")]
 
     def _spec(self, res, tree):
+        """The process spec from the config, the overrides and ``tree``'s user files (``tree=None``: layers not
+        read, ids null where those files decide)."""
         keys = ("entrypoint", "cmd", "env", "workdir", "user", "stop_signal")
         overrides = dict((key, self.params.get(key)) for key in keys)
         passwd = tree.captured("etc/passwd") if tree is not None else None
@@ -617,17 +649,24 @@ class TemplateManager:
         try:
             spec = runtime_spec(res.config.get("config") or {}, overrides,
                                 passwd.decode("utf-8", "replace") if passwd is not None else None,
-                                group.decode("utf-8", "replace") if group is not None else None)
+                                group.decode("utf-8", "replace") if group is not None else None,
+                                user_files=tree is not None)
         except ConfigError as exc:
             raise TemplateError("%s: %s" % (self.images.source, exc))
         spec.update(image_digest=res.manifest_digest, platform=str(res.platform))
         return spec
 
     def scan_runtime(self, res, cached, lxc_target):
-        """The runtime a build would produce, reading cached layers only (check mode)."""
-        if not cached:
-            return None
-        tree = flatten(self._layers(res), _NullSink(), Limits())
+        """The runtime a build would produce (check mode), writing nothing.
+
+        With the layers cached they are read (through a store view that
+        records nothing); without, the runtime is what the image config
+        and the options tell, ``needs_layers`` naming what is null or unverified.
+        """
+        if cached:
+            tree = flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(), Limits())
+        else:
+            tree = None
         spec = self._spec(res, tree)
         archive = self.params["format"] == "oci-archive"
         runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], pve_import=archive)
@@ -759,6 +798,19 @@ class TemplateManager:
         return runtime
 
 
+class _ReadOnlyStore:
+    """The blob store as check mode reads layers: a verified read records no diff_id (open_layer's remember)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def path(self, digest):
+        return self.store.path(digest)
+
+    def set_meta(self, digest, meta):
+        pass
+
+
 class _NullSink:
     def add(self, info, fileobj=None):
         if fileobj is not None:
@@ -790,6 +842,17 @@ class _DirLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def _store_complete(root):
+    """Whether a blob store is at ``root`` with all its directories and its lock file.
+
+    Check mode opens a store only then: BlobStore() creates what is missing,
+    and a pull's shared lock creates ``locks/store.lock``.
+    """
+    subdirs = ("blobs", "meta", "pins", "locks", "tmp")
+    return all(os.path.isdir(os.path.join(root, sub)) for sub in subdirs) and \
+        os.path.isfile(os.path.join(root, "locks", "store.lock"))
 
 
 def _created_epoch(config):
