@@ -78,6 +78,10 @@ options:
         complete, with its sha256 checksum.
       - An existing volume with the same name is kept, since the name carries the image digest (and, with
         non-default options, their hash); set O(force) to replace it.
+      - A template that M(lxcri.proxmox.lxc_container) could not run on the node is refused before the upload; see
+        O(require_runnable).
+      - When an upload fails, whatever the storage lists under the template's name afterwards (a copy cut off
+        midway whose cleanup on the node failed too) is removed, and the error says so.
     type: str
   node:
     description: The node whose storage receives the upload. Defaults to the node the API host is.
@@ -144,6 +148,27 @@ options:
     description: Rebuild (and re-upload) even when an identical template exists.
     type: bool
     default: false
+  require_runnable:
+    description:
+      - With O(storage), refuse a template that M(lxcri.proxmox.lxc_container) could not run over the API on
+        O(node)'s Proxmox VE version (read from C(GET /version), as M(lxcri.proxmox.lxc_container) does), before
+        anything is uploaded and in check mode too. The module fails with what to change, and nothing is uploaded.
+      - 'Refused are: on Proxmox VE before 9.1, which has no C(entrypoint)/C(env) keys, a V(vztmpl) template
+        without O(init_wrapper=always) (set it), and any V(oci-archive) (8.x cannot import one; build V(vztmpl)
+        with O(init_wrapper=always)); on 9.1 and later, a V(vztmpl) template without O(init_wrapper=always) whose
+        image runs as a user other than root, with supplementary groups, or in a working directory other than
+        C(/), which the API cannot set (build O(format=oci-archive) or use O(init_wrapper=always)).'
+      - What the options decide is refused before the image is pulled, what the image config decides (working
+        directory, numeric user) before the build, and what needs the image's C(/etc/passwd) and C(/etc/group)
+        after the build, before the upload. Check mode with the layers not cached cannot see those files: a user
+        name other than C(root) counts as a non-root user there (as M(lxcri.proxmox.lxc_container) takes it), and
+        for root, whose supplementary groups only C(/etc/group) tells, the module warns instead.
+      - Set V(false) when the template is still the right one, for example when M(lxcri.proxmox.lxc_container)
+        will create the containers on the node with O(lxcri.proxmox.lxc_container#module:raw_lxc=true) (it writes
+        the C(lxc.init.*) lines itself), or when other nodes sharing the storage run another version.
+      - Ignored with O(dest).
+    type: bool
+    default: true
   keep:
     description:
       - With O(state=present), keep only the newest O(keep) templates of the image's repository in O(dest) or
@@ -206,6 +231,15 @@ EXAMPLES = r"""
     image: registry.example.com/team/app:2.1
     format: oci-archive
     storage: local
+    api_host: pve1.example.com
+    api_token_id: root@pam!ansible
+    api_token_secret: "{{ vault_pve_token }}"
+
+- name: A plain template for containers that lxc_container creates on the node with raw_lxc (it writes lxc.init.*)
+  lxcri.proxmox.oci_template:
+    image: registry.example.com/team/app:2.1
+    storage: local
+    require_runnable: false
     api_host: pve1.example.com
     api_token_id: root@pam!ansible
     api_token_secret: "{{ vault_pve_token }}"
@@ -442,6 +476,7 @@ def main():
         lxc_version=dict(type="str", default="auto"),
         force=dict(type="bool", default=False),
         keep=dict(type="int"),
+        require_runnable=dict(type="bool", default=True),
     )
     spec.update(registry_argument_spec())
     spec.update(pve_argument_spec())
@@ -456,10 +491,14 @@ def main():
     env = params["env"]
     if env is not None and not isinstance(env, (dict, list)):
         module.fail_json(msg="env must be a dict or a list of NAME=value, not %s" % type(env).__name__)
+    manager = None
     try:
-        result = TemplateManager(params, check_mode=module.check_mode).run()
+        manager = TemplateManager(params, check_mode=module.check_mode)
+        result = manager.run()
     except (OciError, PveError) as exc:
         module.fail_json(msg=str(exc), image=params["image"])
+    for warning in manager.warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 

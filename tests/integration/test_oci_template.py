@@ -17,7 +17,8 @@ import time
 import pytest
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import (
+    NAMING_DEFAULTS, TemplateManager, identity_hash)
 from lxcri_testbed.bed import run
 from lxcri_testbed.oci_build import Layer, with_setpriv, write_image
 
@@ -377,7 +378,8 @@ def test_corrupt_or_truncated_cached_layer_publishes_nothing(work):
 CONVERT = """
 import json, sys
 sys.path[:0] = json.loads(sys.argv[2])
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import (
+    NAMING_DEFAULTS, TemplateManager, identity_hash)
 r = TemplateManager(json.loads(sys.argv[1])).run()
 print(json.dumps({"changed": r["changed"], "path": r["path"], "sha256": r["sha256"]}))
 """
@@ -507,11 +509,13 @@ def test_upload_to_storage_idempotent_and_absent(work, tmp_path):
     double = Double(str(tmp_path / "pve"), mode="8").start()
     try:
         ref = write_image(work["layout"], "up", [base_layer()], {"Entrypoint": ["/bin/sleep", "3600"]})
+        # Proxmox VE 8 runs the app only through the generated /sbin/init
         params = {"image": ref, "storage": "local", "cache_dir": work["cache"], "api_host": "127.0.0.1",
                   "api_port": double.port, "api_user": "root@pam", "api_password": DEFAULT_PASSWORD,
-                  "ca_path": double.cert}
+                  "ca_path": double.cert, "init_wrapper": "always"}
         check = TemplateManager(dict(params), check_mode=True).run()
-        assert check["changed"] and check["volid"] == "local:vztmpl/layout_up_%s.tar.zst" % _short(work, "up")
+        name = "layout_up_%s_%s" % (_short(work, "up"), identity_hash(dict(NAMING_DEFAULTS, init_wrapper="always"))[:8])
+        assert check["changed"] and check["volid"] == "local:vztmpl/%s.tar.zst" % name
         on_disk = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
         assert [f for f in os.listdir(on_disk) if f.startswith("up_")] == []
         first = TemplateManager(dict(params)).run()

@@ -168,3 +168,171 @@ def test_check_mode_cold_cache_leaves_null_only_what_needs_the_layers(installed_
     assert (built["uid"], built["gid"], built["groups"]) == (1000, 1000, [44])
     for key in set(built) - set(cold["needs_layers"]):
         assert cold[key] == built[key], key
+
+
+def _uploads(double):
+    return [r for r in double.requests if r[0] == "POST" and r[1].endswith("/upload")]
+
+
+def _storage_files(double):
+    return sorted(os.listdir(os.path.join(double.backend.storages["local"]["path"], "template", "cache")))
+
+
+def test_storage_refuses_before_pulling_what_proxmox_ve_8_cannot_run(installed_collection, registry_image, tmp_path):
+    from pve_double.server import Double
+    double = Double(str(tmp_path / "pve"), mode="8").start()
+    cache = tmp_path / "cache"
+    try:
+        play = write_pve_play(tmp_path, double, "eight.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                registry_tls_verify: false
+                storage: local
+                cache_dir: %s
+            """ % (registry_image.refs["open"], cache))
+        for check in (True, False):
+            run = installed_collection.playbook(play, check=check)
+            assert run.rc != 0, run
+            msg = run.task_results()[0]["msg"]
+            assert "lxc_container could not run it on node pve1: Proxmox VE 8.4 has no entrypoint/env" in msg
+            assert "init_wrapper: always" in msg and "require_runnable: false" in msg
+            assert _uploads(double) == [] and _storage_files(double) == []
+            assert not (cache / "blobs" / "sha256").exists() or os.listdir(str(cache / "blobs" / "sha256")) == []
+        archive = installed_collection.playbook(write_pve_play(tmp_path, double, "eight-oci.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                registry_tls_verify: false
+                storage: local
+                cache_dir: %s
+                format: oci-archive
+                init_wrapper: always
+            """ % (registry_image.refs["open"], cache)), check=True)
+        assert archive.rc != 0 and "cannot import an OCI archive" in archive.task_results()[0]["msg"], archive
+        # raw_lxc on the node can carry it: the user says so
+        allowed = installed_collection.playbook(write_pve_play(tmp_path, double, "eight-raw.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                registry_tls_verify: false
+                storage: local
+                cache_dir: %s
+                require_runnable: false
+            """ % (registry_image.refs["open"], cache)))
+        assert allowed.rc == 0 and allowed.task_results()[0]["changed"], allowed
+        assert _storage_files(double) == [allowed.task_results()[0]["filename"]]
+    finally:
+        double.stop()
+
+
+def test_storage_on_9_1_refuses_a_plain_template_of_a_user_or_workdir(installed_collection, registry_image, tmp_path):
+    """USER 1000:1000 and WORKDIR /app: the config tells, so check mode refuses too; oci-archive carries them."""
+    from pve_double.server import Double
+    double = Double(str(tmp_path / "pve"), mode="9.1").start()
+    try:
+        play = write_pve_play(tmp_path, double, "nine.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                registry_tls_verify: false
+                storage: local
+                cache_dir: %s
+            """ % (registry_image.refs["open"], tmp_path / "cache"))
+        for check in (True, False):
+            run = installed_collection.playbook(play, check=check)
+            assert run.rc != 0, run
+            msg = run.task_results()[0]["msg"]
+            assert "the image runs with uid 1000, gid 1000, working directory /app" in msg, msg
+            for hint in ("format: oci-archive", "init_wrapper: always", "raw_lxc: true", "require_runnable: false"):
+                assert hint in msg
+            assert _uploads(double) == [] and _storage_files(double) == []
+        assert not os.path.exists(str(tmp_path / "cache" / "templates"))  # refused before the build
+        archive = installed_collection.playbook(write_pve_play(tmp_path, double, "nine-oci.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                registry_tls_verify: false
+                storage: local
+                cache_dir: %s
+                format: oci-archive
+            """ % (registry_image.refs["open"], tmp_path / "cache")))
+        assert archive.rc == 0, archive
+        assert _storage_files(double) == [archive.task_results()[0]["filename"]]
+    finally:
+        double.stop()
+
+
+def test_storage_refuses_after_the_build_what_only_the_layers_tell(installed_collection, tmp_path):
+    """Root with supplementary groups (its /etc/group): check mode without the layers warns; the real run builds,
+    sees the groups and refuses before the upload, leaving nothing on the storage or in the cache's templates."""
+    from pve_double.server import Double
+    layout = str(tmp_path / "layout")
+    ref = write_image(layout, "root", [Layer().dir("bin").busybox(("sh", "sleep")).dir("etc")
+                                       .file("etc/passwd", "root:x:0:0::/root:/bin/sh\n")
+                                       .file("etc/group", "root:x:0:\nwheel:x:10:root\n")],
+                      {"Cmd": ["/bin/sleep", "3600"]})
+    double = Double(str(tmp_path / "pve"), mode="9.1").start()
+    try:
+        play = write_pve_play(tmp_path, double, "root.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                storage: local
+                cache_dir: %s
+            """ % (ref, tmp_path / "cache"))
+        check = installed_collection.playbook(play, check=True)
+        assert check.rc == 0, check
+        result = check.task_results()[0]
+        assert result["changed"] and result["runtime"]["needs_layers"] == ["gid", "groups", "lxc_config"]
+        assert "check mode cannot tell yet whether lxc_container can run" in " ".join(result.get("warnings", [])) + \
+            check.stdout + check.stderr
+        run = installed_collection.playbook(play)
+        assert run.rc != 0, run
+        assert "supplementary groups 10" in run.task_results()[0]["msg"]
+        assert _uploads(double) == [] and _storage_files(double) == []
+        leftovers = [f for f in os.listdir(str(tmp_path / "cache" / "templates")) if not f.endswith(".lock")]
+        assert leftovers == []  # no local copy, no sidecar record
+    finally:
+        double.stop()
+
+
+def test_an_upload_cut_off_midway_leaves_no_volume(installed_collection, tmp_path):
+    """The node's copy breaks halfway and its own cleanup fails too (pve-storage's upload to another node: scp,
+    then 'rm -f' over ssh): the module removes the partial volume and says so; the next run uploads it whole."""
+    from pve_double.server import Double
+    from pve_double.tasks import TaskFailed
+    layout = str(tmp_path / "layout")
+    ref = write_image(layout, "cut", [Layer().dir("bin").busybox(("sh", "sleep"))], {"Cmd": ["/bin/sleep", "3600"]})
+    double = Double(str(tmp_path / "pve"), mode="9.1").start()
+    backend = double.backend
+    whole = backend.storage_upload
+
+    def cut_off(params, user, files):
+        name, tmp = os.path.basename(files["filename"][0]), files["filename"][1]
+        target = os.path.join(backend.storages[params["storage"]]["path"], "template", "cache", name)
+
+        def work(task):
+            with open(tmp, "rb") as source, open(target, "wb") as out:
+                out.write(source.read(os.path.getsize(tmp) // 2))
+            os.unlink(tmp)
+            raise TaskFailed("import failed: scp: connection lost; cleanup failed: ssh: connect to host: timeout")
+
+        return backend.tasks.start("imgcopy", None, user, work)
+
+    try:
+        play = write_pve_play(tmp_path, double, "cut.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                storage: local
+                format: oci-archive
+                cache_dir: %s
+            """ % (ref, tmp_path / "cache"))
+        backend.storage_upload = cut_off
+        run = installed_collection.playbook(play)
+        assert run.rc != 0, run
+        msg = run.task_results()[0]["msg"]
+        assert "connection lost" in msg and "that the failed upload left on the storage" in msg, msg
+        assert _storage_files(double) == []
+        backend.storage_upload = whole
+        again = installed_collection.playbook(play)
+        assert again.rc == 0 and again.task_results()[0]["changed"], again
+        result = again.task_results()[0]
+        on_disk = os.path.join(backend.storages["local"]["path"], "template", "cache", result["filename"])
+        assert os.path.getsize(on_disk) == result["size"]
+    finally:
+        double.stop()

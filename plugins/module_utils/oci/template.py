@@ -63,7 +63,7 @@ OUTPUT_OPTIONS = ("format", "compression", "entrypoint", "cmd", "env", "workdir"
 DEFAULTS = {
     "state": "present", "format": "vztmpl", "compression": "zstd", "dest": None, "storage": None, "node": None,
     "name": None, "entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None,
-    "stop_signal": None, "init_wrapper": "auto", "lxc_version": "auto", "force": False,
+    "stop_signal": None, "init_wrapper": "auto", "lxc_version": "auto", "force": False, "require_runnable": True,
 }
 
 
@@ -465,6 +465,7 @@ class TemplateManager:
         self.params = dict(DEFAULTS)
         self.params.update(dict((k, v) for k, v in params.items() if v is not None))
         self.check_mode = check_mode
+        self.warnings = []  # for module.warn
         self.images = ImageManager(dict((k, v) for k, v in self.params.items() if k in (
             "image", "platform", "cache_dir", "registry_username", "registry_password", "auth_file",
             "registry_tls_verify", "registry_ca_path", "registry_mirrors", "timeout", "retries", "keep_corrupt")),
@@ -532,6 +533,9 @@ class TemplateManager:
         return {"changed": False, "image": str(self.images.source), "format": self.params["format"]}
 
     def present(self, publisher=None):
+        if publisher is not None:
+            # what the options alone make unrunnable on the node is refused before the image is pulled
+            publisher.check_runnable(self.params["name"] or "the template")
         res, cached, dummy = self._resolve()
         if self.params["format"] == "oci-archive" and self.params["lxc_version"] == "auto":
             lxc_target = "6.0"  # only Proxmox VE 9.1+ imports OCI archives, and it ships LXC 6.0

@@ -9,6 +9,14 @@ when complete, and the local copy is removed afterwards; the sidecar stays,
 so the runtime of an uploaded template is known without rebuilding.  The
 volume name carries the image digest (and the hash of non-default options),
 so an existing volume of that name is the same template.
+
+With ``require_runnable`` (the default) a template that M(lxc_container)
+could not run over the API on the node's Proxmox VE version is refused
+before anything is uploaded: from the options alone before the image is
+pulled, from the image config before the build, and from the built
+template's runtime before the upload.  An upload that fails leaves no
+volume behind: whatever the storage lists under the name afterwards (a
+copy cut off midway whose cleanup failed too) is removed.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,9 +27,63 @@ import json
 import os
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import atomic_write
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
+
+ROOT_USERS = ("0", "0:0", "root", "root:root")
+RAW_LXC_HINT = ("or, if lxc_container will create the containers on the node with raw_lxc: true (it writes the "
+                "lxc.init.* lines itself), set require_runnable: false")
+
+
+def api_refusal(features, fmt, init_wrapper, runtime=None):
+    """``(problem, undecided)``: why lxc_container could not run the template over the API alone.
+
+    The rules of ContainerManager.desired (pve/container.py), plus that a
+    node before 9.1 cannot import an OCI archive at all.  ``problem`` is the
+    reason and what to do, or None; ``undecided`` says what only the layers
+    can tell (check mode), or None.  ``runtime=None``: judge from the
+    options alone (the wrapper kind is ``init`` exactly with
+    ``init_wrapper: always``).
+    """
+    release = features.release or ".".join(str(part) for part in features.version)
+    if runtime is None:
+        wrapper = "init" if init_wrapper == "always" else None
+    else:
+        wrapper = (runtime.get("wrapper") or {}).get("kind")
+    if fmt == "oci-archive" and not features.oci_import:
+        return ("Proxmox VE %s cannot import an OCI archive (9.1 added that), it would unpack the archive's files "
+                "as the root file system: build format: vztmpl with init_wrapper: always instead" % release, None)
+    if not features.entrypoint_env:
+        if wrapper != "init":
+            return ("Proxmox VE %s has no entrypoint/env container keys, so a plain template starts its own "
+                    "/sbin/init, not the image's command: build it with init_wrapper: always (a generated "
+                    "/sbin/init runs the command), %s" % (release, RAW_LXC_HINT), None)
+        return None, None
+    if fmt != "vztmpl" or wrapper == "init" or runtime is None:
+        return None, None
+    needs = []
+    user = str(runtime.get("user") or "0")
+    if runtime.get("uid") is None and user not in ROOT_USERS:
+        # a named user before the layers are read (check mode): lxc_container takes it for a non-root one too
+        needs.append("user %s" % user)
+    for key in ("uid", "gid"):
+        if runtime.get(key):
+            needs.append("%s %s" % (key, runtime[key]))
+    if runtime.get("groups"):
+        needs.append("supplementary groups %s" % ",".join(str(g) for g in runtime["groups"]))
+    if (runtime.get("cwd") or "/") != "/":
+        needs.append("working directory %s" % runtime["cwd"])
+    if needs:
+        return ("the image runs with %s, which the Proxmox VE API cannot set on a plain template: build it with "
+                "format: oci-archive (Proxmox VE's import sets the user and working directory) or "
+                "init_wrapper: always, %s" % (", ".join(needs), RAW_LXC_HINT), None)
+    unknown = [key for key in ("uid", "gid", "groups") if runtime.get(key) is None]
+    if unknown:
+        return None, ("whether the image runs as root without supplementary groups (its %s) is only known from its "
+                      "/etc/passwd and /etc/group, in the layers" % "/".join(unknown))
+    return None, None
 
 
 class StoragePublisher:
@@ -78,6 +140,51 @@ class StoragePublisher:
     def _record(self, filename):
         return os.path.join(self.workdir, filename + ".json")
 
+    def check_runnable(self, filename, runtime=None):
+        """Refuse (TemplateError) what lxc_container could not run on the node; see api_refusal."""
+        if not self.params.get("require_runnable", True):
+            return
+        features = self.client.features()
+        problem, undecided = api_refusal(features, self.params["format"], self.params["init_wrapper"], runtime)
+        if problem:
+            raise TemplateError("%s would not be uploaded to %s: lxc_container could not run it on node %s: %s"
+                                % (filename, self.storage, self.node, problem))
+        if undecided and self.manager.check_mode:
+            self.manager.warnings.append(
+                "check mode cannot tell yet whether lxc_container can run %s on node %s: %s; the real run checks it "
+                "after the build, before the upload" % (filename, self.node, undecided))
+
+    def _upload(self, path, filename, volid, checksum, size):
+        """Upload and wait; on any failure remove what the storage lists under ``volid`` and re-raise."""
+        try:
+            return self._wait(self.client.upload(self.node, self.storage, "vztmpl", path, filename=filename,
+                                                 checksum=checksum))
+        except (PveError, OSError) as exc:
+            note = self._remove_failed(volid, size)
+            if note:
+                raise PveError("%s (%s)" % (exc, note)) from exc
+            raise
+
+    def _remove_failed(self, volid, size):
+        """After a failed upload: remove the volume if the storage lists it; says what happened (or None)."""
+        try:
+            listed = [item for item in self.client.get("/nodes/{node}/storage/{storage}/content", node=self.node,
+                                                       storage=self.storage, content="vztmpl") or []
+                      if item.get("volid") == volid]
+        except PveError as exc:
+            return "could not look for a partial %s on the storage (%s): check with 'pvesm list %s'" % (
+                volid, exc, self.storage)
+        if not listed:
+            return None
+        try:
+            self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
+                                          storage=self.storage, volume=volid))
+        except PveError as exc:
+            return "the storage lists %s (%s of %d bytes) and removing it failed (%s): remove it with 'pvesm free %s'" % (
+                volid, listed[0].get("size"), size, exc, volid)
+        return "removed %s (%s of %d bytes) that the failed upload left on the storage" % (
+            volid, listed[0].get("size"), size)
+
     def present(self, result, res, ident, cached):
         manager = self.manager
         filename = result["filename"]
@@ -90,6 +197,7 @@ class StoragePublisher:
         exists = self._exists(volid)
         if exists and not self.params["force"]:
             runtime = record["runtime"] if record else manager.scan_runtime(res, cached, result["lxc_version"])
+            self.check_runnable(filename, runtime)
             result.update(size=record and record["size"], sha256=record and record["sha256"], runtime=runtime)
             same = {"identity": ident, "runtime": runtime}
             result["diff"] = manager._diff(same, same)
@@ -98,19 +206,22 @@ class StoragePublisher:
         result["changed"] = True
         if manager.check_mode:
             runtime = manager.scan_runtime(res, cached, result["lxc_version"])
+            self.check_runnable(filename, runtime)
             result.update(size=None, sha256=None, runtime=runtime, would_upload=True)
             result["diff"] = manager._diff(before, {"identity": ident, "runtime": runtime})
             return result
+        # what the config tells already (a working directory, a numeric user) is refused before the build
+        self.check_runnable(filename, manager.scan_runtime(res, False, result["lxc_version"]))
         os.makedirs(self.workdir, exist_ok=True)
         path = os.path.join(self.workdir, filename)
         with manager._lock_in(self.workdir, result["name"]):
             record = manager.build(res, ident, result["lxc_version"], path)
             try:
+                self.check_runnable(filename, record["runtime"])  # the user's ids from the layers: before the upload
                 if exists:
                     self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
                                                   storage=self.storage, volume=volid))
-                task = self._wait(self.client.upload(self.node, self.storage, "vztmpl", path, filename=filename,
-                                                     checksum=record["sha256"]))
+                task = self._upload(path, filename, volid, record["sha256"], record["size"])
             finally:
                 os.unlink(path)
             atomic_write(record_path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())

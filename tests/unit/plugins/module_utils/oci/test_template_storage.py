@@ -1,0 +1,191 @@
+"""oci_template with ``storage``: what lxc_container could not run is refused before the upload, and a failed
+upload leaves no volume (issue 21)."""
+
+import itertools
+
+import pytest
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import template_storage
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import StoragePublisher, api_refusal
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
+
+NINE = PveFeatures((9, 1, 1), "9.1")
+EIGHT = PveFeatures((8, 4, 1), "8.4")
+
+
+def runtime(uid=0, gid=0, groups=(), cwd="/", user="0", wrapper=None):
+    return {"uid": uid, "gid": gid, "groups": None if groups is None else list(groups), "cwd": cwd, "user": user,
+            "wrapper": {"kind": wrapper, "path": "/x"} if wrapper else None, "argv": ["/bin/app"],
+            "pve_entrypoint": "/bin/app", "pve_env": "", "lxc_init_cmd": "/bin/app", "lxc_config": []}
+
+
+RUNTIMES = [
+    runtime(),
+    runtime(uid=1000, gid=1000, user="1000:1000"),
+    runtime(gid=5, user="0:5"),
+    runtime(groups=[1, 2]),
+    runtime(cwd="/srv"),
+    runtime(wrapper="exec"),
+    runtime(uid=1000, gid=1000, user="app", wrapper="init"),
+    runtime(uid=1000, gid=1000, cwd="/srv", user="app", wrapper="exec"),
+    # check mode before the layers are read: ids null where /etc/passwd and /etc/group decide
+    runtime(uid=None, gid=None, groups=None, user="app"),
+    runtime(uid=0, gid=None, groups=None, user="0"),
+    runtime(uid=1000, gid=None, groups=None, user="1000"),
+]
+
+
+def lxc_container_refuses(features, fmt, rt):
+    ext = ".tar" if fmt == "oci-archive" else ".tar.zst"
+    manager = ContainerManager({"state": "present", "oci": {"volid": "local:vztmpl/app" + ext, "runtime": rt}},
+                               client=object())
+    try:
+        manager.desired(features=features, config={})
+    except ContainerError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("features,fmt,rt", list(itertools.product([NINE, EIGHT], ["vztmpl", "oci-archive"],
+                                                                   RUNTIMES)))
+def test_refusal_follows_lxc_container(features, fmt, rt):
+    """oci_template refuses exactly what lxc_container would refuse without raw_lxc, and an OCI archive on 8.x
+    (which lxc_container cannot tell from a plain template there; 8.x would unpack the archive's files)."""
+    problem, dummy = api_refusal(features, fmt, "always" if (rt["wrapper"] or {}).get("kind") == "init" else "auto",
+                                 rt)
+    expected = lxc_container_refuses(features, fmt, rt) or (fmt == "oci-archive" and features is EIGHT)
+    assert bool(problem) == expected, problem
+
+
+@pytest.mark.parametrize("features,fmt,init_wrapper,fragment", [
+    (EIGHT, "vztmpl", "auto", "init_wrapper: always"),
+    (EIGHT, "vztmpl", "never", "init_wrapper: always"),
+    (EIGHT, "oci-archive", "always", "cannot import an OCI archive"),
+    (EIGHT, "vztmpl", "always", None),
+    (NINE, "vztmpl", "auto", None),  # the image decides
+    (NINE, "oci-archive", "auto", None),
+])
+def test_options_alone(features, fmt, init_wrapper, fragment):
+    problem, undecided = api_refusal(features, fmt, init_wrapper)
+    assert undecided is None
+    if fragment is None:
+        assert problem is None
+    else:
+        assert fragment in problem
+
+
+def test_messages_say_what_to_do():
+    problem = api_refusal(NINE, "vztmpl", "auto", runtime(uid=1000, gid=1000, cwd="/srv", user="app"))[0]
+    for word in ("uid 1000", "gid 1000", "working directory /srv", "format: oci-archive", "init_wrapper: always",
+                 "raw_lxc: true", "require_runnable: false"):
+        assert word in problem
+    problem = api_refusal(NINE, "vztmpl", "auto", runtime(uid=None, gid=None, groups=None, user="app"))[0]
+    assert "user app" in problem
+    assert "require_runnable: false" in api_refusal(EIGHT, "vztmpl", "auto")[0]
+
+
+def test_root_with_unknown_groups_is_undecided_not_refused():
+    problem, undecided = api_refusal(NINE, "vztmpl", "auto", runtime(uid=0, gid=None, groups=None))
+    assert problem is None and "/etc/group" in undecided
+
+
+# ---------------------------------------------------------------------------
+# the publisher, against a fake API client
+
+class FakeClient:
+    def __init__(self, features=NINE, listed=(), upload_error=None, delete_error=None, list_error=None):
+        self._features = features
+        self.listed = list(listed)
+        self.upload_error = upload_error
+        self.delete_error = delete_error
+        self.list_error = list_error
+        self.calls = []
+
+    def features(self):
+        return self._features
+
+    def get(self, path, **kwargs):
+        self.calls.append(("GET", path))
+        if path.endswith("/content"):
+            if self.list_error:
+                raise self.list_error
+            return [{"volid": volid, "size": size} for volid, size in self.listed]
+        if path.endswith("/status"):
+            return {"status": "stopped", "exitstatus": "OK"}
+        if path == "/nodes":
+            return [{"node": "pve1"}]
+        raise AssertionError(path)
+
+    def delete(self, path, **kwargs):
+        self.calls.append(("DELETE", kwargs.get("volume")))
+        if self.delete_error:
+            raise self.delete_error
+        self.listed = [item for item in self.listed if item[0] != kwargs.get("volume")]
+        return None
+
+    def upload(self, *args, **kwargs):
+        self.calls.append(("UPLOAD", kwargs.get("filename")))
+        if self.upload_error:
+            raise self.upload_error
+        return None
+
+
+class FakeManager:
+    def __init__(self, check_mode=False, **params):
+        self.params = dict({"storage": "local", "node": "pve1", "cache_dir": "/nonexistent", "format": "vztmpl",
+                            "init_wrapper": "auto", "require_runnable": True}, **params)
+        self.check_mode = check_mode
+        self.warnings = []
+
+
+def publisher(monkeypatch, client, **params):
+    monkeypatch.setattr(template_storage, "connect", lambda params: client)
+    return StoragePublisher(FakeManager(**params))
+
+
+VOLID = "local:vztmpl/app.tar.zst"
+FAILED = PveTaskError("UPID:pve1:imgcopy", "import failed: scp: connection lost")
+
+
+def test_a_failed_upload_removes_what_the_storage_lists(monkeypatch, tmp_path):
+    client = FakeClient(listed=[(VOLID, 4096)], upload_error=FAILED)
+    pub = publisher(monkeypatch, client)
+    with pytest.raises(PveError) as caught:
+        pub._upload(str(tmp_path / "app.tar.zst"), "app.tar.zst", VOLID, "ab" * 32, 10000)
+    assert ("DELETE", VOLID) in client.calls and client.listed == []
+    assert "connection lost" in str(caught.value)
+    assert "removed local:vztmpl/app.tar.zst (4096 of 10000 bytes)" in str(caught.value)
+
+
+def test_a_failed_upload_that_left_nothing_is_reported_as_it_was(monkeypatch, tmp_path):
+    client = FakeClient(upload_error=FAILED)
+    with pytest.raises(PveError) as caught:
+        publisher(monkeypatch, client)._upload(str(tmp_path / "x"), "app.tar.zst", VOLID, "ab" * 32, 1)
+    assert caught.value is FAILED and not [c for c in client.calls if c[0] == "DELETE"]
+
+
+def test_a_leftover_that_cannot_be_removed_is_named_with_the_command(monkeypatch, tmp_path):
+    client = FakeClient(listed=[(VOLID, 1)], upload_error=FAILED,
+                        delete_error=PveApiError(500, "DELETE", "/x", "storage is offline"))
+    with pytest.raises(PveError, match="pvesm free local:vztmpl/app.tar.zst"):
+        publisher(monkeypatch, client)._upload(str(tmp_path / "x"), "app.tar.zst", VOLID, "ab" * 32, 9)
+    client = FakeClient(upload_error=FAILED, list_error=PveApiError(500, "GET", "/x", "timeout"))
+    with pytest.raises(PveError, match="pvesm list local"):
+        publisher(monkeypatch, client)._upload(str(tmp_path / "x"), "app.tar.zst", VOLID, "ab" * 32, 9)
+
+
+def test_check_runnable_refuses_warns_or_is_switched_off(monkeypatch):
+    pub = publisher(monkeypatch, FakeClient(features=EIGHT))
+    with pytest.raises(TemplateError, match="app.tar.zst would not be uploaded to local: lxc_container could not "
+                                            "run it on node pve1: Proxmox VE 8.4 has no entrypoint/env"):
+        pub.check_runnable("app.tar.zst")
+    publisher(monkeypatch, FakeClient(features=EIGHT), require_runnable=False).check_runnable("app.tar.zst")
+    checking = publisher(monkeypatch, FakeClient(), check_mode=True)
+    checking.check_runnable("app.tar.zst", runtime(uid=0, gid=None, groups=None))
+    assert len(checking.manager.warnings) == 1 and "the real run checks it" in checking.manager.warnings[0]
+    real = publisher(monkeypatch, FakeClient())
+    real.check_runnable("app.tar.zst", runtime(uid=0, gid=None, groups=None))  # the build tells, later
+    assert real.manager.warnings == []
