@@ -160,7 +160,7 @@ options:
         C(/), which the API cannot set (build O(format=oci-archive) or use O(init_wrapper=always)).'
       - What the options decide is refused before the image is pulled, what the image config decides (working
         directory, numeric user) before the build, and what needs the image's C(/etc/passwd) and C(/etc/group)
-        after the build, before the upload. Check mode with the layers not cached cannot see those files: a user
+        after the build, before the upload. Check mode with the layers not cached cannot see those files, so a user
         name other than C(root) counts as a non-root user there (as M(lxcri.proxmox.lxc_container) takes it), and
         for root, whose supplementary groups only C(/etc/group) tells, the module warns instead.
       - Set V(false) when the template is still the right one, for example when M(lxcri.proxmox.lxc_container)
