@@ -571,12 +571,16 @@ class Backend:
         timeout = params.get("timeout", 60)
 
         def work(task):
-            # like PVE: send the halt signal (lxc.signal.halt, SIGPWR by default), wait, never kill here
+            # pve-container PVE::LXC::vm_stop: 'lxc-stop -n ID --nokill --timeout T' sends the halt signal
+            # (lxc.signal.halt, SIGPWR by default) and waits; with forceStop it runs without --nokill, so lxc-stop
+            # kills the container when T is over and the task says nothing of it. Without forceStop the failed
+            # lxc-stop is warned about and the task dies with "container did not stop" (PVE then polls the
+            # command socket for another T+5 s; the double does not wait that long).
             proc = self._lxc(ct, "lxc-stop", "--nokill", "-t", str(timeout))
             if self.lxc_state(ct)[0] == "running":
                 if not params.get("forceStop"):
-                    raise TaskFailed("shutdown timeout - container %d still running" % ct.vmid)
-                task.log("shutdown timed out - stopping container")
+                    task.log("command 'lxc-stop -n %d --nokill --timeout %s' failed: exit code 1" % (ct.vmid, timeout))
+                    raise TaskFailed("container did not stop")
                 self._lxc(ct, "lxc-stop", "-k")
             elif proc.returncode != 0:
                 task.log(proc.stdout.strip())
