@@ -156,6 +156,10 @@ class ContainerManager:
         deleted is gone, one they created exists (``phantom``), one they stopped or started has that status.
         """
         found = self.find_listed()
+        if found is not None and self.params.get("vmid") is None:
+            renamed = self.check_plan.lookup(found["vmid"])
+            if renamed and renamed.get("hostname") not in (None, self.params.get("hostname")):
+                found = None  # an earlier task of this check run renamed it: the hostname is free
         vmid = found["vmid"] if found else self.params.get("vmid")
         entry = self.check_plan.lookup(vmid, None if vmid is not None else self.params.get("hostname"))
         if entry is None:

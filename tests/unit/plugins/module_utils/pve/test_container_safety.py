@@ -356,6 +356,17 @@ def test_stop_then_absent_works_in_check_mode_and_absent_alone_still_refuses():
         chain(pve, [("ct", {"vmid": 150, "state": "absent"})])
 
 
+def test_a_rename_in_check_mode_frees_the_hostname_for_a_new_container():
+    pve = Pve(recorded(hostname="app"))
+    new = oci(image="127.0.0.1:5000/app:v2", digest=DIGEST_2)
+    results = chain(pve, [
+        ("ct", {"vmid": 150, "hostname": "app-prev", "on_mismatch": "update", "state": "stopped"}),
+        ("ct", {"hostname": "app", "oci": new, "node": "pve1", "state": "started"}),
+    ])
+    assert results[1]["actions"] == ["created", "started"] and results[1]["vmid"] is None
+    assert pve.writes() == []
+
+
 def test_without_a_plan_a_missing_container_still_fails_in_check_mode():
     pve = Pve()
     with pytest.raises(SnapshotError, match="no container 'ghost' in the cluster"):
