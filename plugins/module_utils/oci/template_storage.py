@@ -28,62 +28,13 @@ import os
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import atomic_write
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
 
-ROOT_USERS = ("0", "0:0", "root", "root:root")
 RAW_LXC_HINT = ("or, if lxc_container will create the containers on the node with raw_lxc: true (it writes the "
                 "lxc.init.* lines itself), set require_runnable: false")
-
-
-def api_refusal(features, fmt, init_wrapper, runtime=None):
-    """``(problem, undecided)``: why lxc_container could not run the template over the API alone.
-
-    The rules of ContainerManager.desired (pve/container.py), plus that a
-    node before 9.1 cannot import an OCI archive at all.  ``problem`` is the
-    reason and what to do, or None; ``undecided`` says what only the layers
-    can tell (check mode), or None.  ``runtime=None``: judge from the
-    options alone (the wrapper kind is ``init`` exactly with
-    ``init_wrapper: always``).
-    """
-    release = features.release or ".".join(str(part) for part in features.version)
-    if runtime is None:
-        wrapper = "init" if init_wrapper == "always" else None
-    else:
-        wrapper = (runtime.get("wrapper") or {}).get("kind")
-    if fmt == "oci-archive" and not features.oci_import:
-        return ("Proxmox VE %s cannot import an OCI archive (9.1 added that), it would unpack the archive's files "
-                "as the root file system: build format: vztmpl with init_wrapper: always instead" % release, None)
-    if not features.entrypoint_env:
-        if wrapper != "init":
-            return ("Proxmox VE %s has no entrypoint/env container keys, so a plain template starts its own "
-                    "/sbin/init, not the image's command: build it with init_wrapper: always (a generated "
-                    "/sbin/init runs the command), %s" % (release, RAW_LXC_HINT), None)
-        return None, None
-    if fmt != "vztmpl" or wrapper == "init" or runtime is None:
-        return None, None
-    needs = []
-    user = str(runtime.get("user") or "0")
-    if runtime.get("uid") is None and user not in ROOT_USERS:
-        # a named user before the layers are read (check mode): lxc_container takes it for a non-root one too
-        needs.append("user %s" % user)
-    for key in ("uid", "gid"):
-        if runtime.get(key):
-            needs.append("%s %s" % (key, runtime[key]))
-    if runtime.get("groups"):
-        needs.append("supplementary groups %s" % ",".join(str(g) for g in runtime["groups"]))
-    if (runtime.get("cwd") or "/") != "/":
-        needs.append("working directory %s" % runtime["cwd"])
-    if needs:
-        return ("the image runs with %s, which the Proxmox VE API cannot set on a plain template: build it with "
-                "format: oci-archive (Proxmox VE's import sets the user and working directory) or "
-                "init_wrapper: always, %s" % (", ".join(needs), RAW_LXC_HINT), None)
-    unknown = [key for key in ("uid", "gid", "groups") if runtime.get(key) is None]
-    if unknown:
-        return None, ("whether the image runs as root without supplementary groups (its %s) is only known from its "
-                      "/etc/passwd and /etc/group, in the layers" % "/".join(unknown))
-    return None, None
 
 
 class StoragePublisher:
@@ -145,7 +96,9 @@ class StoragePublisher:
         if not self.params.get("require_runnable", True):
             return
         features = self.client.features()
-        problem, undecided = api_refusal(features, self.params["format"], self.params["init_wrapper"], runtime)
+        wrapper = (runtime.get("wrapper") or {}).get("kind") if runtime is not None else \
+            ("init" if self.params["init_wrapper"] == "always" else None)
+        problem, undecided = api_refusal(features, self.params["format"], wrapper, runtime, RAW_LXC_HINT)
         if problem:
             raise TemplateError("%s would not be uploaded to %s: lxc_container could not run it on node %s: %s"
                                 % (filename, self.storage, self.node, problem))

@@ -20,6 +20,7 @@ import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import origin, rawconf
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import CheckModePlan
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
@@ -236,29 +237,16 @@ class ContainerManager:
         runtime = (params.get("oci") or {}).get("runtime") if params.get("oci") else None
         if runtime:
             features = features or self.features_for(config)
-            wrapper = (runtime.get("wrapper") or {}).get("kind")
-            archive = str((params.get("oci") or {}).get("volid", "")).endswith(".tar")
-            # a named USER whose uid is not known yet (oci_template in check mode, before the layers are read)
-            # needs the same as a resolved non-root one
-            named = str(runtime.get("user") or "0") not in ("0", "0:0", "root", "root:root")
-            needs_raw = runtime.get("uid") or runtime.get("gid") or runtime.get("groups") or \
-                (runtime.get("uid") is None and named) or (runtime.get("cwd") or "/") != "/"
-            if features.entrypoint_env and wrapper != "init" and needs_raw and not archive and \
-                    not params.get("raw_lxc"):
-                raise ContainerError(
-                    "the image runs as user %s (uid %s) in %s, which the API cannot set on a plain template: build "
-                    "it with format: oci-archive (Proxmox imports the user and directory), or init_wrapper: always, "
-                    "or run on the node with raw_lxc: true; nothing was changed"
-                    % (runtime.get("user"), runtime.get("uid"), runtime.get("cwd")))
+            if not params.get("raw_lxc"):
+                fmt = "oci-archive" if str(params["oci"].get("volid", "")).endswith(".tar") else "vztmpl"
+                problem, dummy = api_refusal(features, fmt, (runtime.get("wrapper") or {}).get("kind"), runtime)
+                if problem:
+                    raise ContainerError("%s; nothing was changed" % problem)
             if features.entrypoint_env:
                 if "entrypoint" not in wanted and runtime.get("pve_entrypoint"):
                     wanted["entrypoint"] = runtime["pve_entrypoint"]
                 if "env" not in wanted and runtime.get("pve_env") is not None:
                     wanted["env"] = runtime["pve_env"]
-            elif not (runtime.get("wrapper") or {}).get("kind") == "init" and not params.get("raw_lxc"):
-                raise ContainerError(
-                    "this Proxmox VE (%s) has no entrypoint/env keys: build the template with init_wrapper: always, "
-                    "or run on the node with raw_lxc: true to write the lxc.* lines" % features.release)
         if isinstance(wanted.get("env"), list):
             wanted["env"] = "\0".join(wanted["env"])
         if wanted.get("env") == "":

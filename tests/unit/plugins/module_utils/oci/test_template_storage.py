@@ -7,7 +7,8 @@ import pytest
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import template_storage
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import StoragePublisher, api_refusal
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import RAW_LXC_HINT, StoragePublisher
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
@@ -54,8 +55,7 @@ def lxc_container_refuses(features, fmt, rt):
 def test_refusal_follows_lxc_container(features, fmt, rt):
     """oci_template refuses exactly what lxc_container would refuse without raw_lxc, and an OCI archive on 8.x
     (which lxc_container cannot tell from a plain template there; 8.x would unpack the archive's files)."""
-    problem, dummy = api_refusal(features, fmt, "always" if (rt["wrapper"] or {}).get("kind") == "init" else "auto",
-                                 rt)
+    problem, dummy = api_refusal(features, fmt, (rt["wrapper"] or {}).get("kind"), rt)
     expected = lxc_container_refuses(features, fmt, rt) or (fmt == "oci-archive" and features is EIGHT)
     assert bool(problem) == expected, problem
 
@@ -69,7 +69,7 @@ def test_refusal_follows_lxc_container(features, fmt, rt):
     (NINE, "oci-archive", "auto", None),
 ])
 def test_options_alone(features, fmt, init_wrapper, fragment):
-    problem, undecided = api_refusal(features, fmt, init_wrapper)
+    problem, undecided = api_refusal(features, fmt, "init" if init_wrapper == "always" else None, None, RAW_LXC_HINT)
     assert undecided is None
     if fragment is None:
         assert problem is None
@@ -78,17 +78,18 @@ def test_options_alone(features, fmt, init_wrapper, fragment):
 
 
 def test_messages_say_what_to_do():
-    problem = api_refusal(NINE, "vztmpl", "auto", runtime(uid=1000, gid=1000, cwd="/srv", user="app"))[0]
+    problem = api_refusal(NINE, "vztmpl", None, runtime(uid=1000, gid=1000, cwd="/srv", user="app"), RAW_LXC_HINT)[0]
     for word in ("uid 1000", "gid 1000", "working directory /srv", "format: oci-archive", "init_wrapper: always",
                  "raw_lxc: true", "require_runnable: false"):
         assert word in problem
-    problem = api_refusal(NINE, "vztmpl", "auto", runtime(uid=None, gid=None, groups=None, user="app"))[0]
+    problem = api_refusal(NINE, "vztmpl", None, runtime(uid=None, gid=None, groups=None, user="app"))[0]
     assert "user app" in problem
-    assert "require_runnable: false" in api_refusal(EIGHT, "vztmpl", "auto")[0]
+    assert "require_runnable: false" in api_refusal(EIGHT, "vztmpl", None, None, RAW_LXC_HINT)[0]
+    assert "raw_lxc: true" in api_refusal(EIGHT, "vztmpl", None)[0]  # lxc_container's own way out
 
 
 def test_root_with_unknown_groups_is_undecided_not_refused():
-    problem, undecided = api_refusal(NINE, "vztmpl", "auto", runtime(uid=0, gid=None, groups=None))
+    problem, undecided = api_refusal(NINE, "vztmpl", None, runtime(uid=0, gid=None, groups=None))
     assert problem is None and "/etc/group" in undecided
 
 

@@ -205,7 +205,8 @@ def test_a_named_user_not_resolved_yet_is_refused_on_a_plain_template_as_a_resol
     pve = Pve()
     plain = oci(volid="local:vztmpl/app.tar.zst", runtime={"user": "app", "uid": None, "gid": None})
     for check_mode in (True, False):
-        with pytest.raises(ContainerError, match="runs as user app .* which the API cannot set on a plain template"):
+        with pytest.raises(ContainerError, match="the image runs with user app, which the Proxmox VE API cannot set on a plain "
+                                                 "template"):
             manager(pve, check_mode=check_mode, hostname="new", oci=plain, node="pve1").run()
     assert pve.writes() == []
 
