@@ -114,19 +114,9 @@ def busybox_double(request, tmp_path, bed):
     """
     from pve_double.server import Double  # pylint: disable=import-outside-toplevel
     instance = Double(str(tmp_path / "pve"), mode=request.param).start()
-    rootfs = tmp_path / "rootfs"
-    for sub in ("bin", "sbin", "dev", "tmp"):
-        (rootfs / sub).mkdir(parents=True)
-    subprocess.run(["cp", "/bin/busybox", str(rootfs / "bin" / "busybox")], check=True)
-    for applet in ("sh", "sleep"):
-        os.symlink("busybox", str(rootfs / "bin" / applet))
-    (rootfs / "sbin" / "init").write_text("#!/bin/sh\nexec /bin/sleep 300\n")
-    os.chmod(str(rootfs / "sbin" / "init"), 0o755)
-    template = os.path.join(instance.backend.storages["local"]["path"], "template", "cache", "base.tar.zst")
-    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    instance.add_busybox_template("base.tar.zst", tmp_path, init=Double.STUBBORN_INIT)
     yield instance
-    for vmid in list(instance.backend.containers):
-        instance.backend._lxc(instance.backend.containers[vmid], "lxc-stop", "-k")  # pylint: disable=protected-access
+    instance.kill_containers()
     instance.stop()
 
 

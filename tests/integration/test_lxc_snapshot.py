@@ -15,20 +15,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(params=["9.1", "8"])
 def zdouble(request, tmp_path, zfs_dataset, bed):
     instance = Double(str(tmp_path / "pve"), mode=request.param, zfs_root=zfs_dataset + "/pve").start()
-    rootfs = tmp_path / "rootfs"
-    for sub in ("bin", "sbin", "dev", "tmp", "srv"):
-        (rootfs / sub).mkdir(parents=True)
-    subprocess.run(["cp", "/bin/busybox", str(rootfs / "bin" / "busybox")], check=True)
-    for applet in ("sh", "sleep"):
-        os.symlink("busybox", str(rootfs / "bin" / applet))
-    (rootfs / "sbin" / "init").write_text("#!/bin/sh\ntrap 'exit 0' PWR TERM\n/bin/sleep 300 &\nwait\n")
-    os.chmod(str(rootfs / "sbin" / "init"), 0o755)
-    (rootfs / "srv" / "data").write_text("v1\n")
-    template = os.path.join(instance.backend.storages["local"]["path"], "template", "cache", "base.tar.zst")
-    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    instance.add_busybox_template("base.tar.zst", tmp_path, files={"srv/data": "v1\n"})
     yield instance
-    for vmid in list(instance.backend.containers):
-        instance.backend._lxc(instance.backend.containers[vmid], "lxc-stop", "-k")
+    instance.kill_containers()
     instance.stop()
 
 

@@ -16,18 +16,8 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 @pytest.fixture(params=["9.1", "8"])
 def double(request, tmp_path):
     instance = Double(str(tmp_path / "pve"), mode=request.param).start()
-    rootfs = tmp_path / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    (rootfs / "dev" / "shm").mkdir(parents=True)
-    (rootfs / "bin" / "hello").write_text("#!/bin/sh\necho hello\n")
-    subprocess.run(["cp", "/bin/busybox", str(rootfs / "bin" / "busybox")], check=True)
-    for applet in ("sh", "sleep"):
-        os.symlink("busybox", str(rootfs / "bin" / applet))
-    (rootfs / "sbin").mkdir()
-    (rootfs / "sbin" / "init").write_text("#!/bin/sh\nexec /bin/sleep 300\n")
-    os.chmod(str(rootfs / "sbin" / "init"), 0o755)
-    template = os.path.join(instance.backend.storages["local"]["path"], "template", "cache", "test.tar.zst")
-    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    instance.add_busybox_template("test.tar.zst", tmp_path, init=Double.STUBBORN_INIT,
+                                  files={"bin/hello": "#!/bin/sh\necho hello\n", "dev/shm/.keep": ""})
     yield instance
     instance.stop()
 
@@ -197,17 +187,7 @@ def test_community_proxmox_module_drives_the_double(double, bed, tmp_path):
     """A peer's unmodified module (community.proxmox.proxmox, from the ansible wheel) works against the double."""
     from lxcri_testbed.bed import peer_collections
     collections = peer_collections()
-    rootfs = tmp_path / "initfs"
-    (rootfs / "bin").mkdir(parents=True)
-    (rootfs / "sbin").mkdir()
-    subprocess.run(["cp", "/bin/busybox", str(rootfs / "bin" / "busybox")], check=True)
-    for applet in ("sh", "sleep"):
-        os.symlink("busybox", str(rootfs / "bin" / applet))
-    # an init that honours the halt signal, as a real one does
-    (rootfs / "sbin" / "init").write_text("#!/bin/sh\ntrap 'exit 0' PWR TERM\n/bin/sleep 300 &\nwait\n")
-    os.chmod(str(rootfs / "sbin" / "init"), 0o755)
-    template = os.path.join(double.backend.storages["local"]["path"], "template", "cache", "init.tar.zst")
-    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    double.add_busybox_template("init.tar.zst", tmp_path)  # an init that honours the halt signal, as a real one does
     play = tmp_path / "peer.yml"
     play.write_text("""- hosts: localhost
   gather_facts: false

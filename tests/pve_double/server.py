@@ -226,6 +226,32 @@ class Double:
             self.thread = None
         self.server.server_close()
 
+    HALTING_INIT = "#!/bin/sh\ntrap 'exit 0' PWR TERM\n/bin/sleep 300 &\nwait\n"  # honours the halt signal
+    STUBBORN_INIT = "#!/bin/sh\nexec /bin/sleep 300\n"  # sleep as PID 1 ignores it, as many apps do
+
+    def add_busybox_template(self, name, workdir, init=HALTING_INIT, files=None):
+        """A busybox template ``local:vztmpl/<name>`` (sh, sleep; /sbin/init is ``init``; ``files``: path -> text)."""
+        rootfs = os.path.join(str(workdir), "rootfs-" + name.split(".")[0])
+        for sub in ("bin", "sbin", "dev", "tmp"):
+            os.makedirs(os.path.join(rootfs, sub))
+        subprocess.run(["cp", "/bin/busybox", os.path.join(rootfs, "bin", "busybox")], check=True)
+        for applet in ("sh", "sleep"):
+            os.symlink("busybox", os.path.join(rootfs, "bin", applet))
+        for path, text in dict(files or {}, **{"sbin/init": init}).items():
+            target = os.path.join(rootfs, path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w") as handle:
+                handle.write(text)
+        os.chmod(os.path.join(rootfs, "sbin", "init"), 0o755)
+        template = os.path.join(self.backend.storages["local"]["path"], "template", "cache", name)
+        subprocess.run(["tar", "--zstd", "-cf", template, "-C", rootfs, "."], check=True)
+        return "local:vztmpl/" + name
+
+    def kill_containers(self):
+        """Stop every container at once (test teardown)."""
+        for ct in list(self.backend.containers.values()):
+            self.backend._lxc(ct, "lxc-stop", "-k")  # pylint: disable=protected-access
+
     def state(self):
         """The whole container state (configs and snapshot names), to show that check mode changes nothing."""
         return json.dumps({vmid: [ct.config, list(ct.snapshots)] for vmid, ct in
