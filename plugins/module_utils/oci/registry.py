@@ -190,6 +190,18 @@ class RegistryClient:
         return self.session.request(method, url, headers=headers, stream=stream, timeout=self.timeout,
                                     verify=self._verify(), allow_redirects=allow_redirects)
 
+    def _retry_refused(self, refused):
+        """After the ``refused``-th refused connection: wait briefly and say to try again, or False when done.
+
+        Nothing listens there; a registry that is (re)starting gets a few short tries, bounded in total
+        (REFUSED_RETRY_DELAYS), not the backoff meant for an overloaded one.
+        """
+        if refused >= min(self.retries, len(REFUSED_RETRY_DELAYS)):
+            return False
+        self.stats["retries"] += 1
+        self.sleep(REFUSED_RETRY_DELAYS[refused])
+        return True
+
     def _wait(self, attempt, resp=None):
         delay = None
         if resp is not None:
@@ -223,9 +235,7 @@ class RegistryClient:
                     self.schemes[host] = "http"
                     continue
                 if connection_refused(exc):
-                    if refused < min(self.retries, len(REFUSED_RETRY_DELAYS)):
-                        self.stats["retries"] += 1
-                        self.sleep(REFUSED_RETRY_DELAYS[refused])
+                    if self._retry_refused(refused):
                         refused += 1
                         continue
                     raise RegistryError("registry %s refused the connection%s: nothing listens there; check the "
@@ -322,9 +332,7 @@ class RegistryClient:
                                             auth=auth, timeout=self.timeout, verify=self._verify())
             except (RequestsConnectionError, Timeout) as exc:
                 if connection_refused(exc):
-                    if refused < min(self.retries, len(REFUSED_RETRY_DELAYS)):
-                        self.stats["retries"] += 1
-                        self.sleep(REFUSED_RETRY_DELAYS[refused])
+                    if self._retry_refused(refused):
                         refused += 1
                         continue
                     raise AuthError("the token service %s for %s: %s refused the connection%s"
