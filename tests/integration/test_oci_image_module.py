@@ -37,7 +37,7 @@ def test_present_idempotent_check_mode_diff_inspect_absent(installed_collection,
     result = check.task_results()[0]
     assert result["changed"] is True
     assert {b["digest"] for b in result["would_fetch"]} >= {layer["digest"] for layer in result["layers"]}
-    assert blob_count(cache) == 0, "check mode wrote to the cache"
+    assert not cache.exists(), "check mode created the cache (directories or lock files)"
     assert result["diff"]["before"]["manifest_digest"] is None
     assert result["diff"]["after"]["manifest_digest"] == registry_image.digest
     assert "manifest_digest" in check.stdout  # the diff is shown
@@ -72,7 +72,7 @@ def test_present_idempotent_check_mode_diff_inspect_absent(installed_collection,
     res = inspected.task_results()[0]
     assert res["changed"] is False and res["config"]["WorkingDir"] == "/app"
     assert res["layers"][0]["path"] is None
-    assert blob_count(tmp_path / "other-cache") == 0
+    assert not (tmp_path / "other-cache").exists()
 
     absent_play = write_play(tmp_path, "absent.yml", """\
         - lxcri.proxmox.oci_image:
@@ -87,6 +87,15 @@ def test_present_idempotent_check_mode_diff_inspect_absent(installed_collection,
     assert blob_count(cache) == 0
     again = installed_collection.playbook(absent_play)
     assert again.stats["localhost"]["changed"] == 0
+    nowhere = write_play(tmp_path, "absent-nowhere.yml", """\
+        - lxcri.proxmox.oci_image:
+            image: %s
+            state: absent
+            cache_dir: %s
+        """ % (image, tmp_path / "never"))
+    untouched = installed_collection.playbook(nowhere, check=True)
+    assert untouched.rc == 0 and untouched.stats["localhost"]["changed"] == 0, untouched
+    assert not (tmp_path / "never").exists()
 
 
 def test_credentials_are_not_logged_and_errors_guide(installed_collection, registry_image, bed, tmp_path):

@@ -326,14 +326,14 @@ class Puller:
             self.store.touch(descriptor["digest"])
 
     def missing(self, res):
-        """Blobs of ``res`` not in the store, as (digest, size)."""
+        """Blobs of ``res`` not in the store (all of them without a store), as (digest, size)."""
         wanted = [(d["digest"], len(b)) for d, b in res.documents]
         wanted.append((res.config_descriptor["digest"], len(res.config_bytes)))
         wanted.extend((layer["digest"], layer["size"]) for layer in res.layers)
         seen = set()
         found = []
         for digest, size in wanted:
-            if digest not in seen and not self.store.has(digest, size):
+            if digest not in seen and (self.store is None or not self.store.has(digest, size)):
                 found.append((digest, size))
             seen.add(digest)
         return found

@@ -15,7 +15,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller, describe
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform, parse_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_source
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import DEFAULT_CACHE_DIR, BlobStore
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import DEFAULT_CACHE_DIR, BlobStore, store_complete
 
 DEFAULTS = {
     "state": "present", "platform": None, "cache_dir": DEFAULT_CACHE_DIR, "cache_max_bytes": None,
@@ -101,12 +101,20 @@ class ImageManager:
         result.update(describe(res, pulled=False))
         return result
 
+    def _cache_untouchable(self):
+        """Check mode on a cache that does not exist (whole): opening it would create directories and locks."""
+        return self.check_mode and not store_complete(self.params["cache_dir"])
+
     def present(self):
-        puller = Puller(self.store, self.client, keep_corrupt=self.params["keep_corrupt"],
+        store = None if self._cache_untouchable() else self.store
+        puller = Puller(store, self.client, keep_corrupt=self.params["keep_corrupt"],
                         verify_diff_ids=self.params["verify_diff_ids"])
         key = self._key()
-        before = self.store.get_pin(key)
-        res = puller.pull(self.source, key, self.platform, check_mode=self.check_mode)
+        before = store.get_pin(key) if store is not None else None
+        if store is None:
+            res = puller.inspect(self.source, self.platform)  # manifest and config only: every blob is missing
+        else:
+            res = puller.pull(self.source, key, self.platform, check_mode=self.check_mode)
         result = self._base()
         if self.check_mode:
             missing = puller.missing(res)
@@ -128,12 +136,13 @@ class ImageManager:
 
     def absent(self):
         result = self._base()
-        puller = Puller(self.store, self.client)
         wanted_key = pin_key(self.source, self.platform) if self.platform else None
-        matches = [p for p in self.store.pins() if p.get("source") == str(self.source)
+        pins = [] if self._cache_untouchable() else self.store.pins()  # no cache: nothing to remove
+        matches = [p for p in pins if p.get("source") == str(self.source)
                    and (wanted_key is None or p.get("key") == wanted_key)]
         result["removed_blobs"] = []
         if matches and not self.check_mode:
+            puller = Puller(self.store, self.client)
             for record in matches:
                 result["removed_blobs"].extend(puller.remove(record["key"])[1])
         result["changed"] = bool(matches)

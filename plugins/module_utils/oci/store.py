@@ -347,3 +347,14 @@ class BlobStore:
 
     def total_bytes(self):
         return sum(size for dummy, size, dummy2 in self.blobs())
+
+
+def store_complete(root):
+    """Whether a blob store is at ``root`` with all its directories and its lock file.
+
+    Check mode opens a store only then: BlobStore() creates what is missing,
+    and a pull's shared lock creates ``locks/store.lock``.
+    """
+    subdirs = ("blobs", "meta", "pins", "locks", "tmp")
+    return all(os.path.isdir(os.path.join(root, sub)) for sub in subdirs) and \
+        os.path.isfile(os.path.join(root, "locks", "store.lock"))

@@ -47,7 +47,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import (
     ConfigError, parse_group, parse_passwd, runtime_spec)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, atomic_write, sweep_tmp
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, atomic_write, store_complete, sweep_tmp
 
 # Bump when the bytes produced for the same image and options change.
 ENGINE_VERSION = 1
@@ -488,7 +488,7 @@ class TemplateManager:
 
     def _resolve(self):
         """Pull (or in check mode, resolve) the image: (Resolved, layers all cached)."""
-        if self.check_mode and not _store_complete(self.params["cache_dir"]):
+        if self.check_mode and not store_complete(self.params["cache_dir"]):
             # no usable cache: resolve (manifest and config only) without creating one or its lock files
             puller = Puller(None, self.images.client)
             return puller.inspect(self.images.source, self.images.platform), False, puller
@@ -846,17 +846,6 @@ class _DirLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
-
-
-def _store_complete(root):
-    """Whether a blob store is at ``root`` with all its directories and its lock file.
-
-    Check mode opens a store only then: BlobStore() creates what is missing,
-    and a pull's shared lock creates ``locks/store.lock``.
-    """
-    subdirs = ("blobs", "meta", "pins", "locks", "tmp")
-    return all(os.path.isdir(os.path.join(root, sub)) for sub in subdirs) and \
-        os.path.isfile(os.path.join(root, "locks", "store.lock"))
 
 
 def _created_epoch(config):

@@ -14,8 +14,9 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import Oc
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import BlobLayer, Limits, flatten
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import (
     ConfigError, ids_without_user_files, runtime_spec)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import store_complete
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import (
-    TemplateManager, _NullSink, _store_complete, finish_runtime, reserved_layer)
+    TemplateManager, _NullSink, finish_runtime, reserved_layer)
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n"
 GROUP = "root:x:0:\nbin:x:1:root\napp:x:1000:\nvideo:x:44:app\n"
@@ -144,14 +145,14 @@ def test_oci_archive_command_is_known_from_the_config():
 
 def test_check_mode_opens_a_store_only_when_it_is_complete(tmp_path):
     root = tmp_path / "cache"
-    assert not _store_complete(str(root))
+    assert not store_complete(str(root))
     root.mkdir()
-    assert not _store_complete(str(root))  # an empty directory: opening it would create blobs/ ... locks/
+    assert not store_complete(str(root))  # an empty directory: opening it would create blobs/ ... locks/
     for sub in ("blobs", "meta", "pins", "locks", "tmp"):
         (root / sub).mkdir()
-    assert not _store_complete(str(root))  # a pull's shared lock would create locks/store.lock
+    assert not store_complete(str(root))  # a pull's shared lock would create locks/store.lock
     (root / "locks" / "store.lock").write_text("")
-    assert _store_complete(str(root))
+    assert store_complete(str(root))
 
 
 def test_check_mode_against_an_empty_cache_directory_creates_nothing_in_it(tmp_path, monkeypatch):
