@@ -21,6 +21,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import 
     NAMING_DEFAULTS, TemplateManager, identity_hash)
 from lxcri_testbed.bed import run
 from lxcri_testbed.oci_build import Layer, with_setpriv, write_image
+from lxcri_testbed.pve_restore import restore_command
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\napp:x:1000:\nvideo:x:44:app\naudio:x:29:app\n"
@@ -57,9 +58,7 @@ def convert(work, ref, **options):
 def restore(template, root):
     """Extract the way Proxmox VE restores a template (pve-container's COMMON_TAR_FLAGS)."""
     os.makedirs(root)
-    run(["tar", "-xpf", template, "--totals", "--one-file-system", "-p", "--sparse", "--numeric-owner", "--acls",
-         "--xattrs", "--xattrs-include=user.*", "--xattrs-include=security.capability",
-         "--warning=no-file-ignored", "--warning=no-xattr-write", "--exclude", "./dev/*", "-C", root])
+    run(restore_command(template, root))
     return root
 
 

@@ -22,14 +22,12 @@ import pytest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import flatten as fl
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, VerificationError
+from lxcri_testbed.pve_restore import restore_command
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import BlobLayer, FlattenError, Limits, flatten
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import BlobStore
 
 GNU_TAR = shutil.which("tar")
 ZSTD = shutil.which("zstd")
-# Proxmox VE's restore flags (PVE::Storage::Plugin::COMMON_TAR_FLAGS + the template exclude)
-PVE_TAR_FLAGS = ["--numeric-owner", "--acls", "--xattrs", "--xattrs-include=user.*",
-                 "--xattrs-include=security.capability", "--exclude", "./dev/*"]
 needs_gnu_tar = pytest.mark.skipif(GNU_TAR is None, reason="GNU tar not installed")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="restoring owners, capabilities and devices needs root")
 
@@ -157,7 +155,7 @@ def snapshot(top, skip):
     return seen
 
 
-def extract(blob, tmp_path, probes=(), flags=None):
+def extract(blob, tmp_path, probes=()):
     """Extract as Proxmox does into tmp_path/root; assert nothing outside it appeared or changed."""
     root = tmp_path / "root"
     root.mkdir()
@@ -169,8 +167,7 @@ def extract(blob, tmp_path, probes=(), flags=None):
     before = snapshot(str(tmp_path), str(root))
     for probe in probes:
         assert not os.path.lexists(probe), probe
-    proc = subprocess.run([GNU_TAR, "-xpf", str(archive)] + (PVE_TAR_FLAGS if flags is None else flags) + ["-C", str(root)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(restore_command(archive, root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     try:
         for probe in probes:
             assert not os.path.lexists(probe), "extraction escaped to %s" % probe
