@@ -112,11 +112,15 @@ options:
     description:
       - Replace the image's WORKDIR. It is created in the template, owned by the container user, when the
         image lacks it (LXC refuses to start otherwise).
+      - A working directory, volume or command path in C(/.lxcri) (lexically or through the image's symlinks) is
+        refused; the collection reserves that directory for the files it generates, and hides the image's own.
     type: str
   user:
     description:
       - Replace the image's USER, as C(name), C(uid), C(name:group) or C(uid:gid). Names are resolved from the
         image's own C(/etc/passwd) and C(/etc/group), never from the host.
+      - As runc does, a part is a number only when it is ASCII digits after an optional sign (Go's
+        C(strconv.Atoi)); fullwidth digits or spaces make it a name.
     type: str
   stop_signal:
     description:

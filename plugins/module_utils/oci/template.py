@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import re
 import tarfile
 import tempfile
@@ -40,7 +41,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression impo
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
-    BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer)
+    MAX_SYMLINK_HOPS, BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
@@ -282,6 +283,45 @@ def place_file(tree, sink, path, data, mode=0o755, mtime=0):
     return "/" + name
 
 
+def in_reserved_dir(tree, path, hops=0):
+    """Whether ``path`` (absolute, container view) is /.lxcri or below it, lexically or through the image's
+    symlinks as far as they exist (``tree`` None, check mode without the layers: lexically only).
+
+    The image's own /.lxcri is always hidden (reserved_layer), so the tree never holds it: a path that gets
+    there does so by name, directly or through a symlink's target.
+    """
+    parts = _split(posixpath.normpath("/" + path))
+    if parts[:1] == [RESERVED_DIR]:
+        return True
+    if tree is None or hops > MAX_SYMLINK_HOPS:
+        return False
+    current = ""
+    for index, part in enumerate(parts):
+        candidate = current + "/" + part if current else part
+        entry = tree.lookup(candidate)
+        if entry is None:
+            return False
+        if entry.type == "symlink":
+            base = "" if entry.linkname.startswith("/") else current
+            rest = "/".join(parts[index + 1:])
+            return in_reserved_dir(tree, "/%s/%s/%s" % (base, entry.linkname, rest), hops + 1)
+        current = candidate
+    return False
+
+
+def check_reserved(spec, tree):
+    """Refuse a WORKDIR, Volume or command path in /.lxcri, where the generated files go (and which a
+    restore would otherwise get twice, from ensure_dir and from the generated entries)."""
+    places = [("the working directory", spec["cwd"])] + [("the volume", v) for v in spec["volumes"]]
+    program = spec["argv"][0]
+    if "/" in program:  # a bare name is looked up in PATH; a relative path with a slash is below the cwd
+        places.append(("the command", program if program.startswith("/") else spec["cwd"] + "/" + program))
+    for what, path in places:
+        if in_reserved_dir(tree, path):
+            raise TemplateError("%s %s is in /%s, which lxcri.proxmox reserves for the files it generates"
+                                % (what, path, RESERVED_DIR))
+
+
 def _is_file(tree, path):
     resolved = tree.resolve(path.strip("/"))
     if resolved is None:
@@ -341,6 +381,7 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
     has the /bin/sh or the user-switching tool a wrapper needs) is null or
     unverified, and ``needs_layers`` names those keys.
     """
+    check_reserved(spec, tree)
     runtime = dict(spec)
     argv = spec["argv"]
     known = tree is not None
