@@ -343,6 +343,7 @@ class _LayerStream:
 
 
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+_USTAR_MAGIC = b"ustar\0"  # ustar and pax; old GNU is "ustar  \0", v7 has none
 
 
 def _text(field, encoding, errors):
@@ -357,23 +358,34 @@ class _FastTarInfo(tarfile.TarInfo):
     raises its errors; extension headers (pax, GNU long names) are processed
     by tarfile as usual.  A test compares both parsers on real and mutated
     headers.
+
+    Unlike tarfile, both join the prefix field to the name only in a ustar
+    header (magic ``ustar\\0``), as GNU tar and Go's archive/tar do: an old GNU
+    header (``ustar  \\0``) has atime, ctime and sparse data there.
     """
 
     __slots__ = ()
 
     @classmethod
+    def _tarfile_frombuf(cls, buf, encoding, errors):
+        obj = super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+        if buf[257:263] != _USTAR_MAGIC and buf[345] and obj.type not in tarfile.GNU_TYPES:
+            obj.name = obj.name[len(tarfile.nts(buf[345:500], encoding, errors)) + 1:]
+        return obj
+
+    @classmethod
     def frombuf(cls, buf, encoding, errors):
         if len(buf) != tarfile.BLOCKSIZE or not buf[0] or buf[156:157] == tarfile.GNUTYPE_SPARSE:
-            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
-        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, _magic, uname, gname, devmajor, devminor,
+            return cls._tarfile_frombuf(buf, encoding, errors)
+        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, magic, uname, gname, devmajor, devminor,
          prefix) = _HEADER.unpack(buf)
         try:
             fields = (mode, uid, gid, size, mtime, chksum, devmajor, devminor)
             numbers = [int(f.partition(b"\0")[0].strip() or b"0", 8) for f in fields]
         except ValueError:
-            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+            return cls._tarfile_frombuf(buf, encoding, errors)
         if numbers[5] != sum(buf) - sum(buf[148:156]) + 256 or min(numbers) < 0:
-            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+            return cls._tarfile_frombuf(buf, encoding, errors)
         obj = cls()
         obj.name = _text(name, encoding, errors)
         obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum, obj.devmajor, obj.devminor = numbers
@@ -385,7 +397,7 @@ class _FastTarInfo(tarfile.TarInfo):
             obj.type = tarfile.DIRTYPE
         if obj.type == tarfile.DIRTYPE:
             obj.name = obj.name.rstrip("/")
-        if prefix[0] and obj.type not in tarfile.GNU_TYPES:
+        if prefix[0] and obj.type not in tarfile.GNU_TYPES and magic[:6] == _USTAR_MAGIC:
             obj.name = _text(prefix, encoding, errors) + "/" + obj.name
         return obj
 

@@ -256,6 +256,63 @@ def parse(parser, buf):
     return (info.get_info(), info.chksum, info.type)
 
 
+class TarfileWithGnuPrefixRule(tarfile.TarInfo):
+    """tarfile's parser, with the prefix field joined only under the ustar magic (GNU tar's and Go's rule)."""
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        obj = super(TarfileWithGnuPrefixRule, cls).frombuf(buf, encoding, errors)
+        prefix = tarfile.nts(buf[345:500], encoding, errors)
+        if prefix and buf[257:263] != b"ustar\0" and obj.type not in tarfile.GNU_TYPES:
+            assert obj.name.startswith(prefix + "/")
+            obj.name = obj.name[len(prefix) + 1:]
+        return obj
+
+
+def with_checksum(block):
+    block = bytearray(block)
+    block[148:156] = b"        "
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def old_gnu_member(name, data=b"", atime=1700000000, ctime=1700000001):
+    """A one-member old GNU archive (magic "ustar  \\0") whose atime and ctime fill the area ustar uses as the
+    prefix; the header is its first block."""
+    blob = tar_of([F(name, data)], tarfile.GNU_FORMAT)
+    block = bytearray(blob[:512])
+    assert block[257:265] == b"ustar  \0"
+    block[345:357] = b"%011o\0" % atime
+    block[357:369] = b"%011o\0" % ctime
+    return with_checksum(block) + blob[512:]
+
+
+@pytest.mark.parametrize("method", ["frombuf", "_tarfile_frombuf"])  # the fast path and its fallback
+def test_old_gnu_atime_and_ctime_are_not_a_name_prefix(method):
+    parser = getattr(fl._FastTarInfo, method)
+    block = old_gnu_member("etc/passwd")[:512]
+    assert tarfile.TarInfo.frombuf(block, "utf-8", "strict").name == "14524770400/etc/passwd"  # tarfile's reading
+    assert parser(block, "utf-8", "surrogateescape").name == "etc/passwd"
+    ustar = bytearray(tar_of([F("passwd")], tarfile.USTAR_FORMAT)[:512])
+    ustar[345:348] = b"etc"
+    assert parser(with_checksum(ustar), "utf-8", "surrogateescape").name == "etc/passwd"  # ustar: a prefix
+
+
+@needs_gnu_tar
+def test_old_gnu_header_names_the_file_gnu_tar_restores(tmp_path):
+    blob = old_gnu_member("etc/passwd", b"root:x:0:0::/:/bin/sh\n")
+    tree, out_blob, out = run([BlobLayer(blob, diff_id=digest_of(blob)), layer(F("etc/group", b"root:x:0:\n"))])
+    assert sorted(n for n in out if n != "__order__") == [".", "etc", "etc/group", "etc/passwd"]
+    assert tree.captured("etc/passwd") == b"root:x:0:0::/:/bin/sh\n"
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (tmp_path / "layer.tar").write_bytes(blob)
+    subprocess.run(restore_command(tmp_path / "layer.tar", reference), check=True)
+    assert os.listdir(str(reference)) == ["etc"] and os.listdir(str(reference / "etc")) == ["passwd"]
+    root = extract(out_blob, tmp_path)
+    assert (root / "etc/passwd").read_bytes() == b"root:x:0:0::/:/bin/sh\n"
+
+
 def test_fast_header_parser_matches_tarfile():
     blocks = []
     for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT):
@@ -287,8 +344,9 @@ def test_fast_header_parser_matches_tarfile():
             blocks.append(bytes(mutated))
     blocks += [b"", b"\0" * 512, b"\0" * 100]
     fast_count = 0
+    blocks.append(old_gnu_member("d/f")[:512])
     for buf in blocks:
-        assert parse(fl._FastTarInfo, buf) == parse(tarfile.TarInfo, buf), buf
+        assert parse(fl._FastTarInfo, buf) == parse(TarfileWithGnuPrefixRule, buf), buf
         fast_count += len(buf) == 512 and isinstance(parse(tarfile.TarInfo, buf), tuple)
     assert fast_count > 100
 
