@@ -42,12 +42,21 @@ Semantics are those of the OCI image spec ("applying changesets"):
   ignored (they remove nothing outside the image).
 * Device nodes and everything below ``dev/`` are dropped (``dev`` itself is
   kept); FIFOs are kept.  Sparse members and unknown types are errors.
+* Pax global headers (``g``) are skipped and counted (``Tree.pax_globals``):
+  containerd and moby ignore them, and their records must not reach the
+  members after them.
 * Kept metadata: numeric uid/gid (names cleared), mode with
-  setuid/setgid/sticky, integer mtime, the pax records
+  setuid/setgid/sticky (bits above 07777, the file type some writers put
+  there, are dropped), integer mtime, the pax records
   ``SCHILY.xattr.security.capability``, ``SCHILY.xattr.user.*``,
   ``SCHILY.acl.access`` and ``SCHILY.acl.default``; every other xattr or pax
   record (atime, ctime, trusted.*, security.selinux, ...) is dropped and
   counted.
+* Numbers the restore cannot take are refused or clamped (``numbers``): an
+  owner outside 0..2^32-2 is an error (GNU tar would leave the file root's,
+  or fail); an owner above 65535, which an unprivileged container cannot map,
+  becomes 65534 and drops the setuid/setgid bit; an mtime outside
+  0..8^11-1 is clamped.
 
 Layers are read with ``tarfile`` in its seekable mode over a forward-only
 reader (cheaper than its stream mode's buffer copies; it never seeks back),
@@ -61,6 +70,7 @@ __metaclass__ = type
 
 import hashlib
 import io
+import re
 import shutil
 import struct
 import subprocess
@@ -90,6 +100,14 @@ _XATTR_PREFIXES = ("SCHILY.xattr.", "SCHILY.acl.", "LIBARCHIVE.xattr.")
 # records tarfile turns into TarInfo fields (not "dropped")
 _CONSUMED_PAX = frozenset(("path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "hdrcharset"))
 _OPAQUE = ".wh..wh..opq"
+# Owners: a template carries container-view ids, and an unprivileged container maps 0..65535 (restored inside
+# its user namespace, chown to any other id fails and fails the restore).  (uid_t)-1 tells chown "no change",
+# so GNU tar leaves such a file root's, setuid bit included; beyond it tar refuses the member.
+MAX_CONTAINER_ID = 65535
+OVERFLOW_ID = 65534  # the kernel's overflowuid/overflowgid: how an unmapped id shows inside a user namespace
+MAX_ID = 2 ** 32 - 2
+MAX_MTIME = 8 ** 11 - 1  # the largest ustar mtime (year 2242): no pax record, and every filesystem keeps it
+_PAX_ID = re.compile(r"\A[+-]?[0-9]+\Z")  # what Go's archive/tar (strconv.ParseInt) takes; tarfile's int() takes more
 
 
 class FlattenError(OciError):
@@ -156,6 +174,9 @@ class Tree:
         self.dropped_xattrs = 0  # pax records dropped (xattrs, atime, ctime, ...) over all members read
         self.mtime_max = 0
         self.rereads = 0  # layers read twice for a hard link (see module doc)
+        self.pax_globals = 0  # pax global headers ('g'), ignored as containerd and moby ignore them
+        self.clamped_ids = 0  # uid/gid above 65535 set to 65534 (setuid/setgid bit dropped with it)
+        self.clamped_mtimes = 0  # mtimes outside 0..8^11-1 set to the nearer end
         self._captures = {}
         self._too_big = set()
 
@@ -248,6 +269,7 @@ class _LayerStream:
         self.header_limit = _NO_LIMIT
         self.header_block = None
         self.budget = flattener.limits.header_budget
+        self.pax_globals = 0  # pax global headers skipped (_FastTarInfo._proc_global)
 
     def _fill(self, size):
         if self.eof:
@@ -400,6 +422,18 @@ class _FastTarInfo(tarfile.TarInfo):
         if prefix[0] and obj.type not in tarfile.GNU_TYPES and magic[:6] == _USTAR_MAGIC:
             obj.name = _text(prefix, encoding, errors) + "/" + obj.name
         return obj
+
+    def _proc_member(self, tar):
+        if self.type == tarfile.XGLTYPE:
+            return self._proc_global(tar)
+        return super(_FastTarInfo, self)._proc_member(tar)
+
+    def _proc_global(self, tar):
+        """A pax global header is skipped and counted, as containerd and moby skip it; tarfile would apply its
+        records (uid, path, security.capability, ...) to every later member."""
+        tar.fileobj.read(self._block(self.size))
+        tar.fileobj.pax_globals += 1
+        return self.fromtarfile(tar)
 
 
 class _Slice:
@@ -811,6 +845,31 @@ class _Flattener:
                 self.fail(name, "extended attributes of %d bytes exceed max_xattr_bytes (%d)" % (size, self.limits.max_xattr_bytes))
         return kept
 
+    def numbers(self, info, name):
+        """Refuse owners no restore can take; clamp those an unprivileged container cannot map, and mtimes.
+
+        An owner outside 0..2^32-2 (or a pax uid/gid record that is not a decimal number, which tarfile
+        reads as 0) is an error.  One above 65535 becomes 65534, the id an unmapped owner shows as, and the
+        member loses its setuid (setgid) bit with it.  An mtime outside 0..8^11-1 (or not a number) is set
+        to the nearer end.  ``Tree.clamped_ids`` and ``Tree.clamped_mtimes`` count them.
+        """
+        for field, bit in (("uid", 0o4000), ("gid", 0o2000)):
+            record = info.pax_headers.get(field)
+            if record is not None and not _PAX_ID.match(record):
+                self.fail(name, "its pax %s record %r is not a number" % (field, record[:40]))
+            value = getattr(info, field)
+            if not 0 <= value <= MAX_ID:
+                self.fail(name, "%s %d is outside 0..%d: restoring it would fail, or leave the file owned by root"
+                          % (field, value, MAX_ID))
+            if value > MAX_CONTAINER_ID:
+                setattr(info, field, OVERFLOW_ID)
+                info.mode &= ~bit
+                self.tree.clamped_ids += 1
+        mtime = info.mtime
+        if not 0 <= mtime <= MAX_MTIME:
+            info.mtime = MAX_MTIME if mtime > MAX_MTIME else 0  # NaN and negative: 0
+            self.tree.clamped_mtimes += 1
+
     # output
 
     def out_info(self, name, kind, info, xattrs):
@@ -994,6 +1053,8 @@ class _Flattener:
                 handle(info, ordinal)
             stream.end_header()
             stream.drain()
+            if count:
+                self.tree.pax_globals += stream.pax_globals
         finally:
             self.stream = None
             raw.close()
@@ -1068,6 +1129,9 @@ class _Flattener:
             self.fail(name, "the root is not a directory")
         if parent is not None:
             self.check_parents(name, parent)
+        if not (0 <= info.uid <= MAX_CONTAINER_ID and 0 <= info.gid <= MAX_CONTAINER_ID
+                and 0 <= info.mtime <= MAX_MTIME) or ("uid" in info.pax_headers or "gid" in info.pax_headers):
+            self.numbers(info, name)
         xattrs = self.xattrs(info, name) if info.pax_headers else None
 
         under_dev = name.startswith("dev/")
