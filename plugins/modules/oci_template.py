@@ -445,6 +445,52 @@ runtime:
       type: list
       elements: str
       sample: ["gid", "groups", "lxc_config"]
+conversion:
+  description:
+    - What flattening the layers did to the image's members, as counters (null in check mode when the template
+      would be built; from the sidecar when the template exists).
+  returned: when state is present
+  type: dict
+  contains:
+    passes:
+      description:
+        - How many times the layers were read and the template written; 2 when the first pass found something the
+          restore would get wrong without knowing it earlier (a path given twice in a layer, a directory whose
+          entry came after something below it) and wrote the template again.
+      type: int
+      sample: 1
+    members:
+      description: Entries written to the template from the image (generated files not included).
+      type: int
+    bytes:
+      description: Regular-file data bytes written from the image.
+      type: int
+    rereads:
+      description: Layers read a second time for a hard link to a file the upper layers hid.
+      type: int
+    same_path_repeats:
+      description:
+        - Members that named a path given earlier in the same layer. The later member wins, as with Docker and
+          containerd, and the template holds the path once (Proxmox VE's restore would keep the first).
+      type: int
+    pax_global_headers:
+      description: Pax global headers (type C(g)) skipped; containerd and moby ignore them too.
+      type: int
+    clamped_ids:
+      description:
+        - Owners (uid or gid) above 65535 written as 65534, the id an unmapped owner shows as; the member loses
+          its setuid (setgid) bit with it. An unprivileged container maps 0-65535 only, and its restore fails on
+          any other owner. Owners outside 0-4294967294 are refused.
+      type: int
+    clamped_mtimes:
+      description: Modification times outside 0-8589934591 (1970-2242) written as the nearer end.
+      type: int
+    dropped_members:
+      description: Device nodes and the contents of C(/dev), dropped as Proxmox VE's restore drops them.
+      type: int
+    dropped_xattrs:
+      description: Pax records not kept (xattrs other than C(user.*) and C(security.capability), atime, ctime, ...).
+      type: int
 diff:
   description: Template identity before and after (with C(--diff)).
   returned: when state is present

@@ -19,9 +19,25 @@ Semantics are those of the OCI image spec ("applying changesets"):
   lower subtree; a directory replaces a lower non-directory.  Directories
   merge: the topmost explicit entry gives the attributes.  Directories only
   implied by children are emitted at the end (0755, root, newest mtime).
-* Same path twice in one layer: the later one wins (both are emitted in
-  order, as tar extraction would apply them); a directory/non-directory
-  conflict inside one layer is an error.
+* Same path twice in one layer: the later one wins, as Docker and
+  containerd apply it, and the template holds the path once (Proxmox VE's
+  restore, GNU tar with --skip-old-files, would keep the FIRST member).  A
+  hard link made between the two keeps the earlier content.  A
+  directory/non-directory conflict inside one layer is an error (appliers
+  disagree: containerd's overlay snapshotter keeps the lower directory's
+  content under a directory that replaced a same-layer file, a plain
+  unpack does not).
+* Every directory entry comes before anything below it, with the
+  directory's final attributes: the restore ignores an entry for a
+  directory that already exists (given twice, or made earlier for
+  something below it, for instance by an upper layer, which is read first).
+  Directories with the attributes tar gives the ones it makes on the way
+  (0755, root, no xattrs) need nothing; mtimes are not restored for them.
+
+  Both need knowledge from later members, so a pass that meets them learns
+  them (FlattenHints), stops writing, finishes reading, and raises
+  FlattenRestart: the caller writes the output again from the start with
+  those hints (``with_restarts``).  Images without them take one pass.
 * Hard links resolve in the merged view of their own layer (earlier members
   of the layer, else the lower layers, after the layer's own whiteouts).  A
   link whose target is not emitted (hidden by an upper layer, or under
@@ -114,6 +130,58 @@ class FlattenError(OciError):
     """A layer cannot be merged safely; the message names the layer and the member."""
 
 
+MAX_PASSES = 3
+
+
+class FlattenHints:
+    """What a pass learned that the output must know before it reaches the members concerned.
+
+    ``dups``: {layer index: {path: ordinal of its last member in that layer}} for non-directories given more
+    than once in a layer (only the last is emitted); ``dirs``: {directory: (mode, uid, gid, mtime, pax
+    records)} for directories to emit with these final attributes before anything below them; ``acl_ids``:
+    ({user name: uid}, {group name: gid}) from the image's own /etc/passwd and /etc/group, or None while
+    unknown.  ``passes``: how many passes were made so far.
+    """
+
+    def __init__(self):
+        self.dups = {}
+        self.dirs = {}
+        self.acl_ids = None
+        self.passes = 0
+
+    def merged(self, learned):
+        out = FlattenHints()
+        out.passes = self.passes + 1
+        for index in set(self.dups) | set(learned.dups):
+            out.dups[index] = dict(self.dups.get(index, {}))
+            out.dups[index].update(learned.dups.get(index, {}))
+        out.dirs = dict(self.dirs)
+        out.dirs.update(learned.dirs)
+        out.acl_ids = learned.acl_ids if learned.acl_ids is not None else self.acl_ids
+        return out
+
+
+class FlattenRestart(Exception):
+    """The output written so far would restore differently from the tree: write it again from the start,
+    flattening with ``hints`` (``with_restarts`` does it)."""
+
+    def __init__(self, hints):
+        Exception.__init__(self, "flatten needs another pass")
+        self.hints = hints
+
+
+def with_restarts(attempt):
+    """``attempt(hints)`` flattens (passing ``hints`` on) into fresh output and returns what it built; it is
+    called again, with what the pass learned, while flatten raises FlattenRestart."""
+    hints = None
+    for dummy in range(MAX_PASSES):
+        try:
+            return attempt(hints)
+        except FlattenRestart as restart:
+            hints = restart.hints
+    raise FlattenError("internal error: the layers still needed another pass after %d" % MAX_PASSES)
+
+
 class Limits:
     """Bounds on hostile input; every violation raises FlattenError naming the limit."""
 
@@ -174,6 +242,8 @@ class Tree:
         self.dropped_xattrs = 0  # pax records dropped (xattrs, atime, ctime, ...) over all members read
         self.mtime_max = 0
         self.rereads = 0  # layers read twice for a hard link (see module doc)
+        self.passes = 1  # passes over the layers (2 when the first learned what its output got wrong)
+        self.same_path_repeats = 0  # members of a path given earlier in the same layer (one entry is emitted)
         self.pax_globals = 0  # pax global headers ('g'), ignored as containerd and moby ignore them
         self.clamped_ids = 0  # uid/gid above 65535 set to 65534 (setuid/setgid bit dropped with it)
         self.clamped_mtimes = 0  # mtimes outside 0..8^11-1 set to the nearer end
@@ -769,10 +839,23 @@ def _ancestors(name):
     return out
 
 
+class _DiscardSink:
+    """Where a pass writes once it knows its output will be written again."""
+
+    @staticmethod
+    def add(info, fileobj=None):
+        pass
+
+
 class _Flattener:
-    def __init__(self, layers, sink, limits, capture):
+    def __init__(self, layers, sink, limits, capture, hints=None):
         self.layers = list(layers)
         self.sink = sink
+        self.hints = hints or FlattenHints()
+        self.learned = FlattenHints()  # what this pass finds that its output got wrong
+        self.restart = False
+        self.early_pending = set(self.hints.dirs)  # hinted directories not emitted yet
+        self.early_clear = set()  # directories with no hinted directory left to emit at or above them
         self.limits = limits or Limits()
         self.tree = Tree()
         self.taken = self.tree.entries  # visible paths of the layers read so far
@@ -900,8 +983,76 @@ class _Flattener:
         return entry
 
     def emit(self, out, fileobj=None):
+        if self.early_pending:
+            self.emit_early_parents(out.name)
         self.sink.add(out, fileobj)
         self.tree.members += 1
+
+    # what GNU tar's --skip-old-files restore would get wrong: learned in one pass, right in the next
+
+    def learn(self):
+        """This pass's output would restore differently from the tree: finish the pass to learn everything
+        (writing nothing more), then ask for another."""
+        if not self.restart:
+            self.restart = True
+            self.sink = _DiscardSink()
+
+    def dir_out(self, name, attributes):
+        mode, uid, gid, mtime, pax = attributes
+        out = tarfile.TarInfo(name)
+        out.type = tarfile.DIRTYPE
+        out.mode, out.uid, out.gid, out.mtime = mode, uid, gid, mtime
+        out.uname = out.gname = ""
+        if pax:
+            out.pax_headers = dict(pax)
+        return out
+
+    def emit_early(self, name):
+        self.early_pending.discard(name)
+        self.emit(self.dir_out(name, self.hints.dirs[name]))
+
+    def emit_early_parents(self, name):
+        """Emit the hinted directories above ``name`` that are not out yet, outermost first."""
+        chain = []
+        while name != ".":
+            name = _parent(name)
+            if name in self.early_clear:
+                break
+            chain.append(name)
+        for directory in reversed(chain):
+            if directory in self.early_pending:
+                self.emit_early(directory)
+            self.early_clear.add(directory)
+
+    def emit_dir(self, name, out, before):
+        """Emit a directory once, before anything below it.
+
+        The restore (GNU tar, --skip-old-files) ignores an entry for a directory that already exists: a
+        directory given again later in its layer, or whose explicit entry comes after something below it
+        (written by an upper layer, or earlier in its own layer), would keep the first entry's attributes,
+        or those of a directory tar made on the way (0755, root).  Such a directory is learned with its
+        final attributes, and the next pass emits it with them before anything below it.  ``before``: the
+        tree entry of the same directory given earlier in this layer, or None.
+        """
+        hinted = self.hints.dirs.get(name) if self.hints.dirs else None
+        if hinted is not None:
+            if name in self.early_pending:
+                self.emit_early(name)
+            return
+        attributes = (out.mode, out.uid, out.gid, out.mtime, dict(out.pax_headers))
+        if before is not None:
+            if (out.pax_headers or name in self.dir_xattrs
+                    or (before.mode, before.uid, before.gid, before.mtime) != attributes[:4]):
+                self.learned.dirs[name] = attributes
+                self.learn()
+            return
+        if out.pax_headers:
+            self.dir_xattrs.add(name)
+        if name in self.emitted_parents and name != "." and (out.pax_headers or attributes[:3] != (0o755, 0, 0)):
+            # (the root exists before any restore: its entry never applies, wherever it is)
+            self.learned.dirs[name] = attributes
+            self.learn()
+        self.emit(out)
 
     def mark_parents(self, name):
         parents = self.emitted_parents
@@ -999,6 +1150,9 @@ class _Flattener:
                 if proxy.waiters:
                     self.fail(proxy.waiters[0], "hard link target %s does not exist" % target, from_layer)
         self.emit_implied()
+        if self.restart:
+            raise FlattenRestart(self.hints.merged(self.learned))
+        self.tree.passes = self.hints.passes + 1
         return self.tree
 
     def begin_layer(self):
@@ -1010,6 +1164,8 @@ class _Flattener:
         self.hidden_nondirs = set()
         self.resolved_here = set()
         self.refetch = []
+        self.dir_xattrs = set()  # directories of this layer emitted with pax records
+        self.layer_dups = self.hints.dups.get(self.index)  # (pass 2) path -> ordinal of its last member
         self.ordinal = 0
 
     def read_layer(self, index, handle, count=1):
@@ -1137,15 +1293,25 @@ class _Flattener:
         under_dev = name.startswith("dev/")
         previous = self.cur.get(name)
         if previous is not None:
+            self.tree.same_path_repeats += 1
             if (previous is DIR) != (kind == DIR):
                 self.fail(name, "appears twice in the layer, as a directory and as a non-directory")
-            if name in self.resolved_here:
-                self.fail(name, "appears twice in the layer and is the target of a hard link of an upper layer")
+        last = self.layer_dups.get(name) if self.layer_dups else None
+        superseded = last is not None and last != ordinal
+        if last is not None:
+            # (a later pass) only the last member of the path counts; the earlier ones are in this layer, for
+            # the hard links between them, but are not emitted and do not take the path
+            visible = not (superseded or under_dev or kind == DEVICE or (parent is not None and self.children_hidden(parent))
+                           or name in self.hide_all or name in self.taken)
+        elif previous is not None:
             visible = name in self.taken and self.taken[name].layer == index
             if kind == DIR:
                 visible = visible and self.taken[name].type == DIR
-            else:
-                self.forget_waiter(previous, name)
+            elif (visible and not self.forget_waiter(previous, name)) or name in self.resolved_here:
+                # the earlier member is out (or an upper layer's hard link took it): only another pass can
+                # leave it out, as GNU tar's restore keeps the FIRST member of a path
+                self.learned.dups.setdefault(index, {})[name] = ordinal
+                self.learn()
         elif under_dev or kind == DEVICE:
             visible = False
         else:
@@ -1162,8 +1328,9 @@ class _Flattener:
                     self.fail(proxy.waiters[0], "hard link to directory %s" % name, from_layer)
             if visible:
                 out = self.out_info(name, DIR, info, xattrs)
+                before = self.taken.get(name) if previous is not None else None
                 self.record(name, DIR, out, index)
-                self.emit(out)
+                self.emit_dir(name, out, before)
                 if name != ".":
                     self.mark_parents(name)
             return
@@ -1206,7 +1373,7 @@ class _Flattener:
                 self.mark_parents(name)
             elif kind == FILE:
                 node.info = info
-        groups = self.pending.get(name)
+        groups = self.pending.get(name) if not superseded else None
         if groups:
             mine = [g for g in groups if g[0] > index]
             if mine:
@@ -1229,12 +1396,16 @@ class _Flattener:
 
     @staticmethod
     def forget_waiter(previous, name):
-        """A later member of the same name wins over an earlier hard link still waiting for its content."""
+        """A later member of the same name wins over an earlier hard link still waiting for its content
+        (nothing was emitted for it); returns whether there was one."""
         node = _target(previous)
         if node.kind == PROXY and name in node.waiters:
             node.waiters.remove(name)
-        elif node.refetch and name in node.refetch:
+            return True
+        if node.refetch and name in node.refetch:
             node.refetch.remove(name)
+            return True
+        return False
 
     def hardlink(self, name, info):
         """The node a hard link member shares: its target's, or a proxy for a lower layer's."""
@@ -1372,7 +1543,7 @@ class _Flattener:
             self.emit(out)
 
 
-def flatten(layers, sink, limits=None, capture=("etc/passwd", "etc/group")):
+def flatten(layers, sink, limits=None, capture=("etc/passwd", "etc/group"), hints=None):
     """Merge ``layers`` (bottom first, diff_ids order) into ``sink``; return the final Tree.
 
     Each layer needs ``description``, ``compressed_size`` (int or None) and
@@ -1382,5 +1553,8 @@ def flatten(layers, sink, limits=None, capture=("etc/passwd", "etc/group")):
     or "etc/passwd"); regular files come with a file-like of exactly
     ``info.size`` bytes, hard links name an entry emitted earlier.
     ``capture``: canonical paths whose bytes ``Tree.captured`` returns.
+
+    Raises FlattenRestart when what was given to ``sink`` would restore differently from the returned
+    tree (see the module doc): flatten again into a fresh sink with its ``hints`` (``with_restarts``).
     """
-    return _Flattener(layers, sink, limits, capture).run()
+    return _Flattener(layers, sink, limits, capture, hints).run()

@@ -41,7 +41,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression impo
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
-    MAX_SYMLINK_HOPS, BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer)
+    MAX_SYMLINK_HOPS, BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer, with_restarts)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
@@ -322,6 +322,14 @@ def check_reserved(spec, tree):
                                 % (what, path, RESERVED_DIR))
 
 
+def conversion_stats(tree):
+    """What flattening did to the image's members, for the result (RETURN: conversion)."""
+    return {"passes": tree.passes, "members": tree.members, "bytes": tree.bytes, "rereads": tree.rereads,
+            "same_path_repeats": tree.same_path_repeats, "pax_global_headers": tree.pax_globals,
+            "clamped_ids": tree.clamped_ids, "clamped_mtimes": tree.clamped_mtimes,
+            "dropped_members": tree.dropped, "dropped_xattrs": tree.dropped_xattrs}
+
+
 def _is_file(tree, path):
     resolved = tree.resolve(path.strip("/"))
     if resolved is None:
@@ -599,17 +607,19 @@ class TemplateManager:
             before = self._read_sidecar(sidecar) if os.path.exists(path) else None
             same = before is not None and before.get("identity") == ident and not self.params["force"]
             if same and os.path.getsize(path) == before.get("size"):
-                result.update(size=before["size"], sha256=before.get("sha256"), runtime=before["runtime"])
+                result.update(size=before["size"], sha256=before.get("sha256"), runtime=before["runtime"],
+                              conversion=before.get("conversion"))
                 result["diff"] = self._diff(before, before)
                 return result
             after_runtime = None
             if self.check_mode:
                 after_runtime = self.scan_runtime(res, cached, lxc_target)
-                result.update(size=None, sha256=None, runtime=after_runtime, would_build=True)
+                result.update(size=None, sha256=None, runtime=after_runtime, would_build=True, conversion=None)
             else:
                 record = self.build(res, ident, lxc_target, path)
                 atomic_write(sidecar, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
-                result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"])
+                result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"],
+                              conversion=record["conversion"])
                 after_runtime = record["runtime"]
             result["changed"] = True
             result["diff"] = self._diff(before, {"identity": ident, "runtime": after_runtime})
@@ -709,7 +719,8 @@ class TemplateManager:
         and the options tell, ``needs_layers`` naming what is null or unverified.
         """
         if cached:
-            tree = flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(), Limits())
+            tree = with_restarts(lambda hints: flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(),
+                                                       Limits(), hints=hints))
         else:
             tree = None
         spec = self._spec(res, tree)
@@ -721,16 +732,21 @@ class TemplateManager:
         return runtime
 
     def build(self, res, ident, lxc_target, path):
-        """Build the template at ``path`` atomically; returns the sidecar record."""
+        """Build the template at ``path`` atomically; returns the sidecar record.
+
+        Written again from the start when flattening asks for another pass (flatten.with_restarts)."""
+        return with_restarts(lambda hints: self._build(res, ident, lxc_target, path, hints))
+
+    def _build(self, res, ident, lxc_target, path, hints):
         mtime = _created_epoch(res.config)
         fd, tmp = self._tmp_path(path)
         try:
             with os.fdopen(fd, "wb") as raw:
                 out = HashingWriter(raw)  # hashes the template as it is written
                 if self.params["format"] == "vztmpl":
-                    runtime = self._write_vztmpl(res, out, lxc_target, mtime)
+                    runtime, tree = self._write_vztmpl(res, out, lxc_target, mtime, hints)
                 else:
-                    runtime = self._write_oci_archive(res, out, lxc_target, mtime, os.path.dirname(path))
+                    runtime, tree = self._write_oci_archive(res, out, lxc_target, mtime, os.path.dirname(path), hints)
                 raw.flush()
                 os.fsync(raw.fileno())
             os.chmod(tmp, 0o644)
@@ -744,13 +760,13 @@ class TemplateManager:
                 os.unlink(tmp)
             raise
         return {"identity": ident, "runtime": runtime, "image": str(self.images.source), "size": size,
-                "sha256": sha, "filename": os.path.basename(path)}
+                "sha256": sha, "filename": os.path.basename(path), "conversion": conversion_stats(tree)}
 
-    def _write_vztmpl(self, res, raw, lxc_target, mtime):
+    def _write_vztmpl(self, res, raw, lxc_target, mtime, hints=None):
         stream = compressor(raw, self.params["compression"])
         sink = TemplateSink(stream, "./")
         try:
-            tree = flatten(self._layers(res), sink, Limits())
+            tree = flatten(self._layers(res), sink, Limits(), hints=hints)
             spec = self._spec(res, tree)
             runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime)
             sink.close()
@@ -759,9 +775,9 @@ class TemplateManager:
             sink.abort()
             stream.abort()
             raise
-        return runtime
+        return runtime, tree
 
-    def _write_oci_archive(self, res, raw, lxc_target, mtime, workdir):
+    def _write_oci_archive(self, res, raw, lxc_target, mtime, workdir, hints=None):
         """A normalised OCI archive: one manifest, OCI types, one squashed gzip layer."""
         fd, layer_tmp = tempfile.mkstemp(prefix="%s%d-layer-" % (TMP_PREFIX, os.getpid()), dir=workdir)
         try:
@@ -771,7 +787,7 @@ class TemplateManager:
                 uncompressed = HashingWriter(stream)
                 sink = TemplateSink(uncompressed, "")
                 try:
-                    tree = flatten(self._layers(res), sink, Limits())
+                    tree = flatten(self._layers(res), sink, Limits(), hints=hints)
                     spec = self._spec(res, tree)
                     runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
                                              pve_import=True)
@@ -840,7 +856,7 @@ class TemplateManager:
             if os.path.exists(layer_tmp):
                 os.unlink(layer_tmp)
         runtime["oci_config"] = {"Entrypoint": entrypoint, "Cmd": cmd}  # what the archive's config says
-        return runtime
+        return runtime, tree
 
 
 class _ReadOnlyStore:
