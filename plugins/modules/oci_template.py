@@ -22,6 +22,12 @@ description:
     layers; setuid bits, C(security.capability) and C(user.*) xattrs and ACLs are kept; device nodes and the
     contents of C(/dev) are dropped, as Proxmox VE's restore does. Member names that climb out of the root,
     entries written through symlinks, and hardlinks that leave the root are refused with an error naming them.
+  - The template restores, with Proxmox VE's exact tar command, to the tree the module reads (for the user,
+    the command and the working directory): a path given twice in a layer is written once (the later member,
+    as Docker does), each directory comes before its content with its final attributes, pax global headers are
+    ignored, ACL entries naming users or groups take the image's own ids, owners above 65535 become 65534
+    (without setuid/setgid), owners outside 0-4294967294 are refused, mtimes are clamped to 1970-2242 and mode
+    bits above 07777 are dropped. RV(conversion) counts them. Such images may be read twice.
   - Every layer is checked against the config's C(diff_ids) while it is read; a bad layer publishes nothing.
   - The template is written to a temporary file and renamed into place only when complete. An existing
     template built from the same image digest with the same options is kept (C(changed=false)).
@@ -484,6 +490,17 @@ conversion:
       type: int
     clamped_mtimes:
       description: Modification times outside 0-8589934591 (1970-2242) written as the nearer end.
+      type: int
+    acl_entries_converted:
+      description:
+        - POSIX ACL entries naming a user or group (C(user:NAME), C(group:NAME)) written with the id the image's
+          own C(/etc/passwd) or C(/etc/group) gives that name. The restore (GNU tar C(--acls)) would look the
+          name up in the Proxmox VE host's user database.
+      type: int
+    acl_entries_dropped:
+      description:
+        - POSIX ACL entries dropped, an entry naming a user or group the image does not define, with an id above
+          65535, an id in another numeric form (octal, hex, signed) or a malformed one.
       type: int
     dropped_members:
       description: Device nodes and the contents of C(/dev), dropped as Proxmox VE's restore drops them.

@@ -68,6 +68,8 @@ Semantics are those of the OCI image spec ("applying changesets"):
   ``SCHILY.acl.access`` and ``SCHILY.acl.default``; every other xattr or pax
   record (atime, ctime, trusted.*, security.selinux, ...) is dropped and
   counted.
+* POSIX ACL records name users and groups by the image's own ids: GNU tar
+  would resolve ``user:NAME`` in the host's user database (``acls``).
 * Numbers the restore cannot take are refused or clamped (``numbers``): an
   owner outside 0..2^32-2 is an error (GNU tar would leave the file root's,
   or fail); an owner above 65535, which an unprivileged container cannot map,
@@ -97,6 +99,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import HAS_ZSTANDARD, _Gzip, _Zstd
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, UnsupportedError, VerificationError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import open_layer
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import parse_group, parse_passwd
 
 READ_CHUNK = 1024 * 1024
 MAX_SYMLINK_HOPS = 40
@@ -124,6 +127,13 @@ OVERFLOW_ID = 65534  # the kernel's overflowuid/overflowgid: how an unmapped id 
 MAX_ID = 2 ** 32 - 2
 MAX_MTIME = 8 ** 11 - 1  # the largest ustar mtime (year 2242): no pax record, and every filesystem keeps it
 _PAX_ID = re.compile(r"\A[+-]?[0-9]+\Z")  # what Go's archive/tar (strconv.ParseInt) takes; tarfile's int() takes more
+# POSIX ACL text (GNU tar's SCHILY.acl.*), as libacl's acl_from_text reads it
+_ACL_SEPARATORS = re.compile(r"[,\n]")
+_ACL_TAGS = {"user": "user", "u": "user", "group": "group", "g": "group", "mask": "mask", "m": "mask",
+             "other": "other", "o": "other"}
+_ACL_PERMS = re.compile(r"\A[rwx-]{1,3}\Z")
+_ACL_ID = re.compile(r"\A(?:0|[1-9][0-9]{0,9})\Z")  # decimal as libacl's strtol(base 0) also reads it
+_ACL_NUMERIC_START = "0123456789+- \t"  # other forms strtol reads as a number (octal, hex, signed)
 
 
 class FlattenError(OciError):
@@ -247,6 +257,8 @@ class Tree:
         self.pax_globals = 0  # pax global headers ('g'), ignored as containerd and moby ignore them
         self.clamped_ids = 0  # uid/gid above 65535 set to 65534 (setuid/setgid bit dropped with it)
         self.clamped_mtimes = 0  # mtimes outside 0..8^11-1 set to the nearer end
+        self.acl_converted = 0  # ACL entries naming a user or group, given the image's id for it
+        self.acl_dropped = 0  # ACL entries dropped: unknown name, id beyond 65535, other numeric form, malformed
         self._captures = {}
         self._too_big = set()
 
@@ -854,6 +866,7 @@ class _Flattener:
         self.hints = hints or FlattenHints()
         self.learned = FlattenHints()  # what this pass finds that its output got wrong
         self.restart = False
+        self.need_acl_ids = False  # an ACL names a user or group, and the image's ids are not known yet
         self.early_pending = set(self.hints.dirs)  # hinted directories not emitted yet
         self.early_clear = set()  # directories with no hinted directory left to emit at or above them
         self.limits = limits or Limits()
@@ -926,7 +939,75 @@ class _Flattener:
                        for k, v in info.pax_headers.items() if k.startswith(_XATTR_PREFIXES))
             if size > self.limits.max_xattr_bytes:
                 self.fail(name, "extended attributes of %d bytes exceed max_xattr_bytes (%d)" % (size, self.limits.max_xattr_bytes))
+        if kept is not None and ("SCHILY.acl.access" in kept or "SCHILY.acl.default" in kept):
+            self.acls(kept)
         return kept
+
+    def acls(self, records, count=True):
+        """Rewrite the POSIX ACL records in ``records`` so that the restore looks nothing up on the host.
+
+        GNU tar --acls hands the text to acl_from_text, which resolves ``user:NAME``/``group:NAME`` in the
+        HOST's user database (and reads ids with strtol: 010 is 8).  A name becomes the id the image's own
+        /etc/passwd or /etc/group gives it; an entry naming no such user or group, with an id beyond
+        65535 (which an unprivileged container cannot map: the restore would drop the whole ACL) or in
+        another numeric form, or malformed, is dropped; both are counted.  Extra fields after the
+        permissions (star's ``:uid``) are dropped, as GNU tar drops them.  While the image's ids are not
+        known yet (the first pass), names are left as they are and another pass is asked for.
+        """
+        for key in ("SCHILY.acl.access", "SCHILY.acl.default"):
+            text = records.get(key)
+            if text is None:
+                continue
+            entries = []
+            for entry in _ACL_SEPARATORS.split(text):
+                entry = entry.strip()
+                if not entry or entry.startswith("#"):
+                    continue
+                fields = [field.strip() for field in entry.split(":")]
+                tag = _ACL_TAGS.get(fields[0])
+                if len(fields) == 2 and tag in ("mask", "other"):
+                    fields.insert(1, "")
+                qualifier = fields[1] if len(fields) > 2 else None
+                if tag is None or qualifier is None or not _ACL_PERMS.match(fields[2]) or (qualifier and tag not in ("user", "group")):
+                    self.tree.acl_dropped += count
+                    continue
+                if qualifier and not _ACL_ID.match(qualifier):
+                    ids = self.hints.acl_ids
+                    if ids is None:
+                        if qualifier[0] not in _ACL_NUMERIC_START:
+                            self.need_acl_ids = True
+                            self.learn()
+                            entries.append(entry)
+                            continue
+                    elif qualifier[0] not in _ACL_NUMERIC_START:
+                        ident = ids[1 if tag == "group" else 0].get(qualifier)
+                        if ident is not None and ident <= MAX_CONTAINER_ID:
+                            self.tree.acl_converted += count
+                            entries.append("%s:%d:%s" % (tag, ident, fields[2]))
+                            continue
+                    self.tree.acl_dropped += count
+                    continue
+                if qualifier and int(qualifier) > MAX_CONTAINER_ID:
+                    self.tree.acl_dropped += count
+                    continue
+                entries.append("%s:%s:%s" % (tag, qualifier, fields[2]))
+            if entries:
+                records[key] = ",".join(entries)
+            else:
+                del records[key]
+
+    def image_ids(self):
+        """({user name: uid}, {group name: gid}) from the image's /etc/passwd and /etc/group, the first line of a
+        name winning as getpwnam's; empty when the image has none (or they were not captured)."""
+        maps = ({}, {})
+        for index, path, parse in ((0, "etc/passwd", parse_passwd), (1, "etc/group", parse_group)):
+            try:
+                data = self.tree.captured(path)
+            except FlattenError:
+                data = None
+            for record in parse(data.decode("utf-8", "replace") if data is not None else None):
+                maps[index].setdefault(record[0], record[1])
+        return maps
 
     def numbers(self, info, name):
         """Refuse owners no restore can take; clamp those an unprivileged container cannot map, and mtimes.
@@ -1005,6 +1086,7 @@ class _Flattener:
         out.uname = out.gname = ""
         if pax:
             out.pax_headers = dict(pax)
+            self.acls(out.pax_headers, count=False)  # learned before the image's ids were (the member counts)
         return out
 
     def emit_early(self, name):
@@ -1039,18 +1121,18 @@ class _Flattener:
             if name in self.early_pending:
                 self.emit_early(name)
             return
-        attributes = (out.mode, out.uid, out.gid, out.mtime, dict(out.pax_headers))
         if before is not None:
             if (out.pax_headers or name in self.dir_xattrs
-                    or (before.mode, before.uid, before.gid, before.mtime) != attributes[:4]):
-                self.learned.dirs[name] = attributes
+                    or (before.mode, before.uid, before.gid, before.mtime) != (out.mode, out.uid, out.gid, out.mtime)):
+                self.learned.dirs[name] = (out.mode, out.uid, out.gid, out.mtime, dict(out.pax_headers))
                 self.learn()
             return
         if out.pax_headers:
             self.dir_xattrs.add(name)
-        if name in self.emitted_parents and name != "." and (out.pax_headers or attributes[:3] != (0o755, 0, 0)):
+        if (name in self.emitted_parents and name != "."
+                and (out.pax_headers or out.mode != 0o755 or out.uid != 0 or out.gid != 0)):
             # (the root exists before any restore: its entry never applies, wherever it is)
-            self.learned.dirs[name] = attributes
+            self.learned.dirs[name] = (out.mode, out.uid, out.gid, out.mtime, dict(out.pax_headers))
             self.learn()
         self.emit(out)
 
@@ -1151,6 +1233,8 @@ class _Flattener:
                     self.fail(proxy.waiters[0], "hard link target %s does not exist" % target, from_layer)
         self.emit_implied()
         if self.restart:
+            if self.need_acl_ids:
+                self.learned.acl_ids = self.image_ids()
             raise FlattenRestart(self.hints.merged(self.learned))
         self.tree.passes = self.hints.passes + 1
         return self.tree

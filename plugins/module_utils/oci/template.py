@@ -327,6 +327,7 @@ def conversion_stats(tree):
     return {"passes": tree.passes, "members": tree.members, "bytes": tree.bytes, "rereads": tree.rereads,
             "same_path_repeats": tree.same_path_repeats, "pax_global_headers": tree.pax_globals,
             "clamped_ids": tree.clamped_ids, "clamped_mtimes": tree.clamped_mtimes,
+            "acl_entries_converted": tree.acl_converted, "acl_entries_dropped": tree.acl_dropped,
             "dropped_members": tree.dropped, "dropped_xattrs": tree.dropped_xattrs}
 
 
