@@ -22,8 +22,22 @@ def compression_option(archive):
     return None
 
 
-def restore_command(archive, rootdir):
-    """The argv Proxmox VE runs to restore ``archive`` into ``rootdir`` (reading the file, not stdin)."""
+# the id map of an unprivileged container, as pve-container's parse_id_maps gives it by default
+UNPRIVILEGED_ID_MAP = (("u", 0, 100000, 65536), ("g", 0, 100000, 65536))
+
+
+def restore_command(archive, rootdir, id_map=()):
+    """The argv Proxmox VE runs to restore ``archive`` into ``rootdir`` (reading the file, not stdin).
+
+    With ``id_map`` (an unprivileged container: UNPRIVILEGED_ID_MAP) tar runs inside the user namespace, through
+    ``lxc-usernsexec -m u:0:100000:65536 ... --`` as PVE::LXC::userns_command makes it; ``rootdir`` must then be
+    owned by the mapped root, and ``archive`` and ``rootdir`` reachable by it.
+    """
     option = compression_option(archive)
-    return (["tar", "xpf", str(archive)] + ([option] if option else []) + ["--totals"] + COMMON_TAR_FLAGS +
+    userns = []
+    if id_map:
+        for entry in id_map:
+            userns += ["-m", ":".join(str(field) for field in entry)]
+        userns = ["lxc-usernsexec"] + userns + ["--"]
+    return (userns + ["tar", "xpf", str(archive)] + ([option] if option else []) + ["--totals"] + COMMON_TAR_FLAGS +
             ["-C", str(rootdir), "--skip-old-files", "--anchored", "--exclude", "./dev/*"])

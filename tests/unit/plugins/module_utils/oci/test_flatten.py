@@ -22,6 +22,7 @@ import pytest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import flatten as fl
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, VerificationError
+from lxcri_testbed.oci_build import old_gnu_member, pax_global_header
 from lxcri_testbed.pve_restore import restore_command
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import BlobLayer, FlattenError, Limits, flatten
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import BlobStore
@@ -79,7 +80,7 @@ def tar_of(members, fmt=tarfile.PAX_FORMAT):
             if "pax" in spec:
                 info.pax_headers = spec["pax"]
             if spec["kind"] == "global":  # a pax global header ('g') here, with records spec["pax"]
-                header = tarfile.TarInfo._create_pax_generic_header(spec["pax"], tarfile.XGLTYPE, "utf-8")
+                header = pax_global_header(spec["pax"])
                 tar.fileobj.write(header)
                 tar.offset += len(header)
                 continue
@@ -290,17 +291,6 @@ def with_checksum(block):
     return bytes(block)
 
 
-def old_gnu_member(name, data=b"", atime=1700000000, ctime=1700000001):
-    """A one-member old GNU archive (magic "ustar  \\0") whose atime and ctime fill the area ustar uses as the
-    prefix; the header is its first block."""
-    blob = tar_of([F(name, data)], tarfile.GNU_FORMAT)
-    block = bytearray(blob[:512])
-    assert block[257:265] == b"ustar  \0"
-    block[345:357] = b"%011o\0" % atime
-    block[357:369] = b"%011o\0" % ctime
-    return with_checksum(block) + blob[512:]
-
-
 @pytest.mark.parametrize("method", ["frombuf", "_tarfile_frombuf"])  # the fast path and its fallback
 def test_old_gnu_atime_and_ctime_are_not_a_name_prefix(method):
     parser = getattr(fl._FastTarInfo, method)
@@ -314,7 +304,7 @@ def test_old_gnu_atime_and_ctime_are_not_a_name_prefix(method):
 
 @needs_gnu_tar
 def test_old_gnu_header_names_the_file_gnu_tar_restores(tmp_path):
-    blob = old_gnu_member("etc/passwd", b"root:x:0:0::/:/bin/sh\n")
+    blob = old_gnu_member("etc/passwd", b"root:x:0:0::/:/bin/sh\n") + b"\0" * 1024
     tree, out_blob, out = run([BlobLayer(blob, diff_id=digest_of(blob)), layer(F("etc/group", b"root:x:0:\n"))])
     assert sorted(n for n in out if n != "__order__") == [".", "etc", "etc/group", "etc/passwd"]
     assert tree.captured("etc/passwd") == b"root:x:0:0::/:/bin/sh\n"
