@@ -351,7 +351,7 @@ class _LayerStream:
         self.header_limit = _NO_LIMIT
         self.header_block = None
         self.budget = flattener.limits.header_budget
-        self.pax_globals = 0  # pax global headers skipped (_FastTarInfo._proc_global)
+        self.pax_globals = 0  # pax global headers skipped (_PaxGlobalHeader)
 
     def _fill(self, size):
         if self.eof:
@@ -475,6 +475,8 @@ class _FastTarInfo(tarfile.TarInfo):
         obj = super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
         if buf[257:263] != _USTAR_MAGIC and buf[345] and obj.type not in tarfile.GNU_TYPES:
             obj.name = obj.name[len(tarfile.nts(buf[345:500], encoding, errors)) + 1:]
+        if obj.type == tarfile.XGLTYPE:
+            obj.__class__ = _PaxGlobalHeader
         return obj
 
     @classmethod
@@ -503,19 +505,22 @@ class _FastTarInfo(tarfile.TarInfo):
             obj.name = obj.name.rstrip("/")
         if prefix[0] and obj.type not in tarfile.GNU_TYPES and magic[:6] == _USTAR_MAGIC:
             obj.name = _text(prefix, encoding, errors) + "/" + obj.name
+        if kind == tarfile.XGLTYPE:
+            obj.__class__ = _PaxGlobalHeader
         return obj
 
-    def _proc_member(self, tar):
-        if self.type == tarfile.XGLTYPE:
-            return self._proc_global(tar)
-        return super(_FastTarInfo, self)._proc_member(tar)
 
-    def _proc_global(self, tar):
-        """A pax global header is skipped and counted, as containerd and moby skip it; tarfile would apply its
-        records (uid, path, security.capability, ...) to every later member."""
+class _PaxGlobalHeader(_FastTarInfo):
+    """A pax global header, skipped and counted as containerd and moby skip it; tarfile would apply its records
+    (uid, path, security.capability, ...) to every later member.  (A class of its own, so that other members
+    keep tarfile's _proc_member without a call in between.)"""
+
+    __slots__ = ()
+
+    def _proc_member(self, tar):
         tar.fileobj.read(self._block(self.size))
         tar.fileobj.pax_globals += 1
-        return self.fromtarfile(tar)
+        return _FastTarInfo.fromtarfile(tar)
 
 
 class _Slice:
@@ -1122,8 +1127,8 @@ class _Flattener:
                 self.emit_early(name)
             return
         if before is not None:
-            if (out.pax_headers or name in self.dir_xattrs
-                    or (before.mode, before.uid, before.gid, before.mtime) != (out.mode, out.uid, out.gid, out.mtime)):
+            changed = (before.mode, before.uid, before.gid, before.mtime) != (out.mode, out.uid, out.gid, out.mtime)
+            if name != "." and (changed or out.pax_headers or name in self.dir_xattrs):
                 self.learned.dirs[name] = (out.mode, out.uid, out.gid, out.mtime, dict(out.pax_headers))
                 self.learn()
             return
@@ -1131,7 +1136,7 @@ class _Flattener:
             self.dir_xattrs.add(name)
         if (name in self.emitted_parents and name != "."
                 and (out.pax_headers or out.mode != 0o755 or out.uid != 0 or out.gid != 0)):
-            # (the root exists before any restore: its entry never applies, wherever it is)
+            # (the root exists before any restore: its entry never applies, wherever it comes)
             self.learned.dirs[name] = (out.mode, out.uid, out.gid, out.mtime, dict(out.pax_headers))
             self.learn()
         self.emit(out)
