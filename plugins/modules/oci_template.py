@@ -22,8 +22,8 @@ description:
     layers; setuid bits, C(security.capability) and C(user.*) xattrs and ACLs are kept; device nodes and the
     contents of C(/dev) are dropped, as Proxmox VE's restore does. Member names that climb out of the root,
     entries written through symlinks, and hardlinks that leave the root are refused with an error naming them.
-  - The template restores, with Proxmox VE's exact tar command, to the tree the module reads (for the user,
-    the command and the working directory): a path given twice in a layer is written once (the later member,
+  - The template restores, with Proxmox VE's exact tar command, to the tree the module reads for the user,
+    the command and the working directory. A path given twice in a layer is written once (the later member,
     as Docker does), each directory comes before its content with its final attributes, pax global headers are
     ignored, ACL entries naming users or groups take the image's own ids, owners above 65535 become 65534
     (without setuid/setgid), owners outside 0-4294967294 are refused, mtimes are clamped to 1970-2242 and mode

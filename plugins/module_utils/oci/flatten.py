@@ -517,10 +517,10 @@ class _PaxGlobalHeader(_FastTarInfo):
 
     __slots__ = ()
 
-    def _proc_member(self, tar):
-        tar.fileobj.read(self._block(self.size))
-        tar.fileobj.pax_globals += 1
-        return _FastTarInfo.fromtarfile(tar)
+    def _proc_member(self, tarfile):
+        tarfile.fileobj.read(self._block(self.size))
+        tarfile.fileobj.pax_globals += 1
+        return _FastTarInfo.fromtarfile(tarfile)
 
 
 class _Slice:
