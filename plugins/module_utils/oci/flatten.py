@@ -1396,11 +1396,14 @@ class _Flattener:
             visible = name in self.taken and self.taken[name].layer == index
             if kind == DIR:
                 visible = visible and self.taken[name].type == DIR
-            elif (visible and not self.forget_waiter(previous, name)) or name in self.resolved_here:
-                # the earlier member is out (or an upper layer's hard link took it): only another pass can
-                # leave it out, as GNU tar's restore keeps the FIRST member of a path
-                self.learned.dups.setdefault(index, {})[name] = ordinal
-                self.learn()
+            else:
+                waited = self.forget_waiter(previous, name)
+                learned = self.learned.dups.get(index)
+                if (visible and not waited) or name in self.resolved_here or (learned and name in learned):
+                    # the earlier member is out (or an upper layer's hard link took it): only another pass can
+                    # leave it out, as GNU tar's restore keeps the FIRST member of a path
+                    self.learned.dups.setdefault(index, {})[name] = ordinal
+                    self.learn()
         elif under_dev or kind == DEVICE:
             visible = False
         else:

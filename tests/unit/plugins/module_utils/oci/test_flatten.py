@@ -460,6 +460,14 @@ def test_same_path_three_times_and_across_types():
     assert tree.same_path_repeats == 4
 
 
+def test_same_path_whose_middle_member_is_a_waiting_hard_link_keeps_the_last():
+    # the first b is out, the link waits for the lower c, the last b must win (found by a differential fuzz
+    # against a containerd-style applier)
+    tree, _blob, out = run([layer(F("c", b"C0")), layer(F("b", b"b-0"), H("b", "c"), F("b", b"b-2"))])
+    assert (out["b"].type, out["b"].data, names(out).count("b")) == (tarfile.REGTYPE, b"b-2", 1)
+    assert tree.lookup("b").type == "file" and tree.passes == 2
+
+
 def test_same_path_twice_needs_no_second_pass_when_the_first_was_not_emitted():
     # hidden by an upper layer; a hard link still waiting for a lower layer's content
     tree, _blob, out = run([layer(F("t", b"T"), F("h", b"lower")), layer(F("x", b"1"), F("x", b"2"), H("h", "t"), F("h", b"H")),
