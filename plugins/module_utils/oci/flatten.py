@@ -33,6 +33,9 @@ Semantics are those of the OCI image spec ("applying changesets"):
   something below it, for instance by an upper layer, which is read first).
   Directories with the attributes tar gives the ones it makes on the way
   (0755, root, no xattrs) need nothing; mtimes are not restored for them.
+  Not modelled: below a setgid directory whose attributes tar has already
+  applied, a new directory inherits its group and setgid bit, and GNU tar
+  leaves the inherited bit even where the entry's mode lacks it.
 
   Both need knowledge from later members, so a pass that meets them learns
   them (FlattenHints), stops writing, finishes reading, and raises
