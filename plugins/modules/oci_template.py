@@ -22,6 +22,12 @@ description:
     layers; setuid bits, C(security.capability) and C(user.*) xattrs and ACLs are kept; device nodes and the
     contents of C(/dev) are dropped, as Proxmox VE's restore does. Member names that climb out of the root,
     entries written through symlinks, and hardlinks that leave the root are refused with an error naming them.
+  - The template restores, with Proxmox VE's exact tar command, to the tree the module reads for the user,
+    the command and the working directory. A path given twice in a layer is written once (the later member,
+    as Docker does), each directory comes before its content with its final attributes, pax global headers are
+    ignored, ACL entries naming users or groups take the image's own ids, owners above 65535 become 65534
+    (without setuid/setgid), owners outside 0-4294967294 are refused, mtimes are clamped to 1970-2242 and mode
+    bits above 07777 are dropped. RV(conversion) counts them. Such images may be read twice.
   - Every layer is checked against the config's C(diff_ids) while it is read; a bad layer publishes nothing.
   - The template is written to a temporary file and renamed into place only when complete. An existing
     template built from the same image digest with the same options is kept (C(changed=false)).
@@ -112,11 +118,15 @@ options:
     description:
       - Replace the image's WORKDIR. It is created in the template, owned by the container user, when the
         image lacks it (LXC refuses to start otherwise).
+      - A working directory, volume or command path in C(/.lxcri) (lexically or through the image's symlinks) is
+        refused; the collection reserves that directory for the files it generates, and hides the image's own.
     type: str
   user:
     description:
       - Replace the image's USER, as C(name), C(uid), C(name:group) or C(uid:gid). Names are resolved from the
         image's own C(/etc/passwd) and C(/etc/group), never from the host.
+      - As runc does, a part is a number only when it is ASCII digits after an optional sign (Go's
+        C(strconv.Atoi)); fullwidth digits or spaces make it a name.
     type: str
   stop_signal:
     description:
@@ -441,6 +451,63 @@ runtime:
       type: list
       elements: str
       sample: ["gid", "groups", "lxc_config"]
+conversion:
+  description:
+    - What flattening the layers did to the image's members, as counters (null in check mode when the template
+      would be built; from the sidecar when the template exists).
+  returned: when state is present
+  type: dict
+  contains:
+    passes:
+      description:
+        - How many times the layers were read and the template written; 2 when the first pass found something the
+          restore would get wrong without knowing it earlier (a path given twice in a layer, a directory whose
+          entry came after something below it) and wrote the template again.
+      type: int
+      sample: 1
+    members:
+      description: Entries written to the template from the image (generated files not included).
+      type: int
+    bytes:
+      description: Regular-file data bytes written from the image.
+      type: int
+    rereads:
+      description: Layers read a second time for a hard link to a file the upper layers hid.
+      type: int
+    same_path_repeats:
+      description:
+        - Members that named a path given earlier in the same layer. The later member wins, as with Docker and
+          containerd, and the template holds the path once (Proxmox VE's restore would keep the first).
+      type: int
+    pax_global_headers:
+      description: Pax global headers (type C(g)) skipped; containerd and moby ignore them too.
+      type: int
+    clamped_ids:
+      description:
+        - Owners (uid or gid) above 65535 written as 65534, the id an unmapped owner shows as; the member loses
+          its setuid (setgid) bit with it. An unprivileged container maps 0-65535 only, and its restore fails on
+          any other owner. Owners outside 0-4294967294 are refused.
+      type: int
+    clamped_mtimes:
+      description: Modification times outside 0-8589934591 (1970-2242) written as the nearer end.
+      type: int
+    acl_entries_converted:
+      description:
+        - POSIX ACL entries naming a user or group (C(user:NAME), C(group:NAME)) written with the id the image's
+          own C(/etc/passwd) or C(/etc/group) gives that name. The restore (GNU tar C(--acls)) would look the
+          name up in the Proxmox VE host's user database.
+      type: int
+    acl_entries_dropped:
+      description:
+        - POSIX ACL entries dropped, an entry naming a user or group the image does not define, with an id above
+          65535, an id in another numeric form (octal, hex, signed) or a malformed one.
+      type: int
+    dropped_members:
+      description: Device nodes and the contents of C(/dev), dropped as Proxmox VE's restore drops them.
+      type: int
+    dropped_xattrs:
+      description: Pax records not kept (xattrs other than C(user.*) and C(security.capability), atime, ctime, ...).
+      type: int
 diff:
   description: Template identity before and after (with C(--diff)).
   returned: when state is present

@@ -8,10 +8,13 @@ cwd, uid/gid and groups must be what the runtime says.
 
 import json
 import os
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 
 import pytest
@@ -20,7 +23,8 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import Oc
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import (
     NAMING_DEFAULTS, TemplateManager, identity_hash)
 from lxcri_testbed.bed import run
-from lxcri_testbed.oci_build import Layer, with_setpriv, write_image
+from lxcri_testbed.oci_build import Layer, old_gnu_member, with_setpriv, write_image
+from lxcri_testbed.pve_restore import UNPRIVILEGED_ID_MAP, restore_command
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\napp:x:1000:\nvideo:x:44:app\naudio:x:29:app\n"
@@ -57,9 +61,7 @@ def convert(work, ref, **options):
 def restore(template, root):
     """Extract the way Proxmox VE restores a template (pve-container's COMMON_TAR_FLAGS)."""
     os.makedirs(root)
-    run(["tar", "-xpf", template, "--totals", "--one-file-system", "-p", "--sparse", "--numeric-owner", "--acls",
-         "--xattrs", "--xattrs-include=user.*", "--xattrs-include=security.capability",
-         "--warning=no-file-ignored", "--warning=no-xattr-write", "--exclude", "./dev/*", "-C", root])
+    run(restore_command(template, root))
     return root
 
 
@@ -446,6 +448,146 @@ def test_hostile_image_is_refused_and_nothing_outside_changes(work, tmp_path):
     with pytest.raises(OciError, match=r"\.\."):
         convert(work, ref)
     assert published(work) == []
+
+
+# ---------------------------------------------------------------------------
+# what the module reads is what Proxmox VE's exact restore gives (issue 18)
+
+APP_SCRIPT = "#!/bin/sh\necho %s > /tmp/which\nwhile :; do sleep 1; done\n"
+
+
+def test_same_path_twice_and_late_directories_restore_as_read(work, lxc_runner, tmp_path):
+    lower = base_layer(etc=False).dir("etc").file("etc/group", GROUP).dir("home") \
+        .dir("home/app", mode=0o700, uid=1000, gid=1000).dir("root", mode=0o700)
+    # one layer gives /etc/passwd and the command twice; the restore (--skip-old-files) would keep the first
+    # (app as uid 0, the "first" script), Docker the second; a hard link between them keeps the first passwd.
+    # It also writes into /tmp (1777) and /home/app (0700, app's), whose lower entries come after.
+    upper = Layer().file("etc/passwd", PASSWD.replace("app:x:1000:1000", "app:x:0:0")) \
+        .hardlink("etc/passwd.first", "etc/passwd").file("etc/passwd", PASSWD) \
+        .file("bin/app", APP_SCRIPT % "first", mode=0o755).file("bin/app", APP_SCRIPT % "second", mode=0o755) \
+        .file("home/app/data", "d", uid=1000, gid=1000).file("tmp/.keep", "").file("root/.profile", "")
+    ref = write_image(work["layout"], "samepath", [lower, upper], {
+        "Entrypoint": ["/bin/sh", "/bin/app"], "WorkingDir": "/home/app", "User": "app", "Env": ["PATH=/bin"]})
+    result = convert(work, ref)
+    runtime = result["runtime"]
+    assert (runtime["uid"], runtime["gid"]) == (1000, 1000)
+    root = restore(result["path"], str(tmp_path / "root"))
+    j = os.path.join
+    with open(j(root, "etc/passwd")) as handle:
+        assert handle.read() == PASSWD
+    with open(j(root, "etc/passwd.first")) as handle:
+        assert "app:x:0:0" in handle.read()
+    with open(j(root, "bin/app")) as handle:
+        assert "second" in handle.read()
+    for path, mode, uid in (("tmp", 0o1777, 0), ("home/app", 0o700, 1000), ("root", 0o700, 0)):
+        st = os.stat(j(root, path))
+        assert (oct(st.st_mode & 0o7777), st.st_uid) == (oct(mode), uid), path
+    check_init(start(lxc_runner, root, runtime), runtime)
+    deadline = time.time() + 10
+    while not os.path.exists(j(root, "tmp/which")) and time.time() < deadline:
+        time.sleep(0.1)
+    with open(j(root, "tmp/which")) as handle:
+        assert handle.read() == "second\n"
+    assert result["conversion"]["passes"] == 2 and result["conversion"]["same_path_repeats"] == 2
+
+
+def test_fullwidth_user_is_a_name_as_runc_reads_it(work, lxc_runner, tmp_path):
+    passwd = PASSWD + "\uff11\uff10\uff10\uff10:x:1001:1001::/:/bin/sh\n"
+    layer = base_layer(etc=False).dir("etc").file("etc/passwd", passwd).file("etc/group", GROUP)
+    ref = write_image(work["layout"], "wide", [layer], {"Entrypoint": ["/bin/sleep", "3600"], "User": "\uff11\uff10\uff10\uff10"})
+    result = convert(work, ref)
+    assert (result["runtime"]["uid"], result["runtime"]["gid"]) == (1001, 1001)  # the user of that name, not 1000
+    root = restore(result["path"], str(tmp_path / "root"))
+    check_init(start(lxc_runner, root, result["runtime"]), result["runtime"])
+    ref = write_image(work["layout"], "wide2", [layer], {"Entrypoint": ["/bin/sleep", "1"], "User": " 1000"})
+    with pytest.raises(OciError, match="is not defined in the image"):
+        convert(work, ref)
+
+
+def _acl_ids(path):
+    data = os.getxattr(path, "system.posix_acl_access")
+    return sorted(struct.unpack("<HHI", data[i:i + 8])[::2] for i in range(4, len(data), 8)
+                  if struct.unpack("<H", data[i:i + 2])[0] in (2, 8))  # (ACL_USER or ACL_GROUP, id)
+
+
+def test_pax_global_header_is_ignored(work, tmp_path):
+    capability = "\x01\x00\x00\x02\x00\x20" + "\x00" * 14
+    layer = base_layer() \
+        .global_header({"SCHILY.xattr.security.capability": capability, "uid": "0", "SCHILY.xattr.user.g": "x"}) \
+        .file("bin/tool", "t", mode=0o4755, uid=1000, gid=1000).file("bin/plain", "p")
+    result = convert(work, write_image(work["layout"], "global", [layer], {"Entrypoint": ["/bin/sleep", "3600"]}))
+    root = restore(result["path"], str(tmp_path / "root"))
+    st = os.stat(os.path.join(root, "bin/tool"))
+    assert (st.st_uid, st.st_mode & 0o7777) == (1000, 0o4755)
+    for name in ("bin/tool", "bin/plain"):
+        assert os.listxattr(os.path.join(root, name)) == [], name
+    assert result["conversion"]["pax_global_headers"] == 1
+
+
+def test_owners_an_unprivileged_restore_cannot_map_become_65534(work, tmp_path):
+    layer = base_layer().file("bin/far", "f", mode=0o6755, uid=100000, gid=100000).file("bin/tool", "t", uid=1000)
+    result = convert(work, write_image(work["layout"], "far", [layer], {"Entrypoint": ["/bin/sleep", "3600"]}))
+    root = restore(result["path"], str(tmp_path / "root"))
+    st = os.stat(os.path.join(root, "bin/far"))
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (65534, 65534, 0o755)  # and no setuid nobody
+    # an unprivileged container's restore runs in its user namespace, where 100000 is no owner: tar fails
+    shared = tempfile.mkdtemp(prefix="lxcri-userns-")
+    try:
+        os.chmod(shared, 0o755)
+        template = os.path.join(shared, os.path.basename(result["path"]))
+        shutil.copy(result["path"], template)
+        unprivileged = os.path.join(shared, "root")
+        os.mkdir(unprivileged)
+        os.chown(unprivileged, 100000, 100000)
+        run(restore_command(template, unprivileged, id_map=UNPRIVILEGED_ID_MAP))
+        assert os.stat(os.path.join(unprivileged, "bin/far")).st_uid == 100000 + 65534
+        assert os.stat(os.path.join(unprivileged, "bin/tool")).st_uid == 100000 + 1000
+    finally:
+        shutil.rmtree(shared)
+    assert result["conversion"]["clamped_ids"] == 2
+    hostile = base_layer().file("bin/root-su", "x", mode=0o4755, uid=2 ** 32 - 1)  # tar would leave it root's
+    ref = write_image(work["layout"], "minus1", [hostile], {"Entrypoint": ["/bin/sleep", "1"]})
+    with pytest.raises(OciError, match="uid 4294967295 is outside"):
+        convert(work, ref)
+    assert [f for f in published(work) if "minus1" in f] == []
+
+
+def _acl_ids(path):
+    data = os.getxattr(path, "system.posix_acl_access")
+    entries = [struct.unpack("<HHI", data[i:i + 8]) for i in range(4, len(data), 8)]
+    return sorted((tag, ident) for tag, perm, ident in entries if tag in (2, 8))  # ACL_USER, ACL_GROUP
+
+
+def test_named_acl_entries_take_the_images_ids_not_the_hosts(work, tmp_path):
+    # the host's daemon is uid 1; the image's is 2.  GNU tar --acls would look the name up on the host.
+    layer = base_layer(etc=False).dir("etc").file("etc/passwd", PASSWD + "daemon:x:2:2::/:/bin/sh\n") \
+        .file("etc/group", GROUP) \
+        .file("bin/acl", "a", pax={"SCHILY.acl.access": "user::rw-,user:daemon:r--,group::r--,mask::r--,other::r--"}) \
+        .file("bin/probe", "p", pax={"SCHILY.acl.access": "user::rw-,user:7:r--,group::r--,mask::r--,other::r--"})
+    result = convert(work, write_image(work["layout"], "acl", [layer], {"Entrypoint": ["/bin/sleep", "3600"]}))
+    root = restore(result["path"], str(tmp_path / "root"))
+    assert _acl_ids(os.path.join(root, "bin/probe")) == [(2, 7)]  # (the filesystem keeps ACLs)
+    assert _acl_ids(os.path.join(root, "bin/acl")) == [(2, 2)]
+    assert result["conversion"]["acl_entries_converted"] == 1
+
+
+def test_old_gnu_header_times_are_not_a_name_prefix(work, tmp_path):
+    layer = base_layer().raw(old_gnu_member("etc/motd", b"hello\n"))
+    result = convert(work, write_image(work["layout"], "oldgnu", [layer], {"Entrypoint": ["/bin/sleep", "3600"]}))
+    root = restore(result["path"], str(tmp_path / "root"))
+    with open(os.path.join(root, "etc/motd")) as handle:
+        assert handle.read() == "hello\n"
+    assert sorted(os.listdir(root)) == ["bin", "etc", "tmp"]
+
+
+def test_workdir_or_volume_in_the_reserved_directory_is_refused(work):
+    layer = base_layer().symlink("data", "/.lxcri/data")
+    for tag, config in (("rsv1", {"WorkingDir": "/.lxcri/app"}), ("rsv2", {"Volumes": {"/data/x": {}}}),
+                        ("rsv3", {"Entrypoint": ["/.lxcri/exec"]})):
+        ref = write_image(work["layout"], tag, [layer], dict({"Entrypoint": ["/bin/sleep", "1"]}, **config))
+        with pytest.raises(OciError, match=r"in /\.lxcri, which lxcri.proxmox reserves"):
+            convert(work, ref)
+        assert [f for f in published(work) if tag in f] == []
 
 
 # ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def test_present_check_mode_idempotence_diff_absent(installed_collection, regist
     check = installed_collection.playbook(play, check=True, diff=True)
     assert check.rc == 0, check
     res = check.task_results()[0]
-    assert res["changed"] is True and res["size"] is None
+    assert res["changed"] is True and res["size"] is None and res["conversion"] is None
     assert not dest.exists() or os.listdir(str(dest)) == [], "check mode wrote a template"
     assert res["diff"]["before"]["template"] is None
 
@@ -47,11 +47,14 @@ def test_present_check_mode_idempotence_diff_absent(installed_collection, regist
     assert runtime["env"][-1] == "EXTRA=x = y" and "GREETING=hello world" in runtime["env"]
     assert (runtime["uid"], runtime["gid"], runtime["cwd"]) == (1000, 1000, "/app")
     assert res["diff"]["after"]["template"]["manifest_digest"] == registry_image.digest
+    assert res["conversion"]["passes"] == 1 and res["conversion"]["members"] > 0  # (RETURN: conversion)
+    assert res["conversion"]["same_path_repeats"] == res["conversion"]["pax_global_headers"] == 0
 
     second = installed_collection.playbook(play, diff=True)
     assert second.rc == 0, second
     assert second.stats["localhost"]["changed"] == 0
     assert second.task_results()[0]["sha256"] == res["sha256"]
+    assert second.task_results()[0]["conversion"] == res["conversion"]  # from the sidecar
 
     gone = installed_collection.playbook(write_play(tmp_path, "absent.yml", """\
         - lxcri.proxmox.oci_template:

@@ -68,6 +68,16 @@ class Layer:
         self.members.append((info, None))
         return self
 
+    def global_header(self, records):
+        """A pax global header ('g') here, with ``records``."""
+        self.members.append((pax_global_header(records), None))
+        return self
+
+    def raw(self, blocks):
+        """Tar blocks written as they are (a hand-made header and its data)."""
+        self.members.append((bytes(blocks), None))
+        return self
+
     def whiteout(self, path):
         parent, dummy, leaf = path.rpartition("/")
         return self.file((parent + "/" if parent else "") + ".wh." + leaf)
@@ -86,8 +96,32 @@ class Layer:
         out = io.BytesIO()
         with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for info, data in self.members:
+                if isinstance(info, bytes):
+                    tar.fileobj.write(info)
+                    tar.offset += len(info)
+                    continue
                 tar.addfile(info, io.BytesIO(data) if data is not None else None)
         return out.getvalue()
+
+
+def pax_global_header(records):
+    """The blocks of a pax global header ('g') carrying ``records`` (tarfile writes one only at an archive's start)."""
+    return tarfile.TarInfo._create_pax_generic_header(dict(records), tarfile.XGLTYPE, "utf-8")
+
+
+def old_gnu_member(name, data=b"", atime=1700000000, ctime=1700000001):
+    """Blocks of one regular file in the old GNU format (magic "ustar  \\0"), whose atime and ctime fill the
+    header area that ustar uses as the name prefix."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    block = bytearray(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+    assert len(block) == tarfile.BLOCKSIZE and block[257:265] == b"ustar  \0"
+    block[345:357] = b"%011o\0" % atime
+    block[357:369] = b"%011o\0" % ctime
+    block[148:156] = b"        "
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block) + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
 
 
 def _compress(data, compression):

@@ -15,6 +15,7 @@ import time
 
 from lxcri_testbed.bed import destroy_tree as destroy_dataset
 from lxcri_testbed.lxc import config_lines, ensure_mountpoints, lxc_info
+from lxcri_testbed.pve_restore import restore_command
 
 from .schema import ApiError, Schema
 from .tasks import TaskFailed, TaskManager
@@ -728,10 +729,9 @@ class Backend:
                                                                        else "")
                     return 0
                 task.log("extracting archive '%s'" % template)
-                proc = subprocess.run(["tar", "xpf", template, "--totals", "--numeric-owner", "--xattrs",
-                                       "--xattrs-include=user.*", "--xattrs-include=security.capability",
-                                       "-C", rootfs, "--exclude", "./dev/*"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                # pve-container PVE::LXC::Create::restore_tar_archive (lxcri_testbed/pve_restore.py)
+                proc = subprocess.run(restore_command(template, rootfs), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, universal_newlines=True,
                                       check=False)
                 for line in proc.stdout.splitlines():
                     task.log(line)

@@ -19,9 +19,28 @@ Semantics are those of the OCI image spec ("applying changesets"):
   lower subtree; a directory replaces a lower non-directory.  Directories
   merge: the topmost explicit entry gives the attributes.  Directories only
   implied by children are emitted at the end (0755, root, newest mtime).
-* Same path twice in one layer: the later one wins (both are emitted in
-  order, as tar extraction would apply them); a directory/non-directory
-  conflict inside one layer is an error.
+* Same path twice in one layer: the later one wins, as Docker and
+  containerd apply it, and the template holds the path once (Proxmox VE's
+  restore, GNU tar with --skip-old-files, would keep the FIRST member).  A
+  hard link made between the two keeps the earlier content.  A
+  directory/non-directory conflict inside one layer is an error (appliers
+  disagree: containerd's overlay snapshotter keeps the lower directory's
+  content under a directory that replaced a same-layer file, a plain
+  unpack does not).
+* Every directory entry comes before anything below it, with the
+  directory's final attributes: the restore ignores an entry for a
+  directory that already exists (given twice, or made earlier for
+  something below it, for instance by an upper layer, which is read first).
+  Directories with the attributes tar gives the ones it makes on the way
+  (0755, root, no xattrs) need nothing; mtimes are not restored for them.
+  Not modelled: below a setgid directory whose attributes tar has already
+  applied, a new directory inherits its group and setgid bit, and GNU tar
+  leaves the inherited bit even where the entry's mode lacks it.
+
+  Both need knowledge from later members, so a pass that meets them learns
+  them (FlattenHints), stops writing, finishes reading, and raises
+  FlattenRestart: the caller writes the output again from the start with
+  those hints (``with_restarts``).  Images without them take one pass.
 * Hard links resolve in the merged view of their own layer (earlier members
   of the layer, else the lower layers, after the layer's own whiteouts).  A
   link whose target is not emitted (hidden by an upper layer, or under
@@ -42,12 +61,23 @@ Semantics are those of the OCI image spec ("applying changesets"):
   ignored (they remove nothing outside the image).
 * Device nodes and everything below ``dev/`` are dropped (``dev`` itself is
   kept); FIFOs are kept.  Sparse members and unknown types are errors.
+* Pax global headers (``g``) are skipped and counted (``Tree.pax_globals``):
+  containerd and moby ignore them, and their records must not reach the
+  members after them.
 * Kept metadata: numeric uid/gid (names cleared), mode with
-  setuid/setgid/sticky, integer mtime, the pax records
+  setuid/setgid/sticky (bits above 07777, the file type some writers put
+  there, are dropped), integer mtime, the pax records
   ``SCHILY.xattr.security.capability``, ``SCHILY.xattr.user.*``,
   ``SCHILY.acl.access`` and ``SCHILY.acl.default``; every other xattr or pax
   record (atime, ctime, trusted.*, security.selinux, ...) is dropped and
   counted.
+* POSIX ACL records name users and groups by the image's own ids: GNU tar
+  would resolve ``user:NAME`` in the host's user database (``acls``).
+* Numbers the restore cannot take are refused or clamped (``numbers``): an
+  owner outside 0..2^32-2 is an error (GNU tar would leave the file root's,
+  or fail); an owner above 65535, which an unprivileged container cannot map,
+  becomes 65534 and drops the setuid/setgid bit; an mtime outside
+  0..8^11-1 is clamped.
 
 Layers are read with ``tarfile`` in its seekable mode over a forward-only
 reader (cheaper than its stream mode's buffer copies; it never seeks back),
@@ -61,6 +91,7 @@ __metaclass__ = type
 
 import hashlib
 import io
+import re
 import shutil
 import struct
 import subprocess
@@ -71,6 +102,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import HAS_ZSTANDARD, _Gzip, _Zstd
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, UnsupportedError, VerificationError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import open_layer
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import parse_group, parse_passwd
 
 READ_CHUNK = 1024 * 1024
 MAX_SYMLINK_HOPS = 40
@@ -90,10 +122,77 @@ _XATTR_PREFIXES = ("SCHILY.xattr.", "SCHILY.acl.", "LIBARCHIVE.xattr.")
 # records tarfile turns into TarInfo fields (not "dropped")
 _CONSUMED_PAX = frozenset(("path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "hdrcharset"))
 _OPAQUE = ".wh..wh..opq"
+# Owners: a template carries container-view ids, and an unprivileged container maps 0..65535 (restored inside
+# its user namespace, chown to any other id fails and fails the restore).  (uid_t)-1 tells chown "no change",
+# so GNU tar leaves such a file root's, setuid bit included; beyond it tar refuses the member.
+MAX_CONTAINER_ID = 65535
+OVERFLOW_ID = 65534  # the kernel's overflowuid/overflowgid: how an unmapped id shows inside a user namespace
+MAX_ID = 2 ** 32 - 2
+MAX_MTIME = 8 ** 11 - 1  # the largest ustar mtime (year 2242): no pax record, and every filesystem keeps it
+_PAX_ID = re.compile(r"\A[+-]?[0-9]+\Z")  # what Go's archive/tar (strconv.ParseInt) takes; tarfile's int() takes more
+# POSIX ACL text (GNU tar's SCHILY.acl.*), as libacl's acl_from_text reads it
+_ACL_SEPARATORS = re.compile(r"[,\n]")
+_ACL_TAGS = {"user": "user", "u": "user", "group": "group", "g": "group", "mask": "mask", "m": "mask",
+             "other": "other", "o": "other"}
+_ACL_PERMS = re.compile(r"\A[rwx-]{1,3}\Z")
+_ACL_ID = re.compile(r"\A(?:0|[1-9][0-9]{0,9})\Z")  # decimal as libacl's strtol(base 0) also reads it
+_ACL_NUMERIC_START = "0123456789+- \t"  # other forms strtol reads as a number (octal, hex, signed)
 
 
 class FlattenError(OciError):
     """A layer cannot be merged safely; the message names the layer and the member."""
+
+
+MAX_PASSES = 3
+
+
+class FlattenHints:
+    """What a pass learned that the output must know before it reaches the members concerned.
+
+    ``dups``: {layer index: {path: ordinal of its last member in that layer}} for non-directories given more
+    than once in a layer (only the last is emitted); ``dirs``: {directory: (mode, uid, gid, mtime, pax
+    records)} for directories to emit with these final attributes before anything below them; ``acl_ids``:
+    ({user name: uid}, {group name: gid}) from the image's own /etc/passwd and /etc/group, or None while
+    unknown.  ``passes``: how many passes were made so far.
+    """
+
+    def __init__(self):
+        self.dups = {}
+        self.dirs = {}
+        self.acl_ids = None
+        self.passes = 0
+
+    def merged(self, learned):
+        out = FlattenHints()
+        out.passes = self.passes + 1
+        for index in set(self.dups) | set(learned.dups):
+            out.dups[index] = dict(self.dups.get(index, {}))
+            out.dups[index].update(learned.dups.get(index, {}))
+        out.dirs = dict(self.dirs)
+        out.dirs.update(learned.dirs)
+        out.acl_ids = learned.acl_ids if learned.acl_ids is not None else self.acl_ids
+        return out
+
+
+class FlattenRestart(Exception):
+    """The output written so far would restore differently from the tree: write it again from the start,
+    flattening with ``hints`` (``with_restarts`` does it)."""
+
+    def __init__(self, hints):
+        Exception.__init__(self, "flatten needs another pass")
+        self.hints = hints
+
+
+def with_restarts(attempt):
+    """``attempt(hints)`` flattens (passing ``hints`` on) into fresh output and returns what it built; it is
+    called again, with what the pass learned, while flatten raises FlattenRestart."""
+    hints = None
+    for dummy in range(MAX_PASSES):
+        try:
+            return attempt(hints)
+        except FlattenRestart as restart:
+            hints = restart.hints
+    raise FlattenError("internal error: the layers still needed another pass after %d" % MAX_PASSES)
 
 
 class Limits:
@@ -156,6 +255,13 @@ class Tree:
         self.dropped_xattrs = 0  # pax records dropped (xattrs, atime, ctime, ...) over all members read
         self.mtime_max = 0
         self.rereads = 0  # layers read twice for a hard link (see module doc)
+        self.passes = 1  # passes over the layers (2 when the first learned what its output got wrong)
+        self.same_path_repeats = 0  # members of a path given earlier in the same layer (one entry is emitted)
+        self.pax_globals = 0  # pax global headers ('g'), ignored as containerd and moby ignore them
+        self.clamped_ids = 0  # uid/gid above 65535 set to 65534 (setuid/setgid bit dropped with it)
+        self.clamped_mtimes = 0  # mtimes outside 0..8^11-1 set to the nearer end
+        self.acl_converted = 0  # ACL entries naming a user or group, given the image's id for it
+        self.acl_dropped = 0  # ACL entries dropped: unknown name, id beyond 65535, other numeric form, malformed
         self._captures = {}
         self._too_big = set()
 
@@ -248,6 +354,7 @@ class _LayerStream:
         self.header_limit = _NO_LIMIT
         self.header_block = None
         self.budget = flattener.limits.header_budget
+        self.pax_globals = 0  # pax global headers skipped (_PaxGlobalHeader)
 
     def _fill(self, size):
         if self.eof:
@@ -343,6 +450,7 @@ class _LayerStream:
 
 
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+_USTAR_MAGIC = b"ustar\0"  # ustar and pax; old GNU is "ustar  \0", v7 has none
 
 
 def _text(field, encoding, errors):
@@ -357,23 +465,36 @@ class _FastTarInfo(tarfile.TarInfo):
     raises its errors; extension headers (pax, GNU long names) are processed
     by tarfile as usual.  A test compares both parsers on real and mutated
     headers.
+
+    Unlike tarfile, both join the prefix field to the name only in a ustar
+    header (magic ``ustar\\0``), as GNU tar and Go's archive/tar do: an old GNU
+    header (``ustar  \\0``) has atime, ctime and sparse data there.
     """
 
     __slots__ = ()
 
     @classmethod
+    def _tarfile_frombuf(cls, buf, encoding, errors):
+        obj = super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+        if buf[257:263] != _USTAR_MAGIC and buf[345] and obj.type not in tarfile.GNU_TYPES:
+            obj.name = obj.name[len(tarfile.nts(buf[345:500], encoding, errors)) + 1:]
+        if obj.type == tarfile.XGLTYPE:
+            obj.__class__ = _PaxGlobalHeader
+        return obj
+
+    @classmethod
     def frombuf(cls, buf, encoding, errors):
         if len(buf) != tarfile.BLOCKSIZE or not buf[0] or buf[156:157] == tarfile.GNUTYPE_SPARSE:
-            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
-        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, _magic, uname, gname, devmajor, devminor,
+            return cls._tarfile_frombuf(buf, encoding, errors)
+        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, magic, uname, gname, devmajor, devminor,
          prefix) = _HEADER.unpack(buf)
         try:
             fields = (mode, uid, gid, size, mtime, chksum, devmajor, devminor)
             numbers = [int(f.partition(b"\0")[0].strip() or b"0", 8) for f in fields]
         except ValueError:
-            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+            return cls._tarfile_frombuf(buf, encoding, errors)
         if numbers[5] != sum(buf) - sum(buf[148:156]) + 256 or min(numbers) < 0:
-            return super(_FastTarInfo, cls).frombuf(buf, encoding, errors)
+            return cls._tarfile_frombuf(buf, encoding, errors)
         obj = cls()
         obj.name = _text(name, encoding, errors)
         obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum, obj.devmajor, obj.devminor = numbers
@@ -385,9 +506,24 @@ class _FastTarInfo(tarfile.TarInfo):
             obj.type = tarfile.DIRTYPE
         if obj.type == tarfile.DIRTYPE:
             obj.name = obj.name.rstrip("/")
-        if prefix[0] and obj.type not in tarfile.GNU_TYPES:
+        if prefix[0] and obj.type not in tarfile.GNU_TYPES and magic[:6] == _USTAR_MAGIC:
             obj.name = _text(prefix, encoding, errors) + "/" + obj.name
+        if kind == tarfile.XGLTYPE:
+            obj.__class__ = _PaxGlobalHeader
         return obj
+
+
+class _PaxGlobalHeader(_FastTarInfo):
+    """A pax global header, skipped and counted as containerd and moby skip it; tarfile would apply its records
+    (uid, path, security.capability, ...) to every later member.  (A class of its own, so that other members
+    keep tarfile's _proc_member without a call in between.)"""
+
+    __slots__ = ()
+
+    def _proc_member(self, tarfile):
+        tarfile.fileobj.read(self._block(self.size))
+        tarfile.fileobj.pax_globals += 1
+        return _FastTarInfo.fromtarfile(tarfile)
 
 
 class _Slice:
@@ -723,10 +859,24 @@ def _ancestors(name):
     return out
 
 
+class _DiscardSink:
+    """Where a pass writes once it knows its output will be written again."""
+
+    @staticmethod
+    def add(info, fileobj=None):
+        pass
+
+
 class _Flattener:
-    def __init__(self, layers, sink, limits, capture):
+    def __init__(self, layers, sink, limits, capture, hints=None):
         self.layers = list(layers)
         self.sink = sink
+        self.hints = hints or FlattenHints()
+        self.learned = FlattenHints()  # what this pass finds that its output got wrong
+        self.restart = False
+        self.need_acl_ids = False  # an ACL names a user or group, and the image's ids are not known yet
+        self.early_pending = set(self.hints.dirs)  # hinted directories not emitted yet
+        self.early_clear = set()  # directories with no hinted directory left to emit at or above them
         self.limits = limits or Limits()
         self.tree = Tree()
         self.taken = self.tree.entries  # visible paths of the layers read so far
@@ -797,7 +947,100 @@ class _Flattener:
                        for k, v in info.pax_headers.items() if k.startswith(_XATTR_PREFIXES))
             if size > self.limits.max_xattr_bytes:
                 self.fail(name, "extended attributes of %d bytes exceed max_xattr_bytes (%d)" % (size, self.limits.max_xattr_bytes))
+        if kept is not None and ("SCHILY.acl.access" in kept or "SCHILY.acl.default" in kept):
+            self.acls(kept)
         return kept
+
+    def acls(self, records, count=True):
+        """Rewrite the POSIX ACL records in ``records`` so that the restore looks nothing up on the host.
+
+        GNU tar --acls hands the text to acl_from_text, which resolves ``user:NAME``/``group:NAME`` in the
+        HOST's user database (and reads ids with strtol: 010 is 8).  A name becomes the id the image's own
+        /etc/passwd or /etc/group gives it; an entry naming no such user or group, with an id beyond
+        65535 (which an unprivileged container cannot map: the restore would drop the whole ACL) or in
+        another numeric form, or malformed, is dropped; both are counted.  Extra fields after the
+        permissions (star's ``:uid``) are dropped, as GNU tar drops them.  While the image's ids are not
+        known yet (the first pass), names are left as they are and another pass is asked for.
+        """
+        for key in ("SCHILY.acl.access", "SCHILY.acl.default"):
+            text = records.get(key)
+            if text is None:
+                continue
+            entries = []
+            for entry in _ACL_SEPARATORS.split(text):
+                entry = entry.strip()
+                if not entry or entry.startswith("#"):
+                    continue
+                fields = [field.strip() for field in entry.split(":")]
+                tag = _ACL_TAGS.get(fields[0])
+                if len(fields) == 2 and tag in ("mask", "other"):
+                    fields.insert(1, "")
+                qualifier = fields[1] if len(fields) > 2 else None
+                if tag is None or qualifier is None or not _ACL_PERMS.match(fields[2]) or (qualifier and tag not in ("user", "group")):
+                    self.tree.acl_dropped += count
+                    continue
+                if qualifier and not _ACL_ID.match(qualifier):
+                    ids = self.hints.acl_ids
+                    if ids is None:
+                        if qualifier[0] not in _ACL_NUMERIC_START:
+                            self.need_acl_ids = True
+                            self.learn()
+                            entries.append(entry)
+                            continue
+                    elif qualifier[0] not in _ACL_NUMERIC_START:
+                        ident = ids[1 if tag == "group" else 0].get(qualifier)
+                        if ident is not None and ident <= MAX_CONTAINER_ID:
+                            self.tree.acl_converted += count
+                            entries.append("%s:%d:%s" % (tag, ident, fields[2]))
+                            continue
+                    self.tree.acl_dropped += count
+                    continue
+                if qualifier and int(qualifier) > MAX_CONTAINER_ID:
+                    self.tree.acl_dropped += count
+                    continue
+                entries.append("%s:%s:%s" % (tag, qualifier, fields[2]))
+            if entries:
+                records[key] = ",".join(entries)
+            else:
+                del records[key]
+
+    def image_ids(self):
+        """({user name: uid}, {group name: gid}) from the image's /etc/passwd and /etc/group, the first line of a
+        name winning as getpwnam's; empty when the image has none (or they were not captured)."""
+        maps = ({}, {})
+        for index, path, parse in ((0, "etc/passwd", parse_passwd), (1, "etc/group", parse_group)):
+            try:
+                data = self.tree.captured(path)
+            except FlattenError:
+                data = None
+            for record in parse(data.decode("utf-8", "replace") if data is not None else None):
+                maps[index].setdefault(record[0], record[1])
+        return maps
+
+    def numbers(self, info, name):
+        """Refuse owners no restore can take; clamp those an unprivileged container cannot map, and mtimes.
+
+        An owner outside 0..2^32-2 (or a pax uid/gid record that is not a decimal number, which tarfile
+        reads as 0) is an error.  One above 65535 becomes 65534, the id an unmapped owner shows as, and the
+        member loses its setuid (setgid) bit with it.  An mtime outside 0..8^11-1 (or not a number) is set
+        to the nearer end.  ``Tree.clamped_ids`` and ``Tree.clamped_mtimes`` count them.
+        """
+        for field, bit in (("uid", 0o4000), ("gid", 0o2000)):
+            record = info.pax_headers.get(field)
+            if record is not None and not _PAX_ID.match(record):
+                self.fail(name, "its pax %s record %r is not a number" % (field, record[:40]))
+            value = getattr(info, field)
+            if not 0 <= value <= MAX_ID:
+                self.fail(name, "%s %d is outside 0..%d: restoring it would fail, or leave the file owned by root"
+                          % (field, value, MAX_ID))
+            if value > MAX_CONTAINER_ID:
+                setattr(info, field, OVERFLOW_ID)
+                info.mode &= ~bit
+                self.tree.clamped_ids += 1
+        mtime = info.mtime
+        if not 0 <= mtime <= MAX_MTIME:
+            info.mtime = MAX_MTIME if mtime > MAX_MTIME else 0  # NaN and negative: 0
+            self.tree.clamped_mtimes += 1
 
     # output
 
@@ -829,8 +1072,77 @@ class _Flattener:
         return entry
 
     def emit(self, out, fileobj=None):
+        if self.early_pending:
+            self.emit_early_parents(out.name)
         self.sink.add(out, fileobj)
         self.tree.members += 1
+
+    # what GNU tar's --skip-old-files restore would get wrong: learned in one pass, right in the next
+
+    def learn(self):
+        """This pass's output would restore differently from the tree: finish the pass to learn everything
+        (writing nothing more), then ask for another."""
+        if not self.restart:
+            self.restart = True
+            self.sink = _DiscardSink()
+
+    def dir_out(self, name, attributes):
+        mode, uid, gid, mtime, pax = attributes
+        out = tarfile.TarInfo(name)
+        out.type = tarfile.DIRTYPE
+        out.mode, out.uid, out.gid, out.mtime = mode, uid, gid, mtime
+        out.uname = out.gname = ""
+        if pax:
+            out.pax_headers = dict(pax)
+            self.acls(out.pax_headers, count=False)  # learned before the image's ids were (the member counts)
+        return out
+
+    def emit_early(self, name):
+        self.early_pending.discard(name)
+        self.emit(self.dir_out(name, self.hints.dirs[name]))
+
+    def emit_early_parents(self, name):
+        """Emit the hinted directories above ``name`` that are not out yet, outermost first."""
+        chain = []
+        while name != ".":
+            name = _parent(name)
+            if name in self.early_clear:
+                break
+            chain.append(name)
+        for directory in reversed(chain):
+            if directory in self.early_pending:
+                self.emit_early(directory)
+            self.early_clear.add(directory)
+
+    def emit_dir(self, name, out, before):
+        """Emit a directory once, before anything below it.
+
+        The restore (GNU tar, --skip-old-files) ignores an entry for a directory that already exists: a
+        directory given again later in its layer, or whose explicit entry comes after something below it
+        (written by an upper layer, or earlier in its own layer), would keep the first entry's attributes,
+        or those of a directory tar made on the way (0755, root).  Such a directory is learned with its
+        final attributes, and the next pass emits it with them before anything below it.  ``before``: the
+        tree entry of the same directory given earlier in this layer, or None.
+        """
+        hinted = self.hints.dirs.get(name) if self.hints.dirs else None
+        if hinted is not None:
+            if name in self.early_pending:
+                self.emit_early(name)
+            return
+        if before is not None:
+            changed = (before.mode, before.uid, before.gid, before.mtime) != (out.mode, out.uid, out.gid, out.mtime)
+            if name != "." and (changed or out.pax_headers or name in self.dir_xattrs):
+                self.learned.dirs[name] = (out.mode, out.uid, out.gid, out.mtime, dict(out.pax_headers))
+                self.learn()
+            return
+        if out.pax_headers:
+            self.dir_xattrs.add(name)
+        if (name in self.emitted_parents and name != "."
+                and (out.pax_headers or out.mode != 0o755 or out.uid != 0 or out.gid != 0)):
+            # (the root exists before any restore: its entry never applies, wherever it comes)
+            self.learned.dirs[name] = (out.mode, out.uid, out.gid, out.mtime, dict(out.pax_headers))
+            self.learn()
+        self.emit(out)
 
     def mark_parents(self, name):
         parents = self.emitted_parents
@@ -928,6 +1240,11 @@ class _Flattener:
                 if proxy.waiters:
                     self.fail(proxy.waiters[0], "hard link target %s does not exist" % target, from_layer)
         self.emit_implied()
+        if self.restart:
+            if self.need_acl_ids:
+                self.learned.acl_ids = self.image_ids()
+            raise FlattenRestart(self.hints.merged(self.learned))
+        self.tree.passes = self.hints.passes + 1
         return self.tree
 
     def begin_layer(self):
@@ -939,6 +1256,8 @@ class _Flattener:
         self.hidden_nondirs = set()
         self.resolved_here = set()
         self.refetch = []
+        self.dir_xattrs = set()  # directories of this layer emitted with pax records
+        self.layer_dups = self.hints.dups.get(self.index)  # (pass 2) path -> ordinal of its last member
         self.ordinal = 0
 
     def read_layer(self, index, handle, count=1):
@@ -982,6 +1301,8 @@ class _Flattener:
                 handle(info, ordinal)
             stream.end_header()
             stream.drain()
+            if count:
+                self.tree.pax_globals += stream.pax_globals
         finally:
             self.stream = None
             raw.close()
@@ -1056,20 +1377,36 @@ class _Flattener:
             self.fail(name, "the root is not a directory")
         if parent is not None:
             self.check_parents(name, parent)
+        if not (0 <= info.uid <= MAX_CONTAINER_ID and 0 <= info.gid <= MAX_CONTAINER_ID
+                and 0 <= info.mtime <= MAX_MTIME) or ("uid" in info.pax_headers or "gid" in info.pax_headers):
+            self.numbers(info, name)
         xattrs = self.xattrs(info, name) if info.pax_headers else None
 
         under_dev = name.startswith("dev/")
         previous = self.cur.get(name)
         if previous is not None:
+            self.tree.same_path_repeats += 1
             if (previous is DIR) != (kind == DIR):
                 self.fail(name, "appears twice in the layer, as a directory and as a non-directory")
-            if name in self.resolved_here:
-                self.fail(name, "appears twice in the layer and is the target of a hard link of an upper layer")
+        last = self.layer_dups.get(name) if self.layer_dups else None
+        superseded = last is not None and last != ordinal
+        if last is not None:
+            # (a later pass) only the last member of the path counts; the earlier ones are in this layer, for
+            # the hard links between them, but are not emitted and do not take the path
+            visible = not (superseded or under_dev or kind == DEVICE or (parent is not None and self.children_hidden(parent))
+                           or name in self.hide_all or name in self.taken)
+        elif previous is not None:
             visible = name in self.taken and self.taken[name].layer == index
             if kind == DIR:
                 visible = visible and self.taken[name].type == DIR
             else:
-                self.forget_waiter(previous, name)
+                waited = self.forget_waiter(previous, name)
+                learned = self.learned.dups.get(index)
+                if (visible and not waited) or name in self.resolved_here or (learned and name in learned):
+                    # the earlier member is out (or an upper layer's hard link took it): only another pass can
+                    # leave it out, as GNU tar's restore keeps the FIRST member of a path
+                    self.learned.dups.setdefault(index, {})[name] = ordinal
+                    self.learn()
         elif under_dev or kind == DEVICE:
             visible = False
         else:
@@ -1086,8 +1423,9 @@ class _Flattener:
                     self.fail(proxy.waiters[0], "hard link to directory %s" % name, from_layer)
             if visible:
                 out = self.out_info(name, DIR, info, xattrs)
+                before = self.taken.get(name) if previous is not None else None
                 self.record(name, DIR, out, index)
-                self.emit(out)
+                self.emit_dir(name, out, before)
                 if name != ".":
                     self.mark_parents(name)
             return
@@ -1130,7 +1468,7 @@ class _Flattener:
                 self.mark_parents(name)
             elif kind == FILE:
                 node.info = info
-        groups = self.pending.get(name)
+        groups = self.pending.get(name) if not superseded else None
         if groups:
             mine = [g for g in groups if g[0] > index]
             if mine:
@@ -1153,12 +1491,16 @@ class _Flattener:
 
     @staticmethod
     def forget_waiter(previous, name):
-        """A later member of the same name wins over an earlier hard link still waiting for its content."""
+        """A later member of the same name wins over an earlier hard link still waiting for its content
+        (nothing was emitted for it); returns whether there was one."""
         node = _target(previous)
         if node.kind == PROXY and name in node.waiters:
             node.waiters.remove(name)
-        elif node.refetch and name in node.refetch:
+            return True
+        if node.refetch and name in node.refetch:
             node.refetch.remove(name)
+            return True
+        return False
 
     def hardlink(self, name, info):
         """The node a hard link member shares: its target's, or a proxy for a lower layer's."""
@@ -1296,7 +1638,7 @@ class _Flattener:
             self.emit(out)
 
 
-def flatten(layers, sink, limits=None, capture=("etc/passwd", "etc/group")):
+def flatten(layers, sink, limits=None, capture=("etc/passwd", "etc/group"), hints=None):
     """Merge ``layers`` (bottom first, diff_ids order) into ``sink``; return the final Tree.
 
     Each layer needs ``description``, ``compressed_size`` (int or None) and
@@ -1306,5 +1648,8 @@ def flatten(layers, sink, limits=None, capture=("etc/passwd", "etc/group")):
     or "etc/passwd"); regular files come with a file-like of exactly
     ``info.size`` bytes, hard links name an entry emitted earlier.
     ``capture``: canonical paths whose bytes ``Tree.captured`` returns.
+
+    Raises FlattenRestart when what was given to ``sink`` would restore differently from the returned
+    tree (see the module doc): flatten again into a fresh sink with its ``hints`` (``with_restarts``).
     """
-    return _Flattener(layers, sink, limits, capture).run()
+    return _Flattener(layers, sink, limits, capture, hints).run()

@@ -15,7 +15,10 @@ Docker's rules for combining the image config with overrides:
   ``name`` or ``uid`` takes the primary group from passwd (gid 0 for a uid
   passwd does not know) and the supplementary groups that list the user by
   name; ``user:group`` sets the group explicitly and no supplementary
-  groups.  A name that the image does not define is an error.
+  groups.  A name that the image does not define is an error.  A user or
+  group is numeric exactly when runc's ``strconv.Atoi`` takes it: ASCII
+  digits after an optional sign (``+1000`` is 1000); anything else, such as
+  fullwidth digits or a leading space, is a name.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -155,12 +158,32 @@ def _records(text, fields):
         yield parts
 
 
+MAX_ID = 2 ** 32 - 2
+# Go's strconv.Atoi, which runc uses to tell a uid/gid from a name: ASCII digits, one optional sign.
+# (Python's str.isdigit and int() also take fullwidth and other Unicode digits.)
+_ATOI = re.compile(r"\A[+-]?[0-9]+\Z")
+
+
+def is_numeric(text):
+    """Whether runc reads ``text`` (a USER part) as a number rather than a name."""
+    return _ATOI.match(text) is not None
+
+
+def _field_id(text):
+    """A passwd/group id field as an int, or None when it is not one."""
+    if not is_numeric(text):
+        return None
+    value = int(text)
+    return value if 0 <= value <= MAX_ID else None
+
+
 def parse_passwd(text):
     """[(name, uid, gid)] from /etc/passwd text; malformed lines are skipped."""
     found = []
     for parts in _records(text, 4):
-        if parts[2].isdigit() and parts[3].isdigit():
-            found.append((parts[0], int(parts[2]), int(parts[3])))
+        uid, gid = _field_id(parts[2]), _field_id(parts[3])
+        if uid is not None and gid is not None:
+            found.append((parts[0], uid, gid))
     return found
 
 
@@ -168,24 +191,22 @@ def parse_group(text):
     """[(name, gid, [members])] from /etc/group text."""
     found = []
     for parts in _records(text, 3):
-        if parts[2].isdigit():
+        gid = _field_id(parts[2])
+        if gid is not None:
             members = [m.strip() for m in parts[3].split(",")] if len(parts) > 3 else []
-            found.append((parts[0], int(parts[2]), [m for m in members if m]))
+            found.append((parts[0], gid, [m for m in members if m]))
     return found
-
-
-MAX_ID = 2 ** 32 - 2
 
 
 def _id(text, what):
     value = int(text)
-    if value > MAX_ID:
+    if not 0 <= value <= MAX_ID:
         raise ConfigError("%s %s is out of range" % (what, text))
     return value
 
 
 def _user_parts(spec):
-    spec = (spec or "").strip() or "0"
+    spec = spec or "0"  # not stripped: runc takes " 1000" as a name
     user, sep, group = spec.partition(":")
     if not user or (sep and not group):
         raise ConfigError("user %r: expected name, uid, name:group or uid:gid" % spec)
@@ -202,10 +223,10 @@ def ids_without_user_files(spec):
     groups, as with any explicit group).
     """
     user, sep, group = _user_parts(spec)
-    uid = _id(user, "uid") if user.isdigit() else None
+    uid = _id(user, "uid") if is_numeric(user) else None
     if not sep:
         return uid, None, None
-    return uid, (_id(group, "gid") if group.isdigit() else None), []
+    return uid, (_id(group, "gid") if is_numeric(group) else None), []
 
 
 def resolve_user(spec, passwd_text, group_text):
@@ -218,7 +239,7 @@ def resolve_user(spec, passwd_text, group_text):
     passwd = parse_passwd(passwd_text)
     groups = parse_group(group_text)
     name = None
-    if user.isdigit():
+    if is_numeric(user):
         uid = _id(user, "uid")
         gid = 0
         for entry in passwd:
@@ -234,7 +255,7 @@ def resolve_user(spec, passwd_text, group_text):
             where = "its /etc/passwd" if passwd_text is not None else "no /etc/passwd"
             raise ConfigError("user %r is not defined in the image (%s); give a numeric uid instead" % (user, where))
     if group:
-        if group.isdigit():
+        if is_numeric(group):
             gid = _id(group, "gid")
         else:
             for entry in groups:
@@ -257,7 +278,7 @@ def resolve_user(spec, passwd_text, group_text):
 def needs_user_files(spec):
     """Whether resolving ``spec`` needs the image's passwd/group."""
     user, dummy, group = (spec or "0").partition(":")
-    return not (user.isdigit() and group.isdigit())
+    return not (is_numeric(user) and is_numeric(group))
 
 
 # ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import re
 import tarfile
 import tempfile
@@ -40,7 +41,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression impo
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
-    BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer)
+    MAX_SYMLINK_HOPS, BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer, with_restarts)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
@@ -282,6 +283,54 @@ def place_file(tree, sink, path, data, mode=0o755, mtime=0):
     return "/" + name
 
 
+def in_reserved_dir(tree, path, hops=0):
+    """Whether ``path`` (absolute, container view) is /.lxcri or below it, lexically or through the image's
+    symlinks as far as they exist (``tree`` None, check mode without the layers: lexically only).
+
+    The image's own /.lxcri is always hidden (reserved_layer), so the tree never holds it: a path that gets
+    there does so by name, directly or through a symlink's target.
+    """
+    parts = _split(posixpath.normpath("/" + path))
+    if parts[:1] == [RESERVED_DIR]:
+        return True
+    if tree is None or hops > MAX_SYMLINK_HOPS:
+        return False
+    current = ""
+    for index, part in enumerate(parts):
+        candidate = current + "/" + part if current else part
+        entry = tree.lookup(candidate)
+        if entry is None:
+            return False
+        if entry.type == "symlink":
+            base = "" if entry.linkname.startswith("/") else current
+            rest = "/".join(parts[index + 1:])
+            return in_reserved_dir(tree, "/%s/%s/%s" % (base, entry.linkname, rest), hops + 1)
+        current = candidate
+    return False
+
+
+def check_reserved(spec, tree):
+    """Refuse a WORKDIR, Volume or command path in /.lxcri, where the generated files go (and which a
+    restore would otherwise get twice, from ensure_dir and from the generated entries)."""
+    places = [("the working directory", spec["cwd"])] + [("the volume", v) for v in spec["volumes"]]
+    program = spec["argv"][0]
+    if "/" in program:  # a bare name is looked up in PATH; a relative path with a slash is below the cwd
+        places.append(("the command", program if program.startswith("/") else spec["cwd"] + "/" + program))
+    for what, path in places:
+        if in_reserved_dir(tree, path):
+            raise TemplateError("%s %s is in /%s, which lxcri.proxmox reserves for the files it generates"
+                                % (what, path, RESERVED_DIR))
+
+
+def conversion_stats(tree):
+    """What flattening did to the image's members, for the result (RETURN: conversion)."""
+    return {"passes": tree.passes, "members": tree.members, "bytes": tree.bytes, "rereads": tree.rereads,
+            "same_path_repeats": tree.same_path_repeats, "pax_global_headers": tree.pax_globals,
+            "clamped_ids": tree.clamped_ids, "clamped_mtimes": tree.clamped_mtimes,
+            "acl_entries_converted": tree.acl_converted, "acl_entries_dropped": tree.acl_dropped,
+            "dropped_members": tree.dropped, "dropped_xattrs": tree.dropped_xattrs}
+
+
 def _is_file(tree, path):
     resolved = tree.resolve(path.strip("/"))
     if resolved is None:
@@ -341,6 +390,7 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
     has the /bin/sh or the user-switching tool a wrapper needs) is null or
     unverified, and ``needs_layers`` names those keys.
     """
+    check_reserved(spec, tree)
     runtime = dict(spec)
     argv = spec["argv"]
     known = tree is not None
@@ -558,17 +608,19 @@ class TemplateManager:
             before = self._read_sidecar(sidecar) if os.path.exists(path) else None
             same = before is not None and before.get("identity") == ident and not self.params["force"]
             if same and os.path.getsize(path) == before.get("size"):
-                result.update(size=before["size"], sha256=before.get("sha256"), runtime=before["runtime"])
+                result.update(size=before["size"], sha256=before.get("sha256"), runtime=before["runtime"],
+                              conversion=before.get("conversion"))
                 result["diff"] = self._diff(before, before)
                 return result
             after_runtime = None
             if self.check_mode:
                 after_runtime = self.scan_runtime(res, cached, lxc_target)
-                result.update(size=None, sha256=None, runtime=after_runtime, would_build=True)
+                result.update(size=None, sha256=None, runtime=after_runtime, would_build=True, conversion=None)
             else:
                 record = self.build(res, ident, lxc_target, path)
                 atomic_write(sidecar, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
-                result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"])
+                result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"],
+                              conversion=record["conversion"])
                 after_runtime = record["runtime"]
             result["changed"] = True
             result["diff"] = self._diff(before, {"identity": ident, "runtime": after_runtime})
@@ -668,7 +720,8 @@ class TemplateManager:
         and the options tell, ``needs_layers`` naming what is null or unverified.
         """
         if cached:
-            tree = flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(), Limits())
+            tree = with_restarts(lambda hints: flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(),
+                                                       Limits(), hints=hints))
         else:
             tree = None
         spec = self._spec(res, tree)
@@ -680,16 +733,21 @@ class TemplateManager:
         return runtime
 
     def build(self, res, ident, lxc_target, path):
-        """Build the template at ``path`` atomically; returns the sidecar record."""
+        """Build the template at ``path`` atomically; returns the sidecar record.
+
+        Written again from the start when flattening asks for another pass (flatten.with_restarts)."""
+        return with_restarts(lambda hints: self._build(res, ident, lxc_target, path, hints))
+
+    def _build(self, res, ident, lxc_target, path, hints):
         mtime = _created_epoch(res.config)
         fd, tmp = self._tmp_path(path)
         try:
             with os.fdopen(fd, "wb") as raw:
                 out = HashingWriter(raw)  # hashes the template as it is written
                 if self.params["format"] == "vztmpl":
-                    runtime = self._write_vztmpl(res, out, lxc_target, mtime)
+                    runtime, tree = self._write_vztmpl(res, out, lxc_target, mtime, hints)
                 else:
-                    runtime = self._write_oci_archive(res, out, lxc_target, mtime, os.path.dirname(path))
+                    runtime, tree = self._write_oci_archive(res, out, lxc_target, mtime, os.path.dirname(path), hints)
                 raw.flush()
                 os.fsync(raw.fileno())
             os.chmod(tmp, 0o644)
@@ -703,13 +761,13 @@ class TemplateManager:
                 os.unlink(tmp)
             raise
         return {"identity": ident, "runtime": runtime, "image": str(self.images.source), "size": size,
-                "sha256": sha, "filename": os.path.basename(path)}
+                "sha256": sha, "filename": os.path.basename(path), "conversion": conversion_stats(tree)}
 
-    def _write_vztmpl(self, res, raw, lxc_target, mtime):
+    def _write_vztmpl(self, res, raw, lxc_target, mtime, hints=None):
         stream = compressor(raw, self.params["compression"])
         sink = TemplateSink(stream, "./")
         try:
-            tree = flatten(self._layers(res), sink, Limits())
+            tree = flatten(self._layers(res), sink, Limits(), hints=hints)
             spec = self._spec(res, tree)
             runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime)
             sink.close()
@@ -718,9 +776,9 @@ class TemplateManager:
             sink.abort()
             stream.abort()
             raise
-        return runtime
+        return runtime, tree
 
-    def _write_oci_archive(self, res, raw, lxc_target, mtime, workdir):
+    def _write_oci_archive(self, res, raw, lxc_target, mtime, workdir, hints=None):
         """A normalised OCI archive: one manifest, OCI types, one squashed gzip layer."""
         fd, layer_tmp = tempfile.mkstemp(prefix="%s%d-layer-" % (TMP_PREFIX, os.getpid()), dir=workdir)
         try:
@@ -730,7 +788,7 @@ class TemplateManager:
                 uncompressed = HashingWriter(stream)
                 sink = TemplateSink(uncompressed, "")
                 try:
-                    tree = flatten(self._layers(res), sink, Limits())
+                    tree = flatten(self._layers(res), sink, Limits(), hints=hints)
                     spec = self._spec(res, tree)
                     runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
                                              pve_import=True)
@@ -799,7 +857,7 @@ class TemplateManager:
             if os.path.exists(layer_tmp):
                 os.unlink(layer_tmp)
         runtime["oci_config"] = {"Entrypoint": entrypoint, "Cmd": cmd}  # what the archive's config says
-        return runtime
+        return runtime, tree
 
 
 class _ReadOnlyStore:

@@ -151,7 +151,8 @@ class StoragePublisher:
         if exists and not self.params["force"]:
             runtime = record["runtime"] if record else manager.scan_runtime(res, cached, result["lxc_version"])
             self.check_runnable(filename, runtime)
-            result.update(size=record and record["size"], sha256=record and record["sha256"], runtime=runtime)
+            result.update(size=record and record["size"], sha256=record and record["sha256"], runtime=runtime,
+                          conversion=record and record.get("conversion"))
             same = {"identity": ident, "runtime": runtime}
             result["diff"] = manager._diff(same, same)
             return result
@@ -160,7 +161,7 @@ class StoragePublisher:
         if manager.check_mode:
             runtime = manager.scan_runtime(res, cached, result["lxc_version"])
             self.check_runnable(filename, runtime)
-            result.update(size=None, sha256=None, runtime=runtime, would_upload=True)
+            result.update(size=None, sha256=None, runtime=runtime, would_upload=True, conversion=None)
             result["diff"] = manager._diff(before, {"identity": ident, "runtime": runtime})
             return result
         # what the config tells already (a working directory, a numeric user) is refused before the build
@@ -181,7 +182,7 @@ class StoragePublisher:
         if not self._exists(volid):
             raise PveConfigError("the upload of %s finished but %s does not list %s" % (filename, self.storage, volid))
         result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"],
-                      upload_warnings=task.warnings if task else [])
+                      conversion=record["conversion"], upload_warnings=task.warnings if task else [])
         result["diff"] = manager._diff(before, record)
         return result
 

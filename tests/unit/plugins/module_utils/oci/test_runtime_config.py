@@ -113,6 +113,35 @@ def test_needs_user_files():
     assert needs_user_files("1000")
     assert needs_user_files("app")
     assert needs_user_files("1000:app")
+    assert needs_user_files("\uff11\uff10\uff10\uff10:1000")  # fullwidth digits: a name
+    assert not needs_user_files("+1000:+1000")
+
+
+# What runc's strconv.Atoi takes as a number: ASCII digits after one optional sign.  Fullwidth
+# digits and spaces make a name; a passwd line whose id is not such a number is skipped.
+ODD = PASSWD + "\uff11\uff10\uff10\uff10:x:7:7::/:/bin/sh\nwide:x:\uff19:9::/:/bin/sh\n"
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("\uff11\uff10\uff10\uff10", (7, 7, [])),  # the user named with fullwidth digits, not uid 1000
+    (" 1000", None),  # a name with a space (that no passwd line has: runc trims lines), not uid 1000
+    ("1000 ", None),
+    ("+1000", (1000, 1001, [29, 44])),  # Atoi takes a sign: uid 1000
+    ("app:+7", (1000, 7, [])),
+    ("\u0661\u0660", None),  # Arabic-Indic digits: a name the image lacks
+    ("wide", None),  # its uid field is fullwidth: the line is skipped, not read as uid 9
+    ("-1", "out of range"),
+    ("app:-5", "out of range"),
+])
+def test_user_numbers_are_ascii_digits_as_runc_reads_them(spec, expected):
+    if expected is None:
+        with pytest.raises(ConfigError, match="is not defined in the image"):
+            resolve_user(spec, ODD, GROUP)
+    elif isinstance(expected, str):
+        with pytest.raises(ConfigError, match=expected):
+            resolve_user(spec, ODD, GROUP)
+    else:
+        assert resolve_user(spec, ODD, GROUP) == expected
 
 
 def test_runtime_spec_combines_everything():

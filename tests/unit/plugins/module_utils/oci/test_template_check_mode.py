@@ -23,9 +23,14 @@ GROUP = "root:x:0:\nbin:x:1:root\napp:x:1000:\nvideo:x:44:app\n"
 TRICKY = ["/bin/sh", "-c", "sleep 1; exit 0", "two words"]
 
 
-def layer(shell=True, setpriv=False):
+def layer(shell=True, setpriv=False, symlinks=()):
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, target in symlinks:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
         files = {"etc/passwd": PASSWD, "etc/group": GROUP, "bin/sleep": "x"}
         if shell:
             files["bin/sh"] = "x"
@@ -44,12 +49,13 @@ def layer(shell=True, setpriv=False):
     return BlobLayer(out.getvalue())
 
 
-def both(config, overrides=None, init_wrapper="auto", lxc="5.0", archive=False, shell=True, setpriv=False):
+def both(config, overrides=None, init_wrapper="auto", lxc="5.0", archive=False, shell=True, setpriv=False,
+         symlinks=()):
     """(runtime from the config alone, runtime from the layers)."""
     overrides = overrides or {}
     cold = finish_runtime(runtime_spec(config, overrides, user_files=False), None, lxc, init_wrapper,
                           pve_import=archive)
-    tree = flatten([layer(shell, setpriv), reserved_layer(init_wrapper == "always")], _NullSink(), Limits())
+    tree = flatten([layer(shell, setpriv, symlinks), reserved_layer(init_wrapper == "always")], _NullSink(), Limits())
     spec = runtime_spec(config, overrides, PASSWD, GROUP)
     warm = finish_runtime(spec, tree, lxc, init_wrapper, pve_import=archive)
     return cold, warm
@@ -172,3 +178,33 @@ def test_check_mode_against_an_empty_cache_directory_creates_nothing_in_it(tmp_p
     with pytest.raises(Inspected):  # resolved without the store
         manager.present()
     assert list(cache.iterdir()) == [] and not (tmp_path / "dest").exists()
+
+
+@pytest.mark.parametrize("config", [
+    {"Cmd": ["/bin/sleep", "1"], "WorkingDir": "/.lxcri"},
+    {"Cmd": ["/bin/sleep", "1"], "WorkingDir": "/srv/../.lxcri/app"},
+    {"Cmd": ["/bin/sleep", "1"], "Volumes": {"/data": {}, "//.lxcri/data/": {}}},
+    {"Cmd": ["/.lxcri/exec"]},
+    {"Cmd": [".lxcri/init"], "WorkingDir": "/"},
+    {"Entrypoint": ["../.lxcri/exec"], "WorkingDir": "/srv"},
+])
+def test_workdir_volume_or_command_in_the_reserved_directory_is_refused(config):
+    for runtime in (lambda: both(config)[0], lambda: both(config, init_wrapper="always", setpriv=True)[1]):
+        with pytest.raises(OciError, match=r"is in /\.lxcri, which lxcri.proxmox reserves"):
+            runtime()
+
+
+@pytest.mark.parametrize("config", [
+    {"Cmd": ["/bin/sleep", "1"], "WorkingDir": "/work"},  # /work -> /.lxcri (the image's own, hidden)
+    {"Cmd": ["/bin/sleep", "1"], "WorkingDir": "/srv/work/app"},  # /srv/work -> ../work -> /.lxcri
+    {"Cmd": ["/bin/sleep", "1"], "Volumes": {"/lib/x": {}}},  # /lib -> .lxcri
+    {"Cmd": ["/usr/local/bin/app"]},  # /usr/local -> /.lxcri/usr: the program is the generated exec wrapper's
+])
+def test_a_symlink_into_the_reserved_directory_is_followed(config):
+    links = [("work", "/.lxcri"), ("srv", "/srv.real"), ("srv.real/work", "../work"), ("lib", ".lxcri"),
+             ("usr/local", "/.lxcri/usr")]
+    cold, dummy = both({"Cmd": ["/bin/sleep", "1"]}, symlinks=links)  # the image itself converts
+    assert cold["cwd"] == "/"
+    with pytest.raises(OciError, match=r"is in /\.lxcri, which lxcri.proxmox reserves"):
+        both(config, symlinks=links)
+    assert finish_runtime(runtime_spec(config, {}, user_files=False), None, "5.0", "auto")  # lexically elsewhere
