@@ -158,3 +158,114 @@ def with_setpriv(layer):
         with open(real, "rb") as handle:
             layer.file(path.strip("/"), handle.read(), mode=0o755)
     return layer
+
+
+# ---------------------------------------------------------------------------
+# hostile local sources: a layout's files replaced, archives written with GNU tar
+
+def image_blobs(layout, tag):
+    """``(manifest, path_of)`` of image ``tag`` in ``layout``; ``path_of(digest)`` is a blob's file."""
+    def path_of(digest):
+        return os.path.join(layout, "blobs", "sha256", digest.split(":")[1])
+
+    with open(os.path.join(layout, "index.json")) as handle:
+        index = json.load(handle)
+    for desc in index["manifests"]:
+        if desc.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+            with open(path_of(desc["digest"])) as handle:
+                return json.load(handle), path_of
+    raise KeyError(tag)
+
+
+def layer_path(layout, tag, index=-1):
+    """The file of layer ``index`` of image ``tag`` in ``layout``."""
+    manifest, path_of = image_blobs(layout, tag)
+    return path_of(manifest["layers"][index]["digest"])
+
+
+def sparse_layer(layout, tag, apparent, data=b"lxcri"):
+    """Make the top layer of ``tag`` an uncompressed layer of one file of ``apparent`` bytes, written
+    sparse (only ``data`` at its start is stored), with a matching digest, diff_id and size.
+
+    Returns the blob's path.  A GNU tar ``--sparse`` archive of the layout stores it in a few KiB.
+    """
+    info = tarfile.TarInfo("big")
+    info.size = apparent
+    head = info.tobuf(tarfile.PAX_FORMAT)
+    hasher = hashlib.sha256(head + data)
+    zeros = bytes(1 << 20)
+    left = apparent - len(data)
+    while left:
+        step = min(left, len(zeros))
+        hasher.update(zeros[:step])
+        left -= step
+    tail = b"\0" * (-apparent % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)
+    hasher.update(tail)
+    digest = "sha256:" + hasher.hexdigest()
+    total = len(head) + apparent + len(tail)
+    manifest, path_of = image_blobs(layout, tag)
+    path = path_of(digest)
+    with open(path, "wb") as handle:
+        handle.write(head + data)
+        handle.truncate(total)  # a hole: no blocks on disk
+    _retarget(layout, tag, {"mediaType": LAYER_TYPES[None], "digest": digest, "size": total}, digest)
+    return path
+
+
+def _retarget(layout, tag, layer_desc, diff_id):
+    """Point ``tag``'s top layer at ``layer_desc`` (config, manifest and index rewritten)."""
+    manifest, path_of = image_blobs(layout, tag)
+    with open(path_of(manifest["config"]["digest"])) as handle:
+        config = json.load(handle)
+    config["rootfs"]["diff_ids"][-1] = diff_id
+    config_bytes = json.dumps(config).encode()
+    manifest["config"] = dict(manifest["config"], digest=_put_blob(layout, config_bytes), size=len(config_bytes))
+    manifest["layers"][-1] = layer_desc
+    manifest_bytes = json.dumps(manifest).encode()
+    index_path = os.path.join(layout, "index.json")
+    with open(index_path) as handle:
+        index = json.load(handle)
+    for desc in index["manifests"]:
+        if desc.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+            desc.update(digest=_put_blob(layout, manifest_bytes), size=len(manifest_bytes))
+    with open(index_path, "w") as handle:
+        json.dump(index, handle)
+
+
+def gnu_tar(directory, path, sparse=False, fmt="gnu"):
+    """``directory``'s content as the tar ``path``, written by GNU tar (``--sparse``: holes are not stored)."""
+    argv = ["tar", "--format=" + fmt, "-cf", path, "-C", directory]
+    if sparse:
+        argv.insert(1, "--sparse")
+    subprocess.run(argv + sorted(os.listdir(directory)), check=True)
+    return path
+
+
+def classic_docker_archive(workdir, path, layer_files, config, repo_tag="lxcri/app:1", sparse=False):
+    """A classic ``docker save`` archive (manifest.json, <n>/layer.tar, config json) of ``layer_files``
+    (uncompressed layer tars on disk, bottom first: moved into the archive's tree as they are, holes
+    included), written by GNU tar.  ``config`` is the image config (its ``rootfs`` is filled in)."""
+    tree = os.path.join(workdir, "docker-save")
+    os.makedirs(tree)
+    names, diff_ids = [], []
+    for number, layer_file in enumerate(layer_files):
+        diff_ids.append("sha256:" + _sha256_file(layer_file))
+        os.makedirs(os.path.join(tree, str(number)))
+        names.append("%d/layer.tar" % number)
+        os.rename(layer_file, os.path.join(tree, names[-1]))
+    config = dict(config, rootfs={"type": "layers", "diff_ids": diff_ids})
+    config_bytes = json.dumps(config).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    with open(os.path.join(tree, config_name), "wb") as handle:
+        handle.write(config_bytes)
+    with open(os.path.join(tree, "manifest.json"), "w") as handle:
+        json.dump([{"Config": config_name, "RepoTags": [repo_tag], "Layers": names}], handle)
+    return gnu_tar(tree, path, sparse=sparse)
+
+
+def _sha256_file(path):
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()

@@ -11,6 +11,8 @@ Every source answers the same four questions:
 * ``copy_blob(descriptor, writer)``: stream a blob into a store writer (verified by the store).
 
 Archives are read in place through ``tarfile``; nothing is unpacked to disk.
+A blob of a local source costs at most its descriptor's size plus the one
+byte that tells it is longer, as a registry download does.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -43,16 +45,28 @@ def load_json(data, what):
     return doc
 
 
-class BytesWriter:
-    """A BlobWriter stand-in that keeps a small blob in memory."""
+def declared_size(descriptor):
+    """The descriptor's size when it is a usable one (a non-negative integer), else None."""
+    size = descriptor.get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    return None
 
-    def __init__(self, limit):
+
+class BytesWriter:
+    """A BlobWriter stand-in that keeps a small blob in memory (at most ``limit`` bytes and the descriptor's size)."""
+
+    def __init__(self, limit, descriptor=None):
         self.buffer = io.BytesIO()
         self.limit = limit
+        self.declared = declared_size(descriptor or {})
+        self.name = (descriptor or {}).get("digest", "blob")
         self.size = 0
 
     def write(self, data):
         self.size += len(data)
+        if self.declared is not None and self.size > self.declared:
+            raise VerificationError("blob %s: more than the %d bytes the descriptor says" % (self.name, self.declared))
         if self.size > self.limit:
             raise VerificationError("blob is more than the %d bytes allowed" % self.limit)
         self.buffer.write(data)
@@ -123,13 +137,17 @@ class TarReader:
         self.tar.close()
 
 
-def _read(reader, name, limit):
+def _read(reader, name, limit, size=None):
+    """``name``'s content, at most ``limit`` bytes and the descriptor's ``size`` (one more is read to tell)."""
+    bound = limit if size is None else min(limit, size)
     handle = reader.open(name)
     try:
-        data = handle.read(limit + 1)
+        data = handle.read(bound + 1)
     finally:
         handle.close()
-    if len(data) > limit:
+    if len(data) > bound:
+        if bound != limit:
+            raise VerificationError("%s: more than the %d bytes the descriptor says" % (name, size))
         raise VerificationError("%s is more than the %d bytes allowed" % (name, limit))
     return data
 
@@ -139,12 +157,17 @@ def _blob_name(digest):
     return "blobs/%s/%s" % (algo, value)
 
 
-def _copy(handle, writer):
+def _copy(handle, writer, size):
+    """Copy a blob of the descriptor's ``size``: at most ``size`` + 1 bytes are read, and a
+    store's writer refuses the one past ``size`` (as it does for a registry download)."""
+    left = None if size is None else size + 1
     try:
-        while True:
-            chunk = handle.read(COPY_CHUNK)
+        while left is None or left > 0:
+            chunk = handle.read(COPY_CHUNK if left is None else min(COPY_CHUNK, left))
             if not chunk:
                 break
+            if left is not None:
+                left -= len(chunk)
             writer.write(chunk)
     finally:
         handle.close()
@@ -212,12 +235,12 @@ class LayoutSource:
         return self.blob_bytes(descriptor, media.MAX_MANIFEST_BYTES)
 
     def blob_bytes(self, descriptor, limit):
-        data = _read(self.reader, _blob_name(descriptor["digest"]), limit)
+        data = _read(self.reader, _blob_name(descriptor["digest"]), limit, declared_size(descriptor))
         verify_bytes(data, descriptor, "%s: blob %s" % (self.description, descriptor["digest"]))
         return data
 
     def copy_blob(self, descriptor, writer):
-        _copy(self.reader.open(_blob_name(descriptor["digest"])), writer)
+        _copy(self.reader.open(_blob_name(descriptor["digest"])), writer, declared_size(descriptor))
 
     def close(self):
         self.reader.close()
@@ -324,14 +347,14 @@ class DockerArchiveSource:
     def blob_bytes(self, descriptor, limit):
         if self.layout is not None:
             return self.layout.blob_bytes(descriptor, limit)
-        data = _read(self.reader, self.files[descriptor["digest"]], limit)
+        data = _read(self.reader, self.files[descriptor["digest"]], limit, declared_size(descriptor))
         verify_bytes(data, descriptor, "%s: %s" % (self.description, self.files[descriptor["digest"]]))
         return data
 
     def copy_blob(self, descriptor, writer):
         if self.layout is not None:
             return self.layout.copy_blob(descriptor, writer)
-        return _copy(self.reader.open(self.files[descriptor["digest"]]), writer)
+        return _copy(self.reader.open(self.files[descriptor["digest"]]), writer, declared_size(descriptor))
 
     def close(self):
         self.reader.close()
@@ -366,7 +389,7 @@ class RegistrySource:
         return body
 
     def blob_bytes(self, descriptor, limit):
-        writer = BytesWriter(limit)
+        writer = BytesWriter(limit, descriptor)
         self.client.fetch_blob(self.reference, descriptor, writer)
         data = writer.getvalue()
         verify_bytes(data, descriptor, "%s: blob %s" % (self.reference, descriptor["digest"]))
