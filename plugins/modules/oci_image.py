@@ -62,6 +62,7 @@ options:
     default: false
 extends_documentation_fragment:
   - lxcri.proxmox.registry
+  - lxcri.proxmox.image_limits
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -258,21 +259,24 @@ cache_dir:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, registry_argument_spec
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import (
+    ImageManager, image_limits_argument_spec, registry_argument_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
 
 
 def main():
+    spec = dict(
+        image=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
+        cache_max_bytes=dict(type="str"),
+        verify_diff_ids=dict(type="bool", default=False),
+    )
+    spec.update(registry_argument_spec())
+    spec.update(image_limits_argument_spec())
     module = AnsibleModule(
-        argument_spec=dict(
-            image=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
-            cache_max_bytes=dict(type="str"),
-            verify_diff_ids=dict(type="bool", default=False),
-            **registry_argument_spec()
-        ),
+        argument_spec=spec,
         required_together=[("registry_username", "registry_password")],
         supports_check_mode=True,
     )

@@ -90,6 +90,41 @@ class Layer:
         return out.getvalue()
 
 
+class ZeroBomb:
+    """A layer of one file of ``size`` zero bytes, compressed without ever holding it whole.
+
+    gzip: one precompressed MiB of zeros repeated as gzip members (about 1030:1,
+    deflate's limit); zstd: one frame of 16 MiB repeated (tens of thousands to
+    one).  Layer-like for ``write_image``: ``blob(compression)`` gives
+    ``(blob, diff_id)``.
+    """
+
+    STEP = {"gzip": 1 << 20, "docker-gzip": 1 << 20, "zstd": 16 << 20}
+
+    def __init__(self, size, name="zeros"):
+        self.size = size
+        self.name = name
+
+    def blob(self, compression):
+        step = self.STEP[compression]
+        if self.size % step:
+            raise ValueError("a bomb's size is a multiple of %d" % step)
+        info = tarfile.TarInfo(self.name)
+        info.size = self.size
+        info.mtime = 1700000000
+        head = info.tobuf(tarfile.PAX_FORMAT)
+        tail = b"\0" * (2 * tarfile.BLOCKSIZE)  # the size is a multiple of the block size: no padding
+        hasher = hashlib.sha256(head)
+        zeros = bytes(step)
+        for dummy in range(self.size // step):
+            hasher.update(zeros)
+        hasher.update(tail)
+        chunk = _compress(zeros, compression) if compression != "zstd" else subprocess.run(
+            ["zstd", "-q", "-c", "-19"], input=zeros, stdout=subprocess.PIPE, check=True).stdout
+        blob = _compress(head, compression) + chunk * (self.size // step) + _compress(tail, compression)
+        return blob, "sha256:" + hasher.hexdigest()
+
+
 def _compress(data, compression):
     if compression in ("gzip", "docker-gzip"):
         return gzip.compress(data, mtime=0)
@@ -109,9 +144,13 @@ def write_image(layout, tag, layers, config=None, compression="gzip", architectu
         json.dump({"imageLayoutVersion": "1.0.0"}, handle)
     descriptors, diff_ids = [], []
     for layer in layers:
-        raw = layer.tar_bytes()
-        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-        blob = _compress(raw, compression)
+        if hasattr(layer, "blob"):
+            blob, diff_id = layer.blob(compression)
+            diff_ids.append(diff_id)
+        else:
+            raw = layer.tar_bytes()
+            diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+            blob = _compress(raw, compression)
         descriptors.append({"mediaType": LAYER_TYPES[compression], "digest": _put_blob(layout, blob), "size": len(blob)})
     image_config = {"architecture": architecture, "os": "linux", "created": "2026-01-02T03:04:05Z",
                     "config": dict(config or {}), "rootfs": {"type": "layers", "diff_ids": diff_ids}}

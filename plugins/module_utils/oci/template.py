@@ -36,12 +36,13 @@ import tempfile
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import HashingWriter, sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap, lxcinit, media
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import compressor
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
+    MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, compressor)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
     BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, image_limits, pin_key
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
@@ -64,6 +65,7 @@ DEFAULTS = {
     "state": "present", "format": "vztmpl", "compression": "zstd", "dest": None, "storage": None, "node": None,
     "name": None, "entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None,
     "stop_signal": None, "init_wrapper": "auto", "lxc_version": "auto", "force": False, "require_runnable": True,
+    "max_expansion_ratio": MAX_EXPANSION_RATIO, "max_uncompressed_bytes": MAX_UNCOMPRESSED_BYTES,
 }
 
 
@@ -483,6 +485,8 @@ class TemplateManager:
         if self.params["name"] is not None:
             check_name(self.params["name"])
         self.extension = EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]
+        ratio, max_bytes = image_limits(self.params)
+        self.limits = Limits(max_expansion_ratio=ratio, max_uncompressed_bytes=max_bytes)
 
     # -- resolution --------------------------------------------------------
 
@@ -668,7 +672,7 @@ class TemplateManager:
         and the options tell, ``needs_layers`` naming what is null or unverified.
         """
         if cached:
-            tree = flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(), Limits())
+            tree = flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(), self.limits)
         else:
             tree = None
         spec = self._spec(res, tree)
@@ -709,7 +713,7 @@ class TemplateManager:
         stream = compressor(raw, self.params["compression"])
         sink = TemplateSink(stream, "./")
         try:
-            tree = flatten(self._layers(res), sink, Limits())
+            tree = flatten(self._layers(res), sink, self.limits)
             spec = self._spec(res, tree)
             runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime)
             sink.close()
@@ -730,7 +734,7 @@ class TemplateManager:
                 uncompressed = HashingWriter(stream)
                 sink = TemplateSink(uncompressed, "")
                 try:
-                    tree = flatten(self._layers(res), sink, Limits())
+                    tree = flatten(self._layers(res), sink, self.limits)
                     spec = self._spec(res, tree)
                     runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
                                              pve_import=True)
