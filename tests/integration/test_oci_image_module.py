@@ -211,8 +211,7 @@ def test_a_blob_linked_out_of_the_layout_is_not_read_not_even_for_keep_corrupt(i
 
 
 @pytest.mark.parametrize("kind", ["oci-layout", "oci-archive"])
-def test_a_blob_longer_than_its_descriptor_costs_the_cache_its_size_only(installed_collection, local_image,
-                                                                        tmp_path, kind):
+def test_a_blob_longer_than_its_descriptor_costs_only_its_size(installed_collection, local_image, tmp_path, kind):
     layout, ref, layer = local_image
     with open(layer_path(layout, "t"), "ab") as handle:
         handle.write(os.urandom(32 << 20))
@@ -268,4 +267,3 @@ def test_verify_diff_ids_stops_a_gzip_bomb_unless_the_ratio_is_raised(installed_
     run = installed_collection.playbook(pull_play(tmp_path, ref, tmp_path / "cache3", verify_diff_ids="true",
                                                   max_expansion_ratio=2000, max_uncompressed_bytes="512M"))
     assert run.rc != 0 and "raise max_uncompressed_bytes" in run.task_results()[0]["msg"], run
-

@@ -389,4 +389,3 @@ def test_max_uncompressed_bytes_bounds_the_image(installed_collection, tmp_path)
     assert run.rc != 0 and "max_uncompressed_bytes: " in run.task_results()[0]["msg"], run
     run = installed_collection.playbook(_template_play(tmp_path, ref, max_uncompressed_bytes="8M"))
     assert run.rc == 0, run
-
