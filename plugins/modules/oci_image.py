@@ -80,6 +80,12 @@ notes:
   - Uncompressed layers (for example from classic C(docker save)) have their diff_id checked during the pull
     in any case, since it equals their digest.
   - Decompression uses the C(isal) or C(zlib_ng) Python modules when importable, else the standard zlib.
+  - Local sources are read as untrusted input. A blob costs the cache at most the size its descriptor gives
+    (one byte more is read to tell it is longer). Only regular files inside the layout are read; a blob or
+    document that is a FIFO, a device or a symbolic link leading out of the layout directory (or out of the
+    archive) is refused from its metadata, before it is opened, so nothing from outside the layout is read,
+    not even for O(keep_corrupt). An archive member stored sparse (GNU tar C(--sparse)) counts as the bytes
+    it stores; one that would expand beyond them is refused.
 seealso:
   - name: OCI image specification
     description: Manifests, indexes, configs and platform matching.
