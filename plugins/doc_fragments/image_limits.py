@@ -17,8 +17,9 @@ options:
       - How many times its compressed size a layer may expand to when it is decompressed, plus an allowance of
         512 MiB that all layers of the image share for content that compresses far better (zero-filled files,
         such as a C(lastlog) sized by a large uid or preallocated database files).
-      - Applies wherever layers are decompressed; converting them into a template, and checking their diff_ids
-        with O(lxcri.proxmox.oci_image#module:verify_diff_ids=true).
+      - Applies wherever layers are decompressed (converting them into a template, checking their diff_ids with
+        O(lxcri.proxmox.oci_image#module:verify_diff_ids=true)), and to a compressed C(oci-archive) or
+        C(docker-archive) (such as C(docker save | gzip)) as a whole when it is read.
       - Real layers expand 2 to 10 times. gzip can reach about 1030 times and zstd tens of thousands, so a limit of
         1000 or more would let any gzip bomb through; with the default, a layer of a few MiB expands to at most
         about 100 times its size plus 512 MiB, never to gigabytes.

@@ -8,7 +8,8 @@ import pytest
 
 from lxcri_testbed.ansible import write_play
 from lxcri_testbed.oci_build import (
-    Layer, ZeroBomb, classic_docker_archive, gnu_tar, image_blobs, layer_path, sparse_layer, write_image)
+    Layer, ZeroBomb, classic_docker_archive, gnu_tar, gzip_archive_bomb, image_blobs, layer_path, sparse_layer,
+    write_image)
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +268,17 @@ def test_verify_diff_ids_stops_a_gzip_bomb_unless_the_ratio_is_raised(installed_
     run = installed_collection.playbook(pull_play(tmp_path, ref, tmp_path / "cache3", verify_diff_ids="true",
                                                   max_expansion_ratio=2000, max_uncompressed_bytes="512M"))
     assert run.rc != 0 and "raise max_uncompressed_bytes" in run.task_results()[0]["msg"], run
+
+
+def test_a_compressed_archive_bomb_is_refused_unless_the_ratio_is_raised(installed_collection, local_image, tmp_path):
+    layout, dummy, dummy2 = local_image
+    archive = gzip_archive_bomb(layout, str(tmp_path / "image.tar.gz"))
+    run = installed_collection.playbook(pull_play(tmp_path, "oci-archive:%s:t" % archive, tmp_path / "cache"))
+    assert run.rc != 0, run  # it decompressed the whole GiB to list the members
+    msg = run.task_results()[0]["msg"]
+    assert "archive %s (gzip) expands beyond 100 times its compressed size" % archive in msg
+    assert "raise max_expansion_ratio" in msg
+    run = installed_collection.playbook(pull_play(tmp_path, "oci-archive:%s:t" % archive, tmp_path / "cache",
+                                                  max_expansion_ratio=2000))
+    assert run.rc == 0, run
+

@@ -280,6 +280,21 @@ def gnu_tar(directory, path, sparse=False, fmt="gnu"):
     return path
 
 
+def gzip_archive_bomb(layout, path, size=1 << 30):
+    """``layout`` as a gzip-compressed tar (``docker save | gzip`` style) followed by a member of ``size``
+    zero bytes that compresses about 1030:1 (a ZeroBomb): a few MiB that tarfile decompresses to the end
+    to list the members."""
+    plain = gnu_tar(layout, path + ".plain")
+    with open(plain, "rb") as handle:
+        members = handle.read().rstrip(b"\0")  # without its end-of-archive blocks (the last member is JSON)
+    os.unlink(plain)
+    members += b"\0" * (-len(members) % tarfile.BLOCKSIZE)
+    with open(path, "wb") as out:
+        out.write(gzip.compress(members))
+        out.write(ZeroBomb(size, "padding").blob("gzip")[0])
+    return path
+
+
 def classic_docker_archive(workdir, path, layer_files, config, repo_tag="lxcri/app:1", sparse=False):
     """A classic ``docker save`` archive (manifest.json, <n>/layer.tar, config json) of ``layer_files``
     (uncompressed layer tars on disk, bottom first: moved into the archive's tree as they are, holes

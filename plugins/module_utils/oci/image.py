@@ -346,7 +346,7 @@ class Puller:
         return found
 
     def open(self, source):
-        return open_source(source, self.client_factory)
+        return open_source(source, self.client_factory, self.bound)
 
     def inspect(self, source, platform=None):
         src = self.open(source)

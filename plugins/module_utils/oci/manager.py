@@ -124,7 +124,7 @@ class ImageManager:
         return {"changed": False, "image": str(self.source), "cache_dir": self.params["cache_dir"]}
 
     def inspect(self):
-        puller = Puller(None, self.client)
+        puller = Puller(None, self.client, bound=self.bound)
         res = puller.inspect(self.source, self.platform)
         result = self._base()
         result.update(describe(res, pulled=False))

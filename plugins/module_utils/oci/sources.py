@@ -24,8 +24,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import bz2
+import gzip
 import io
 import json
+import lzma
 import os
 import posixpath
 import stat
@@ -33,6 +36,7 @@ import tarfile
 import zlib
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import ExpansionBound
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of, parse_digest, verify_bytes
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
     InvalidReference, OciError, UnsupportedError, VerificationError)
@@ -144,6 +148,53 @@ class DirReader:
         pass
 
 
+# compressed archives (docker save | gzip): magic bytes -> a seekable decompressing file
+_ARCHIVE_CODECS = ((b"\x1f\x8b", gzip.GzipFile), (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
+
+
+class _CappedStream:
+    """A compressed archive's decompressed view that never goes past ``cap`` bytes: a seek beyond
+    it (tarfile skipping a member's data) is refused before any of it is decompressed."""
+
+    def __init__(self, inner, cap, on_cap):
+        self.inner = inner
+        self.cap = cap
+        self.on_cap = on_cap
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = self.cap + 1 - self.inner.tell()
+        data = self.inner.read(max(0, min(size, self.cap + 1 - self.inner.tell())))
+        if self.inner.tell() > self.cap:
+            raise self.on_cap()
+        return data
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        target = offset if whence == io.SEEK_SET else self.inner.tell() + offset if whence == io.SEEK_CUR else None
+        if target is None or target > self.cap:
+            raise self.on_cap()
+        return self.inner.seek(target)
+
+    def tell(self):
+        return self.inner.tell()
+
+    def close(self):
+        self.inner.close()
+
+
+def _open_archive(path, bound):
+    """``tarfile.open`` on ``path``; a compressed one decompresses within ``bound``."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    for magic, codec in _ARCHIVE_CODECS:
+        if head.startswith(magic):
+            size = os.path.getsize(path)
+            stream = _CappedStream(codec(path, "rb"), bound.cap(size),
+                                   lambda: bound.error("archive %s (%s)" % (path, codec.__module__), size))
+            return tarfile.open(fileobj=stream, mode="r:")
+    return tarfile.open(path, "r:")
+
+
 def _file_kind(mode):
     for test, kind in _FILE_KINDS:
         if test(mode):
@@ -155,10 +206,10 @@ class TarReader:
     """Members of an archive: links are followed inside the archive only, and a member is read
     only when it is a regular file that expands to no more than the bytes stored for it."""
 
-    def __init__(self, path):
+    def __init__(self, path, bound=None):
         self.path = path
         try:
-            self.tar = tarfile.open(path, "r:*")
+            self.tar = _open_archive(path, bound or ExpansionBound())
             self.members = {}
             for member in self.tar.getmembers():
                 self.members[os.path.normpath(member.name).lstrip("/")] = member
@@ -333,9 +384,9 @@ class DockerArchiveSource:
     the classic one gets a synthesised OCI manifest (its digest is ours, not Docker's).
     """
 
-    def __init__(self, path, repo_tag=None):
+    def __init__(self, path, repo_tag=None, bound=None):
         self.path = path
-        self.reader = TarReader(path)
+        self.reader = TarReader(path, bound)
         self.description = "docker-archive:%s" % path
         self.repo_tag = repo_tag
         self.layout = None
@@ -488,8 +539,9 @@ class RegistrySource:
         pass
 
 
-def open_source(source, client_factory):
-    """A source object for a parsed Source; ``client_factory()`` builds the registry client."""
+def open_source(source, client_factory, bound=None):
+    """A source object for a parsed Source; ``client_factory()`` builds the registry client; a compressed
+    archive decompresses within ``bound`` (an ExpansionBound)."""
     if source.kind == Source.REGISTRY:
         return RegistrySource(client_factory(), source.reference)
     if source.kind == Source.OCI_LAYOUT:
@@ -497,5 +549,5 @@ def open_source(source, client_factory):
     if not os.path.isfile(source.path):
         raise OciError("%s: no such file" % source)
     if source.kind == Source.OCI_ARCHIVE:
-        return LayoutSource(TarReader(source.path), str(source), tag=source.tag)
-    return DockerArchiveSource(source.path, source.repo_tag)
+        return LayoutSource(TarReader(source.path, bound), str(source), tag=source.tag)
+    return DockerArchiveSource(source.path, source.repo_tag, bound)

@@ -42,7 +42,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import di
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
     BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, image_limits, pin_key
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
@@ -470,7 +470,8 @@ class TemplateManager:
         self.warnings = []  # for module.warn
         self.images = ImageManager(dict((k, v) for k, v in self.params.items() if k in (
             "image", "platform", "cache_dir", "registry_username", "registry_password", "auth_file",
-            "registry_tls_verify", "registry_ca_path", "registry_mirrors", "timeout", "retries", "keep_corrupt")),
+            "registry_tls_verify", "registry_ca_path", "registry_mirrors", "timeout", "retries", "keep_corrupt",
+            "max_expansion_ratio", "max_uncompressed_bytes")),
             check_mode=check_mode, client_options=client_options)
         self.pve_factory = pve_factory
         fmt = self.params["format"]
@@ -485,8 +486,8 @@ class TemplateManager:
         if self.params["name"] is not None:
             check_name(self.params["name"])
         self.extension = EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]
-        ratio, max_bytes = image_limits(self.params)
-        self.limits = Limits(max_expansion_ratio=ratio, max_uncompressed_bytes=max_bytes)
+        bound = self.images.bound  # the options, checked
+        self.limits = Limits(max_expansion_ratio=bound.ratio, max_uncompressed_bytes=bound.max_bytes)
 
     # -- resolution --------------------------------------------------------
 
@@ -494,10 +495,11 @@ class TemplateManager:
         """Pull (or in check mode, resolve) the image: (Resolved, layers all cached)."""
         if self.check_mode and not _store_complete(self.params["cache_dir"]):
             # no usable cache: resolve (manifest and config only) without creating one or its lock files
-            puller = Puller(None, self.images.client)
+            puller = Puller(None, self.images.client, bound=self.images.bound)
             return puller.inspect(self.images.source, self.images.platform), False, puller
         store = self.images.store
-        puller = Puller(store, self.images.client, keep_corrupt=self.params.get("keep_corrupt", False))
+        puller = Puller(store, self.images.client, keep_corrupt=self.params.get("keep_corrupt", False),
+                        bound=self.images.bound)
         key = pin_key(self.images.source, self.images.platform or host_platform())
         res = puller.pull(self.images.source, key, self.images.platform, check_mode=self.check_mode)
         cached = not puller.missing(res) if self.check_mode else True

@@ -11,17 +11,19 @@ import io
 import os
 import signal
 import stat
+import subprocess
 import tarfile
+import time
 
 import pytest
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, VerificationError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LimitError, OciError, VerificationError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.sources import (
     DirReader, DockerArchiveSource, LayoutSource, TarReader)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import BlobStore
 from lxcri_testbed.oci_build import (
-    Layer, classic_docker_archive, gnu_tar, image_blobs, layer_path, sparse_layer, write_image)
+    Layer, classic_docker_archive, gnu_tar, gzip_archive_bomb, image_blobs, layer_path, sparse_layer, write_image)
 
 SECRET = b"outside the layout: must never reach the cache\n"
 
@@ -312,3 +314,26 @@ def test_a_malformed_docker_manifest_json_is_the_engines_error(tmp_path, manifes
         tar.addfile(info, io.BytesIO(manifest_json))
     with pytest.raises(VerificationError, match="manifest.json"):
         DockerArchiveSource(archive).root()
+
+
+# --- compressed archives (docker save | gzip) --------------------------------------------------------
+
+@pytest.mark.parametrize("codec", ["gzip", "bzip2", "xz"])
+def test_a_compressed_archive_is_read(layout, tmp_path, codec):
+    path, dummy, dummy2 = layout
+    archive = gnu_tar(path, str(tmp_path / "image.tar"))
+    subprocess.run([codec, "-k", archive], check=True)
+    suffix = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz"}[codec]
+    assert pull("oci-archive:%s%s:t" % (archive, suffix), tmp_path / "cache")["changed"]
+
+
+def test_a_compressed_archive_bomb_is_refused_before_it_is_decompressed(layout, tmp_path):
+    path, dummy, dummy2 = layout
+    archive = gzip_archive_bomb(path, str(tmp_path / "image.tar.gz"))
+    assert os.path.getsize(archive) < (2 << 20)
+    start = time.monotonic()
+    with pytest.raises(LimitError, match=r"archive %s \(gzip\) expands beyond 100 times its compressed size of %d "
+                                         r"bytes plus 512 MiB \(max_expansion_ratio\)" % (archive, os.path.getsize(archive))):
+        pull("oci-archive:%s:t" % archive, tmp_path / "cache")
+    assert time.monotonic() - start < 2  # tarfile decompressed all of it to list the members
+    assert pull("oci-archive:%s:t" % archive, tmp_path / "cache", max_expansion_ratio=2000)["changed"]
