@@ -281,4 +281,3 @@ def test_a_compressed_archive_bomb_is_refused_unless_the_ratio_is_raised(install
     run = installed_collection.playbook(pull_play(tmp_path, "oci-archive:%s:t" % archive, tmp_path / "cache",
                                                   max_expansion_ratio=2000))
     assert run.rc == 0, run
-
