@@ -66,7 +66,11 @@ options:
     type: int
     default: 5
   keep_corrupt:
-    description: Keep content that failed verification under C(<cache_dir>/corrupt/) for inspection.
+    description:
+      - Keep content that failed verification under C(<cache_dir>/corrupt/) for inspection, at most the size
+        its descriptor gives.
+      - A local source's file that is refused without being read (a FIFO, a device, a link leading out of the
+        layout) leaves nothing there.
     type: bool
     default: false
 """

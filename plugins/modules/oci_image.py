@@ -62,6 +62,7 @@ options:
     default: false
 extends_documentation_fragment:
   - lxcri.proxmox.registry
+  - lxcri.proxmox.image_limits
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -79,6 +80,12 @@ notes:
   - Uncompressed layers (for example from classic C(docker save)) have their diff_id checked during the pull
     in any case, since it equals their digest.
   - Decompression uses the C(isal) or C(zlib_ng) Python modules when importable, else the standard zlib.
+  - Local sources are read as untrusted input. A blob costs the cache at most the size its descriptor gives
+    (one byte more is read to tell it is longer). Only regular files inside the layout are read; a blob or
+    document that is a FIFO, a device or a symbolic link leading out of the layout directory (or out of the
+    archive) is refused from its metadata, before it is opened, so nothing from outside the layout is read,
+    not even for O(keep_corrupt). An archive member stored sparse (GNU tar C(--sparse)) counts as the bytes
+    it stores; one that would expand beyond them is refused.
 seealso:
   - name: OCI image specification
     description: Manifests, indexes, configs and platform matching.
@@ -258,21 +265,24 @@ cache_dir:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, registry_argument_spec
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import (
+    ImageManager, image_limits_argument_spec, registry_argument_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
 
 
 def main():
+    spec = dict(
+        image=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
+        cache_max_bytes=dict(type="str"),
+        verify_diff_ids=dict(type="bool", default=False),
+    )
+    spec.update(registry_argument_spec())
+    spec.update(image_limits_argument_spec())
     module = AnsibleModule(
-        argument_spec=dict(
-            image=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
-            cache_max_bytes=dict(type="str"),
-            verify_diff_ids=dict(type="bool", default=False),
-            **registry_argument_spec()
-        ),
+        argument_spec=spec,
         required_together=[("registry_username", "registry_password")],
         supports_check_mode=True,
     )

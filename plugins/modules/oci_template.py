@@ -191,6 +191,7 @@ options:
     type: int
 extends_documentation_fragment:
   - lxcri.proxmox.registry
+  - lxcri.proxmox.image_limits
   - lxcri.proxmox.pve
   - ansible.builtin.action_common_attributes
 attributes:
@@ -517,7 +518,8 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import registry_argument_spec
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import (
+    image_limits_argument_spec, registry_argument_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
@@ -546,6 +548,7 @@ def main():
         require_runnable=dict(type="bool", default=True),
     )
     spec.update(registry_argument_spec())
+    spec.update(image_limits_argument_spec())
     spec.update(pve_argument_spec())
     module = AnsibleModule(
         argument_spec=spec,

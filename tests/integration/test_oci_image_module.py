@@ -1,10 +1,15 @@
 """lxcri.proxmox.oci_image through real ansible-playbook runs of the installed collection."""
 
 import os
+import tarfile
+import time
 
 import pytest
 
 from lxcri_testbed.ansible import write_play
+from lxcri_testbed.oci_build import (
+    Layer, ZeroBomb, classic_docker_archive, gnu_tar, gzip_archive_bomb, image_blobs, layer_path, sparse_layer,
+    write_image)
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +22,8 @@ def blob_count(cache):
 def test_doc_renders(installed_collection):
     run = installed_collection.doc("lxcri.proxmox.oci_image")
     assert run.rc == 0, run
-    for word in ("registry_tls_verify", "cache_max_bytes", "would_fetch", "docker-archive"):
+    for word in ("registry_tls_verify", "cache_max_bytes", "would_fetch", "docker-archive", "max_expansion_ratio",
+                 "max_uncompressed_bytes"):
         assert word in run.stdout
 
 
@@ -137,3 +143,150 @@ def test_bad_input_fails_before_touching_anything(installed_collection, tmp_path
     assert run.rc != 0
     assert fragment in run.data["msg"]
     assert not (tmp_path / "cache").exists()
+
+
+# ---------------------------------------------------------------------------
+# hostile local sources: refused at once, and the cache gets nothing from outside the layout
+
+SECRET = b"a host file outside the layout\n"
+
+
+def cache_files(cache):
+    """{path relative to the cache: size} of every file under it."""
+    found = {}
+    for top, dummy, files in os.walk(str(cache)):
+        for name in files:
+            found[os.path.relpath(os.path.join(top, name), str(cache))] = os.path.getsize(os.path.join(top, name))
+    return found
+
+
+def pull_play(tmp_path, image, cache, **options):
+    lines = "".join("\n    %s: %s" % item for item in sorted(options.items()))
+    return write_play(tmp_path, "pull.yml", """\
+        - lxcri.proxmox.oci_image:
+            image: %s
+            cache_dir: %s%s
+        """ % (image, cache, lines.replace("\n", "\n        ")))
+
+
+@pytest.fixture
+def local_image(tmp_path):
+    """A two-layer image in a layout: (layout, reference, top layer descriptor)."""
+    layout = str(tmp_path / "layout")
+    ref = write_image(layout, "t", [Layer().dir("bin").file("bin/a", b"a" * 5000), Layer().file("b", b"b" * 3000)],
+                      {"Cmd": ["/bin/a"]})
+    return layout, ref, image_blobs(layout, "t")[0]["layers"][-1]
+
+
+def test_a_fifo_blob_fails_at_once(installed_collection, local_image, tmp_path):
+    layout, ref, layer = local_image
+    blob = layer_path(layout, "t")
+    os.unlink(blob)
+    os.mkfifo(blob)
+    try:
+        start = time.monotonic()
+        run = installed_collection.playbook(pull_play(tmp_path, ref, tmp_path / "cache", keep_corrupt="true"),
+                                            timeout=30)
+        elapsed = time.monotonic() - start
+    finally:  # a reader blocked on the FIFO (the bug) gets its end of file
+        try:
+            os.close(os.open(blob, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert run.rc != 0, run
+    assert "is a FIFO, not a regular file: refused without reading it" in run.task_results()[0]["msg"]
+    assert elapsed < 5, "the playbook took %.1f s" % elapsed  # about 1.2 s of it is ansible-playbook's own
+    assert not os.path.exists(str(tmp_path / "cache" / "corrupt"))
+
+
+@pytest.mark.parametrize("target", ["outside", "/dev/zero"])
+def test_a_blob_linked_out_of_the_layout_is_not_read_not_even_for_keep_corrupt(installed_collection, local_image,
+                                                                               tmp_path, target):
+    layout, ref, layer = local_image
+    if target == "outside":
+        target = str(tmp_path / "outside")
+        with open(target, "wb") as handle:
+            handle.write(SECRET)
+    blob = layer_path(layout, "t")
+    os.unlink(blob)
+    os.symlink(target, blob)
+    cache = tmp_path / "cache"
+    run = installed_collection.playbook(pull_play(tmp_path, ref, cache, keep_corrupt="true"), timeout=30)
+    assert run.rc != 0, run
+    assert "is a symbolic link leading out of the layout" in run.task_results()[0]["msg"]
+    assert sum(cache_files(cache).values()) < 65536 and not os.path.exists(str(cache / "corrupt"))
+    for rel in cache_files(cache):
+        with open(os.path.join(str(cache), rel), "rb") as handle:
+            assert SECRET not in handle.read()
+
+
+@pytest.mark.parametrize("kind", ["oci-layout", "oci-archive"])
+def test_a_blob_longer_than_its_descriptor_costs_only_its_size(installed_collection, local_image, tmp_path, kind):
+    layout, ref, layer = local_image
+    with open(layer_path(layout, "t"), "ab") as handle:
+        handle.write(os.urandom(32 << 20))
+    if kind == "oci-archive":
+        ref = "oci-archive:%s:t" % gnu_tar(layout, str(tmp_path / "image.tar"))
+    cache = tmp_path / "cache"
+    run = installed_collection.playbook(pull_play(tmp_path, ref, cache, keep_corrupt="true"))
+    assert run.rc != 0, run
+    assert "more than the %d bytes the descriptor says" % layer["size"] in run.task_results()[0]["msg"]
+    kept = dict((name, size) for name, size in cache_files(cache).items() if name.startswith("corrupt"))
+    assert list(kept.values()) == [layer["size"]]  # it was all 32 MiB
+
+
+def test_sparse_archive_members_are_refused(installed_collection, local_image, tmp_path):
+    layout, dummy, dummy2 = local_image
+    blob = sparse_layer(layout, "t", 256 << 20)
+    archive = gnu_tar(layout, str(tmp_path / "image.tar"), sparse=True)
+    cache = tmp_path / "cache"
+    run = installed_collection.playbook(pull_play(tmp_path, "oci-archive:%s:t" % archive, cache))
+    assert run.rc != 0, run  # it pulled, writing 256 MiB into the cache
+    assert "is sparse: it stores" in run.task_results()[0]["msg"]
+    assert "expands to %d" % os.path.getsize(blob) in run.task_results()[0]["msg"]
+    assert sum(cache_files(cache).values()) < (1 << 20)
+
+    layer = str(tmp_path / "layer.tar")
+    info = tarfile.TarInfo("big")
+    info.size = 256 << 20
+    with open(layer, "wb") as handle:
+        handle.write(info.tobuf(tarfile.PAX_FORMAT))
+        handle.truncate(512 + (256 << 20) + 1024)
+    saved = classic_docker_archive(str(tmp_path), str(tmp_path / "save.tar"), [layer],
+                                   {"architecture": "amd64", "os": "linux"}, sparse=True)
+    run = installed_collection.playbook(pull_play(tmp_path, "docker-archive:%s" % saved, tmp_path / "cache2"))
+    assert run.rc != 0, run
+    assert "0/layer.tar is sparse" in run.task_results()[0]["msg"]
+
+
+def test_verify_diff_ids_stops_a_gzip_bomb_unless_the_ratio_is_raised(installed_collection, tmp_path):
+    layout = str(tmp_path / "layout")
+    ref = write_image(layout, "bomb", [Layer().dir("bin"), ZeroBomb(1 << 30)], {"Cmd": ["/bin/sh"]})
+    bomb = image_blobs(layout, "bomb")[0]["layers"][-1]
+    run = installed_collection.playbook(pull_play(tmp_path, ref, tmp_path / "cache", verify_diff_ids="true"))
+    assert run.rc != 0, run
+    msg = run.task_results()[0]["msg"]
+    assert "layer %s expands beyond 100 times its compressed size of %d bytes" % (bomb["digest"], bomb["size"]) in msg
+    assert "raise max_expansion_ratio" in msg
+    assert not [name for name in cache_files(tmp_path / "cache") if name.startswith(("blobs/", "tmp/", "corrupt/"))
+                and bomb["digest"].split(":")[1] in name]
+    run = installed_collection.playbook(pull_play(tmp_path, ref, tmp_path / "cache", verify_diff_ids="true",
+                                                  max_expansion_ratio=2000))
+    assert run.rc == 0, run
+    assert run.task_results()[0]["layers"][-1]["diff_id_verified"] is True
+    run = installed_collection.playbook(pull_play(tmp_path, ref, tmp_path / "cache3", verify_diff_ids="true",
+                                                  max_expansion_ratio=2000, max_uncompressed_bytes="512M"))
+    assert run.rc != 0 and "raise max_uncompressed_bytes" in run.task_results()[0]["msg"], run
+
+
+def test_a_compressed_archive_bomb_is_refused_unless_the_ratio_is_raised(installed_collection, local_image, tmp_path):
+    layout, dummy, dummy2 = local_image
+    archive = gzip_archive_bomb(layout, str(tmp_path / "image.tar.gz"))
+    run = installed_collection.playbook(pull_play(tmp_path, "oci-archive:%s:t" % archive, tmp_path / "cache"))
+    assert run.rc != 0, run  # it decompressed the whole GiB to list the members
+    msg = run.task_results()[0]["msg"]
+    assert "archive %s (gzip) expands beyond 100 times its compressed size" % archive in msg
+    assert "raise max_expansion_ratio" in msg
+    run = installed_collection.playbook(pull_play(tmp_path, "oci-archive:%s:t" % archive, tmp_path / "cache",
+                                                  max_expansion_ratio=2000))
+    assert run.rc == 0, run

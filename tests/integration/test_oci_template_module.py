@@ -5,7 +5,7 @@ import os
 import pytest
 
 from lxcri_testbed.ansible import write_play, write_pve_play
-from lxcri_testbed.oci_build import Layer, write_image
+from lxcri_testbed.oci_build import Layer, ZeroBomb, image_blobs, write_image
 
 pytestmark = pytest.mark.integration
 
@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 def test_doc_renders(installed_collection):
     run = installed_collection.doc("lxcri.proxmox.oci_template")
     assert run.rc == 0, run
-    for word in ("init_wrapper", "lxc_init_cmd", "pve_entrypoint", "registry_tls_verify", "api_token_secret"):
+    for word in ("init_wrapper", "lxc_init_cmd", "pve_entrypoint", "registry_tls_verify", "api_token_secret",
+                 "max_expansion_ratio", "max_uncompressed_bytes"):
         assert word in run.stdout
 
 
@@ -339,3 +340,55 @@ def test_an_upload_cut_off_midway_leaves_no_volume(installed_collection, tmp_pat
         assert os.path.getsize(on_disk) == result["size"]
     finally:
         double.stop()
+
+
+# ---------------------------------------------------------------------------
+# decompression bounds, by default, with options to raise them
+
+def _template_play(tmp_path, ref, **options):
+    lines = "".join("\n            %s: %s" % item for item in sorted(options.items()))
+    return write_play(tmp_path, "bounds.yml", """\
+        - lxcri.proxmox.oci_template:
+            image: %s
+            dest: %s
+            cache_dir: %s%s
+        """ % (ref, tmp_path / "dest", tmp_path / "cache", lines))
+
+
+def _templates(tmp_path):
+    dest = str(tmp_path / "dest")
+    return [f for f in os.listdir(dest) if not f.endswith(".lock")] if os.path.isdir(dest) else []
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_bomb_layer_is_refused_by_default_and_converts_when_the_ratio_is_raised(installed_collection, tmp_path,
+                                                                                  compression):
+    layout = str(tmp_path / "layout")
+    ref = write_image(layout, "bomb", [Layer().dir("bin").busybox(("sleep",)), ZeroBomb(1 << 30)],
+                      {"Cmd": ["/bin/sleep", "1"]}, compression=compression)
+    bomb = image_blobs(layout, "bomb")[0]["layers"][-1]
+    run = installed_collection.playbook(_template_play(tmp_path, ref))
+    assert run.rc != 0, run  # gzip: 1 GiB from 1 MiB was converted
+    msg = run.task_results()[0]["msg"]
+    assert "%s): expands beyond 100 times its compressed size of %d bytes" % (bomb["digest"], bomb["size"]) in msg
+    assert "raise max_expansion_ratio" in msg
+    assert _templates(tmp_path) == []
+    if compression == "gzip":  # deflate's 1030:1 passes 2000; zstd's does not
+        run = installed_collection.playbook(_template_play(tmp_path, ref, max_expansion_ratio=2000))
+        assert run.rc == 0, run
+        assert len(_templates(tmp_path)) == 2  # the template and its sidecar
+
+
+def test_max_uncompressed_bytes_bounds_the_image(installed_collection, tmp_path):
+    layout = str(tmp_path / "layout")
+    ref = write_image(layout, "big", [Layer().dir("bin").busybox(("sleep",)), Layer().file("data", os.urandom(3 << 20))],
+                      {"Cmd": ["/bin/sleep", "1"]})
+    run = installed_collection.playbook(_template_play(tmp_path, ref, max_uncompressed_bytes="2M"))
+    assert run.rc != 0, run
+    assert "the layers expand beyond max_uncompressed_bytes (2097152); raise max_uncompressed_bytes" \
+        in run.task_results()[0]["msg"]
+    assert _templates(tmp_path) == []
+    run = installed_collection.playbook(_template_play(tmp_path, ref, max_uncompressed_bytes="lots"))
+    assert run.rc != 0 and "max_uncompressed_bytes: " in run.task_results()[0]["msg"], run
+    run = installed_collection.playbook(_template_play(tmp_path, ref, max_uncompressed_bytes="8M"))
+    assert run.rc == 0, run

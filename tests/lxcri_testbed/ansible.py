@@ -8,6 +8,7 @@ so integration tests exercise exactly what users install.
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,20 @@ BIN_DIR = os.path.dirname(sys.executable)
 def _bin(name):
     path = os.path.join(BIN_DIR, name)
     return path if os.path.exists(path) else name
+
+
+def _run_bounded(argv, env, timeout):
+    """Run ``argv`` in its own session; past ``timeout`` seconds kill all of it (the module a playbook
+    runs too, which would go on blocking or writing) and raise subprocess.TimeoutExpired."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                            env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 class AnsibleRun:
@@ -89,9 +104,7 @@ class InstalledCollection:
         os.close(fd)
         env["LXCRI_RESULTS_FILE"] = results_file
         try:
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  universal_newlines=True, env=env, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, check=False)
+            proc = _run_bounded(argv, env, timeout)
             with open(results_file) as handle:
                 text = handle.read()
             results = json.loads(text) if text else None
@@ -116,23 +129,25 @@ class InstalledCollection:
             argv += ["-e", json.dumps(extra_vars)]
         return argv
 
-    def module(self, name, args=None, host="localhost", **options):
+    def module(self, name, args=None, host="localhost", timeout=600, **options):
         """Run one module ad hoc; ``.data`` is the module's result dict.
 
-        ``options``: check, diff, inventory, extra_vars.
+        ``options``: check, diff, inventory, extra_vars. Past ``timeout`` seconds,
+        subprocess.TimeoutExpired (a hang fails the test).
         """
         argv = [_bin("ansible"), host, "-m", name]
         if args:
             argv += ["-a", json.dumps(args)]
-        proc, results = self._run(argv + self._options(**options))
+        proc, results = self._run(argv + self._options(**options), timeout=timeout)
         run = AnsibleRun(proc, results)
         found = run.task_results(host)
         run.data = found[-1] if found else None
         return run
 
-    def playbook(self, playbook, **options):
-        """Run a playbook; ``options``: check, diff, inventory, extra_vars, verbosity."""
-        proc, results = self._run([_bin("ansible-playbook"), playbook] + self._options(**options))
+    def playbook(self, playbook, timeout=600, **options):
+        """Run a playbook; ``options``: check, diff, inventory, extra_vars, verbosity. Past ``timeout``
+        seconds, subprocess.TimeoutExpired (a hang fails the test)."""
+        proc, results = self._run([_bin("ansible-playbook"), playbook] + self._options(**options), timeout=timeout)
         return AnsibleRun(proc, results)
 
 

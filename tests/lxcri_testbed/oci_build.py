@@ -124,6 +124,41 @@ def old_gnu_member(name, data=b"", atime=1700000000, ctime=1700000001):
     return bytes(block) + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
 
 
+class ZeroBomb:
+    """A layer of one file of ``size`` zero bytes, compressed without ever holding it whole.
+
+    gzip: one precompressed MiB of zeros repeated as gzip members (about 1030:1,
+    deflate's limit); zstd: one frame of 16 MiB repeated (tens of thousands to
+    one).  Layer-like for ``write_image``: ``blob(compression)`` gives
+    ``(blob, diff_id)``.
+    """
+
+    STEP = {"gzip": 1 << 20, "docker-gzip": 1 << 20, "zstd": 16 << 20}
+
+    def __init__(self, size, name="zeros"):
+        self.size = size
+        self.name = name
+
+    def blob(self, compression):
+        step = self.STEP[compression]
+        if self.size % step:
+            raise ValueError("a bomb's size is a multiple of %d" % step)
+        info = tarfile.TarInfo(self.name)
+        info.size = self.size
+        info.mtime = 1700000000
+        head = info.tobuf(tarfile.PAX_FORMAT)
+        tail = b"\0" * (2 * tarfile.BLOCKSIZE)  # the size is a multiple of the block size: no padding
+        hasher = hashlib.sha256(head)
+        zeros = bytes(step)
+        for dummy in range(self.size // step):
+            hasher.update(zeros)
+        hasher.update(tail)
+        chunk = _compress(zeros, compression) if compression != "zstd" else subprocess.run(
+            ["zstd", "-q", "-c", "-19"], input=zeros, stdout=subprocess.PIPE, check=True).stdout
+        blob = _compress(head, compression) + chunk * (self.size // step) + _compress(tail, compression)
+        return blob, "sha256:" + hasher.hexdigest()
+
+
 def _compress(data, compression):
     if compression in ("gzip", "docker-gzip"):
         return gzip.compress(data, mtime=0)
@@ -143,9 +178,13 @@ def write_image(layout, tag, layers, config=None, compression="gzip", architectu
         json.dump({"imageLayoutVersion": "1.0.0"}, handle)
     descriptors, diff_ids = [], []
     for layer in layers:
-        raw = layer.tar_bytes()
-        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-        blob = _compress(raw, compression)
+        if hasattr(layer, "blob"):
+            blob, diff_id = layer.blob(compression)
+            diff_ids.append(diff_id)
+        else:
+            raw = layer.tar_bytes()
+            diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+            blob = _compress(raw, compression)
         descriptors.append({"mediaType": LAYER_TYPES[compression], "digest": _put_blob(layout, blob), "size": len(blob)})
     image_config = {"architecture": architecture, "os": "linux", "created": "2026-01-02T03:04:05Z",
                     "config": dict(config or {}), "rootfs": {"type": "layers", "diff_ids": diff_ids}}
@@ -192,3 +231,129 @@ def with_setpriv(layer):
         with open(real, "rb") as handle:
             layer.file(path.strip("/"), handle.read(), mode=0o755)
     return layer
+
+
+# ---------------------------------------------------------------------------
+# hostile local sources: a layout's files replaced, archives written with GNU tar
+
+def image_blobs(layout, tag):
+    """``(manifest, path_of)`` of image ``tag`` in ``layout``; ``path_of(digest)`` is a blob's file."""
+    def path_of(digest):
+        return os.path.join(layout, "blobs", "sha256", digest.split(":")[1])
+
+    with open(os.path.join(layout, "index.json")) as handle:
+        index = json.load(handle)
+    for desc in index["manifests"]:
+        if desc.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+            with open(path_of(desc["digest"])) as handle:
+                return json.load(handle), path_of
+    raise KeyError(tag)
+
+
+def layer_path(layout, tag, index=-1):
+    """The file of layer ``index`` of image ``tag`` in ``layout``."""
+    manifest, path_of = image_blobs(layout, tag)
+    return path_of(manifest["layers"][index]["digest"])
+
+
+def sparse_layer(layout, tag, apparent, data=b"lxcri"):
+    """Make the top layer of ``tag`` an uncompressed layer of one file of ``apparent`` bytes, written
+    sparse (only ``data`` at its start is stored), with a matching digest, diff_id and size.
+
+    Returns the blob's path.  A GNU tar ``--sparse`` archive of the layout stores it in a few KiB.
+    """
+    info = tarfile.TarInfo("big")
+    info.size = apparent
+    head = info.tobuf(tarfile.PAX_FORMAT)
+    hasher = hashlib.sha256(head + data)
+    zeros = bytes(1 << 20)
+    left = apparent - len(data)
+    while left:
+        step = min(left, len(zeros))
+        hasher.update(zeros[:step])
+        left -= step
+    tail = b"\0" * (-apparent % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)
+    hasher.update(tail)
+    digest = "sha256:" + hasher.hexdigest()
+    total = len(head) + apparent + len(tail)
+    manifest, path_of = image_blobs(layout, tag)
+    path = path_of(digest)
+    with open(path, "wb") as handle:
+        handle.write(head + data)
+        handle.truncate(total)  # a hole: no blocks on disk
+    _retarget(layout, tag, {"mediaType": LAYER_TYPES[None], "digest": digest, "size": total}, digest)
+    return path
+
+
+def _retarget(layout, tag, layer_desc, diff_id):
+    """Point ``tag``'s top layer at ``layer_desc`` (config, manifest and index rewritten)."""
+    manifest, path_of = image_blobs(layout, tag)
+    with open(path_of(manifest["config"]["digest"])) as handle:
+        config = json.load(handle)
+    config["rootfs"]["diff_ids"][-1] = diff_id
+    config_bytes = json.dumps(config).encode()
+    manifest["config"] = dict(manifest["config"], digest=_put_blob(layout, config_bytes), size=len(config_bytes))
+    manifest["layers"][-1] = layer_desc
+    manifest_bytes = json.dumps(manifest).encode()
+    index_path = os.path.join(layout, "index.json")
+    with open(index_path) as handle:
+        index = json.load(handle)
+    for desc in index["manifests"]:
+        if desc.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+            desc.update(digest=_put_blob(layout, manifest_bytes), size=len(manifest_bytes))
+    with open(index_path, "w") as handle:
+        json.dump(index, handle)
+
+
+def gnu_tar(directory, path, sparse=False, fmt="gnu"):
+    """``directory``'s content as the tar ``path``, written by GNU tar (``--sparse``: holes are not stored)."""
+    argv = ["tar", "--format=" + fmt, "-cf", path, "-C", directory]
+    if sparse:
+        argv.insert(1, "--sparse")
+    subprocess.run(argv + sorted(os.listdir(directory)), check=True)
+    return path
+
+
+def gzip_archive_bomb(layout, path, size=1 << 30):
+    """``layout`` as a gzip-compressed tar (``docker save | gzip`` style) followed by a member of ``size``
+    zero bytes that compresses about 1030:1 (a ZeroBomb): a few MiB that tarfile decompresses to the end
+    to list the members."""
+    plain = gnu_tar(layout, path + ".plain")
+    with open(plain, "rb") as handle:
+        members = handle.read().rstrip(b"\0")  # without its end-of-archive blocks (the last member is JSON)
+    os.unlink(plain)
+    members += b"\0" * (-len(members) % tarfile.BLOCKSIZE)
+    with open(path, "wb") as out:
+        out.write(gzip.compress(members))
+        out.write(ZeroBomb(size, "padding").blob("gzip")[0])
+    return path
+
+
+def classic_docker_archive(workdir, path, layer_files, config, repo_tag="lxcri/app:1", sparse=False):
+    """A classic ``docker save`` archive (manifest.json, <n>/layer.tar, config json) of ``layer_files``
+    (uncompressed layer tars on disk, bottom first: moved into the archive's tree as they are, holes
+    included), written by GNU tar.  ``config`` is the image config (its ``rootfs`` is filled in)."""
+    tree = os.path.join(workdir, "docker-save")
+    os.makedirs(tree)
+    names, diff_ids = [], []
+    for number, layer_file in enumerate(layer_files):
+        diff_ids.append("sha256:" + _sha256_file(layer_file))
+        os.makedirs(os.path.join(tree, str(number)))
+        names.append("%d/layer.tar" % number)
+        os.rename(layer_file, os.path.join(tree, names[-1]))
+    config = dict(config, rootfs={"type": "layers", "diff_ids": diff_ids})
+    config_bytes = json.dumps(config).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    with open(os.path.join(tree, config_name), "wb") as handle:
+        handle.write(config_bytes)
+    with open(os.path.join(tree, "manifest.json"), "w") as handle:
+        json.dump([{"Config": config_name, "RepoTags": [repo_tag], "Layers": names}], handle)
+    return gnu_tar(tree, path, sparse=sparse)
+
+
+def _sha256_file(path):
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()

@@ -7,6 +7,10 @@
 ``DiffIdHasher`` is fed the compressed bytes as they arrive and hashes the
 uncompressed stream, so a layer's diff_id is checked in the same pass as its
 download.
+
+Decompression is bounded (``ExpansionBound``, the modules' ``max_expansion_ratio``
+and ``max_uncompressed_bytes``): deflate reaches about 1030:1 and zstd tens of
+thousands to one, so a layer of a few MiB could otherwise become gigabytes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,7 +24,8 @@ import subprocess
 import threading
 import zlib
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import UnsupportedError, VerificationError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
+    LimitError, UnsupportedError, VerificationError)
 
 try:
     import zstandard
@@ -43,6 +48,43 @@ except ImportError:
 
 READ_CHUNK = 1024 * 1024
 COMPRESSED_STEP = 64 * 1024
+
+# Bounds on decompression, the defaults of max_expansion_ratio and max_uncompressed_bytes.
+# Real layers expand 2-10 times; deflate tops out near 1030:1 (so a ratio of 1000 never
+# stops a gzip bomb) and zstd reaches tens of thousands to one. Beyond its ratio, an image
+# may expand by EXPANSION_ALLOWANCE_BYTES in all: real images have some zero-filled files
+# (a lastlog sized by a large uid, preallocated database files) that compress ~1000:1.
+MAX_EXPANSION_RATIO = 100
+EXPANSION_ALLOWANCE_BYTES = 512 * 1024 * 1024
+MAX_UNCOMPRESSED_BYTES = 32 * 1024 * 1024 * 1024
+
+
+class ExpansionBound:
+    """How far one layer may decompress: ``ratio`` times its compressed size plus
+    ``allowance``, and never past ``max_bytes``."""
+
+    def __init__(self, ratio=MAX_EXPANSION_RATIO, max_bytes=MAX_UNCOMPRESSED_BYTES,
+                 allowance=EXPANSION_ALLOWANCE_BYTES):
+        self.ratio = ratio
+        self.max_bytes = max_bytes
+        self.allowance = allowance
+
+    def cap(self, compressed_size):
+        """Uncompressed bytes a layer of ``compressed_size`` may have (None: unbounded)."""
+        caps = [c for c in (self.max_bytes, self._ratio_cap(compressed_size)) if c is not None]
+        return min(caps) if caps else None
+
+    def _ratio_cap(self, compressed_size):
+        return None if compressed_size is None else int(compressed_size * self.ratio) + self.allowance
+
+    def error(self, what, compressed_size):
+        ratio_cap = self._ratio_cap(compressed_size)
+        if ratio_cap is None or (self.max_bytes is not None and self.max_bytes <= ratio_cap):
+            return LimitError("%s expands beyond max_uncompressed_bytes (%d bytes); raise max_uncompressed_bytes "
+                              "to accept it" % (what, self.max_bytes))
+        return LimitError("%s expands beyond %s times its compressed size of %d bytes plus %d MiB "
+                          "(max_expansion_ratio); raise max_expansion_ratio to accept it if you trust the image"
+                          % (what, self.ratio, compressed_size, self.allowance >> 20))
 
 
 class _Gzip:
@@ -103,10 +145,12 @@ class DiffIdHasher:
     in-process; ``result(path)`` then runs ``zstd -dc`` on the finished file.
     """
 
-    def __init__(self, compression):
+    def __init__(self, compression, limit=None, on_limit=None):
         if compression not in (None, "gzip", "zstd"):
             raise UnsupportedError("unknown layer compression %r" % compression)
         self.compression = compression
+        self.limit = limit  # uncompressed bytes at most; past them, decoding stops with ``on_limit()``
+        self.on_limit = on_limit
         self.reset()
 
     def reset(self):
@@ -125,21 +169,30 @@ class DiffIdHasher:
         return self.compression is None or self.decoder is not None
 
     def update(self, data):
-        if self.error is not None:
-            return
         if self.compression is None:
-            out = data
-        elif self.decoder is not None:
+            self._add(data)
+            return
+        if self.decoder is None:
+            return
+        # in small compressed steps, as LayerReader does: a MiB of a bomb is a GiB at once
+        for start in range(0, len(data), COMPRESSED_STEP):
+            if self.error is not None:
+                return
             try:
-                out = self.decoder.feed(data)
+                out = self.decoder.feed(data[start:start + COMPRESSED_STEP])
             except VerificationError as exc:
                 # keep going: the blob's own digest check speaks first
                 self.error = exc
                 return
-        else:
+            self._add(out)
+
+    def _add(self, out):
+        if self.error is not None:
             return
         self.hasher.update(out)
         self.size += len(out)
+        if self.limit is not None and self.size > self.limit:
+            self.error = self.on_limit()  # and nothing more is decoded
 
     def result(self, path=None):
         """``(diff_id, uncompressed_size)``; ``path`` is needed for zstd without zstandard."""
@@ -148,11 +201,11 @@ class DiffIdHasher:
         if self.decoder is not None:
             self.decoder.finish()
         elif self.compression == "zstd":
-            return zstd_cli_digest(path)
+            return zstd_cli_digest(path, self.limit, self.on_limit)
         return "sha256:" + self.hasher.hexdigest(), self.size
 
 
-def zstd_cli_digest(path):
+def zstd_cli_digest(path, limit=None, on_limit=None):
     binary = shutil.which("zstd")
     if not binary:
         raise UnsupportedError("cannot read a zstd layer: install python3-zstandard or the zstd command")
@@ -166,6 +219,9 @@ def zstd_cli_digest(path):
                 break
             hasher.update(chunk)
             size += len(chunk)
+            if limit is not None and size > limit:
+                proc.kill()
+                raise on_limit()
     finally:
         proc.stdout.close()
         err = proc.stderr.read().decode("utf-8", "replace")
@@ -176,13 +232,13 @@ def zstd_cli_digest(path):
     return "sha256:" + hasher.hexdigest(), size
 
 
-def diff_id_of_file(path, compression):
+def diff_id_of_file(path, compression, limit=None, on_limit=None):
     """Hash a stored layer's uncompressed content (for blobs stored without that fact)."""
-    hasher = DiffIdHasher(compression)
+    hasher = DiffIdHasher(compression, limit, on_limit)
     if not hasher.streaming:
         return hasher.result(path)
     with open(path, "rb") as handle:
-        while True:
+        while hasher.error is None:
             chunk = handle.read(READ_CHUNK)
             if not chunk:
                 break

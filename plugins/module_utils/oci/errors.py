@@ -41,6 +41,10 @@ class UnsupportedError(OciError):
     """A media type or format this engine does not handle."""
 
 
+class LimitError(OciError):
+    """Input past a bound set on a resource (how far layers decompress); the message names the option to raise."""
+
+
 class NotExpressible(OciError):
     """An argv word that a given consumer (an LXC version, Proxmox VE) cannot be told exactly.
 

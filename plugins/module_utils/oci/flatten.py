@@ -99,16 +99,14 @@ import tarfile
 import threading
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import HAS_ZSTANDARD, _Gzip, _Zstd
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
+    EXPANSION_ALLOWANCE_BYTES, HAS_ZSTANDARD, MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, _Gzip, _Zstd)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, UnsupportedError, VerificationError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import open_layer
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import parse_group, parse_passwd
 
 READ_CHUNK = 1024 * 1024
 MAX_SYMLINK_HOPS = 40
-# A layer may always expand to this many bytes, whatever its compressed size
-# (tiny layers of tiny files have high ratios and are harmless).
-RATIO_FLOOR_BYTES = 1024 * 1024
 SPECULATIVE_CAPTURE_FILES = 16
 _NO_LIMIT = 1 << 62
 
@@ -199,14 +197,16 @@ class Limits:
     """Bounds on hostile input; every violation raises FlattenError naming the limit."""
 
     def __init__(self, max_members=2000000, max_path_bytes=4096, max_name_bytes=255,
-                 max_xattr_bytes=65536, max_expansion_ratio=1000.0, max_total_bytes=None,
-                 max_capture_bytes=1 << 20):
+                 max_xattr_bytes=65536, max_expansion_ratio=MAX_EXPANSION_RATIO,
+                 max_uncompressed_bytes=MAX_UNCOMPRESSED_BYTES, max_capture_bytes=1 << 20,
+                 expansion_allowance_bytes=EXPANSION_ALLOWANCE_BYTES):
         self.max_members = max_members  # members read, over all layers
         self.max_path_bytes = max_path_bytes  # a member name, link target or symlink target
         self.max_name_bytes = max_name_bytes  # one path component
         self.max_xattr_bytes = max_xattr_bytes  # per member: names + values of xattr/ACL records
-        self.max_expansion_ratio = max_expansion_ratio  # uncompressed / compressed bytes, per layer
-        self.max_total_bytes = max_total_bytes  # uncompressed bytes over all layers; None: unbounded
+        self.max_expansion_ratio = max_expansion_ratio  # uncompressed / compressed bytes, per layer ...
+        self.expansion_allowance_bytes = expansion_allowance_bytes  # ... plus what all layers share beyond it
+        self.max_uncompressed_bytes = max_uncompressed_bytes  # over all layers (first reads); None: unbounded
         self.max_capture_bytes = max_capture_bytes  # largest file Tree.captured() holds
 
     @property
@@ -890,7 +890,10 @@ class _Flattener:
             self.capture_prefixes.update(_ancestors(path))
         self.capture_basenames = set(c.rpartition("/")[2] for c in self.capture)
         self.speculative = 0
-        self.total = 0
+        self.total = 0  # uncompressed bytes of the layers' first reads
+        self.counting = True  # False while a layer is re-read
+        self.allowance = self.limits.expansion_allowance_bytes  # what is left of it
+        self.caps = {}  # layer index -> its cap on the first read (a re-read has the same)
         self.read_count = 0
         self.index = None
         self.stream = None
@@ -905,13 +908,18 @@ class _Flattener:
         raise FlattenError("%s: %s: %s" % (self.where(index), path, message))
 
     def account(self, size, layer_count, cap):
-        self.total += size
+        if self.counting:
+            self.total += size
         self.tree.read_bytes += size
         if cap is not None and layer_count > cap:
-            raise FlattenError("%s: expands beyond %s times its compressed size of %d bytes (max_expansion_ratio)"
-                               % (self.where(), self.limits.max_expansion_ratio, self.layers[self.index].compressed_size))
-        if self.limits.max_total_bytes is not None and self.total > self.limits.max_total_bytes:
-            raise FlattenError("%s: the layers expand beyond max_total_bytes (%d)" % (self.where(), self.limits.max_total_bytes))
+            raise FlattenError("%s: expands beyond %s times its compressed size of %d bytes, and the %d MiB the image "
+                               "may take beyond that are spent (max_expansion_ratio); raise max_expansion_ratio to "
+                               "accept it if you trust the image"
+                               % (self.where(), self.limits.max_expansion_ratio, self.layers[self.index].compressed_size,
+                                  self.limits.expansion_allowance_bytes >> 20))
+        if self.limits.max_uncompressed_bytes is not None and self.total > self.limits.max_uncompressed_bytes:
+            raise FlattenError("%s: the layers expand beyond max_uncompressed_bytes (%d); raise max_uncompressed_bytes "
+                               "to accept a larger image" % (self.where(), self.limits.max_uncompressed_bytes))
 
     def canon(self, name, what="member name"):
         if "\x00" in name:
@@ -1263,8 +1271,11 @@ class _Flattener:
     def read_layer(self, index, handle, count=1):
         layer = self.layers[index]
         cap = None
-        if layer.compressed_size:
-            cap = max(int(layer.compressed_size * self.limits.max_expansion_ratio), RATIO_FLOOR_BYTES)
+        share = int(layer.compressed_size * self.limits.max_expansion_ratio) if layer.compressed_size else None
+        if share is not None:
+            # its ratio's share, plus what the layers read so far left of the image's allowance
+            cap = self.caps.setdefault(index, share + self.allowance)
+        self.counting = bool(count)
         raw = layer.open()
         try:
             stream = _LayerStream(raw, self, cap)
@@ -1303,6 +1314,8 @@ class _Flattener:
             stream.drain()
             if count:
                 self.tree.pax_globals += stream.pax_globals
+            if share is not None and count:
+                self.allowance -= max(0, stream.count - share)
         finally:
             self.stream = None
             raw.close()

@@ -17,7 +17,7 @@ import threading
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
-    DiffIdHasher, LayerReader, Prefetcher, diff_id_of_file)
+    DiffIdHasher, ExpansionBound, LayerReader, Prefetcher, diff_id_of_file)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import parse_digest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
     PlatformError, UnsupportedError, VerificationError)
@@ -227,13 +227,14 @@ class CachedSource:
 
 
 class Puller:
-    def __init__(self, store, client_factory, keep_corrupt=False, verify_diff_ids=False):
+    def __init__(self, store, client_factory, keep_corrupt=False, verify_diff_ids=False, bound=None):
         self.store = store
         self.client_factory = client_factory
         self.keep_corrupt = keep_corrupt
         # diff_ids are checked by every reader of a layer (LayerReader); checking
         # them during the pull as well costs a full decompression.
         self.verify_diff_ids = verify_diff_ids
+        self.bound = bound or ExpansionBound()  # how far a layer decompressed here may expand
         self.fetched_bytes = 0
         self.fetched_blobs = []
         self.lock = threading.Lock()
@@ -243,6 +244,10 @@ class Puller:
         known = layer.get("mediaType") in media.LAYER_COMPRESSION
         # an unknown media type: compression is only known from the bytes, so the reader checks the diff_id
         compression = media.compression_of(layer.get("mediaType")) if known else "unknown"
+        limit = self.bound.cap(layer["size"])
+
+        def too_large():
+            return self.bound.error("layer %s" % digest, layer["size"])
         with self.store.lock_blob(digest):
             if self.store.has(digest, layer["size"]):
                 meta = self.store.get_meta(digest)
@@ -250,7 +255,7 @@ class Puller:
                     self.store.touch(digest)
                     return
                 if meta.get("diff_id") is None:
-                    got, size = diff_id_of_file(self.store.path(digest), compression)
+                    got, size = diff_id_of_file(self.store.path(digest), compression, limit, too_large)
                     meta = {"diff_id": got, "uncompressed_size": size}
                     self.store.set_meta(digest, meta)
                 if meta["diff_id"] != diff_id:
@@ -263,7 +268,9 @@ class Puller:
                 if layer["digest"] != diff_id:
                     raise VerificationError("layer %s is uncompressed but the config's diff_id is %s"
                                             % (digest, diff_id))
-            hasher = DiffIdHasher(compression) if known and (self.verify_diff_ids or compression is None) else None
+            hasher = None
+            if known and (self.verify_diff_ids or compression is None):
+                hasher = DiffIdHasher(compression, limit, too_large)
             found = {}
 
             def check(writer):
@@ -339,7 +346,7 @@ class Puller:
         return found
 
     def open(self, source):
-        return open_source(source, self.client_factory)
+        return open_source(source, self.client_factory, self.bound)
 
     def inspect(self, source, platform=None):
         src = self.open(source)

@@ -12,6 +12,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials, load_auth_file, lookup
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
+    MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, ExpansionBound)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller, describe
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform, parse_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_source
@@ -21,7 +24,7 @@ DEFAULTS = {
     "state": "present", "platform": None, "cache_dir": DEFAULT_CACHE_DIR, "cache_max_bytes": None,
     "registry_username": None, "registry_password": None, "auth_file": None, "registry_tls_verify": True,
     "registry_ca_path": None, "registry_mirrors": [], "timeout": 60, "retries": 5, "keep_corrupt": False,
-    "verify_diff_ids": False,
+    "verify_diff_ids": False, "max_expansion_ratio": MAX_EXPANSION_RATIO, "max_uncompressed_bytes": MAX_UNCOMPRESSED_BYTES,
 }
 
 
@@ -42,6 +45,31 @@ def registry_argument_spec():
     )
 
 
+def image_limits_argument_spec():
+    """Options of the lxcri.proxmox.image_limits doc fragment (bounds on decompressing layers)."""
+    return dict(
+        max_expansion_ratio=dict(type="int", default=MAX_EXPANSION_RATIO),
+        max_uncompressed_bytes=dict(type="str", default="%dG" % (MAX_UNCOMPRESSED_BYTES >> 30)),
+    )
+
+
+def image_limits(params):
+    """``(max_expansion_ratio, max_uncompressed_bytes)`` of ``params``, checked; sizes may have units (V(32G))."""
+    ratio = params["max_expansion_ratio"]
+    size = params["max_uncompressed_bytes"]
+    if isinstance(size, str):
+        from ansible.module_utils.common.text.formatters import human_to_bytes  # pylint: disable=import-outside-toplevel
+        try:
+            size = human_to_bytes(size)
+        except ValueError as exc:
+            raise OciError("max_uncompressed_bytes: %s" % exc)
+    if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1:
+        raise OciError("max_expansion_ratio must be a whole number of at least 1, not %r" % (ratio,))
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise OciError("max_uncompressed_bytes must be at least 1 byte, not %r" % (size,))
+    return ratio, size
+
+
 def pin_key(source, platform):
     return "%s|%s" % (source, platform)
 
@@ -54,6 +82,7 @@ class ImageManager:
         self.client_options = client_options or {}  # tests: sleep, session, backoff
         self.source = parse_source(self.params["image"])
         self.platform = parse_platform(self.params["platform"]) if self.params["platform"] else None
+        self.bound = ExpansionBound(*image_limits(self.params))
         self._store = None
 
     @property
@@ -95,7 +124,7 @@ class ImageManager:
         return {"changed": False, "image": str(self.source), "cache_dir": self.params["cache_dir"]}
 
     def inspect(self):
-        puller = Puller(None, self.client)
+        puller = Puller(None, self.client, bound=self.bound)
         res = puller.inspect(self.source, self.platform)
         result = self._base()
         result.update(describe(res, pulled=False))
@@ -108,7 +137,7 @@ class ImageManager:
     def present(self):
         store = None if self._cache_untouchable() else self.store
         puller = Puller(store, self.client, keep_corrupt=self.params["keep_corrupt"],
-                        verify_diff_ids=self.params["verify_diff_ids"])
+                        verify_diff_ids=self.params["verify_diff_ids"], bound=self.bound)
         key = self._key()
         before = store.get_pin(key) if store is not None else None
         if store is None:

@@ -458,11 +458,8 @@ class RegistryClient:
                         writer.reset()  # the server ignored Range: start over
                     try:
                         for chunk in resp.iter_content(CHUNK):
-                            writer.write(chunk)
+                            writer.write(chunk)  # a BlobWriter refuses bytes past the descriptor's size
                             self.stats["bytes"] += len(chunk)
-                            if size is not None and writer.size > size:
-                                raise VerificationError("blob %s: more than the %d bytes the descriptor says"
-                                                        % (digest, size))
                     except (ChunkedEncodingError, ContentDecodingError, RequestsConnectionError, Timeout) as exc:
                         last_error = RegistryError("%s: blob %s: connection broke after %d bytes: %s"
                                                    % (ref, digest, writer.size, exc))

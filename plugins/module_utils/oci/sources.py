@@ -11,18 +11,32 @@ Every source answers the same four questions:
 * ``copy_blob(descriptor, writer)``: stream a blob into a store writer (verified by the store).
 
 Archives are read in place through ``tarfile``; nothing is unpacked to disk.
+
+A local source is read as hostile input: a blob costs at most its
+descriptor's size (plus the one byte that tells it is longer), only regular
+files inside the layout are opened (a FIFO, a device, or a link leading out
+of the layout is refused from its metadata alone, before anything is opened
+or read), and an archive member expands to no more than the bytes the
+archive holds for it (a sparse member with holes is refused).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import bz2
+import gzip
 import io
 import json
+import lzma
 import os
+import posixpath
+import stat
 import tarfile
+import zlib
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import ExpansionBound
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of, parse_digest, verify_bytes
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
     InvalidReference, OciError, UnsupportedError, VerificationError)
@@ -31,6 +45,11 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 COPY_CHUNK = 1024 * 1024
+MAX_LINK_HOPS = 16  # links followed inside an archive to reach a blob (docker save links duplicate layers)
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"))
+_MEMBER_KINDS = ((tarfile.TarInfo.isfifo, "a FIFO"), (tarfile.TarInfo.ischr, "a character device"),
+                 (tarfile.TarInfo.isblk, "a block device"), (tarfile.TarInfo.isdir, "a directory"))
 
 
 def load_json(data, what):
@@ -43,16 +62,28 @@ def load_json(data, what):
     return doc
 
 
-class BytesWriter:
-    """A BlobWriter stand-in that keeps a small blob in memory."""
+def declared_size(descriptor):
+    """The descriptor's size when it is a usable one (a non-negative integer), else None."""
+    size = descriptor.get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    return None
 
-    def __init__(self, limit):
+
+class BytesWriter:
+    """A BlobWriter stand-in that keeps a small blob in memory (at most ``limit`` bytes and the descriptor's size)."""
+
+    def __init__(self, limit, descriptor=None):
         self.buffer = io.BytesIO()
         self.limit = limit
+        self.declared = declared_size(descriptor or {})
+        self.name = (descriptor or {}).get("digest", "blob")
         self.size = 0
 
     def write(self, data):
         self.size += len(data)
+        if self.declared is not None and self.size > self.declared:
+            raise VerificationError("blob %s: more than the %d bytes the descriptor says" % (self.name, self.declared))
         if self.size > self.limit:
             raise VerificationError("blob is more than the %d bytes allowed" % self.limit)
         self.buffer.write(data)
@@ -68,11 +99,18 @@ class BytesWriter:
 # ---------------------------------------------------------------------------
 # readers for layouts in a directory or a tar
 
+def _refused(what, kind):
+    return OciError("%s is %s, not a regular file: refused without reading it" % (what, kind))
+
+
 class DirReader:
+    """Files of a layout directory: regular files inside it only, checked before they are opened."""
+
     def __init__(self, root):
         if not os.path.isdir(root):
             raise OciError("%s is not a directory" % root)
         self.root = root
+        self.real_root = os.path.realpath(root)
 
     def _path(self, name):
         path = os.path.normpath(os.path.join(self.root, name))
@@ -81,55 +119,165 @@ class DirReader:
         return path
 
     def exists(self, name):
-        return os.path.isfile(self._path(name))
+        return os.path.lexists(self._path(name))
 
     def open(self, name):
+        path = self._path(name)
+        real = os.path.realpath(path)
+        if not real.startswith(self.real_root.rstrip(os.sep) + os.sep):
+            raise OciError("%s is a symbolic link leading out of the layout (to %s): refused without reading it"
+                           % (path, real))  # the link may be the file or a directory on its way
         try:
-            return open(self._path(name), "rb")
-        except (OSError, IOError) as exc:
-            raise OciError("cannot read %s: %s" % (name, exc))
+            before = os.stat(real)
+        except OSError as exc:
+            raise OciError("cannot read %s: %s" % (path, exc.strerror))
+        if not stat.S_ISREG(before.st_mode):
+            raise _refused(path, _file_kind(before.st_mode))
+        try:
+            # O_NONBLOCK: a FIFO swapped in since the stat must not block the open
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise OciError("cannot read %s: %s" % (path, exc.strerror))
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            os.close(fd)
+            raise OciError("%s changed while it was being opened: refused" % path)
+        return os.fdopen(fd, "rb")
 
     def close(self):
         pass
 
 
+# compressed archives (docker save | gzip): magic bytes -> a seekable decompressing file
+_ARCHIVE_CODECS = ((b"\x1f\x8b", gzip.GzipFile), (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
+
+
+class _CappedStream:
+    """A compressed archive's decompressed view that never goes past ``cap`` bytes: a seek beyond
+    it (tarfile skipping a member's data) is refused before any of it is decompressed."""
+
+    def __init__(self, inner, cap, on_cap):
+        self.inner = inner
+        self.cap = cap
+        self.on_cap = on_cap
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = self.cap + 1 - self.inner.tell()
+        data = self.inner.read(max(0, min(size, self.cap + 1 - self.inner.tell())))
+        if self.inner.tell() > self.cap:
+            raise self.on_cap()
+        return data
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        target = offset if whence == io.SEEK_SET else self.inner.tell() + offset if whence == io.SEEK_CUR else None
+        if target is None or target > self.cap:
+            raise self.on_cap()
+        return self.inner.seek(target)
+
+    def tell(self):
+        return self.inner.tell()
+
+    def close(self):
+        self.inner.close()
+
+
+def _open_archive(path, bound):
+    """``tarfile.open`` on ``path``; a compressed one decompresses within ``bound``."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    for magic, codec in _ARCHIVE_CODECS:
+        if head.startswith(magic):
+            size = os.path.getsize(path)
+            stream = _CappedStream(codec(path, "rb"), bound.cap(size),
+                                   lambda: bound.error("archive %s (%s)" % (path, codec.__module__), size))
+            return tarfile.open(fileobj=stream, mode="r:")
+    return tarfile.open(path, "r:")
+
+
+def _file_kind(mode):
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            return kind
+    return "a special file"
+
+
 class TarReader:
-    def __init__(self, path):
+    """Members of an archive: links are followed inside the archive only, and a member is read
+    only when it is a regular file that expands to no more than the bytes stored for it."""
+
+    def __init__(self, path, bound=None):
+        self.path = path
         try:
-            self.tar = tarfile.open(path, "r:*")
+            self.tar = _open_archive(path, bound or ExpansionBound())
             self.members = {}
             for member in self.tar.getmembers():
                 self.members[os.path.normpath(member.name).lstrip("/")] = member
-        except (OSError, IOError, tarfile.TarError) as exc:
+        except (OSError, IOError, EOFError, ValueError, OverflowError, zlib.error, tarfile.TarError) as exc:
             raise OciError("cannot read archive %s: %s" % (path, exc))
 
     def exists(self, name):
         member = self.members.get(os.path.normpath(name))
-        return member is not None and (member.isfile() or member.issym() or member.islnk())
+        return member is not None and not member.isdir()
 
-    def open(self, name):
+    def _resolve(self, name):
+        """The member ``name`` names, its links followed inside the archive."""
         member = self.members.get(os.path.normpath(name))
         if member is None:
-            raise OciError("the archive has no %s" % name)
+            raise OciError("%s: the archive has no %s" % (self.path, name))
+        for dummy in range(MAX_LINK_HOPS):
+            if not (member.issym() or member.islnk()):
+                return member
+            if member.issym():  # relative to its directory; an absolute one names a host path
+                base = posixpath.dirname(posixpath.normpath(member.name).lstrip("/"))
+                target = posixpath.normpath(posixpath.join(base, member.linkname))
+            else:  # a hard link names a member, from the archive's root
+                target = posixpath.normpath(member.linkname).lstrip("/")
+            if target.startswith("/") or target == ".." or target.startswith("../"):
+                raise OciError("%s: archive member %s is a link leading out of the archive (to %s): refused"
+                               % (self.path, member.name, member.linkname))
+            found = self.members.get(target)
+            if found is None:
+                raise OciError("%s: archive member %s links to %s, which the archive does not hold"
+                               % (self.path, member.name, member.linkname))
+            member = found
+        raise OciError("%s: %s: more than %d links to follow" % (self.path, name, MAX_LINK_HOPS))
+
+    def open(self, name):
+        member = self._resolve(name)
+        what = "%s: archive member %s" % (self.path, member.name)
+        if not member.isreg():
+            kind = [k for test, k in _MEMBER_KINDS if test(member)]
+            raise _refused(what, kind[0] if kind else "a special file")
+        if member.issparse():
+            # a sparse member is worth what the archive stores for it, not what its holes expand to
+            stored = sum(size for dummy, size in member.sparse)
+            if member.size > stored:
+                raise OciError("%s is sparse: it stores %d bytes but expands to %d, refused (an archive must hold "
+                               "its blobs whole; write it without --sparse)" % (what, stored, member.size))
         try:
             handle = self.tar.extractfile(member)
-        except (KeyError, tarfile.TarError) as exc:
-            raise VerificationError("archive member %s cannot be read: %s" % (name, exc))
+        except (KeyError, ValueError, tarfile.TarError) as exc:
+            raise VerificationError("%s cannot be read: %s" % (what, exc))
         if handle is None:
-            raise VerificationError("archive member %s is not a file" % name)
+            raise VerificationError("%s cannot be read" % what)
         return handle
 
     def close(self):
         self.tar.close()
 
 
-def _read(reader, name, limit):
+def _read(reader, name, limit, size=None):
+    """``name``'s content, at most ``limit`` bytes and the descriptor's ``size`` (one more is read to tell)."""
+    bound = limit if size is None else min(limit, size)
     handle = reader.open(name)
     try:
-        data = handle.read(limit + 1)
+        data = handle.read(bound + 1)
     finally:
         handle.close()
-    if len(data) > limit:
+    if len(data) > bound:
+        if bound != limit:
+            raise VerificationError("%s: more than the %d bytes the descriptor says" % (name, size))
         raise VerificationError("%s is more than the %d bytes allowed" % (name, limit))
     return data
 
@@ -139,12 +287,17 @@ def _blob_name(digest):
     return "blobs/%s/%s" % (algo, value)
 
 
-def _copy(handle, writer):
+def _copy(handle, writer, size):
+    """Copy a blob of the descriptor's ``size``: at most ``size`` + 1 bytes are read, and a
+    store's writer refuses the one past ``size`` (as it does for a registry download)."""
+    left = None if size is None else size + 1
     try:
-        while True:
-            chunk = handle.read(COPY_CHUNK)
+        while left is None or left > 0:
+            chunk = handle.read(COPY_CHUNK if left is None else min(COPY_CHUNK, left))
             if not chunk:
                 break
+            if left is not None:
+                left -= len(chunk)
             writer.write(chunk)
     finally:
         handle.close()
@@ -212,12 +365,12 @@ class LayoutSource:
         return self.blob_bytes(descriptor, media.MAX_MANIFEST_BYTES)
 
     def blob_bytes(self, descriptor, limit):
-        data = _read(self.reader, _blob_name(descriptor["digest"]), limit)
+        data = _read(self.reader, _blob_name(descriptor["digest"]), limit, declared_size(descriptor))
         verify_bytes(data, descriptor, "%s: blob %s" % (self.description, descriptor["digest"]))
         return data
 
     def copy_blob(self, descriptor, writer):
-        _copy(self.reader.open(_blob_name(descriptor["digest"])), writer)
+        _copy(self.reader.open(_blob_name(descriptor["digest"])), writer, declared_size(descriptor))
 
     def close(self):
         self.reader.close()
@@ -231,9 +384,9 @@ class DockerArchiveSource:
     the classic one gets a synthesised OCI manifest (its digest is ours, not Docker's).
     """
 
-    def __init__(self, path, repo_tag=None):
+    def __init__(self, path, repo_tag=None, bound=None):
         self.path = path
-        self.reader = TarReader(path)
+        self.reader = TarReader(path, bound)
         self.description = "docker-archive:%s" % path
         self.repo_tag = repo_tag
         self.layout = None
@@ -253,16 +406,23 @@ class DockerArchiveSource:
         if not self.reader.exists("manifest.json"):
             raise OciError("%s is neither a docker save archive (no manifest.json) nor an OCI layout"
                            % self.description)
-        entries = json.loads(_read(self.reader, "manifest.json", media.MAX_MANIFEST_BYTES).decode("utf-8"))
-        if not isinstance(entries, list) or not entries:
+        try:
+            entries = json.loads(_read(self.reader, "manifest.json", media.MAX_MANIFEST_BYTES).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise VerificationError("%s: manifest.json is not valid JSON: %s" % (self.description, exc))
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise VerificationError("%s: manifest.json lists no images" % self.description)
         entry = self._choose(entries)
         config_name = entry.get("Config")
+        names = entry.get("Layers") or []
+        if not isinstance(config_name, str) or not isinstance(names, list) \
+                or not all(isinstance(name, str) for name in names):
+            raise VerificationError("%s: manifest.json names its config and layers wrongly" % self.description)
         config = _read(self.reader, config_name, media.MAX_CONFIG_BYTES)
         config_digest = digest_of(config)
         self.files[config_digest] = config_name
         layers = []
-        for name in entry.get("Layers") or []:
+        for name in names:
             descriptor = self._describe_layer(name)
             self.files[descriptor["digest"]] = name
             layers.append(descriptor)
@@ -324,14 +484,14 @@ class DockerArchiveSource:
     def blob_bytes(self, descriptor, limit):
         if self.layout is not None:
             return self.layout.blob_bytes(descriptor, limit)
-        data = _read(self.reader, self.files[descriptor["digest"]], limit)
+        data = _read(self.reader, self.files[descriptor["digest"]], limit, declared_size(descriptor))
         verify_bytes(data, descriptor, "%s: %s" % (self.description, self.files[descriptor["digest"]]))
         return data
 
     def copy_blob(self, descriptor, writer):
         if self.layout is not None:
             return self.layout.copy_blob(descriptor, writer)
-        return _copy(self.reader.open(self.files[descriptor["digest"]]), writer)
+        return _copy(self.reader.open(self.files[descriptor["digest"]]), writer, declared_size(descriptor))
 
     def close(self):
         self.reader.close()
@@ -366,7 +526,7 @@ class RegistrySource:
         return body
 
     def blob_bytes(self, descriptor, limit):
-        writer = BytesWriter(limit)
+        writer = BytesWriter(limit, descriptor)
         self.client.fetch_blob(self.reference, descriptor, writer)
         data = writer.getvalue()
         verify_bytes(data, descriptor, "%s: blob %s" % (self.reference, descriptor["digest"]))
@@ -379,8 +539,9 @@ class RegistrySource:
         pass
 
 
-def open_source(source, client_factory):
-    """A source object for a parsed Source; ``client_factory()`` builds the registry client."""
+def open_source(source, client_factory, bound=None):
+    """A source object for a parsed Source; ``client_factory()`` builds the registry client; a compressed
+    archive decompresses within ``bound`` (an ExpansionBound)."""
     if source.kind == Source.REGISTRY:
         return RegistrySource(client_factory(), source.reference)
     if source.kind == Source.OCI_LAYOUT:
@@ -388,5 +549,5 @@ def open_source(source, client_factory):
     if not os.path.isfile(source.path):
         raise OciError("%s: no such file" % source)
     if source.kind == Source.OCI_ARCHIVE:
-        return LayoutSource(TarReader(source.path), str(source), tag=source.tag)
-    return DockerArchiveSource(source.path, source.repo_tag)
+        return LayoutSource(TarReader(source.path, bound), str(source), tag=source.tag)
+    return DockerArchiveSource(source.path, source.repo_tag, bound)

@@ -105,15 +105,29 @@ def sweep_tmp(directory, pattern, max_age=None, now=None):
 
 
 class BlobWriter(HashingWriter):
-    """A temp file that hashes what is written; ``reset()`` starts over (for restarts)."""
+    """A temp file that hashes what is written; ``reset()`` starts over (for restarts).
 
-    def __init__(self, handle, path, algo, observer=None):
+    With ``max_size`` (the descriptor's size), a write that would take the
+    blob past it is refused, and the bytes past it never reach the disk:
+    whatever the source (a registry, a layout directory, an archive), a blob
+    costs the cache at most the size its descriptor gives.
+    """
+
+    def __init__(self, handle, path, algo, observer=None, max_size=None, name="blob"):
         HashingWriter.__init__(self, handle, algo)
         self.handle = handle
         self.path = path
         self.observer = observer  # e.g. a decompressor computing the diff_id
+        self.max_size = max_size
+        self.name = name
 
     def write(self, data):
+        if self.max_size is not None and self.size + len(data) > self.max_size:
+            self._write(data[:self.max_size - self.size])  # what keep_corrupt keeps: the blob's declared length
+            raise VerificationError("blob %s: more than the %d bytes the descriptor says" % (self.name, self.max_size))
+        return self._write(data)
+
+    def _write(self, data):
         written = HashingWriter.write(self, data)
         if self.observer is not None:
             self.observer.update(data)
@@ -207,7 +221,9 @@ class BlobStore:
         fd, tmp = tempfile.mkstemp(prefix="%s-%d-" % (value[:16], os.getpid()),
                                    dir=os.path.join(self.root, "tmp"))
         handle = os.fdopen(fd, "wb")
-        writer = BlobWriter(handle, tmp, algo, observer)
+        size = descriptor.get("size")
+        bounded = isinstance(size, int) and not isinstance(size, bool)
+        writer = BlobWriter(handle, tmp, algo, observer, size if bounded else None, digest)
         committed = False
         try:
             yield writer

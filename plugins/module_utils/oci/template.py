@@ -37,7 +37,8 @@ import tempfile
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import HashingWriter, sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap, lxcinit, media
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import compressor
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
+    MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, compressor)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
@@ -65,6 +66,7 @@ DEFAULTS = {
     "state": "present", "format": "vztmpl", "compression": "zstd", "dest": None, "storage": None, "node": None,
     "name": None, "entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None,
     "stop_signal": None, "init_wrapper": "auto", "lxc_version": "auto", "force": False, "require_runnable": True,
+    "max_expansion_ratio": MAX_EXPANSION_RATIO, "max_uncompressed_bytes": MAX_UNCOMPRESSED_BYTES,
 }
 
 
@@ -518,7 +520,8 @@ class TemplateManager:
         self.warnings = []  # for module.warn
         self.images = ImageManager(dict((k, v) for k, v in self.params.items() if k in (
             "image", "platform", "cache_dir", "registry_username", "registry_password", "auth_file",
-            "registry_tls_verify", "registry_ca_path", "registry_mirrors", "timeout", "retries", "keep_corrupt")),
+            "registry_tls_verify", "registry_ca_path", "registry_mirrors", "timeout", "retries", "keep_corrupt",
+            "max_expansion_ratio", "max_uncompressed_bytes")),
             check_mode=check_mode, client_options=client_options)
         self.pve_factory = pve_factory
         fmt = self.params["format"]
@@ -533,6 +536,8 @@ class TemplateManager:
         if self.params["name"] is not None:
             check_name(self.params["name"])
         self.extension = EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]
+        bound = self.images.bound  # the options, checked
+        self.limits = Limits(max_expansion_ratio=bound.ratio, max_uncompressed_bytes=bound.max_bytes)
 
     # -- resolution --------------------------------------------------------
 
@@ -540,10 +545,11 @@ class TemplateManager:
         """Pull (or in check mode, resolve) the image: (Resolved, layers all cached)."""
         if self.check_mode and not store_complete(self.params["cache_dir"]):
             # no usable cache: resolve (manifest and config only) without creating one or its lock files
-            puller = Puller(None, self.images.client)
+            puller = Puller(None, self.images.client, bound=self.images.bound)
             return puller.inspect(self.images.source, self.images.platform), False, puller
         store = self.images.store
-        puller = Puller(store, self.images.client, keep_corrupt=self.params.get("keep_corrupt", False))
+        puller = Puller(store, self.images.client, keep_corrupt=self.params.get("keep_corrupt", False),
+                        bound=self.images.bound)
         key = pin_key(self.images.source, self.images.platform or host_platform())
         res = puller.pull(self.images.source, key, self.images.platform, check_mode=self.check_mode)
         cached = not puller.missing(res) if self.check_mode else True
@@ -721,7 +727,7 @@ class TemplateManager:
         """
         if cached:
             tree = with_restarts(lambda hints: flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(),
-                                                       Limits(), hints=hints))
+                                                       self.limits, hints=hints))
         else:
             tree = None
         spec = self._spec(res, tree)
@@ -767,7 +773,7 @@ class TemplateManager:
         stream = compressor(raw, self.params["compression"])
         sink = TemplateSink(stream, "./")
         try:
-            tree = flatten(self._layers(res), sink, Limits(), hints=hints)
+            tree = flatten(self._layers(res), sink, self.limits, hints=hints)
             spec = self._spec(res, tree)
             runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime)
             sink.close()
@@ -788,7 +794,7 @@ class TemplateManager:
                 uncompressed = HashingWriter(stream)
                 sink = TemplateSink(uncompressed, "")
                 try:
-                    tree = flatten(self._layers(res), sink, Limits(), hints=hints)
+                    tree = flatten(self._layers(res), sink, self.limits, hints=hints)
                     spec = self._spec(res, tree)
                     runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
                                              pve_import=True)

@@ -22,7 +22,7 @@ import pytest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import flatten as fl
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, VerificationError
-from lxcri_testbed.oci_build import old_gnu_member, pax_global_header
+from lxcri_testbed.oci_build import ZeroBomb, old_gnu_member, pax_global_header
 from lxcri_testbed.pve_restore import restore_command
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import BlobLayer, FlattenError, Limits, flatten
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import BlobStore
@@ -933,7 +933,7 @@ def test_unsupported_member_types(tmp_path):
 def test_limits_members_total_and_names():
     files = [F("f%d" % i, b"x") for i in range(20)]
     expect_error([layer(*files)], r"more than max_members \(10\)", Limits(max_members=10))
-    expect_error([layer(F("big", b"x" * 50000))], r"max_total_bytes \(20000\)", Limits(max_total_bytes=20000))
+    expect_error([layer(F("big", b"x" * 50000))], r"max_uncompressed_bytes \(20000\)", Limits(max_uncompressed_bytes=20000))
     run([layer(*files)], limits=Limits(max_members=20))
 
 
@@ -944,10 +944,10 @@ def test_expansion_ratio_checked_per_layer():
     assert 3 < len(raw) / len(blob) < 10
     lay = BlobLayer(blob)
     expect_error([lay], r"expands beyond 2.0 times its compressed size of %d bytes" % len(blob),
-                 Limits(max_expansion_ratio=2.0))
+                 Limits(max_expansion_ratio=2.0, expansion_allowance_bytes=1 << 20))
     assert lay.opened[0].consumed < len(blob)  # stopped while streaming
     run([BlobLayer(blob)])  # the default ratio lets it through
-    run([BlobLayer(raw, compressed_size=None)], limits=Limits(max_expansion_ratio=1.0))  # unknown size: no ratio
+    run([BlobLayer(raw, compressed_size=None)], limits=Limits(max_expansion_ratio=1.0, expansion_allowance_bytes=0))  # unknown size: no ratio
 
 
 # --- breakout corpus (containerd's TestBreakouts cases) -----------------------------------------------
@@ -1129,7 +1129,7 @@ def test_breakout_gzip_bomb_stopped_by_the_ratio():
     lay = BlobLayer(gzip_bomb(), "bomb")
     sink = NullSink()
     with pytest.raises(FlattenError, match=r"layer 1 of 1 \(bomb\): expands beyond 100 times"):
-        flatten([lay], sink, limits=Limits(max_expansion_ratio=100))
+        flatten([lay], sink, limits=Limits(max_expansion_ratio=100, expansion_allowance_bytes=1 << 20))
     reader = lay.opened[0]
     assert reader.consumed < len(lay.blob) // 5 and reader.closed
     assert sink.read < (200 << 20)
@@ -1143,6 +1143,88 @@ def test_breakout_zstd_bomb_stopped_by_the_default_ratio():
     head = subprocess.run([ZSTD, "-q", "-c"], input=header.tobuf(tarfile.PAX_FORMAT), stdout=subprocess.PIPE, check=True).stdout
     lay = BlobLayer(head + frame * 129, "zbomb")
     assert len(lay.blob) * 1000 < (2 << 30)
-    with pytest.raises(FlattenError, match="expands beyond 1000.0 times"):
+    with pytest.raises(FlattenError, match="expands beyond 100 times"):
         flatten([lay], NullSink())
     assert lay.opened[0].closed
+
+
+# --- decompression bounds, by default ----------------------------------------------------------------
+# deflate reaches about 1030:1, so the old default ratio of 1000 let every gzip bomb through. A layer
+# may now expand to 100 times its compressed size, plus what is left of an allowance of 512 MiB that
+# all layers of an image share (zero-filled files of real images), and the image to 32 GiB.
+
+MIB = 1 << 20
+
+
+def zeros_layer(size, name="zeros"):
+    """A gzip layer of one file of ``size`` zero bytes (about 1000:1)."""
+    return layer(F(name, bytes(size)), compress="gzip")
+
+
+def test_decompression_bound_defaults():
+    limits = Limits()
+    assert (limits.max_expansion_ratio, limits.expansion_allowance_bytes, limits.max_uncompressed_bytes) \
+        == (100, 512 * MIB, 32 << 30)
+
+
+def test_the_default_ratio_stops_a_gzip_bomb_that_1000_let_through():
+    lay = BlobLayer(gzip_bomb(2), "bomb")  # 2 GiB of zeros in about 2 MiB: 1030:1
+    assert len(lay.blob) * 1000 > (2 << 30)  # the old default ratio never fired
+    sink = NullSink()
+    with pytest.raises(FlattenError, match=r"layer 1 of 1 \(bomb\): expands beyond 100 times its compressed size "
+                                           r"of %d bytes, and the 512 MiB .* raise max_expansion_ratio" % len(lay.blob)):
+        flatten([lay], sink)
+    assert sink.read <= 100 * len(lay.blob) + 512 * MIB
+    assert lay.opened[0].closed
+
+
+def test_a_zero_filled_file_of_a_real_image_passes_by_default():
+    # a lastlog of uid 1000000 (292 MB of zeros, ~1000:1) over a base layer of ordinary content
+    base = layer(F("bin/app", random.Random(1).randbytes(4 * MIB)), compress="gzip")
+    lastlog = BlobLayer(ZeroBomb(292 * MIB, "var/log/lastlog").blob("gzip")[0])
+    sink = NullSink()
+    flatten([base, lastlog], sink)
+    assert sink.read == 296 * MIB
+
+
+def test_the_allowance_is_shared_by_the_layers_of_an_image():
+    # each layer goes about 3.6 MiB beyond its ratio's share: the third one read (the bottom one, as
+    # layers are read from the top) finds the 8 MiB allowance spent
+    layers = [zeros_layer(4 * MIB, "f%d" % i) for i in range(3)]
+    limits = Limits(expansion_allowance_bytes=8 * MIB)
+    run(layers[:2], limits=limits)
+    with pytest.raises(FlattenError, match=r"layer 1 of 3 .* expands beyond 100 times"):
+        run(layers, limits=Limits(expansion_allowance_bytes=8 * MIB))
+    run(layers, limits=Limits(max_expansion_ratio=1000, expansion_allowance_bytes=8 * MIB))
+
+
+def test_a_layer_read_twice_counts_once_and_keeps_its_cap():
+    # a hard link to a file hidden above makes the flattener read the lower layer again
+    l0 = layer(F("usr/bin/perl5.36", b"PERL", mode=0o755), H("usr/bin/perl", "usr/bin/perl5.36"),
+               F("zeros", bytes(6 * MIB)), compress="gzip")
+    l1 = layer(WH("usr/bin/.wh.perl5.36"))
+    size = len(gzip.decompress(l0.blob)) + len(l1.blob)
+    tree, dummy, out = run([l0, l1], limits=Limits(max_uncompressed_bytes=size,
+                                                   expansion_allowance_bytes=6 * MIB + 4096))
+    assert tree.rereads == 1 and len(l0.opened) == 2 and out["usr/bin/perl"].data == b"PERL"
+
+
+def test_max_uncompressed_bytes_bounds_the_image():
+    layers = [layer(F("a", os.urandom(MIB))), layer(F("b", os.urandom(MIB)))]
+    with pytest.raises(FlattenError, match=r"layer 1 of 2 .* beyond max_uncompressed_bytes \(1572864\); "
+                                           r"raise max_uncompressed_bytes"):
+        run(layers, limits=Limits(max_uncompressed_bytes=3 * MIB // 2))
+
+
+@pytest.mark.skipif(ZSTD is None, reason="no zstd command")
+def test_the_default_ratio_stops_a_zstd_bomb():
+    frame = subprocess.run([ZSTD, "-q", "-c", "-19"], input=bytes(16 * MIB), stdout=subprocess.PIPE,
+                           check=True).stdout
+    header = tarfile.TarInfo("zeros")
+    header.size = 1 << 30
+    blob = subprocess.run([ZSTD, "-q", "-c"], input=header.tobuf(tarfile.PAX_FORMAT), stdout=subprocess.PIPE,
+                          check=True).stdout + frame * 64
+    sink = NullSink()
+    with pytest.raises(FlattenError, match="expands beyond 100 times"):
+        flatten([BlobLayer(blob, "zbomb")], sink)
+    assert sink.read <= 100 * len(blob) + 512 * MIB
