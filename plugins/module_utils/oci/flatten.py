@@ -71,6 +71,7 @@ __metaclass__ = type
 
 import hashlib
 import io
+import re
 import shutil
 import struct
 import subprocess
@@ -612,6 +613,58 @@ def _text(field, encoding, errors):
     return field.partition(b"\0")[0].decode(encoding, errors)
 
 
+class _HeaderError(tarfile.TarError):
+    """A member header refused while it is read (not a tarfile HeaderError, which tarfile may take for the end)."""
+
+
+_PAX_INTEGER = re.compile(r"[0-9]{1,20}\Z")
+_PAX_TIME = re.compile(r"([-+]?[0-9]{1,20})(?:\.([0-9]*))?\Z")
+
+
+def _pax_records(buf):
+    """The (keyword, value) pairs of a pax extended header, as bytes, in order.
+
+    Records are ``"%d %s=%s\n" % (length, keyword, value)`` with ``length`` the
+    record's size; trailing NUL bytes end the header.  Linear in the header's
+    size: tarfile's own parser before CPython 3.11.10/3.12.6 (CVE-2024-6232)
+    runs regular expressions over the whole header that are quadratic on long
+    runs of digits, and converts any number of digits with int().
+    """
+    records = []
+    pos = 0
+    end = len(buf)
+    while pos < end and buf[pos] != 0:
+        space = buf.find(b" ", pos, pos + 21)
+        digits = buf[pos:space] if space > pos else b""
+        if not digits.isdigit():
+            raise _HeaderError("pax record at byte %d: its length is not 1 to 20 decimal digits and a space" % pos)
+        length = int(digits)
+        if length < 5 or pos + length > end or buf[pos + length - 1] != 0x0A:
+            raise _HeaderError("pax record at byte %d: a length of %d does not end at a newline inside the "
+                               "%d-byte header" % (pos, length, end))
+        keyword, equals, value = buf[space + 1:pos + length - 1].partition(b"=")
+        if not keyword or not equals:
+            raise _HeaderError("pax record at byte %d: no keyword=value" % pos)
+        records.append((keyword, value))
+        pos += length
+    return records
+
+
+def _pax_number(keyword, value):
+    """A pax number field as tarfile gives it (int; float for times), or _HeaderError when it is not one.
+
+    tarfile turns a malformed number into 0 (uid 0) and takes inf, nan or any
+    number of digits; GNU tar and Go refuse them.
+    """
+    if keyword in ("mtime", "atime", "ctime"):
+        match = _PAX_TIME.match(value)
+        if match is not None:
+            return float("%s.%s" % (match.group(1), (match.group(2) or "0")[:9] or "0"))
+    elif _PAX_INTEGER.match(value):
+        return int(value)
+    raise _HeaderError("pax record %s=%r is not a decimal number of at most 20 digits" % (keyword, value[:40]))
+
+
 class _FastTarInfo(tarfile.TarInfo):
     """TarInfo whose block parser is one struct.unpack for ordinary headers.
 
@@ -651,6 +704,58 @@ class _FastTarInfo(tarfile.TarInfo):
         if prefix[0] and obj.type not in tarfile.GNU_TYPES:
             obj.name = _text(prefix, encoding, errors) + "/" + obj.name
         return obj
+
+    def _proc_pax(self, archive):
+        """A pax extended (or global) header, read with _pax_records (tarfile's own parser is quadratic on some
+        Pythons).  Same results as tarfile's, except: malformed numbers are refused, and a member with GNU
+        sparse records is marked sparse (refused) without reading its map."""
+        size = self.size
+        buf = archive.fileobj.read(self._block(size))
+        if len(buf) < size:
+            raise _HeaderError("the layer ends inside a pax header")
+        records = _pax_records(buf[:size])
+        pax_headers = archive.pax_headers if self.type == tarfile.XGLTYPE else archive.pax_headers.copy()
+        encoding = None
+        for keyword, value in records:
+            if keyword == b"hdrcharset" and encoding is None:
+                encoding = archive.encoding if value == b"BINARY" else "utf-8"
+        for keyword, value in records:
+            keyword = self._decode_pax_field(keyword, "utf-8", "utf-8", archive.errors)
+            if keyword in tarfile.PAX_NAME_FIELDS:
+                value = self._decode_pax_field(value, encoding or "utf-8", archive.encoding, archive.errors)
+            else:
+                value = self._decode_pax_field(value, "utf-8", "utf-8", archive.errors)
+            pax_headers[keyword] = value
+        try:
+            member = self.fromtarfile(archive)
+        except tarfile.HeaderError as exc:
+            raise tarfile.SubsequentHeaderError(str(exc))
+        if any(keyword.startswith("GNU.sparse.") for keyword in pax_headers):
+            member.sparse = []
+        if self.type in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
+            member._apply_pax_info(pax_headers, archive.encoding, archive.errors)
+            member.offset = self.offset
+            if "size" in pax_headers:
+                offset = member.offset_data
+                if member.isreg() or member.type not in tarfile.SUPPORTED_TYPES:
+                    offset += member._block(member.size)
+                archive.offset = offset
+        return member
+
+    def _apply_pax_info(self, pax_headers, encoding, errors):
+        for keyword, value in pax_headers.items():
+            if keyword == "GNU.sparse.name":
+                self.path = value
+            elif keyword in tarfile.PAX_FIELDS:
+                if keyword in tarfile.PAX_NUMBER_FIELDS:
+                    try:
+                        value = _pax_number(keyword, value)
+                    except _HeaderError as exc:
+                        raise _HeaderError("%r: %s" % (self.name[:200], exc))
+                if keyword == "path":
+                    value = value.rstrip("/")
+                setattr(self, keyword, value)
+        self.pax_headers = pax_headers.copy()
 
 
 class _Slice:
@@ -1235,11 +1340,15 @@ class _Flattener:
                 if str(exc) != "empty file":
                     raise FlattenError("%s: not a tar archive: %s" % (self.where(), exc))
                 tar = None
+            except _HeaderError as exc:
+                raise self.header_error(exc, 0, 0)
             ordinal = 0
             while tar is not None:
                 stream.begin_header(tar.offset)
                 try:
                     info = tar.next()
+                except _HeaderError as exc:
+                    raise self.header_error(exc, ordinal, tar.offset)
                 except tarfile.TarError as exc:
                     raise FlattenError("%s: corrupt tar after %d members: %s" % (self.where(), ordinal, exc))
                 stream.end_header()
@@ -1265,6 +1374,11 @@ class _Flattener:
         finally:
             self.stream = None
             raw.close()
+
+    def header_error(self, exc, ordinal, offset):
+        """A member header that cannot be read, as the engine's error (tarfile also raises bare ValueError & co)."""
+        detail = str(exc) if isinstance(exc, _HeaderError) else "unreadable header (%s: %s)" % (type(exc).__name__, exc)
+        return FlattenError("%s: member %d (header at offset %d): %s" % (self.where(), ordinal + 1, offset, detail))
 
     def children_hidden(self, directory):
         """Is the lower content of ``directory`` hidden by the layers above this one?"""
