@@ -62,7 +62,12 @@ members read (directories no member lists) is bounded by
 Layers are read with ``tarfile`` in its seekable mode over a forward-only
 reader (cheaper than its stream mode's buffer copies; it never seeks back),
 which counts the uncompressed bytes to enforce the expansion ratio and size
-limits while streaming and bounds the size of every member header.
+limits while streaming and bounds the size of every member header.  Pax
+headers are parsed by the engine (``_pax_records``, linear in their size on
+every Python); a malformed header (numbers, sizes, sparse maps, too many
+extension headers) is a FlattenError naming the layer and the member (its
+ordinal, header offset and, once known, name), never tarfile's bare
+ValueError, IndexError or RecursionError.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -537,8 +542,8 @@ class _LayerStream:
     def read(self, size=-1):
         if size is not None and size >= 0:
             if self.pos + size > self.header_limit:
-                raise FlattenError("a member's headers exceed %d bytes (limit: max_path_bytes and max_xattr_bytes)"
-                                   % self.flattener.limits.header_budget)
+                raise FlattenError("%s: a member's headers exceed %d bytes (header at offset %d; limit: max_path_bytes and "
+                                   "max_xattr_bytes)" % (self.flattener.where(), self.budget, self.header_limit - self.budget))
             end = self.bpos + size
             if end <= len(self.buf):
                 data = self.buf[self.bpos:end]
@@ -617,6 +622,10 @@ class _HeaderError(tarfile.TarError):
     """A member header refused while it is read (not a tarfile HeaderError, which tarfile may take for the end)."""
 
 
+# what tarfile raises besides TarError on malformed headers, in some version or other
+_UNREADABLE = (_HeaderError, ValueError, OverflowError, IndexError, RecursionError)
+# extension headers (pax, GNU long names) one member may have; tarfile reads each one recursively
+MAX_EXTENSION_HEADERS = 16
 _PAX_INTEGER = re.compile(r"[0-9]{1,20}\Z")
 _PAX_TIME = re.compile(r"([-+]?[0-9]{1,20})(?:\.([0-9]*))?\Z")
 
@@ -704,6 +713,38 @@ class _FastTarInfo(tarfile.TarInfo):
         if prefix[0] and obj.type not in tarfile.GNU_TYPES:
             obj.name = _text(prefix, encoding, errors) + "/" + obj.name
         return obj
+
+    @classmethod
+    def fromtarfile(cls, archive):
+        # tarfile reads a member's extension headers recursively: bound the chain (else RecursionError)
+        depth = getattr(archive, "_extension_headers", 0)
+        if depth > MAX_EXTENSION_HEADERS:
+            raise _HeaderError("more than %d extension headers (pax, GNU long name) before one member"
+                               % MAX_EXTENSION_HEADERS)
+        archive._extension_headers = depth + 1
+        try:
+            return super(_FastTarInfo, cls).fromtarfile(archive)
+        finally:
+            archive._extension_headers = depth
+
+    def _proc_member(self, archive):
+        if self.size < 0:  # base-256; tarfile would read backwards or everything
+            raise _HeaderError("%r: negative size %d" % (self.name[:200], self.size))
+        return super(_FastTarInfo, self)._proc_member(archive)
+
+    def _proc_sparse(self, archive):
+        """Old GNU sparse: its extension blocks are skipped, unread (sparse members are refused)."""
+        structs, extended, realsize = self._sparse_structs
+        while extended:
+            block = archive.fileobj.read(tarfile.BLOCKSIZE)
+            if len(block) < tarfile.BLOCKSIZE:
+                raise _HeaderError("%r: the layer ends inside the sparse map" % self.name[:200])
+            extended = block[504] != 0
+        self.sparse = structs
+        self.offset_data = archive.fileobj.tell()
+        archive.offset = self.offset_data + self._block(self.size)
+        self.size = realsize
+        return self
 
     def _proc_pax(self, archive):
         """A pax extended (or global) header, read with _pax_records (tarfile's own parser is quadratic on some
@@ -1340,14 +1381,14 @@ class _Flattener:
                 if str(exc) != "empty file":
                     raise FlattenError("%s: not a tar archive: %s" % (self.where(), exc))
                 tar = None
-            except _HeaderError as exc:
+            except _UNREADABLE as exc:
                 raise self.header_error(exc, 0, 0)
             ordinal = 0
             while tar is not None:
                 stream.begin_header(tar.offset)
                 try:
                     info = tar.next()
-                except _HeaderError as exc:
+                except _UNREADABLE as exc:
                     raise self.header_error(exc, ordinal, tar.offset)
                 except tarfile.TarError as exc:
                     raise FlattenError("%s: corrupt tar after %d members: %s" % (self.where(), ordinal, exc))

@@ -269,3 +269,176 @@ def test_pax_headers_read_as_tarfile_reads_them():
             return [tuple(getattr(m, f) for f in fields) + (m.offset, m.offset_data) for m in tar]
 
     assert read(fl._FastTarInfo) == read(tarfile.TarInfo)
+
+
+# --- malformed headers: the engine's errors only ---------------------------------------
+
+def expect_refusal(blob, match):
+    with pytest.raises(FlattenError, match=match) as info:
+        flatten_blob(blob)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("extension", ["pax", "gnu-longname"])
+def test_extension_headers_before_one_member_are_bounded(extension):
+    """tarfile reads a member's extension headers recursively: 500 of them (500 KB, within the
+    header budget) raised a bare RecursionError."""
+    def one(i):
+        if extension == "pax":
+            return hl.pax([("comment", "%d" % i)])
+        name = ("n%d" % i).encode()
+        return hl.header("././@LongLink", len(name) + 1, tarfile.GNUTYPE_LONGNAME, fmt=tarfile.GNU_FORMAT) + \
+            (name + b"\0").ljust(512, b"\0")
+    for count in (fl.MAX_EXTENSION_HEADERS, 500):
+        blob = hl.archive(hl.member("a"), *([one(i) for i in range(count)] + [hl.member("b")]))
+        if count == fl.MAX_EXTENSION_HEADERS:
+            flatten_blob(blob)
+            continue
+        expect_refusal(blob, r"layer 1 of 1 \(hostile layer\): member 2 \(header at offset 512\): more than 16 "
+                             r"extension headers \(pax, GNU long name\) before one member")
+
+
+def base256(value, width):
+    """A GNU base-256 number field (negative values in two's complement)."""
+    return (b"\x80" if value >= 0 else b"\xff") + (value % (256 ** (width - 1))).to_bytes(width - 1, "big")
+
+
+@pytest.mark.parametrize("kind", [tarfile.REGTYPE, tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME])
+def test_negative_sizes_are_refused(kind):
+    """A base-256 negative size: tarfile's next header offset went backwards (an 'internal error'),
+    and a pax or long name header of negative size read the rest of the layer into memory."""
+    blob = hl.archive(hl.member("a"), hl.header("n", kind=kind, raw={"size": base256(-1024, 12)}),
+                      hl.member("b", b"x" * 5000))
+    expect_refusal(blob, r"member 2 \(header at offset 512\): 'n': negative size -1024")
+
+
+def gnu_sparse_archives(tmp_path):
+    """A sparse file (40 data blocks among holes) archived by GNU tar in each sparse format."""
+    import subprocess
+    path = tmp_path / "sparse"
+    with open(str(path), "wb") as handle:
+        for block in range(40):
+            handle.seek(block * 65536)
+            handle.write(b"data%02d" % block)
+        handle.truncate(40 * 65536 + 4096)
+    archives = {}
+    for name, options in (("gnu", ["--format=gnu"]), ("pax-0.0", ["--format=pax", "--sparse-version=0.0"]),
+                          ("pax-0.1", ["--format=pax", "--sparse-version=0.1"]),
+                          ("pax-1.0", ["--format=pax", "--sparse-version=1.0"])):
+        archives[name] = subprocess.run(["tar", "--sparse", "-cf", "-", "-C", str(tmp_path), "sparse"] + options,
+                                        stdout=subprocess.PIPE, check=True).stdout
+    return archives
+
+
+def test_sparse_members_are_refused_whatever_their_map(tmp_path):
+    """Sparse members are refused; a truncated or malformed map surfaced as a bare IndexError
+    (old GNU extension blocks), ValueError (pax 0.1 map, 0.0 size, 1.0 map) before."""
+    archives = gnu_sparse_archives(tmp_path)
+    for name, blob in sorted(archives.items()):
+        assert b"data39" in blob, name
+        expect_refusal(hl.member("a") + blob, r"sparse: sparse files are not supported")
+    # old GNU: the layer ends inside the extension blocks of the map
+    gnu = archives["gnu"]
+    assert gnu[156:157] == b"S" and gnu[482] == 1
+    expect_refusal(gnu[:512 + 100], r"member 1 \(header at offset 0\): 'sparse': the layer ends inside the sparse map")
+    # pax 0.1: a map that is not numbers; 0.0: a size that is not one; 1.0: a map cut short
+    for records in ([("GNU.sparse.numblocks", "1"), ("GNU.sparse.map", "0,x,,"), ("GNU.sparse.name", "s")],
+                    [("GNU.sparse.size", "12x"), ("GNU.sparse.numblocks", "1"), ("GNU.sparse.offset", "0"),
+                     ("GNU.sparse.numbytes", "zz")],
+                    [("GNU.sparse.major", "1"), ("GNU.sparse.minor", "0"), ("GNU.sparse.name", "s"),
+                     ("GNU.sparse.realsize", "99999999999999999999999")]):
+        for data in (b"", b"30\n0\n", b"\n\n\n"):
+            blob = hl.archive(hl.member("a"), hl.pax(records), hl.member("GNUSparseFile.0/s", data))
+            expect_refusal(blob, r": (s|GNUSparseFile.0/s): sparse files are not supported")
+
+
+def fuzz_corpus(tmp_path):
+    """Well-formed layers in every header flavour the flattener reads: ustar, GNU (long names,
+    base-256 numbers), pax (records, xattrs, globals) and GNU tar's four sparse formats."""
+    corpus = dict(("sparse " + name, blob) for name, blob in gnu_sparse_archives(tmp_path).items())
+    for fmt, label in ((tarfile.USTAR_FORMAT, "ustar"), (tarfile.GNU_FORMAT, "gnu"), (tarfile.PAX_FORMAT, "pax")):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w", format=fmt, encoding="utf-8", errors="surrogateescape") as tar:
+            def add(name, kind=tarfile.REGTYPE, data=b"", **fields):
+                info = tarfile.TarInfo(name)
+                info.type = kind
+                info.size = len(data)
+                info.mtime = hl.MTIME
+                for key, value in fields.items():
+                    setattr(info, key, value)
+                tar.addfile(info, io.BytesIO(data) if data else None)
+            add("etc", tarfile.DIRTYPE, mode=0o755)
+            add("etc/passwd", data=b"root:x:0:0::/root:/bin/sh\n", mode=0o644)
+            add("bin/sh", tarfile.SYMTYPE, linkname="/bin/busybox")
+            add("bin/ash", tarfile.LNKTYPE, linkname="etc/passwd")
+            add("fifo", tarfile.FIFOTYPE)
+            if fmt != tarfile.USTAR_FORMAT:
+                add("d/" + "n" * 150, data=b"long", uid=70000000 if fmt == tarfile.GNU_FORMAT else 7)
+                add("l/" + "k" * 120, tarfile.LNKTYPE, linkname="d/" + "n" * 150)
+            if fmt == tarfile.PAX_FORMAT:
+                add("x", data=b"x", pax_headers={"SCHILY.xattr.user.a": "b", "mtime": "1700000000.5"})
+        corpus[label] = out.getvalue()
+    return corpus
+
+
+FIELD_NAMES = ("mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname", "devmajor", "devminor")
+
+
+def mutations(rng, blob):
+    """Mutated copies of a layer: header fields, the old GNU sparse area, pax and long name data,
+    truncations."""
+    blocks = [i for i in range(0, len(blob) - 511, 512) if blob[i + 257:i + 262] == b"ustar"]
+    while True:
+        data = bytearray(blob)
+        at = rng.choice(blocks)
+        what = rng.random()
+        if what < 0.55:
+            start, width = hl.FIELDS[rng.choice(FIELD_NAMES)]
+            if rng.random() < 0.3:
+                start, width = 386, 126  # old GNU sparse structs, isextended, realsize
+            value = rng.choice([
+                lambda: bytes(rng.choice(b"01234567") for _ in range(rng.randint(1, width))),
+                lambda: bytes(rng.randrange(256) for _ in range(width)),
+                lambda: base256(rng.randrange(-2 ** 60, 2 ** 60), width),
+                lambda: b"\xff" * width, lambda: b"\x80" + b"\xff" * (width - 1),
+                lambda: b" " * width, lambda: b"\0" * width, lambda: b"9" * width, lambda: b"-1",
+                lambda: bytes([rng.choice(b"0LKxgS12345679")]),
+            ])()
+            data[at + start:at + start + min(width, len(value))] = value[:width]
+        elif what < 0.85:
+            # the data following a header: pax records, long names, sparse maps
+            spot = at + 512 + rng.randrange(min(1024, max(1, len(blob) - at - 512)))
+            for dummy in range(rng.randint(1, 4)):
+                if spot < len(data):
+                    data[spot] = rng.choice(b"0123456789 =\n\0\xffxGNU.sparse")
+                spot += rng.randint(1, 30)
+        else:
+            del data[rng.randrange(len(data)):]
+        if rng.random() < 0.85 and at + 512 <= len(data):
+            data[at:at + 512] = hl.checksum(bytes(data[at:at + 512]))
+        yield bytes(data)
+
+
+def test_fuzzed_headers_give_the_engine_errors_only(tmp_path):
+    """2100 corrupted layers (numbers in octal and base-256, sizes, types, link names, sparse
+    areas and maps of the GNU and pax 0.0/0.1/1.0 kinds, pax records, truncations): every one
+    converts or is refused with the engine's error, converted into a template tar."""
+    import random
+    corpus = fuzz_corpus(tmp_path)
+    rng = random.Random(18)
+    outcomes = {}
+    for label, blob in sorted(corpus.items()):
+        produce = mutations(rng, blob)
+        for case in range(300):
+            data = next(produce)
+            out = io.BytesIO()
+            writer = fl.open_tar_writer(out)
+            try:
+                fl.flatten([BlobLayer(data, "fuzzed %s %d" % (label, case))], fl.TarSink(writer))
+                outcomes["converted"] = outcomes.get("converted", 0) + 1
+            except fl.OciError as exc:
+                assert str(exc).startswith("layer 1 of 1 (fuzzed %s %d): " % (label, case)), exc
+                outcomes["refused"] = outcomes.get("refused", 0) + 1
+            except Exception as exc:  # noqa: B902 - what the test is about
+                raise AssertionError("%s case %d: %s: %s (blob %r)" % (label, case, type(exc).__name__, exc, data))
+    assert outcomes["converted"] > 300 and outcomes["refused"] > 300, outcomes
