@@ -12,10 +12,11 @@ Stress shapes are streams: the tar is produced member by member as it is read, s
 * ``deep_distinct``: the same depth, each member under its own chain from the top
   (``<n>/d/.../d/f``): every member implies ``depth`` new directories.
 
-``header``, ``pax`` and ``archive`` write tar bytes by hand, so that a test can put
-any value into any field (tarfile refuses to write malformed headers).  ``RawLayer``
-carries such bytes into ``oci_build.write_image``.  ``measure`` runs code in a fresh
-Python and reads its peak RSS.
+``StreamLayer`` gives a shape to ``flatten`` as a layer, or to ``oci_build.write_image``,
+which it streams into the layout's blobs (bench/convert's stress images).  ``header``,
+``pax`` and ``archive`` write tar bytes by hand, so that a test can put any value into any
+field (tarfile refuses to write malformed headers); ``RawLayer`` carries such bytes into
+``oci_build.write_image``.  ``measure`` runs code in a fresh Python and reads its peak RSS.
 """
 
 import json
@@ -132,16 +133,34 @@ class StreamLayer:
         return TarStream(SHAPES[self.shape](**self.params))
 
 
-def write_layer(out, shape, **params):
-    """Write the tar of a shape to the binary file ``out`` (plain, or a GzipFile); returns its size."""
-    stream = TarStream(SHAPES[shape](**params))
-    size = 0
-    while True:
-        chunk = stream.read(1 << 20)
-        if not chunk:
-            return size
-        out.write(chunk)
-        size += len(chunk)
+    def put_blob(self, layout, compression):
+        """Write the layer into an OCI layout's blobs as it is made (for ``oci_build.write_image``):
+        returns (digest, size, diff_id)."""
+        import gzip
+        import hashlib
+        blobs = os.path.join(layout, "blobs", "sha256")
+        tmp = os.path.join(blobs, ".stress-layer.tmp")
+        raw = hashlib.sha256()
+        with open(tmp, "wb") as out:
+            packed = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) if compression else out
+            if compression not in (None, "gzip", "docker-gzip"):
+                raise ValueError("stress layers are written plain or gzip, not %s" % compression)
+            stream = self.open()
+            while True:
+                chunk = stream.read(1 << 20)
+                if not chunk:
+                    break
+                raw.update(chunk)
+                packed.write(chunk)
+            if packed is not out:
+                packed.close()
+        packed = hashlib.sha256()
+        with open(tmp, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                packed.update(chunk)
+        os.rename(tmp, os.path.join(blobs, packed.hexdigest()))
+        return "sha256:" + packed.hexdigest(), os.path.getsize(os.path.join(blobs, packed.hexdigest())), \
+            "sha256:" + raw.hexdigest()
 
 
 # ---------------------------------------------------------------------------
