@@ -132,7 +132,6 @@ class StreamLayer:
     def open(self):
         return TarStream(SHAPES[self.shape](**self.params))
 
-
     def put_blob(self, layout, compression):
         """Write the layer into an OCI layout's blobs as it is made (for ``oci_build.write_image``):
         returns (digest, size, diff_id)."""

@@ -618,6 +618,9 @@ def _text(field, encoding, errors):
     return field.partition(b"\0")[0].decode(encoding, errors)
 
 
+_tarfile = tarfile  # the module, in TarInfo methods whose parameter is named tarfile
+
+
 class _HeaderError(tarfile.TarError):
     """A member header refused while it is read (not a tarfile HeaderError, which tarfile may take for the end)."""
 
@@ -715,72 +718,72 @@ class _FastTarInfo(tarfile.TarInfo):
         return obj
 
     @classmethod
-    def fromtarfile(cls, archive):
+    def fromtarfile(cls, tarfile):
         # tarfile reads a member's extension headers recursively: bound the chain (else RecursionError)
-        depth = getattr(archive, "_extension_headers", 0)
+        depth = getattr(tarfile, "_extension_headers", 0)
         if depth > MAX_EXTENSION_HEADERS:
             raise _HeaderError("more than %d extension headers (pax, GNU long name) before one member"
                                % MAX_EXTENSION_HEADERS)
-        archive._extension_headers = depth + 1
+        tarfile._extension_headers = depth + 1
         try:
-            return super(_FastTarInfo, cls).fromtarfile(archive)
+            return super(_FastTarInfo, cls).fromtarfile(tarfile)
         finally:
-            archive._extension_headers = depth
+            tarfile._extension_headers = depth
 
-    def _proc_member(self, archive):
+    def _proc_member(self, tarfile):
         if self.size < 0:  # base-256; tarfile would read backwards or everything
             raise _HeaderError("%r: negative size %d" % (self.name[:200], self.size))
-        return super(_FastTarInfo, self)._proc_member(archive)
+        return super(_FastTarInfo, self)._proc_member(tarfile)
 
-    def _proc_sparse(self, archive):
+    def _proc_sparse(self, tarfile):
         """Old GNU sparse: its extension blocks are skipped, unread (sparse members are refused)."""
         structs, extended, realsize = self._sparse_structs
         while extended:
-            block = archive.fileobj.read(tarfile.BLOCKSIZE)
-            if len(block) < tarfile.BLOCKSIZE:
+            block = tarfile.fileobj.read(_tarfile.BLOCKSIZE)
+            if len(block) < _tarfile.BLOCKSIZE:
                 raise _HeaderError("%r: the layer ends inside the sparse map" % self.name[:200])
             extended = block[504] != 0
         self.sparse = structs
-        self.offset_data = archive.fileobj.tell()
-        archive.offset = self.offset_data + self._block(self.size)
+        self.offset_data = tarfile.fileobj.tell()
+        tarfile.offset = self.offset_data + self._block(self.size)
         self.size = realsize
         return self
 
-    def _proc_pax(self, archive):
+    def _proc_pax(self, tarfile):
         """A pax extended (or global) header, read with _pax_records (tarfile's own parser is quadratic on some
         Pythons).  Same results as tarfile's, except: malformed numbers are refused, and a member with GNU
         sparse records is marked sparse (refused) without reading its map."""
         size = self.size
-        buf = archive.fileobj.read(self._block(size))
+        buf = tarfile.fileobj.read(self._block(size))
         if len(buf) < size:
             raise _HeaderError("the layer ends inside a pax header")
         records = _pax_records(buf[:size])
-        pax_headers = archive.pax_headers if self.type == tarfile.XGLTYPE else archive.pax_headers.copy()
+        pax_headers = tarfile.pax_headers if self.type == _tarfile.XGLTYPE else tarfile.pax_headers.copy()
         encoding = None
         for keyword, value in records:
             if keyword == b"hdrcharset" and encoding is None:
-                encoding = archive.encoding if value == b"BINARY" else "utf-8"
+                encoding = tarfile.encoding if value == b"BINARY" else "utf-8"
         for keyword, value in records:
-            keyword = self._decode_pax_field(keyword, "utf-8", "utf-8", archive.errors)
-            if keyword in tarfile.PAX_NAME_FIELDS:
-                value = self._decode_pax_field(value, encoding or "utf-8", archive.encoding, archive.errors)
+            keyword = self._decode_pax_field(keyword, "utf-8", "utf-8", tarfile.errors)
+            if keyword in _tarfile.PAX_NAME_FIELDS:
+                value = self._decode_pax_field(value, encoding or "utf-8", tarfile.encoding, tarfile.errors)
             else:
-                value = self._decode_pax_field(value, "utf-8", "utf-8", archive.errors)
+                value = self._decode_pax_field(value, "utf-8", "utf-8", tarfile.errors)
             pax_headers[keyword] = value
         try:
-            member = self.fromtarfile(archive)
-        except tarfile.HeaderError as exc:
-            raise tarfile.SubsequentHeaderError(str(exc))
+            member = self.fromtarfile(tarfile)
+        except _tarfile.HeaderError as exc:
+            raise _tarfile.SubsequentHeaderError(str(exc))
         if any(keyword.startswith("GNU.sparse.") for keyword in pax_headers):
             member.sparse = []
-        if self.type in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
-            member._apply_pax_info(pax_headers, archive.encoding, archive.errors)
+        if self.type in (_tarfile.XHDTYPE, _tarfile.SOLARIS_XHDTYPE):
+            member._apply_pax_info(pax_headers, tarfile.encoding, tarfile.errors)
             member.offset = self.offset
             if "size" in pax_headers:
                 offset = member.offset_data
-                if member.isreg() or member.type not in tarfile.SUPPORTED_TYPES:
+                if member.isreg() or member.type not in _tarfile.SUPPORTED_TYPES:
                     offset += member._block(member.size)
-                archive.offset = offset
+                tarfile.offset = offset
         return member
 
     def _apply_pax_info(self, pax_headers, encoding, errors):

@@ -397,8 +397,8 @@ def mutations(rng, blob):
             if rng.random() < 0.3:
                 start, width = 386, 126  # old GNU sparse structs, isextended, realsize
             value = rng.choice([
-                lambda: bytes(rng.choice(b"01234567") for _ in range(rng.randint(1, width))),
-                lambda: bytes(rng.randrange(256) for _ in range(width)),
+                lambda: bytes(rng.choice(b"01234567") for dummy in range(rng.randint(1, width))),
+                lambda: bytes(rng.randrange(256) for dummy in range(width)),
                 lambda: base256(rng.randrange(-2 ** 60, 2 ** 60), width),
                 lambda: b"\xff" * width, lambda: b"\x80" + b"\xff" * (width - 1),
                 lambda: b" " * width, lambda: b"\0" * width, lambda: b"9" * width, lambda: b"-1",
