@@ -1115,6 +1115,23 @@ class _Node:
         self.refetch = None  # link names waiting for the data of a re-read
 
 
+class _Waiting(dict):
+    """Link names waiting for content, in arrival order, used as a list whose membership test and removal
+    (a later member of the same name, forget_waiter) cost O(1), not the length of the list."""
+
+    __slots__ = ()
+
+    def extend(self, names):
+        for name in names:
+            self[name] = None
+
+    def remove(self, name):
+        del self[name]
+
+    def first(self):
+        return next(iter(self))
+
+
 def _target(node):
     while node.forward is not None:
         node = node.forward
@@ -1329,7 +1346,7 @@ class _Flattener:
             if node.live:  # a node keeps its member's metadata only while it is read (else: a re-read)
                 self.materialize(node, names.pop(0), layer)
             else:
-                node.refetch = []
+                node.refetch = _Waiting()
                 self.refetch.append(node)
         if node.name is None:
             node.refetch.extend(self.paths.intern(name) for name in names)
@@ -1350,7 +1367,7 @@ class _Flattener:
         for target, groups in sorted(self.pending.items()):
             for from_layer, proxy in groups:
                 if proxy.waiters:
-                    self.fail(proxy.waiters[0], "hard link target %s does not exist" % target, from_layer)
+                    self.fail(proxy.waiters.first(), "hard link target %s does not exist" % target, from_layer)
         self.emit_implied()
         return self.tree
 
@@ -1518,7 +1535,7 @@ class _Flattener:
             self.cur[name] = DIR
             for from_layer, proxy in self.pending.get(name, ()):
                 if from_layer > index and proxy.waiters:
-                    self.fail(proxy.waiters[0], "hard link to directory %s" % name, from_layer)
+                    self.fail(proxy.waiters.first(), "hard link to directory %s" % name, from_layer)
             if visible:
                 out = self.out_info(name, DIR, info, xattrs)
                 self.record(name, DIR, out, index)
@@ -1580,7 +1597,7 @@ class _Flattener:
                 try:
                     for _from_layer, proxy in mine:
                         proxy.forward = node
-                        waiters, proxy.waiters = proxy.waiters, []
+                        waiters, proxy.waiters = proxy.waiters, _Waiting()
                         if waiters:
                             self.attach(node, waiters, index)
                 finally:
@@ -1620,7 +1637,7 @@ class _Flattener:
             checked.append(directory)
         self.link_parents.update(checked)
         proxy = _Node(PROXY)
-        proxy.waiters = []
+        proxy.waiters = _Waiting()
         self.pending.setdefault(target, []).append((self.index, proxy))
         return proxy
 
@@ -1650,7 +1667,7 @@ class _Flattener:
                 if not proxy.waiters:
                     continue
                 if target in self.whiteouts:
-                    self.fail(proxy.waiters[0], "hard link target %s was removed (whiteout in %s)"
+                    self.fail(proxy.waiters.first(), "hard link target %s was removed (whiteout in %s)"
                               % (target, self.where(index)), from_layer)
                 checked = []
                 for directory in self.paths.ancestors(target):
@@ -1658,12 +1675,12 @@ class _Flattener:
                         break
                     checked.append(directory)
                     if directory in self.whiteouts.data or directory in self.opaques.data:
-                        self.fail(proxy.waiters[0], "hard link target %s was removed (whiteout in %s)"
+                        self.fail(proxy.waiters.first(), "hard link target %s was removed (whiteout in %s)"
                                   % (target, self.where(index)), from_layer)
                     node = self.cur.data.get(directory)
                     if from_layer > index and node is not None and node is not DIR:
                         kind = "symlink" if _target(node).kind == SYMLINK else "non-directory"
-                        self.fail(proxy.waiters[0], "hard link target %s passes through %s %s of %s"
+                        self.fail(proxy.waiters.first(), "hard link target %s passes through %s %s of %s"
                                   % (target, kind, directory, self.where(index)), from_layer)
                 kept.update(checked)
                 if from_layer > index:

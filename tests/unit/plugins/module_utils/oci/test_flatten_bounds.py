@@ -96,6 +96,21 @@ def test_hard_links_into_deep_lower_directories_cost_what_long_names_cost():
     assert deep < 4 * shallow + 0.5, (deep, shallow)
 
 
+def test_later_members_replacing_waiting_hard_links_cost_what_they_cost_in_order():
+    """20k hard links waiting for a lower layer's content (through a link of their own layer),
+    then a file of each name, last first: each file searched the list of waiting names (5 s,
+    six times the same names in order; quadratic)."""
+    def layers(order):
+        links = [hl.member("t", kind=tarfile.LNKTYPE, linkname="u")]
+        links += [hl.member("l%05d" % i, kind=tarfile.LNKTYPE, linkname="t") for i in range(20000)]
+        files = [hl.member("l%05d" % i) for i in order(range(20000))]
+        blobs = (hl.archive(hl.member("u", b"x")), hl.archive(*(links + files)))
+        return lambda: [BlobLayer(blob) for blob in blobs]
+    backwards = best_of_two(layers(reversed))
+    in_order = best_of_two(layers(list))
+    assert backwards < 3 * in_order + 0.5, (backwards, in_order)
+
+
 def test_distinct_deep_parents_are_refused_in_bounded_memory():
     """20k members each under its own chain of 1990 unlisted directories imply 40M directories:
     the conversion grew until memory ran out; now max_implied_dirs refuses it early."""
