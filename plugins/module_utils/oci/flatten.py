@@ -214,6 +214,7 @@ class _Paths:
         self.dirs = {}  # recently used directory path -> node
         self.names = {}  # recently used directory node -> path
         self.last_path = self.last_node = None  # the last path found (the same string is looked up repeatedly)
+        self.other_path = self.other_node = None  # the one before
 
     def _new(self, parent, name):
         node = _PathNode(parent, name)
@@ -255,6 +256,10 @@ class _Paths:
             return path
         if path is self.last_path:
             return self.last_node
+        if path is self.other_path:  # a member's name and its parent's alternate
+            self.other_path, self.other_node, self.last_path, self.last_node = \
+                self.last_path, self.last_node, path, self.other_node
+            return self.last_node
         if path == ".":
             return self.root
         cut = path.rfind("/")
@@ -271,6 +276,7 @@ class _Paths:
             if not create:
                 return None
             node = self._new(parent, name)
+        self.other_path, self.other_node = self.last_path, self.last_node
         self.last_path, self.last_node = path, node
         return node
 
@@ -335,7 +341,8 @@ class _PathMap:
         self.data = {}  # _PathNode -> value
 
     def __contains__(self, path):
-        node = self.paths.find(path)
+        paths = self.paths
+        node = paths.last_node if path is paths.last_path else paths.find(path)
         return node is not None and node in self.data
 
     def __len__(self):
@@ -348,7 +355,8 @@ class _PathMap:
         return [(str(node), value) for node, value in self.data.items()]
 
     def get(self, path, default=None):
-        node = self.paths.find(path)
+        paths = self.paths
+        node = paths.last_node if path is paths.last_path else paths.find(path)
         return default if node is None else self.data.get(node, default)
 
     def __getitem__(self, path):
@@ -358,7 +366,8 @@ class _PathMap:
         return self.data[node]
 
     def __setitem__(self, path, value):
-        self.data[self.paths.intern(path)] = value
+        paths = self.paths
+        self.data[paths.last_node if path is paths.last_path else paths.intern(path)] = value
 
     def __delitem__(self, path):
         node = self.paths.find(path)
@@ -388,7 +397,8 @@ class _PathSet:
         self.data = set()  # _PathNode
 
     def __contains__(self, path):
-        node = self.paths.find(path)
+        paths = self.paths
+        node = paths.last_node if path is paths.last_path else paths.find(path)
         return node is not None and node in self.data
 
     def __len__(self):
@@ -1485,6 +1495,7 @@ class _Flattener:
         if base.startswith(".wh."):
             self.whiteout(name, parent, base)
             return
+        self.paths.intern(name)  # the lookups of name below find it at once
         itype = info.type
         if itype in _REG_TYPES:
             kind = FILE
