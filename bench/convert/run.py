@@ -18,6 +18,17 @@ Measured, each round in a rotated order so machine noise hits all of them
       ``zstd -3 -T0`` of one rootfs tar made beforehand.
 The output of (a) is checked against (c)'s (members, modes, owners, sizes).
 
+Stress cases (issue 18), after the rounds: images whose one gzip layer is built at
+bench time by tests/lxcri_testbed/hostile_layers.py, converted once each like (a)
+(TemplateManager in a fresh Python, warm cache), with the time and the peak RSS of
+that Python (its VmHWM; the zstd it may start is not counted):
+  wide: 200k members with 4 KB names (a listed chain of 200-byte directories, a
+        distinct 64-byte leaf each), about 1 GB of tar;
+  deep: 20k members under distinct parents 1990 directories deep (one shared chain);
+  deep_distinct: 20k members each under its own 1990-deep chain (40M implied
+        directories: refused by the flattener's max_implied_dirs).
+Each must convert or be refused within STRESS_RSS_MB of peak RSS.
+
 Usage (root):  python bench/convert/run.py [--rounds N] [--rebuild]
 Prints a JSON report and OK/MISS per target; exits 1 when a target is missed.
 """
@@ -31,13 +42,16 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from common import (  # noqa: E402
     BENCH_DIR, ROOTFS, build_layout, collections_root, copy_from_rootfs, ensure_rootfs, raw_layer, repack, timed)
+from lxcri_testbed import hostile_layers  # noqa: E402
 from lxcri_testbed.bed import run  # noqa: E402
+from lxcri_testbed.oci_build import write_image  # noqa: E402
 
 LAYOUT = os.path.join(BENCH_DIR, "convert-layout")
 TAG = "1"
@@ -51,6 +65,32 @@ TARGETS = (
     ("ratio_lxc_oci_to_oci_template", ">=", 2.0, "(c)/(a) >= 2"),
     ("oci_template_exists_s", "<", 0.5, "(b) < 0.5 s"),
 )
+
+STRESS = (
+    # (name, hostile_layers shape, its parameters, what it is)
+    ("wide", "wide", {"count": 200000}, "200k members with 4 KB names"),
+    ("deep", "deep", {"count": 20000}, "20k members under distinct parents 1990 directories deep"),
+    ("deep_distinct", "deep_distinct", {"count": 20000}, "20k members each under its own 1990-deep chain"),
+)
+STRESS_RSS_MB = 300
+
+# (a) for a stress image, run by hostile_layers.measure (which adds seconds and peak_rss_mb)
+STRESS_TEMPLATE = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
+start = time.monotonic()
+try:
+    out = TemplateManager({"image": sys.argv[2], "dest": sys.argv[3], "cache_dir": sys.argv[4],
+                           "format": "vztmpl", "compression": "zstd"}).run()
+    result["outcome"] = "converted"
+    result["template_bytes"] = out.get("size")
+except OciError as exc:
+    result["outcome"] = "refused"
+    result["message"] = str(exc)[-240:]
+result["convert_s"] = round(time.monotonic() - start, 3)
+"""
 
 PULL = """
 import sys
@@ -156,9 +196,9 @@ def ensure_layout(rebuild):
     shutil.rmtree(CACHE, ignore_errors=True)  # the old image's blobs
 
 
-def blob_path(digest):
+def blob_path(digest, layout=LAYOUT):
     algo, hexdigest = digest.split(":", 1)
-    return os.path.join(LAYOUT, "blobs", algo, hexdigest)
+    return os.path.join(layout, "blobs", algo, hexdigest)
 
 
 def layer_paths():
@@ -326,6 +366,29 @@ class Bench:
             step(record)
 
 
+def stress(workdir, collections):
+    """Each stress image built now, pulled into a cache (untimed), then converted once, measured."""
+    layout = os.path.join(workdir, "stress-layout")
+    cache = os.path.join(workdir, "stress-cache")
+    results = {}
+    for name, shape, params, what in STRESS:
+        started = time.monotonic()
+        ref = write_image(layout, name, [hostile_layers.StreamLayer(shape, **params)], {"Cmd": ["/bin/sleep", "1"]})
+        built = time.monotonic() - started
+        with open(os.path.join(layout, "index.json")) as handle:
+            descriptor = [m for m in json.load(handle)["manifests"]
+                          if m["annotations"]["org.opencontainers.image.ref.name"] == name][0]
+        with open(blob_path(descriptor["digest"], layout)) as handle:
+            layer = json.load(handle)["layers"][0]
+        timed([sys.executable, "-c", PULL, collections, ref, cache], timeout=1800)
+        dest = tempfile.mkdtemp(dir=workdir)
+        result = hostile_layers.measure(STRESS_TEMPLATE, [collections, ref, dest, cache], timeout=1800)
+        shutil.rmtree(dest)
+        result.update(what=what, layer_gzip_bytes=layer["size"], build_s=round(built, 1))
+        results[name] = result
+    return results
+
+
 def median(values):
     return round(statistics.median(values), 3) if values else None
 
@@ -385,6 +448,8 @@ def main():
             report["output_size_reported_a"] = bench.keep["a"].get("size")
             summary, problems = compare(listing(bench.keep["a"]["path"]), listing(bench.keep["c"]))
             report["members"] = summary
+        if template_error is None:
+            report["stress"] = stress(workdir, collections)
         print(json.dumps(report, indent=2))
         failed = False
         for key, op, bound, label in TARGETS:
@@ -400,6 +465,13 @@ def main():
         if template_error is None:
             print("%s (a)'s output matches (c)'s rootfs (dev/ content dropped, whiteouts applied)%s"
                   % ("OK  " if not problems else "MISS", "".join("\n     " + p for p in problems)))
+            for name, _shape, _params, what in STRESS:
+                result = report["stress"][name]
+                ok = result["peak_rss_mb"] < STRESS_RSS_MB
+                failed = failed or not ok
+                print("%s stress %s (%s): %s in %.1f s, peak RSS %.0f MB < %d MB"
+                      % ("OK  " if ok else "MISS", name, what, result["outcome"], result["seconds"],
+                         result["peak_rss_mb"], STRESS_RSS_MB))
         return 1 if failed or problems else 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

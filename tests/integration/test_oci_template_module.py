@@ -1,9 +1,12 @@
 """lxcri.proxmox.oci_template through real ansible-playbook runs of the installed collection."""
 
 import os
+import re
+import time
 
 import pytest
 
+from lxcri_testbed import hostile_layers as hl
 from lxcri_testbed.ansible import write_play, write_pve_play
 from lxcri_testbed.oci_build import Layer, ZeroBomb, image_blobs, write_image
 
@@ -85,6 +88,41 @@ def test_bad_input_fails_with_a_clear_message(installed_collection, tmp_path):
     assert run.rc != 0
     assert run.results["tasks"][0]["status"] == "failed"
     assert "user 'nobody' is not defined in the image" in run.task_results()[0]["msg"]
+    assert [f for f in os.listdir(str(tmp_path / "dest")) if not f.endswith(".lock")] == []
+
+
+HOSTILE_LAYERS = {
+    # a pax record whose length is a 1 MB run of digits (quadratic in tarfile before CPython 3.11.10)
+    "pax-length": (lambda: hl.archive(hl.member("a"), hl.pax([b"9" * 1000000 + b" path=x\n"]), hl.member("b")),
+                   "member 2 (header at offset 512): pax record at byte 0: its length is not 1 to 20 decimal digits"),
+    # a uid that is not a number (tarfile: uid 0)
+    "pax-uid": (lambda: hl.archive(hl.pax([("uid", "0x0")]), hl.member("f")),
+                "member 1 (header at offset 0): 'f': pax record uid='0x0' is not a decimal number of at most 20 digits"),
+    # members each under its own chain of 1990 unlisted directories
+    "implied-dirs": (lambda: hl.TarStream(hl.deep_distinct(count=300)).read(),
+                     ": the members imply more than max_implied_dirs (262144) directories that no member lists"),
+}
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_LAYERS))
+def test_a_hostile_layer_fails_with_the_engines_message(installed_collection, tmp_path, hostile):
+    """Issue 18: the bounds of the layer flattener, through the module."""
+    make, message = HOSTILE_LAYERS[hostile]
+    layout = str(tmp_path / "layout")
+    ref = write_image(layout, "t", [Layer().dir("bin").busybox(("sleep",)), hl.RawLayer(make())],
+                      {"Cmd": ["/bin/sleep", "1"]})
+    play = write_play(tmp_path, "hostile.yml", """\
+        - lxcri.proxmox.oci_template:
+            image: %s
+            dest: %s
+            cache_dir: %s
+        """ % (ref, tmp_path / "dest", tmp_path / "cache"))
+    start = time.monotonic()
+    run = installed_collection.playbook(play)
+    assert run.rc != 0 and run.results["tasks"][0]["status"] == "failed", run
+    msg = run.task_results()[0]["msg"]
+    assert re.search(r"layer 2 of 3 \(sha256:[0-9a-f]{64}\): ", msg) and message in msg, msg
+    assert time.monotonic() - start < 120
     assert [f for f in os.listdir(str(tmp_path / "dest")) if not f.endswith(".lock")] == []
 
 

@@ -178,7 +178,12 @@ def write_image(layout, tag, layers, config=None, compression="gzip", architectu
         json.dump({"imageLayoutVersion": "1.0.0"}, handle)
     descriptors, diff_ids = [], []
     for layer in layers:
-        if hasattr(layer, "blob"):
+        if hasattr(layer, "put_blob"):  # a layer too big to hold in memory writes its blob as it makes it
+            digest, size, diff_id = layer.put_blob(layout, compression)
+            diff_ids.append(diff_id)
+            descriptors.append({"mediaType": LAYER_TYPES[compression], "digest": digest, "size": size})
+            continue
+        if hasattr(layer, "blob"):  # a layer that compresses its own blob (ZeroBomb)
             blob, diff_id = layer.blob(compression)
             diff_ids.append(diff_id)
         else:

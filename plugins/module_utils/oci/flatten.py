@@ -18,7 +18,8 @@ Semantics are those of the OCI image spec ("applying changesets"):
 * An upper entry replaces the same path below; a non-directory hides a whole
   lower subtree; a directory replaces a lower non-directory.  Directories
   merge: the topmost explicit entry gives the attributes.  Directories only
-  implied by children are emitted at the end (0755, root, newest mtime).
+  implied by children are emitted at the end (0755, root, newest mtime;
+  parents first, siblings by name).
 * Same path twice in one layer: the later one wins, as Docker and
   containerd apply it, and the template holds the path once (Proxmox VE's
   restore, GNU tar with --skip-old-files, would keep the FIRST member).  A
@@ -79,10 +80,24 @@ Semantics are those of the OCI image spec ("applying changesets"):
   becomes 65534 and drops the setuid/setgid bit; an mtime outside
   0..8^11-1 is clamped.
 
+Tracking costs memory per path, not per path byte: every path is interned
+once as a node of a tree of components (``_Paths``), the sets and maps of
+the merge are keyed by these nodes, ancestors are parent pointers, and a
+member's metadata is dropped once it is handled (a hard link to a member
+that was not emitted re-reads the layer).  What is tracked beyond the
+members read (directories no member lists) is bounded by
+``Limits.max_implied_dirs``, symlink targets kept for ``Tree.resolve`` by
+``Limits.max_symlink_bytes``.
+
 Layers are read with ``tarfile`` in its seekable mode over a forward-only
 reader (cheaper than its stream mode's buffer copies; it never seeks back),
 which counts the uncompressed bytes to enforce the expansion ratio and size
-limits while streaming and bounds the size of every member header.
+limits while streaming and bounds the size of every member header.  Pax
+headers are parsed by the engine (``_pax_records``, linear in their size on
+every Python); a malformed header (numbers, sizes, sparse maps, too many
+extension headers) is a FlattenError naming the layer and the member (its
+ordinal, header offset and, once known, name), never tarfile's bare
+ValueError, IndexError or RecursionError.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -114,6 +129,8 @@ FILE, DIR, SYMLINK, FIFO, HARDLINK, DEVICE, PROXY = "file", "dir", "symlink", "f
 _REG_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _OUT_TYPE = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE, SYMLINK: tarfile.SYMTYPE, FIFO: tarfile.FIFOTYPE,
              HARDLINK: tarfile.LNKTYPE}
+_KIND_OF = dict([(t, FILE) for t in _REG_TYPES] + [(tarfile.DIRTYPE, DIR), (tarfile.SYMTYPE, SYMLINK), (tarfile.FIFOTYPE, FIFO),
+                                                   (tarfile.LNKTYPE, HARDLINK), (tarfile.CHRTYPE, DEVICE), (tarfile.BLKTYPE, DEVICE)])
 _KEEP_PAX = ("SCHILY.xattr.security.capability", "SCHILY.acl.access", "SCHILY.acl.default")
 _KEEP_PAX_PREFIX = "SCHILY.xattr.user."
 _XATTR_PREFIXES = ("SCHILY.xattr.", "SCHILY.acl.", "LIBARCHIVE.xattr.")
@@ -127,7 +144,6 @@ MAX_CONTAINER_ID = 65535
 OVERFLOW_ID = 65534  # the kernel's overflowuid/overflowgid: how an unmapped id shows inside a user namespace
 MAX_ID = 2 ** 32 - 2
 MAX_MTIME = 8 ** 11 - 1  # the largest ustar mtime (year 2242): no pax record, and every filesystem keeps it
-_PAX_ID = re.compile(r"\A[+-]?[0-9]+\Z")  # what Go's archive/tar (strconv.ParseInt) takes; tarfile's int() takes more
 # POSIX ACL text (GNU tar's SCHILY.acl.*), as libacl's acl_from_text reads it
 _ACL_SEPARATORS = re.compile(r"[,\n]")
 _ACL_TAGS = {"user": "user", "u": "user", "group": "group", "g": "group", "mask": "mask", "m": "mask",
@@ -199,7 +215,8 @@ class Limits:
     def __init__(self, max_members=2000000, max_path_bytes=4096, max_name_bytes=255,
                  max_xattr_bytes=65536, max_expansion_ratio=MAX_EXPANSION_RATIO,
                  max_uncompressed_bytes=MAX_UNCOMPRESSED_BYTES, max_capture_bytes=1 << 20,
-                 expansion_allowance_bytes=EXPANSION_ALLOWANCE_BYTES):
+                 expansion_allowance_bytes=EXPANSION_ALLOWANCE_BYTES, max_implied_dirs=1 << 18,
+                 max_symlink_bytes=64 << 20):
         self.max_members = max_members  # members read, over all layers
         self.max_path_bytes = max_path_bytes  # a member name, link target or symlink target
         self.max_name_bytes = max_name_bytes  # one path component
@@ -208,6 +225,10 @@ class Limits:
         self.expansion_allowance_bytes = expansion_allowance_bytes  # ... plus what all layers share beyond it
         self.max_uncompressed_bytes = max_uncompressed_bytes  # over all layers (first reads); None: unbounded
         self.max_capture_bytes = max_capture_bytes  # largest file Tree.captured() holds
+        # paths tracked beyond the members read, over all layers: directories that no member lists (a member
+        # ``<n>/d/d/.../f`` implies thousands) and hard link targets; each costs memory like a member
+        self.max_implied_dirs = max_implied_dirs
+        self.max_symlink_bytes = max_symlink_bytes  # symlink targets kept to resolve paths, over all layers
 
     @property
     def header_budget(self):
@@ -221,7 +242,7 @@ class Limits:
 class TreeEntry:
     """One path of the final filesystem, as emitted."""
 
-    __slots__ = ("type", "mode", "uid", "gid", "mtime", "linkname", "size", "layer")
+    __slots__ = ("type", "mode", "uid", "gid", "mtime", "_link", "size", "layer")
 
     def __init__(self, kind, mode, uid, gid, mtime, linkname=None, size=0, layer=None):
         self.type = kind
@@ -229,9 +250,14 @@ class TreeEntry:
         self.uid = uid
         self.gid = gid
         self.mtime = mtime
-        self.linkname = linkname  # symlink: target verbatim; hardlink: canonical name it links to
+        self._link = linkname  # symlink: target verbatim; hardlink: canonical name it links to (maybe interned)
         self.size = size
         self.layer = layer  # index (bottom first) of the layer it came from; None if implied
+
+    @property
+    def linkname(self):
+        link = self._link
+        return link if link is None or isinstance(link, str) else str(link)
 
     def __repr__(self):
         return "TreeEntry(%s, %o, %d:%d, %r)" % (self.type, self.mode, self.uid, self.gid, self.linkname)
@@ -243,11 +269,263 @@ def _clean(path):
     return "/".join(parts) or "."
 
 
+class _PathNode:
+    """One canonical path, interned: its parent node and its last component.
+
+    Hashes by identity; ``str()`` rebuilds the path (for messages and output).
+    """
+
+    __slots__ = ("parent", "name", "children")
+
+    def __init__(self, parent, name):
+        self.parent = parent
+        self.name = name
+        self.children = None  # component -> _PathNode
+
+    def __str__(self):
+        parts = []
+        node = self
+        while node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return "/".join(reversed(parts)) or "."
+
+    __repr__ = __str__
+
+
+class _Paths:
+    """The canonical paths seen, as a tree of components.
+
+    Tracking keys on these nodes, so a path costs one node and its last
+    component however long it is (200k members under a 4 KB directory
+    chain share the chain), and ancestors are parent pointers, never
+    rebuilt strings.  Finding a path costs its length: the recently used
+    directories are cached by their full path (a bounded cache), else the
+    path is walked from the root.
+    """
+
+    CACHE = 1024
+
+    def __init__(self):
+        self.root = _PathNode(None, ".")
+        self.count = 0  # nodes made (besides the root)
+        self.dirs = {}  # recently used directory path -> node
+        self.names = {}  # recently used directory node -> path
+        self.last_path = self.last_node = None  # the last path found (the same string is looked up repeatedly)
+        self.other_path = self.other_node = None  # the one before
+
+    def _new(self, parent, name):
+        node = _PathNode(parent, name)
+        if parent.children is None:
+            parent.children = {}
+        parent.children[name] = node
+        self.count += 1
+        return node
+
+    def _dir(self, path, create):
+        node = self.dirs.get(path)
+        if node is not None:
+            return node
+        # the nearest cached ancestor a few levels up, else the root
+        node, start, cut = self.root, 0, len(path)
+        for dummy in range(4):
+            cut = path.rfind("/", 0, cut)
+            if cut < 0:
+                break
+            cached = self.dirs.get(path[:cut])
+            if cached is not None:
+                node, start = cached, cut + 1
+                break
+        for name in path[start:].split("/"):
+            children = node.children
+            child = children.get(name) if children is not None else None
+            if child is None:
+                if not create:
+                    return None
+                child = self._new(node, name)
+            node = child
+        if len(self.dirs) >= self.CACHE:
+            self.dirs.clear()
+        self.dirs[path] = node
+        return node
+
+    def _node(self, path, create):
+        if path.__class__ is _PathNode:
+            return path
+        if path is self.last_path:
+            return self.last_node
+        if path is self.other_path:  # a member's name and its parent's alternate
+            self.other_path, self.other_node, self.last_path, self.last_node = \
+                self.last_path, self.last_node, path, self.other_node
+            return self.last_node
+        if path == ".":
+            return self.root
+        cut = path.rfind("/")
+        if cut < 0:
+            parent = self.root
+        else:
+            parent = self._dir(path[:cut], create)
+            if parent is None:
+                return None
+        name = path[cut + 1:]
+        children = parent.children
+        node = children.get(name) if children is not None else None
+        if node is None:
+            if not create:
+                return None
+            node = self._new(parent, name)
+        self.other_path, self.other_node = self.last_path, self.last_node
+        self.last_path, self.last_node = path, node
+        return node
+
+    def path(self, node):
+        """The path of a node (a string as given)."""
+        if node.__class__ is not _PathNode:
+            return node
+        parent = node.parent
+        if parent is None:
+            return "."
+        if parent.parent is None:
+            return node.name
+        prefix = self.names.get(parent)
+        if prefix is None:
+            prefix = str(parent)
+            if len(self.names) >= self.CACHE:
+                self.names.clear()
+            self.names[parent] = prefix
+        return prefix + "/" + node.name
+
+    def find(self, path):
+        """The node of a canonical path (or a node), None when never interned."""
+        return self._node(path, False)
+
+    def intern(self, path):
+        return self._node(path, True)
+
+    def lineage(self, path):
+        """The nodes of a canonical path and of its ancestors, nearest first, ending with the root."""
+        node = self._node(path, True)
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def ancestors(self, path):
+        """The interned proper ancestors of a canonical path, nearest first, ending with the root."""
+        node = self._node(path, False)
+        if node is not None:
+            node = node.parent
+        else:
+            cut = path.rfind("/")
+            node = self._dir(path[:cut], False) if cut > 0 else self.root
+            if node is None:  # the deepest ancestor interned
+                node = self.root
+                for name in path.split("/")[:-1]:
+                    child = node.children.get(name) if node.children is not None else None
+                    if child is None:
+                        break
+                    node = child
+        while node is not None:
+            yield node
+            node = node.parent
+
+
+class _PathMap:
+    """A dict keyed by canonical paths (strings or interned nodes); iterating yields path strings."""
+
+    __slots__ = ("paths", "data")
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.data = {}  # _PathNode -> value
+
+    def __contains__(self, path):
+        paths = self.paths
+        node = paths.last_node if path is paths.last_path else paths.find(path)
+        return node is not None and node in self.data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        return (str(node) for node in list(self.data))
+
+    def items(self):
+        return [(str(node), value) for node, value in self.data.items()]
+
+    def get(self, path, default=None):
+        paths = self.paths
+        node = paths.last_node if path is paths.last_path else paths.find(path)
+        return default if node is None else self.data.get(node, default)
+
+    def __getitem__(self, path):
+        node = self.paths.find(path)
+        if node is None:
+            raise KeyError(path)
+        return self.data[node]
+
+    def __setitem__(self, path, value):
+        paths = self.paths
+        self.data[paths.last_node if path is paths.last_path else paths.intern(path)] = value
+
+    def __delitem__(self, path):
+        node = self.paths.find(path)
+        if node is None:
+            raise KeyError(path)
+        del self.data[node]
+
+    def pop(self, path, *default):
+        node = self.paths.find(path)
+        if node is None:
+            if default:
+                return default[0]
+            raise KeyError(path)
+        return self.data.pop(node, *default)
+
+    def setdefault(self, path, default=None):
+        return self.data.setdefault(self.paths.intern(path), default)
+
+
+class _PathSet:
+    """A set of canonical paths (strings or interned nodes); iterating yields path strings."""
+
+    __slots__ = ("paths", "data")
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.data = set()  # _PathNode
+
+    def __contains__(self, path):
+        paths = self.paths
+        node = paths.last_node if path is paths.last_path else paths.find(path)
+        return node is not None and node in self.data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        return (str(node) for node in list(self.data))
+
+    def add(self, path):
+        self.data.add(self.paths.intern(path))
+
+    def discard(self, path):
+        node = self.paths.find(path)
+        if node is not None:
+            self.data.discard(node)
+
+    def update(self, paths):
+        if isinstance(paths, _PathSet):
+            self.data.update(paths.data)
+        else:
+            for path in paths:
+                self.add(path)
+
+
 class Tree:
     """The final visible filesystem written to the sink."""
 
     def __init__(self):
-        self.entries = {}  # canonical path -> TreeEntry
+        self.entries = _PathMap(_Paths())  # canonical path -> TreeEntry
         self.members = 0  # entries given to the sink
         self.bytes = 0  # regular-file data bytes given to the sink
         self.read_bytes = 0  # uncompressed layer bytes read (re-reads included)
@@ -380,8 +658,8 @@ class _LayerStream:
     def read(self, size=-1):
         if size is not None and size >= 0:
             if self.pos + size > self.header_limit:
-                raise FlattenError("a member's headers exceed %d bytes (limit: max_path_bytes and max_xattr_bytes)"
-                                   % self.flattener.limits.header_budget)
+                raise FlattenError("%s: a member's headers exceed %d bytes (header at offset %d; limit: max_path_bytes and "
+                                   "max_xattr_bytes)" % (self.flattener.where(), self.budget, self.header_limit - self.budget))
             end = self.bpos + size
             if end <= len(self.buf):
                 data = self.buf[self.bpos:end]
@@ -457,6 +735,65 @@ def _text(field, encoding, errors):
     return field.partition(b"\0")[0].decode(encoding, errors)
 
 
+_tarfile = tarfile  # the module, in TarInfo methods whose parameter is named tarfile
+
+
+class _HeaderError(tarfile.TarError):
+    """A member header refused while it is read (not a tarfile HeaderError, which tarfile may take for the end)."""
+
+
+# what tarfile raises besides TarError on malformed headers, in some version or other
+_UNREADABLE = (_HeaderError, ValueError, OverflowError, IndexError, RecursionError)
+# extension headers (pax, GNU long names) one member may have; tarfile reads each one recursively
+MAX_EXTENSION_HEADERS = 16
+_PAX_INTEGER = re.compile(r"[0-9]{1,20}\Z")
+_PAX_TIME = re.compile(r"([-+]?[0-9]{1,20})(?:\.([0-9]*))?\Z")
+
+
+def _pax_records(buf):
+    """The (keyword, value) pairs of a pax extended header, as bytes, in order.
+
+    Records are ``"%d %s=%s\n" % (length, keyword, value)`` with ``length`` the
+    record's size; trailing NUL bytes end the header.  Linear in the header's
+    size: tarfile's own parser before CPython 3.11.10/3.12.6 (CVE-2024-6232)
+    runs regular expressions over the whole header that are quadratic on long
+    runs of digits, and converts any number of digits with int().
+    """
+    records = []
+    pos = 0
+    end = len(buf)
+    while pos < end and buf[pos] != 0:
+        space = buf.find(b" ", pos, pos + 21)
+        digits = buf[pos:space] if space > pos else b""
+        if not digits.isdigit():
+            raise _HeaderError("pax record at byte %d: its length is not 1 to 20 decimal digits and a space" % pos)
+        length = int(digits)
+        if length < 5 or pos + length > end or buf[pos + length - 1] != 0x0A:
+            raise _HeaderError("pax record at byte %d: a length of %d does not end at a newline inside the "
+                               "%d-byte header" % (pos, length, end))
+        keyword, equals, value = buf[space + 1:pos + length - 1].partition(b"=")
+        if not keyword or not equals:
+            raise _HeaderError("pax record at byte %d: no keyword=value" % pos)
+        records.append((keyword, value))
+        pos += length
+    return records
+
+
+def _pax_number(keyword, value):
+    """A pax number field as tarfile gives it (int; float for times), or _HeaderError when it is not one.
+
+    tarfile turns a malformed number into 0 (uid 0) and takes inf, nan or any
+    number of digits; GNU tar and Go refuse them.
+    """
+    if keyword in ("mtime", "atime", "ctime"):
+        match = _PAX_TIME.match(value)
+        if match is not None:
+            return float("%s.%s" % (match.group(1), (match.group(2) or "0")[:9] or "0"))
+    elif _PAX_INTEGER.match(value):
+        return int(value)
+    raise _HeaderError("pax record %s=%r is not a decimal number of at most 20 digits" % (keyword, value[:40]))
+
+
 class _FastTarInfo(tarfile.TarInfo):
     """TarInfo whose block parser is one struct.unpack for ordinary headers.
 
@@ -512,15 +849,101 @@ class _FastTarInfo(tarfile.TarInfo):
             obj.__class__ = _PaxGlobalHeader
         return obj
 
+    @classmethod
+    def fromtarfile(cls, tarfile):
+        # tarfile reads a member's extension headers recursively: bound the chain (else RecursionError)
+        depth = getattr(tarfile, "_extension_headers", 0)
+        if depth > MAX_EXTENSION_HEADERS:
+            raise _HeaderError("more than %d extension headers (pax, GNU long name) before one member"
+                               % MAX_EXTENSION_HEADERS)
+        tarfile._extension_headers = depth + 1
+        try:
+            return super(_FastTarInfo, cls).fromtarfile(tarfile)
+        finally:
+            tarfile._extension_headers = depth
+
+    def _proc_member(self, tarfile):
+        if self.size < 0:  # base-256; tarfile would read backwards or everything
+            raise _HeaderError("%r: negative size %d" % (self.name[:200], self.size))
+        return super(_FastTarInfo, self)._proc_member(tarfile)
+
+    def _proc_sparse(self, tarfile):
+        """Old GNU sparse: its extension blocks are skipped, unread (sparse members are refused)."""
+        structs, extended, realsize = self._sparse_structs
+        while extended:
+            block = tarfile.fileobj.read(_tarfile.BLOCKSIZE)
+            if len(block) < _tarfile.BLOCKSIZE:
+                raise _HeaderError("%r: the layer ends inside the sparse map" % self.name[:200])
+            extended = block[504] != 0
+        self.sparse = structs
+        self.offset_data = tarfile.fileobj.tell()
+        tarfile.offset = self.offset_data + self._block(self.size)
+        self.size = realsize
+        return self
+
+    def _proc_pax(self, tarfile):
+        """A pax extended (or global) header, read with _pax_records (tarfile's own parser is quadratic on some
+        Pythons).  Same results as tarfile's, except: malformed numbers are refused, and a member with GNU
+        sparse records is marked sparse (refused) without reading its map."""
+        size = self.size
+        buf = tarfile.fileobj.read(self._block(size))
+        if len(buf) < size:
+            raise _HeaderError("the layer ends inside a pax header")
+        records = _pax_records(buf[:size])
+        pax_headers = tarfile.pax_headers if self.type == _tarfile.XGLTYPE else tarfile.pax_headers.copy()
+        encoding = None
+        for keyword, value in records:
+            if keyword == b"hdrcharset" and encoding is None:
+                encoding = tarfile.encoding if value == b"BINARY" else "utf-8"
+        for keyword, value in records:
+            keyword = self._decode_pax_field(keyword, "utf-8", "utf-8", tarfile.errors)
+            if keyword in _tarfile.PAX_NAME_FIELDS:
+                value = self._decode_pax_field(value, encoding or "utf-8", tarfile.encoding, tarfile.errors)
+            else:
+                value = self._decode_pax_field(value, "utf-8", "utf-8", tarfile.errors)
+            pax_headers[keyword] = value
+        try:
+            member = self.fromtarfile(tarfile)
+        except _tarfile.HeaderError as exc:
+            raise _tarfile.SubsequentHeaderError(str(exc))
+        if any(keyword.startswith("GNU.sparse.") for keyword in pax_headers):
+            member.sparse = []
+        if self.type in (_tarfile.XHDTYPE, _tarfile.SOLARIS_XHDTYPE):
+            member._apply_pax_info(pax_headers, tarfile.encoding, tarfile.errors)
+            member.offset = self.offset
+            if "size" in pax_headers:
+                offset = member.offset_data
+                if member.isreg() or member.type not in _tarfile.SUPPORTED_TYPES:
+                    offset += member._block(member.size)
+                tarfile.offset = offset
+        return member
+
+    def _apply_pax_info(self, pax_headers, encoding, errors):
+        for keyword, value in pax_headers.items():
+            if keyword == "GNU.sparse.name":
+                self.path = value
+            elif keyword in tarfile.PAX_FIELDS:
+                if keyword in tarfile.PAX_NUMBER_FIELDS:
+                    try:
+                        value = _pax_number(keyword, value)
+                    except _HeaderError as exc:
+                        raise _HeaderError("%r: %s" % (self.name[:200], exc))
+                if keyword == "path":
+                    value = value.rstrip("/")
+                setattr(self, keyword, value)
+        self.pax_headers = pax_headers.copy()
+
 
 class _PaxGlobalHeader(_FastTarInfo):
     """A pax global header, skipped and counted as containerd and moby skip it; tarfile would apply its records
     (uid, path, security.capability, ...) to every later member.  (A class of its own, so that other members
-    keep tarfile's _proc_member without a call in between.)"""
+    need no test of their type.)"""
 
     __slots__ = ()
 
     def _proc_member(self, tarfile):
+        if self.size < 0:  # base-256, as _FastTarInfo._proc_member refuses it
+            raise _HeaderError("negative size %d of a pax global header" % self.size)
         tarfile.fileobj.read(self._block(self.size))
         tarfile.fileobj.pax_globals += 1
         return _FastTarInfo.fromtarfile(tarfile)
@@ -839,6 +1262,23 @@ class _Node:
         self.refetch = None  # link names waiting for the data of a re-read
 
 
+class _Waiting(dict):
+    """Link names waiting for content, in arrival order, used as a list whose membership test and removal
+    (a later member of the same name, forget_waiter) cost O(1), not the length of the list."""
+
+    __slots__ = ()
+
+    def extend(self, names):
+        for name in names:
+            self[name] = None
+
+    def remove(self, name):
+        del self[name]
+
+    def first(self):
+        return next(iter(self))
+
+
 def _target(node):
     while node.forward is not None:
         node = node.forward
@@ -880,10 +1320,11 @@ class _Flattener:
         self.limits = limits or Limits()
         self.tree = Tree()
         self.taken = self.tree.entries  # visible paths of the layers read so far
-        self.hide_all = set()  # a path and its subtree are hidden below (whiteout, hidden non-directory)
-        self.hide_children = set()  # a directory's lower content is hidden (opaque marker)
-        self.emitted_parents = {}  # directory -> one emitted path below it
-        self.pending = {}  # link target path -> [(layer index, proxy node)]
+        self.paths = self.taken.paths  # every path tracked below is interned here
+        self.hide_all = _PathSet(self.paths)  # a path and its subtree are hidden below (whiteout, hidden non-directory)
+        self.hide_children = _PathSet(self.paths)  # a directory's lower content is hidden (opaque marker)
+        self.emitted_parents = _PathMap(self.paths)  # directory -> one emitted path below it
+        self.pending = _PathMap(self.paths)  # link target path -> [(layer index, proxy node)]
         self.capture = set(_clean(c) for c in capture)
         self.capture_prefixes = set()
         for path in self.capture:
@@ -894,6 +1335,7 @@ class _Flattener:
         self.counting = True  # False while a layer is re-read
         self.allowance = self.limits.expansion_allowance_bytes  # what is left of it
         self.caps = {}  # layer index -> its cap on the first read (a re-read has the same)
+        self.symlink_bytes = 0
         self.read_count = 0
         self.index = None
         self.stream = None
@@ -927,12 +1369,16 @@ class _Flattener:
         limits = self.limits
         if len(name) * 4 > limits.max_path_bytes and len(name.encode("utf-8", "surrogateescape")) > limits.max_path_bytes:
             self.fail(name[:200] + "...", "%s longer than max_path_bytes (%d)" % (what, limits.max_path_bytes))
-        parts = [p for p in name.split("/") if p and p != "."]
-        for part in parts:
-            if part == "..":
-                self.fail(name, "%s has a '..' component" % what)
-            if len(part) * 4 > limits.max_name_bytes and len(part.encode("utf-8", "surrogateescape")) > limits.max_name_bytes:
-                self.fail(name[:200], "a component of the %s is longer than max_name_bytes (%d)" % (what, limits.max_name_bytes))
+        parts = name.split("/")
+        wrapped = "/%s/" % name  # substring tests instead of scans of a list of thousands of parts
+        if "//" in wrapped or "/./" in wrapped:
+            parts = [p for p in parts if p and p != "."]
+        if "/../" in wrapped:
+            self.fail(name, "%s has a '..' component" % what)
+        if parts and max(map(len, parts)) * 4 > limits.max_name_bytes:  # a loop per component only then
+            for part in parts:
+                if len(part) * 4 > limits.max_name_bytes and len(part.encode("utf-8", "surrogateescape")) > limits.max_name_bytes:
+                    self.fail(name[:200], "a component of the %s is longer than max_name_bytes (%d)" % (what, limits.max_name_bytes))
         return "/".join(parts) or "."
 
     def xattrs(self, info, name):
@@ -1028,15 +1474,12 @@ class _Flattener:
     def numbers(self, info, name):
         """Refuse owners no restore can take; clamp those an unprivileged container cannot map, and mtimes.
 
-        An owner outside 0..2^32-2 (or a pax uid/gid record that is not a decimal number, which tarfile
-        reads as 0) is an error.  One above 65535 becomes 65534, the id an unmapped owner shows as, and the
+        An owner outside 0..2^32-2 is an error (a pax uid/gid record that is not a decimal number, which
+        tarfile reads as 0, is refused by the header parser, _pax_number).  One above 65535 becomes 65534, the id an unmapped owner shows as, and the
         member loses its setuid (setgid) bit with it.  An mtime outside 0..8^11-1 (or not a number) is set
         to the nearer end.  ``Tree.clamped_ids`` and ``Tree.clamped_mtimes`` count them.
         """
         for field, bit in (("uid", 0o4000), ("gid", 0o2000)):
-            record = info.pax_headers.get(field)
-            if record is not None and not _PAX_ID.match(record):
-                self.fail(name, "its pax %s record %r is not a number" % (field, record[:40]))
             value = getattr(info, field)
             if not 0 <= value <= MAX_ID:
                 self.fail(name, "%s %d is outside 0..%d: restoring it would fail, or leave the file owned by root"
@@ -1073,7 +1516,14 @@ class _Flattener:
         old = self.taken.get(name)
         if old is not None and old.type == HARDLINK:
             layer = old.layer  # a link name keeps the layer it came from (it hides what is below it)
-        entry = TreeEntry(kind, out.mode, out.uid, out.gid, out.mtime, out.linkname or None, out.size, layer)
+        link = out.linkname or None
+        if kind == HARDLINK and link is not None:
+            link = self.paths.intern(link)
+        elif kind == SYMLINK and link is not None:
+            self.symlink_bytes += len(link)
+            if self.symlink_bytes > self.limits.max_symlink_bytes:
+                self.fail(name, "symlink targets take more than max_symlink_bytes (%d) in all" % self.limits.max_symlink_bytes)
+        entry = TreeEntry(kind, out.mode, out.uid, out.gid, out.mtime, link, out.size, layer)
         self.taken[name] = entry
         if out.mtime > self.tree.mtime_max:
             self.tree.mtime_max = out.mtime
@@ -1154,9 +1604,8 @@ class _Flattener:
 
     def mark_parents(self, name):
         parents = self.emitted_parents
-        child = name
-        while name != ".":
-            name = _parent(name)
+        child = self.paths.intern(name)
+        for name in self.paths.ancestors(child):
             if name in parents:
                 return
             parents[name] = child
@@ -1186,7 +1635,7 @@ class _Flattener:
         dest = self.taken.get(target)
         out = tarfile.TarInfo(name)
         out.type = tarfile.LNKTYPE
-        out.linkname = target
+        out.linkname = self.paths.path(target)
         out.uname = out.gname = ""
         if dest is not None:
             out.mode, out.uid, out.gid, out.mtime = dest.mode, dest.uid, dest.gid, dest.mtime
@@ -1204,13 +1653,13 @@ class _Flattener:
             out = self.out_info(name, node.kind, info, node.xattrs)
             self.record(name, node.kind, out, layer)
             self.emit(out)
-        node.name = name
+        node.name = self.paths.intern(name)
 
     def attach(self, node, names, layer):
         """Make the link ``names`` hold ``node``'s content (now or once it is known)."""
         node = _target(node)
         if node.kind == PROXY:
-            node.waiters.extend(names)
+            node.waiters.extend(self.paths.intern(name) for name in names)
             return
         if node.kind == DEVICE:
             for name in names:
@@ -1218,17 +1667,17 @@ class _Flattener:
                 self.taken.pop(name, None)
                 self.hide_all.add(name)
             return
-        names = list(names)
+        names = [self.paths.path(name) for name in names]
         if not names:
             return
         if node.name is None and node.refetch is None:
-            if node.kind != FILE or node.live:
+            if node.live:  # a node keeps its member's metadata only while it is read (else: a re-read)
                 self.materialize(node, names.pop(0), layer)
             else:
-                node.refetch = []
+                node.refetch = _Waiting()
                 self.refetch.append(node)
         if node.name is None:
-            node.refetch.extend(names)
+            node.refetch.extend(self.paths.intern(name) for name in names)
             return
         for name in names:
             self.emit_link(name, node.name, layer)
@@ -1246,7 +1695,7 @@ class _Flattener:
         for target, groups in sorted(self.pending.items()):
             for from_layer, proxy in groups:
                 if proxy.waiters:
-                    self.fail(proxy.waiters[0], "hard link target %s does not exist" % target, from_layer)
+                    self.fail(proxy.waiters.first(), "hard link target %s does not exist" % target, from_layer)
         self.emit_implied()
         if self.restart:
             if self.need_acl_ids:
@@ -1256,13 +1705,15 @@ class _Flattener:
         return self.tree
 
     def begin_layer(self):
-        self.cur = {}  # path -> DIR or _Node, for this layer's members so far
-        self.layer_parents = set()  # directories with members below them in this layer (no non-dir above)
-        self.hidden_cache = {}
-        self.whiteouts = set()
-        self.opaques = set()
-        self.hidden_nondirs = set()
-        self.resolved_here = set()
+        paths = self.paths
+        self.cur = _PathMap(paths)  # path -> DIR or _Node, for this layer's members so far
+        self.layer_parents = _PathSet(paths)  # directories with members below them in this layer (no non-dir above)
+        self.hidden_cache = _PathMap(paths)
+        self.whiteouts = _PathSet(paths)
+        self.opaques = _PathSet(paths)
+        self.hidden_nondirs = _PathSet(paths)
+        self.resolved_here = _PathSet(paths)
+        self.link_parents = set()  # nodes of directories above hard link targets, with no non-directory of this layer
         self.refetch = []
         self.dir_xattrs = set()  # directories of this layer emitted with pax records
         self.layer_dups = self.hints.dups.get(self.index)  # (pass 2) path -> ordinal of its last member
@@ -1288,11 +1739,15 @@ class _Flattener:
                 if str(exc) != "empty file":
                     raise FlattenError("%s: not a tar archive: %s" % (self.where(), exc))
                 tar = None
+            except _UNREADABLE as exc:
+                raise self.header_error(exc, 0, 0)
             ordinal = 0
             while tar is not None:
                 stream.begin_header(tar.offset)
                 try:
                     info = tar.next()
+                except _UNREADABLE as exc:
+                    raise self.header_error(exc, ordinal, tar.offset)
                 except tarfile.TarError as exc:
                     raise FlattenError("%s: corrupt tar after %d members: %s" % (self.where(), ordinal, exc))
                 stream.end_header()
@@ -1310,6 +1765,9 @@ class _Flattener:
                 if stream.pos < info.offset_data:
                     stream.seek(info.offset_data)
                 handle(info, ordinal)
+                if self.paths.count - self.read_count > self.limits.max_implied_dirs:
+                    self.fail(info.name, "the members imply more than max_implied_dirs (%d) directories that no member "
+                              "lists" % self.limits.max_implied_dirs)
             stream.end_header()
             stream.drain()
             if count:
@@ -1320,6 +1778,11 @@ class _Flattener:
             self.stream = None
             raw.close()
 
+    def header_error(self, exc, ordinal, offset):
+        """A member header that cannot be read, as the engine's error (tarfile also raises bare ValueError & co)."""
+        detail = str(exc) if isinstance(exc, _HeaderError) else "unreadable header (%s: %s)" % (type(exc).__name__, exc)
+        return FlattenError("%s: member %d (header at offset %d): %s" % (self.where(), ordinal + 1, offset, detail))
+
     def children_hidden(self, directory):
         """Is the lower content of ``directory`` hidden by the layers above this one?"""
         cache = self.hidden_cache
@@ -1327,8 +1790,7 @@ class _Flattener:
         if result is not None:
             return result
         chain = []
-        name = directory
-        while True:
+        for name in self.paths.lineage(directory):
             result = cache.get(name)
             if result is not None:
                 break
@@ -1338,10 +1800,8 @@ class _Flattener:
                 result = True
                 break
             chain.append(name)
-            if name == ".":
-                result = False
-                break
-            name = _parent(name)
+        else:
+            result = False
         for name in chain:
             cache[name] = result
         return result
@@ -1350,7 +1810,7 @@ class _Flattener:
         """No member of this layer may go through a non-directory of the same layer."""
         if parent in self.layer_parents:
             return
-        for directory in [parent] + _ancestors(parent) if parent != "." else ["."]:
+        for directory in self.paths.lineage(parent):
             if directory in self.layer_parents:
                 break
             node = self.cur.get(directory)
@@ -1367,6 +1827,7 @@ class _Flattener:
         if base.startswith(".wh."):
             self.whiteout(name, parent, base)
             return
+        self.paths.intern(name)  # the lookups of name below find it at once
         itype = info.type
         if itype in _REG_TYPES:
             kind = FILE
@@ -1413,7 +1874,7 @@ class _Flattener:
             if kind == DIR:
                 visible = visible and self.taken[name].type == DIR
             else:
-                waited = self.forget_waiter(previous, name)
+                waited = self.forget_waiter(previous, self.paths.intern(name))
                 learned = self.learned.dups.get(index)
                 if (visible and not waited) or name in self.resolved_here or (learned and name in learned):
                     # the earlier member is out (or an upper layer's hard link took it): only another pass can
@@ -1433,7 +1894,7 @@ class _Flattener:
             self.cur[name] = DIR
             for from_layer, proxy in self.pending.get(name, ()):
                 if from_layer > index and proxy.waiters:
-                    self.fail(proxy.waiters[0], "hard link to directory %s" % name, from_layer)
+                    self.fail(proxy.waiters.first(), "hard link to directory %s" % name, from_layer)
             if visible:
                 out = self.out_info(name, DIR, info, xattrs)
                 before = self.taken.get(name) if previous is not None else None
@@ -1445,6 +1906,8 @@ class _Flattener:
 
         if name in self.layer_parents:
             self.fail(name, "a non-directory replaces a directory with members earlier in the same layer")
+        if self.link_parents and self.paths.find(name) in self.link_parents:
+            self.link_parents = set()  # checked before it was a non-directory
         if visible and name in self.emitted_parents:
             kind_word = "symlink" if kind == SYMLINK else "non-directory"
             self.fail(self.emitted_parents[name], "an upper layer writes through %s %s of this layer" % (kind_word, name))
@@ -1477,10 +1940,8 @@ class _Flattener:
                     self.emit(out)
                     if kind == SYMLINK and (name in self.capture or name in self.capture_prefixes):
                         self.follow_capture(name, info.linkname)
-                node.name = name
+                node.name = self.paths.intern(name)
                 self.mark_parents(name)
-            elif kind == FILE:
-                node.info = info
         groups = self.pending.get(name) if not superseded else None
         if groups:
             mine = [g for g in groups if g[0] > index]
@@ -1492,15 +1953,17 @@ class _Flattener:
                     del self.pending[name]
                 self.resolved_here.add(name)
                 node = self.cur[name]
-                node.live = kind == FILE
+                node.live = kind != HARDLINK
                 try:
                     for _from_layer, proxy in mine:
                         proxy.forward = node
-                        waiters, proxy.waiters = proxy.waiters, []
+                        waiters, proxy.waiters = proxy.waiters, _Waiting()
                         if waiters:
                             self.attach(node, waiters, index)
                 finally:
                     node.live = False
+        if kind != HARDLINK:
+            node.info = node.xattrs = None  # not kept: a later hard link to it re-reads the layer (attach)
 
     @staticmethod
     def forget_waiter(previous, name):
@@ -1527,13 +1990,18 @@ class _Flattener:
             self.fail(name, "hard link to directory %s" % target)
         if node is not None:
             return node
-        for directory in _ancestors(target):
-            up = self.cur.get(directory)
+        checked = []
+        for directory in self.paths.ancestors(target):
+            if directory in self.layer_parents.data or directory in self.link_parents:
+                break  # it and its ancestors are not non-directories of this layer (check_parents, below)
+            up = self.cur.data.get(directory)
             if up is not None and up is not DIR:
                 kind = "symlink" if _target(up).kind == SYMLINK else "non-directory"
                 self.fail(name, "hard link target %s passes through %s %s" % (target, kind, directory))
+            checked.append(directory)
+        self.link_parents.update(checked)
         proxy = _Node(PROXY)
-        proxy.waiters = []
+        proxy.waiters = _Waiting()
         self.pending.setdefault(target, []).append((self.index, proxy))
         return proxy
 
@@ -1554,24 +2022,33 @@ class _Flattener:
 
     def end_layer(self, index):
         """Check links waiting for lower layers against this layer's removals, then merge its hiding."""
-        for target in sorted(self.pending):
+        # directories checked (with their ancestors): not removed here; and no non-directory of this layer either
+        kept, solid = set(), set()
+        for target in list(self.pending.data):
             groups = self.pending[target]
             keep = []
             for from_layer, proxy in groups:
                 if not proxy.waiters:
                     continue
                 if target in self.whiteouts:
-                    self.fail(proxy.waiters[0], "hard link target %s was removed (whiteout in %s)"
+                    self.fail(proxy.waiters.first(), "hard link target %s was removed (whiteout in %s)"
                               % (target, self.where(index)), from_layer)
-                for directory in _ancestors(target):
-                    if directory in self.whiteouts or directory in self.opaques:
-                        self.fail(proxy.waiters[0], "hard link target %s was removed (whiteout in %s)"
+                checked = []
+                for directory in self.paths.ancestors(target):
+                    if directory in (solid if from_layer > index else kept):
+                        break
+                    checked.append(directory)
+                    if directory in self.whiteouts.data or directory in self.opaques.data:
+                        self.fail(proxy.waiters.first(), "hard link target %s was removed (whiteout in %s)"
                                   % (target, self.where(index)), from_layer)
-                    node = self.cur.get(directory)
+                    node = self.cur.data.get(directory)
                     if from_layer > index and node is not None and node is not DIR:
                         kind = "symlink" if _target(node).kind == SYMLINK else "non-directory"
-                        self.fail(proxy.waiters[0], "hard link target %s passes through %s %s of %s"
+                        self.fail(proxy.waiters.first(), "hard link target %s passes through %s %s of %s"
                                   % (target, kind, directory, self.where(index)), from_layer)
+                kept.update(checked)
+                if from_layer > index:
+                    solid.update(checked)
                 keep.append((from_layer, proxy))
             if keep:
                 self.pending[target] = keep
@@ -1595,15 +2072,18 @@ class _Flattener:
             node = wanted.get(ordinal)
             if node is None:
                 return
-            if info.name != node.info.name or info.size != node.info.size or info.type != node.info.type:
+            if _KIND_OF.get(info.type) != node.kind:
                 raise FlattenError("%s: changed between two reads (member %d)" % (self.where(), ordinal))
             names = node.refetch
             node.refetch = None
             node.live = True
+            node.info = info
+            node.xattrs = self.xattrs(info, self.canon(info.name)) if info.pax_headers else None
             try:
                 self.attach(node, names, index)
             finally:
                 node.live = False
+                node.info = node.xattrs = None
 
         self.read_layer(index, handle, count=0)
         for node in wanted.values():
@@ -1635,19 +2115,43 @@ class _Flattener:
                 rest = path[len(name):]
                 self.add_capture(_clean(target + rest))
 
+    def implied(self):
+        """Directories with emitted content and no entry, parents first, siblings by name; the root always
+        (an image always has a root directory).  Walks the interned tree: one path string per level at a time."""
+        parents = self.emitted_parents.data
+        taken = self.taken.data
+        root = self.paths.root
+
+        def below(node):
+            children = node.children
+            if not children:
+                return iter(())
+            return iter(sorted((c for c in children.values() if c in parents), key=lambda c: c.name))
+
+        if root not in taken:
+            yield root, "."
+        stack = [("", below(root))]
+        while stack:
+            prefix, todo = stack[-1]
+            node = next(todo, None)
+            if node is None:
+                stack.pop()
+                continue
+            name = prefix + node.name
+            if node not in taken:
+                yield node, name
+            stack.append((name + "/", below(node)))
+
     def emit_implied(self):
         mtime = self.tree.mtime_max
-        implied = set(d for d in self.emitted_parents if d not in self.taken)
-        if "." not in self.taken:
-            implied.add(".")  # an image always has a root directory
-        for name in sorted(implied):
+        for node, name in self.implied():
             out = tarfile.TarInfo(name)
             out.type = tarfile.DIRTYPE
             out.mode = 0o755
             out.uid = out.gid = 0
             out.uname = out.gname = ""
             out.mtime = mtime
-            self.taken[name] = TreeEntry(DIR, 0o755, 0, 0, mtime, None, 0, None)
+            self.taken[node] = TreeEntry(DIR, 0o755, 0, 0, mtime, None, 0, None)
             self.emit(out)
 
 
