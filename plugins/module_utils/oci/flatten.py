@@ -429,14 +429,15 @@ class _Paths:
             node = node.parent
 
 
-class _PathMap:
-    """A dict keyed by canonical paths (strings or interned nodes); iterating yields path strings."""
+class _PathKeyed:
+    """What _PathMap and _PathSet share: keys are interned nodes, found from a path string or a node (the
+    last path looked up is memoised by the _Paths); iterating yields path strings."""
 
     __slots__ = ("paths", "data")
 
-    def __init__(self, paths):
+    def __init__(self, paths, data):
         self.paths = paths
-        self.data = {}  # _PathNode -> value
+        self.data = data
 
     def __contains__(self, path):
         paths = self.paths
@@ -448,6 +449,15 @@ class _PathMap:
 
     def __iter__(self):
         return (str(node) for node in list(self.data))
+
+
+class _PathMap(_PathKeyed):
+    """A dict keyed by canonical paths (strings or interned nodes); iterating yields path strings."""
+
+    __slots__ = ()
+
+    def __init__(self, paths):
+        _PathKeyed.__init__(self, paths, {})  # _PathNode -> value
 
     def items(self):
         return [(str(node), value) for node, value in self.data.items()]
@@ -485,25 +495,13 @@ class _PathMap:
         return self.data.setdefault(self.paths.intern(path), default)
 
 
-class _PathSet:
+class _PathSet(_PathKeyed):
     """A set of canonical paths (strings or interned nodes); iterating yields path strings."""
 
-    __slots__ = ("paths", "data")
+    __slots__ = ()
 
     def __init__(self, paths):
-        self.paths = paths
-        self.data = set()  # _PathNode
-
-    def __contains__(self, path):
-        paths = self.paths
-        node = paths.last_node if path is paths.last_path else paths.find(path)
-        return node is not None and node in self.data
-
-    def __len__(self):
-        return len(self.data)
-
-    def __iter__(self):
-        return (str(node) for node in list(self.data))
+        _PathKeyed.__init__(self, paths, set())  # _PathNode
 
     def add(self, path):
         self.data.add(self.paths.intern(path))

@@ -11,6 +11,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import RegistryClient, host_port
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
     connection_refused, transport_cause)
+from lxcri_testbed.requests_errors import refused_error
 
 WRONG_VERSION = "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"
 PASSWORD = "registry-pass-Xyz"
@@ -31,19 +32,9 @@ class FakeSession:
 
 
 def refused(url):
-    """A refused connection the way requests reports it: ConnectionError(MaxRetryError(NewConnectionError))."""
-    where, host, port = host_port(url)
-
-    class Conn:
-        def __str__(self):
-            return "HTTPConnection(host='%s', port=%d)" % (host, port)
-    try:
-        raise ConnectionRefusedError(111, "Connection refused")
-    except ConnectionRefusedError as cause:
-        reason = urllib3.exceptions.NewConnectionError(
-            Conn(), "Failed to establish a new connection: [Errno 111] Connection refused")
-        reason.__cause__ = cause
-    return requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, url, reason))
+    """A refused connection to ``url`` the way requests reports it."""
+    dummy, host, port = host_port(url)
+    return refused_error(host, port, scheme=url.partition(":")[0], url=url)
 
 
 def wrong_version(url):

@@ -11,6 +11,8 @@ import requests
 import urllib3
 import yaml
 
+from lxcri_testbed.requests_errors import refused_error, wrapped
+
 from ansible_collections.lxcri.proxmox.plugins.doc_fragments.pve import ModuleDocFragment
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import tasks as tasks_mod
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import client as client_mod
@@ -214,25 +216,6 @@ def test_connection_errors_name_host_port_and_cause():
 
 WRONG_VERSION = "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"
 RECORD_LAYER = "[SSL] record layer failure (_ssl.c:1000)"
-
-
-def wrapped(reason, url="/api2/json/version", kind=requests.exceptions.ConnectionError):
-    """A requests exception the way requests and urllib3 nest it: ConnectionError(MaxRetryError(reason))."""
-    retry = urllib3.exceptions.MaxRetryError(None, url, reason)
-    return kind(retry)
-
-
-def refused_error(host="pve.example", port=8006):
-    class Conn:
-        def __str__(self):
-            return "HTTPSConnection(host='%s', port=%d)" % (host, port)
-    try:
-        raise ConnectionRefusedError(111, "Connection refused")
-    except ConnectionRefusedError as cause:
-        reason = urllib3.exceptions.NewConnectionError(
-            Conn(), "Failed to establish a new connection: [Errno 111] Connection refused")
-        reason.__cause__ = cause
-    return wrapped(reason)
 
 
 @pytest.fixture
