@@ -20,8 +20,8 @@ import time
 import pytest
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import (
-    NAMING_DEFAULTS, TemplateManager, identity_hash)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.naming import NAMING_DEFAULTS, identity_hash
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
 from lxcri_testbed.bed import run
 from lxcri_testbed.oci_build import Layer, old_gnu_member, with_setpriv, write_image
 from lxcri_testbed.pve_restore import UNPRIVILEGED_ID_MAP, restore_command
@@ -380,8 +380,8 @@ def test_corrupt_or_truncated_cached_layer_publishes_nothing(work):
 CONVERT = """
 import json, sys
 sys.path[:0] = json.loads(sys.argv[2])
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import (
-    NAMING_DEFAULTS, TemplateManager, identity_hash)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.naming import NAMING_DEFAULTS, identity_hash
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
 r = TemplateManager(json.loads(sys.argv[1])).run()
 print(json.dumps({"changed": r["changed"], "path": r["path"], "sha256": r["sha256"]}))
 """

@@ -69,3 +69,11 @@ class LxcConfigError(OciError):
 
 class WrapperError(OciError):
     """A generated init script cannot do what was asked (no tool to switch user, unusable names, ...)."""
+
+
+class TemplateError(OciError):
+    """The template cannot be produced as asked."""
+
+
+class FlattenError(OciError):
+    """A layer cannot be merged safely; the message names the layer and the member."""

@@ -18,6 +18,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import Oc
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller, describe
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform, parse_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_source
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import RegistryClient
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import DEFAULT_CACHE_DIR, BlobStore, store_complete
 
 DEFAULTS = {
@@ -92,8 +93,6 @@ class ImageManager:
         return self._store
 
     def client(self):
-        from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import (  # pylint: disable=import-outside-toplevel
-            RegistryClient)
         params = self.params
         credentials = Credentials(params["registry_username"], params["registry_password"])
         credentials_for = None

@@ -14,7 +14,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 import re
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
@@ -54,40 +53,17 @@ def choose(entries, keep, current):
     return sorted(names[keep - 1:])
 
 
-def _dest_entries(directory, regex):
-    out = []
-    for entry in os.listdir(directory):
-        path = os.path.join(directory, entry)
-        if regex.match(entry) and os.path.isfile(path):
-            out.append((entry, int(os.path.getmtime(path))))
-    return out
-
-
-def prune(manager, publisher, result):
-    """Apply ``keep`` after ``present``; adds ``pruned`` to ``result`` (volids or paths)."""
-    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import SIDECAR_SUFFIX, name_parts  # pylint: disable=import-outside-toplevel
-    params = manager.params
-    repository = name_parts(manager.images.source)[0]
+def prune(dest, keep, repository, result, check_mode=False):
+    """Apply ``keep`` after ``present`` at ``dest`` (a destination.py interface); adds ``pruned`` to ``result``
+    (what the destination calls the templates: paths or volids)."""
     regex = family_regex(repository, result["filename"], result["digest"])
-    if publisher is not None:
-        entries = publisher.templates(regex)
-    else:
-        entries = _dest_entries(params["dest"], regex) if os.path.isdir(params["dest"]) else []
-    doomed = choose(entries, params["keep"], result["filename"])
+    doomed = choose(dest.family(regex), keep, result["filename"])
     result["pruned"] = []
     for filename in doomed:
-        if publisher is not None:
-            result["pruned"].append(publisher.volid(filename))
-            if not manager.check_mode:
-                publisher.delete(filename)
-        else:
-            path = os.path.join(params["dest"], filename)
-            result["pruned"].append(path)
-            if not manager.check_mode:
-                with manager._lock(filename[:-len(manager.extension)]):  # pylint: disable=protected-access
-                    for candidate in (path, path + SIDECAR_SUFFIX):
-                        if os.path.lexists(candidate):
-                            os.unlink(candidate)
+        result["pruned"].append(dest.address(filename))
+        if not check_mode:
+            with dest.lock(filename[:-len(dest.extension)]):
+                dest.delete(filename)
     if doomed:
         result["changed"] = True
     return result

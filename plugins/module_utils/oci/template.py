@@ -24,9 +24,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import calendar
 import copy
-import fcntl
-import hashlib
 import io
 import json
 import os
@@ -40,107 +39,32 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap,
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
     MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, compressor)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, OciError, WrapperError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.destination import DirDestination
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, TemplateError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
     MAX_SYMLINK_HOPS, BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer, with_restarts)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.naming import (
+    EXTENSIONS, check_name, default_name, identity, identity_hash, name_parts)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.prune import check_keep, prune
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import (
     ConfigError, parse_group, parse_passwd, runtime_spec)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, atomic_write, store_complete, sweep_tmp
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, store_complete, sweep_tmp
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import StorageDestination
+from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect
 
-# Bump when the bytes produced for the same image and options change.
-ENGINE_VERSION = 1
-EXTENSIONS = {("vztmpl", "zstd"): ".tar.zst", ("vztmpl", "gzip"): ".tar.gz", ("oci-archive", None): ".tar"}
-SIDECAR_SUFFIX = ".json"
 TMP_PREFIX = ".lxcri-tmp-"
 # left by a killed run: .lxcri-tmp-<pid>-<random>-<filename> (and .lxcri-tmp-<pid>-layer-<random>)
 _TMP_NAME = re.compile(r"^%s(?P<pid>\d+)-" % re.escape(TMP_PREFIX))
 RESERVED_DIR = ".lxcri"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-OUTPUT_OPTIONS = ("format", "compression", "entrypoint", "cmd", "env", "workdir", "user", "stop_signal",
-                  "init_wrapper", "lxc_version")
 DEFAULTS = {
     "state": "present", "format": "vztmpl", "compression": "zstd", "dest": None, "storage": None, "node": None,
     "name": None, "entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None,
     "stop_signal": None, "init_wrapper": "auto", "lxc_version": "auto", "force": False, "require_runnable": True,
     "max_expansion_ratio": MAX_EXPANSION_RATIO, "max_uncompressed_bytes": MAX_UNCOMPRESSED_BYTES,
 }
-
-
-class TemplateError(OciError):
-    """The template cannot be produced as asked."""
-
-
-# ---------------------------------------------------------------------------
-# naming and identity
-
-def _safe(text):
-    text = re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.")
-    return text or "image"
-
-
-NAMING_DEFAULTS = {"entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None, "stop_signal": None,
-                   "init_wrapper": "auto"}
-
-
-def default_name(source, manifest_digest, params=None):
-    """``<repository>_<tag>_<short digest>[_<options hash>]``, safe for Proxmox volume names.
-
-    The options hash is added when an option that changes the content
-    differs from its default, so variants of one image never share a name.
-    """
-    options = dict((key, (params or {}).get(key, value)) for key, value in NAMING_DEFAULTS.items())
-    suffix = ""
-    if options != NAMING_DEFAULTS:
-        suffix = "_" + identity_hash(options)[:8]
-    return _base_name(source, manifest_digest) + suffix
-
-
-def _base_name(source, manifest_digest):
-    repo, tag = name_parts(source)
-    short = manifest_digest.partition(":")[2][:12]
-    return "%s_%s_%s" % (repo, tag, short)
-
-
-def name_parts(source):
-    """The (repository, tag) parts of a default template name, made safe for volume names."""
-    if source.kind == Source.REGISTRY:
-        ref = source.reference
-        repo = ref.path[len("library/"):] if ref.path.startswith("library/") else ref.path
-        tag = ref.tag or "digest"
-    else:
-        repo = os.path.basename(source.path.rstrip("/"))
-        for ext in (".tar", ".tar.gz"):
-            if repo.endswith(ext):
-                repo = repo[:-len(ext)]
-        tag = source.tag or (source.repo_tag or "").rpartition(":")[2] or "image"
-    return _safe(repo.replace("/", "-")), _safe(tag)
-
-
-def check_name(name):
-    if not NAME_RE.match(name) or len(name) > 200:
-        raise TemplateError("name %r: use letters, digits and . _ + - only (it becomes a Proxmox volume name), "
-                            "at most 200 characters, without the extension" % name)
-    for ext in (".tar", ".tar.gz", ".tar.zst", ".tar.xz"):
-        if name.endswith(ext):
-            raise TemplateError("name %r: give it without the extension %s (format and compression add it)"
-                                % (name, ext))
-
-
-def identity(params, manifest_digest, platform, lxc_target):
-    options = dict((key, params.get(key)) for key in OUTPUT_OPTIONS)
-    options["lxc_version"] = lxc_target
-    if params["format"] != "vztmpl":
-        options["compression"] = None
-    return {"manifest_digest": manifest_digest, "platform": str(platform), "options": options,
-            "engine": ENGINE_VERSION}
-
-
-def identity_hash(ident):
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -367,8 +291,7 @@ def _account(spec, tree):
 # the runtime
 
 def local_lxc_version(runner=None):
-    from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.detect import lxc_info  # pylint: disable=import-outside-toplevel
-    info = lxc_info() if runner is None else lxc_info(runner=runner)
+    info = detect.lxc_info() if runner is None else detect.lxc_info(runner=runner)
     return info.get("version") if info.get("present") else None
 
 
@@ -555,43 +478,31 @@ class TemplateManager:
         cached = not puller.missing(res) if self.check_mode else True
         return res, cached, puller
 
-    def _paths(self, name):
-        dest = self.params["dest"]
-        path = os.path.join(dest, name + self.extension)
-        return path, path + SIDECAR_SUFFIX
-
-    @staticmethod
-    def _read_sidecar(path):
-        try:
-            with open(path) as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            return None
-
     # -- entry points --------------------------------------------------------
 
     def run(self):
-        if self.params["storage"]:
-            from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import (  # pylint: disable=import-outside-toplevel
-                StoragePublisher)
-            publisher = StoragePublisher(self)
-        else:
-            publisher = None
+        dest = self.destination()
         if self.params["state"] == "absent":
-            return self.absent(publisher)
+            return self.absent(dest)
         if self.params.get("keep") is None:
-            return self.present(publisher)
-        from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.prune import check_keep, prune  # pylint: disable=import-outside-toplevel
+            return self.present(dest)
         check_keep(self.params)
-        return prune(self, publisher, self.present(publisher))
+        result = self.present(dest)
+        return prune(dest, self.params["keep"], name_parts(self.images.source)[0], result, self.check_mode)
+
+    def destination(self):
+        """Where the template goes: ``dest`` (a directory) or ``storage`` (a Proxmox VE storage, over the API)."""
+        if self.params["storage"]:
+            return StorageDestination(self, self.extension)
+        return DirDestination(self.params["dest"], self.extension, self.check_mode)
 
     def _base(self):
         return {"changed": False, "image": str(self.images.source), "format": self.params["format"]}
 
-    def present(self, publisher=None):
-        if publisher is not None:
-            # what the options alone make unrunnable on the node is refused before the image is pulled
-            publisher.check_runnable(self.params["name"] or "the template")
+    def present(self, dest=None):
+        dest = dest or self.destination()
+        # what the options alone make unrunnable (on a storage's node) is refused before the image is pulled
+        dest.check_runnable(self.params["name"] or "the template")
         res, cached, dummy = self._resolve()
         if self.params["format"] == "oci-archive" and self.params["lxc_version"] == "auto":
             lxc_target = "6.0"  # only Proxmox VE 9.1+ imports OCI archives, and it ships LXC 6.0
@@ -603,60 +514,56 @@ class TemplateManager:
         result = self._base()
         result.update({"name": name, "filename": filename, "digest": res.manifest_digest,
                        "platform": str(res.platform), "identity": identity_hash(ident), "lxc_version": lxc_target})
-        if publisher is not None:
-            return publisher.present(result, res, ident, cached)
-        if not self.check_mode:
-            os.makedirs(self.params["dest"], exist_ok=True)
-        path, sidecar = self._paths(name)
-        result["path"] = path
-        result["sidecar"] = sidecar
-        with self._lock(name):
-            before = self._read_sidecar(sidecar) if os.path.exists(path) else None
-            same = before is not None and before.get("identity") == ident and not self.params["force"]
-            if same and os.path.getsize(path) == before.get("size"):
-                result.update(size=before["size"], sha256=before.get("sha256"), runtime=before["runtime"],
-                              conversion=before.get("conversion"))
-                result["diff"] = self._diff(before, before)
+        result.update(dest.describe(filename))
+        with dest.lock(name):
+            record = dest.read_record(filename, ident)
+            exists = dest.exists(filename)
+            if exists and not self.params["force"] and dest.up_to_date(filename, ident, record):
+                runtime = record["runtime"] if record else self.scan_runtime(res, cached, lxc_target)
+                dest.check_runnable(filename, runtime)
+                result.update(size=record and record["size"], sha256=record and record.get("sha256"),
+                              runtime=runtime, conversion=record and record.get("conversion"))
+                same = {"identity": ident, "runtime": runtime}
+                result["diff"] = self._diff(same, same)
                 return result
-            after_runtime = None
-            if self.check_mode:
-                after_runtime = self.scan_runtime(res, cached, lxc_target)
-                result.update(size=None, sha256=None, runtime=after_runtime, would_build=True, conversion=None)
-            else:
-                record = self.build(res, ident, lxc_target, path)
-                atomic_write(sidecar, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
-                result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"],
-                              conversion=record["conversion"])
-                after_runtime = record["runtime"]
+            before = dest.before(ident, record) if exists else None
             result["changed"] = True
-            result["diff"] = self._diff(before, {"identity": ident, "runtime": after_runtime})
+            if self.check_mode:
+                runtime = self.scan_runtime(res, cached, lxc_target)
+                dest.check_runnable(filename, runtime)
+                result.update({"size": None, "sha256": None, "runtime": runtime, dest.CHECK_KEY: True,
+                               "conversion": None})
+                result["diff"] = self._diff(before, {"identity": ident, "runtime": runtime})
+                return result
+            if dest.checks_runtime:
+                # what the config tells already (a working directory, a numeric user) is refused before the build
+                dest.check_runnable(filename, self.scan_runtime(res, False, lxc_target))
+            with dest.staging(name):
+                path = dest.build_path(filename)
+                record = self.build(res, ident, lxc_target, path)
+                result.update(dest.publish(filename, path, record, exists))
+            result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"],
+                          conversion=record["conversion"])
+            result["diff"] = self._diff(before, {"identity": ident, "runtime": record["runtime"]})
             return result
 
-    def absent(self, publisher=None):
+    def absent(self, dest=None):
+        dest = dest or self.destination()
         result = self._base()
-        if publisher is not None:
-            return publisher.absent(result)
-        names = []
         if self.params["name"]:
-            names.append(self.params["name"])
+            name = self.params["name"]
         else:
-            res, dummy, dummy2 = self._resolve_readonly()
-            names.append(default_name(self.images.source, res.manifest_digest, self.params))
-        removed = []
-        for name in names:
-            path, sidecar = self._paths(name)
-            with self._lock(name, create=not self.check_mode):
-                for candidate in (path, sidecar):
-                    if os.path.lexists(candidate):
-                        removed.append(candidate)
-                        if not self.check_mode:
-                            os.unlink(candidate)
-        result["name"] = names[0]
-        result["path"] = self._paths(names[0])[0]
+            res = self._resolve_readonly()[0]
+            name = default_name(self.images.source, res.manifest_digest, self.params)
+        filename = name + self.extension
+        with dest.lock(name, create=False):
+            removed = dest.remove(filename)
+        result["name"] = name
+        result.update(dest.describe(filename, present=False))
         result["removed"] = removed
         result["changed"] = bool(removed)
-        result["diff"] = {"before": {"path": result["path"] if removed else None},
-                          "after": {"path": None}}
+        result["diff"] = {"before": {dest.KEY: dest.address(filename) if removed else None},
+                          "after": {dest.KEY: None}}
         return result
 
     def _resolve_readonly(self):
@@ -679,12 +586,6 @@ class TemplateManager:
         return {"before": view(before), "after": view(after)}
 
     # -- locking and temp files ------------------------------------------------
-
-    def _lock(self, name, create=True):
-        return self._lock_in(self.params["dest"], name, create)
-
-    def _lock_in(self, directory, name, create=True):
-        return _DirLock(directory, name, enabled=create and not self.check_mode)
 
     def _tmp_path(self, final):
         directory = os.path.dirname(final)
@@ -891,27 +792,6 @@ class _NullSink:
         pass
 
 
-class _DirLock:
-    """An flock on ``<dest>/.lxcri-<name>.lock``: one build per template at a time."""
-
-    def __init__(self, directory, name, enabled=True):
-        self.path = os.path.join(directory, ".lxcri-%s.lock" % name)
-        self.enabled = enabled
-        self.fd = None
-
-    def __enter__(self):
-        if self.enabled:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
 def _created_epoch(config):
     """The image's creation time as an integer epoch (mtime of generated entries), else 0."""
     created = config.get("created")
@@ -920,5 +800,4 @@ def _created_epoch(config):
     match = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", created)
     if not match:
         return 0
-    import calendar  # pylint: disable=import-outside-toplevel
     return calendar.timegm(tuple(int(x) for x in match.groups()) + (0, 0, 0))

@@ -23,11 +23,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
+import contextlib
 import os
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import atomic_write
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.destination import DirLock, read_record, write_record
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import TemplateError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveError
@@ -37,10 +37,21 @@ RAW_LXC_HINT = ("or, if lxc_container will create the containers on the node wit
                 "lxc.init.* lines itself), set require_runnable: false")
 
 
-class StoragePublisher:
-    def __init__(self, manager):
-        self.manager = manager
-        self.params = manager.params
+class StorageDestination:
+    """Templates as ``vztmpl`` volumes of a Proxmox VE storage; the sidecar records stay in ``<cache_dir>/templates``.
+
+    ``owner`` is the template manager (its ``params``, ``check_mode`` and ``warnings``).
+    """
+
+    KEY = "volid"
+    CHECK_KEY = "would_upload"
+    checks_runtime = True
+
+    def __init__(self, owner, extension=None):
+        self.manager = owner
+        self.extension = extension
+        self.params = owner.params
+        self.check_mode = owner.check_mode
         self.client = connect(self.params)
         self.storage = self.params["storage"]
         self.node = self.params["node"] or self._only_node()
@@ -56,9 +67,71 @@ class StoragePublisher:
     def _volid(self, filename):
         return "%s:vztmpl/%s" % (self.storage, filename)
 
-    volid = _volid
+    address = _volid
 
-    def templates(self, regex):
+    def describe(self, filename, present=True):
+        """The result fields naming the template."""
+        return {"volid": self._volid(filename), "node": self.node, "storage": self.storage}
+
+    @staticmethod
+    def lock(name, create=True):
+        return contextlib.nullcontext()  # the volume name carries the image digest: an existing one is the same
+
+    def staging(self, name):
+        """The local build's lock, in the work directory."""
+        os.makedirs(self.workdir, exist_ok=True)
+        return DirLock(self.workdir, name, enabled=not self.check_mode)
+
+    def exists(self, filename):
+        return self._exists(self._volid(filename))
+
+    def read_record(self, filename, ident=None):
+        """The local record of the volume when it is of ``ident`` (the record of another build says nothing)."""
+        record = read_record(self._record(filename))
+        return record if record is not None and record.get("identity") == ident else None
+
+    @staticmethod
+    def up_to_date(filename, ident, record):
+        return True  # it exists, and its name says what it holds
+
+    @staticmethod
+    def before(ident, record):
+        return {"identity": ident, "runtime": record and record["runtime"]}
+
+    def build_path(self, filename):
+        os.makedirs(self.workdir, exist_ok=True)
+        return os.path.join(self.workdir, filename)
+
+    def publish(self, filename, path, record, existed):
+        """Upload the template built at ``path`` (replacing the volume when it ``existed``), then drop the local
+        copy and keep its record.  Returns the extra result fields."""
+        volid = self._volid(filename)
+        try:
+            self.check_runnable(filename, record["runtime"])  # the user's ids from the layers: before the upload
+            if existed:
+                self._delete(volid)
+            task = self._upload(path, filename, volid, record["sha256"], record["size"])
+        finally:
+            os.unlink(path)
+        write_record(self._record(filename), record)
+        if not self._exists(volid):
+            raise PveConfigError("the upload of %s finished but %s does not list %s" % (filename, self.storage, volid))
+        return {"upload_warnings": task.warnings if task else []}
+
+    def remove(self, filename):
+        """Remove the volume and its local record (check mode: only say so); returns the volids removed."""
+        volid = self._volid(filename)
+        if not self._exists(volid):
+            return []
+        if not self.check_mode:
+            self.delete(filename)
+        return [volid]
+
+    def _delete(self, volid):
+        self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
+                                      storage=self.storage, volume=volid))
+
+    def family(self, regex):
         """(filename, ctime) of the storage's templates whose file name matches ``regex``."""
         content = self.client.get("/nodes/{node}/storage/{storage}/content", node=self.node, storage=self.storage,
                                   content="vztmpl")
@@ -72,8 +145,7 @@ class StoragePublisher:
 
     def delete(self, filename):
         """Remove a template volume and the local sidecar record of it."""
-        self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
-                                      storage=self.storage, volume=self._volid(filename)))
+        self._delete(self._volid(filename))
         record = self._record(filename)
         if os.path.exists(record):
             os.unlink(record)
@@ -102,7 +174,7 @@ class StoragePublisher:
         if problem:
             raise TemplateError("%s would not be uploaded to %s: lxc_container could not run it on node %s: %s"
                                 % (filename, self.storage, self.node, problem))
-        if undecided and self.manager.check_mode:
+        if undecided and self.check_mode:
             self.manager.warnings.append(
                 "check mode cannot tell yet whether lxc_container can run %s on node %s: %s; the real run checks it "
                 "after the build, before the upload" % (filename, self.node, undecided))
@@ -130,80 +202,9 @@ class StoragePublisher:
         if not listed:
             return None
         try:
-            self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
-                                          storage=self.storage, volume=volid))
+            self._delete(volid)
         except PveError as exc:
             return "the storage lists %s (%s of %d bytes) and removing it failed (%s): remove it with 'pvesm free %s'" % (
                 volid, listed[0].get("size"), size, exc, volid)
         return "removed %s (%s of %d bytes) that the failed upload left on the storage" % (
             volid, listed[0].get("size"), size)
-
-    def present(self, result, res, ident, cached):
-        manager = self.manager
-        filename = result["filename"]
-        volid = self._volid(filename)
-        result.update(volid=volid, node=self.node, storage=self.storage)
-        record_path = self._record(filename)
-        record = manager._read_sidecar(record_path)
-        if record is not None and record.get("identity") != ident:
-            record = None
-        exists = self._exists(volid)
-        if exists and not self.params["force"]:
-            runtime = record["runtime"] if record else manager.scan_runtime(res, cached, result["lxc_version"])
-            self.check_runnable(filename, runtime)
-            result.update(size=record and record["size"], sha256=record and record["sha256"], runtime=runtime,
-                          conversion=record and record.get("conversion"))
-            same = {"identity": ident, "runtime": runtime}
-            result["diff"] = manager._diff(same, same)
-            return result
-        before = {"identity": ident, "runtime": record and record["runtime"]} if exists else None
-        result["changed"] = True
-        if manager.check_mode:
-            runtime = manager.scan_runtime(res, cached, result["lxc_version"])
-            self.check_runnable(filename, runtime)
-            result.update(size=None, sha256=None, runtime=runtime, would_upload=True, conversion=None)
-            result["diff"] = manager._diff(before, {"identity": ident, "runtime": runtime})
-            return result
-        # what the config tells already (a working directory, a numeric user) is refused before the build
-        self.check_runnable(filename, manager.scan_runtime(res, False, result["lxc_version"]))
-        os.makedirs(self.workdir, exist_ok=True)
-        path = os.path.join(self.workdir, filename)
-        with manager._lock_in(self.workdir, result["name"]):
-            record = manager.build(res, ident, result["lxc_version"], path)
-            try:
-                self.check_runnable(filename, record["runtime"])  # the user's ids from the layers: before the upload
-                if exists:
-                    self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
-                                                  storage=self.storage, volume=volid))
-                task = self._upload(path, filename, volid, record["sha256"], record["size"])
-            finally:
-                os.unlink(path)
-            atomic_write(record_path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
-        if not self._exists(volid):
-            raise PveConfigError("the upload of %s finished but %s does not list %s" % (filename, self.storage, volid))
-        result.update(size=record["size"], sha256=record["sha256"], runtime=record["runtime"],
-                      conversion=record["conversion"], upload_warnings=task.warnings if task else [])
-        result["diff"] = manager._diff(before, record)
-        return result
-
-    def absent(self, result):
-        manager = self.manager
-        if self.params["name"]:
-            name = self.params["name"]
-        else:
-            from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import default_name  # pylint: disable=import-outside-toplevel
-            res = manager._resolve_readonly()[0]
-            name = default_name(manager.images.source, res.manifest_digest, self.params)
-        volid = self._volid(name + manager.extension)
-        result.update(name=name, volid=volid, node=self.node, storage=self.storage, removed=[])
-        if self._exists(volid):
-            result["changed"] = True
-            result["removed"] = [volid]
-            if not manager.check_mode:
-                self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
-                                              storage=self.storage, volume=volid))
-                record = self._record(name + manager.extension)
-                if os.path.exists(record):
-                    os.unlink(record)
-        result["diff"] = {"before": {"volid": volid if result["changed"] else None}, "after": {"volid": None}}
-        return result

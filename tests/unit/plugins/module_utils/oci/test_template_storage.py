@@ -6,8 +6,8 @@ import itertools
 import pytest
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import template_storage
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import RAW_LXC_HINT, StoragePublisher
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import TemplateError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import RAW_LXC_HINT, StorageDestination
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
@@ -144,7 +144,7 @@ class FakeManager:
 
 def publisher(monkeypatch, client, **params):
     monkeypatch.setattr(template_storage, "connect", lambda params: client)
-    return StoragePublisher(FakeManager(**params))
+    return StorageDestination(FakeManager(**params))
 
 
 VOLID = "local:vztmpl/app.tar.zst"
