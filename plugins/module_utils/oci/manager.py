@@ -18,7 +18,6 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import Oc
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller, describe
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform, parse_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_source
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import RegistryClient
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import DEFAULT_CACHE_DIR, BlobStore, store_complete
 
 DEFAULTS = {
@@ -93,6 +92,9 @@ class ImageManager:
         return self._store
 
     def client(self):
+        # the registry client brings requests: imported when a registry is used, not for local sources
+        from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import (  # pylint: disable=import-outside-toplevel
+            RegistryClient)
         params = self.params
         credentials = Credentials(params["registry_username"], params["registry_password"])
         credentials_for = None

@@ -24,7 +24,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import calendar
 import copy
 import io
 import json
@@ -53,7 +52,6 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config i
     ConfigError, parse_group, parse_passwd, runtime_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, store_complete, sweep_tmp
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import StorageDestination
-from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect
 
 TMP_PREFIX = ".lxcri-tmp-"
 # left by a killed run: .lxcri-tmp-<pid>-<random>-<filename> (and .lxcri-tmp-<pid>-layer-<random>)
@@ -291,7 +289,8 @@ def _account(spec, tree):
 # the runtime
 
 def local_lxc_version(runner=None):
-    info = detect.lxc_info() if runner is None else detect.lxc_info(runner=runner)
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.detect import lxc_info  # pylint: disable=import-outside-toplevel
+    info = lxc_info() if runner is None else lxc_info(runner=runner)
     return info.get("version") if info.get("present") else None
 
 
@@ -800,4 +799,5 @@ def _created_epoch(config):
     match = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", created)
     if not match:
         return 0
+    import calendar  # pylint: disable=import-outside-toplevel
     return calendar.timegm(tuple(int(x) for x in match.groups()) + (0, 0, 0))

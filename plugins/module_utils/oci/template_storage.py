@@ -29,7 +29,6 @@ import os
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.destination import DirLock, read_record, write_record
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import TemplateError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
 
@@ -37,22 +36,30 @@ RAW_LXC_HINT = ("or, if lxc_container will create the containers on the node wit
                 "lxc.init.* lines itself), set require_runnable: false")
 
 
+def _connect(params):
+    # pve.connection brings requests and ansible's module_utils.basic: imported only when a storage is the
+    # destination, so that oci_template with dest (and every dest-only import of the engine) does not pay for them
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect  # pylint: disable=import-outside-toplevel
+    return connect(params)
+
+
 class StorageDestination:
     """Templates as ``vztmpl`` volumes of a Proxmox VE storage; the sidecar records stay in ``<cache_dir>/templates``.
 
-    ``owner`` is the template manager (its ``params``, ``check_mode`` and ``warnings``).
+    ``owner`` is the template manager (its ``params``, ``check_mode`` and ``warnings``); ``client`` a PVE API
+    client, by default connected from the params.
     """
 
     KEY = "volid"
     CHECK_KEY = "would_upload"
     checks_runtime = True
 
-    def __init__(self, owner, extension=None):
+    def __init__(self, owner, extension=None, client=None):
         self.manager = owner
         self.extension = extension
         self.params = owner.params
         self.check_mode = owner.check_mode
-        self.client = connect(self.params)
+        self.client = client if client is not None else _connect(self.params)
         self.storage = self.params["storage"]
         self.node = self.params["node"] or self._only_node()
         self.workdir = os.path.join(self.params["cache_dir"], "templates")

@@ -5,7 +5,6 @@ import itertools
 
 import pytest
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import template_storage
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import TemplateError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import RAW_LXC_HINT, StorageDestination
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
@@ -143,8 +142,7 @@ class FakeManager:
 
 
 def publisher(monkeypatch, client, **params):
-    monkeypatch.setattr(template_storage, "connect", lambda params: client)
-    return StorageDestination(FakeManager(**params))
+    return StorageDestination(FakeManager(**params), client=client)
 
 
 VOLID = "local:vztmpl/app.tar.zst"
