@@ -20,6 +20,7 @@ import uuid
 import pytest
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import flatten as fl
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import flatten_merge, flatten_read
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError, VerificationError
 from lxcri_testbed.oci_build import ZeroBomb, old_gnu_member, pax_global_header
@@ -293,7 +294,7 @@ def with_checksum(block):
 
 @pytest.mark.parametrize("method", ["frombuf", "_tarfile_frombuf"])  # the fast path and its fallback
 def test_old_gnu_atime_and_ctime_are_not_a_name_prefix(method):
-    parser = getattr(fl._FastTarInfo, method)
+    parser = getattr(flatten_read._FastTarInfo, method)
     block = old_gnu_member("etc/passwd")[:512]
     assert tarfile.TarInfo.frombuf(block, "utf-8", "strict").name == "14524770400/etc/passwd"  # tarfile's reading
     assert parser(block, "utf-8", "surrogateescape").name == "etc/passwd"
@@ -350,7 +351,7 @@ def test_fast_header_parser_matches_tarfile():
     fast_count = 0
     blocks.append(old_gnu_member("d/f")[:512])
     for buf in blocks:
-        assert parse(fl._FastTarInfo, buf) == parse(TarfileWithGnuPrefixRule, buf), buf
+        assert parse(flatten_read._FastTarInfo, buf) == parse(TarfileWithGnuPrefixRule, buf), buf
         fast_count += len(buf) == 512 and isinstance(parse(tarfile.TarInfo, buf), tuple)
     assert fast_count > 100
 
@@ -763,7 +764,7 @@ def test_owners_beyond_65535_become_65534_without_setuid_and_mtimes_are_clamped(
     assert got == {"srv": (65534, 65534, 0o775), "srv/su": (65534, 5, 0o2755), "srv/sg": (7, 65534, 0o4755),
                    "srv/ok": (65535, 65535, 0o4755), "srv/link": (65534, 0, 0o644)}
     assert tree.lookup("srv/su").uid == 65534 and tree.lookup("srv/su").mode == 0o2755
-    assert [out[n].info.mtime for n in ("old", "future", "paxneg")] == [0, fl.MAX_MTIME, 0]
+    assert [out[n].info.mtime for n in ("old", "future", "paxneg")] == [0, flatten_merge.MAX_MTIME, 0]
     assert tree.clamped_ids == 5 and tree.clamped_mtimes == 3
     assert out["typed"].info.mode == 0o7755
 

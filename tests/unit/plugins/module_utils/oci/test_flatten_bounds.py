@@ -13,6 +13,8 @@ import time
 import pytest
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import flatten as fl
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import flatten_read
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import BlobLayer, FlattenError, Limits
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import _NullSink
 from lxcri_testbed import hostile_layers as hl
@@ -283,7 +285,7 @@ def test_pax_headers_read_as_tarfile_reads_them():
                           tarinfo=tarinfo) as tar:
             return [tuple(getattr(m, f) for f in fields) + (m.offset, m.offset_data) for m in tar]
 
-    assert read(fl._FastTarInfo) == read(tarfile.TarInfo)
+    assert read(flatten_read._FastTarInfo) == read(tarfile.TarInfo)
 
 
 # --- malformed headers: the engine's errors only ---------------------------------------
@@ -304,9 +306,9 @@ def test_extension_headers_before_one_member_are_bounded(extension):
         name = ("n%d" % i).encode()
         return hl.header("././@LongLink", len(name) + 1, tarfile.GNUTYPE_LONGNAME, fmt=tarfile.GNU_FORMAT) + \
             (name + b"\0").ljust(512, b"\0")
-    for count in (fl.MAX_EXTENSION_HEADERS, 500):
+    for count in (flatten_read.MAX_EXTENSION_HEADERS, 500):
         blob = hl.archive(hl.member("a"), *([one(i) for i in range(count)] + [hl.member("b")]))
-        if count == fl.MAX_EXTENSION_HEADERS:
+        if count == flatten_read.MAX_EXTENSION_HEADERS:
             flatten_blob(blob)
             continue
         expect_refusal(blob, r"layer 1 of 1 \(hostile layer\): member 2 \(header at offset 512\): more than 16 "
@@ -451,7 +453,7 @@ def test_fuzzed_headers_give_the_engine_errors_only(tmp_path):
             try:
                 fl.flatten([BlobLayer(data, "fuzzed %s %d" % (label, case))], fl.TarSink(writer))
                 outcomes["converted"] = outcomes.get("converted", 0) + 1
-            except fl.OciError as exc:
+            except OciError as exc:
                 assert str(exc).startswith("layer 1 of 1 (fuzzed %s %d): " % (label, case)), exc
                 outcomes["refused"] = outcomes.get("refused", 0) + 1
             except Exception as exc:  # noqa: B902 - what the test is about
