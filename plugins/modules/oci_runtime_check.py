@@ -189,8 +189,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect
-from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.driver import (
-    OciRuntimeError, check_bundle, select_driver)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.check import check_bundle
+from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.driver import select_driver
+from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.errors import OciRuntimeError
 
 
 def main():
