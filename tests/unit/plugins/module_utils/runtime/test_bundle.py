@@ -50,21 +50,24 @@ def test_is_static_elf(tmp_path):
     assert not bundle.is_static_elf(str(tmp_path / "missing"))
 
 
+def _trivial(tmp_path, dynamic):
+    """The bundle made with a busybox that is static or not, and its config."""
+    info = bundle.make_trivial_bundle(str(tmp_path / "b"), ["echo", "x"], json.dumps(SPEC),
+                                      busybox=_elf(tmp_path / "busybox", dynamic))
+    return info, json.loads((tmp_path / "b" / "config.json").read_text())
+
+
 def test_trivial_bundle_with_static_busybox(tmp_path):
-    busybox = _elf(tmp_path / "busybox", False)
-    info = bundle.make_trivial_bundle(str(tmp_path / "b"), ["echo", "x"], json.dumps(SPEC), busybox=busybox)
+    info, config = _trivial(tmp_path, False)
     assert info["kind"] == "busybox"
-    config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert config["process"]["args"] == ["/bin/echo", "x"]
     assert os.readlink(str(tmp_path / "b" / "rootfs" / "bin" / "echo")) == "busybox"
     assert (tmp_path / "b" / "rootfs" / "bin" / "busybox").read_bytes() == (tmp_path / "busybox").read_bytes()
 
 
 def test_trivial_bundle_falls_back_to_host_binds(tmp_path):
-    dynamic = _elf(tmp_path / "busybox", True)
-    info = bundle.make_trivial_bundle(str(tmp_path / "b"), ["echo", "x"], json.dumps(SPEC), busybox=dynamic)
+    info, config = _trivial(tmp_path, True)
     assert info["kind"] == "host"
-    config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert config["process"]["args"] == ["echo", "x"]
     binds = [m["destination"] for m in config["mounts"] if m["type"] == "bind"]
     assert "/usr" in binds
