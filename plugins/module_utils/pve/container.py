@@ -56,7 +56,8 @@ def _bool(value):
 
 class ContainerManager:
     """One container's lifecycle; the work shared with other engines (finding it, tasks, locks, the record of
-    the run) is its :class:`PveSession`, ``session``."""
+    the run) is its :class:`PveSession`, ``session``: its own, or another engine's given as ``session`` (whose
+    check mode and client it then uses)."""
 
     def __init__(self, params, check_mode=False, client=None, sleep=time.sleep, clock=time.monotonic, session=None):
         self.session = session or PveSession(params, check_mode=check_mode, client=client, sleep=sleep, clock=clock)
