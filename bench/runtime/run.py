@@ -31,6 +31,7 @@ from lxcri_testbed.bed import load_state  # noqa: E402
 sys.path.insert(0, collections_root())
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect, driver  # noqa: E402
+from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.bundle import make_trivial_bundle, spec_text  # noqa: E402
 
 
 def cycle(drv, cid, bundle):
@@ -65,7 +66,7 @@ def main():
                                  cgroup_manager=plan["cgroup_manager"]),
     }
     try:
-        bundle = driver.make_trivial_bundle(os.path.join(work, "bundle"), ["true"], driver.spec_text(crun))["bundle"]
+        bundle = make_trivial_bundle(os.path.join(work, "bundle"), ["true"], spec_text(crun))["bundle"]
         times = {"libcrun": [], "cli": []}
         for name, drv in drivers.items():
             drv.open()

@@ -182,15 +182,11 @@ fact:
     checked_with: busybox
 """
 
-import shutil
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
-from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect
-from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.driver import (
-    OciRuntimeError, check_bundle, select_driver)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.check import (
+    DEFAULT_PROBE_TEXT, RuntimeCheckError, check_runtime)
 
 
 def main():
@@ -199,51 +195,16 @@ def main():
             runtime=dict(type="str", choices=["auto", "libcrun", "cli"], default="auto"),
             libcrun_search_paths=dict(type="list", elements="path", default=[]),
             crun_path=dict(type="path"),
-            probe_text=dict(type="str", default="lxcri-oci-runtime-check"),
+            probe_text=dict(type="str", default=DEFAULT_PROBE_TEXT),
         ),
         supports_check_mode=True,
     )
-    runner = module_runner(module)
-    crun_path = module.params["crun_path"] or detect.default_which("crun")
-    crun_version = None
-    if crun_path:
-        rc, out, dummy = runner([crun_path, "--version"])
-        crun_version = detect.parse_crun_version(out)["version"] if rc == 0 else None
-    layout = detect.cgroup_layout()["layout"]
-    # The state root lives in the temporary directory: nothing outlives the check.
-    work = tempfile.mkdtemp(prefix="lxcri-oci-runtime-check-")
     try:
-        try:
-            driver, selection = select_driver(
-                module.params["runtime"], module.params["libcrun_search_paths"], crun=crun_path,
-                layout=layout, state_root=work + "/state")
-            try:
-                checked = check_bundle(driver, crun_path or "crun", message=module.params["probe_text"],
-                                       workdir=work)
-            finally:
-                driver.close()
-        except OciRuntimeError as exc:
-            module.fail_json(msg=str(exc), crun={"path": crun_path, "version": crun_version}, cgroup_layout=layout)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    libcrun = selection["libcrun"]
-    if libcrun:
-        libcrun = dict(libcrun, version=detect.libcrun_version(libcrun["library"], runner)[0])
-    crun = {"path": crun_path, "version": crun_version}
-    fact = {
-        "runtime": selection["backend"],
-        "reason": selection["reason"],
-        "fallback_from": selection["fallback_from"],
-        "libcrun": libcrun,
-        "crun": crun,
-        "cgroup_layout": layout,
-        "private_cgroup2": selection["isolation"]["private_cgroup2"],
-        "checked_with": checked["bundle_kind"],
-    }
-    module.exit_json(
-        changed=False, backend=selection["backend"], reason=selection["reason"],
-        fallback_from=selection["fallback_from"], libcrun=libcrun, crun=crun, cgroup_layout=layout,
-        isolation=selection["isolation"], check=checked, fact=fact)
+        result = check_runtime(module_runner(module), module.params["runtime"], module.params["libcrun_search_paths"],
+                               crun_path=module.params["crun_path"], probe_text=module.params["probe_text"])
+    except RuntimeCheckError as exc:
+        module.fail_json(msg=str(exc), **exc.fields)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

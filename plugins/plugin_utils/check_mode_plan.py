@@ -45,7 +45,9 @@ class CheckModePlanAction(ActionBase):
         result = merge_hash(result, self._execute_module(module_args=args, task_vars=task_vars,
                                                          wrap_async=wrap_async))
         if not wrap_async:
-            self._remove_tmp_path(self._connection._shell.tmpdir)  # pylint: disable=protected-access
+            # ActionBase.cleanup(force=True) removes the connection's temporary directory, as the normal action
+            # does after its module (not for a module run async by the action: the async wrapper removes it)
+            self.cleanup(force=True)
         update = result.pop(OPTION, None)
         if check and isinstance(update, dict) and update.get("containers"):
             containers = dict(plan.get("containers") or {})

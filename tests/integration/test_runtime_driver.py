@@ -8,6 +8,8 @@ import uuid
 import pytest
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect, driver
+from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.bundle import make_trivial_bundle, spec_text
+from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.check import check_bundle
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def drivers(bed, libcrun, tmp_path):
 
 def bundle(tmp_path, args, busybox="/bin/busybox"):
     directory = str(tmp_path / ("bundle-" + uuid.uuid4().hex[:8]))
-    return driver.make_trivial_bundle(directory, args, driver.spec_text(shutil.which("crun")), busybox=busybox)
+    return make_trivial_bundle(directory, args, spec_text(shutil.which("crun")), busybox=busybox)
 
 
 @pytest.mark.parametrize("backend", ["libcrun", "cli"])
@@ -100,8 +102,8 @@ def test_errors_are_reported(drivers, tmp_path, backend):
 
 @pytest.mark.parametrize("backend", ["libcrun", "cli"])
 def test_check_with_host_binds(drivers, tmp_path, backend):
-    result = driver.check_bundle(drivers[backend], shutil.which("crun"), message="m-" + backend, busybox=None,
-                                 workdir=str(tmp_path))
+    result = check_bundle(drivers[backend], shutil.which("crun"), message="m-" + backend, busybox=None,
+                          workdir=str(tmp_path))
     assert result["bundle_kind"] == "host"
     assert result["run"] == {"exit_status": 0, "output": "m-" + backend}
     assert result["lifecycle"] == ["created", "stopped"]
@@ -128,7 +130,7 @@ def test_selection_falls_back_to_the_cli_when_libcrun_does_not_load(bed, tmp_pat
     try:
         assert sel["backend"] == "cli" and sel["fallback_from"] == "libcrun"
         assert "failed to load" in sel["reason"] and "9.9.9" in sel["reason"]
-        assert driver.check_bundle(drv, shutil.which("crun"))["backend"] == "cli"
+        assert check_bundle(drv, shutil.which("crun"))["backend"] == "cli"
     finally:
         drv.close()
     with pytest.raises(driver.OciRuntimeError, match="failed to load"):
@@ -140,7 +142,7 @@ def test_selection_prefers_the_test_bed_libcrun(bed, tmp_path):
     try:
         assert sel["backend"] == "libcrun" and sel["fallback_from"] is None
         assert sel["agent"]["python_crun"].endswith("python_crun.so")
-        result = driver.check_bundle(drv, shutil.which("crun"))
+        result = check_bundle(drv, shutil.which("crun"))
         assert result["run"]["output"] == "lxcri-oci-runtime-check"
     finally:
         drv.close()

@@ -15,18 +15,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import origin, rawconf
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import CheckModePlan
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
-    PveApiError, PveConfigError, PveError, PveTaskError)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import OCI_RELEASE, PveFeatures
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import ContainerError, PveSession
 
 STATES = ("present", "started", "stopped", "restarted", "absent", "template")
 # options that map 1:1 onto config keys (option name -> key)
@@ -42,27 +38,11 @@ CONFIG_OPTIONS = {
 CREATE_ONLY = ("password", "ssh_public_keys", "pool", "unprivileged", "ostype", "arch")
 EXISTS_MARKERS = ("already exists",)
 DEFAULT_ALLOCATION_RETRIES = 8
-# "CT is locked (backup)" (pve-guest-common's check_lock), "CT 105 is locked (snapshot)", "VM is locked (...)":
-# another task holds the container; "can't lock file '/run/lock/lxc/pve-config-105.conf' - got timeout": another
-# API call held the config file's flock longer than PVE waits for it (10 s)
-LOCKED = re.compile(r"\bis locked \((?P<lock>[\w-]+)\)|can't lock file '(?P<file>[^']+)' - got timeout")
 # PVE::Tools::assert_if_modified: the digest sent with a config write is not the config's digest any more
 MODIFIED = "detected modified configuration"
 # how often a config write is planned again after another client changed the config in between
 MAX_REPLANS = 3
 GIB = 1024 ** 3
-
-
-class ContainerError(PveConfigError):
-    """The container cannot be brought into the asked state; the message says why."""
-
-
-def lock_of(exc):
-    """The name of the lock an API or task error reports (``backup``, ``config file ...``), else None."""
-    match = LOCKED.search(str(exc))
-    if match is None:
-        return None
-    return match.group("lock") or "config file %s" % match.group("file")
 
 
 def _without_digest(config):
@@ -75,138 +55,17 @@ def _bool(value):
 
 
 class ContainerManager:
-    def __init__(self, params, check_mode=False, client=None, sleep=time.sleep, clock=time.monotonic):
+    """One container's lifecycle; the work shared with other engines (finding it, tasks, locks, the record of
+    the run) is its :class:`PveSession`, ``session``: its own, or another engine's given as ``session`` (whose
+    check mode and client it then uses)."""
+
+    def __init__(self, params, check_mode=False, client=None, sleep=time.sleep, clock=time.monotonic, session=None):
+        self.session = session or PveSession(params, check_mode=check_mode, client=client, sleep=sleep, clock=clock)
         self.params = params
-        self.check_mode = check_mode
-        self.client = client or connect(params)
-        self.sleep = sleep
-        self.clock = clock
-        self.warnings = []
-        self.timings = {}
-        self.changed = False
-        self.actions = []
+        self.check_mode = self.session.check_mode
+        self.client = self.session.client
         self.mismatch = []
         self.empty_env = False
-        self.check_plan = CheckModePlan(params, check_mode)
-        self._resources = None
-
-    def resources(self):
-        """``GET /cluster/resources?type=vm``, fetched once per run (until something is created)."""
-        if self._resources is None:
-            self._resources = self.client.get("/cluster/resources", type="vm") or []
-        return self._resources
-
-    def locked_retry(self, what, action, refresh=None):
-        """Run ``action()``; while Proxmox VE says the container is locked, wait and retry until wait_timeout.
-
-        The lock may be reported by the API call or by the worker task (both raise with the message).
-        ``refresh()`` runs after each wait, before the next try: taking and releasing a lock changes the
-        config's digest, so a config write must read the config again.  Waiting is no change; it is
-        reported in ``actions`` (``waited for lock NAME``) and ``timings.lock_wait``.
-        """
-        deadline = self.clock() + (self.params.get("wait_timeout") or 600)
-        delay, started = 0.5, self.clock()
-        while True:
-            try:
-                return action()
-            except (PveApiError, PveTaskError) as exc:
-                lock = lock_of(exc)
-                if lock is None:
-                    raise
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    raise ContainerError("%s: the container stayed locked (%s) for %.0f s, longer than wait_timeout "
-                                         "(%s s): another task holds it; this step changed nothing"
-                                         % (what, lock, self.clock() - started,
-                                            self.params.get("wait_timeout") or 600))
-                self._note("waited for lock %s" % lock)
-                slept = self.clock()
-                self.sleep(min(delay, remaining))
-                self.timings["lock_wait"] = round(self.timings.get("lock_wait", 0) + self.clock() - slept, 3)
-                delay = min(delay * 2, 5.0)
-                if refresh is not None:
-                    refresh()
-
-    # -- helpers ---------------------------------------------------------------------
-
-    def _wait(self, node, upid, what):
-        if not upid:
-            return None
-        started = time.monotonic()
-        result = wait_task(self.client, node, upid, timeout=self.params.get("wait_timeout") or 600)
-        self.timings[what] = round(time.monotonic() - started, 3)
-        self.warnings.extend(result.warnings)
-        return result
-
-    def _act(self, what):
-        self.actions.append(what)
-        self.changed = True
-
-    def _note(self, what):
-        """Record in ``actions``, once, something that happened on the way and is no change by itself."""
-        if what not in self.actions:
-            self.actions.append(what)
-
-    def features(self):
-        return self.client.features()
-
-    def find(self):
-        """The container (a /cluster/resources entry) or None; by vmid, else by unique hostname.
-
-        In check mode, what earlier tasks of the run predicted counts (checkplan.py): a container they
-        deleted is gone, one they created exists (``phantom``), one they stopped or started has that status.
-        """
-        found = self.find_listed()
-        if found is not None and self.params.get("vmid") is None:
-            renamed = self.check_plan.lookup(found["vmid"])
-            if renamed and renamed.get("hostname") not in (None, self.params.get("hostname")):
-                found = None  # an earlier task of this check run renamed it: the hostname is free
-        vmid = found["vmid"] if found else self.params.get("vmid")
-        entry = self.check_plan.lookup(vmid, None if vmid is not None else self.params.get("hostname"))
-        if entry is None:
-            return found
-        if entry.get("status") == "absent":
-            return None
-        if found is not None:
-            return dict(found, status=entry.get("status") or found.get("status"))
-        if entry.get("created"):
-            return {"vmid": entry.get("vmid"), "node": entry.get("node"), "name": entry.get("hostname"),
-                    "status": entry.get("status"), "type": "lxc", "phantom": True}
-        return None
-
-    def find_listed(self):
-        """The container as /cluster/resources lists it (dict) or None; by vmid, else by unique hostname."""
-        vmid, hostname = self.params.get("vmid"), self.params.get("hostname")
-        listing = self.resources()
-        resources = [r for r in listing if r.get("type") == "lxc"]
-        if vmid is not None:
-            found = [r for r in resources if int(r["vmid"]) == int(vmid)]
-            if not found and any(int(r["vmid"]) == int(vmid) for r in listing):
-                raise ContainerError("vmid %s is a virtual machine, not a container" % vmid)
-            return found[0] if found else None
-        if not hostname:
-            raise ContainerError("give vmid or hostname to address the container")
-        found = [r for r in resources if r.get("name") == hostname]
-        if len(found) > 1:
-            raise ContainerError("hostname %r is ambiguous: containers %s carry it; address one by vmid"
-                                 % (hostname, ", ".join(str(r["vmid"]) for r in found)))
-        return found[0] if found else None
-
-    def node(self, found=None):
-        if found is not None:
-            return found["node"]
-        if self.params.get("node"):
-            return self.params["node"]
-        nodes = [n["node"] for n in self.client.get("/nodes") or []]
-        if len(nodes) != 1:
-            raise ContainerError("the cluster has several nodes (%s): give node" % ", ".join(sorted(nodes)))
-        return nodes[0]
-
-    def config_of(self, node, vmid):
-        return self.client.get("/nodes/{node}/lxc/{vmid}/config", node=node, vmid=vmid) or {}
-
-    def status_of(self, node, vmid):
-        return (self.client.get("/nodes/{node}/lxc/{vmid}/status/current", node=node, vmid=vmid) or {}).get("status")
 
     # -- desired config --------------------------------------------------------------------
 
@@ -214,7 +73,7 @@ class ContainerManager:
         """The node's features; a config with ``entrypoint`` or ``env`` proves 9.1+ without ``GET /version``."""
         if config and ("entrypoint" in config or "env" in config):
             return PveFeatures(OCI_RELEASE, "%d.%d+" % OCI_RELEASE)
-        return self.features()
+        return self.session.features()
 
     def desired(self, features=None, config=None):
         """The keys the options ask for, as the user gave them (dicts or strings).
@@ -287,7 +146,7 @@ class ContainerManager:
         vmid_range = self.params.get("vmid_range")
         if vmid_range:
             low, high = int(vmid_range[0]), int(vmid_range[1])
-            used = set(int(r["vmid"]) for r in self.resources())
+            used = set(int(r["vmid"]) for r in self.session.resources())
             for vmid in range(low, high + 1):
                 if vmid not in used:
                     yield vmid
@@ -336,8 +195,8 @@ class ContainerManager:
             return self.client.post("/nodes/{node}/lxc", dict(post_only, vmid=vmid), node=node)
 
         vmid, upid = self._create_with(make)
-        self._act("created")
-        self._wait(node, upid, "create")
+        self.session.act("created")
+        self.session.wait(node, upid, "create")
         # entrypoint/env after the create: Proxmox's OCI import overwrites env given at create
         late = dict((k, pveconfig.format_value(k, v)) for k, v in wanted.items() if k in ("entrypoint", "env"))
         if late:
@@ -350,7 +209,7 @@ class ContainerManager:
     def clone(self, node, wanted):
         params = self.params
         source = params["clone"]
-        src = [r for r in self.resources()
+        src = [r for r in self.session.resources()
                if r.get("type") == "lxc" and (str(r["vmid"]) == str(source) or r.get("name") == str(source))]
         if len(src) != 1:
             raise ContainerError("clone source %r: %s" % (source, "not found" if not src else "ambiguous"))
@@ -374,8 +233,8 @@ class ContainerManager:
                                     vmid=src["vmid"])
 
         vmid, upid = self._create_with(make)
-        self._act("cloned")
-        self._wait(src["node"], upid, "clone")
+        self.session.act("cloned")
+        self.session.wait(src["node"], upid, "clone")
         return vmid
 
     @staticmethod
@@ -395,7 +254,7 @@ class ContainerManager:
         except (OSError, IOError) as exc:
             raise ContainerError(str(exc))
         if changed:
-            self._act("raw_lxc")
+            self.session.act("raw_lxc")
         return changed
 
     # -- update --------------------------------------------------------------------------
@@ -436,11 +295,9 @@ class ContainerManager:
         return wanted, asked
 
     def resize(self, node, vmid, size):
-        self._act("resized")
-        if not self.check_mode:
-            self.locked_retry("resize", lambda: self._wait(node, self.client.put(
-                "/nodes/{node}/lxc/{vmid}/resize", {"disk": "rootfs", "size": pveconfig.format_size(size)},
-                node=node, vmid=vmid), "resize"))
+        self.session.perform("resized", lambda: self.session.task(node, "resize", lambda: self.client.put(
+            "/nodes/{node}/lxc/{vmid}/resize", {"disk": "rootfs", "size": pveconfig.format_size(size)},
+            node=node, vmid=vmid)))
 
     def plan(self, current, wanted):
         delete = list(self.params.get("delete") or ()) + (["env"] if self.empty_env else [])
@@ -460,7 +317,7 @@ class ContainerManager:
         result = {"pending": [], "resized": grow}
         if self.check_mode:
             if plan.changed:
-                self._act("configured")
+                self.session.act("configured")
         elif plan.changed:
             latest = {"plan": plan, "digest": current.get("digest")}
 
@@ -486,17 +343,17 @@ class ContainerManager:
                                                  "changed nothing" % (vmid, MAX_REPLANS + 1, exc))
                     # another client changed the config since it was read: plan again from what it is now
                     # (per key, so only the keys this task manages are written; theirs are kept)
-                    self._note("re-planned after a concurrent edit")
+                    self.session.note("re-planned after a concurrent edit")
                     refresh()
 
             def refresh():
-                fresh = self.config_of(node, vmid)
+                fresh = self.session.config_of(node, vmid)
                 latest.update(plan=self.plan(fresh, wanted), digest=fresh.get("digest"))
 
-            self.locked_retry("configure", write, refresh)
+            self.session.locked_retry("configure", write, refresh)
             plan = latest["plan"]
             if plan.changed:
-                self._act("configured")
+                self.session.act("configured")
         if grow:
             self.resize(node, vmid, grow)
         if plan.changed and running:
@@ -506,23 +363,21 @@ class ContainerManager:
     # -- state transitions ------------------------------------------------------------------
 
     def start(self, node, vmid):
-        self._act("started")
-        if not self.check_mode:
-            self.locked_retry("start", lambda: self._wait(node, self.client.post(
-                "/nodes/{node}/lxc/{vmid}/status/start", node=node, vmid=vmid), "start"))
+        self.session.perform("started", lambda: self.session.task(node, "start", lambda: self.client.post(
+            "/nodes/{node}/lxc/{vmid}/status/start", node=node, vmid=vmid)))
 
     def stop(self, node, vmid):
-        self._act("stopped")
-        if self.check_mode:
-            return
+        self.session.perform("stopped", lambda: self._shutdown(node, vmid))
+
+    def _shutdown(self, node, vmid):
         timeout = self.params.get("shutdown_timeout") or 60
         args = {"timeout": timeout}
         if self.params.get("force_stop"):
             args["forceStop"] = 1
-        began = self.clock()
+        began = self.session.clock()
         try:
-            self.locked_retry("shutdown", lambda: self._wait(node, self.client.post(
-                "/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid), "shutdown"))
+            self.session.task(node, "shutdown", lambda: self.client.post(
+                "/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid))
         except PveTaskError as exc:
             # PVE::LXC::vm_stop: lxc-stop --nokill --timeout N failed and the container still runs
             if "container did not stop" not in str(exc):
@@ -530,35 +385,31 @@ class ContainerManager:
             raise ContainerError("CT %s did not stop within shutdown_timeout (%s s): its init ignored the stop "
                                  "signal (lxc.signal.halt) or took longer. Set force_stop: true to kill it after the "
                                  "timeout, or raise shutdown_timeout. (%s)" % (vmid, timeout, exc))
-        if self.params.get("force_stop") and self.clock() - began >= timeout:
+        if self.params.get("force_stop") and self.session.clock() - began >= timeout:
             # with forceStop lxc-stop kills the container when the timeout is over; the task says nothing of it
-            self._note("killed after shutdown_timeout (%s s): the app ignored its stop signal (force_stop)" % timeout)
+            self.session.note("killed after shutdown_timeout (%s s): the app ignored its stop signal (force_stop)" % timeout)
 
     def kill(self, node, vmid):
-        self._act("stopped")
-        if not self.check_mode:
-            self.locked_retry("stop", lambda: self._wait(node, self.client.post(
-                "/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid), "stop"))
+        self.session.perform("stopped", lambda: self.session.task(node, "stop", lambda: self.client.post(
+            "/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid)))
 
     def reboot(self, node, vmid):
-        self._act("restarted")
-        if not self.check_mode:
-            args = {"timeout": self.params.get("shutdown_timeout") or 60}
-            self.locked_retry("reboot", lambda: self._wait(node, self.client.post(
-                "/nodes/{node}/lxc/{vmid}/status/reboot", args, node=node, vmid=vmid), "reboot"))
+        args = {"timeout": self.params.get("shutdown_timeout") or 60}
+        self.session.perform("restarted", lambda: self.session.task(node, "reboot", lambda: self.client.post(
+            "/nodes/{node}/lxc/{vmid}/status/reboot", args, node=node, vmid=vmid)))
 
     def make_template(self, node, vmid):
-        self._act("templated")
-        if self.check_mode:
-            return
+        self.session.perform("templated", lambda: self._template(node, vmid))
+
+    def _template(self, node, vmid):
         # POST .../template answers null although a worker runs: poll the config until it says so
-        self.locked_retry("template", lambda: self._wait(node, self.client.post(
-            "/nodes/{node}/lxc/{vmid}/template", node=node, vmid=vmid), "template"))
+        self.session.task(node, "template", lambda: self.client.post(
+            "/nodes/{node}/lxc/{vmid}/template", node=node, vmid=vmid))
         deadline = time.monotonic() + (self.params.get("wait_timeout") or 600)
-        while str(self.config_of(node, vmid).get("template")) != "1":
+        while str(self.session.config_of(node, vmid).get("template")) != "1":
             if time.monotonic() > deadline:
                 raise ContainerError("CT %s did not become a template within wait_timeout" % vmid)
-            self.sleep(0.2)
+            self.session.sleep(0.2)
 
     def destroy(self, node, vmid, status, config):
         params = self.params
@@ -569,9 +420,10 @@ class ContainerManager:
             if not params.get("force"):
                 raise ContainerError("CT %s is running; set force: true to stop and delete it" % vmid)
             self.kill(node, vmid)
-        self._act("deleted")
-        if self.check_mode:
-            return
+        self.session.perform("deleted", lambda: self._delete(node, vmid, config))
+
+    def _delete(self, node, vmid, config):
+        params = self.params
         if str(config.get("protection")) == "1":
             self.client.put("/nodes/{node}/lxc/{vmid}/config", {"delete": "protection"}, node=node, vmid=vmid)
         args = {}
@@ -579,8 +431,8 @@ class ContainerManager:
             args["purge"] = 1
         if params.get("destroy_unreferenced_disks") is not None:
             args["destroy-unreferenced-disks"] = 1 if params["destroy_unreferenced_disks"] else 0
-        self.locked_retry("delete", lambda: self._wait(node, self.client.delete(
-            "/nodes/{node}/lxc/{vmid}", args, node=node, vmid=vmid), "delete"))
+        self.session.task(node, "delete", lambda: self.client.delete(
+            "/nodes/{node}/lxc/{vmid}", args, node=node, vmid=vmid))
 
     # -- the module ----------------------------------------------------------------------------
 
@@ -590,53 +442,53 @@ class ContainerManager:
         if state not in STATES:
             raise ContainerError("state must be one of %s" % ", ".join(STATES))
         self.check_request()
-        found = self.find()
+        found = self.session.find()
         result = {"changed": False, "state": state}
         if state == "absent":
-            return self._finish(self.remove(found, result), started)
+            return self.session.finish(self.remove(found, result), started)
         if found is None and state == "stopped" and not self.has_source():
             # nothing to stop, as absent has nothing to delete; only present/started need a source to create from
             result.update(vmid=self.params.get("vmid"), status="absent", diff={"before": {}, "after": {}})
-            return self._finish(result, started)
+            return self.session.finish(result, started)
         if found is None:
             wanted = self.desired()
-            node = self.node()
+            node = self.session.node()
             if self.check_mode:
-                self._act("created")
+                self.session.act("created")
                 status = "running" if state in ("started", "restarted") else "stopped"
                 if status == "running":
-                    self.actions.append("started")
-                self.check_plan.record(self.params.get("vmid"), wanted.get("hostname"), node=node, status=status,
-                                       created=True)
+                    self.session.actions.append("started")
+                self.session.check_plan.record(self.params.get("vmid"), wanted.get("hostname"), node=node,
+                                               status=status, created=True)
                 result.update(vmid=self.params.get("vmid"), node=node, status=status,
                               diff={"before": {}, "after": pveconfig.masked(wanted)})
-                return self._finish(result, started)
+                return self.session.finish(result, started)
             vmid = self.create(node, wanted)
             try:
-                return self._finish(self.converge(state, vmid, node, None, wanted, result), started)
+                return self.session.finish(self.converge(state, vmid, node, None, wanted, result), started)
             except PveError as exc:
                 raise self.undo_create(node, vmid, exc)
         node, vmid = found["node"], found["vmid"]
         if found.get("phantom"):
             # created by an earlier task of this check-mode run: nothing to read, its config is the one asked for
-            return self._finish(self.converge(state, vmid, node, found, None, result), started)
+            return self.session.finish(self.converge(state, vmid, node, found, None, result), started)
         vmid = int(vmid)
-        config = self.config_of(node, vmid)
+        config = self.session.config_of(node, vmid)
         self.check_origin(vmid, config)
         wanted = self.desired(config=config)
-        return self._finish(self.converge(state, vmid, node, found, wanted, result, config), started)
+        return self.session.finish(self.converge(state, vmid, node, found, wanted, result, config), started)
 
     def converge(self, state, vmid, node, found, wanted, result, config=None):
         """Configure (an existing container), then bring the run state to ``state``; returns the result."""
         if found is None:  # created by this task
-            node = self.node({"node": node}) if self.params.get("clone") is None else self.find_by_vmid(vmid)["node"]
-            config = self.config_of(node, vmid)
+            node = self.session.node({"node": node}) if self.params.get("clone") is None else self.session.find_by_vmid(vmid)["node"]
+            config = self.session.config_of(node, vmid)
             if self.params.get("clone") is not None:
                 if self.params.get("description") is not None:  # the user's notes, keeping the inherited record
                     wanted = dict(wanted, description=origin.with_record(
                         self.params["description"], origin.parse(config.get("description"))))
                 self.update(node, vmid, config, wanted, running=False)
-                config = self.config_of(node, vmid)
+                config = self.session.config_of(node, vmid)
             before = {}
             status = "stopped"
         elif found.get("phantom"):
@@ -652,7 +504,7 @@ class ContainerManager:
                 self.reboot(node, vmid)
                 result["pending"] = []
             if (plan.changed or info["resized"]) and not self.check_mode:
-                config = self.config_of(node, vmid)
+                config = self.session.config_of(node, vmid)
             elif plan.changed or info["resized"]:
                 config = dict(config, **plan.put)
                 for key in plan.delete:
@@ -686,12 +538,12 @@ class ContainerManager:
                 self.kill(node, vmid)
             self.make_template(node, vmid)
             if not self.check_mode:
-                config = self.config_of(node, vmid)
-        if not self.check_mode and self.changed:
-            status = self.status_of(node, vmid) or status
+                config = self.session.config_of(node, vmid)
+        if not self.check_mode and self.session.changed:
+            status = self.session.status_of(node, vmid) or status
         if self.check_mode and found is not None:
-            self.check_plan.record(vmid, config.get("hostname") or found.get("name"), node=node, status=status,
-                                   created=bool(found.get("phantom")))
+            self.session.check_plan.record(vmid, config.get("hostname") or found.get("name"), node=node,
+                                           status=status, created=bool(found.get("phantom")))
         result.update(vmid=vmid, node=node, status=status, config=pveconfig.masked(config),
                       diff={"before": _without_digest(before), "after": _without_digest(pveconfig.masked(config))})
         if self.mismatch:
@@ -710,12 +562,12 @@ class ContainerManager:
                 raise ContainerError("CT %s would be running (an earlier task of this check run starts it); set "
                                      "force: true to stop and delete it" % (vmid if vmid is not None else
                                                                             found.get("name")))
-            self._act("deleted")
+            self.session.act("deleted")
         else:
             vmid = int(vmid)
-            config = self.config_of(node, vmid)
+            config = self.session.config_of(node, vmid)
             self.destroy(node, vmid, found.get("status"), config)
-        self.check_plan.record(vmid, found.get("name"), node=node, status="absent", created=False)
+        self.session.check_plan.record(vmid, found.get("name"), node=node, status="absent", created=False)
         result.update(vmid=vmid, node=node, status="absent",
                       diff={"before": _without_digest(pveconfig.masked(config)), "after": {}})
         return result
@@ -768,7 +620,7 @@ class ContainerManager:
                              "on_mismatch: update to apply the rest of the task to it anyway")
             raise ContainerError("CT %d is not the container this task describes: %s. Nothing was changed; %s"
                                  % (vmid, text, "; ".join(hints)))
-        self.warnings.append("CT %d: %s (on_mismatch: update goes on%s)" % (
+        self.session.warnings.append("CT %d: %s (on_mismatch: update goes on%s)" % (
             vmid, text, "; the root file system stays the one it was made from"
             if any(m["what"] != "hostname" for m in found) else ""))
 
@@ -776,32 +628,17 @@ class ContainerManager:
         """A step after this task's create failed: remove the container it made, and say what is left."""
         step = str(exc)
         try:
-            status = self.status_of(node, vmid)
+            status = self.session.status_of(node, vmid)
             if status == "running":
-                self._wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid),
-                           "undo stop")
-            self._wait(node, self.client.delete("/nodes/{node}/lxc/{vmid}", {"purge": 1}, node=node, vmid=vmid),
-                       "undo create")
+                self.session.wait(node, self.client.post("/nodes/{node}/lxc/{vmid}/status/stop", node=node,
+                                                         vmid=vmid), "undo stop")
+            self.session.wait(node, self.client.delete("/nodes/{node}/lxc/{vmid}", {"purge": 1}, node=node,
+                                                       vmid=vmid), "undo create")
         except PveError as undo:
             return ContainerError("%s\nCT %s was created by this task and is LEFT on node %s: removing it failed "
                                   "(%s). Remove it with lxcri.proxmox.lxc_container (vmid: %s, state: absent, "
                                   "force: true) or 'pct destroy %s --purge' on the node."
                                   % (step, vmid, node, undo, vmid, vmid))
-        self._note("removed the container it created after a later step failed")
+        self.session.note("removed the container it created after a later step failed")
         return ContainerError("%s\nCT %s, created by this task, was removed again; nothing is left behind."
                               % (step, vmid))
-
-    def find_by_vmid(self, vmid):
-        self._resources = None  # it was just created: list again
-        for r in self.resources():
-            if int(r["vmid"]) == int(vmid):
-                return r
-        raise ContainerError("CT %s vanished after it was created" % vmid)
-
-    def _finish(self, result, started):
-        self.timings["total"] = round(time.monotonic() - started, 3)
-        result.update(changed=self.changed, actions=self.actions, warnings_from_tasks=self.warnings,
-                      timings=self.timings)
-        if self.check_plan.active:
-            result["check_mode_plan"] = self.check_plan.result()
-        return result

@@ -17,10 +17,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import re
 import time
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import ContainerError, PveSession
 
 STATES = ("present", "absent", "rollback")
 # pve-common's pve-configid (the format of pve-snapshot-name), at most 40 characters
@@ -105,12 +107,12 @@ class SnapshotManager:
     def __init__(self, params, check_mode=False, client=None, sleep=time.sleep):
         self.params = params
         self.check_mode = check_mode
-        self.ct = ContainerManager(params, check_mode=check_mode, client=client, sleep=sleep)
-        self.client = self.ct.client
+        self.session = PveSession(params, check_mode=check_mode, client=client, sleep=sleep)
+        self.client = self.session.client
 
     def listing(self, node, vmid, found=None):
         """The snapshots oldest first; in check mode as earlier tasks of the run left them (checkplan.py)."""
-        entry = self.ct.check_plan.lookup(vmid, (found or {}).get("name") if vmid is None else None)
+        entry = self.session.check_plan.lookup(vmid, (found or {}).get("name") if vmid is None else None)
         if found is not None and found.get("phantom"):
             entry = entry or {}
             return [_public({"name": n}) for n in entry.get("snapshots") or []]
@@ -122,7 +124,7 @@ class SnapshotManager:
 
     def zfs_volumes(self, node, vmid):
         """The container's volumes (rootfs, mpN) on zfspool storages, which roll back to the newest snapshot only."""
-        config = self.ct.config_of(node, vmid)
+        config = self.session.config_of(node, vmid)
         volumes = [config[k] for k in sorted(config) if k == "rootfs" or re.match(r"^mp\d+$", k)]
         storages = dict((s.get("storage"), s.get("type")) for s in
                         self.client.get("/nodes/{node}/storage", node=node) or [])
@@ -151,19 +153,15 @@ class SnapshotManager:
             raise SnapshotError("start applies with state rollback only")
         return state
 
-    def _task(self, node, what, call):
-        """Run ``call()`` (it returns a UPID) and wait for its task, waiting out a locked container."""
-        self.ct.locked_retry(what, lambda: self.ct._wait(node, call(), what))  # pylint: disable=protected-access
-
     def _create(self, node, vmid, name):
         args = {"snapname": name}
         if self.params.get("description"):
             args["description"] = self.params["description"]
-        self._task(node, "snapshot " + name, lambda: self.client.post(
+        self.session.task(node, "snapshot " + name, lambda: self.client.post(
             "/nodes/{node}/lxc/{vmid}/snapshot", node=node, vmid=vmid, **args))
 
     def _delete(self, node, vmid, name):
-        self._task(node, "delete " + name, lambda: self.client.delete(
+        self.session.task(node, "delete " + name, lambda: self.client.delete(
             "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}", node=node, vmid=vmid, snapname=name))
 
     def run(self):
@@ -171,12 +169,12 @@ class SnapshotManager:
         started = time.monotonic()
         state = self.validate()
         name = params["name"]
-        ct = self.ct
-        found = ct.find()
+        session = self.session
+        found = session.find()
         if found is None:
             which = params.get("vmid") if params.get("vmid") is not None else repr(params.get("hostname"))
             raise SnapshotError("no container %s in the cluster" % which)
-        node = ct.node(found)
+        node = session.node(found)
         vmid = int(found["vmid"]) if found.get("vmid") is not None else None
         before = self.listing(node, vmid, found)
         names = [s["name"] for s in before]
@@ -184,22 +182,16 @@ class SnapshotManager:
         status = found.get("status")
         if state == "present":
             if name not in names:
-                ct._act("created %s" % name)  # pylint: disable=protected-access
-                if not self.check_mode:
-                    self._create(node, vmid, name)
+                session.perform("created %s" % name, functools.partial(self._create, node, vmid, name))
                 names = names + [name]
             if params.get("keep") is not None:
                 doomed = to_prune(names, params["prefix"], params["keep"], protect=name)
                 for old in doomed:
-                    ct._act("deleted %s" % old)  # pylint: disable=protected-access
-                    if not self.check_mode:
-                        self._delete(node, vmid, old)
+                    session.perform("deleted %s" % old, functools.partial(self._delete, node, vmid, old))
                 result["deleted"] = doomed
         elif state == "absent":
             if name in names:
-                ct._act("deleted %s" % name)  # pylint: disable=protected-access
-                if not self.check_mode:
-                    self._delete(node, vmid, name)
+                session.perform("deleted %s" % name, functools.partial(self._delete, node, vmid, name))
                 result["deleted"] = [name]
         else:
             if name not in names:
@@ -217,29 +209,26 @@ class SnapshotManager:
                         "or roll back to %r; nothing was changed"
                         % (vmid, name, ", ".join(blocked), ", ".join(result["newer"]), names[-1]))
             status = self._rollback(node, vmid, name, status)
-        after = self.listing(node, vmid) if ct.changed and not self.check_mode else \
+        after = self.listing(node, vmid) if session.changed and not self.check_mode else \
             predicted(before, state, name, params.get("description"), result["deleted"])
-        if ct.changed and not self.check_mode:
-            status = ct.status_of(node, vmid)
-        ct.check_plan.record(vmid, found.get("name"), node=node, status=status, created=bool(found.get("phantom")),
-                             snapshots=[s["name"] for s in after])
+        if session.changed and not self.check_mode:
+            status = session.status_of(node, vmid)
+        session.check_plan.record(vmid, found.get("name"), node=node, status=status, created=bool(found.get("phantom")),
+                                  snapshots=[s["name"] for s in after])
         result.update(snapshots=after, diff=diff_of(before, after), status=status)
-        return ct._finish(result, started)  # pylint: disable=protected-access
+        return session.finish(result, started)
 
     def _rollback(self, node, vmid, name, status):
         """Roll back (Proxmox VE stops a running container first); the status expected afterwards."""
-        ct = self.ct
+        session = self.session
         start = bool(self.params.get("start"))
         if status == "running":
-            ct.actions.append("stopped (rollback stops a running container)")
-        ct._act("rolled back to %s" % name)  # pylint: disable=protected-access
-        args, start_after = rollback_plan(ct.features(), start) if start else ({}, False)
-        if not self.check_mode:
-            self._task(node, "rollback " + name, lambda: self.client.post(
-                "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback", node=node, vmid=vmid, snapname=name,
-                **args))
+            session.actions.append("stopped (rollback stops a running container)")
+        args, start_after = rollback_plan(session.features(), start) if start else ({}, False)
+        session.perform("rolled back to %s" % name, lambda: session.task(node, "rollback " + name, lambda: self.client.post(
+            "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback", node=node, vmid=vmid, snapname=name, **args)))
         if start_after:
-            ct.start(node, vmid)
+            ContainerManager(self.params, session=session).start(node, vmid)
         elif start:
-            ct.actions.append("started")
+            session.actions.append("started")
         return "running" if start else "stopped"

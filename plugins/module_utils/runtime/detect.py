@@ -234,7 +234,7 @@ def libcrun_version(library_path, runner=subprocess_runner):
     return None, None
 
 
-def _python_binding(library_path):
+def python_binding(library_path):
     """Path of crun's python_crun extension installed in the library's prefix, if any."""
     libdir = os.path.dirname(os.path.realpath(library_path))
     prefix = os.path.dirname(libdir)
@@ -333,7 +333,7 @@ def find_libcrun(search=(), loader=probe_library, find_library=ctypes.util.find_
         result["path"] = os.path.realpath(path) if os.path.isabs(path) else path
         if os.path.isabs(path):
             result["version"], result["version_source"] = libcrun_version(path, runner)
-            result["python_binding"] = _python_binding(path)
+            result["python_binding"] = python_binding(path)
         return result
     return result
 

@@ -9,10 +9,10 @@ import hashlib
 
 import pytest
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import (
-    ContainerError, ContainerManager, lock_of)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveTaskError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import lock_of
 
 GIB = 1024 ** 3
 
@@ -219,8 +219,8 @@ def test_other_errors_are_not_retried():
     def refuse():
         raise PveApiError(500, "PUT", "/x", "detected modified configuration - file changed by other user?")
     with pytest.raises(PveApiError):
-        ct.locked_retry("configure", refuse)
-    assert clock.sleeps == [] and ct.actions == []
+        ct.session.locked_retry("configure", refuse)
+    assert clock.sleeps == [] and ct.session.actions == []
 
 
 def test_a_concurrent_edit_is_planned_again_keeping_the_other_clients_keys():
@@ -263,7 +263,7 @@ def test_a_lock_reported_by_the_worker_task_is_waited_out_too():
         if isinstance(answer, Exception):
             raise answer
         return answer
-    assert ct.locked_retry("start", start) == "done" and ct.actions == ["waited for lock create"]
+    assert ct.session.locked_retry("start", start) == "done" and ct.session.actions == ["waited for lock create"]
 
 
 def test_a_stopped_locked_container_is_started_after_the_lock_goes():

@@ -218,7 +218,7 @@ def test_python_binding_found_beside_library(tmp_path):
     _touch(lib)
     binding = str(tmp_path / "p" / "lib" / "python3.11" / "site-packages" / "python_crun.so")
     _touch(binding)
-    assert detect._python_binding(lib) == binding
+    assert detect.python_binding(lib) == binding
 
 
 def test_loaded_path_from_maps():
