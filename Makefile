@@ -24,7 +24,7 @@ export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
-        sanity unit integration molecule clean ee-context bench openzfs pve-double
+        sanity unit integration molecule bed-stages clean ee-context bench openzfs pve-double
 
 help:
 	@echo "make demo          the main job: deploy an OCI app as a container, upgrade it, roll back a broken version"
@@ -80,8 +80,17 @@ demo: testbed-up install-collection
 # ---------------------------------------------------------------------------
 # tests
 
-test: deps testbed-up sanity unit integration molecule
+# sanity needs no test bed and is mostly CPU; the other stages mostly wait on LXC, zfs-fuse and the registries.
+# So sanity runs beside them (make -j2; -O prints each one's output whole when it ends), while unit, integration
+# and molecule run one after the other: integration and molecule share the test bed (the double's port 18106).
+test: deps testbed-up
+	$(MAKE) --no-print-directory -j2 -O sanity bed-stages
 	@echo "make test: all stages passed"
+
+bed-stages: deps testbed-up
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory molecule
 
 sanity: deps
 	$(BIN)/python tests/sanity/pip_bootstrap.py
