@@ -16,7 +16,8 @@ SANITY_ROOT ?= $(or $(TMPDIR),/tmp)/lxcri-sanity
 SANITY_TREE := $(SANITY_ROOT)/ansible_collections/lxcri/proxmox
 PYTEST_ARGS ?=
 # pytest-xdist workers for the integration stage: its tests mostly wait on LXC, zfs-fuse and registries, so
-# three workers on two cores overlap the waits; loadscope keeps each module's module-scoped fixtures on one worker.
+# three workers on two cores overlap the waits. --dist load, not loadscope: test_lxc_container.py alone runs for
+# minutes, and the only shared fixtures are per session (one per worker either way).
 INTEGRATION_WORKERS ?= 3
 
 export PATH := $(BIN):$(PATH)
@@ -104,7 +105,7 @@ unit: deps
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 integration: deps testbed-up
-	$(BIN)/pytest -n $(INTEGRATION_WORKERS) --dist loadscope tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(INTEGRATION_WORKERS) --dist load tests/integration $(PYTEST_ARGS)
 
 # MOLECULE_GLOB names the scenario root the project's layout asks for (molecule/ at the top), so molecule
 # does not warn that collection scenarios belong in extensions/molecule; `reset` drops state that an earlier
