@@ -51,7 +51,7 @@ $(VENV)/.deps: requirements.txt requirements-dev.txt
 
 testbed-up: deps
 	cd tests && $(BIN)/python -m lxcri_testbed up > /dev/null
-	@cd tests && $(BIN)/python -m lxcri_testbed status | head -40
+	@cd tests && $(BIN)/python -m lxcri_testbed status | sed -n 1,40p
 
 testbed-down:
 	@if [ -x $(BIN)/python ]; then cd tests && $(BIN)/python -m lxcri_testbed down; fi
