@@ -15,13 +15,17 @@ DIST := $(abspath build)
 SANITY_ROOT ?= $(or $(TMPDIR),/tmp)/lxcri-sanity
 SANITY_TREE := $(SANITY_ROOT)/ansible_collections/lxcri/proxmox
 PYTEST_ARGS ?=
+# pytest-xdist workers for the integration stage: its tests mostly wait on LXC, zfs-fuse and registries, so
+# three workers on two cores overlap the waits. --dist load, not loadscope: test_lxc_container.py alone runs for
+# minutes, and the only shared fixtures are per session (one per worker either way).
+INTEGRATION_WORKERS ?= 3
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
-        sanity unit integration molecule clean ee-context bench openzfs pve-double
+        sanity unit integration molecule bed-stages clean ee-context bench openzfs pve-double
 
 help:
 	@echo "make demo          the main job: deploy an OCI app as a container, upgrade it, roll back a broken version"
@@ -47,7 +51,7 @@ $(VENV)/.deps: requirements.txt requirements-dev.txt
 
 testbed-up: deps
 	cd tests && $(BIN)/python -m lxcri_testbed up > /dev/null
-	@cd tests && $(BIN)/python -m lxcri_testbed status | head -40
+	@cd tests && $(BIN)/python -m lxcri_testbed status | sed -n 1,40p
 
 testbed-down:
 	@if [ -x $(BIN)/python ]; then cd tests && $(BIN)/python -m lxcri_testbed down; fi
@@ -77,8 +81,17 @@ demo: testbed-up install-collection
 # ---------------------------------------------------------------------------
 # tests
 
-test: deps testbed-up sanity unit integration molecule
+# sanity needs no test bed and is mostly CPU; the other stages mostly wait on LXC, zfs-fuse and the registries.
+# So sanity runs beside them (make -j2; -O prints each one's output whole when it ends), while unit, integration
+# and molecule run one after the other: integration and molecule share the test bed (the double's port 18106).
+test: deps testbed-up
+	$(MAKE) --no-print-directory -j2 -O sanity bed-stages
 	@echo "make test: all stages passed"
+
+bed-stages: deps testbed-up
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory molecule
 
 sanity: deps
 	$(BIN)/python tests/sanity/pip_bootstrap.py
@@ -92,7 +105,7 @@ unit: deps
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 integration: deps testbed-up
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(INTEGRATION_WORKERS) --dist load tests/integration $(PYTEST_ARGS)
 
 # MOLECULE_GLOB names the scenario root the project's layout asks for (molecule/ at the top), so molecule
 # does not warn that collection scenarios belong in extensions/molecule; `reset` drops state that an earlier

@@ -35,8 +35,11 @@ def _collection_root():
 
 _collection_root()
 
-from lxcri_testbed import in_ci  # noqa: E402  (needs the path set above)
+from lxcri_testbed import TEST_REPO_NS, in_ci, xdist_worker  # noqa: E402  (needs the path set above)
 from lxcri_testbed.bed import destroy_tree, load_state, run  # noqa: E402
+
+# skipped tests' node ids, collected by pytest_runtest_logreport
+_SKIPS = []
 
 # Fixtures that need the real components; tests using them are test-bed tests.
 BED_FIXTURES = {"bed", "zfs_dataset", "registry_image", "lxc_runner", "image_rootfs"}
@@ -56,7 +59,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "openzfs: opt-in tests on a real OpenZFS host (LXCRI_OPENZFS_POOL)")
     config.addinivalue_line("markers", "allowed_skip: may skip under CI too (it needs something outside "
                             "the project, such as ../shared)")
-    config._lxcri_skips = []
 
 
 def pytest_collection_modifyitems(config, items):
@@ -65,16 +67,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.testbed)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.skipped and item.get_closest_marker("allowed_skip") is None:
-        item.config._lxcri_skips.append(item.nodeid)
+def pytest_runtest_logreport(report):
+    # a report hook, not makereport: under pytest-xdist it runs in the controller too, which gets every
+    # worker's reports (a worker's exit status does not reach the controller's); markers are in keywords
+    if report.skipped and "allowed_skip" not in report.keywords:
+        _SKIPS.append(report.nodeid)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    skips = session.config._lxcri_skips
+    skips = _SKIPS
     if skips and in_ci():
         sys.stderr.write("\nCI=true but %d test(s) were skipped (CI installs everything the tests need, "
                          "so a skip there hides a gap):\n  %s\n"
@@ -91,6 +92,10 @@ def bed():
     need(os.geteuid() == 0, "needs root")
     state = load_state()
     need(state is not None, "the test bed is down: run 'make testbed-up'")
+    if xdist_worker():
+        # one LXC path per xdist worker (lxc_runner, test_initwrap), so lxc-ls and logs stay its own
+        state["lxc_path"] = os.path.join(state["lxc_path"], xdist_worker())
+        os.makedirs(state["lxc_path"], exist_ok=True)
     return state
 
 
@@ -131,8 +136,8 @@ def registry_image(bed, tmp_path_factory):
     for tool in ("umoci", "skopeo", "busybox"):
         need(run(["which", tool], check=False).returncode == 0, "%s is not installed" % tool)
     image = build_image(str(tmp_path_factory.mktemp("image")))
-    push_image(image, bed["registry"], "lxcri-test/busybox", "open")
-    push_image(image, bed["registry_auth"], "lxcri-test/busybox", "auth")
+    push_image(image, bed["registry"], TEST_REPO_NS + "/busybox", "open")
+    push_image(image, bed["registry_auth"], TEST_REPO_NS + "/busybox", "auth")
     return image
 
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from lxcri_testbed import TEST_REPO_NS
 from lxcri_testbed.ansible import write_pve_play
 from lxcri_testbed.oci_build import Layer, write_image
 from pve_double.server import Double
@@ -183,7 +184,7 @@ def push_e2e_image(tmp_path, bed):
     write_image(layout, "1", [layer], {"Entrypoint": E2E_ARGV[:3], "Cmd": E2E_ARGV[3:],
                                        "Env": ["PATH=/bin", "GREETING=hello world"], "WorkingDir": "/srv/app",
                                        "User": "app"})
-    ref = "%s/lxcri-test/e2e:1" % bed["registry"]["host"]
+    ref = "%s/%s/e2e:1" % (bed["registry"]["host"], TEST_REPO_NS)
     subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:%s:1" % layout, "docker://" + ref],
                    check=True)
     return ref

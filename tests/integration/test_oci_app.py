@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from lxcri_testbed import TEST_REPO_NS
 from lxcri_testbed.app_images import page, push
 from pve_double.server import DEFAULT_PASSWORD, Double
 
@@ -102,7 +103,7 @@ def snapshots(dataset):
 
 def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdouble, tmp_path, bed):
     double = appdouble
-    images = push(bed["registry"]["host"], "lxcri-test/webapp-%s" % double.backend.mode.replace(".", ""))
+    images = push(bed["registry"]["host"], "%s/webapp-%s" % (TEST_REPO_NS, double.backend.mode.replace(".", "")))
     deploy = "lxcri.proxmox.deploy_app"
 
     first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))

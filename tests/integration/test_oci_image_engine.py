@@ -22,7 +22,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.sources import RegistrySource
 
-from lxcri_testbed import images
+from lxcri_testbed import TEST_REPO_NS, images
 from lxcri_testbed.proxy import FaultProxy
 
 COLLECTIONS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -34,17 +34,17 @@ def catalog(bed, registry_image, tmp_path_factory):
     """Every image and source the tests pull, built now with umoci/skopeo/own code."""
     work = tmp_path_factory.mktemp("catalog")
     cat = {"single": registry_image, "work": str(work)}
-    images.push_image(registry_image, bed["registry_token"], "lxcri-test/busybox", "token")
+    images.push_image(registry_image, bed["registry_token"], TEST_REPO_NS + "/busybox", "token")
     multi = images.build_multiplatform(str(work / "multi"))
-    images.push_multiplatform(multi, bed["registry"], "lxcri-test/multi-oci", "oci")
-    images.push_multiplatform(multi, bed["registry"], "lxcri-test/multi-docker", "docker", docker_format=True)
+    images.push_multiplatform(multi, bed["registry"], TEST_REPO_NS + "/multi-oci", "oci")
+    images.push_multiplatform(multi, bed["registry"], TEST_REPO_NS + "/multi-docker", "docker", docker_format=True)
     cat["multi"] = multi
     cat["oci_archive"] = images.skopeo_archive(registry_image, "oci-archive", str(work / "skopeo-oci.tar"), "1")
     cat["docker_archive"] = images.skopeo_archive(registry_image, "docker-archive",
                                                   str(work / "skopeo-docker.tar"), "lxcri/busybox:1")
     cat["docker_oci"] = images.docker_oci_archive(multi, str(work / "docker-oci.tar"), "docker.io/lxcri/app:2", "2")
     big = images.build_image(str(work / "big"), tag="big", big_bytes=24 * 1024 * 1024)
-    images.push_image(big, bed["registry"], "lxcri-test/big", "open")
+    images.push_image(big, bed["registry"], TEST_REPO_NS + "/big", "open")
     cat["big"] = big
     # Docker Hub's name for the single image, served by the open registry acting as a mirror
     images.push_image(registry_image, bed["registry"], "library/busybox", "hub-mirror")
@@ -129,15 +129,15 @@ def test_every_source_pulls_verified_and_once(catalog, bed, tmp_path, case):
 
 
 @pytest.mark.parametrize("repo,media_type", [
-    ("lxcri-test/multi-oci", "application/vnd.oci.image.manifest.v1+json"),
-    ("lxcri-test/multi-docker", "application/vnd.docker.distribution.manifest.v2+json"),
+    ("multi-oci", "application/vnd.oci.image.manifest.v1+json"),
+    ("multi-docker", "application/vnd.docker.distribution.manifest.v2+json"),
 ])
 @pytest.mark.parametrize("platform,marker", [(None, "amd64"), ("linux/amd64", "amd64"),
                                              ("linux/arm64", "arm64"), ("linux/arm64/v8", "arm64")])
 def test_index_and_manifest_list_choose_the_platform(catalog, bed, tmp_path, repo, media_type, platform, marker):
     if platform is None and os.uname().machine not in ("x86_64", "amd64"):
         pytest.skip("the default platform case expects an amd64 host")
-    result = pull("%s/%s:multi" % (bed["registry"]["host"], repo), tmp_path, platform=platform)
+    result = pull("%s/%s/%s:multi" % (bed["registry"]["host"], TEST_REPO_NS, repo), tmp_path, platform=platform)
     assert result["media_type"] == media_type
     assert result["platform"]["architecture"] == marker
     assert result["index_digest"] is not None
@@ -149,7 +149,7 @@ def test_index_and_manifest_list_choose_the_platform(catalog, bed, tmp_path, rep
 
 def test_missing_platform_names_the_offered_ones(catalog, bed, tmp_path):
     with pytest.raises(PlatformError) as err:
-        pull("%s/lxcri-test/multi-oci:multi" % bed["registry"]["host"], tmp_path, platform="linux/s390x")
+        pull("%s/%s/multi-oci:multi" % (bed["registry"]["host"], TEST_REPO_NS), tmp_path, platform="linux/s390x")
     assert "linux/s390x" in str(err.value) and "linux/amd64, linux/arm64/v8" in str(err.value)
     with pytest.raises(PlatformError) as err:
         pull(catalog["single"].refs["open"], tmp_path, platform="linux/arm64")
@@ -394,7 +394,7 @@ def test_a_digest_reference_costs_no_network_the_second_time(catalog, proxy, tmp
     assert proxy.log == []
     tagged = pull(proxied(proxy, catalog), tmp_path)
     assert tagged["changed"] is False
-    assert [e["path"] for e in proxy.log] == ["/v2/lxcri-test/busybox/manifests/1"]
+    assert [e["path"] for e in proxy.log] == ["/v2/%s/busybox/manifests/1" % TEST_REPO_NS]
 
 
 PULL_SCRIPT = """
@@ -450,8 +450,9 @@ def test_parallel_processes_download_each_blob_once(catalog, proxy, tmp_path):
 
 def test_cache_max_bytes_evicts_unpinned_lru_only(catalog, bed, tmp_path):
     first = pull(catalog["single"].refs["open"], tmp_path)
-    pull("%s/lxcri-test/multi-oci:multi" % bed["registry"]["host"], tmp_path, platform="linux/arm64")
-    ImageManager({"image": "%s/lxcri-test/multi-oci:multi" % bed["registry"]["host"], "cache_dir": str(tmp_path),
+    pull("%s/%s/multi-oci:multi" % (bed["registry"]["host"], TEST_REPO_NS), tmp_path, platform="linux/arm64")
+    ImageManager({"image": "%s/%s/multi-oci:multi" % (bed["registry"]["host"], TEST_REPO_NS),
+                  "cache_dir": str(tmp_path),
                   "platform": "linux/arm64", "state": "absent"}).run()
     store_before = set(all_blobs_verify(tmp_path))
     result = pull(catalog["single"].refs["open"], tmp_path, cache_max_bytes=1)
@@ -477,7 +478,7 @@ def test_a_server_that_ignores_range_gets_a_restart(catalog, proxy, tmp_path):
 
 def test_tls_registry_with_a_private_ca(registry_image, bed, tmp_path):
     reg = bed["registry_tls"]
-    images.push_image(registry_image, reg, "lxcri-test/busybox", "tls")
+    images.push_image(registry_image, reg, TEST_REPO_NS + "/busybox", "tls")
     image = registry_image.refs["tls"]
     with pytest.raises(OciError) as err:
         pull(image, tmp_path / "a", registry_tls_verify=True)
@@ -497,7 +498,7 @@ def test_plain_http_only_when_asked(registry_image, tmp_path):
 def test_zstd_layers(registry_image, bed, tmp_path, verify):
     """Layers recompressed by the zstd command; diff_ids are checked without the zstandard module."""
     zimage = images.zstd_variant(registry_image, str(tmp_path / "work"))
-    dest = images.push_image(zimage, bed["registry"], "lxcri-test/busybox-zstd", "open")
+    dest = images.push_image(zimage, bed["registry"], TEST_REPO_NS + "/busybox-zstd", "open")
     result = pull(dest, tmp_path / "cache", verify_diff_ids=verify)
     assert {layer["media_type"] for layer in result["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
     assert [layer["diff_id"] for layer in result["layers"]] == registry_image.image_config()["rootfs"]["diff_ids"]

@@ -25,5 +25,25 @@ REGISTRY_USER = "lxcri"
 REGISTRY_PASSWORD = "testbed-only-secret"
 
 
+def xdist_worker():
+    """The pytest-xdist worker running this process (``gw0``, ``gw1``, ...), or "" outside xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def per_worker(name):
+    """``name`` suffixed with the xdist worker, for what parallel workers share on the test bed.
+
+    The registries and the LXC path are shared by every worker; repositories and container
+    directories named this way keep one worker from overwriting another's (images built by
+    umoci differ between builds, so two workers pushing one tag would race).
+    """
+    worker = xdist_worker()
+    return "%s-%s" % (name, worker) if worker else name
+
+
+# the registry namespace the integration tests push their images to
+TEST_REPO_NS = per_worker("lxcri-test")
+
+
 def in_ci():
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")

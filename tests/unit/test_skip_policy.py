@@ -17,7 +17,7 @@ ALLOWED_SKIP = ("import pytest\n\n@pytest.mark.allowed_skip\n"
                 "def test_allowed():\n    pytest.skip('../shared is not here')\n")
 
 
-def run_pytest(tmp_path, source, ci):
+def run_pytest(tmp_path, source, ci, extra=()):
     test = tmp_path / "test_policy_probe.py"
     test.write_text(source)
     env = dict(os.environ, PYTHONPATH=TESTS_DIR, LXCRI_TESTBED_DIR=str(tmp_path / "no-bed"))
@@ -26,7 +26,7 @@ def run_pytest(tmp_path, source, ci):
         env["CI"] = "true"
     # Load tests/conftest.py as a plugin so the probe gets the real fixtures and hooks.
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider",
-                           "-q", "-rs", str(test)], cwd=str(tmp_path), env=env,
+                           "-q", "-rs"] + list(extra) + [str(test)], cwd=str(tmp_path), env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                           check=False)
 
@@ -66,3 +66,12 @@ def test_allowed_skip_passes_under_ci(tmp_path):
     proc = run_pytest(tmp_path, ALLOWED_SKIP, ci=True)
     assert proc.returncode == 0, proc.stdout
     assert "1 skipped" in proc.stdout
+
+
+def test_skips_fail_under_ci_with_xdist_workers_too(tmp_path):
+    """make integration runs in pytest-xdist workers: their skips must still fail the controller's session."""
+    proc = run_pytest(tmp_path, PLAIN_SKIP + ALLOWED_SKIP.replace("import pytest\n", ""), ci=True,
+                      extra=["-n", "2"])
+    assert proc.returncode == 1, proc.stdout
+    assert "2 test(s) were skipped" in proc.stdout
+    assert "test_plain" in proc.stdout and "test_skipif" in proc.stdout and "test_allowed" not in proc.stdout

@@ -1,0 +1,103 @@
+"""What the Proxmox VE API test double does behind each endpoint.
+
+State lives in memory; storage is real: a ``dir`` storage under the
+double's directory (template cache, container root directories).  Work that
+PVE does in workers (create, delete, start, ...) runs as asynchronous tasks.
+
+``Backend`` holds the state and the helpers every endpoint family uses; the
+endpoints themselves live by family, one mixin each: cluster.py (version,
+nodes, node status, next id, cluster resources), storage.py (listing,
+content, upload, OCI registry pull, volume delete), lxc.py (container
+lifecycle and config), lxc_host.py (the real LXC under the containers: the
+generated LXC config, lxc-start/-stop), snapshots.py (templates, clones and
+snapshots on zfspool storages), tasks.py (task status and log), and
+oci_archive.py (9.1's OCI archive import).
+"""
+
+import os
+import subprocess
+import threading
+
+from ..schema import ApiError, Schema
+from ..tasks import TaskFailed, TaskManager
+from .cluster import VERSIONS, ClusterEndpoints
+from .lxc import Container, LxcEndpoints
+from .lxc_host import CGROUP_ROOT, LxcHost, cgroup_limits, network_lines
+from .oci_archive import import_oci_archive, is_oci_archive
+from .snapshots import SnapshotEndpoints
+from .storage import VZTMPL_NAME, StorageEndpoints
+from .tasks import TaskEndpoints
+
+__all__ = ["Backend", "Container", "CGROUP_ROOT", "VERSIONS", "VZTMPL_NAME", "cgroup_limits", "import_oci_archive",
+           "is_oci_archive", "network_lines"]
+
+
+class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, SnapshotEndpoints, TaskEndpoints):
+    def __init__(self, root, mode="9.1", node="pve1", zfs_root=None, vmid_range=(100, 999999999),
+                 dir_storages=None):
+        """``vmid_range``: what nextid hands out (datacenter.cfg's next-id lower/upper); ``dir_storages``:
+        more ``dir`` storages as {name: path}, besides ``local`` (and ``local-zfs`` with ``zfs_root``)."""
+        self.root = root
+        self.mode = mode
+        self.node = node
+        self.vmid_range = tuple(vmid_range)
+        self.tasks = TaskManager(node)
+        self.lock = threading.RLock()
+        self.containers = {}
+        self.schema = Schema(mode)
+        self.nextid_answers = []  # tests script GET /cluster/nextid (e.g. the same id twice: a race)
+        # user.cfg and ha/resources.cfg as far as containers are concerned: pool -> member vmids (tests add
+        # pools, as an admin would: backend.pools["ci"] = set()), and the vmids created with ha-managed=1
+        self.pools = {}
+        self.ha_resources = set()
+        self.storages = {"local": {"type": "dir", "path": os.path.join(root, "storage", "local"),
+                                   "content": "vztmpl,rootdir,iso,backup,snippets"}}
+        for name, path in sorted((dir_storages or {}).items()):
+            self.storages[name] = {"type": "dir", "path": path, "content": "vztmpl,rootdir,iso,backup,snippets"}
+        for info in self.storages.values():
+            for sub in ("template/cache", "images"):
+                os.makedirs(os.path.join(info["path"], sub), exist_ok=True)
+        if zfs_root:
+            # a zfspool storage on (a dataset of) the test bed's zfs-fuse pool, with Proxmox naming
+            subprocess.run(["zfs", "create", "-p", zfs_root], check=True)
+            self.storages["local-zfs"] = {"type": "zfspool", "pool": zfs_root, "content": "rootdir,images",
+                                          "path": self._zfs_get(zfs_root, "mountpoint")}
+
+    # -- helpers ------------------------------------------------------------------
+    def _node(self, node):
+        if node != self.node:
+            raise ApiError(500, "hostname lookup '%s' failed - failed to get address info for: %s" % (node, node))
+
+    def _ct(self, vmid):
+        ct = self.containers.get(int(vmid))
+        if ct is None:
+            raise ApiError(500, "Configuration file 'nodes/%s/lxc/%s.conf' does not exist" % (self.node, vmid))
+        return ct
+
+    @staticmethod
+    def _zfs_get(name, prop):
+        return subprocess.run(["zfs", "get", "-H", "-o", "value", prop, name], stdout=subprocess.PIPE,
+                              universal_newlines=True, check=True).stdout.strip()
+
+    @staticmethod
+    def _zfs(*args):
+        proc = subprocess.run(["zfs"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        if proc.returncode != 0:
+            raise TaskFailed("zfs %s failed: %s" % (" ".join(args), proc.stderr.strip()))
+        return proc.stdout
+
+    def dataset(self, volid):
+        storage, dummy, name = volid.split(",")[0].partition(":")
+        return "%s/%s" % (self.storages[storage]["pool"], name)
+
+    def volume_path(self, volid):
+        storage, sep, name = volid.partition(":")
+        info = self.storages.get(storage)
+        if not sep or info is None:
+            raise ApiError(500, "storage '%s' does not exist" % storage)
+        if info["type"] == "zfspool":
+            return self._zfs_get("%s/%s" % (info["pool"], name.split(",")[0]), "mountpoint")
+        if name.startswith("vztmpl/"):
+            return os.path.join(info["path"], "template", "cache", name[len("vztmpl/"):])
+        return os.path.join(info["path"], "images", name)

@@ -1,0 +1,396 @@
+"""Container endpoints: create, config, status, start/stop/shutdown/reboot, delete, resize, list."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+
+from lxcri_testbed.bed import destroy_tree as destroy_dataset
+from lxcri_testbed.pve_restore import restore_command
+
+from ..schema import ApiError
+from ..tasks import TaskFailed
+from .oci_archive import import_oci_archive, is_oci_archive
+
+# parameters of POST /nodes/{node}/lxc that are actions, not config keys
+CREATE_ONLY = ("node", "vmid", "ostemplate", "password", "ssh-public-keys", "storage", "start", "restore",
+               "force", "unique", "ignore-unpack-errors", "bwlimit", "pool", "ha-managed")
+
+
+def _raw(value):
+    """A typed property-string dict back to PVE's text form (the default key's value first, bare)."""
+    if hasattr(value, "text"):
+        return value.text()
+    if isinstance(value, dict):
+        return ",".join("%s=%s" % (k, v) for k, v in value.items())
+    return str(value)
+
+
+class Container:
+    def __init__(self, vmid, config):
+        self.vmid = vmid
+        self.config = config  # key -> PVE text value
+        self.status = "stopped"
+        self.lock = None
+        self.snapshots = {}
+
+    def digest(self):
+        # PVE's digest is the sha1 of the config file, where the lock is a line too: taking or releasing a lock
+        # changes it (a PUT with the digest read before the lock was released fails, as on a real node)
+        items = dict(self.config, lock=self.lock) if self.lock else self.config
+        text = "".join("%s: %s\n" % (k, v) for k, v in sorted(items.items()))
+        return hashlib.sha1(text.encode()).hexdigest()
+
+
+class LxcEndpoints:
+    """/nodes/{node}/lxc and /nodes/{node}/lxc/{vmid}/... except templates, clones and snapshots."""
+
+    def _check_startable(self, ct):
+        if ct.config.get("template") == "1":
+            raise ApiError(500, "CT %d is a template - unable to start" % ct.vmid)
+        if ct.lock:
+            raise ApiError(500, "CT %d is locked (%s)" % (ct.vmid, ct.lock))
+
+    def lxc_start(self, params, user):
+        ct = self._ct(params["vmid"])
+        self._check_startable(ct)
+        if self.lxc_state(ct)[0] == "running":
+            raise ApiError(500, "CT %d already running" % ct.vmid)
+
+        def work(task):
+            return self._start_now(ct, task)
+
+        return self.tasks.start("vzstart", ct.vmid, user, work)
+
+    def lxc_reboot(self, params, user):
+        ct = self._ct(params["vmid"])
+        if self.lxc_state(ct)[0] != "running":
+            raise ApiError(500, "CT %d not running" % ct.vmid)
+        timeout = params.get("timeout", 60)
+
+        def work(task):
+            self._lxc(ct, "lxc-stop", "--nokill", "-t", str(timeout))
+            self._lxc(ct, "lxc-stop", "-k")
+            return self._start_now(ct, task)  # as PVE: the LXC config is generated again (changed limits apply)
+
+        return self.tasks.start("vzreboot", ct.vmid, user, work)
+
+    def pending(self, params):
+        ct = self._ct(params["vmid"])
+        return [{"key": k, "value": v} for k, v in sorted(ct.config.items())]
+
+    def lxc_stop(self, params, user):
+        ct = self._ct(params["vmid"])
+        if self.lxc_state(ct)[0] != "running":
+            raise ApiError(500, "CT %d not running" % ct.vmid)
+
+        def work(task):
+            self._lxc(ct, "lxc-stop", "-k")
+            return 0
+
+        return self.tasks.start("vzstop", ct.vmid, user, work)
+
+    def lxc_shutdown(self, params, user):
+        ct = self._ct(params["vmid"])
+        if self.lxc_state(ct)[0] != "running":
+            raise ApiError(500, "CT %d not running" % ct.vmid)
+        timeout = params.get("timeout", 60)
+
+        def work(task):
+            # pve-container PVE::LXC::vm_stop: 'lxc-stop -n ID --nokill --timeout T' sends the halt signal
+            # (lxc.signal.halt, SIGPWR by default) and waits; with forceStop it runs without --nokill, so lxc-stop
+            # kills the container when T is over and the task says nothing of it. Without forceStop the failed
+            # lxc-stop is warned about and the task dies with "container did not stop" (PVE then polls the
+            # command socket for another T+5 s; the double does not wait that long).
+            proc = self._lxc(ct, "lxc-stop", "--nokill", "-t", str(timeout))
+            if self.lxc_state(ct)[0] == "running":
+                if not params.get("forceStop"):
+                    task.log("command 'lxc-stop -n %d --nokill --timeout %s' failed: exit code 1" % (ct.vmid, timeout))
+                    raise TaskFailed("container did not stop")
+                self._lxc(ct, "lxc-stop", "-k")
+            elif proc.returncode != 0:
+                task.log(proc.stdout.strip())
+            return 0
+
+        return self.tasks.start("vzshutdown", ct.vmid, user, work)
+
+    def _entry(self, ct):
+        ct.status = self.lxc_state(ct)[0]
+        return {"vmid": ct.vmid, "name": ct.config.get("hostname", "CT%d" % ct.vmid), "status": ct.status,
+                "type": "lxc", "template": 1 if ct.config.get("template") == "1" else 0,
+                "maxmem": int(ct.config.get("memory", "512")) * 1024 * 1024,
+                "cpus": int(ct.config.get("cores", "1")), "lock": ct.lock or "", "tags": ct.config.get("tags", "")}
+
+    def lxc_list(self, params):
+        self._node(params["node"])
+        return [self._entry(ct) for ct in sorted(self.containers.values(), key=lambda c: c.vmid)]
+
+    def typed_config(self, config):
+        """The config as PVE's JSON has it: integer, number and boolean keys as numbers."""
+        props = self.schema.endpoints["/nodes/{node}/lxc/{vmid}/config"]["GET"]["returns"].get("properties") or {}
+        out = {}
+        for key, value in config.items():
+            kind = (props.get(key) or {}).get("type")
+            try:
+                out[key] = int(value) if kind in ("integer", "boolean") else float(value) if kind == "number" \
+                    else value
+            except ValueError:
+                out[key] = value
+        return out
+
+    def config_get(self, params):
+        """The config as PVE answers it: typed, raw ``lxc.*`` lines as one ``lxc`` list of [key, value]."""
+        ct = self._ct(params["vmid"])
+        data = self.typed_config(dict((k, v) for k, v in ct.config.items() if not k.startswith("lxc.")))
+        raw = [[k, v] for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
+        if raw:
+            data["lxc"] = raw
+        data["digest"] = ct.digest()
+        if ct.lock:
+            data["lock"] = ct.lock
+        return data
+
+    def status_current(self, params):
+        ct = self._ct(params["vmid"])
+        data = self._entry(ct)
+        data["ha"] = {"managed": 1 if ct.vmid in self.ha_resources else 0}
+        return data
+
+    # -- writes -------------------------------------------------------------------------
+    def _check_pool(self, params):
+        if params.get("pool") is not None and params["pool"] not in self.pools:
+            raise ApiError(403, "Permission check failed (pool '%s' does not exist)" % params["pool"])
+
+    def _register(self, vmid, params, task):
+        """After a successful create/clone, as PVE: add_vm_to_pool, and an HA resource for ha-managed."""
+        if params.get("pool"):
+            with self.lock:
+                self.pools[params["pool"]].add(vmid)
+        if params.get("ha-managed"):
+            task.log("Add as HA resource")
+            self.ha_resources.add(vmid)
+
+    def lxc_create(self, params, user):
+        self._node(params["node"])
+        self._check_pool(params)
+        vmid = params["vmid"]
+        with self.lock:
+            if vmid in self.containers:
+                raise ApiError(500, "CT %d already exists on node '%s'" % (vmid, self.node))
+            config = dict((k, _raw(v)) for k, v in params.items() if k not in CREATE_ONLY)
+            config.setdefault("arch", "amd64")
+            config.setdefault("ostype", "unmanaged")
+            ct = Container(vmid, config)
+            ct.lock = "create"
+            self.containers[vmid] = ct
+        template = self.volume_path(params["ostemplate"])
+        storage, dummy, size = (params.get("rootfs") or {}).get("volume", "local:0").partition(":")
+        if storage not in self.storages:
+            with self.lock:
+                self.containers.pop(vmid, None)
+            raise ApiError(500, "storage '%s' does not exist" % storage)
+        zfs = self.storages[storage]["type"] == "zfspool"
+
+        def cleanup(task):
+            if zfs:
+                destroy_dataset("%s/subvol-%d-disk-0" % (self.storages[storage]["pool"], vmid))
+            else:
+                shutil.rmtree(os.path.join(self.storages[storage]["path"], "images", str(vmid)), ignore_errors=True)
+            with self.lock:
+                self.containers.pop(vmid, None)
+            ct.lock = None
+
+        def work(task):
+            try:
+                if not os.path.isfile(template):
+                    raise TaskFailed("volume '%s' does not exist" % params["ostemplate"])
+                if zfs:
+                    name = "subvol-%d-disk-0" % vmid
+                    args = ["create", "-o", "xattr=on"]
+                    if size and size != "0":
+                        args += ["-o", "refquota=%sG" % size]
+                    self._zfs(*(args + ["%s/%s" % (self.storages[storage]["pool"], name)]))
+                    rootfs = self.volume_path("%s:%s" % (storage, name))
+                else:
+                    name = "%d/subvol-%d-disk-0.subvol" % (vmid, vmid)
+                    rootfs = self.volume_path("%s:%s" % (storage, name))
+                    os.makedirs(rootfs)
+                if self.mode.startswith("9") and is_oci_archive(template):
+                    task.log("detected OCI archive '%s'" % template)
+                    ct.config.update(import_oci_archive(template, rootfs, task))
+                    ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
+                                                                       else "")
+                    return 0
+                task.log("extracting archive '%s'" % template)
+                # pve-container PVE::LXC::Create::restore_tar_archive (lxcri_testbed/pve_restore.py)
+                proc = subprocess.run(restore_command(template, rootfs), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, universal_newlines=True,
+                                      check=False)
+                for line in proc.stdout.splitlines():
+                    task.log(line)
+                if proc.returncode != 0:
+                    raise TaskFailed("unable to create CT %d - command 'tar xpf %s' failed: exit code %d"
+                                     % (vmid, template, proc.returncode))
+                ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
+                                                                   else "")
+            finally:
+                ct.lock = None
+            return 0
+
+        def create_and_register(task):
+            work(task)
+            self._register(vmid, params, task)
+            return 0
+
+        return self.tasks.start("vzcreate", vmid, user, create_and_register, cleanup)
+
+    def config_put(self, params):
+        ct = self._ct(params["vmid"])
+        with self.lock:
+            if ct.lock:
+                raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
+            if params.get("digest") and params["digest"] != ct.digest():
+                raise ApiError(500, "detected modified configuration - file changed by other user? "
+                                    "Try again.")
+            for key in (params.get("delete") or "").replace(";", ",").split(","):
+                key = key.strip()
+                if key:
+                    ct.config.pop(key, None)
+            for key, value in params.items():
+                if key not in ("node", "vmid", "digest", "delete", "revert"):
+                    ct.config[key] = _raw(value)
+        return None
+
+    def _volumes(self, ct):
+        """The volume ids the config references (rootfs, mpN, unusedN)."""
+        out = []
+        for key, value in sorted(ct.config.items()):
+            if key == "rootfs" or key.startswith(("mp", "unused")):
+                volume = str(value).split(",", 1)[0]
+                if ":" in volume and volume.split(":")[0] in self.storages:
+                    out.append(volume)
+        return out
+
+    def _owned_volumes(self, vmid):
+        """Every volume on the node's storages that belongs to ``vmid`` by Proxmox's naming."""
+        out = []
+        for name, info in sorted(self.storages.items()):
+            if info["type"] == "zfspool":
+                listing = subprocess.run(["zfs", "list", "-H", "-o", "name", "-d", "1", info["pool"]],
+                                         stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
+                for dataset in listing.split():
+                    base = dataset.rpartition("/")[2]
+                    if base.startswith(("subvol-%d-disk-" % vmid, "basevol-%d-disk-" % vmid)):
+                        out.append("%s:%s" % (name, base))
+            else:
+                images = os.path.join(info["path"], "images", str(vmid))
+                if os.path.isdir(images):
+                    out.extend("%s:%d/%s" % (name, vmid, entry) for entry in sorted(os.listdir(images)))
+        return out
+
+    def _free(self, volume, task):
+        task.log("removing %s" % volume)
+        if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+            if not destroy_dataset(self.dataset(volume)):
+                raise TaskFailed("zfs error: cannot destroy %s: dataset is busy" % self.dataset(volume))
+        else:
+            path = self.volume_path(volume)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.unlink(path)
+
+    def lxc_delete(self, params, user):
+        """DELETE .../lxc/{vmid} in pve-container's order: protection, lock, HA without ``purge``, then running
+        (``force`` stops it first, a warning as on PVE). Only the config's volumes go, unless
+        ``destroy-unreferenced-disks`` (then every ``subvol-/basevol-<vmid>-disk-N`` dataset and ``images/<vmid>/``
+        entry too). Pool membership always goes (PVE's remove_vm_access runs on every destroy); ``purge`` also
+        drops the HA resource. The double keeps no ACLs, firewall, backup or replication jobs to remove."""
+        ct = self._ct(params["vmid"])
+        if str(ct.config.get("protection")) == "1":
+            raise ApiError(500, "can't remove CT %s - protection mode enabled" % ct.vmid)
+        if ct.lock:
+            # pve-guest-common's check_lock names the guest type only (the double's other checks add the id)
+            raise ApiError(500, "CT is locked (%s)" % ct.lock)
+        if ct.vmid in self.ha_resources and not params.get("purge"):
+            raise ApiError(500, "unable to remove CT %s - used in HA resources and purge parameter not set." % ct.vmid)
+        running = self.lxc_state(ct)[0] == "running"
+        if running and not params.get("force"):
+            raise ApiError(500, "unable to destroy CT %s - container is running" % ct.vmid)
+        ct.lock = "destroyed"
+
+        def work(task):
+            warnings = 0
+            if self.lxc_state(ct)[0] == "running":
+                task.log("WARN: forced to stop CT %d before destroying!" % ct.vmid)
+                warnings += 1
+                self._lxc(ct, "lxc-stop", "-k")
+            referenced = self._volumes(ct)
+            for volume in referenced:
+                self._free(volume, task)
+            if params.get("destroy-unreferenced-disks"):
+                for volume in self._owned_volumes(ct.vmid):
+                    if volume not in referenced:
+                        self._free(volume, task)
+            images = os.path.join(self.storages["local"]["path"], "images", str(ct.vmid))
+            if os.path.isdir(images) and not os.listdir(images):
+                os.rmdir(images)
+            shutil.rmtree(os.path.join(self.lxc_path, str(ct.vmid)), ignore_errors=True)
+            with self.lock:
+                for members in self.pools.values():
+                    members.discard(ct.vmid)
+                if params.get("purge"):
+                    task.log("purging CT %d from related configurations.." % ct.vmid)
+                    if ct.vmid in self.ha_resources:
+                        self.ha_resources.discard(ct.vmid)
+                        task.log("NOTE: removed CT %d from HA resource configuration." % ct.vmid)
+                self.containers.pop(ct.vmid, None)
+            return warnings
+
+        def cleanup(task):
+            ct.lock = None
+
+        return self.tasks.start("vzdestroy", ct.vmid, user, work, cleanup)
+
+    SIZE_UNITS = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+    def _bytes(self, text):
+        text = str(text)
+        unit = text[-1] if text[-1] in self.SIZE_UNITS else None
+        return int(float(text[:-1] if unit else text) * (self.SIZE_UNITS[unit] if unit else 1))
+
+    @staticmethod
+    def _size_text(size):
+        for unit, factor in (("T", 1024 ** 4), ("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+            if size % factor == 0:
+                return "%d%s" % (size // factor, unit)
+        return str(size)
+
+    def lxc_resize(self, params, user):
+        """PUT .../resize: grow a volume (never shrink), as pve-container does, in a worker task."""
+        ct = self._ct(params["vmid"])
+        with self.lock:
+            if ct.lock:
+                raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
+            if params.get("digest") and params["digest"] != ct.digest():
+                raise ApiError(500, "detected modified configuration - file changed by other user? Try again.")
+            disk = params["disk"]
+            if disk not in ct.config:
+                raise ApiError(500, "unable to resize - disk '%s' does not exist" % disk)
+            parts = ct.config[disk].split(",")
+            volume, options = parts[0], dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+            current = self._bytes(options.get("size", "0"))
+            size = params["size"]
+            new = current + self._bytes(size[1:]) if size.startswith("+") else self._bytes(size)
+            if new < current:
+                raise ApiError(500, "unable to shrink disk size")
+
+        def work(task):
+            if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+                self._zfs("set", "refquota=%d" % new, self.dataset(volume))
+            options["size"] = self._size_text(new)
+            ct.config[disk] = ",".join([volume] + ["%s=%s" % item for item in options.items()])
+            task.log("resized %s to %s" % (volume, options["size"]))
+            return 0
+
+        return self.tasks.start("resize", ct.vmid, user, work)

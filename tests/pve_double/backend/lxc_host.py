@@ -1,0 +1,142 @@
+"""The real LXC under the double's containers: the LXC config PVE would generate, lxc-start and the other tools."""
+
+import os
+import subprocess
+
+from lxcri_testbed.lxc import config_lines, ensure_mountpoints, lxc_info
+
+from ..tasks import TaskFailed
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None):
+    """``lxc.net.*`` for the container's netN: a veth on the named bridge when the host has that bridge
+    (name, hwaddr, mtu; the host end named ``veth<vmid>i<N>`` as PVE names it; a static ``ip``/``gw`` as LXC's
+    own ipv4 keys, since the double runs no setup inside the container), else nothing for it and a warning.
+    None: no usable interface (empty network)."""
+    lines, index = [], 0
+    for key in sorted((k for k in config if k.startswith("net") and k[3:].isdigit()), key=lambda k: int(k[3:])):
+        opts = dict(part.split("=", 1) for part in str(config[key]).split(",") if "=" in part)
+        bridge = opts.get("bridge")
+        if not bridge or not os.path.isdir(os.path.join(sys_net, bridge, "bridge")):
+            warnings.append("%s: bridge %r does not exist on this host, interface left out" % (key, bridge))
+            continue
+        prefix = "lxc.net.%d." % index
+        lines += [prefix + "type = veth", prefix + "link = %s" % bridge, prefix + "flags = up",
+                  prefix + "name = %s" % opts.get("name", "eth%d" % index)]
+        if vmid is not None:
+            lines.append(prefix + "veth.pair = veth%di%s" % (vmid, key[3:]))
+        if opts.get("hwaddr"):
+            lines.append(prefix + "hwaddr = %s" % opts["hwaddr"])
+        if opts.get("mtu"):
+            lines.append(prefix + "mtu = %s" % opts["mtu"])
+        if "/" in opts.get("ip", ""):
+            lines.append(prefix + "ipv4.address = %s" % opts["ip"])
+            if opts.get("gw"):
+                lines.append(prefix + "ipv4.gateway = %s" % opts["gw"])
+        index += 1
+    return lines or None
+
+
+def cgroup_limits(config, root, warnings):
+    """LXC lines for ``memory``/``swap`` (MiB), ``cores`` (a cpuset) and ``cpulimit`` (a CPU quota), for the
+    host's cgroup layout: v2 controllers, else v1 ones; what the host lacks becomes a warning."""
+    lines = []
+    memory = int(config["memory"]) * 1024 * 1024 if config.get("memory") else None
+    swap = int(config.get("swap", 512)) * 1024 * 1024
+    cores = int(config["cores"]) if config.get("cores") else None
+    cpulimit = float(config["cpulimit"]) if config.get("cpulimit") not in (None, "0") else None
+    cpus = os.cpu_count() or 1
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):  # unified (v2)
+        available = open(os.path.join(root, "cgroup.controllers")).read().split()
+        if memory and "memory" in available:
+            lines.append("lxc.cgroup2.memory.max = %d" % memory)
+            # the root cgroup has no memory.swap.max: a child's shows whether the kernel accounts swap
+            if any(os.path.exists(os.path.join(root, entry, "memory.swap.max")) for entry in os.listdir(root)):
+                lines.append("lxc.cgroup2.memory.swap.max = %d" % swap)
+            else:
+                warnings.append("no swap accounting: swap %d MiB not enforced" % (swap >> 20))
+        elif memory:
+            warnings.append("no memory controller: memory %d MiB not enforced" % (memory >> 20))
+        if cores and "cpuset" in available:
+            lines.append("lxc.cgroup2.cpuset.cpus = 0-%d" % (min(cores, cpus) - 1))
+        elif cores:
+            warnings.append("no cpuset controller: cores %d not enforced" % cores)
+        if cpulimit and "cpu" in available:
+            lines.append("lxc.cgroup2.cpu.max = %d 100000" % int(cpulimit * 100000))
+        elif cpulimit:
+            warnings.append("no cpu controller: cpulimit %s not enforced" % cpulimit)
+        return lines
+    v1 = dict((name, os.path.isdir(os.path.join(root, name))) for name in ("memory", "cpuset", "cpu"))
+    if memory and v1["memory"]:
+        lines.append("lxc.cgroup.memory.limit_in_bytes = %d" % memory)
+        if os.path.exists(os.path.join(root, "memory", "memory.memsw.limit_in_bytes")):
+            lines.append("lxc.cgroup.memory.memsw.limit_in_bytes = %d" % (memory + swap))
+        else:
+            warnings.append("no memsw accounting: swap %d MiB not enforced" % (swap >> 20))
+    elif memory:
+        warnings.append("no memory controller: memory %d MiB not enforced" % (memory >> 20))
+    if cores and v1["cpuset"]:
+        lines.append("lxc.cgroup.cpuset.cpus = 0-%d" % (min(cores, cpus) - 1))
+    elif cores:
+        warnings.append("no cpuset controller: cores %d not enforced" % cores)
+    if cpulimit and v1["cpu"]:
+        lines += ["lxc.cgroup.cpu.cfs_period_us = 100000", "lxc.cgroup.cpu.cfs_quota_us = %d" % int(cpulimit * 100000)]
+    elif cpulimit:
+        warnings.append("no cpu controller: cpulimit %s not enforced" % cpulimit)
+    return lines
+
+
+class LxcHost:
+    """Each container is a real LXC container named by its vmid under ``<root>/lxc``."""
+
+    @property
+    def lxc_path(self):
+        path = os.path.join(self.root, "lxc")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def lxc_state(self, ct):
+        """What LXC says, so a container reported running is really running."""
+        if not os.path.isdir(os.path.join(self.lxc_path, str(ct.vmid))):
+            return "stopped", None
+        state, pid = lxc_info(self.lxc_path, str(ct.vmid))
+        return ("running" if state == "RUNNING" else "stopped"), pid
+
+    def lxc_config(self, ct, warnings=None):
+        """The LXC config PVE would generate for this container (the parts the double supports).
+
+        ``warnings`` collects what the host cannot do (a start task then ends ``WARNINGS: N``).
+        """
+        env = dict(item.partition("=")[::2] for item in (ct.config.get("env") or "").split("\0") if item)
+        raw = ["%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
+        warnings = warnings if warnings is not None else []
+        limits = cgroup_limits(ct.config, CGROUP_ROOT, warnings)
+        return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
+                            self.volume_path(ct.config["rootfs"].split(",")[0]),
+                            ct.config.get("entrypoint", "/sbin/init"), env=env, extra=limits + raw,
+                            net=network_lines(ct.config, warnings, vmid=ct.vmid))
+
+    def _lxc(self, ct, tool, *args):
+        """Run an lxc-* tool on the container; returns the CompletedProcess (output captured)."""
+        return subprocess.run([tool, "-P", self.lxc_path, "-n", str(ct.vmid)] + list(args), check=False,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+
+    def _start_now(self, ct, task):
+        """lxc-start the container with the LXC config generated from its PVE config; returns the warnings."""
+        cdir = os.path.join(self.lxc_path, str(ct.vmid))
+        os.makedirs(cdir, exist_ok=True)
+        ensure_mountpoints(self.volume_path(ct.config["rootfs"].split(",")[0]))
+        warnings = []
+        with open(os.path.join(cdir, "config"), "w") as handle:
+            handle.write("\n".join(self.lxc_config(ct, warnings)) + "\n")
+        for warning in warnings:
+            task.log("WARN: %s" % warning)
+        log = os.path.join(cdir, "start.log")
+        if self._lxc(ct, "lxc-start", "-d", "-l", "INFO", "-o", log).returncode != 0:
+            with open(log) as handle:
+                for line in handle.read().splitlines()[-15:]:
+                    task.log(line)
+            raise TaskFailed("startup for container '%d' failed" % ct.vmid)
+        return len(warnings)

@@ -1,0 +1,181 @@
+"""Templates, linked and full clones, and snapshots: on zfspool storages, as Proxmox VE does them."""
+
+import os
+import subprocess
+import time
+
+from ..schema import ApiError
+from ..tasks import TaskFailed
+from .lxc import Container
+
+
+class SnapshotEndpoints:
+    """POST .../template and .../clone, and /nodes/{node}/lxc/{vmid}/snapshot/..."""
+
+    def _zfs_volume(self, ct, action):
+        volume = ct.config.get("rootfs", "").split(",")[0]
+        storage = volume.split(":")[0]
+        if self.storages.get(storage, {}).get("type") != "zfspool":
+            raise ApiError(500, "%s feature is not available" % action)
+        return volume
+
+    def lxc_template(self, params, user):
+        ct = self._ct(params["vmid"])
+        # pve-container's order and texts: lock, snapshots, already a template, running
+        if ct.lock:
+            raise ApiError(500, "CT is locked (%s)" % ct.lock)
+        if ct.snapshots:
+            raise ApiError(500, "unable to create template, because CT contains snapshots")
+        if ct.config.get("template") == "1":
+            raise ApiError(500, "you can't convert a template to a template")
+        if self.lxc_state(ct)[0] == "running":
+            raise ApiError(500, "you can't convert a CT to template if the CT is running")
+        volume = ct.config.get("rootfs", "").split(",")[0]
+        if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+            base = volume.replace(":subvol-", ":basevol-")
+            try:
+                # zfs-fuse refuses to rename a mounted dataset it is still holding, and holds it for
+                # a moment after the container that used it stopped: unmount and retry
+                for attempt in range(20):
+                    subprocess.run(["zfs", "unmount", "-f", self.dataset(volume)], check=False,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    try:
+                        self._zfs("rename", self.dataset(volume), self.dataset(base))
+                        break
+                    except TaskFailed:
+                        if attempt == 19:
+                            raise
+                        time.sleep(0.3)
+                subprocess.run(["zfs", "mount", self.dataset(base)], check=False,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self._zfs("snapshot", self.dataset(base) + "@__base__")
+            except TaskFailed as exc:
+                raise ApiError(500, str(exc))
+            ct.config["rootfs"] = ct.config["rootfs"].replace(volume, base)
+        ct.config["template"] = "1"
+        return None
+
+    def lxc_clone(self, params, user):
+        ct = self._ct(params["vmid"])
+        newid = params["newid"]
+        self._check_pool(params)
+        template = ct.config.get("template") == "1"
+        full = params.get("full", 0 if template else 1)
+        if not template and not full:
+            raise ApiError(500, "parameter 'full' must be set for a clone of a container that is not a template")
+        if "storage" in params and not full:
+            raise ApiError(400, "Parameter verification failed.",
+                           {"storage": "storage is only allowed for full clones"})
+        with self.lock:
+            if newid in self.containers:
+                raise ApiError(500, "CT %d already exists on node '%s'" % (newid, self.node))
+            config = dict((k, v) for k, v in ct.config.items() if k not in ("template", "rootfs"))
+            if params.get("hostname"):
+                config["hostname"] = params["hostname"]
+            clone = Container(newid, config)
+            clone.lock = "create"
+            self.containers[newid] = clone
+        volume = ct.config["rootfs"].split(",")[0]
+        source_storage = volume.split(":")[0]
+        target_storage = params.get("storage", source_storage)
+
+        def cleanup(task):
+            with self.lock:
+                self.containers.pop(newid, None)
+            clone.lock = None
+
+        def work(task):
+            name = "subvol-%d-disk-0" % newid
+            if not full:
+                self._zfs("clone", self.dataset(volume) + "@__base__",
+                          "%s/%s" % (self.storages[source_storage]["pool"], name))
+                clone.config["rootfs"] = "%s:%s" % (source_storage, name)
+            else:
+                info = self.storages[target_storage]
+                if info["type"] == "zfspool":
+                    self._zfs("create", "-o", "xattr=on", "%s/%s" % (info["pool"], name))
+                    target = self.volume_path("%s:%s" % (target_storage, name))
+                    clone.config["rootfs"] = "%s:%s" % (target_storage, name)
+                else:
+                    name = "%d/subvol-%d-disk-0.subvol" % (newid, newid)
+                    target = self.volume_path("%s:%s" % (target_storage, name))
+                    os.makedirs(target)
+                    clone.config["rootfs"] = "%s:%s" % (target_storage, name)
+                task.log("copying %s" % volume)
+                subprocess.run(["cp", "-a", "--", self.volume_path(volume) + "/.", target], check=True)
+            self._register(newid, params, task)
+            clone.lock = None
+            return 0
+
+        return self.tasks.start("vzclone", ct.vmid, user, work, cleanup)
+
+    def snapshot_list(self, params):
+        ct = self._ct(params["vmid"])
+        out = []
+        parent = None
+        for name, info in ct.snapshots.items():
+            entry = {"name": name, "snaptime": info["snaptime"], "description": info.get("description", "")}
+            if parent:
+                entry["parent"] = parent
+            out.append(entry)
+            parent = name
+        current = {"name": "current", "description": "You are here!", "running": 1 if ct.status == "running" else 0}
+        if parent:
+            current["parent"] = parent
+        return out + [current]
+
+    def snapshot_create(self, params, user):
+        ct = self._ct(params["vmid"])
+        volume = self._zfs_volume(ct, "snapshot")
+        name = params["snapname"]
+        if name in ct.snapshots:
+            raise ApiError(500, "snapshot name '%s' already used" % name)
+
+        def work(task):
+            self._zfs("snapshot", "%s@%s" % (self.dataset(volume), name))
+            ct.snapshots[name] = {"snaptime": int(time.time()), "config": dict(ct.config),
+                                  "description": params.get("description", "")}
+            return 0
+
+        return self.tasks.start("vzsnapshot", ct.vmid, user, work)
+
+    def snapshot_delete(self, params, user):
+        ct = self._ct(params["vmid"])
+        volume = self._zfs_volume(ct, "snapshot")
+        name = params["snapname"]
+        if name not in ct.snapshots:
+            raise ApiError(500, "snapshot '%s' does not exist" % name)
+
+        def work(task):
+            self._zfs("destroy", "%s@%s" % (self.dataset(volume), name))
+            ct.snapshots.pop(name, None)
+            return 0
+
+        return self.tasks.start("vzdelsnapshot", ct.vmid, user, work)
+
+    def snapshot_rollback(self, params, user):
+        ct = self._ct(params["vmid"])
+        volume = self._zfs_volume(ct, "snapshot")
+        name = params["snapname"]
+        if name not in ct.snapshots:
+            raise ApiError(500, "snapshot '%s' does not exist" % name)
+        newest = list(ct.snapshots)[-1] == name
+        if params.get("start"):
+            self._check_startable(ct)
+
+        def work(task):
+            if not newest:  # the zfspool plugin's check, inside the worker, before anything is stopped
+                raise TaskFailed("can't rollback, '%s' is not most recent snapshot on '%s'"
+                                 % (name, volume.partition(":")[2]))
+            # as pve-container's snapshot_rollback: a running container is stopped first
+            if self.lxc_state(ct)[0] == "running":
+                task.log("stopping CT %d" % ct.vmid)
+                self._lxc(ct, "lxc-stop", "-k")
+            self._zfs("rollback", "%s@%s" % (self.dataset(volume), name))
+            ct.config = dict(ct.snapshots[name]["config"])
+            if params.get("start"):
+                task.log("starting CT %d" % ct.vmid)
+                return self._start_now(ct, task)  # its warnings (what the host cannot do) count here too
+            return 0
+
+        return self.tasks.start("vzrollback", ct.vmid, user, work)
