@@ -156,6 +156,8 @@ _ACL_NUMERIC_START = "0123456789+- \t"  # other forms strtol reads as a number (
 class FlattenError(OciError):
     """A layer cannot be merged safely; the message names the layer and the member."""
 
+    kind = "flatten"
+
 
 MAX_PASSES = 3
 

@@ -73,6 +73,8 @@ DEFAULTS = {
 class TemplateError(OciError):
     """The template cannot be produced as asked."""
 
+    kind = "template"
+
 
 # ---------------------------------------------------------------------------
 # naming and identity

@@ -47,6 +47,8 @@ SECRET_KEYS = ("password", "ssh-public-keys", "ssh_public_keys")
 class ConfigValueError(PveError, ValueError):
     """A config value that is not valid for its key (the message names key and value)."""
 
+    kind = "invalid_value"
+
 
 def _b(default=None, optional=True):
     field = {"type": "boolean"}

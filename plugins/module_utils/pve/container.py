@@ -24,7 +24,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import CheckModePlan
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
-    PveApiError, PveConfigError, PveError, PveTaskError)
+    PveApiError, PveError, PveTaskError)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import OCI_RELEASE, PveFeatures
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
 
@@ -53,8 +53,10 @@ MAX_REPLANS = 3
 GIB = 1024 ** 3
 
 
-class ContainerError(PveConfigError):
+class ContainerError(PveError):
     """The container cannot be brought into the asked state; the message says why."""
+
+    kind = "container"
 
 
 def lock_of(exc):

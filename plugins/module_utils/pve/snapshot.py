@@ -20,7 +20,8 @@ __metaclass__ = type
 import re
 import time
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 
 STATES = ("present", "absent", "rollback")
 # pve-common's pve-configid (the format of pve-snapshot-name), at most 40 characters
@@ -31,8 +32,10 @@ RESERVED = ("current", "vzdump")
 ROLLBACK_START = (7, 3)
 
 
-class SnapshotError(ContainerError):
+class SnapshotError(PveError):
     """The snapshot operation cannot be done as asked; the message says why."""
+
+    kind = "snapshot"
 
 
 def check_name(name, what="name"):

@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect
 
 BACKENDS = ("libcrun", "cli")
@@ -67,8 +68,10 @@ AGENT_BOOT = (
 )
 
 
-class OciRuntimeError(Exception):
+class OciRuntimeError(LxcriError):
     """A runtime operation failed; the message says which and why."""
+
+    kind = "runtime"
 
 
 # --------------------------------------------------------------------------
