@@ -314,7 +314,7 @@ actions:
   description: What was done, in order (V(created), V(configured), V(resized), V(started), ...). C(waited for lock
     NAME) says a step waited for another task's lock (no change by itself); C(re-planned after a concurrent edit)
     says the config was read and planned again because another client had changed it.
-  returned: success
+  returned: success; and when the module fails, what was done before the error
   type: list
   elements: str
 warnings_from_tasks:
@@ -338,14 +338,22 @@ check_mode_plan:
     the host fact C(lxcri_check_mode_plan) and removes this key from the result).
   returned: never (removed by the action plugin)
   type: dict
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(config) (connection options), V(connection), V(api), V(task), V(task_timeout), V(container) (the state
+      cannot be reached as asked), V(invalid_value).
+  returned: failed
+  type: str
+  sample: container
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 
 
 def main():
@@ -404,10 +412,12 @@ def main():
     spec.update(check_mode_plan_argument_spec())
     module = AnsibleModule(argument_spec=spec, mutually_exclusive=[("ostemplate", "oci", "clone")],
                            supports_check_mode=True)
+    manager = None
     try:
-        result = ContainerManager(module.params, check_mode=module.check_mode).run()
-    except PveError as exc:
-        module.fail_json(msg=str(exc))
+        manager = ContainerManager(module.params, check_mode=module.check_mode)
+        result = manager.run()
+    except LxcriError as exc:
+        fail_module(module, exc, manager)
     module.exit_json(**result)
 
 

@@ -180,6 +180,13 @@ fact:
     cgroup_layout: hybrid
     private_cgroup2: true
     checked_with: busybox
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(runtime).
+  returned: failed
+  type: str
+  sample: runtime
 """
 
 import shutil
@@ -188,6 +195,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.driver import (
     OciRuntimeError, check_bundle, select_driver)
@@ -223,7 +231,7 @@ def main():
             finally:
                 driver.close()
         except OciRuntimeError as exc:
-            module.fail_json(msg=str(exc), crun={"path": crun_path, "version": crun_version}, cgroup_layout=layout)
+            fail_module(module, exc, crun={"path": crun_path, "version": crun_version}, cgroup_layout=layout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     libcrun = selection["libcrun"]

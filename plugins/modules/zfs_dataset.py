@@ -180,13 +180,21 @@ dependents:
   returned: when state is absent and the dataset existed
   type: dict
   sample: {"children": [], "snapshots": ["rpool/data/old@s1"], "clones": [], "clones_elsewhere": [], "holds": []}
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(pool_missing), V(not_found), V(exists), V(busy), V(permission), V(invalid_name), V(invalid_property),
+      V(driver_unavailable), V(refused), V(unsupported), V(failed).
+  returned: failed
+  type: str
+  sample: not_found
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.dataset import DatasetManager
-from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import Zfs
 
 
@@ -211,8 +219,8 @@ def main():
     try:
         zfs = Zfs(module_runner(module), module.params["driver"])
         result = DatasetManager(zfs, module.params, check_mode=module.check_mode).run()
-    except ZfsError as exc:
-        module.fail_json(msg=str(exc), error_kind=exc.kind, name=module.params["name"])
+    except LxcriError as exc:
+        fail_module(module, exc, name=module.params["name"])
     for kind in ("creation_only_mismatch", "read_only_mismatch"):
         for prop, values in sorted((result.get(kind) or {}).items()):
             module.warn("%s: %s is %r, not %r, and cannot be changed on an existing dataset"

@@ -90,12 +90,20 @@ zfs_processes:
   returned: always
   type: int
   sample: 1
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(pool_missing), V(not_found), V(exists), V(busy), V(permission), V(invalid_name), V(invalid_property),
+      V(driver_unavailable), V(refused), V(unsupported), V(failed).
+  returned: failed
+  type: str
+  sample: not_found
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
-from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import Zfs
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.info import collect
 
@@ -116,8 +124,8 @@ def main():
         zfs = Zfs(module_runner(module), "cli")
         result = collect(zfs, module.params["name"], module.params["recursive"],
                          "all" if props == ["all"] else props, tuple(module.params["types"]))
-    except ZfsError as exc:
-        module.fail_json(msg=str(exc), error_kind=exc.kind)
+    except LxcriError as exc:
+        fail_module(module, exc)
     module.exit_json(changed=False, **result)
 
 

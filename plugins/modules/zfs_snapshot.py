@@ -228,12 +228,20 @@ written_since:
   returned: when state is rollback
   type: int
   sample: 4096
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(pool_missing), V(not_found), V(exists), V(busy), V(permission), V(invalid_name), V(invalid_property),
+      V(driver_unavailable), V(refused), V(unsupported), V(failed).
+  returned: failed
+  type: str
+  sample: not_found
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
-from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import Zfs
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.snapshot import SnapshotManager
 
@@ -268,8 +276,8 @@ def main():
     try:
         zfs = Zfs(module_runner(module), params["driver"])
         result = SnapshotManager(zfs, params, check_mode=module.check_mode).run()
-    except ZfsError as exc:
-        module.fail_json(msg=str(exc), error_kind=exc.kind)
+    except LxcriError as exc:
+        fail_module(module, exc)
     # warnings go through module.warn: a 'warnings' key in exit_json is deprecated (ansible-core 2.19)
     for warning in result.pop("warnings", None) or []:
         module.warn(warning)

@@ -53,16 +53,22 @@ def image_limits_argument_spec():
     )
 
 
-def image_limits(params):
-    """``(max_expansion_ratio, max_uncompressed_bytes)`` of ``params``, checked; sizes may have units (V(32G))."""
-    ratio = params["max_expansion_ratio"]
-    size = params["max_uncompressed_bytes"]
+def size_option(params, name):
+    """``params[name]`` in bytes: a size given as text may have units (V(32G)); OciError names the option."""
+    size = params[name]
     if isinstance(size, str):
         from ansible.module_utils.common.text.formatters import human_to_bytes  # pylint: disable=import-outside-toplevel
         try:
             size = human_to_bytes(size)
         except ValueError as exc:
-            raise OciError("max_uncompressed_bytes: %s" % exc)
+            raise OciError("%s: %s" % (name, exc))
+    return size
+
+
+def image_limits(params):
+    """``(max_expansion_ratio, max_uncompressed_bytes)`` of ``params``, checked; sizes may have units (V(32G))."""
+    ratio = params["max_expansion_ratio"]
+    size = size_option(params, "max_uncompressed_bytes")
     if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1:
         raise OciError("max_expansion_ratio must be a whole number of at least 1, not %r" % (ratio,))
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -78,6 +84,8 @@ class ImageManager:
     def __init__(self, params, check_mode=False, client_options=None):
         self.params = dict(DEFAULTS)
         self.params.update(dict((k, v) for k, v in params.items() if v is not None))
+        if self.params["cache_max_bytes"] is not None:
+            self.params["cache_max_bytes"] = size_option(self.params, "cache_max_bytes")
         self.check_mode = check_mode
         self.client_options = client_options or {}  # tests: sleep, session, backoff
         self.source = parse_source(self.params["image"])

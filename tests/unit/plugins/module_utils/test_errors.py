@@ -3,6 +3,7 @@
 import importlib
 import inspect
 import os
+import re
 
 import pytest
 
@@ -96,3 +97,22 @@ def test_fail_module_reports_kind_actions_and_traceback():
 def test_failure_result_without_engine():
     assert failure_result(ZfsError("x", "busy")) == {"error_kind": "busy"}
     assert failure_result(ZfsError("x", "busy"), engine=object(), name="t") == {"error_kind": "busy", "name": "t"}
+
+
+def test_modules_fail_one_way_and_document_error_kind():
+    import yaml
+    from ansible_collections.lxcri.proxmox.plugins import modules
+    root = list(modules.__path__)[0]
+    helped = []
+    for filename in sorted(f for f in os.listdir(root) if f.endswith(".py") and f != "__init__.py"):
+        with open(os.path.join(root, filename)) as handle:
+            source = handle.read()
+        # engine errors reach fail_json through fail_module only: no module catches an engine error class itself
+        assert not re.search(r"except \(?(\w+Error|LxcriError)\b.*:\n\s+module\.fail_json", source), filename
+        if "fail_module(" not in source:
+            continue
+        helped.append(filename)
+        module = importlib.import_module("%s.%s" % (modules.__name__, filename[:-3]))
+        returned = yaml.safe_load(module.RETURN)
+        assert returned["error_kind"]["returned"] == "failed" and returned["error_kind"]["type"] == "str", filename
+    assert len(helped) == 9, helped
