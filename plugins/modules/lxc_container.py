@@ -353,13 +353,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import STATES, ContainerManager
 
 
 def main():
     spec = dict(
-        state=dict(type="str", default="present",
-                   choices=["present", "started", "stopped", "restarted", "absent", "template"]),
+        state=dict(type="str", default="present", choices=list(STATES)),
         vmid=dict(type="int"),
         hostname=dict(type="str"),
         node=dict(type="str"),

@@ -273,21 +273,12 @@ error_kind:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import (
-    ImageManager, image_limits_argument_spec, registry_argument_spec)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, image_argument_spec
 
 
 def main():
-    spec = dict(
-        image=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
-        cache_max_bytes=dict(type="str"),
-        verify_diff_ids=dict(type="bool", default=False),
-    )
-    spec.update(registry_argument_spec())
-    spec.update(image_limits_argument_spec())
     module = AnsibleModule(
-        argument_spec=spec,
+        argument_spec=image_argument_spec(),
         required_together=[("registry_username", "registry_password")],
         supports_check_mode=True,
     )

@@ -527,36 +527,12 @@ error_kind:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import (
-    image_limits_argument_spec, registry_argument_spec)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager, template_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
 
 
 def main():
-    spec = dict(
-        image=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        format=dict(type="str", default="vztmpl", choices=["vztmpl", "oci-archive"]),
-        compression=dict(type="str", default="zstd", choices=["zstd", "gzip"]),
-        dest=dict(type="path"),
-        storage=dict(type="str"),
-        node=dict(type="str"),
-        name=dict(type="str"),
-        entrypoint=dict(type="list", elements="str"),
-        cmd=dict(type="list", elements="str"),
-        env=dict(type="raw"),
-        workdir=dict(type="str"),
-        user=dict(type="str"),
-        stop_signal=dict(type="str"),
-        init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
-        lxc_version=dict(type="str", default="auto"),
-        force=dict(type="bool", default=False),
-        keep=dict(type="int"),
-        require_runnable=dict(type="bool", default=True),
-    )
-    spec.update(registry_argument_spec())
-    spec.update(image_limits_argument_spec())
+    spec = template_argument_spec()
     spec.update(pve_argument_spec())
     module = AnsibleModule(
         argument_spec=spec,

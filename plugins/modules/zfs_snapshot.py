@@ -243,33 +243,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import Zfs
-from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.snapshot import SnapshotManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.snapshot import SnapshotManager, snapshot_argument_spec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="list", elements="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent", "rollback"]),
-            recursive=dict(type="bool", default=False),
-            properties=dict(type="dict", default={}),
-            hold=dict(type="str"),
-            release=dict(type="str"),
-            force=dict(type="bool", default=False),
-            defer=dict(type="bool", default=False),
-            prefix=dict(type="str"),
-            create=dict(type="bool", default=True),
-            retention=dict(type="dict", options=dict(
-                hourly=dict(type="int"), daily=dict(type="int"), weekly=dict(type="int"),
-                monthly=dict(type="int"), yearly=dict(type="int"))),
-            keep_last=dict(type="int"),
-            max_age=dict(type="str"),
-            driver=dict(type="str", default="auto", choices=["auto", "libzfs_core", "cli"]),
-            allow_pve_managed=dict(type="bool", default=False),
-            allowed_roots=dict(type="list", elements="str", default=[]),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=snapshot_argument_spec(), supports_check_mode=True)
     params = dict(module.params)
     if params["retention"]:
         params["retention"] = dict((k, v) for k, v in params["retention"].items() if v is not None)

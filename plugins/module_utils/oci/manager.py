@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials, load_auth_file, lookup
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
     MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, ExpansionBound)
@@ -19,13 +20,6 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Pul
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform, parse_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_source
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import DEFAULT_CACHE_DIR, BlobStore, store_complete
-
-DEFAULTS = {
-    "state": "present", "platform": None, "cache_dir": DEFAULT_CACHE_DIR, "cache_max_bytes": None,
-    "registry_username": None, "registry_password": None, "auth_file": None, "registry_tls_verify": True,
-    "registry_ca_path": None, "registry_mirrors": [], "timeout": 60, "retries": 5, "keep_corrupt": False,
-    "verify_diff_ids": False, "max_expansion_ratio": MAX_EXPANSION_RATIO, "max_uncompressed_bytes": MAX_UNCOMPRESSED_BYTES,
-}
 
 
 def registry_argument_spec():
@@ -51,6 +45,23 @@ def image_limits_argument_spec():
         max_expansion_ratio=dict(type="int", default=MAX_EXPANSION_RATIO),
         max_uncompressed_bytes=dict(type="str", default="%dG" % (MAX_UNCOMPRESSED_BYTES >> 30)),
     )
+
+
+def image_argument_spec():
+    """A new dict of oci_image's options (its DOCUMENTATION and the doc fragments registry and image_limits)."""
+    spec = dict(
+        image=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
+        cache_max_bytes=dict(type="str"),
+        verify_diff_ids=dict(type="bool", default=False),
+    )
+    spec.update(registry_argument_spec())
+    spec.update(image_limits_argument_spec())
+    return spec
+
+
+# what a caller without Ansible leaves out
+DEFAULTS = defaults_of(image_argument_spec(), leave_out=("image",))
 
 
 def size_option(params, name):

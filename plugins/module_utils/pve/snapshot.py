@@ -140,9 +140,7 @@ class SnapshotManager:
 
     def validate(self):
         params = self.params
-        state = params.get("state") or "present"
-        if state not in STATES:
-            raise SnapshotError("state must be one of %s" % ", ".join(STATES))
+        state = params.get("state") or "present"  # one of STATES: the argument spec's choices
         check_name(params.get("name"))
         if (params.get("keep") is None) != (params.get("prefix") is None):
             raise SnapshotError("keep and prefix go together: keep the newest <keep> snapshots named <prefix>...")
