@@ -181,13 +181,11 @@ dependents:
   type: dict
   sample: {"children": [], "snapshots": ["rpool/data/old@s1"], "clones": [], "clones_elsewhere": [], "holds": []}
 error_kind:
-  description:
-    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
-      V(pool_missing), V(not_found), V(exists), V(busy), V(permission), V(invalid_name), V(invalid_property),
-      V(driver_unavailable), V(refused), V(unsupported), V(failed).
+  description: When the module fails, what kind of ZFS error it was, for example V(exists), V(busy), V(refused)
+    (a destroy with dependents), V(invalid_property) or V(driver_unavailable).
   returned: failed
   type: str
-  sample: not_found
+  sample: refused
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -91,10 +91,7 @@ zfs_processes:
   type: int
   sample: 1
 error_kind:
-  description:
-    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
-      V(pool_missing), V(not_found), V(exists), V(busy), V(permission), V(invalid_name), V(invalid_property),
-      V(driver_unavailable), V(refused), V(unsupported), V(failed).
+  description: When the module fails, what kind of ZFS error it was, for example V(not_found) or V(pool_missing).
   returned: failed
   type: str
   sample: not_found

@@ -229,13 +229,11 @@ written_since:
   type: int
   sample: 4096
 error_kind:
-  description:
-    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
-      V(pool_missing), V(not_found), V(exists), V(busy), V(permission), V(invalid_name), V(invalid_property),
-      V(driver_unavailable), V(refused), V(unsupported), V(failed).
+  description: When the module fails, what kind of ZFS error it was, for example V(busy) (a held snapshot),
+    V(refused) (a rollback past newer snapshots), V(invalid_name) or V(unsupported).
   returned: failed
   type: str
-  sample: not_found
+  sample: busy
 """
 
 from ansible.module_utils.basic import AnsibleModule
