@@ -353,7 +353,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import STATES, ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import (
+    DEFAULT_SHUTDOWN_TIMEOUT, STATES, ContainerManager)
 
 
 def main():
@@ -400,7 +401,7 @@ def main():
         purge_config=dict(type="bool", default=False),
         delete=dict(type="list", elements="str"),
         restart=dict(type="str", default="never", choices=["never", "when_needed"]),
-        shutdown_timeout=dict(type="int", default=60),
+        shutdown_timeout=dict(type="int", default=DEFAULT_SHUTDOWN_TIMEOUT),
         force_stop=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
         purge=dict(type="bool", default=False),

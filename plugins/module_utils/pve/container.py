@@ -26,7 +26,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection impor
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
     PveApiError, PveError, PveTaskError)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import OCI_RELEASE, PveFeatures
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 STATES = ("present", "started", "stopped", "restarted", "absent", "template")
 # options that map 1:1 onto config keys (option name -> key)
@@ -42,6 +42,7 @@ CONFIG_OPTIONS = {
 CREATE_ONLY = ("password", "ssh_public_keys", "pool", "unprivileged", "ostype", "arch")
 EXISTS_MARKERS = ("already exists",)
 DEFAULT_ALLOCATION_RETRIES = 8
+DEFAULT_SHUTDOWN_TIMEOUT = 60  # lxc_container's shutdown_timeout
 # "CT is locked (backup)" (pve-guest-common's check_lock), "CT 105 is locked (snapshot)", "VM is locked (...)":
 # another task holds the container; "can't lock file '/run/lock/lxc/pve-config-105.conf' - got timeout": another
 # API call held the config file's flock longer than PVE waits for it (10 s)
@@ -106,7 +107,7 @@ class ContainerManager:
         config's digest, so a config write must read the config again.  Waiting is no change; it is
         reported in ``actions`` (``waited for lock NAME``) and ``timings.lock_wait``.
         """
-        deadline = self.clock() + (self.params.get("wait_timeout") or 600)
+        deadline = self.clock() + (self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         delay, started = 0.5, self.clock()
         while True:
             try:
@@ -120,7 +121,7 @@ class ContainerManager:
                     raise ContainerError("%s: the container stayed locked (%s) for %.0f s, longer than wait_timeout "
                                          "(%s s): another task holds it; this step changed nothing"
                                          % (what, lock, self.clock() - started,
-                                            self.params.get("wait_timeout") or 600))
+                                            self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT))
                 self._note("waited for lock %s" % lock)
                 slept = self.clock()
                 self.sleep(min(delay, remaining))
@@ -135,7 +136,7 @@ class ContainerManager:
         if not upid:
             return None
         started = time.monotonic()
-        result = wait_task(self.client, node, upid, timeout=self.params.get("wait_timeout") or 600)
+        result = wait_task(self.client, node, upid, timeout=self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         self.timings[what] = round(time.monotonic() - started, 3)
         self.warnings.extend(result.warnings)
         return result
@@ -517,7 +518,7 @@ class ContainerManager:
         self._act("stopped")
         if self.check_mode:
             return
-        timeout = self.params.get("shutdown_timeout") or 60
+        timeout = self.params.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT
         args = {"timeout": timeout}
         if self.params.get("force_stop"):
             args["forceStop"] = 1
@@ -545,7 +546,7 @@ class ContainerManager:
     def reboot(self, node, vmid):
         self._act("restarted")
         if not self.check_mode:
-            args = {"timeout": self.params.get("shutdown_timeout") or 60}
+            args = {"timeout": self.params.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT}
             self.locked_retry("reboot", lambda: self._wait(node, self.client.post(
                 "/nodes/{node}/lxc/{vmid}/status/reboot", args, node=node, vmid=vmid), "reboot"))
 
@@ -556,7 +557,7 @@ class ContainerManager:
         # POST .../template answers null although a worker runs: poll the config until it says so
         self.locked_retry("template", lambda: self._wait(node, self.client.post(
             "/nodes/{node}/lxc/{vmid}/template", node=node, vmid=vmid), "template"))
-        deadline = time.monotonic() + (self.params.get("wait_timeout") or 600)
+        deadline = time.monotonic() + (self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         while str(self.config_of(node, vmid).get("template")) != "1":
             if time.monotonic() > deadline:
                 raise ContainerError("CT %s did not become a template within wait_timeout" % vmid)
