@@ -136,7 +136,7 @@ ee-context: build
 openzfs: deps
 	$(BIN)/pytest -m openzfs tests/openzfs $(PYTEST_ARGS)
 
-# The Proxmox VE API test double in the foreground (tests/pve_double; work in progress, see README).
+# The Proxmox VE API test double in the foreground (tests/pve_double; the README says how playbooks reach it).
 PVE_DOUBLE_PORT ?= 8006
 PVE_DOUBLE_MODE ?= 9.1
 PVE_DOUBLE_USER ?= root@pam

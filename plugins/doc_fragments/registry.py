@@ -73,4 +73,6 @@ options:
         layout) leaves nothing there.
     type: bool
     default: false
+requirements:
+  - requests (Python library), on the host that runs the module, for images from a registry
 """

@@ -8,7 +8,8 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # Options shared by the ZFS modules.
+    # Options shared by the ZFS modules; the argument spec is
+    # plugins/module_utils/zfs/facade.py zfs_argument_spec() (a unit test holds them together).
     DOCUMENTATION = r"""
 options:
   driver:

@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The optional ``requests`` import, shared by the Proxmox VE API client and the registry client.
 
-Modules check ``HAS_REQUESTS`` before talking HTTP and report
-``REQUESTS_IMPORT_ERROR`` with ``missing_required_lib("requests")``.
+Both clients call ``require_requests(their error class)`` before talking
+HTTP, so a missing ``requests`` is reported one way everywhere: that error
+class, ``kind`` ``missing_library``, the message ``missing_requests_message()``.
 Without requests the exception names stand for a class nothing raises, so
 importing them (and naming them in ``except``) still works.
 
@@ -20,12 +21,15 @@ __metaclass__ = type
 
 import contextlib
 import errno
+import platform
 import re
 import socket
+import sys
 
 __all__ = ("HAS_REQUESTS", "REQUESTS_IMPORT_ERROR", "requests", "RequestsConnectionError", "ChunkedEncodingError",
            "ContentDecodingError", "SSLError", "Timeout", "answers_plain_http", "connection_refused",
-           "exception_chain", "looks_like_not_tls", "name_unresolvable", "transport_cause")
+           "exception_chain", "looks_like_not_tls", "missing_requests_message", "name_unresolvable",
+           "require_requests", "transport_cause")
 
 try:
     import requests
@@ -44,6 +48,24 @@ except ImportError as _exc:  # pragma: no cover - exercised on hosts without req
     RequestsConnectionError, ChunkedEncodingError, ContentDecodingError, SSLError, Timeout = (
         _stand_in(name) for name in ("ConnectionError", "ChunkedEncodingError", "ContentDecodingError", "SSLError",
                                      "Timeout"))
+
+
+MISSING_LIBRARY = "missing_library"  # the ``kind`` of the error require_requests raises
+
+
+def missing_requests_message():
+    """What to tell the user when ``requests`` does not import: where it is missing, how to get it."""
+    return ("the Python library 'requests' is required on %s (Python %s) and does not import (%s): install "
+            "python3-requests (Debian, Proxmox VE) or pip install requests for that Python"
+            % (platform.node() or "this host", sys.executable or "?", REQUESTS_IMPORT_ERROR))
+
+
+def require_requests(error_class):
+    """Raise ``error_class`` (an engine error class) with kind ``missing_library`` unless ``requests`` imports."""
+    if not HAS_REQUESTS:
+        error = error_class(missing_requests_message())
+        error.kind = MISSING_LIBRARY
+        raise error
 
 
 # -- what a failed connection means, for messages ------------------------------------------------------------

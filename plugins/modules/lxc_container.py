@@ -314,7 +314,7 @@ actions:
   description: What was done, in order (V(created), V(configured), V(resized), V(started), ...). C(waited for lock
     NAME) says a step waited for another task's lock (no change by itself); C(re-planned after a concurrent edit)
     says the config was read and planned again because another client had changed it.
-  returned: success
+  returned: success; and when the module fails, what was done before the error
   type: list
   elements: str
 warnings_from_tasks:
@@ -338,20 +338,28 @@ check_mode_plan:
     the host fact C(lxcri_check_mode_plan) and removes this key from the result).
   returned: never (removed by the action plugin)
   type: dict
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(config) (connection options), V(connection), V(api), V(task), V(task_timeout), V(container) (the state
+      cannot be reached as asked), V(invalid_value).
+  returned: failed
+  type: str
+  sample: container
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import (
+    DEFAULT_SHUTDOWN_TIMEOUT, STATES, ContainerManager)
 
 
 def main():
     spec = dict(
-        state=dict(type="str", default="present",
-                   choices=["present", "started", "stopped", "restarted", "absent", "template"]),
+        state=dict(type="str", default="present", choices=list(STATES)),
         vmid=dict(type="int"),
         hostname=dict(type="str"),
         node=dict(type="str"),
@@ -393,7 +401,7 @@ def main():
         purge_config=dict(type="bool", default=False),
         delete=dict(type="list", elements="str"),
         restart=dict(type="str", default="never", choices=["never", "when_needed"]),
-        shutdown_timeout=dict(type="int", default=60),
+        shutdown_timeout=dict(type="int", default=DEFAULT_SHUTDOWN_TIMEOUT),
         force_stop=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
         purge=dict(type="bool", default=False),
@@ -404,10 +412,12 @@ def main():
     spec.update(check_mode_plan_argument_spec())
     module = AnsibleModule(argument_spec=spec, mutually_exclusive=[("ostemplate", "oci", "clone")],
                            supports_check_mode=True)
+    manager = None
     try:
-        result = ContainerManager(module.params, check_mode=module.check_mode).run()
-    except PveError as exc:
-        module.fail_json(msg=str(exc))
+        manager = ContainerManager(module.params, check_mode=module.check_mode)
+        result = manager.run()
+    except LxcriError as exc:
+        fail_module(module, exc, manager and manager.session)
     module.exit_json(**result)
 
 

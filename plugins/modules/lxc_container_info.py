@@ -197,12 +197,19 @@ containers:
         net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:2E:4F:6A,ip=dhcp,type=veth
         rootfs: local-zfs:subvol-120-disk-0,size=8G
         tags: blue;web
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(config) (connection options), V(connection), V(api), V(task_timeout).
+  returned: failed
+  type: str
+  sample: connection
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect, pve_argument_spec
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import ContainerQuery, list_containers
 
 
@@ -219,8 +226,8 @@ def main():
                                tags=params["tags"])
         found = list_containers(client, query, with_config=params["config"])
         pve = client.features().as_dict()
-    except PveError as exc:
-        module.fail_json(msg=str(exc))
+    except LxcriError as exc:
+        fail_module(module, exc)
     module.exit_json(changed=False, containers=found, pve=pve)
 
 

@@ -164,7 +164,7 @@ status:
   sample: running
 actions:
   description: What was done, in order.
-  returned: success
+  returned: success; and when the module fails, what was done before the error
   type: list
   elements: str
 warnings_from_tasks:
@@ -181,13 +181,21 @@ check_mode_plan:
     the host fact C(lxcri_check_mode_plan) and removes this key from the result).
   returned: never (removed by the action plugin)
   type: dict
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(config) (connection options), V(connection), V(api), V(task), V(task_timeout), V(snapshot) (the snapshot
+      operation cannot be done as asked).
+  returned: failed
+  type: str
+  sample: snapshot
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.snapshot import STATES, SnapshotManager
 
 
@@ -207,10 +215,12 @@ def main():
     spec.update(check_mode_plan_argument_spec())
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("vmid", "hostname")],
                            required_together=[("keep", "prefix")])
+    manager = None
     try:
-        result = SnapshotManager(module.params, check_mode=module.check_mode).run()
-    except PveError as exc:
-        module.fail_json(msg=str(exc))
+        manager = SnapshotManager(module.params, check_mode=module.check_mode)
+        result = manager.run()
+    except LxcriError as exc:
+        fail_module(module, exc, manager and manager.session)
     module.exit_json(**result)
 
 

@@ -260,45 +260,33 @@ cache_dir:
   returned: always
   type: str
   sample: /var/cache/lxcri/oci
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(invalid_reference), V(registry), V(auth), V(verification), V(platform), V(unsupported), V(limit),
+      V(missing_library) (no C(requests)).
+  returned: failed
+  type: str
+  sample: auth
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.common.text.formatters import human_to_bytes
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import (
-    ImageManager, image_limits_argument_spec, registry_argument_spec)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, image_argument_spec
 
 
 def main():
-    spec = dict(
-        image=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
-        cache_max_bytes=dict(type="str"),
-        verify_diff_ids=dict(type="bool", default=False),
-    )
-    spec.update(registry_argument_spec())
-    spec.update(image_limits_argument_spec())
     module = AnsibleModule(
-        argument_spec=spec,
+        argument_spec=image_argument_spec(),
         required_together=[("registry_username", "registry_password")],
         supports_check_mode=True,
     )
-    params = dict(module.params)
-    if params["cache_max_bytes"] is not None:
-        try:
-            params["cache_max_bytes"] = human_to_bytes(params["cache_max_bytes"])
-        except ValueError as exc:
-            module.fail_json(msg="cache_max_bytes: %s" % exc)
+    params = module.params
     try:
-        manager = ImageManager(params, check_mode=module.check_mode)
-        if manager.source.kind == Source.REGISTRY and not HAS_REQUESTS:
-            module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
-        result = manager.run()
-    except OciError as exc:
-        module.fail_json(msg=str(exc), image=params["image"])
+        result = ImageManager(params, check_mode=module.check_mode).run()
+    except LxcriError as exc:
+        fail_module(module, exc, image=params["image"])
     module.exit_json(**result)
 
 

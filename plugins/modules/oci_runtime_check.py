@@ -180,11 +180,19 @@ fact:
     cgroup_layout: hybrid
     private_cgroup2: true
     checked_with: busybox
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      V(runtime).
+  returned: failed
+  type: str
+  sample: runtime
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.check import (
     DEFAULT_PROBE_TEXT, RuntimeCheckError, check_runtime)
 
@@ -203,7 +211,7 @@ def main():
         result = check_runtime(module_runner(module), module.params["runtime"], module.params["libcrun_search_paths"],
                                crun_path=module.params["crun_path"], probe_text=module.params["probe_text"])
     except RuntimeCheckError as exc:
-        module.fail_json(msg=str(exc), **exc.fields)
+        fail_module(module, exc)
     module.exit_json(changed=False, **result)
 
 

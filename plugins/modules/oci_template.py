@@ -513,42 +513,26 @@ diff:
   description: Template identity before and after (with C(--diff)).
   returned: when state is present
   type: dict
+error_kind:
+  description:
+    - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
+      the kinds of M(lxcri.proxmox.oci_image), and V(template), V(flatten), V(image_config), V(not_expressible),
+      V(lxc_config), V(wrapper), V(prune), and with O(storage) those of the Proxmox VE API (V(config),
+      V(connection), V(api), V(task)).
+  returned: failed
+  type: str
+  sample: template
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import OciError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import (
-    image_limits_argument_spec, registry_argument_spec)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import TemplateManager, template_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 
 
 def main():
-    spec = dict(
-        image=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        format=dict(type="str", default="vztmpl", choices=["vztmpl", "oci-archive"]),
-        compression=dict(type="str", default="zstd", choices=["zstd", "gzip"]),
-        dest=dict(type="path"),
-        storage=dict(type="str"),
-        node=dict(type="str"),
-        name=dict(type="str"),
-        entrypoint=dict(type="list", elements="str"),
-        cmd=dict(type="list", elements="str"),
-        env=dict(type="raw"),
-        workdir=dict(type="str"),
-        user=dict(type="str"),
-        stop_signal=dict(type="str"),
-        init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
-        lxc_version=dict(type="str", default="auto"),
-        force=dict(type="bool", default=False),
-        keep=dict(type="int"),
-        require_runnable=dict(type="bool", default=True),
-    )
-    spec.update(registry_argument_spec())
-    spec.update(image_limits_argument_spec())
+    spec = template_argument_spec()
     spec.update(pve_argument_spec())
     module = AnsibleModule(
         argument_spec=spec,
@@ -565,8 +549,8 @@ def main():
     try:
         manager = TemplateManager(params, check_mode=module.check_mode)
         result = manager.run()
-    except (OciError, PveError) as exc:
-        module.fail_json(msg=str(exc), image=params["image"])
+    except LxcriError as exc:
+        fail_module(module, exc, image=params["image"])
     for warning in manager.warnings:
         module.warn(warning)
     module.exit_json(**result)

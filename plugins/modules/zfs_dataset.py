@@ -180,39 +180,29 @@ dependents:
   returned: when state is absent and the dataset existed
   type: dict
   sample: {"children": [], "snapshots": ["rpool/data/old@s1"], "clones": [], "clones_elsewhere": [], "holds": []}
+error_kind:
+  description: When the module fails, what kind of ZFS error it was, for example V(exists), V(busy), V(refused)
+    (a destroy with dependents), V(invalid_property) or V(driver_unavailable).
+  returned: failed
+  type: str
+  sample: refused
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
-from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.dataset import DatasetManager
-from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.dataset import DatasetManager, dataset_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import Zfs
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            properties=dict(type="dict", default={}),
-            inherit=dict(type="list", elements="str", default=[]),
-            origin=dict(type="str"),
-            promote=dict(type="bool", default=False),
-            sparse=dict(type="bool", default=False),
-            recursive=dict(type="bool", default=False),
-            force=dict(type="bool", default=False),
-            driver=dict(type="str", default="auto", choices=["auto", "libzfs_core", "cli"]),
-            allow_pve_managed=dict(type="bool", default=False),
-            allowed_roots=dict(type="list", elements="str", default=[]),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=dataset_argument_spec(), supports_check_mode=True)
     try:
         zfs = Zfs(module_runner(module), module.params["driver"])
         result = DatasetManager(zfs, module.params, check_mode=module.check_mode).run()
-    except ZfsError as exc:
-        module.fail_json(msg=str(exc), error_kind=exc.kind, name=module.params["name"])
+    except LxcriError as exc:
+        fail_module(module, exc, name=module.params["name"])
     for kind in ("creation_only_mismatch", "read_only_mismatch"):
         for prop, values in sorted((result.get(kind) or {}).items()):
             module.warn("%s: %s is %r, not %r, and cannot be changed on an existing dataset"

@@ -228,48 +228,32 @@ written_since:
   returned: when state is rollback
   type: int
   sample: 4096
+error_kind:
+  description: When the module fails, what kind of ZFS error it was, for example V(busy) (a held snapshot),
+    V(refused) (a rollback past newer snapshots), V(invalid_name) or V(unsupported).
+  returned: failed
+  type: str
+  sample: busy
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import module_runner
-from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import Zfs
-from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.snapshot import SnapshotManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.snapshot import SnapshotManager, snapshot_argument_spec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="list", elements="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent", "rollback"]),
-            recursive=dict(type="bool", default=False),
-            properties=dict(type="dict", default={}),
-            hold=dict(type="str"),
-            release=dict(type="str"),
-            force=dict(type="bool", default=False),
-            defer=dict(type="bool", default=False),
-            prefix=dict(type="str"),
-            create=dict(type="bool", default=True),
-            retention=dict(type="dict", options=dict(
-                hourly=dict(type="int"), daily=dict(type="int"), weekly=dict(type="int"),
-                monthly=dict(type="int"), yearly=dict(type="int"))),
-            keep_last=dict(type="int"),
-            max_age=dict(type="str"),
-            driver=dict(type="str", default="auto", choices=["auto", "libzfs_core", "cli"]),
-            allow_pve_managed=dict(type="bool", default=False),
-            allowed_roots=dict(type="list", elements="str", default=[]),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=snapshot_argument_spec(), supports_check_mode=True)
     params = dict(module.params)
     if params["retention"]:
         params["retention"] = dict((k, v) for k, v in params["retention"].items() if v is not None)
     try:
         zfs = Zfs(module_runner(module), params["driver"])
         result = SnapshotManager(zfs, params, check_mode=module.check_mode).run()
-    except ZfsError as exc:
-        module.fail_json(msg=str(exc), error_kind=exc.kind)
+    except LxcriError as exc:
+        fail_module(module, exc)
     # warnings go through module.warn: a 'warnings' key in exit_json is deprecated (ansible-core 2.19)
     for warning in result.pop("warnings", None) or []:
         module.warn(warning)

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials, load_auth_file, lookup
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
     MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, ExpansionBound)
@@ -19,13 +20,6 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Pul
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform, parse_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_source
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import DEFAULT_CACHE_DIR, BlobStore, store_complete
-
-DEFAULTS = {
-    "state": "present", "platform": None, "cache_dir": DEFAULT_CACHE_DIR, "cache_max_bytes": None,
-    "registry_username": None, "registry_password": None, "auth_file": None, "registry_tls_verify": True,
-    "registry_ca_path": None, "registry_mirrors": [], "timeout": 60, "retries": 5, "keep_corrupt": False,
-    "verify_diff_ids": False, "max_expansion_ratio": MAX_EXPANSION_RATIO, "max_uncompressed_bytes": MAX_UNCOMPRESSED_BYTES,
-}
 
 
 def registry_argument_spec():
@@ -53,16 +47,39 @@ def image_limits_argument_spec():
     )
 
 
-def image_limits(params):
-    """``(max_expansion_ratio, max_uncompressed_bytes)`` of ``params``, checked; sizes may have units (V(32G))."""
-    ratio = params["max_expansion_ratio"]
-    size = params["max_uncompressed_bytes"]
+def image_argument_spec():
+    """A new dict of oci_image's options (its DOCUMENTATION and the doc fragments registry and image_limits)."""
+    spec = dict(
+        image=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent", "inspect"]),
+        cache_max_bytes=dict(type="str"),
+        verify_diff_ids=dict(type="bool", default=False),
+    )
+    spec.update(registry_argument_spec())
+    spec.update(image_limits_argument_spec())
+    return spec
+
+
+# what a caller without Ansible leaves out
+DEFAULTS = defaults_of(image_argument_spec(), leave_out=("image",))
+
+
+def size_option(params, name):
+    """``params[name]`` in bytes: a size given as text may have units (V(32G)); OciError names the option."""
+    size = params[name]
     if isinstance(size, str):
         from ansible.module_utils.common.text.formatters import human_to_bytes  # pylint: disable=import-outside-toplevel
         try:
             size = human_to_bytes(size)
         except ValueError as exc:
-            raise OciError("max_uncompressed_bytes: %s" % exc)
+            raise OciError("%s: %s" % (name, exc))
+    return size
+
+
+def image_limits(params):
+    """``(max_expansion_ratio, max_uncompressed_bytes)`` of ``params``, checked; sizes may have units (V(32G))."""
+    ratio = params["max_expansion_ratio"]
+    size = size_option(params, "max_uncompressed_bytes")
     if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1:
         raise OciError("max_expansion_ratio must be a whole number of at least 1, not %r" % (ratio,))
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -78,6 +95,8 @@ class ImageManager:
     def __init__(self, params, check_mode=False, client_options=None):
         self.params = dict(DEFAULTS)
         self.params.update(dict((k, v) for k, v in params.items() if v is not None))
+        if self.params["cache_max_bytes"] is not None:
+            self.params["cache_max_bytes"] = size_option(self.params, "cache_max_bytes")
         self.check_mode = check_mode
         self.client_options = client_options or {}  # tests: sleep, session, backoff
         self.source = parse_source(self.params["image"])

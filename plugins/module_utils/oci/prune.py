@@ -22,6 +22,8 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import Oc
 class PruneError(OciError):
     """``keep`` cannot be applied as asked."""
 
+    kind = "prune"
+
 
 def family_regex(repository, filename, manifest_digest):
     """The names of ``filename``'s family (``filename`` is a default name of ``repository``)."""

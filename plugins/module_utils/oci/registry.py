@@ -29,10 +29,8 @@ except ImportError:  # pragma: no cover - Python 2 controller, never a target he
     from urlparse import urlsplit
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
-    HAS_REQUESTS, ChunkedEncodingError, ContentDecodingError, RequestsConnectionError, SSLError, Timeout,
-    answers_plain_http, connection_refused, looks_like_not_tls, name_unresolvable, requests, transport_cause)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (  # pylint: disable=unused-import
-    REQUESTS_IMPORT_ERROR)  # re-exported: oci_image checks for requests through this module
+    ChunkedEncodingError, ContentDecodingError, RequestsConnectionError, SSLError, Timeout, answers_plain_http,
+    connection_refused, looks_like_not_tls, name_unresolvable, require_requests, requests, transport_cause)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import AuthError, RegistryError, VerificationError
@@ -124,8 +122,7 @@ class RegistryClient:
     def __init__(self, credentials=None, tls_verify=True, ca_path=None, mirrors=(), timeout=60,
                  retries=5, backoff=0.5, sleep=time.sleep, clock=time.time, session=None,
                  credentials_for=None):
-        if not HAS_REQUESTS:
-            raise RegistryError("the Python 'requests' library is required (python3-requests)")
+        require_requests(RegistryError)
         self._session = session  # one given session (tests), else one per thread
         self._local = threading.local()
         self.credentials = credentials or Credentials()

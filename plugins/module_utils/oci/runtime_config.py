@@ -38,6 +38,8 @@ ENV_NAME = re.compile(r"^[^=\0]+$")
 class ConfigError(OciError):
     """The image config or an override cannot describe a runnable container."""
 
+    kind = "image_config"
+
 
 def _words(value, what):
     if value is None:

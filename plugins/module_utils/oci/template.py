@@ -33,16 +33,17 @@ import re
 import tarfile
 import tempfile
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import HashingWriter, sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap, lxcinit, media
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
-    MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, compressor)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import compressor
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.digest import digest_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.destination import DirDestination
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import LxcConfigError, TemplateError, WrapperError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.flatten import (
     MAX_SYMLINK_HOPS, BlobLayer, Limits, StoredLayer, TarSink, flatten, open_tar_writer, with_restarts)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import ImageManager, pin_key
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.manager import (
+    ImageManager, image_limits_argument_spec, pin_key, registry_argument_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.image import Puller
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.naming import (
     EXTENSIONS, check_name, default_name, identity, identity_hash, name_parts)
@@ -57,12 +58,36 @@ TMP_PREFIX = ".lxcri-tmp-"
 # left by a killed run: .lxcri-tmp-<pid>-<random>-<filename> (and .lxcri-tmp-<pid>-layer-<random>)
 _TMP_NAME = re.compile(r"^%s(?P<pid>\d+)-" % re.escape(TMP_PREFIX))
 RESERVED_DIR = ".lxcri"
-DEFAULTS = {
-    "state": "present", "format": "vztmpl", "compression": "zstd", "dest": None, "storage": None, "node": None,
-    "name": None, "entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None,
-    "stop_signal": None, "init_wrapper": "auto", "lxc_version": "auto", "force": False, "require_runnable": True,
-    "max_expansion_ratio": MAX_EXPANSION_RATIO, "max_uncompressed_bytes": MAX_UNCOMPRESSED_BYTES,
-}
+def template_argument_spec():
+    """A new dict of oci_template's options but the Proxmox VE connection (the module adds pve_argument_spec)."""
+    spec = dict(
+        image=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        format=dict(type="str", default="vztmpl", choices=["vztmpl", "oci-archive"]),
+        compression=dict(type="str", default="zstd", choices=["zstd", "gzip"]),
+        dest=dict(type="path"),
+        storage=dict(type="str"),
+        node=dict(type="str"),
+        name=dict(type="str"),
+        entrypoint=dict(type="list", elements="str"),
+        cmd=dict(type="list", elements="str"),
+        env=dict(type="raw"),
+        workdir=dict(type="str"),
+        user=dict(type="str"),
+        stop_signal=dict(type="str"),
+        init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
+        lxc_version=dict(type="str", default="auto"),
+        force=dict(type="bool", default=False),
+        keep=dict(type="int"),
+        require_runnable=dict(type="bool", default=True),
+    )
+    spec.update(registry_argument_spec())
+    spec.update(image_limits_argument_spec())
+    return spec
+
+
+# what a caller without Ansible leaves out
+DEFAULTS = defaults_of(template_argument_spec(), leave_out=("image",))
 
 
 # ---------------------------------------------------------------------------
@@ -446,15 +471,9 @@ class TemplateManager:
             "max_expansion_ratio", "max_uncompressed_bytes")),
             check_mode=check_mode, client_options=client_options)
         self.pve_factory = pve_factory
-        fmt = self.params["format"]
-        if fmt not in ("vztmpl", "oci-archive"):
-            raise TemplateError("format must be vztmpl or oci-archive, not %r" % fmt)
-        if fmt == "vztmpl" and self.params["compression"] not in ("zstd", "gzip"):
-            raise TemplateError("compression must be zstd or gzip, not %r" % self.params["compression"])
+        fmt = self.params["format"]  # format, compression and init_wrapper: the argument spec's choices
         if bool(self.params["dest"]) == bool(self.params["storage"]):
             raise TemplateError("give exactly one of dest (a directory) or storage (a Proxmox VE storage)")
-        if self.params["init_wrapper"] not in ("auto", "always", "never"):
-            raise TemplateError("init_wrapper must be auto, always or never")
         if self.params["name"] is not None:
             check_name(self.params["name"])
         self.extension = EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]

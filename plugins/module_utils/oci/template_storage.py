@@ -30,7 +30,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.destination impo
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import TemplateError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 RAW_LXC_HINT = ("or, if lxc_container will create the containers on the node with raw_lxc: true (it writes the "
                 "lxc.init.* lines itself), set require_runnable: false")
@@ -164,7 +164,7 @@ class StorageDestination:
 
     def _wait(self, upid):
         if upid:
-            return wait_task(self.client, self.node, upid, timeout=self.params.get("wait_timeout") or 600)
+            return wait_task(self.client, self.node, upid, timeout=self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         return None
 
     def _record(self, filename):

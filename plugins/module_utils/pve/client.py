@@ -43,8 +43,8 @@ except ImportError:  # pragma: no cover
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
-    HAS_REQUESTS, RequestsConnectionError, SSLError, Timeout, answers_plain_http, connection_refused,
-    looks_like_not_tls, requests, transport_cause)
+    RequestsConnectionError, SSLError, Timeout, answers_plain_http, connection_refused, looks_like_not_tls,
+    require_requests, requests, transport_cause)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
     PveApiError, PveConfigError, PveConnectionError, PveError)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
@@ -308,8 +308,7 @@ class PveClient(ApiBase):
     def __init__(self, host, port=DEFAULT_PORT, user=DEFAULT_USER, password=None, token_id=None, token_secret=None,
                  validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT, session=None, retries=2,
                  backoff=(0.25, 1.0), sleep=time.sleep, clock=time.monotonic):
-        if not HAS_REQUESTS:
-            raise PveConfigError("the Python library 'requests' is required (python3-requests)")
+        require_requests(PveConfigError)
         if not host:
             raise PveConfigError("the Proxmox VE API host is required")
         if "://" in host or "/" in host:

@@ -5,7 +5,8 @@
 
 Pure Python (no Ansible), so that it can be tested table-driven.
 
-Formats follow the API schema (``shared/pve-api/apidata-{8,9}.json``, the
+Formats follow the API schema (Proxmox VE 8 and 9's published API viewer data,
+of which tests/pve_double/schema/apidata-{8,9}.subset.json are committed; the
 ``format`` of ``net[n]``, ``rootfs``, ``mp[n]``, ``features``, ``dev[n]``,
 ``unused[n]`` of ``PUT /nodes/{node}/lxc/{vmid}/config``; ``startup`` is
 pve-common's ``pve_parse_startup_order``).  FORMATS below holds them in the
@@ -46,6 +47,8 @@ SECRET_KEYS = ("password", "ssh-public-keys", "ssh_public_keys")
 
 class ConfigValueError(PveError, ValueError):
     """A config value that is not valid for its key (the message names key and value)."""
+
+    kind = "invalid_value"
 
 
 def _b(default=None, optional=True):

@@ -5,7 +5,8 @@
 
 ``pve_argument_spec()`` matches the doc fragment ``lxcri.proxmox.pve``
 (a unit test holds them together).  Modules merge it into their own spec
-and call ``connect(module.params, runner=module_runner(module))``.
+and call ``connect(module.params)``; without ``api_host``, on a Proxmox VE
+node, the client runs ``pvesh`` through ``command.subprocess_runner``.
 """
 
 from __future__ import absolute_import, division, print_function

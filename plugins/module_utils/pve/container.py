@@ -23,6 +23,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import OCI_RELEASE, PveFeatures
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import ContainerError, PveSession
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT
 
 STATES = ("present", "started", "stopped", "restarted", "absent", "template")
 # options that map 1:1 onto config keys (option name -> key)
@@ -38,6 +39,7 @@ CONFIG_OPTIONS = {
 CREATE_ONLY = ("password", "ssh_public_keys", "pool", "unprivileged", "ostype", "arch")
 EXISTS_MARKERS = ("already exists",)
 DEFAULT_ALLOCATION_RETRIES = 8
+DEFAULT_SHUTDOWN_TIMEOUT = 60  # lxc_container's shutdown_timeout
 # PVE::Tools::assert_if_modified: the digest sent with a config write is not the config's digest any more
 MODIFIED = "detected modified configuration"
 # how often a config write is planned again after another client changed the config in between
@@ -370,7 +372,7 @@ class ContainerManager:
         self.session.perform("stopped", lambda: self._shutdown(node, vmid))
 
     def _shutdown(self, node, vmid):
-        timeout = self.params.get("shutdown_timeout") or 60
+        timeout = self.params.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT
         args = {"timeout": timeout}
         if self.params.get("force_stop"):
             args["forceStop"] = 1
@@ -394,7 +396,7 @@ class ContainerManager:
             "/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid)))
 
     def reboot(self, node, vmid):
-        args = {"timeout": self.params.get("shutdown_timeout") or 60}
+        args = {"timeout": self.params.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT}
         self.session.perform("restarted", lambda: self.session.task(node, "reboot", lambda: self.client.post(
             "/nodes/{node}/lxc/{vmid}/status/reboot", args, node=node, vmid=vmid)))
 
@@ -405,7 +407,7 @@ class ContainerManager:
         # POST .../template answers null although a worker runs: poll the config until it says so
         self.session.task(node, "template", lambda: self.client.post(
             "/nodes/{node}/lxc/{vmid}/template", node=node, vmid=vmid))
-        deadline = time.monotonic() + (self.params.get("wait_timeout") or 600)
+        deadline = time.monotonic() + (self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         while str(self.session.config_of(node, vmid).get("template")) != "1":
             if time.monotonic() > deadline:
                 raise ContainerError("CT %s did not become a template within wait_timeout" % vmid)
@@ -438,9 +440,7 @@ class ContainerManager:
 
     def run(self):
         started = time.monotonic()
-        state = self.params.get("state") or "present"
-        if state not in STATES:
-            raise ContainerError("state must be one of %s" % ", ".join(STATES))
+        state = self.params.get("state") or "present"  # one of STATES: the argument spec's choices
         self.check_request()
         found = self.session.find()
         result = {"changed": False, "state": state}

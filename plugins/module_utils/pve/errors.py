@@ -12,21 +12,29 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError
+
 
 def _one_line(text):
     return " ".join(str(text or "").split())
 
 
-class PveError(Exception):
+class PveError(LxcriError):
     """Base class of the client's errors."""
+
+    kind = "pve"
 
 
 class PveConfigError(PveError):
     """Connection options that cannot work (missing credentials, no pvesh on this host, ...)."""
 
+    kind = "config"
+
 
 class PveConnectionError(PveError):
     """The API could not be reached: refused, reset, DNS, TLS, timeout."""
+
+    kind = "connection"
 
     def __init__(self, host, port, cause, retryable=False):
         self.host = host
@@ -43,6 +51,8 @@ class PveApiError(PveError):
     pvesh printed, else 500 as the HTTP API would answer), ``errors`` PVE's
     per-parameter messages of a 400 answer.
     """
+
+    kind = "api"
 
     def __init__(self, status, method, path, message, errors=None, hint=None, via="HTTP"):
         self.status = status
@@ -67,6 +77,8 @@ class PveApiError(PveError):
 class PveTaskError(PveError):
     """A worker task ended with an error exit status."""
 
+    kind = "task"
+
     def __init__(self, upid, exitstatus, log_tail=None):
         self.upid = upid
         self.exitstatus = exitstatus
@@ -79,6 +91,8 @@ class PveTaskError(PveError):
 
 class PveTaskTimeout(PveError):
     """A worker task was still running when the wait time was up (it goes on running on the node)."""
+
+    kind = "task_timeout"
 
     def __init__(self, upid, waited, timeout=None):
         self.upid = upid

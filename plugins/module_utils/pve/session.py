@@ -22,8 +22,8 @@ import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import CheckModePlan
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConfigError, PveTaskError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 # "CT is locked (backup)" (pve-guest-common's check_lock), "CT 105 is locked (snapshot)", "VM is locked (...)":
 # another task holds the container; "can't lock file '/run/lock/lxc/pve-config-105.conf' - got timeout": another
@@ -31,8 +31,10 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wai
 LOCKED = re.compile(r"\bis locked \((?P<lock>[\w-]+)\)|can't lock file '(?P<file>[^']+)' - got timeout")
 
 
-class ContainerError(PveConfigError):
+class ContainerError(PveError):
     """The container cannot be brought into the asked state; the message says why."""
+
+    kind = "container"
 
 
 def lock_of(exc):
@@ -92,7 +94,7 @@ class PveSession:
         if not upid:
             return None
         started = time.monotonic()
-        result = wait_task(self.client, node, upid, timeout=self.params.get("wait_timeout") or 600)
+        result = wait_task(self.client, node, upid, timeout=self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         self.timings[what] = round(time.monotonic() - started, 3)
         self.warnings.extend(result.warnings)
         return result
@@ -109,7 +111,7 @@ class PveSession:
         config's digest, so a config write must read the config again.  Waiting is no change; it is
         reported in ``actions`` (``waited for lock NAME``) and ``timings.lock_wait``.
         """
-        deadline = self.clock() + (self.params.get("wait_timeout") or 600)
+        deadline = self.clock() + (self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         delay, started = 0.5, self.clock()
         while True:
             try:
@@ -123,7 +125,7 @@ class PveSession:
                     raise ContainerError("%s: the container stayed locked (%s) for %.0f s, longer than wait_timeout "
                                          "(%s s): another task holds it; this step changed nothing"
                                          % (what, lock, self.clock() - started,
-                                            self.params.get("wait_timeout") or 600))
+                                            self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT))
                 self.note("waited for lock %s" % lock)
                 slept = self.clock()
                 self.sleep(min(delay, remaining))

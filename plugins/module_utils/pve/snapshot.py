@@ -22,6 +22,7 @@ import re
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import ContainerError, PveSession
 
 STATES = ("present", "absent", "rollback")
@@ -33,8 +34,10 @@ RESERVED = ("current", "vzdump")
 ROLLBACK_START = (7, 3)
 
 
-class SnapshotError(ContainerError):
+class SnapshotError(PveError):
     """The snapshot operation cannot be done as asked; the message says why."""
+
+    kind = "snapshot"
 
 
 def check_name(name, what="name"):
@@ -139,9 +142,7 @@ class SnapshotManager:
 
     def validate(self):
         params = self.params
-        state = params.get("state") or "present"
-        if state not in STATES:
-            raise SnapshotError("state must be one of %s" % ", ".join(STATES))
+        state = params.get("state") or "present"  # one of STATES: the argument spec's choices
         check_name(params.get("name"))
         if (params.get("keep") is None) != (params.get("prefix") is None):
             raise SnapshotError("keep and prefix go together: keep the newest <keep> snapshots named <prefix>...")

@@ -28,8 +28,10 @@ DEFAULT_PROBE_TEXT = "lxcri-oci-runtime-check"
 class RuntimeCheckError(OciRuntimeError):
     """The check failed; ``fields`` are the result keys known by then (``crun``, ``cgroup_layout``)."""
 
+    kind = "runtime_check"
+
     def __init__(self, message, fields):
-        super(RuntimeCheckError, self).__init__(message)
+        super(RuntimeCheckError, self).__init__(message, **fields)
         self.fields = fields
 
 

@@ -7,6 +7,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError
 
-class OciRuntimeError(Exception):
+
+class OciRuntimeError(LxcriError):
     """A runtime operation failed; the message says which and why."""
+
+    kind = "runtime"

@@ -7,13 +7,33 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs import props as zprops
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.names import (
     guard, pool_of, split_snapshot, validate_dataset, validate_snapshot, within)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import zfs_argument_spec
 
-DEFAULTS = {"state": "present", "properties": {}, "inherit": [], "origin": None, "promote": False,
-            "recursive": False, "force": False, "allow_pve_managed": False, "allowed_roots": [], "sparse": False}
+
+def dataset_argument_spec():
+    """A new dict of zfs_dataset's options (its DOCUMENTATION and the doc fragment lxcri.proxmox.zfs)."""
+    spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        properties=dict(type="dict", default={}),
+        inherit=dict(type="list", elements="str", default=[]),
+        origin=dict(type="str"),
+        promote=dict(type="bool", default=False),
+        sparse=dict(type="bool", default=False),
+        recursive=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+    )
+    spec.update(zfs_argument_spec())
+    return spec
+
+
+# what a caller without Ansible leaves out (the driver is the facade's: Zfs(runner, driver))
+DEFAULTS = defaults_of(dataset_argument_spec(), leave_out=("name", "driver"))
 
 
 def _listing(names, limit=10):

@@ -7,14 +7,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError
 
-class ZfsError(Exception):
+
+class ZfsError(LxcriError):
     """``str(err)`` is the user-facing message; ``kind`` is one of the KINDS."""
 
     KINDS = ("pool_missing", "not_found", "exists", "busy", "permission", "invalid_name", "invalid_property",
              "driver_unavailable", "refused", "unsupported", "failed")
 
     def __init__(self, message, kind="failed", name=None):
-        Exception.__init__(self, message)
-        self.kind = kind
+        LxcriError.__init__(self, message, kind)
         self.name = name

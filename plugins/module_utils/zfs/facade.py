@@ -20,10 +20,17 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.names import spl
 DRIVERS = ("auto", "libzfs_core", "cli")
 
 
+def zfs_argument_spec():
+    """A new dict of the options the ZFS modules share (see the doc fragment lxcri.proxmox.zfs)."""
+    return dict(
+        driver=dict(type="str", default="auto", choices=list(DRIVERS)),
+        allow_pve_managed=dict(type="bool", default=False),
+        allowed_roots=dict(type="list", elements="str", default=[]),
+    )
+
+
 class Zfs:
     def __init__(self, runner, driver="auto", import_module=importlib.import_module):
-        if driver not in DRIVERS:
-            raise ZfsError("driver must be one of %s" % ", ".join(DRIVERS), "driver_unavailable")
         self.cli = CliDriver(runner)
         self.lzc = None
         self.unavailable = None

@@ -28,6 +28,7 @@ import sys
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import subprocess_runner
+from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs import retention as zret
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import DRIVERS, Zfs
@@ -41,8 +42,10 @@ KEYS = ("name", "datasets", "recursive", "prefix", "retention", "driver", "allow
 RETENTION_KEYS = zret.CLASSES + ("keep_last", "max_age")
 
 
-class JobError(Exception):
+class JobError(LxcriError):
     """The job file is unusable."""
+
+    kind = "job"
 
 
 def _bool(job, key):

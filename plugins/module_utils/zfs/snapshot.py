@@ -9,15 +9,38 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs import retention as zret
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.dataset import _listing
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import zfs_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.names import (
     MAX_NAME, guard, pool_of, split_snapshot, validate_dataset, validate_snapshot)
 
-DEFAULTS = {"state": "present", "recursive": False, "properties": {}, "hold": None, "release": None,
-            "force": False, "defer": False, "prefix": None, "retention": None, "keep_last": None,
-            "max_age": None, "create": True, "allow_pve_managed": False, "allowed_roots": []}
+
+def snapshot_argument_spec():
+    """A new dict of zfs_snapshot's options (its DOCUMENTATION and the doc fragment lxcri.proxmox.zfs)."""
+    spec = dict(
+        name=dict(type="list", elements="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent", "rollback"]),
+        recursive=dict(type="bool", default=False),
+        properties=dict(type="dict", default={}),
+        hold=dict(type="str"),
+        release=dict(type="str"),
+        force=dict(type="bool", default=False),
+        defer=dict(type="bool", default=False),
+        prefix=dict(type="str"),
+        create=dict(type="bool", default=True),
+        retention=dict(type="dict", options=dict((period, dict(type="int")) for period in zret.CLASSES)),
+        keep_last=dict(type="int"),
+        max_age=dict(type="str"),
+    )
+    spec.update(zfs_argument_spec())
+    return spec
+
+
+# what a caller without Ansible leaves out (the driver is the facade's: Zfs(runner, driver))
+DEFAULTS = defaults_of(snapshot_argument_spec(), leave_out=("name", "driver"))
 MAX_TAG = 255  # zfs hold answers "tag too long" from 256 characters on
 
 

@@ -138,12 +138,12 @@ def test_blob_sweep_also_drops_old_and_pid_less_files(tmp_path):
 def test_one_requests_guard():
     assert requests_import.HAS_REQUESTS and requests_import.REQUESTS_IMPORT_ERROR is None
     for module in (client, registry):
-        assert module.requests is requests and module.HAS_REQUESTS is True
+        assert module.requests is requests and module.require_requests is requests_import.require_requests
         assert module.SSLError is requests.exceptions.SSLError
         assert module.Timeout is requests.exceptions.Timeout
         assert module.RequestsConnectionError is requests.exceptions.ConnectionError
-    assert registry.REQUESTS_IMPORT_ERROR is None  # oci_image reads it from there
     assert registry.ChunkedEncodingError is requests.exceptions.ChunkedEncodingError
+    requests_import.require_requests(AssertionError)  # requests imports here: no error
 
 
 def test_without_requests_the_clients_still_import_and_say_so():
@@ -151,8 +151,19 @@ def test_without_requests_the_clients_still_import_and_say_so():
         "import sys; sys.modules['requests'] = None\n"
         "from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import registry\n"
         "from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import client\n"
-        "assert registry.HAS_REQUESTS is False and client.HAS_REQUESTS is False\n"
-        "assert isinstance(registry.REQUESTS_IMPORT_ERROR, ImportError)\n"
+        "from ansible_collections.lxcri.proxmox.plugins.module_utils import requests_import\n"
+        "assert requests_import.HAS_REQUESTS is False\n"
+        "assert isinstance(requests_import.REQUESTS_IMPORT_ERROR, ImportError)\n"
+        "said = []\n"
+        "for make, error in ((registry.RegistryClient, registry.RegistryError),\n"
+        "                    (lambda: client.PveClient('pve.example', password='x'), client.PveConfigError)):\n"
+        "    try:\n"
+        "        make()\n"
+        "    except error as exc:\n"
+        "        assert exc.kind == 'missing_library', exc.kind\n"
+        "        said.append(str(exc))\n"
+        "assert len(said) == 2 and said[0] == said[1], said\n"
+        "assert \"'requests' is required\" in said[0] and 'python3-requests' in said[0], said[0]\n"
         "try:\n"
         "    raise ValueError('x')\n"
         "except (client.SSLError, client.Timeout, registry.ChunkedEncodingError):\n"

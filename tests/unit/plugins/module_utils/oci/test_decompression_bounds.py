@@ -65,6 +65,7 @@ def test_the_zstd_command_is_stopped_at_the_limit(tmp_path):
     ({"max_expansion_ratio": 0}, "max_expansion_ratio must be a whole number of at least 1"),
     ({"max_uncompressed_bytes": "0"}, "max_uncompressed_bytes must be at least 1 byte"),
     ({"max_uncompressed_bytes": "lots"}, "max_uncompressed_bytes: "),
+    ({"cache_max_bytes": "lots"}, "cache_max_bytes: "),  # the engine reads sizes, the module hands them on
 ])
 def test_option_values_are_checked(params, message):
     with pytest.raises(OciError, match=message):
@@ -74,3 +75,4 @@ def test_option_values_are_checked(params, message):
 def test_sizes_take_units():
     assert image_limits({"max_expansion_ratio": 7, "max_uncompressed_bytes": "2G"}) == (7, 2 << 30)
     assert image_limits({"max_expansion_ratio": 7, "max_uncompressed_bytes": 5}) == (7, 5)
+    assert ImageManager({"image": "oci-layout:/nonexistent", "cache_max_bytes": "1K"}).params["cache_max_bytes"] == 1024
