@@ -32,7 +32,6 @@ ALLOWED = {
 }
 
 
-
 def package_of(path):
     """``module_utils/oci`` for module_utils/oci/x.py, ``module_utils`` for module_utils/x.py, ``modules`` ..."""
     parts = path.split("/")

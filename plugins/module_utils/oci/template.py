@@ -58,6 +58,8 @@ TMP_PREFIX = ".lxcri-tmp-"
 # left by a killed run: .lxcri-tmp-<pid>-<random>-<filename> (and .lxcri-tmp-<pid>-layer-<random>)
 _TMP_NAME = re.compile(r"^%s(?P<pid>\d+)-" % re.escape(TMP_PREFIX))
 RESERVED_DIR = ".lxcri"
+
+
 def template_argument_spec():
     """A new dict of oci_template's options but the Proxmox VE connection (the module adds pve_argument_spec)."""
     spec = dict(

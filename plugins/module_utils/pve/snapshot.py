@@ -23,7 +23,7 @@ import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import ContainerError, PveSession
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import PveSession
 
 STATES = ("present", "absent", "rollback")
 # pve-common's pve-configid (the format of pve-snapshot-name), at most 40 characters
