@@ -293,7 +293,12 @@ def _orphan_is_reaped(init_pid, app_pid, sleeper=("sleep", "2")):
     """The orphan (a ``sleep 2`` whose parent exited) gets re-parented to init, and is reaped after it exits."""
     def orphan():
         for child in _children(init_pid):
-            if child != app_pid and _proc(child)["cmdline"] == _cmdline(sleeper):
+            try:
+                with open("/proc/%d/cmdline" % child, "rb") as handle:
+                    cmdline = handle.read()
+            except OSError:  # it ended between the listing and the read (a zombie's environ says ESRCH)
+                continue
+            if child != app_pid and cmdline == _cmdline(sleeper):
                 return child
         return None
     adopted = _wait_for(orphan, timeout=5, step=0.05)
