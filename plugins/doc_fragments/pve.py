@@ -87,7 +87,8 @@ options:
     type: int
     default: 600
 requirements:
-  - requests (Python library), on the host that runs the module, when O(api_host) is set
+  - proxmoxer 2.0 or later and requests (Python libraries), on the host that runs the module, when the
+    module talks HTTPS to O(api_host)
 attributes:
   action_group:
     description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.
