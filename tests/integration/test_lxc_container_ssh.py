@@ -2,10 +2,10 @@
 127.0.0.1 (key login, throwaway keys), and pvesh on that node answered by the Proxmox VE API double."""
 
 import json
-import textwrap
 
 import pytest
 
+from lxcri_testbed.ansible import write_pve_play
 from lxcri_testbed.sshd import Sshd
 
 pytestmark = pytest.mark.integration
@@ -34,20 +34,9 @@ def ssh_play(tmp_path, sshd, double, name, tasks):
         secret = double.add_token("root@pam!sshshim")
         shim.write_text(json.dumps({"url": double.url, "token": "root@pam!sshshim=%s" % secret, "ca": double.cert}))
     config = sshd.client_config(tmp_path / "ssh_config", {"PVESH_SHIM_CONFIG": str(shim)})
-    path = tmp_path / name
-    path.write_text(textwrap.dedent("""\
-        - hosts: localhost
-          gather_facts: false
-          module_defaults:
-            group/lxcri.proxmox.pve:
-              api_connection: ssh
-              api_host: 127.0.0.1
-              ssh_port: %d
-              ssh_identity_file: %s
-              ssh_config_file: %s
-          tasks:
-        """) % (sshd.port, sshd.client_key, config) + textwrap.indent(textwrap.dedent(tasks), "    "))
-    return str(path)
+    return write_pve_play(tmp_path, double, name, tasks, defaults={
+        "api_connection": "ssh", "api_host": "127.0.0.1", "ssh_port": sshd.port, "ssh_identity_file": sshd.client_key,
+        "ssh_config_file": config})
 
 
 def test_create_start_stop_absent_over_ssh(installed_collection, sshd, double, tmp_path):
