@@ -5,14 +5,19 @@ import hashlib
 import shlex
 
 import pytest
-from openssh_wrapper import SSHError, SSHResult
-from proxmoxer.backends.openssh import OpenSSHSession
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
+# proxmoxer's OpenSSH backend needs openssh-wrapper, which does not import on Python 3.13 (no 'pipes' module)
+openssh_wrapper = pytest.importorskip("openssh_wrapper")
+SSHError, SSHResult = openssh_wrapper.SSHError, openssh_wrapper.SSHResult
+OpenSSHSession = pytest.importorskip("proxmoxer.backends.openssh").OpenSSHSession
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import (  # noqa: E402
+    connect)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (  # noqa: E402
     PveApiError, PveConfigError, PveConnectionError)
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.ssh import STATUS_MARK, SshPveClient, split_status
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient  # noqa: E402
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.ssh import (  # noqa: E402
+    STATUS_MARK, SshPveClient, split_status)
 
 UPID = "UPID:pve1:0002E5C1:00000001:6B02B17C:vzcreate:120:root@pam:"
 
