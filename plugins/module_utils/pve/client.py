@@ -333,7 +333,8 @@ class TicketAuth(ProxmoxHTTPAuth if HAS_PROXMOXER else object):
     renew_age = TICKET_RENEW_AFTER
 
     def __init__(self, username, relogin, **kwargs):
-        ProxmoxHTTPAuthBase.__init__(self, **kwargs)
+        # ProxmoxHTTPAuth's own __init__ would log in: only the common part of proxmoxer's auth objects runs
+        ProxmoxHTTPAuthBase.__init__(self, **kwargs)  # pylint: disable=non-parent-init-called
         self.username = username
         self.base_url = ""
         self.relogin = relogin

@@ -111,7 +111,7 @@ def test_upload_goes_by_scp_with_the_checksum_and_cleans_up(tmp_path):
     session = FakeSession((0, '"UPID:pve1:1:2:3:imgcopy::root@pam:"', ""), (0, "", ""))
     client = SshPveClient("pve.example", session=session)
     assert client.upload("pve1", "local", "vztmpl", str(src)).startswith("UPID:")
-    (tmp, data), = session.copied.items()
+    [(tmp, data)] = list(session.copied.items())
     assert tmp.startswith("/var/tmp/pveupload-") and data == src.read_bytes()
     create, remove = [argv_of(s) for s in session.ssh_client.scripts]
     assert "--tmpfilename=%s" % tmp in create and "--checksum=%s" % hashlib.sha256(data).hexdigest() in create
