@@ -102,8 +102,9 @@ class LocalPveClient(ApiBase):
             values = params[key] if isinstance(params[key], list) else [params[key]]
             for value in values:
                 if "\0" in value:
-                    raise PveConfigError("pvesh cannot pass %s: its value holds NUL bytes (as 'env' does); "
-                                         "use the HTTP API (api_host) for this" % key)
+                    raise PveConfigError("pvesh cannot pass %s: its value holds NUL bytes (as 'env' does); use the "
+                                         "HTTPS API for this (api_host with credentials, api_connection auto or https)"
+                                         % key)
                 # --key=value: a value starting with '-' is never taken for an option
                 argv.append("--%s=%s" % (key, value))
         return argv
