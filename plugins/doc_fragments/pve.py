@@ -86,8 +86,47 @@ options:
       - Also how long a container that another task has locked (C(CT 105 is locked (backup))) is waited for.
     type: int
     default: 600
+  api_connection:
+    description:
+      - How the module reaches the Proxmox VE API.
+      - V(auto) uses HTTPS when O(api_host) is set, else C(pvesh) on this node (see O(api_host)).
+      - V(https) always uses the HTTPS API of O(api_host), with O(api_user) and a password or API token.
+      - V(local) always runs C(pvesh) on this host, which must be a Proxmox VE node, as root.
+      - V(ssh) runs C(pvesh) on the node O(api_host) over SSH, for nodes reached over SSH only, through
+        proxmoxer's OpenSSH backend (the C(ssh) client, key or agent authentication, no password prompt).
+        O(ssh_user), O(ssh_port), O(ssh_identity_file) and O(ssh_config_file) say how to log in; the node's
+        host key must already be known (C(known_hosts), or O(ssh_config_file)). The API credentials are not
+        used, since pvesh runs as the SSH user, normally root.
+      - With V(local) and V(ssh), a value that holds a NUL byte (such as a container's C(env) on
+        Proxmox VE 9.1) cannot be passed as a pvesh argument, and the module fails saying so.
+      - If not set, the environment variable C(PROXMOX_CONNECTION) is used.
+    type: str
+    choices: [auto, https, ssh, local]
+    default: auto
+  ssh_user:
+    description:
+      - User to log in as on O(api_host) when O(api_connection=ssh).
+    type: str
+    default: root
+  ssh_port:
+    description:
+      - SSH port of O(api_host) when O(api_connection=ssh).
+    type: int
+    default: 22
+  ssh_identity_file:
+    description:
+      - Private key file for the SSH login when O(api_connection=ssh) (C(ssh -i)). Without it, C(ssh) uses
+        its defaults (the agent, C(~/.ssh/id_*)).
+    type: path
+  ssh_config_file:
+    description:
+      - C(ssh_config) file to use instead of C(~/.ssh/config) when O(api_connection=ssh) (C(ssh -F)), for
+        example to name a C(UserKnownHostsFile).
+    type: path
 requirements:
-  - requests (Python library), on the host that runs the module, when O(api_host) is set
+  - proxmoxer 2.0 or later and requests (Python libraries), on the host that runs the module, when the
+    module talks HTTPS to O(api_host)
+  - for O(api_connection=ssh), proxmoxer with openssh-wrapper (Python 3.12 or older) and the OpenSSH client
 attributes:
   action_group:
     description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.

@@ -159,19 +159,19 @@ def write_play(tmp_path, name, tasks):
     return str(path)
 
 
-def write_pve_play(tmp_path, double, name, tasks):
-    """A localhost playbook whose ``module_defaults`` point group/lxcri.proxmox.pve at the API ``double``."""
+def write_pve_play(tmp_path, double, name, tasks, defaults=None):
+    """A localhost playbook whose ``module_defaults`` point group/lxcri.proxmox.pve at the API ``double``
+    (or are ``defaults``, a dict, when given)."""
     from pve_double.server import DEFAULT_PASSWORD  # pylint: disable=import-outside-toplevel
+    if defaults is None:
+        defaults = {"api_host": "127.0.0.1", "api_port": double.port, "api_password": DEFAULT_PASSWORD,
+                    "ca_path": double.cert}
     path = tmp_path / name
-    path.write_text(textwrap.dedent("""\
+    head = textwrap.dedent("""\
         - hosts: localhost
           gather_facts: false
           module_defaults:
             group/lxcri.proxmox.pve:
-              api_host: 127.0.0.1
-              api_port: %d
-              api_password: %s
-              ca_path: %s
-          tasks:
-        """) % (double.port, DEFAULT_PASSWORD, double.cert) + textwrap.indent(textwrap.dedent(tasks), "    "))
+        """) + "".join("      %s: %s\n" % item for item in defaults.items())
+    path.write_text(head + "  tasks:\n" + textwrap.indent(textwrap.dedent(tasks), "    "))
     return str(path)

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: lxcri.proxmox contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A small client for the Proxmox VE REST API (``/api2/json``), on ``requests``.
+"""A small client for the Proxmox VE REST API (``/api2/json``), on proxmoxer's HTTPS backend.
 
 Paths are templates in the schema's own notation: variable segments are
 ``{name}`` placeholders filled from the parameters and URL-quoted whole
@@ -19,6 +19,14 @@ ticket (``POST /access/ticket``, cookie ``PVEAuthCookie`` and the
 expired ticket) or an API token (``Authorization: PVEAPIToken=...``).  GETs
 are retried after a broken connection or a 502/503; writes never are, PVE
 does not make them idempotent.
+
+The transport is proxmoxer's (``proxmoxer.backends.https``): its session
+class and its auth classes make the token header, the ticket cookie and the
+CSRF header.  What proxmoxer does not do, or would do differently, stays
+here: whole-segment quoting, retries, scrubbing, the streamed upload, and
+the login itself (proxmoxer logs in when its auth object is made, with a
+bare ``requests.post`` and its own error text; this client logs in once,
+lazily, through its session, and keeps its messages).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -44,10 +52,13 @@ except ImportError:  # pragma: no cover
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
     RequestsConnectionError, SSLError, Timeout, answers_plain_http, connection_refused, looks_like_not_tls,
-    require_requests, requests, transport_cause)
+    MISSING_LIBRARY, require_requests, requests, transport_cause)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
     PveApiError, PveConfigError, PveConnectionError, PveError)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.proxmoxer_import import (
+    HAS_PROXMOXER, ProxmoxHTTPApiTokenAuth, ProxmoxHTTPAuth, ProxmoxHTTPAuthBase, ProxmoxHttpSession,
+    missing_proxmoxer)
 
 DEFAULT_PORT = 8006
 DEFAULT_USER = "root@pam"
@@ -302,6 +313,55 @@ class MultipartBody:
             self._handle = None
 
 
+class AuthTarget:
+    """The part of a request proxmoxer's auth objects read and set: the method, the headers, the client cert."""
+
+    def __init__(self, method):
+        self.method = method
+        self.headers = {}
+        self.cert = None
+
+
+class TicketAuth(ProxmoxHTTPAuth if HAS_PROXMOXER else object):
+    """proxmoxer's ticket auth (the CSRF header on writes, renewal by age) with the client's own login.
+
+    ``ProxmoxHTTPAuth.__init__`` would log in at once with a bare ``requests.post`` and proxmoxer's own error
+    text; this one is made empty and filled by ``set_tokens`` after the client's login, and a renewal that
+    proxmoxer asks for goes through ``relogin`` (the client's ``login``).
+    """
+
+    renew_age = TICKET_RENEW_AFTER
+
+    def __init__(self, username, relogin, **kwargs):
+        # ProxmoxHTTPAuth's own __init__ would log in: only the common part of proxmoxer's auth objects runs
+        ProxmoxHTTPAuthBase.__init__(self, **kwargs)  # pylint: disable=non-parent-init-called
+        self.username = username
+        self.base_url = ""
+        self.relogin = relogin
+        self.pve_auth_ticket = ""
+        self.csrf_prevention_token = None
+        self.birth_time = time.monotonic()
+
+    def _get_new_tokens(self, password=None, otp=None, otptype=None):
+        self.relogin()
+
+    def set_tokens(self, ticket, csrf):
+        self.pve_auth_ticket, self.csrf_prevention_token = ticket, csrf
+        self.birth_time = time.monotonic()
+
+
+class StreamingSession(ProxmoxHttpSession if HAS_PROXMOXER else object):
+    """proxmoxer's session; a streamed body (MultipartBody) goes to requests as it is.
+
+    proxmoxer's ``request`` copies a dict body to look for file objects in it, which a stream is not.
+    """
+
+    def request(self, method, url, params=None, data=None, **kwargs):
+        if data is not None and not isinstance(data, dict):
+            return requests.Session.request(self, method, url, params=params, data=data, **kwargs)
+        return super(StreamingSession, self).request(method, url, params=params, data=data, **kwargs)
+
+
 class PveClient(ApiBase):
     """The Proxmox VE API over HTTPS; see the module docstring."""
 
@@ -309,6 +369,8 @@ class PveClient(ApiBase):
                  validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT, session=None, retries=2,
                  backoff=(0.25, 1.0), sleep=time.sleep, clock=time.monotonic):
         require_requests(PveConfigError)
+        if not HAS_PROXMOXER:
+            raise PveConfigError(missing_proxmoxer(), kind=MISSING_LIBRARY)
         if not host:
             raise PveConfigError("the Proxmox VE API host is required")
         if "://" in host or "/" in host:
@@ -337,15 +399,19 @@ class PveClient(ApiBase):
             raise PveConfigError(self.scrub(str(exc))) from None  # a secret pasted in the wrong option stays hidden
         self.verify = (ca_path or True) if validate_certs else False
         self.timeout = timeout or DEFAULT_TIMEOUT
-        self.session = session if session is not None else requests.Session()
+        self.session = session if session is not None else StreamingSession()
         self.session.headers.setdefault("User-Agent", USER_AGENT)
         self.retries = retries
         self.backoff = tuple(backoff)
         self.sleep = sleep
         self.clock = clock
-        self._ticket = None
-        self._csrf = None
         self._ticket_time = None
+        if self.token_id:
+            owner, dummy, name = self.token_id.rpartition("!")
+            self.auth = ProxmoxHTTPApiTokenAuth(owner, name, self._token_secret, timeout=self.timeout,
+                                                verify_ssl=self.verify)
+        else:
+            self.auth = TicketAuth(self.user, self.login, timeout=self.timeout, verify_ssl=self.verify)
         netloc = "[%s]" % host if ":" in host and not host.startswith("[") else host
         self.base_url = "https://%s:%d/api2/json" % (netloc, self.port)
 
@@ -364,12 +430,17 @@ class PveClient(ApiBase):
 
     # -- plumbing ---------------------------------------------------------------
     def _auth_headers(self, method):
-        if self.token_id:
-            return {"Authorization": "PVEAPIToken=%s=%s" % (self.token_id, self._token_secret)}
-        headers = {"Cookie": "PVEAuthCookie=%s" % quote(self._ticket, safe="")}
-        if method != "GET":
-            headers["CSRFPreventionToken"] = self._csrf
-        return headers
+        """The headers proxmoxer's auth object sets on a request, and the ticket cookie it holds.
+
+        They go in ``headers=`` of each call rather than as the session's ``auth`` hook, so that every
+        request carries exactly what it is seen to carry (the unit tests look at it).
+        """
+        request = AuthTarget(method)
+        self.auth(request)
+        ticket, dummy = self.auth.get_tokens()
+        if ticket:
+            request.headers["Cookie"] = "PVEAuthCookie=%s" % quote(ticket, safe="")
+        return request.headers
 
     def _send(self, method, path, params=None, body=None, headers=None, auth=True):
         """One HTTP exchange; transport failures become PveConnectionError (``retryable`` for a broken connection)."""
@@ -420,7 +491,7 @@ class PveClient(ApiBase):
                 "/etc/pve/pve-root-ca.pem, or set validate_certs: false)" % cause)
 
     def _ticket_stale(self):
-        return self._ticket is None or self.clock() - self._ticket_time > TICKET_RENEW_AFTER
+        return self._ticket_time is None or self.clock() - self._ticket_time > TICKET_RENEW_AFTER
 
     def _hint(self, status, path):
         if status == 401:
@@ -468,7 +539,8 @@ class PveClient(ApiBase):
         ticket, csrf = data.get("ticket"), data.get("CSRFPreventionToken")
         if not ticket or not csrf:
             raise PveApiError(resp.status_code, "POST", "/access/ticket", "the answer holds no ticket")
-        self._ticket, self._csrf, self._ticket_time = ticket, csrf, self.clock()
+        self.auth.set_tokens(ticket, csrf)
+        self._ticket_time = self.clock()
         self._secrets.update((ticket, csrf))
 
     def _call(self, method, path, params=None, body_factory=None, headers=None):
@@ -493,7 +565,7 @@ class PveClient(ApiBase):
                 # the ticket expired (or PVE restarted its key): a 401 means nothing was done, so
                 # logging in again and repeating is safe even for a write
                 relogged = True
-                self._ticket = None
+                self._ticket_time = None
                 continue
             if method == "GET" and resp.status_code in RETRY_STATUS and attempt < self.retries:
                 self.sleep(self.backoff[min(attempt, len(self.backoff) - 1)])

@@ -19,6 +19,8 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import (
     DEFAULT_PORT, DEFAULT_TIMEOUT, DEFAULT_USER, PveClient)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import PVESH, LocalPveClient
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.ssh import (
+    DEFAULT_SSH_PORT, DEFAULT_SSH_USER, SshPveClient)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT
 
 # For AnsibleModule(mutually_exclusive=..., required_together=...).  Note that
@@ -26,6 +28,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEF
 # checks the same rules for callers without AnsibleModule.
 PVE_MUTUALLY_EXCLUSIVE = [("api_password", "api_token_id"), ("api_password", "api_token_secret")]
 PVE_REQUIRED_TOGETHER = [("api_token_id", "api_token_secret")]
+CONNECTIONS = ("auto", "https", "ssh", "local")
 
 
 def pve_argument_spec():
@@ -41,24 +44,45 @@ def pve_argument_spec():
         ca_path=dict(type="path", fallback=(env_fallback, ["PROXMOX_CA_PATH"])),
         api_timeout=dict(type="int", default=DEFAULT_TIMEOUT),
         wait_timeout=dict(type="int", default=DEFAULT_WAIT_TIMEOUT),
+        api_connection=dict(type="str", default="auto", choices=list(CONNECTIONS),
+                            fallback=(env_fallback, ["PROXMOX_CONNECTION"])),
+        ssh_user=dict(type="str", default=DEFAULT_SSH_USER),
+        ssh_port=dict(type="int", default=DEFAULT_SSH_PORT),
+        ssh_identity_file=dict(type="path"),
+        ssh_config_file=dict(type="path"),
     )
 
 
 def connect(params, runner=None, session=None, pvesh=PVESH):
-    """The client the options ask for: PveClient with ``api_host``, else pvesh on this PVE node.
+    """The client the options ask for (``api_connection``).
 
-    Raises PveConfigError with a message for the user when the options
-    cannot work.
+    ``auto``: PveClient (HTTPS) with ``api_host``, else pvesh on this PVE
+    node; ``https``, ``local`` and ``ssh`` (pvesh on ``api_host`` over SSH)
+    choose one.  Raises PveConfigError with a message for the user when the
+    options cannot work.
     """
     host = params.get("api_host")
     api_timeout = params.get("api_timeout") or DEFAULT_TIMEOUT
-    if not host:
+    mode = params.get("api_connection") or "auto"
+    if mode not in CONNECTIONS:
+        raise PveConfigError("api_connection must be one of %s, not %r" % (", ".join(CONNECTIONS), mode))
+    # pvesh runs worker tasks in the foreground: allow it the task's time
+    pvesh_timeout = (params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT) + api_timeout
+    if mode == "ssh":
+        if not host:
+            raise PveConfigError("api_connection is ssh: set api_host (or PROXMOX_HOST) to the node to reach over SSH")
+        return SshPveClient(host, user=params.get("ssh_user"), port=params.get("ssh_port"),
+                            identity_file=params.get("ssh_identity_file"), config_file=params.get("ssh_config_file"),
+                            timeout=pvesh_timeout)
+    if mode == "local" or (mode == "auto" and not host):
         if not LocalPveClient.available(pvesh):
+            if mode == "local":
+                raise PveConfigError("api_connection is local but this host is not a Proxmox VE node (no %s)" % pvesh)
             raise PveConfigError("api_host (or PROXMOX_HOST) is not set and this host is not a Proxmox VE node "
                                  "(no %s): set api_host and credentials to use the API over the network" % pvesh)
-        # pvesh runs worker tasks in the foreground: allow it the task's time
-        wait = params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT
-        return LocalPveClient(runner=runner, pvesh=pvesh, timeout=wait + api_timeout)
+        return LocalPveClient(runner=runner, pvesh=pvesh, timeout=pvesh_timeout)
+    if not host:
+        raise PveConfigError("api_connection is https: set api_host (or PROXMOX_HOST) and credentials")
     password = params.get("api_password")
     token_id = params.get("api_token_id")
     token_secret = params.get("api_token_secret")

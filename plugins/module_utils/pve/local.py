@@ -102,8 +102,9 @@ class LocalPveClient(ApiBase):
             values = params[key] if isinstance(params[key], list) else [params[key]]
             for value in values:
                 if "\0" in value:
-                    raise PveConfigError("pvesh cannot pass %s: its value holds NUL bytes (as 'env' does); "
-                                         "use the HTTP API (api_host) for this" % key)
+                    raise PveConfigError("pvesh cannot pass %s: its value holds NUL bytes (as 'env' does); use the "
+                                         "HTTPS API for this (api_host with credentials, api_connection auto or https)"
+                                         % key)
                 # --key=value: a value starting with '-' is never taken for an option
                 argv.append("--%s=%s" % (key, value))
         return argv
@@ -127,29 +128,37 @@ class LocalPveClient(ApiBase):
         return parse_pvesh_output(out)
 
     def upload(self, node, storage, content, path_to_file, filename=None, checksum=True):
-        """Copy the file to /var/tmp/pveupload-<hex> (hashing it on the way) and import it; returns the UPID."""
+        """Put the file on the node as /var/tmp/pveupload-<hex> (hashing it on the way) and import it; returns the UPID."""
         filename = check_upload_filename(filename or os.path.basename(path_to_file))
         if not os.path.isfile(path_to_file):
             raise PveConfigError("no such file to upload: %s" % path_to_file)
         given = None if checksum is True else upload_checksum(path_to_file, checksum)
-        tmp = os.path.join(self.tmp_dir, "pveupload-%s" % binascii.hexlify(os.urandom(16)).decode("ascii"))
-        digest = hashlib.sha256()
+        tmp = "%s/pveupload-%s" % (self.tmp_dir, binascii.hexlify(os.urandom(16)).decode("ascii"))
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as target, open(path_to_file, "rb") as source:
-                for chunk in iter(lambda: source.read(CHUNK), b""):
-                    digest.update(chunk)
-                    target.write(chunk)
+            digest = self.stage_upload(path_to_file, tmp)
             params = {"content": content, "filename": filename, "tmpfilename": tmp}
             if checksum is True:
-                given = digest.hexdigest()
+                given = digest
             if given:
                 params.update({"checksum-algorithm": "sha256", "checksum": given})
             return self.post("/nodes/{node}/storage/{storage}/upload", params, node=node, storage=storage)
         finally:
             # the import task removes it; not when pvesh refused the call before the task
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            self.remove_staged(tmp)
+
+    def stage_upload(self, path_to_file, tmp):
+        """Copy the file to ``tmp`` on the node; returns its sha256 hex digest."""
+        digest = hashlib.sha256()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as target, open(path_to_file, "rb") as source:
+            for chunk in iter(lambda: source.read(CHUNK), b""):
+                digest.update(chunk)
+                target.write(chunk)
+        return digest.hexdigest()
+
+    def remove_staged(self, tmp):
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
     @staticmethod
     def available(pvesh=PVESH):

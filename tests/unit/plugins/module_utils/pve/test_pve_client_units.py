@@ -542,7 +542,9 @@ def test_fragment_matches_argument_spec():
     spec = pve_argument_spec()
     assert sorted(doc) == sorted(spec)
     assert set(spec) == {"api_host", "api_port", "api_user", "api_password", "api_token_id", "api_token_secret",
-                         "validate_certs", "ca_path", "api_timeout", "wait_timeout"}
+                         "validate_certs", "ca_path", "api_timeout", "wait_timeout", "api_connection", "ssh_user",
+                         "ssh_port", "ssh_identity_file", "ssh_config_file"}
+    assert spec["api_connection"]["choices"] == doc["api_connection"]["choices"] == ["auto", "https", "ssh", "local"]
     for name, option in spec.items():
         documented = doc[name]
         assert documented["type"] == ANSIBLE_TYPES[option["type"]], name

@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Proxmox VE API on a node reached over SSH only: ``pvesh`` run there through proxmoxer's OpenSSH backend.
+
+The same calls as on the node itself (LocalPveClient: the argument list, its
+limits such as no NUL byte in a value, pvesh's output and errors), only
+carried by proxmoxer's ``OpenSSHSession`` (``ssh`` from OpenSSH, key or
+agent authentication, the user's ``~/.ssh/config`` or ``ssh_config_file``),
+with the argument list quoted by proxmoxer's ``shell_join``.
+
+Two things proxmoxer's own ``request`` would get wrong here are avoided by
+running the command through the session's SSH connection directly: it keeps
+only one of stdout and stderr, and its SSH library takes exit status 255 for
+a failed connection, which is also what pvesh exits with on most API errors.
+So the remote shell runs pvesh, then writes pvesh's real exit status to
+stderr as its last line and exits 0; a run without that line failed in SSH.
+An upload is copied with ``scp`` to /var/tmp/pveupload-<hex> on the node.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import sha256_file
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import to_text
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveConnectionError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient
+from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import MISSING_LIBRARY
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.proxmoxer_import import (
+    HAS_PROXMOXER_SSH, OpenSSHSession, SSHError, missing_proxmoxer, shell_join)
+
+REMOTE_PVESH = "pvesh"  # on the node's PATH (/usr/bin/pvesh on Proxmox VE), as proxmoxer calls it
+DEFAULT_SSH_PORT = 22
+DEFAULT_SSH_USER = "root"
+STATUS_MARK = "lxcri-pvesh-exit-status:"
+_STATUS_LINE = re.compile(r"(?:^|\n)%s(\d+)\s*$" % re.escape(STATUS_MARK))
+
+
+def split_status(err):
+    """``(exit status, stderr without the status line)``; the status is None when the line is missing."""
+    match = _STATUS_LINE.search(err)
+    if not match:
+        return None, err
+    return int(match.group(1)), err[:match.start()]
+
+
+class SshPveClient(LocalPveClient):
+    """Same interface as PveClient, answered by ``pvesh`` on ``host`` over SSH."""
+
+    def __init__(self, host, user=DEFAULT_SSH_USER, port=DEFAULT_SSH_PORT, identity_file=None, config_file=None,
+                 timeout=630, session=None, pvesh=REMOTE_PVESH, tmp_dir="/var/tmp"):
+        if session is None:
+            if not HAS_PROXMOXER_SSH:
+                raise PveConfigError(missing_proxmoxer(ssh=True), kind=MISSING_LIBRARY)
+            if not host:
+                raise PveConfigError("connection ssh needs api_host: the node to reach over SSH")
+            try:
+                session = OpenSSHSession(host, user or DEFAULT_SSH_USER, config_file=config_file,
+                                         port=port or DEFAULT_SSH_PORT, identity_file=identity_file,
+                                         timeout=int(timeout))
+            except SSHError as exc:
+                raise PveConfigError("connection ssh: %s" % to_text(exc.args[0] if exc.args else exc)) from None
+        super(SshPveClient, self).__init__(runner=self.run_remote, pvesh=pvesh, timeout=timeout, tmp_dir=tmp_dir)
+        self.session = session
+        self.host = host
+        self.port = port or DEFAULT_SSH_PORT
+        self.user = user or DEFAULT_SSH_USER
+
+    def __repr__(self):
+        return "SshPveClient(%s@%s:%s)" % (self.user, self.host, self.port)
+
+    def _ssh_failure(self, what, detail):
+        return PveConnectionError(self.host, self.port, "ssh %s@%s (port %s): %s: %s" % (
+            self.user, self.host, self.port, what, detail or "ssh failed"))
+
+    def run_remote(self, argv):
+        """``(rc, stdout, stderr)`` of ``argv`` run on the node; PveConnectionError when SSH itself failed."""
+        script = "%s\necho %s$? >&2\nexit 0\n" % (shell_join(argv), STATUS_MARK)
+        try:
+            result = self.session.ssh_client.run(script)
+        except SSHError as exc:
+            raise self._ssh_failure(argv[1] if len(argv) > 1 else argv[0],
+                                    to_text(exc.args[0] if exc.args else exc).strip()) from None
+        out, err = to_text(result.stdout), to_text(result.stderr)
+        status, err = split_status(err)
+        if status is None:
+            raise self._ssh_failure("the remote shell did not finish (exit status %s)" % result.returncode,
+                                    err.strip())
+        if status == 127 and argv[0] == self.pvesh:
+            raise PveConfigError("%s@%s has no %s on its PATH: api_connection ssh needs a Proxmox VE node (%s)"
+                                 % (self.user, self.host, self.pvesh, err.strip()[-200:]))
+        return status, out, err
+
+    def stage_upload(self, path_to_file, tmp):
+        """Copy the file with scp to ``tmp`` on the node; its sha256 is read here first."""
+        digest = sha256_file(path_to_file)
+        try:
+            self.session.upload_file_obj(path_to_file, tmp)
+        except SSHError as exc:
+            raise self._ssh_failure("scp to %s" % tmp, to_text(exc.args[0] if exc.args else exc).strip()) from None
+        return digest
+
+    def remove_staged(self, tmp):
+        try:
+            self.run_remote(["rm", "-f", "--", tmp])
+        except PveConnectionError:
+            pass  # what failed before (the copy, the call) is the error to report
