@@ -22,13 +22,30 @@ export NO_COLOR := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
         sanity unit integration molecule clean ee-context bench openzfs pve-double
+.PHONY: packaging matrix changelog
 
 help:
-	@echo "make demo          the main job: deploy an OCI app as a container, upgrade it, roll back a broken version"
-	@echo "make test          install everything, then run the sanity, unit, integration and molecule stages"
-	@echo "make testbed-up    install and start the real test components (LXC, zfs-fuse pool, registries)"
-	@echo "make testbed-down  stop them"
-	@echo "make bench         benchmarks against peers (bench/pull, zfs, convert, runtime, pve)"
+	@echo "make demo              the main job: deploy an OCI app as a container, upgrade it, roll back a broken version"
+	@echo "make test              install everything, then run the sanity, unit, packaging, integration and molecule stages"
+	@echo "make deps              the virtualenv ($(VENV)) with requirements-dev.txt"
+	@echo "make testbed-up        install and start the real test components (LXC, zfs-fuse pool, registries)"
+	@echo "make testbed-down      stop them"
+	@echo "make testbed-status    what runs of the test bed"
+	@echo "make build             the collection tarball in build/"
+	@echo "make install-collection  build it and install it into .cache/ansible/collections"
+	@echo "make sanity            ansible-test sanity on the venv's ansible-core"
+	@echo "make unit              the unit tests (tests/unit)"
+	@echo "make packaging         the packaging tests (tests/packaging): metadata, changelog, EE context, make help"
+	@echo "make integration       the integration tests against the test bed and the API double"
+	@echo "make molecule          the role scenarios (molecule/)"
+	@echo "make matrix            sanity and unit tests on every ansible-core in requires_ansible (tests/matrix)"
+	@echo "make changelog         CHANGELOG.rst from changelogs/ (antsibull-changelog), after a lint"
+	@echo "make ee-context        the build context of the AWX / AAP execution environment (.cache/ee-context)"
+	@echo "make bench             benchmarks against peers (bench/pull, zfs, convert, runtime, pve)"
+	@echo "make openzfs           both ZFS drivers on a real OpenZFS host (LXCRI_OPENZFS_POOL=<scratch pool>)"
+	@echo "make pve-double        the Proxmox VE API test double in the foreground"
+	@echo "make clean             remove .cache, build/ and the sanity tree"
+	@echo "make help              this list"
 
 # ---------------------------------------------------------------------------
 # installation
@@ -77,7 +94,7 @@ demo: testbed-up install-collection
 # ---------------------------------------------------------------------------
 # tests
 
-test: deps testbed-up sanity unit integration molecule
+test: deps testbed-up sanity unit packaging integration molecule
 	@echo "make test: all stages passed"
 
 sanity: deps
@@ -90,6 +107,21 @@ sanity: deps
 
 unit: deps
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# Packaging: galaxy.yml and meta/runtime.yml, requirements, changelog lint, the EE context, make help.
+packaging: deps
+	$(BIN)/pytest tests/packaging $(PYTEST_ARGS)
+
+# The version matrix (tests/matrix/run.py): sanity and unit on each ansible-core from requires_ansible up to
+# the newest release, each in its own venv under .cache/matrix on a Python it supports. About 6-8 minutes
+# per line on 2 cores, too slow for `make test`, which runs sanity and unit on requirements-dev.txt's one.
+MATRIX_ARGS ?=
+matrix: deps
+	$(BIN)/python tests/matrix/run.py $(MATRIX_ARGS)
+
+changelog: deps
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog generate
 
 integration: deps testbed-up
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -84,3 +85,58 @@ def test_execution_environment_context(tmp_path):
     containerfile = [p for p in ("Containerfile", "Dockerfile") if (context / p).exists()][0]
     text = (context / containerfile).read_text()
     assert "ansible-galaxy collection install" in text and "-r requirements.yml" in text
+
+
+def test_execution_environment_python_deps_come_from_the_collection():
+    """The EE's Python dependencies are the collection's own requirements.txt (requests, and whatever it
+    names next), never a list of its own, and its ansible-core range is requirements-dev.txt's."""
+    ee = load("execution-environment.yml")
+    assert ee["dependencies"]["python"] == "requirements.txt"
+    assert ee["dependencies"]["system"] == "bindep.txt"
+    with open(os.path.join(REPO, "requirements-dev.txt")) as handle:
+        core = [line.strip() for line in handle if line.startswith("ansible-core")]
+    assert core and ee["dependencies"]["ansible_core"]["package_pip"] == core[0]
+
+
+def make_targets():
+    """Every target the Makefile defines, read from its rules (not from its help)."""
+    with open(os.path.join(REPO, "Makefile")) as handle:
+        text = handle.read()
+    return sorted(set(name for name in re.findall(r"^([a-z][a-z0-9-]*):(?!=)", text, re.M)))
+
+
+def test_make_help_lists_every_target():
+    make = subprocess.run(["make", "-s", "help"], cwd=REPO, stdout=subprocess.PIPE, universal_newlines=True,
+                          check=True).stdout
+    listed = sorted(re.findall(r"^make (\S+)", make, re.M))
+    assert listed == make_targets()
+    with open(os.path.join(REPO, "Makefile")) as handle:
+        phony = set(" ".join(re.findall(r"^\.PHONY:((?:.*\\\n)*.*)$", handle.read(), re.M)).replace("\\", " ").split())
+    assert sorted(phony) == make_targets()
+
+
+def antsibull_changelog():
+    path = os.path.join(os.path.dirname(sys.executable), "antsibull-changelog")
+    if not os.path.exists(path):
+        pytest.fail("antsibull-changelog is not installed (requirements-dev.txt)")
+    return path
+
+
+def test_changelog_lint():
+    """The fragments and changelogs/changelog.yaml pass antsibull-changelog's lint; no hand-written CHANGELOG.md."""
+    proc = subprocess.run([antsibull_changelog(), "lint"], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout
+    assert not os.path.exists(os.path.join(REPO, "CHANGELOG.md"))
+    changelog = load("changelogs/changelog.yaml")
+    assert load("galaxy.yml")["version"] in changelog["releases"]
+
+
+def test_changelog_is_generated(tmp_path):
+    """CHANGELOG.rst is what `antsibull-changelog generate` makes of changelogs/ (run `make changelog`)."""
+    shutil.copytree(os.path.join(REPO, "changelogs"), str(tmp_path / "changelogs"))
+    shutil.copy(os.path.join(REPO, "galaxy.yml"), str(tmp_path / "galaxy.yml"))
+    subprocess.run([antsibull_changelog(), "generate", "--is-collection"], cwd=str(tmp_path), check=True,
+                   stdout=subprocess.PIPE)
+    with open(os.path.join(REPO, "CHANGELOG.rst")) as handle:
+        assert handle.read() == (tmp_path / "CHANGELOG.rst").read_text()
