@@ -1,5 +1,6 @@
 """The collection's packaging files say what the project promises."""
 
+import json
 import os
 import re
 import shutil
@@ -140,3 +141,53 @@ def test_changelog_is_generated(tmp_path):
                    stdout=subprocess.PIPE)
     with open(os.path.join(REPO, "CHANGELOG.rst")) as handle:
         assert handle.read() == (tmp_path / "CHANGELOG.rst").read_text()
+
+
+def test_job_template_survey_matches_the_playbook_and_the_role():
+    """Every survey variable is one deploy_app_job.yml maps (and back), and a survey default that stands for
+    an oci_app variable is the role's default: an untouched answer changes nothing."""
+    with open(os.path.join(REPO, "extensions", "awx", "survey_deploy_app_job.json")) as handle:
+        spec = json.load(handle)["spec"]
+    play = load("playbooks/deploy_app_job.yml")[0]
+    with open(os.path.join(REPO, "playbooks", "deploy_app_job.yml")) as handle:
+        text = handle.read()
+    scalars = play["vars"]["deploy_app_job_scalars"]
+    used = set(re.findall(r"\b(app_[a-z_]+)\b", text))
+    asked = [question["variable"] for question in spec]
+    assert len(asked) == len(set(asked))
+    assert set(asked) == used, (sorted(set(asked) - used), sorted(used - set(asked)))
+    role_defaults = load("roles/oci_app/defaults/main.yml")
+    for question in spec:
+        target = scalars.get(question["variable"])
+        if target and question["default"] not in ("", None):
+            assert question["default"] == role_defaults[target], question
+        assert question["variable"] in text.split("# Structured")[0], question["variable"]  # documented on top
+
+
+def test_awx_credential_type_file():
+    """The credential type is what AWX's API takes (name, kind, inputs, injectors) and its secrets are marked."""
+    ctype = load("extensions/awx/credential_type_proxmox.yml")
+    assert set(ctype) == {"name", "description", "kind", "inputs", "injectors"}
+    assert ctype["kind"] == "cloud" and ctype["inputs"]["required"] == ["host"]
+    for field in ctype["inputs"]["fields"]:
+        assert set(field) <= {"id", "label", "type", "secret", "default", "help_text", "multiline"}, field
+        assert field["type"] in ("string", "boolean")
+    assert all(value.startswith(("{{", "{%")) for value in ctype["injectors"]["env"].values())
+
+
+def test_readme_ten_line_playbook():
+    """The README's first screen deploys an image in ten lines, with variables the role declares."""
+    with open(os.path.join(REPO, "README.md")) as handle:
+        text = handle.read()
+    block = re.search(r"^<!-- readme: ten-line playbook -->\n```yaml\n(.*?)^```$", text, re.M | re.S).group(1)
+    assert len(block.splitlines()) <= 10
+    assert text.index(block) < text.index("## Contents")
+    play = yaml.safe_load(block)[0]
+    role = play["roles"][0]
+    assert role["role"] == "lxcri.proxmox.oci_app"
+    options = load("roles/oci_app/meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert set(role) - {"role"} <= set(options)
+    assert {"oci_app_name", "oci_app_image"} <= set(role)
+    assert "group/lxcri.proxmox.pve" in play["module_defaults"]
+    for command in ("ansible-galaxy collection install", "make demo", "make test", "Proxmox VE 8.x and 9.x"):
+        assert command in text[:text.index("## Contents")], command
