@@ -83,6 +83,12 @@ def test_execution_environment_context(tmp_path):
     requirements = yaml.safe_load((context / "_build" / "requirements.yml").read_text())
     assert requirements["collections"] == [{"name": "collections/lxcri-proxmox.tar.gz", "type": "file"}]
     assert (context / "_build" / "collections" / "lxcri-proxmox.tar.gz").exists()
+    # the EE's Python packages are the collection's own requirements (requests, proxmoxer when it is one)
+
+    def requirements(path):
+        with open(str(path)) as handle:
+            return sorted(line.split("#", 1)[0].strip() for line in handle if line.split("#", 1)[0].strip())
+    assert requirements(context / "_build" / "requirements.txt") == requirements(os.path.join(REPO, "requirements.txt"))
     containerfile = [p for p in ("Containerfile", "Dockerfile") if (context / p).exists()][0]
     text = (context / containerfile).read_text()
     assert "ansible-galaxy collection install" in text and "-r requirements.yml" in text
