@@ -108,7 +108,7 @@ def unit(env_path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--stage", choices=("sanity", "unit", "all"), default="all")
     parser.add_argument("--only", help="comma-separated ansible-core minors, e.g. 2.20,2.21")
     parser.add_argument("--list", action="store_true", help="print the matrix and where each Python is")
@@ -127,19 +127,23 @@ def main():
         return 2
     if args.list:
         return 0
-    timings = []
-    for minor, release, python_version in lines:
+    outcomes = []
+    for minor, release, python_version in lines:  # every line runs, whatever an earlier one gave
         started = time.time()
-        env_path = venv(minor, release, find_python(python_version))
-        if args.stage in ("sanity", "all"):
-            sanity(minor, env_path, python_version)
-        if args.stage in ("unit", "all"):
-            unit(env_path)
-        timings.append((release, python_version, time.time() - started))
-    for release, python_version, seconds in timings:
-        sys.stdout.write("passed: ansible-core %s on Python %s (%s) in %.0f s\n"
-                         % (release, python_version, args.stage, seconds))
-    return 0
+        try:
+            env_path = venv(minor, release, find_python(python_version))
+            if args.stage in ("sanity", "all"):
+                sanity(minor, env_path, python_version)
+            if args.stage in ("unit", "all"):
+                unit(env_path)
+            outcome = "passed"
+        except subprocess.CalledProcessError as exc:
+            outcome = "FAILED (%s exited %s)" % (os.path.basename(exc.cmd[0]), exc.returncode)
+        outcomes.append((outcome, release, python_version, time.time() - started))
+    for outcome, release, python_version, seconds in outcomes:
+        sys.stdout.write("%s: ansible-core %s on Python %s (%s) in %.0f s\n"
+                         % (outcome, release, python_version, args.stage, seconds))
+    return 0 if all(outcome == "passed" for outcome, dummy, dummy, dummy in outcomes) else 1
 
 
 if __name__ == "__main__":
