@@ -129,7 +129,8 @@ def test_deploy_app_job_through_ansible_runner(installed_collection, double, tmp
     env, dummy = injected({"host": "127.0.0.1", "port": str(double.port), "password": DEFAULT_PASSWORD,
                            "ca_cert": open(double.cert).read()}, tmp_path)
     # the execution environment's settings: where the collection is, and nothing of the test's callbacks
-    env.update(ANSIBLE_COLLECTIONS_PATH=installed_collection.collections_path, ANSIBLE_NOCOLOR="1",
+    env.update(PATH=os.pathsep.join([BIN_DIR, os.environ["PATH"]]),
+               ANSIBLE_COLLECTIONS_PATH=installed_collection.collections_path, ANSIBLE_NOCOLOR="1",
                ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
     project = tmp_path / "runner" / "project"
     project.mkdir(parents=True)
@@ -150,7 +151,7 @@ def test_deploy_app_job_through_ansible_runner(installed_collection, double, tmp
             private_data_dir=str(tmp_path / "runner"), playbook="deploy.yml",
             inventory="localhost ansible_connection=local ansible_python_interpreter=%s" % sys.executable,
             envvars=env, extravars=dict(site, **dict(answers, **changes)),
-            binary=os.path.join(BIN_DIR, "ansible-playbook"), quiet=True, event_handler=events.append,
+            quiet=True, event_handler=lambda event: events.append(event) or True,  # True: kept in artifacts too
             suppress_env_files=True)
         stdout = result.stdout.read()
         assert result.status == "successful" and result.rc == 0, stdout[-3000:]
