@@ -26,13 +26,31 @@ export NO_COLOR := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
         sanity unit integration molecule bed-stages clean ee-context bench openzfs pve-double
+.PHONY: packaging matrix changelog
 
 help:
-	@echo "make demo          the main job: deploy an OCI app as a container, upgrade it, roll back a broken version"
-	@echo "make test          install everything, then run the sanity, unit, integration and molecule stages"
-	@echo "make testbed-up    install and start the real test components (LXC, zfs-fuse pool, registries)"
-	@echo "make testbed-down  stop them"
-	@echo "make bench         benchmarks against peers (bench/pull, zfs, convert, runtime, pve)"
+	@echo "make demo              the main job: deploy an OCI app as a container, upgrade it, roll back a broken version"
+	@echo "make test              install everything, then run the sanity, unit, packaging, integration and molecule stages"
+	@echo "make deps              the virtualenv ($(VENV)) with requirements-dev.txt"
+	@echo "make testbed-up        install and start the real test components (LXC, zfs-fuse pool, registries)"
+	@echo "make testbed-down      stop them"
+	@echo "make testbed-status    what runs of the test bed"
+	@echo "make build             the collection tarball in build/"
+	@echo "make install-collection  build it and install it into .cache/ansible/collections"
+	@echo "make sanity            ansible-test sanity on the venv's ansible-core"
+	@echo "make unit              the unit tests (tests/unit)"
+	@echo "make packaging         the packaging tests (tests/packaging): metadata, changelog, EE context, make help"
+	@echo "make integration       the integration tests against the test bed and the API double"
+	@echo "make molecule          the role scenarios (molecule/)"
+	@echo "make bed-stages        unit, packaging, integration and molecule one after the other (make test runs sanity beside them)"
+	@echo "make matrix            sanity and unit tests on every ansible-core in requires_ansible (tests/matrix)"
+	@echo "make changelog         CHANGELOG.rst from changelogs/ (antsibull-changelog), after a lint"
+	@echo "make ee-context        the build context of the AWX / AAP execution environment (.cache/ee-context)"
+	@echo "make bench             benchmarks against peers (bench/pull, zfs, convert, runtime, pve)"
+	@echo "make openzfs           both ZFS drivers on a real OpenZFS host (LXCRI_OPENZFS_POOL=<scratch pool>)"
+	@echo "make pve-double        the Proxmox VE API test double in the foreground"
+	@echo "make clean             remove .cache, build/ and the sanity tree"
+	@echo "make help              this list"
 
 # ---------------------------------------------------------------------------
 # installation
@@ -82,14 +100,16 @@ demo: testbed-up install-collection
 # tests
 
 # sanity needs no test bed and is mostly CPU; the other stages mostly wait on LXC, zfs-fuse and the registries.
-# So sanity runs beside them (make -j2; -O prints each one's output whole when it ends), while unit, integration
-# and molecule run one after the other: integration and molecule share the test bed (the double's port 18106).
+# So sanity runs beside them (make -j2; -O prints each one's output whole when it ends), while unit, packaging,
+# integration and molecule run one after the other: integration and molecule share the test bed (the double's
+# port 18106).
 test: deps testbed-up
 	$(MAKE) --no-print-directory -j2 -O sanity bed-stages
 	@echo "make test: all stages passed"
 
 bed-stages: deps testbed-up
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory packaging
 	$(MAKE) --no-print-directory integration
 	$(MAKE) --no-print-directory molecule
 
@@ -103,6 +123,21 @@ sanity: deps
 
 unit: deps
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# Packaging: galaxy.yml and meta/runtime.yml, requirements, changelog lint, the EE context, make help.
+packaging: deps
+	$(BIN)/pytest tests/packaging $(PYTEST_ARGS)
+
+# The version matrix (tests/matrix/run.py): sanity and unit on each ansible-core from requires_ansible up to
+# the newest release, each in its own venv under .cache/matrix on a Python it supports. About 6-8 minutes
+# per line on 2 cores, too slow for `make test`, which runs sanity and unit on requirements-dev.txt's one.
+MATRIX_ARGS ?=
+matrix: deps
+	$(BIN)/python tests/matrix/run.py $(MATRIX_ARGS)
+
+changelog: deps
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog generate
 
 integration: deps testbed-up
 	$(BIN)/pytest -n $(INTEGRATION_WORKERS) --dist load tests/integration $(PYTEST_ARGS)

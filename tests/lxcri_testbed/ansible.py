@@ -129,16 +129,17 @@ class InstalledCollection:
             argv += ["-e", json.dumps(extra_vars)]
         return argv
 
-    def module(self, name, args=None, host="localhost", timeout=600, **options):
+    def module(self, name, args=None, host="localhost", timeout=600, env=None, **options):
         """Run one module ad hoc; ``.data`` is the module's result dict.
 
-        ``options``: check, diff, inventory, extra_vars. Past ``timeout`` seconds,
-        subprocess.TimeoutExpired (a hang fails the test).
+        ``options``: check, diff, inventory, extra_vars. ``env``: the whole environment (default: ours and
+        the collection's, ``self.env()``). Past ``timeout`` seconds, subprocess.TimeoutExpired (a hang fails
+        the test).
         """
         argv = [_bin("ansible"), host, "-m", name]
         if args:
             argv += ["-a", json.dumps(args)]
-        proc, results = self._run(argv + self._options(**options), timeout=timeout)
+        proc, results = self._run(argv + self._options(**options), env=env, timeout=timeout)
         run = AnsibleRun(proc, results)
         found = run.task_results(host)
         run.data = found[-1] if found else None
