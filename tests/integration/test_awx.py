@@ -81,8 +81,10 @@ def test_credential_type_shape():
     assert ctype["kind"] == "cloud"
     fields = dict((f["id"], f) for f in ctype["inputs"]["fields"])
     assert [name for name, f in fields.items() if f.get("secret")] == ["password", "token_secret"]
-    # every PROXMOX_* variable an API option falls back to is injected, and nothing else
-    fallbacks = sorted(spec["fallback"][1][0] for spec in pve_argument_spec().values() if "fallback" in spec)
+    # every PROXMOX_* variable of a credential an API option falls back to is injected, and nothing else;
+    # PROXMOX_CONNECTION (api_connection: how to reach the node) is no credential: the job's own setting
+    fallbacks = sorted(spec["fallback"][1][0] for spec in pve_argument_spec().values()
+                       if "fallback" in spec and spec["fallback"][1][0] != "PROXMOX_CONNECTION")
     assert sorted(ctype["injectors"]["env"]) == fallbacks
 
 
