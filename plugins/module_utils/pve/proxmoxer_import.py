@@ -22,7 +22,7 @@ __metaclass__ = type
 import warnings
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import (
-    HAS_REQUESTS, REQUESTS_IMPORT_ERROR)
+    HAS_REQUESTS, REQUESTS_IMPORT_ERROR, missing_requests_message)
 
 __all__ = ("HAS_PROXMOXER", "PROXMOXER_IMPORT_ERROR", "HAS_PROXMOXER_SSH", "PROXMOXER_SSH_IMPORT_ERROR",
            "ProxmoxHttpSession", "ProxmoxHTTPAuth", "ProxmoxHTTPAuthBase", "ProxmoxHTTPApiTokenAuth", "OpenSSHSession", "shell_join",
@@ -64,7 +64,7 @@ if not HAS_PROXMOXER_SSH:
 def missing_proxmoxer(ssh=False):
     """What to tell the user when the library a connection needs cannot be imported."""
     if not HAS_REQUESTS:
-        return "the Python library 'requests' is required (python3-requests)"
+        return missing_requests_message()
     if not HAS_PROXMOXER:
         return ("the Python library 'proxmoxer' (2.0 or later) is required (pip install 'proxmoxer>=2.0,<3', or "
                 "python3-proxmoxer on Debian): %s" % PROXMOXER_IMPORT_ERROR)

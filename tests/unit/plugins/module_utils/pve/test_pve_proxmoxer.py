@@ -64,7 +64,7 @@ def test_missing_proxmoxer_is_reported_in_words(monkeypatch):
     assert "the Python library 'proxmoxer' (2.0 or later) is required" in str(err.value)
     assert "python3-proxmoxer" in str(err.value) and "No module named 'proxmoxer'" in str(err.value)
     monkeypatch.setattr(proxmoxer_import, "HAS_REQUESTS", False)
-    assert proxmoxer_import.missing_proxmoxer() == "the Python library 'requests' is required (python3-requests)"
+    assert proxmoxer_import.missing_proxmoxer() == proxmoxer_import.missing_requests_message()  # one message
 
 
 def test_missing_openssh_wrapper_is_reported_for_ssh_only(monkeypatch):
