@@ -407,9 +407,9 @@ class ContainerManager:
         # POST .../template answers null although a worker runs: poll the config until it says so
         self.session.task(node, "template", lambda: self.client.post(
             "/nodes/{node}/lxc/{vmid}/template", node=node, vmid=vmid))
-        deadline = time.monotonic() + (self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
+        deadline = self.session.clock() + (self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         while str(self.session.config_of(node, vmid).get("template")) != "1":
-            if time.monotonic() > deadline:
+            if self.session.clock() > deadline:
                 raise ContainerError("CT %s did not become a template within wait_timeout" % vmid)
             self.session.sleep(0.2)
 
