@@ -20,3 +20,10 @@ import copy
 def defaults_of(spec, leave_out=()):
     """``{option: default}`` of an argument spec (None where it has none), without the options in ``leave_out``."""
     return dict((name, copy.deepcopy(option.get("default"))) for name, option in spec.items() if name not in leave_out)
+
+
+def with_defaults(params, defaults):
+    """A new dict of ``params`` over ``defaults``: an option left out or given as None takes its default."""
+    merged = dict(defaults)
+    merged.update(dict((key, value) for key, value in (params or {}).items() if value is not None or key not in merged))
+    return merged

@@ -354,60 +354,11 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriE
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import (
-    DEFAULT_SHUTDOWN_TIMEOUT, STATES, ContainerManager)
+    ContainerManager, container_argument_spec)
 
 
 def main():
-    spec = dict(
-        state=dict(type="str", default="present", choices=list(STATES)),
-        vmid=dict(type="int"),
-        hostname=dict(type="str"),
-        node=dict(type="str"),
-        vmid_range=dict(type="list", elements="int"),
-        ostemplate=dict(type="str"),
-        oci=dict(type="dict"),
-        clone=dict(type="str"),
-        full=dict(type="bool"),
-        storage=dict(type="str"),
-        disk_size=dict(type="int"),
-        cores=dict(type="int"),
-        cpulimit=dict(type="float"),
-        cpuunits=dict(type="int"),
-        memory=dict(type="int"),
-        swap=dict(type="int"),
-        rootfs=dict(type="raw"),
-        mounts=dict(type="dict"),
-        net=dict(type="dict"),
-        nameserver=dict(type="str"),
-        searchdomain=dict(type="str"),
-        onboot=dict(type="bool"),
-        startup=dict(type="raw"),
-        features=dict(type="raw"),
-        unprivileged=dict(type="bool"),
-        ostype=dict(type="str"),
-        arch=dict(type="str"),
-        description=dict(type="str"),
-        tags=dict(type="list", elements="str"),
-        pool=dict(type="str"),
-        protection=dict(type="bool"),
-        password=dict(type="str", no_log=True),
-        ssh_public_keys=dict(type="str", no_log=True),
-        hookscript=dict(type="str"),
-        cmode=dict(type="str", choices=["shell", "console", "tty"]),
-        entrypoint=dict(type="str"),
-        env=dict(type="list", elements="str", no_log=False),
-        raw_lxc=dict(type="bool", default=False),
-        raw_lxc_dir=dict(type="path", default="/etc/pve/lxc"),
-        purge_config=dict(type="bool", default=False),
-        delete=dict(type="list", elements="str"),
-        restart=dict(type="str", default="never", choices=["never", "when_needed"]),
-        shutdown_timeout=dict(type="int", default=DEFAULT_SHUTDOWN_TIMEOUT),
-        force_stop=dict(type="bool", default=False),
-        force=dict(type="bool", default=False),
-        purge=dict(type="bool", default=False),
-        destroy_unreferenced_disks=dict(type="bool"),
-        on_mismatch=dict(type="str", default="fail", choices=["fail", "update"]),
-    )
+    spec = container_argument_spec()
     spec.update(pve_argument_spec())
     spec.update(check_mode_plan_argument_spec())
     module = AnsibleModule(argument_spec=spec, mutually_exclusive=[("ostemplate", "oci", "clone")],

@@ -196,21 +196,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import check_mode_plan_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import pve_argument_spec
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.snapshot import STATES, SnapshotManager
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.snapshot import SnapshotManager, snapshot_argument_spec
 
 
 def main():
-    spec = dict(
-        vmid=dict(type="int"),
-        hostname=dict(type="str"),
-        node=dict(type="str"),
-        name=dict(type="str", required=True),
-        description=dict(type="str"),
-        state=dict(type="str", default="present", choices=list(STATES)),
-        start=dict(type="bool", default=False),
-        keep=dict(type="int"),
-        prefix=dict(type="str"),
-    )
+    spec = snapshot_argument_spec()
     spec.update(pve_argument_spec())
     spec.update(check_mode_plan_argument_spec())
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("vmid", "hostname")],

@@ -11,7 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.authfile import Credentials, load_auth_file, lookup
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
     MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, ExpansionBound)
@@ -93,8 +93,7 @@ def pin_key(source, platform):
 
 class ImageManager:
     def __init__(self, params, check_mode=False, client_options=None):
-        self.params = dict(DEFAULTS)
-        self.params.update(dict((k, v) for k, v in params.items() if v is not None))
+        self.params = with_defaults(params, DEFAULTS)
         if self.params["cache_max_bytes"] is not None:
             self.params["cache_max_bytes"] = size_option(self.params, "cache_max_bytes")
         self.check_mode = check_mode

@@ -33,7 +33,7 @@ import re
 import tarfile
 import tempfile
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import HashingWriter, sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import initwrap, lxcinit, media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import compressor
@@ -463,8 +463,7 @@ class TemplateManager:
     """``TemplateManager(params, check_mode).run()`` returns the module result."""
 
     def __init__(self, params, check_mode=False, client_options=None, pve_factory=None):
-        self.params = dict(DEFAULTS)
-        self.params.update(dict((k, v) for k, v in params.items() if v is not None))
+        self.params = with_defaults(params, DEFAULTS)
         self.check_mode = check_mode
         self.warnings = []  # for module.warn
         self.images = ImageManager(dict((k, v) for k, v in self.params.items() if k in (

@@ -17,6 +17,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import origin, rawconf
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
@@ -56,12 +57,70 @@ def _bool(value):
     return None if value is None else (1 if value else 0)
 
 
+def container_argument_spec():
+    """A new dict of lxc_container's options but the connection and check_mode_plan (the module adds those)."""
+    return dict(
+        state=dict(type="str", default="present", choices=list(STATES)),
+        vmid=dict(type="int"),
+        hostname=dict(type="str"),
+        node=dict(type="str"),
+        vmid_range=dict(type="list", elements="int"),
+        ostemplate=dict(type="str"),
+        oci=dict(type="dict"),
+        clone=dict(type="str"),
+        full=dict(type="bool"),
+        storage=dict(type="str"),
+        disk_size=dict(type="int"),
+        cores=dict(type="int"),
+        cpulimit=dict(type="float"),
+        cpuunits=dict(type="int"),
+        memory=dict(type="int"),
+        swap=dict(type="int"),
+        rootfs=dict(type="raw"),
+        mounts=dict(type="dict"),
+        net=dict(type="dict"),
+        nameserver=dict(type="str"),
+        searchdomain=dict(type="str"),
+        onboot=dict(type="bool"),
+        startup=dict(type="raw"),
+        features=dict(type="raw"),
+        unprivileged=dict(type="bool"),
+        ostype=dict(type="str"),
+        arch=dict(type="str"),
+        description=dict(type="str"),
+        tags=dict(type="list", elements="str"),
+        pool=dict(type="str"),
+        protection=dict(type="bool"),
+        password=dict(type="str", no_log=True),
+        ssh_public_keys=dict(type="str", no_log=True),
+        hookscript=dict(type="str"),
+        cmode=dict(type="str", choices=["shell", "console", "tty"]),
+        entrypoint=dict(type="str"),
+        env=dict(type="list", elements="str", no_log=False),
+        raw_lxc=dict(type="bool", default=False),
+        raw_lxc_dir=dict(type="path", default=rawconf.DEFAULT_DIR),
+        purge_config=dict(type="bool", default=False),
+        delete=dict(type="list", elements="str"),
+        restart=dict(type="str", default="never", choices=["never", "when_needed"]),
+        shutdown_timeout=dict(type="int", default=DEFAULT_SHUTDOWN_TIMEOUT),
+        force_stop=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+        purge=dict(type="bool", default=False),
+        destroy_unreferenced_disks=dict(type="bool"),
+        on_mismatch=dict(type="str", default="fail", choices=["fail", "update"]),
+    )
+
+
+DEFAULTS = defaults_of(container_argument_spec())
+
+
 class ContainerManager:
     """One container's lifecycle; the work shared with other engines (finding it, tasks, locks, the record of
     the run) is its :class:`PveSession`, ``session``: its own, or another engine's given as ``session`` (whose
     check mode and client it then uses)."""
 
     def __init__(self, params, check_mode=False, client=None, sleep=time.sleep, clock=time.monotonic, session=None):
+        params = with_defaults(params, DEFAULTS)
         self.session = session or PveSession(params, check_mode=check_mode, client=client, sleep=sleep, clock=clock)
         self.params = params
         self.check_mode = self.session.check_mode
@@ -251,7 +310,7 @@ class ContainerManager:
             return False
         lines = self.raw_config(runtime)
         try:
-            changed = rawconf.apply(vmid, lines, self.params.get("raw_lxc_dir") or rawconf.DEFAULT_DIR,
+            changed = rawconf.apply(vmid, lines, self.params["raw_lxc_dir"],
                                     check_mode=self.check_mode)
         except (OSError, IOError) as exc:
             raise ContainerError(str(exc))
@@ -372,7 +431,7 @@ class ContainerManager:
         self.session.perform("stopped", lambda: self._shutdown(node, vmid))
 
     def _shutdown(self, node, vmid):
-        timeout = self.params.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT
+        timeout = self.params["shutdown_timeout"]
         args = {"timeout": timeout}
         if self.params.get("force_stop"):
             args["forceStop"] = 1
@@ -396,7 +455,7 @@ class ContainerManager:
             "/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid)))
 
     def reboot(self, node, vmid):
-        args = {"timeout": self.params.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT}
+        args = {"timeout": self.params["shutdown_timeout"]}
         self.session.perform("restarted", lambda: self.session.task(node, "reboot", lambda: self.client.post(
             "/nodes/{node}/lxc/{vmid}/status/reboot", args, node=node, vmid=vmid)))
 
@@ -440,7 +499,7 @@ class ContainerManager:
 
     def run(self):
         started = time.monotonic()
-        state = self.params.get("state") or "present"  # one of STATES: the argument spec's choices
+        state = self.params["state"]
         self.check_request()
         found = self.session.find()
         result = {"changed": False, "state": state}
@@ -609,7 +668,7 @@ class ContainerManager:
             return
         self.mismatch = found
         text = "; ".join("%s is %s, the task asks for %s" % (m["what"], m["have"], m["want"]) for m in found)
-        if (params.get("on_mismatch") or "fail") == "fail":
+        if params["on_mismatch"] == "fail":
             hints = []
             if any(m["what"] == "hostname" for m in found):
                 hints.append("to rename it, set on_mismatch: update; to make another container, give another vmid "

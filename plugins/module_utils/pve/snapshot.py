@@ -21,11 +21,30 @@ import functools
 import re
 import time
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import PveSession
 
 STATES = ("present", "absent", "rollback")
+
+
+def snapshot_argument_spec():
+    """A new dict of lxc_snapshot's options but the connection and check_mode_plan (the module adds those)."""
+    return dict(
+        vmid=dict(type="int"),
+        hostname=dict(type="str"),
+        node=dict(type="str"),
+        name=dict(type="str", required=True),
+        description=dict(type="str"),
+        state=dict(type="str", default="present", choices=list(STATES)),
+        start=dict(type="bool", default=False),
+        keep=dict(type="int"),
+        prefix=dict(type="str"),
+    )
+
+
+DEFAULTS = defaults_of(snapshot_argument_spec(), leave_out=("name",))
 # pve-common's pve-configid (the format of pve-snapshot-name), at most 40 characters
 SNAPNAME = re.compile(r"^[a-z][a-z0-9_-]+$", re.I)
 SNAPNAME_MAX = 40
@@ -108,6 +127,7 @@ def rollback_plan(features, start):
 
 class SnapshotManager:
     def __init__(self, params, check_mode=False, client=None, sleep=time.sleep):
+        params = with_defaults(params, DEFAULTS)
         self.params = params
         self.check_mode = check_mode
         self.session = PveSession(params, check_mode=check_mode, client=client, sleep=sleep)
@@ -142,7 +162,7 @@ class SnapshotManager:
 
     def validate(self):
         params = self.params
-        state = params.get("state") or "present"  # one of STATES: the argument spec's choices
+        state = params["state"]
         check_name(params.get("name"))
         if (params.get("keep") is None) != (params.get("prefix") is None):
             raise SnapshotError("keep and prefix go together: keep the newest <keep> snapshots named <prefix>...")

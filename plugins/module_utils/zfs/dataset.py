@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs import props as zprops
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.names import (
@@ -68,8 +68,7 @@ def dependents(data, origins, name):
 class DatasetManager:
     def __init__(self, zfs, params, check_mode=False):
         self.zfs = zfs
-        self.params = dict(DEFAULTS)
-        self.params.update(dict((k, v) for k, v in params.items() if v is not None))
+        self.params = with_defaults(params, DEFAULTS)
         self.check_mode = check_mode
         self.name = validate_dataset(self.params["name"])
 

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of
+from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs import retention as zret
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.dataset import _listing
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
@@ -53,8 +53,7 @@ class SnapshotManager:
 
     def __init__(self, zfs, params, check_mode=False, clock=time.time):
         self.zfs = zfs
-        self.params = dict(DEFAULTS)
-        self.params.update(dict((k, v) for k, v in params.items() if v is not None))
+        self.params = with_defaults(params, DEFAULTS)
         self.check_mode = check_mode
         self.now = clock()
         names = self.params["name"]
