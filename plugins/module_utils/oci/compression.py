@@ -24,6 +24,7 @@ import subprocess
 import threading
 import zlib
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import start_process
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import (
     LimitError, UnsupportedError, VerificationError)
 
@@ -211,7 +212,7 @@ def zstd_cli_digest(path, limit=None, on_limit=None):
         raise UnsupportedError("cannot read a zstd layer: install python3-zstandard or the zstd command")
     hasher = hashlib.sha256()
     size = 0
-    proc = subprocess.Popen([binary, "-dcq", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_process([binary, "-dcq", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         while True:
             chunk = proc.stdout.read(READ_CHUNK)
@@ -270,7 +271,7 @@ class LayerReader:
             binary = shutil.which("zstd")
             if not binary:
                 raise UnsupportedError("cannot read a zstd layer: install python3-zstandard or the zstd command")
-            self.proc = subprocess.Popen([binary, "-dcq", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.proc = start_process([binary, "-dcq", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self.source = self.proc.stdout
             self.decoder = None
         else:
@@ -410,8 +411,8 @@ class _ZstdCli:
     """
 
     def __init__(self, fileobj, level, binary):
-        self.proc = subprocess.Popen([binary, "-q", "-c", "-T0", "-%d" % level], stdin=subprocess.PIPE,
-                                     stdout=fileobj, stderr=subprocess.PIPE)
+        self.proc = start_process([binary, "-q", "-c", "-T0", "-%d" % level], stdin=subprocess.PIPE,
+                                  stdout=fileobj, stderr=subprocess.PIPE)
 
     def write(self, data):
         try:

@@ -23,6 +23,7 @@ import subprocess
 import tarfile
 import threading
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import start_process
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import media
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.compression import (
     EXPANSION_ALLOWANCE_BYTES, HAS_ZSTANDARD, MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, _Gzip, _Zstd)
@@ -442,8 +443,8 @@ class _BlobReader:
         binary = shutil.which("zstd")
         if not binary:
             raise UnsupportedError("cannot read a zstd layer: install python3-zstandard or the zstd command")
-        self.proc = subprocess.Popen([binary, "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc = start_process([binary, "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
 
         def feed():
             try:

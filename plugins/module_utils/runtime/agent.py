@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import run_process
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.errors import OciRuntimeError
 
 # Run the agent: its module path is the one this file has in the collection.
@@ -201,7 +202,7 @@ class _CliOps:
             sink = subprocess.DEVNULL
         else:
             sink = subprocess.PIPE
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, check=False)
+        proc = run_process(argv, stdout=sink, stderr=sink)
         if command == "run":
             if proc.returncode == 0 or not self._log_text():
                 return proc.returncode, None

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import run_process
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime.errors import OciRuntimeError
 
 
@@ -116,6 +117,5 @@ def spec_text(crun, runner=None):
 
 
 def _run_argv(argv):
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          check=False)
+    proc = run_process(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")

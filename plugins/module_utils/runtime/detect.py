@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.command import subprocess_runner
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import run_process, subprocess_runner
 
 # Symbols every libcrun since 0.x exports; a library without them is not libcrun.
 LIBCRUN_SYMBOLS = (
@@ -284,9 +284,8 @@ class ProbedLibrary:
 def probe_library(path, symbols=LIBCRUN_SYMBOLS, python=None, timeout=60):
     """Load ``path`` in a child Python process; raise OSError when it does not load."""
     try:
-        proc = subprocess.run([python or sys.executable, "-c", _PROBE, path] + list(symbols),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=timeout, check=False)
+        proc = run_process([python or sys.executable, "-c", _PROBE, path] + list(symbols),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OSError("cannot probe %s: %s" % (path, exc))
     lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()

@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import start_process
 from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect
 # The agent's module is imported here, not only named in AGENT_BOOT: this import is what ships it in an
 # Ansible module's payload, where the agent process finds it through the PYTHONPATH it is given.
@@ -154,7 +155,7 @@ class CrunDriver:
         env.pop("_LIBCONTAINER_CLONED_BINARY", None)
         log = open(os.path.join(self._workdir, "agent.log"), "wb")
         try:
-            self.proc = subprocess.Popen(
+            self.proc = start_process(
                 [self.python, "-c", AGENT_BOOT, json.dumps(config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 pass_fds=(req_r, resp_w), cwd="/")
