@@ -126,7 +126,7 @@ options:
 requirements:
   - proxmoxer 2.0 or later and requests (Python libraries), on the host that runs the module, when the
     module talks HTTPS to O(api_host)
-  - for O(api_connection=ssh), proxmoxer with openssh-wrapper (Python 3.12 or older) and the OpenSSH client
+  - for O(api_connection=ssh), proxmoxer and the OpenSSH client (C(ssh), C(scp)); key or agent authentication
 attributes:
   action_group:
     description: Use C(group/lxcri.proxmox.pve) in C(module_defaults) to set the connection options once.

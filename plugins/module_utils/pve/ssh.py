@@ -1,36 +1,44 @@
 # -*- coding: utf-8 -*-
 # Copyright: lxcri.proxmox contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Proxmox VE API on a node reached over SSH only: ``pvesh`` run there through proxmoxer's OpenSSH backend.
+"""The Proxmox VE API on a node reached over SSH only: ``pvesh`` run there through a proxmoxer command backend.
 
 The same calls as on the node itself (LocalPveClient: the argument list, its
 limits such as no NUL byte in a value, pvesh's output and errors), only
-carried by proxmoxer's ``OpenSSHSession`` (``ssh`` from OpenSSH, key or
-agent authentication, the user's ``~/.ssh/config`` or ``ssh_config_file``),
-with the argument list quoted by proxmoxer's ``shell_join``.
+carried by ``OpenSshSession``: proxmoxer's command-backend session
+(``CommandBaseSession``, the base of its own OpenSSH and paramiko backends)
+over the OpenSSH client run directly (``ssh``/``scp``; key or agent
+authentication, never a password prompt; the user's ``~/.ssh/config`` or
+``ssh_config_file``), with the argument list quoted by proxmoxer's
+``shell_join``.  proxmoxer's own OpenSSH backend needs the openssh-wrapper
+library, which does not import on Python 3.13 (it imports ``pipes``) and
+times a call out with SIGALRM (main thread only); this session needs neither.
 
 Two things proxmoxer's own ``request`` would get wrong here are avoided by
-running the command through the session's SSH connection directly: it keeps
-only one of stdout and stderr, and its SSH library takes exit status 255 for
-a failed connection, which is also what pvesh exits with on most API errors.
-So the remote shell runs pvesh, then writes pvesh's real exit status to
-stderr as its last line and exits 0; a run without that line failed in SSH.
-An upload is copied with ``scp`` to /var/tmp/pveupload-<hex> on the node.
+running the script through the session directly: it keeps only one of
+stdout and stderr, and an SSH client exits 255 on a failed connection, which
+is also what pvesh exits with on most API errors.  So the remote shell runs
+pvesh, then writes pvesh's real exit status to stderr as its last line and
+exits 0; a run without that line failed in SSH.  An upload is copied with
+``scp`` to /var/tmp/pveupload-<hex> on the node.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
+import subprocess
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import run_process
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import sha256_file
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import to_text
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveConnectionError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveConnectionError, PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import MISSING_LIBRARY
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.proxmoxer_import import (
-    HAS_PROXMOXER_SSH, OpenSSHSession, SSHError, missing_proxmoxer, shell_join)
+    CommandBaseSession, HAS_PROXMOXER_SSH, missing_proxmoxer, shell_join)
 
 REMOTE_PVESH = "pvesh"  # on the node's PATH (/usr/bin/pvesh on Proxmox VE), as proxmoxer calls it
 DEFAULT_SSH_PORT = 22
@@ -47,6 +55,69 @@ def split_status(err):
     return int(match.group(1)), err[:match.start()]
 
 
+class SshError(PveError):
+    """SSH itself failed: the client is missing, the connection or login failed, or the call timed out.
+
+    The client turns it into a PveConnectionError (a call) or a PveConfigError (the settings) naming the node.
+    """
+
+    kind = "ssh"
+
+
+class OpenSshSession(CommandBaseSession or object):
+    """proxmoxer's command-backend session over the OpenSSH client: ``ssh`` runs a script, ``scp`` copies a file."""
+
+    def __init__(self, host, user, config_file=None, port=DEFAULT_SSH_PORT, identity_file=None, timeout=630,
+                 ssh="ssh", scp="scp"):
+        if CommandBaseSession is not None:
+            super(OpenSshSession, self).__init__(service="PVE", timeout=timeout)
+        for what, path in (("identity file", identity_file), ("ssh config file", config_file)):
+            if path and not os.path.isfile(path):
+                raise SshError("%s %s not found" % (what, path))
+        self.host, self.user, self.port = host, user, int(port)
+        self.config_file, self.identity_file = config_file, identity_file
+        self.timeout = timeout
+        self.ssh, self.scp = ssh, scp
+
+    def _options(self, port_flag):
+        # BatchMode: key or agent authentication only; a password or host-key prompt fails instead of hanging
+        options = ["-o", "BatchMode=yes", port_flag, str(self.port)]
+        if self.config_file:
+            options += ["-F", self.config_file]
+        if self.identity_file:
+            options += ["-i", self.identity_file]
+        return options
+
+    def _run(self, argv, script=None):
+        try:
+            proc = run_process(argv, timeout=self.timeout, input=script, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise SshError("cannot run the OpenSSH client %s: %s" % (argv[0], exc)) from None
+        except subprocess.TimeoutExpired:
+            raise SshError("no answer within %s s (wait_timeout + api_timeout)" % self.timeout) from None
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def run_script(self, script):
+        """``(returncode, stdout, stderr)`` (bytes) of ``script`` run by the remote user's shell."""
+        # "--" ends the options, so a host beginning with "-" is a host, never an ssh option
+        argv = [self.ssh] + self._options("-p") + ["-l", self.user, "--", self.host, "/bin/sh"]
+        return self._run(argv, script.encode("utf-8"))
+
+    def _exec(self, cmd):
+        """proxmoxer's backend call: ``(stdout, stderr, returncode)`` of an argument list."""
+        rc, out, err = self.run_script(shell_join(cmd))
+        return out, err, rc
+
+    def upload_file_obj(self, file_obj, remote_path):
+        """Copy the local file ``file_obj`` (a path or an open file) to ``remote_path`` on the node."""
+        path = getattr(file_obj, "name", file_obj)
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        argv = [self.scp, "-q"] + self._options("-P") + ["--", path, "%s@%s:%s" % (self.user, host, remote_path)]
+        rc, dummy, err = self._run(argv)
+        if rc != 0:
+            raise SshError(to_text(err).strip() or "scp exited with status %d" % rc)
+
+
 class SshPveClient(LocalPveClient):
     """Same interface as PveClient, answered by ``pvesh`` on ``host`` over SSH."""
 
@@ -58,10 +129,10 @@ class SshPveClient(LocalPveClient):
             if not host:
                 raise PveConfigError("connection ssh needs api_host: the node to reach over SSH")
             try:
-                session = OpenSSHSession(host, user or DEFAULT_SSH_USER, config_file=config_file,
+                session = OpenSshSession(host, user or DEFAULT_SSH_USER, config_file=config_file,
                                          port=port or DEFAULT_SSH_PORT, identity_file=identity_file,
                                          timeout=int(timeout))
-            except SSHError as exc:
+            except SshError as exc:
                 raise PveConfigError("connection ssh: %s" % to_text(exc.args[0] if exc.args else exc)) from None
         super(SshPveClient, self).__init__(runner=self.run_remote, pvesh=pvesh, timeout=timeout, tmp_dir=tmp_dir)
         self.session = session
@@ -80,15 +151,14 @@ class SshPveClient(LocalPveClient):
         """``(rc, stdout, stderr)`` of ``argv`` run on the node; PveConnectionError when SSH itself failed."""
         script = "%s\necho %s$? >&2\nexit 0\n" % (shell_join(argv), STATUS_MARK)
         try:
-            result = self.session.ssh_client.run(script)
-        except SSHError as exc:
+            returncode, out, err = self.session.run_script(script)
+        except SshError as exc:
             raise self._ssh_failure(argv[1] if len(argv) > 1 else argv[0],
                                     to_text(exc.args[0] if exc.args else exc).strip()) from None
-        out, err = to_text(result.stdout), to_text(result.stderr)
+        out, err = to_text(out), to_text(err)
         status, err = split_status(err)
         if status is None:
-            raise self._ssh_failure("the remote shell did not finish (exit status %s)" % result.returncode,
-                                    err.strip())
+            raise self._ssh_failure("the remote shell did not finish (exit status %s)" % returncode, err.strip())
         if status == 127 and argv[0] == self.pvesh:
             raise PveConfigError("%s@%s has no %s on its PATH: api_connection ssh needs a Proxmox VE node (%s)"
                                  % (self.user, self.host, self.pvesh, err.strip()[-200:]))
@@ -99,7 +169,7 @@ class SshPveClient(LocalPveClient):
         digest = sha256_file(path_to_file)
         try:
             self.session.upload_file_obj(path_to_file, tmp)
-        except SSHError as exc:
+        except SshError as exc:
             raise self._ssh_failure("scp to %s" % tmp, to_text(exc.args[0] if exc.args else exc).strip()) from None
         return digest
 

@@ -2,6 +2,7 @@
 would change the collection's behaviour; a missing proxmoxer is reported in words."""
 
 import os
+import sys
 
 import pytest
 import requests
@@ -67,12 +68,19 @@ def test_missing_proxmoxer_is_reported_in_words(monkeypatch):
     assert proxmoxer_import.missing_proxmoxer() == proxmoxer_import.missing_requests_message()  # one message
 
 
-def test_missing_openssh_wrapper_is_reported_for_ssh_only(monkeypatch):
+def test_missing_command_backend_is_reported_for_ssh_only(monkeypatch):
     monkeypatch.setattr(proxmoxer_import, "HAS_PROXMOXER_SSH", False)
-    monkeypatch.setattr(proxmoxer_import, "PROXMOXER_SSH_IMPORT_ERROR", ImportError("No module named 'pipes'"))
+    monkeypatch.setattr(proxmoxer_import, "PROXMOXER_SSH_IMPORT_ERROR", ImportError("No module named 'x'"))
     assert proxmoxer_import.missing_proxmoxer() is None
     text = proxmoxer_import.missing_proxmoxer(ssh=True)
-    assert "openssh-wrapper" in text and "No module named 'pipes'" in text
+    assert "proxmoxer.backends.command_base" in text and "No module named 'x'" in text
+
+
+def test_ssh_mode_needs_no_openssh_wrapper():
+    """proxmoxer's own OpenSSH backend needs openssh-wrapper, which does not import on Python 3.13."""
+    assert proxmoxer_import.HAS_PROXMOXER_SSH
+    assert proxmoxer_import.CommandBaseSession.__module__ == "proxmoxer.backends.command_base"
+    assert "openssh_wrapper" not in sys.modules
 
 
 def test_the_requirement_is_listed_where_installers_read_it():

@@ -1,15 +1,14 @@
-"""The SSH connection mode without a node: pvesh's argument list over proxmoxer's OpenSSH session, its exit
-status carried past the SSH library, upload by scp, and connect() choosing the mode."""
+"""The SSH connection mode without a node: pvesh's argument list over the OpenSSH session, its exit
+status carried past the SSH client, upload by scp, and connect() choosing the mode."""
 
 import hashlib
+import json
+import os
 import shlex
+import stat
+import sys
 
 import pytest
-
-# proxmoxer's OpenSSH backend needs openssh-wrapper, which does not import on Python 3.13 (no 'pipes' module)
-openssh_wrapper = pytest.importorskip("openssh_wrapper")
-SSHError, SSHResult = openssh_wrapper.SSHError, openssh_wrapper.SSHResult
-OpenSSHSession = pytest.importorskip("proxmoxer.backends.openssh").OpenSSHSession
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import (  # noqa: E402
     connect)
@@ -17,33 +16,28 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import ( 
     PveApiError, PveConfigError, PveConnectionError)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient  # noqa: E402
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.ssh import (  # noqa: E402
-    STATUS_MARK, SshPveClient, split_status)
+    STATUS_MARK, OpenSshSession, SshError, SshPveClient, split_status)
 
 UPID = "UPID:pve1:0002E5C1:00000001:6B02B17C:vzcreate:120:root@pam:"
 
 
-class FakeConnection:
-    """Plays openssh_wrapper's SSHConnection: answers (rc, stdout, stderr) per script, or raises."""
+class FakeSession:
+    """Plays OpenSshSession: answers (pvesh status, stdout, stderr) per script, or raises."""
 
     def __init__(self, *answers):
         self.answers = list(answers)
         self.scripts = []
+        self.copied = {}
 
-    def run(self, command):
-        self.scripts.append(command)
+    def run_script(self, script):
+        self.scripts.append(script)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         status, out, err = answer
         if status is not None:
             err = (err + "\n" if err else "") + "%s%d" % (STATUS_MARK, status)
-        return SSHResult(command, out.encode(), err.encode(), 0)
-
-
-class FakeSession:
-    def __init__(self, *answers):
-        self.ssh_client = FakeConnection(*answers)
-        self.copied = {}
+        return (0 if status is not None else 255), out.encode(), err.encode()
 
     def upload_file_obj(self, file_obj, remote_path):
         with open(file_obj, "rb") as handle:
@@ -60,7 +54,7 @@ def test_calls_are_pvesh_argument_lists_quoted_for_the_remote_shell():
     assert client.version() == {"version": "9.1.1"}
     assert client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, description="it's $HOME; `x`") is None
     assert client.post("/nodes/{node}/lxc", node="pve1", vmid=120, ostemplate="local:vztmpl/a b.tar") == UPID
-    scripts = session.ssh_client.scripts
+    scripts = session.scripts
     assert argv_of(scripts[0]) == ["pvesh", "get", "/version", "--output-format", "json"]
     assert argv_of(scripts[1]) == ["pvesh", "set", "/nodes/pve1/lxc/100/config", "--output-format", "json",
                                    "--description=it's $HOME; `x`"]
@@ -82,7 +76,7 @@ def test_pvesh_errors_and_exit_255_are_pveshs_not_sshs():
 
 
 def test_ssh_failures_are_connection_errors():
-    client = SshPveClient("pve.example", session=FakeSession(SSHError(b"Permission denied (publickey).")))
+    client = SshPveClient("pve.example", session=FakeSession(SshError("Permission denied (publickey).")))
     with pytest.raises(PveConnectionError) as err:
         client.version()
     assert "ssh root@pve.example (port 22)" in str(err.value) and "Permission denied (publickey)" in str(err.value)
@@ -102,7 +96,7 @@ def test_the_limits_of_local_mode_hold_over_ssh():
     with pytest.raises(PveConfigError) as err:
         client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, env="A=1\0B=2")
     assert "NUL" in str(err.value) and "env" in str(err.value)
-    assert client.session.ssh_client.scripts == []
+    assert client.session.scripts == []
 
 
 def test_upload_goes_by_scp_with_the_checksum_and_cleans_up(tmp_path):
@@ -113,7 +107,7 @@ def test_upload_goes_by_scp_with_the_checksum_and_cleans_up(tmp_path):
     assert client.upload("pve1", "local", "vztmpl", str(src)).startswith("UPID:")
     [(tmp, data)] = list(session.copied.items())
     assert tmp.startswith("/var/tmp/pveupload-") and data == src.read_bytes()
-    create, remove = [argv_of(s) for s in session.ssh_client.scripts]
+    create, remove = [argv_of(s) for s in session.scripts]
     assert "--tmpfilename=%s" % tmp in create and "--checksum=%s" % hashlib.sha256(data).hexdigest() in create
     assert remove == ["rm", "-f", "--", tmp]
 
@@ -129,9 +123,9 @@ def test_connect_chooses_the_mode(tmp_path):
     key.write_text("k")
     ssh = connect({"api_connection": "ssh", "api_host": "pve.example", "ssh_user": "admin", "ssh_port": 2222,
                    "ssh_identity_file": str(key), "wait_timeout": 100, "api_timeout": 5})
-    assert isinstance(ssh, SshPveClient) and isinstance(ssh.session, OpenSSHSession)
-    assert ssh.session.ssh_client.identity_file == str(key) and ssh.session.ssh_client.port == "2222"
-    assert ssh.session.ssh_client.timeout == 105 and ssh.timeout == 105 and ssh.user == "admin"
+    assert isinstance(ssh, SshPveClient) and isinstance(ssh.session, OpenSshSession)
+    assert ssh.session.identity_file == str(key) and ssh.session.port == 2222
+    assert ssh.session.timeout == 105 and ssh.timeout == 105 and ssh.user == "admin"
     with pytest.raises(PveConfigError) as err:
         connect({"api_connection": "ssh"})
     assert "api_host" in str(err.value)
@@ -146,3 +140,61 @@ def test_connect_chooses_the_mode(tmp_path):
     assert "api_connection is https" in str(err.value)
     with pytest.raises(PveConfigError):
         connect({"api_connection": "telnet", "api_host": "h"})
+
+
+FAKE_CLIENT = """#!%s
+import json, sys
+record = {"argv": sys.argv[1:], "stdin": sys.stdin.read() if "-q" not in sys.argv else ""}
+with open(%r, "a") as handle:
+    handle.write(json.dumps(record) + "\\n")
+sys.stdout.write("out")
+sys.stderr.write("err")
+sys.exit(%d)
+"""
+
+
+def fake_client(tmp_path, name, rc=0):
+    """An ``ssh``/``scp`` stand-in that records its argument list and stdin, then exits ``rc``."""
+    log = tmp_path / (name + ".log")
+    path = tmp_path / name
+    path.write_text(FAKE_CLIENT % (sys.executable, str(log), rc))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path), log
+
+
+def records(log):
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_the_session_runs_the_openssh_client_without_a_shell_or_a_prompt(tmp_path):
+    ssh, ssh_log = fake_client(tmp_path, "ssh")
+    scp, scp_log = fake_client(tmp_path, "scp")
+    key = tmp_path / "id"
+    key.write_text("k")
+    session = OpenSshSession("-oProxyCommand=evil", "admin", port=2222, identity_file=str(key), timeout=30,
+                             ssh=ssh, scp=scp)
+    assert session.run_script("pvesh get /version\n") == (0, b"out", b"err")
+    assert session._exec(["pvesh", "get", "/a b"]) == (b"out", b"err", 0)
+    first, second = records(ssh_log)
+    assert first["argv"] == ["-o", "BatchMode=yes", "-p", "2222", "-i", str(key), "-l", "admin", "--",
+                             "-oProxyCommand=evil", "/bin/sh"]
+    assert first["stdin"] == "pvesh get /version\n" and shlex.split(second["stdin"]) == ["pvesh", "get", "/a b"]
+    v6 = OpenSshSession("fd00::1", "root", ssh=ssh, scp=scp)
+    v6.upload_file_obj(str(key), "/var/tmp/pveupload-1")
+    assert records(scp_log)[0]["argv"] == ["-q", "-o", "BatchMode=yes", "-P", "22", "--", str(key),
+                                           "root@[fd00::1]:/var/tmp/pveupload-1"]
+
+
+def test_session_failures_name_what_failed(tmp_path):
+    with pytest.raises(SshError, match="identity file .* not found"):
+        OpenSshSession("pve", "root", identity_file=str(tmp_path / "none"))
+    with pytest.raises(SshError, match="cannot run the OpenSSH client"):
+        OpenSshSession("pve", "root", ssh=str(tmp_path / "no-ssh")).run_script("true")
+    scp, dummy = fake_client(tmp_path, "scp", rc=1)
+    with pytest.raises(SshError, match="err"):
+        OpenSshSession("pve", "root", scp=scp).upload_file_obj(os.devnull, "/var/tmp/x")
+    slow = tmp_path / "slow-ssh"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    with pytest.raises(SshError, match="no answer within 1 s"):
+        OpenSshSession("pve", "root", timeout=1, ssh=str(slow)).run_script("true")
