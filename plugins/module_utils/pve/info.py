@@ -3,9 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The engine of lxc_container_info: the cluster's containers with their status and config.
 
-One ``GET /cluster/resources?type=vm`` lists every guest of the cluster with
-node, name, status, tags and usage; the filters apply to that list, and only
-the matching containers' configs are fetched (one call each).
+``GET /cluster/resources?type=vm`` lists every guest of the cluster with
+node, tags and usage, and each node's ``GET /nodes/{node}/lxc`` gives the
+live name, status and template flag (listing.py: the cluster list lags on a
+real node); the filters apply to that list, and only the matching
+containers' configs are fetched (one call each).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,6 +19,7 @@ import re
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import origin
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import masked
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources
 
 _TAG_SPLIT = re.compile(r"[;,\s]+")
 # fields of a /cluster/resources entry copied into the result when present
@@ -93,6 +96,8 @@ def list_containers(client, query=None, with_config=True):
     query = query or ContainerQuery()
     resources = client.get("/cluster/resources", type="vm") or []
     tags_listed = any("tags" in res for res in resources)
+    nodes = None if query.node is None else [query.node]
+    resources = live_resources(client, resources, nodes=nodes)
     found = []
     for res in resources:
         if not query.matches_resource(res, tags_listed):

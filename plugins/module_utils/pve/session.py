@@ -23,6 +23,7 @@ import time
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import CheckModePlan
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 # "CT is locked (backup)" (pve-guest-common's check_lock), "CT 105 is locked (snapshot)", "VM is locked (...)":
@@ -140,9 +141,10 @@ class PveSession:
         return self.client.features()
 
     def resources(self):
-        """``GET /cluster/resources?type=vm``, fetched once per run (until something is created)."""
+        """The cluster's guests with live name, status and template (listing.py), read once per run (until
+        something is created): /cluster/resources alone lags by pvestatd's interval on a real node."""
         if self._resources is None:
-            self._resources = self.client.get("/cluster/resources", type="vm") or []
+            self._resources = live_resources(self.client)
         return self._resources
 
     def find(self):

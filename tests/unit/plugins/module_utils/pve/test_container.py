@@ -57,6 +57,10 @@ class FakePve:
                     for v, c in sorted(self.configs.items())] + \
                    [{"type": "qemu", "vmid": v, "node": "pve1", "name": "vm%d" % v, "status": "running"}
                     for v in self.vms]
+        if path == "/nodes/{node}/lxc":  # live, as pve-container's vmstatus answers it
+            return [dict({"type": "lxc", "vmid": v, "name": c.get("hostname") or "CT%d" % v, "status": self.status[v]},
+                         **({"template": 1} if str(c.get("template")) == "1" else {}))
+                    for v, c in sorted(self.configs.items())]
         if path == "/nodes/{node}/lxc/{vmid}/config":
             return dict(self.configs[kw["vmid"]], digest=self.digest(kw["vmid"]))
         if path == "/nodes/{node}/lxc/{vmid}/status/current":
@@ -136,10 +140,10 @@ def running_ct(**extra):
 
 # -- request economy -------------------------------------------------------------------------
 
-def test_an_unchanged_running_container_costs_the_listing_and_its_config():
+def test_an_unchanged_running_container_costs_the_listing_the_live_node_list_and_its_config():
     pve = FakePve(running_ct())
     result = manager(pve, vmid=150, memory=256).run()
-    assert not result["changed"] and pve.calls == [("GET", "/cluster/resources"),
+    assert not result["changed"] and pve.calls == [("GET", "/cluster/resources"), ("GET", "/nodes/{node}/lxc"),
                                                    ("GET", "/nodes/{node}/lxc/{vmid}/config")]
 
 
@@ -148,17 +152,17 @@ def test_a_config_with_entrypoint_spares_the_version_and_one_without_asks_once()
            "runtime": {"wrapper": {"kind": "init"}, "pve_entrypoint": "/sbin/init", "pve_env": ["PATH=/bin"]}}
     pve = FakePve(running_ct(entrypoint="/sbin/init", env="PATH=/bin"))
     assert not manager(pve, vmid=150, oci=oci).run()["changed"]
-    assert ("GET", "/version") not in pve.calls and len(pve.calls) == 2
+    assert ("GET", "/version") not in pve.calls and len(pve.calls) == 3
     old = FakePve(running_ct(), version="8.4.1")
     assert not manager(old, vmid=150, oci=oci).run()["changed"]
-    assert old.calls.count(("GET", "/version")) == 1 and len(old.calls) == 3
+    assert old.calls.count(("GET", "/version")) == 1 and len(old.calls) == 4
 
 
 def test_a_vmid_that_is_a_vm_is_told_apart_from_the_same_listing():
     pve = FakePve(running_ct(), vms=[151])
     with pytest.raises(ContainerError, match="vmid 151 is a virtual machine, not a container"):
         manager(pve, vmid=151).run()
-    assert pve.calls == [("GET", "/cluster/resources")]
+    assert pve.calls == [("GET", "/cluster/resources"), ("GET", "/nodes/{node}/lxc")]
 
 
 def test_vmid_range_uses_the_listing_already_read_and_lists_again_only_after_a_create():

@@ -38,6 +38,9 @@ class FakeClient:
         if path == "/cluster/resources":
             assert kwargs == {"type": "vm"}
             return [r for r in self.resources if r["type"] in ("lxc", "qemu")]
+        if path == "/nodes/{node}/lxc":  # live: the same containers, as their node lists them
+            return [dict((k, v) for k, v in r.items() if k in ("vmid", "name", "status", "template", "lock", "tags"))
+                    for r in self.resources if r["type"] == "lxc" and r.get("node") == kwargs["node"]]
         if path == "/nodes/{node}/lxc/{vmid}/config":
             if kwargs["vmid"] in self.gone:
                 raise PveApiError(500, "GET", "/nodes/pve1/lxc/%d/config" % kwargs["vmid"],
@@ -62,15 +65,17 @@ def test_filters_use_one_cluster_call_without_config(query, vmids):
     client = FakeClient()
     found = list_containers(client, query, with_config=False)
     assert [c["vmid"] for c in found] == vmids
-    assert [c[0] for c in client.calls] == ["/cluster/resources"]
+    # the cluster list, then the live list of each node read (both nodes hold containers; a node filter reads one)
+    nodes = ["pve1"] if query.node == "pve1" else ["pve2"] if query.node == "pve2" else ["pve1", "pve2"]
+    assert client.calls == [("/cluster/resources", {"type": "vm"})] + [("/nodes/{node}/lxc", {"node": n}) for n in nodes]
     assert all("config" not in c for c in found)
 
 
 def test_config_is_fetched_for_the_matches_only_and_masked():
     client = FakeClient()
     found = list_containers(client, ContainerQuery(tags=["web"]))
-    assert [c[1].get("vmid") for c in client.calls] == [None, 101, 103]
-    assert [(c[1]["node"]) for c in client.calls[1:]] == ["pve1", "pve2"]
+    configs = [c[1] for c in client.calls if c[0] == "/nodes/{node}/lxc/{vmid}/config"]
+    assert configs == [{"node": "pve1", "vmid": 101}, {"node": "pve2", "vmid": 103}]
     alpha = found[0]
     assert alpha["config"]["password"] == MASK and alpha["config"]["memory"] == "512"
     assert alpha == dict(alpha, vmid=101, node="pve1", hostname="alpha", status="running", template=False,

@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright: lxcri.proxmox contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cluster's guests with live names, status and template flags.
+
+``GET /cluster/resources`` lists every guest of the cluster, but on a real
+node only its membership is live: ``id``, ``vmid``, ``node`` and ``type``
+come from the cluster's vmlist (pmxcfs), and ``lock``, ``tags`` and ``pool``
+are read when asked (pve-manager PVE/API2/Cluster.pm ``resources``).  Its
+``name``, ``status``, ``template`` and usage come from pvestatd's RRD data
+(PVE/API2Tools.pm ``extract_vm_stats``), broadcast about every 10 s: a new
+container shows ``status: unknown`` and no ``name`` until then, a renamed
+one its old name, a started one ``stopped``, a fresh template
+``template: 0``.  Deciding on those fields creates duplicates and misses
+containers.
+
+``GET /nodes/{node}/lxc`` is live (pve-container PVE/LXC.pm ``vmstatus``:
+``name`` is the config's hostname, ``status`` the LXC state, ``template``
+and ``lock`` from the config).  ``live_resources`` reads the cluster list
+once for membership and, per node that holds containers, the node's list
+for those fields.  A node that cannot answer (offline, HTTP 595) keeps its
+guests as the cluster list has them, with ``live: False``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConnectionError
+
+# what /nodes/{node}/lxc answers live, over the lagging fields of /cluster/resources
+LIVE_FIELDS = ("name", "status", "template", "lock", "tags")
+
+
+def live_resources(client, resources=None, nodes=None):
+    """``/cluster/resources?type=vm`` entries with LIVE_FIELDS from each node's ``/nodes/{node}/lxc``.
+
+    ``resources``: the cluster list when the caller has it; ``nodes``: read only these nodes' lists.
+    Each container entry gets ``live`` (True when its node answered).  Other guests are left as listed.
+    """
+    if resources is None:
+        resources = client.get("/cluster/resources", type="vm") or []
+    wanted = sorted(set(r.get("node") for r in resources if r.get("type") == "lxc" and r.get("node")))
+    if nodes is not None:
+        wanted = [n for n in wanted if n in set(nodes)]
+    live = {}
+    for node in wanted:
+        try:
+            listing = client.get("/nodes/{node}/lxc", node=node) or []
+        except PveConnectionError:
+            continue  # unreachable: its guests keep what the cluster list says
+        except PveApiError as exc:
+            if (exc.status or 0) < 500:
+                raise
+            continue  # offline (595 "no route to host"): its guests keep what the cluster list says
+        live[node] = dict((int(entry["vmid"]), entry) for entry in listing if "vmid" in entry)
+    out = []
+    for res in resources:
+        if res.get("type") != "lxc":
+            out.append(res)
+            continue
+        node_list = live.get(res.get("node"))
+        if node_list is None:
+            out.append(dict(res, live=False))
+            continue
+        now = node_list.get(int(res["vmid"]))
+        if now is None:
+            continue  # removed since the cluster list was read
+        entry = dict((k, v) for k, v in res.items() if k not in LIVE_FIELDS)
+        entry.update((k, now[k]) for k in LIVE_FIELDS if k in now)
+        entry["template"] = int(now.get("template") or 0)
+        entry["live"] = True
+        out.append(entry)
+    return out
