@@ -416,3 +416,45 @@ def test_upload_over_http_streams_to_the_storage_with_checksum(double, tmp_path)
     assert resp.status_code == 400 and "malformed multipart body" in resp.json()["message"]
     assert [n for n in os.listdir(double.backend.root) if n.startswith("pveupload-")] == []
     assert call(double, "GET", "/version").status_code == 200
+
+
+# -- /cluster/resources lags as pvestatd's broadcast does -------------------------------
+
+def test_cluster_resources_serve_pvestatds_last_broadcast_and_node_lists_are_live(double):
+    """pve-manager PVE/API2/Cluster.pm resources + API2Tools.pm extract_vm_stats; pve-container vmstatus."""
+    assert double.backend.resources_lag == 10.0  # the default, as pvestatd's $updatetime
+    double.backend.broadcast()
+    create(double, 101, hostname="fresh", tags="a")
+    listed = [r for r in call(double, "GET", "/cluster/resources").json()["data"] if r.get("vmid") == 101]
+    assert listed == [{"id": "lxc/101", "vmid": 101, "node": "pve1", "type": "lxc", "status": "unknown",
+                       "tags": "a"}]  # member of the vmlist at once; no name, status unknown; tags read live
+    live = call(double, "GET", "/nodes/pve1/lxc").json()["data"]
+    assert [(c["vmid"], c["name"], c["status"]) for c in live] == [(101, "fresh", "stopped")]
+    assert "template" not in live[0] and "lock" not in live[0]  # vmstatus sets them only when there
+    double.backend.broadcast()  # the next round
+    [entry] = [r for r in call(double, "GET", "/cluster/resources").json()["data"] if r.get("vmid") == 101]
+    assert (entry["name"], entry["status"], entry["template"], entry["maxcpu"]) == ("fresh", "stopped", 0, os.cpu_count())
+    put = call(double, "PUT", "/nodes/pve1/lxc/101/config", data={"hostname": "renamed"})
+    assert put.status_code == 200, put.text
+    [entry] = [r for r in call(double, "GET", "/cluster/resources").json()["data"] if r.get("vmid") == 101]
+    assert entry["name"] == "fresh"  # until the next broadcast
+    assert [c["name"] for c in call(double, "GET", "/nodes/pve1/lxc").json()["data"]] == ["renamed"]
+
+
+def test_pvestatd_broadcasts_on_its_own_and_stops_with_the_double(tmp_path):
+    instance = Double(str(tmp_path / "pve"), resources_lag=0.2)
+    rounds = []
+    real = instance.backend.broadcast
+    instance.backend.broadcast = lambda: rounds.append(time.monotonic()) or real()
+    instance.start()
+    time.sleep(1.1)
+    instance.stop()
+    assert 4 <= len(rounds) <= 7  # one at start, then one every 0.2 s
+    done = len(rounds)
+    time.sleep(0.5)
+    assert len(rounds) == done
+    live = Double(str(tmp_path / "live"), resources_lag=0)
+    live.backend.broadcast = lambda: rounds.append("live")
+    live.start()
+    live.stop()
+    assert "live" not in rounds  # lag 0: /cluster/resources reads live, no broadcasts

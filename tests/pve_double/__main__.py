@@ -85,7 +85,8 @@ def serve(args, zfs_root, ready=None):
     os.makedirs(args.dir, exist_ok=True)
     open(os.path.join(args.dir, MARK), "w").close()
     double = Double(args.dir, args.mode, args.node, args.user, args.password, port=args.port,
-                    zfs_root=zfs_root, vmid_range=args.vmid_range, dir_storages=dict(args.dir_storage)).start()
+                    zfs_root=zfs_root, vmid_range=args.vmid_range, dir_storages=dict(args.dir_storage),
+                    resources_lag=args.resources_lag).start()
     storages = []
     for name, info in sorted(double.backend.storages.items()):
         storages.append("%s (%s)" % (name, info["type"]))
@@ -163,6 +164,9 @@ def main(argv):
     parser.add_argument("--port", type=int, default=int(os.environ.get("PVE_DOUBLE_PORT", "8006")))
     parser.add_argument("--mode", default=os.environ.get("PVE_DOUBLE_MODE", "9.1"), choices=["9.1", "8"])
     parser.add_argument("--node", default=os.environ.get("PVE_DOUBLE_NODE", "pve1"))
+    parser.add_argument("--resources-lag", type=float, default=None, metavar="SECONDS",
+                        help="seconds between pvestatd's broadcasts that /cluster/resources serves (default "
+                             "$PVE_DOUBLE_RESOURCES_LAG, else 10 as on a real node; 0 reads live)")
     parser.add_argument("--user", default=os.environ.get("PVE_DOUBLE_USER", "root@pam"))
     parser.add_argument("--password", default=os.environ.get("PVE_DOUBLE_PASSWORD", DEFAULT_PASSWORD))
     parser.add_argument("--dir", default=os.environ.get("PVE_DOUBLE_DIR", "/var/lib/lxcri-testbed/pve-double"))

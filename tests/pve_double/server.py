@@ -25,7 +25,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlparse
 
-from .backend import Backend
+from .backend import DEFAULT_RESOURCES_LAG, Backend
 from .schema import ApiError, Response, Schema, check_returns
 
 DEFAULT_PASSWORD = "lxcri-double"  # documented default for the loopback-only test double
@@ -190,10 +190,16 @@ def _without_user(handler):
 
 class Double:
     def __init__(self, root, mode="9.1", node="pve1", user="root@pam", password=DEFAULT_PASSWORD,
-                 host="127.0.0.1", port=0, zfs_root=None, vmid_range=(100, 999999999), dir_storages=None):
+                 host="127.0.0.1", port=0, zfs_root=None, vmid_range=(100, 999999999), dir_storages=None,
+                 resources_lag=None):
+        """``resources_lag``: seconds between pvestatd's broadcasts that /cluster/resources serves (default
+        $PVE_DOUBLE_RESOURCES_LAG, else 10 as on a real node; 0 reads live)."""
         os.makedirs(root, exist_ok=True)
         self.schema = Schema(mode)
-        self.backend = Backend(root, mode, node, zfs_root, vmid_range=vmid_range, dir_storages=dir_storages)
+        if resources_lag is None:
+            resources_lag = float(os.environ.get("PVE_DOUBLE_RESOURCES_LAG", DEFAULT_RESOURCES_LAG))
+        self.backend = Backend(root, mode, node, zfs_root, vmid_range=vmid_range, dir_storages=dir_storages,
+                               resources_lag=resources_lag)
         self.user = user
         self.password = password
         self.tickets = {}  # ticket -> (user, csrf)
@@ -216,11 +222,13 @@ class Double:
         self.thread = None
 
     def start(self):
+        self.backend.start_pvestatd()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self
 
     def stop(self):
+        self.backend.stop_pvestatd()
         if self.thread is not None:  # shutdown() waits for serve_forever, which never ran otherwise
             self.server.shutdown()
             self.thread = None

@@ -20,7 +20,7 @@ import threading
 
 from ..schema import ApiError, Schema
 from ..tasks import TaskFailed, TaskManager
-from .cluster import VERSIONS, ClusterEndpoints
+from .cluster import DEFAULT_RESOURCES_LAG, VERSIONS, ClusterEndpoints
 from .lxc import Container, LxcEndpoints
 from .lxc_host import CGROUP_ROOT, LxcHost, cgroup_limits, network_lines
 from .oci_archive import import_oci_archive, is_oci_archive
@@ -28,17 +28,19 @@ from .snapshots import SnapshotEndpoints
 from .storage import VZTMPL_NAME, StorageEndpoints
 from .tasks import TaskEndpoints
 
-__all__ = ["Backend", "Container", "CGROUP_ROOT", "VERSIONS", "VZTMPL_NAME", "cgroup_limits", "import_oci_archive",
+__all__ = ["Backend", "Container", "DEFAULT_RESOURCES_LAG", "CGROUP_ROOT", "VERSIONS", "VZTMPL_NAME", "cgroup_limits", "import_oci_archive",
            "is_oci_archive", "network_lines"]
 
 
 class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, SnapshotEndpoints, TaskEndpoints):
     def __init__(self, root, mode="9.1", node="pve1", zfs_root=None, vmid_range=(100, 999999999),
-                 dir_storages=None):
+                 dir_storages=None, resources_lag=DEFAULT_RESOURCES_LAG):
         """``vmid_range``: what nextid hands out (datacenter.cfg's next-id lower/upper); ``dir_storages``:
         more ``dir`` storages as {name: path}, besides ``local`` (and ``local-zfs`` with ``zfs_root``)."""
         self.root = root
         self.mode = mode
+        self.resources_lag = float(resources_lag or 0)  # seconds between pvestatd's broadcasts; 0: live
+        self.rrd = {}
         self.node = node
         self.vmid_range = tuple(vmid_range)
         self.tasks = TaskManager(node)

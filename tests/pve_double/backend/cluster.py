@@ -1,8 +1,12 @@
 """Cluster and node endpoints: version, nodes, node status, next free id, cluster resources."""
 
 import os
+import threading
 
 from ..schema import ApiError
+
+# pvestatd's update interval (pve-manager PVE/Service/pvestatd.pm: $updatetime = 10)
+DEFAULT_RESOURCES_LAG = 10.0
 
 VERSIONS = {"9.1": ("9.1.1", "9.1"), "8": ("8.4.1", "8.4")}
 
@@ -57,12 +61,60 @@ class ClusterEndpoints:
                 raise ApiError(500, "unable to get any free VMID in range [%d, %d]" % self.vmid_range)
             return vmid
 
+    # -- pvestatd: the status broadcast /cluster/resources serves -------------------------
+    def _rrd_entry(self, ct):
+        """What pvestatd broadcasts for a container (pve-manager PVE/Service/pvestatd.pm update_lxc_status,
+        from pve-container PVE/LXC.pm vmstatus), in the fields PVE/API2Tools.pm extract_vm_stats reads back."""
+        status, dummy = self.lxc_state(ct)
+        size = str(ct.config.get("rootfs", "")).partition("size=")[2].split(",")[0]
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+        maxdisk = int(float(size[:-1]) * units[size[-1]]) if size and size[-1] in units else 4 << 30
+        return {"uptime": 0, "name": ct.config.get("hostname", "CT%d" % ct.vmid), "status": status,
+                "template": 1 if str(ct.config.get("template")) == "1" else 0,
+                "maxcpu": int(ct.config.get("cores") or os.cpu_count() or 1), "cpu": 0,
+                "maxmem": int(ct.config.get("memory", "512")) * 1024 * 1024, "mem": 0, "maxdisk": maxdisk,
+                "disk": 0, "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0}
+
+    def broadcast(self):
+        """One pvestatd round: the RRD data of every container as it is now."""
+        with self.lock:
+            containers = list(self.containers.values())
+        self.rrd = dict((ct.vmid, self._rrd_entry(ct)) for ct in containers)
+
+    def start_pvestatd(self):
+        """Broadcast now and then every ``resources_lag`` seconds (0: /cluster/resources reads live)."""
+        self.rrd, self._pvestatd_stop = {}, threading.Event()
+        if not self.resources_lag:
+            return
+        self.broadcast()
+
+        def loop():
+            while not self._pvestatd_stop.wait(self.resources_lag):
+                try:
+                    self.broadcast()
+                except Exception:  # pylint: disable=broad-except
+                    pass  # a container removed mid-round: the next round has it right
+        threading.Thread(target=loop, name="pvestatd", daemon=True).start()
+
+    def stop_pvestatd(self):
+        stop = getattr(self, "_pvestatd_stop", None)
+        if stop is not None:
+            stop.set()
+
     def resources(self, params):
+        """pve-manager PVE/API2/Cluster.pm resources: membership (id, vmid, node, type) is the live vmlist,
+        ``lock``/``tags`` are read live where set (get_guest_config_properties) and ``pool`` from user.cfg;
+        name, status, template and usage are pvestatd's last broadcast (extract_vm_stats), so a container
+        created since then is ``status: unknown`` without a name, and a renamed/started one shows the old values."""
         out = [{"id": "node/" + self.node, "type": "node", "node": self.node, "status": "online"}]
         for ct in sorted(self.containers.values(), key=lambda c: c.vmid):
-            entry = self._entry(ct)
-            entry.update(id="lxc/%d" % ct.vmid, node=self.node)
+            entry = {"id": "lxc/%d" % ct.vmid, "vmid": ct.vmid, "node": self.node, "type": "lxc", "status": "unknown"}
+            entry.update(self._rrd_entry(ct) if not self.resources_lag else self.rrd.get(ct.vmid, {}))
             entry.update(("pool", pool) for pool, members in sorted(self.pools.items()) if ct.vmid in members)
+            if ct.lock:
+                entry["lock"] = ct.lock
+            if ct.config.get("tags") is not None:
+                entry["tags"] = ct.config["tags"]
             out.append(entry)
         for name, info in sorted(self.storages.items()):
             out.append({"id": "storage/%s/%s" % (self.node, name), "type": "storage", "storage": name,

@@ -115,11 +115,19 @@ class LxcEndpoints:
         return self.tasks.start("vzshutdown", ct.vmid, user, work)
 
     def _entry(self, ct):
+        """A container as pve-container's PVE/LXC.pm vmstatus answers it (live): ``template`` and ``lock``
+        only when set, ``tags`` only when defined."""
         ct.status = self.lxc_state(ct)[0]
-        return {"vmid": ct.vmid, "name": ct.config.get("hostname", "CT%d" % ct.vmid), "status": ct.status,
-                "type": "lxc", "template": 1 if ct.config.get("template") == "1" else 0,
-                "maxmem": int(ct.config.get("memory", "512")) * 1024 * 1024,
-                "cpus": int(ct.config.get("cores", "1")), "lock": ct.lock or "", "tags": ct.config.get("tags", "")}
+        entry = {"vmid": ct.vmid, "name": ct.config.get("hostname", "CT%d" % ct.vmid), "status": ct.status,
+                 "type": "lxc", "maxmem": int(ct.config.get("memory", "512")) * 1024 * 1024,
+                 "cpus": int(ct.config.get("cores", "1"))}
+        if ct.config.get("template") == "1":
+            entry["template"] = 1
+        if ct.lock:
+            entry["lock"] = ct.lock
+        if ct.config.get("tags") is not None:
+            entry["tags"] = ct.config["tags"]
+        return entry
 
     def lxc_list(self, params):
         self._node(params["node"])
