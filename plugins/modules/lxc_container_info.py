@@ -13,9 +13,13 @@ module: lxc_container_info
 short_description: List Proxmox VE containers with their status and config
 version_added: 0.1.0
 description:
-  - Lists the cluster's LXC containers from one C(GET /cluster/resources) call, filtered by node, vmid, hostname or
-    tags, and adds each matching container's config (one call per container, only for the matches) unless
-    O(config=false).
+  - Lists the cluster's LXC containers, filtered by node, vmid, hostname or tags, and adds each matching container's
+    config (one call per container, only for the matches) unless O(config=false).
+  - Which containers exist and where comes from C(GET /cluster/resources); their hostname, status and template flag
+    from each node's live C(GET /nodes/{node}/lxc) (one call per node holding containers, or only O(node)). On a real
+    node C(/cluster/resources) serves those fields from pvestatd's data, about 10 seconds late, so a container
+    created, renamed or started just before would be missed or shown as it was. A node that does not answer
+    (offline) keeps what C(/cluster/resources) says.
   - Read-only; never reports a change.
 author:
   - lxcri maintainers (@lxcri)
