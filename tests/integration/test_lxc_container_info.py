@@ -100,7 +100,9 @@ def test_config_false_is_one_call_and_check_mode_changes_nothing(installed_colle
     assert all("config" not in c for c in result["containers"])
     api = [(m, p) for m, p, dummy in double.requests if p != "/api2/json/access/ticket"]
     # one cluster call for the containers, and the version for ``pve``
-    assert api == [("GET", "/api2/json/cluster/resources"), ("GET", "/api2/json/version")]
+    # the cluster list, the node's live list (pvestatd's data in the cluster list lags), the version
+    assert api == [("GET", "/api2/json/cluster/resources"), ("GET", "/api2/json/nodes/pve1/lxc"),
+                   ("GET", "/api2/json/version")]
     assert result["pve"]["version"] == double.backend.version({})["version"]
     assert result["pve"]["entrypoint_env"] is double.backend.mode.startswith("9")
     assert {vmid: dict(ct.config) for vmid, ct in double.backend.containers.items()} == before

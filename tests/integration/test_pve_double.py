@@ -184,9 +184,18 @@ def test_start_shutdown_delete_with_real_lxc(api, double, bed):
 
 
 def test_community_proxmox_module_drives_the_double(double, bed, tmp_path):
-    """A peer's unmodified module (community.proxmox.proxmox, from the ansible wheel) works against the double."""
+    """A peer's unmodified module (community.proxmox.proxmox, from the ansible wheel) works against the double.
+
+    It reads ``name`` of /cluster/resources entries, which a real node (and the double) leaves out until
+    pvestatd's next broadcast: right after its create it fails with "An error occurred: 'name'". So the
+    play waits out the broadcast (made 0.5 s here) between the create and the next task, as it must on a
+    real node (10 s).
+    """
     from lxcri_testbed.bed import peer_collections
     collections = peer_collections()
+    double.backend.stop_pvestatd()
+    double.backend.resources_lag = 0.5
+    double.backend.start_pvestatd()
     double.add_busybox_template("init.tar.zst", tmp_path)  # an init that honours the halt signal, as a real one does
     play = tmp_path / "peer.yml"
     play.write_text("""- hosts: localhost
@@ -201,6 +210,7 @@ def test_community_proxmox_module_drives_the_double(double, bed, tmp_path):
       node: pve1
   tasks:
     - community.proxmox.proxmox: {vmid: 140, hostname: peer, ostemplate: "local:vztmpl/init.tar.zst", disk: "local:0"}
+    - ansible.builtin.pause: {seconds: 1}
     - community.proxmox.proxmox: {vmid: 140, state: started}
     - community.proxmox.proxmox: {vmid: 140, state: stopped}
     - community.proxmox.proxmox: {vmid: 140, state: absent}
@@ -210,7 +220,7 @@ def test_community_proxmox_module_drives_the_double(double, bed, tmp_path):
                            str(play)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "ok=4    changed=4" in proc.stdout
+    assert "ok=5    changed=4" in proc.stdout
     started = [r for r in double.requests if r[1].endswith("/lxc/140/status/start")]
     assert started, "the peer never asked to start the container"
     assert double.backend.containers == {}

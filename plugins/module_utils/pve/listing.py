@@ -28,8 +28,11 @@ __metaclass__ = type
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConnectionError
 
-# what /nodes/{node}/lxc answers live, over the lagging fields of /cluster/resources
+# what /nodes/{node}/lxc answers live over the lagging fields of /cluster/resources: LIVE_FIELDS replace the
+# cluster list's (vmstatus leaves template, lock and tags out when unset), USAGE_FIELDS where the node gives them
+# (its ``cpus`` is the cluster list's ``maxcpu``)
 LIVE_FIELDS = ("name", "status", "template", "lock", "tags")
+USAGE_FIELDS = ("uptime", "maxmem", "mem", "maxdisk", "disk", "cpu")
 
 
 def live_resources(client, resources=None, nodes=None):
@@ -67,8 +70,10 @@ def live_resources(client, resources=None, nodes=None):
         if now is None:
             continue  # removed since the cluster list was read
         entry = dict((k, v) for k, v in res.items() if k not in LIVE_FIELDS)
-        entry.update((k, now[k]) for k in LIVE_FIELDS if k in now)
+        entry.update((k, now[k]) for k in LIVE_FIELDS + USAGE_FIELDS if k in now)
         entry["template"] = int(now.get("template") or 0)
+        if "cpus" in now:
+            entry["maxcpu"] = now["cpus"]
         entry["live"] = True
         out.append(entry)
     return out
