@@ -143,7 +143,11 @@ options:
     description: Create an unprivileged container (create time only).
     type: bool
   ostype:
-    description: The OS type Proxmox sets the container up for (create time only); V(unmanaged) for OCI images.
+    description:
+      - The OS type Proxmox sets the container up for (create time only).
+      - Defaults to V(unmanaged) when O(oci) is given (Proxmox would otherwise detect it from the image's
+        C(/etc/os-release), fail on IDs it does not know, and write its own files into the image); otherwise
+        Proxmox detects it.
     type: str
   arch:
     description: The architecture (create time only).

@@ -458,3 +458,25 @@ def test_pvestatd_broadcasts_on_its_own_and_stops_with_the_double(tmp_path):
     live.start()
     live.stop()
     assert "live" not in rounds  # lag 0: /cluster/resources reads live, no broadcasts
+
+
+# -- OS detection at create (pve-container PVE/API2/LXC.pm create_vm -> PVE::LXC::Setup->new) -----------
+
+def test_create_detects_the_os_and_fails_on_an_unknown_one_unless_unmanaged(double, tmp_path):
+    rootfs = tmp_path / "wolfi"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "os-release").write_text("ID=wolfi\nNAME=Wolfi\n")
+    template = os.path.join(double.backend.storages["local"]["path"], "template", "cache", "wolfi.tar.zst")
+    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    resp = call(double, "POST", "/nodes/pve1/lxc", data={"vmid": 120, "ostemplate": "local:vztmpl/wolfi.tar.zst"})
+    status = wait(double, resp.json()["data"])
+    assert status["exitstatus"] == "unable to detect OS distribution"
+    assert 120 not in double.backend.containers  # the failed create leaves nothing
+    resp = call(double, "POST", "/nodes/pve1/lxc",
+                data={"vmid": 121, "ostemplate": "local:vztmpl/wolfi.tar.zst", "ostype": "unmanaged"})
+    assert wait(double, resp.json()["data"])["exitstatus"] == "OK"
+    (rootfs / "etc" / "os-release").write_text('ID="debian"\n')
+    subprocess.run(["tar", "--zstd", "-cf", template, "-C", str(rootfs), "."], check=True)
+    resp = call(double, "POST", "/nodes/pve1/lxc", data={"vmid": 122, "ostemplate": "local:vztmpl/wolfi.tar.zst"})
+    assert wait(double, resp.json()["data"])["exitstatus"] == "OK"
+    assert call(double, "GET", "/nodes/pve1/lxc/122/config").json()["data"]["ostype"] == "debian"

@@ -251,6 +251,12 @@ class ContainerManager:
             post_only["rootfs"] = "%s:%s" % (params["storage"], params.get("disk_size") or 8)
         post_only.update(create_args)
         post_only["ostemplate"] = template
+        if params.get("oci") and "ostype" not in post_only:
+            # an image is no distribution Proxmox should set up: create detects the OS from /etc/os-release and
+            # fails on IDs it does not know ("unable to detect OS distribution": wolfi, chainguard, amzn), or
+            # writes hostname/network files into Debian/Alpine images (pve-container PVE/LXC/Setup.pm
+            # autodetect_type, PVE/API2/LXC.pm create_vm)
+            post_only["ostype"] = "unmanaged"
 
         def make(vmid):
             return self.client.post("/nodes/{node}/lxc", dict(post_only, vmid=vmid), node=node)

@@ -11,6 +11,7 @@ from lxcri_testbed.pve_restore import restore_command
 from ..schema import ApiError
 from ..tasks import TaskFailed
 from .oci_archive import import_oci_archive, is_oci_archive
+from .ossetup import OsDetectError, detect_ostype
 
 # parameters of POST /nodes/{node}/lxc that are actions, not config keys
 CREATE_ONLY = ("node", "vmid", "ostemplate", "password", "ssh-public-keys", "storage", "start", "restore",
@@ -187,7 +188,6 @@ class LxcEndpoints:
                 raise ApiError(500, "CT %d already exists on node '%s'" % (vmid, self.node))
             config = dict((k, _raw(v)) for k, v in params.items() if k not in CREATE_ONLY)
             config.setdefault("arch", "amd64")
-            config.setdefault("ostype", "unmanaged")
             ct = Container(vmid, config)
             ct.lock = "create"
             self.containers[vmid] = ct
@@ -228,6 +228,7 @@ class LxcEndpoints:
                     ct.config.update(import_oci_archive(template, rootfs, task))
                     ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
                                                                        else "")
+                    self._setup_os(ct, rootfs, task)
                     return 0
                 task.log("extracting archive '%s'" % template)
                 # pve-container PVE::LXC::Create::restore_tar_archive (lxcri_testbed/pve_restore.py)
@@ -241,6 +242,7 @@ class LxcEndpoints:
                                      % (vmid, template, proc.returncode))
                 ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
                                                                    else "")
+                self._setup_os(ct, rootfs, task)
             finally:
                 ct.lock = None
             return 0
@@ -251,6 +253,15 @@ class LxcEndpoints:
             return 0
 
         return self.tasks.start("vzcreate", vmid, user, create_and_register, cleanup)
+
+    @staticmethod
+    def _setup_os(ct, rootfs, task):
+        """pve-container PVE/API2/LXC.pm create_vm: ``PVE::LXC::Setup->new`` detects the OS (ossetup.py) and the
+        config is written with it; an OS it cannot detect fails the create."""
+        try:
+            ct.config["ostype"] = detect_ostype(rootfs, ct.config, lambda text: task.log("WARN: " + text))
+        except OsDetectError as exc:
+            raise TaskFailed(str(exc))
 
     def config_put(self, params):
         ct = self._ct(params["vmid"])

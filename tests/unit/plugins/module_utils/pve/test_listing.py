@@ -105,3 +105,30 @@ def test_a_refusal_of_the_node_list_is_an_error_not_an_empty_node():
 
     with pytest.raises(PveApiError, match="Permission check failed"):
         live_resources(Forbidden({150: {"hostname": "web"}}))
+
+
+# -- ostype: an image is created unmanaged (pve-container Setup.pm would detect, or die on, its OS) ----------
+
+class RecordingPve(FakePve):
+    def __init__(self, *args, **kwargs):
+        FakePve.__init__(self, *args, **kwargs)
+        self.created = []
+
+    def post(self, path, params=None, **kw):
+        if path == "/nodes/{node}/lxc":
+            self.created.append(dict(params))
+        return FakePve.post(self, path, params, **kw)
+
+
+OCI = {"volid": "local:vztmpl/app.tar.zst", "image": "registry.example/app:1", "digest": "sha256:" + "a" * 64}
+
+
+@pytest.mark.parametrize("params,ostype", [
+    ({"oci": OCI}, "unmanaged"),
+    ({"oci": OCI, "ostype": "alpine"}, "alpine"),  # what the user sets wins
+    ({"ostemplate": "local:vztmpl/debian-12-standard.tar.zst"}, None),  # a distribution template is detected
+])
+def test_image_derived_creates_send_ostype_unmanaged(params, ostype):
+    pve = RecordingPve()
+    manager(pve, hostname="app", node="pve1", state="present", **params).run()
+    assert pve.created[0].get("ostype") == ostype
