@@ -80,6 +80,7 @@ _TOKEN_NAME = _REALM
 PROBE_TIMEOUT = 5
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 _BAD_FILENAME = re.compile(r'[/\\"\r\n\x00]')
+_NOT_KEPT = re.compile(r"[^a-zA-Z0-9_.-]")  # pve-storage normalize_content_filename
 
 
 def to_text(value):
@@ -178,9 +179,19 @@ def full_token_id(token_id, user):
 
 
 def check_upload_filename(filename):
+    """The name the file gets on the storage; refused when Proxmox VE would store it under another name.
+
+    pve-storage's upload keeps only ``[a-zA-Z0-9_.-]`` (PVE/Storage.pm normalize_content_filename, every other
+    byte becomes ``_``), so a volume id built from another name would name a file that is not there.
+    """
     if not filename or len(filename) > 255 or _BAD_FILENAME.search(filename):
         raise PveConfigError("not a usable upload file name: %r (a base name without quotes or control "
                              "characters, at most 255 characters)" % (filename,))
+    stored = _NOT_KEPT.sub("_", filename)
+    if stored != filename:
+        raise PveConfigError("upload file name %r: Proxmox VE stores uploads with only letters, digits, '_', '.' "
+                             "and '-' in the name, so it would become %r; give a name of those characters"
+                             % (filename, stored))
     return filename
 
 

@@ -96,14 +96,22 @@ def _safe_scan(client, node, upid, tail):
 
 def wait_task(client, node, upid, timeout=DEFAULT_WAIT_TIMEOUT, poll=2.0, sleep=time.sleep, clock=time.monotonic,
               tail=LOG_TAIL):
-    """Wait for task ``upid`` on ``node`` (None: the node named in the UPID).
+    """Wait for task ``upid`` on the node that runs it.
 
+    That is the node the UPID names, not always ``node`` (the node the call was
+    about): a storage upload to another node runs on the API host, which copies
+    the file over (pve-manager PVE/API2/Storage/Status.pm upload), and only the
+    node that runs a task has its status ("no such task" elsewhere: PVE/API2/
+    Tasks.pm read_task_status).  ``node`` serves only an id that does not parse.
     Returns a TaskResult for ``OK`` and ``WARNINGS: N``; raises PveTaskError
     at once for any other exit status, PveTaskTimeout after ``timeout``
     seconds.  Polls with backoff from 0.1 s up to ``poll`` seconds.
     """
-    if not node:
+    try:
         node = parse_upid(upid).node
+    except PveError:
+        if not node:
+            raise
     delays = backoff_delays(maximum=max(poll, 0.01))
     started = clock()
     while True:

@@ -483,6 +483,19 @@ def test_wait_ok_polls_with_backoff_and_node_from_upid():
     assert not [c for c in api.calls if c[0].endswith("/log")]
 
 
+def test_wait_polls_the_node_that_runs_the_task_not_the_target():
+    """An upload to pve2 sent to the API host pve1 runs on pve1 (pve-manager Storage/Status.pm upload)."""
+    api, clock = FakeTaskApi("OK", polls=2, lines=["copy to pve2 done"]), FakeClock()
+    upid = "UPID:pve1:0002E5C1:00000001:6B02B17C:imgcopy::root@pam:"
+    wait_task(api, "pve2", upid, sleep=clock.sleep, clock=clock)
+    assert [kw["node"] for path, kw in api.calls] == ["pve1"] * 3
+    unparsed = FakeTaskApi("OK", polls=0)
+    wait_task(unparsed, "pve2", "UPID:short", sleep=clock.sleep, clock=clock)  # only then the node given
+    assert [kw["node"] for path, kw in unparsed.calls] == ["pve2"]
+    with pytest.raises(PveError, match="not a Proxmox VE task id"):
+        wait_task(unparsed, None, "UPID:short", sleep=clock.sleep, clock=clock)
+
+
 def test_wait_warnings_come_from_the_whole_log():
     lines = ["WARN: early one"] + ["line %d" % i for i in range(1200)] + ["warning: late one", "TASK WARNINGS: 2"]
     api, clock = FakeTaskApi("WARNINGS: 2", polls=0, lines=lines), FakeClock()
@@ -596,3 +609,13 @@ def test_ticket_renewed_before_it_expires():
     now[0] += 3600  # past the two hours a PVE ticket lives, less a margin
     assert client.get("/c") == 3
     assert [p for m, p in session.paths()] == ["/access/ticket", "/a", "/b", "/access/ticket", "/c"]
+
+
+@pytest.mark.parametrize("name,stored", [("app+v1.tar.zst", "app_v1.tar.zst"), ("app:1.tar", "app_1.tar"),
+                                         ("a b.tar", "a_b.tar")])
+def test_an_upload_name_proxmox_would_change_is_refused_naming_what_it_would_become(name, stored):
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import check_upload_filename
+    with pytest.raises(PveConfigError) as err:
+        check_upload_filename(name)
+    assert repr(stored) in str(err.value)
+    assert check_upload_filename("alpine_3.20_0123abcd.tar.zst") == "alpine_3.20_0123abcd.tar.zst"
