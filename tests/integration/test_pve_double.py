@@ -373,7 +373,8 @@ def test_9_1_imports_an_oci_archive_and_runs_its_entrypoint(tmp_path, registry_i
                          verify_ssl=False)
         node = api.nodes("pve1")
         puller = node.storage("local")("oci-registry-pull")
-        pulled = wait(api, puller.post(reference=registry_image.refs["open"], filename="pulled.tar"))
+        # pve-storage oci_registry_pull appends ".tar" to the (normalised) filename, always
+        pulled = wait(api, puller.post(reference=registry_image.refs["open"], filename="pulled"))
         assert pulled["exitstatus"] == "OK"
         volids = [c["volid"] for c in node.storage("local").content.get(content="vztmpl")]
         assert "local:vztmpl/pulled.tar" in volids

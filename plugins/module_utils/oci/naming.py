@@ -25,7 +25,8 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import
 ENGINE_VERSION = 1
 EXTENSIONS = {("vztmpl", "zstd"): ".tar.zst", ("vztmpl", "gzip"): ".tar.gz", ("oci-archive", None): ".tar"}
 SIDECAR_SUFFIX = ".json"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+# what Proxmox VE keeps in an uploaded file's name (pve-storage PVE/Storage.pm normalize_content_filename)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 OUTPUT_OPTIONS = ("format", "compression", "entrypoint", "cmd", "env", "workdir", "user", "stop_signal",
                   "init_wrapper", "lxc_version")
 NAMING_DEFAULTS = {"entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None, "stop_signal": None,
@@ -33,7 +34,7 @@ NAMING_DEFAULTS = {"entrypoint": None, "cmd": None, "env": None, "workdir": None
 
 
 def _safe(text):
-    text = re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.")
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
     return text or "image"
 
 
@@ -73,7 +74,7 @@ def name_parts(source):
 
 def check_name(name):
     if not NAME_RE.match(name) or len(name) > 200:
-        raise TemplateError("name %r: use letters, digits and . _ + - only (it becomes a Proxmox volume name), "
+        raise TemplateError("name %r: use letters, digits and . _ - only (Proxmox VE keeps only those in an uploaded file's name), "
                             "at most 200 characters, without the extension" % name)
     for ext in (".tar", ".tar.gz", ".tar.zst", ".tar.xz"):
         if name.endswith(ext):

@@ -14,6 +14,14 @@ from ..tasks import TaskFailed
 VZTMPL_NAME = re.compile(r"^[^/]+\.(?:(tar)|tar\.(gz|xz|zst|bz2))$", re.IGNORECASE)
 
 
+
+def normalize_content_filename(filename):
+    """pve-storage PVE/Storage.pm normalize_content_filename: the base name, every other byte than
+    ``[a-zA-Z0-9_.-]`` made ``_``."""
+    filename = filename.rstrip("\n")
+    filename = re.sub(r"^.*[/\\]", "", filename)
+    return re.sub(r"[^a-zA-Z0-9_.-]", "_", filename)
+
 class StorageEndpoints:
     """/nodes/{node}/storage and /nodes/{node}/storage/{storage}/...: ``dir`` storages are real directories."""
 
@@ -71,10 +79,12 @@ class StorageEndpoints:
             raise ApiError(500, "storage '%s' does not support content type 'vztmpl'" % params["storage"])
         reference = params["reference"]
         repo, dummy, tag = reference.rpartition(":")
-        filename = params.get("filename") or "%s_%s.tar" % (repo.rsplit("/", 1)[-1], tag)
-        if not filename.endswith(".tar"):
-            filename += ".tar"
+        # pve-storage PVE/API2/Storage/Status.pm oci_registry_pull: filename (default: the reference) normalised,
+        # then ".tar" appended, always; an existing file is not overwritten
+        filename = normalize_content_filename(params.get("filename") or reference) + ".tar"
         target = os.path.join(info["path"], "template", "cache", filename)
+        if os.path.isfile(target):
+            raise ApiError(500, "refusing to override existing file '%s'" % filename)
         insecure = reference.startswith(("127.0.0.1", "localhost"))
 
         def work(task):
@@ -102,7 +112,8 @@ class StorageEndpoints:
         upload = files.get("filename")
         if upload is None:
             raise ApiError(400, "Parameter verification failed.", {"filename": "no file uploaded"})
-        name, tmp = os.path.basename(upload[0]), upload[1]
+        # pve-storage PVE/API2/Storage/Status.pm upload: PVE::Storage::normalize_content_filename
+        name, tmp = normalize_content_filename(upload[0]), upload[1]
         content = params["content"]
         if content not in info["content"].split(","):
             os.unlink(tmp)
