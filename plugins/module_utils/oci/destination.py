@@ -45,7 +45,12 @@ def write_record(path, record):
 
 
 class DirLock:
-    """An flock on ``<directory>/.lxcri-<name>.lock``: one build per template at a time."""
+    """An flock on ``<directory>/.lxcri-<name>.lock``: one build per template at a time.
+
+    The lock file lives only while a build holds it: the holder removes it before it unlocks, and a
+    waiter that got the lock on a file removed meanwhile (its inode is no longer at the path) opens the
+    path again.  So no run, refused or finished, leaves a lock file in the user's directory.
+    """
 
     def __init__(self, directory, name, enabled=True):
         self.path = os.path.join(directory, ".lxcri-%s.lock" % name)
@@ -53,13 +58,30 @@ class DirLock:
         self.fd = None
 
     def __enter__(self):
-        if self.enabled:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        while self.enabled:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                held = os.fstat(fd)
+                try:
+                    current = os.stat(self.path)
+                except FileNotFoundError:
+                    current = None
+            except BaseException:
+                os.close(fd)
+                raise
+            if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                self.fd = fd
+                break
+            os.close(fd)  # the holder before us removed this file: lock the one at the path now
         return self
 
     def __exit__(self, *exc):
         if self.fd is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

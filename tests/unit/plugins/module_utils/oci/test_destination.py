@@ -44,6 +44,7 @@ def test_lock_on_a_missing_directory_creates_it_only_when_asked(tmp_path):
         assert not os.path.exists(str(tmp_path / "d"))
     with dest.lock("x"):
         assert os.path.exists(str(tmp_path / "d" / ".lxcri-x.lock"))
+    assert os.listdir(str(tmp_path / "d")) == []  # the lock file lives only while the lock is held
     with DirDestination(str(tmp_path / "e"), ".tar.zst", check_mode=True).lock("x"):
         assert not os.path.exists(str(tmp_path / "e"))
 
@@ -58,6 +59,31 @@ def test_prune_keeps_the_newest_and_the_current(tmp_path):
     result = {"filename": FAMILY[2], "digest": DIGEST, "changed": False}
     prune(DirDestination(str(tmp_path), ".tar.zst"), 1, "nginx", result)
     assert result["pruned"] == [str(tmp_path / FAMILY[0]), str(tmp_path / FAMILY[1])]
-    assert sorted(os.listdir(str(tmp_path))) == [
-        ".lxcri-nginx_1.25_aaaaaaaaaaaa.lock", ".lxcri-nginx_1.26_bbbbbbbbbbbb.lock", FAMILY[2], FAMILY[2] + ".json",
-        "other_1_cccccccccccc.tar.zst"]
+    assert sorted(os.listdir(str(tmp_path))) == [FAMILY[2], FAMILY[2] + ".json", "other_1_cccccccccccc.tar.zst"]
+
+
+def test_the_lock_excludes_and_leaves_no_file_however_runs_overlap(tmp_path):
+    import threading
+    import time
+    dest = DirDestination(str(tmp_path), ".tar.zst")
+    inside, overlaps, errors = [], [], []
+
+    def build(n):
+        try:
+            for dummy in range(20):
+                with dest.lock("app"):
+                    if inside:
+                        overlaps.append(n)
+                    inside.append(n)
+                    time.sleep(0.001)
+                    inside.remove(n)
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and overlaps == []  # never two holders, though each release removed the file
+    assert os.listdir(str(tmp_path)) == []
