@@ -89,6 +89,9 @@ def check_serving(double, vmid, version):
     assert argv == ["httpd", "-f", "-v", "-p", "8080", "-h", "."]
     assert uid == 1000 and cwd.endswith("/srv/www")
     assert env["APP_VERSION"] == version and env["PORT"] == "8080"
+    # Proxmox's TERM=linux (PVE/LXC.pm update_lxc_config) reaches the app on the 9.1 path (no wrapper) and through
+    # the generated init on the 8 path, whose environment is otherwise exactly the image's
+    assert env["TERM"] == "linux"
 
 
 def shown(run):

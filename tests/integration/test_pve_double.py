@@ -164,7 +164,8 @@ def test_start_shutdown_delete_with_real_lxc(api, double, bed):
     else:
         assert argv == [b"/bin/sleep", b"301"]
         with open("/proc/%d/environ" % pid, "rb") as handle:
-            assert b"GREETING=hello world" in handle.read().split(b"\0")
+            environ = handle.read().split(b"\0")
+        assert b"GREETING=hello world" in environ and b"TERM=linux" in environ  # PVE/LXC.pm update_lxc_config
     with pytest.raises(Exception) as err:
         api.nodes("pve1").lxc(130).delete()
     assert "unable to destroy CT 130 - container is running" in str(err.value)

@@ -22,7 +22,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import Te
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import Source
 
 # Bump when the bytes produced for the same image and options change.
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: wrappers keep Proxmox VE's TERM=linux
 EXTENSIONS = {("vztmpl", "zstd"): ".tar.zst", ("vztmpl", "gzip"): ".tar.gz", ("oci-archive", None): ".tar"}
 SIDECAR_SUFFIX = ".json"
 # what Proxmox VE keeps in an uploaded file's name (pve-storage PVE/Storage.pm normalize_content_filename)

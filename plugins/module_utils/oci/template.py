@@ -60,6 +60,20 @@ _TMP_NAME = re.compile(r"^%s(?P<pid>\d+)-" % re.escape(TMP_PREFIX))
 RESERVED_DIR = ".lxcri"
 
 
+
+# pve-container PVE/LXC.pm update_lxc_config writes "lxc.environment = TERM=linux" for every container (some init
+# scripts expect a Linux terminal); a wrapper that makes the environment exactly the image's keeps it the same way
+PVE_TERM = "TERM=linux"
+
+
+def with_pve_term(env):
+    """The image's Env as the init sees it on Proxmox VE: TERM=linux first unless the image sets TERM itself
+    (None stays None: a wrapper that does not reset the environment passes Proxmox's TERM on)."""
+    if env is None:
+        return None
+    env = list(env)
+    return env if any(item.split("=", 1)[0] == "TERM" for item in env) else [PVE_TERM] + env
+
 def template_argument_spec():
     """A new dict of oci_template's options but the Proxmox VE connection (the module adds pve_argument_spec)."""
     spec = dict(
@@ -380,10 +394,11 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
         if known and not has_shell:
             raise TemplateError("init_wrapper=always needs /bin/sh in the image, which it lacks")
         if known:
-            script = initwrap.init_wrapper(argv, spec["env"], spec["cwd"], spec["uid"], spec["gid"], spec["groups"],
-                                           spec["stop_signal"], tool)
+            script = initwrap.init_wrapper(argv, with_pve_term(spec["env"] or []), spec["cwd"], spec["uid"],
+                                           spec["gid"], spec["groups"], spec["stop_signal"], tool)
         else:  # the ids and the tool may need the layers: check what the script takes from the config alone
-            initwrap.init_wrapper(argv, spec["env"], spec["cwd"], 0, 0, [], spec["stop_signal"], None)
+            initwrap.init_wrapper(argv, with_pve_term(spec["env"] or []), spec["cwd"], 0, 0, [], spec["stop_signal"],
+                                  None)
         path = initwrap.INIT_WRAPPER_PATH
         if add:
             resolved = tree.resolve(path.strip("/"))
@@ -421,7 +436,7 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
             raise TemplateError("the command cannot be given to %s: %s; and %s" % (target, problem, why))
         try:
             # the shell adds PWD (ash: SHLVL) to what LXC passes: the script resets the env to exactly the list
-            script = initwrap.exec_wrapper(argv, spec["env"])
+            script = initwrap.exec_wrapper(argv, with_pve_term(spec["env"]))
         except WrapperError:
             script = initwrap.exec_wrapper(argv)  # names sh cannot set: LXC passes them, the shell adds PWD
         if add:

@@ -109,7 +109,10 @@ class LxcHost:
 
         ``warnings`` collects what the host cannot do (a start task then ends ``WARNINGS: N``).
         """
-        env = dict(item.partition("=")[::2] for item in (ct.config.get("env") or "").split("\0") if item)
+        # pve-container PVE/LXC.pm update_lxc_config: "lxc.environment = TERM=linux" for every container, before
+        # the config's env (a later line for the same name wins)
+        env = {"TERM": "linux"}
+        env.update(item.partition("=")[::2] for item in (ct.config.get("env") or "").split("\0") if item)
         raw = ["%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
         warnings = warnings if warnings is not None else []
         limits = cgroup_limits(ct.config, CGROUP_ROOT, warnings)

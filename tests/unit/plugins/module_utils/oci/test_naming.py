@@ -20,3 +20,10 @@ def test_a_default_name_from_a_local_archive_is_one_proxmox_keeps():
 def test_a_name_proxmox_would_rename_is_refused(name):
     with pytest.raises(TemplateError, match="letters, digits and . _ - only"):
         check_name(name)
+
+
+def test_wrappers_keep_proxmox_term_unless_the_image_sets_it():
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import with_pve_term
+    assert with_pve_term(["A=1"]) == ["TERM=linux", "A=1"]
+    assert with_pve_term(["TERM=xterm", "A=1"]) == ["TERM=xterm", "A=1"]
+    assert with_pve_term([]) == ["TERM=linux"] and with_pve_term(None) is None
