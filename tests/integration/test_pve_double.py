@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -251,7 +252,8 @@ def test_zfspool_template_clones_and_snapshots(zdouble, zfs_dataset):
     api = ProxmoxAPI("127.0.0.1", port=zdouble.port, user="root@pam", password=DEFAULT_PASSWORD, verify_ssl=False)
     node = api.nodes("pve1")
     pool = zfs_dataset + "/pve"
-    assert wait(api, node.lxc.post(vmid=200, ostemplate="local:vztmpl/z.tar.zst", rootfs="local-zfs:1"))[
+    net0 = "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,type=veth"
+    assert wait(api, node.lxc.post(vmid=200, ostemplate="local:vztmpl/z.tar.zst", rootfs="local-zfs:1", net0=net0))[
         "exitstatus"] == "OK"
     assert node.lxc(200).config.get()["rootfs"] == "local-zfs:subvol-200-disk-0,size=1G"
     assert zfs_names(pool) == ["subvol-200-disk-0"]
@@ -282,6 +284,26 @@ def test_zfspool_template_clones_and_snapshots(zdouble, zfs_dataset):
     origin = subprocess.run(["zfs", "get", "-H", "-o", "value", "origin", pool + "/subvol-201-disk-0"],
                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
     assert origin == pool + "/basevol-200-disk-0@__base__"
+    # ZFSPoolPlugin clone_image names it "<base>/<new>"; clone_vm keeps size= and gives every net a new MAC
+    linked = node.lxc(201).config.get()
+    assert linked["rootfs"] == "local-zfs:basevol-200-disk-0/subvol-201-disk-0,size=1G"
+    assert linked["net0"].startswith("name=eth0,bridge=vmbr0,hwaddr=") and "BC:24:11:00:00:01" not in linked["net0"]
+    with open(os.path.join(zdouble.backend.volume_path(linked["rootfs"]), "etc", "marker")) as handle:
+        assert handle.read() == "v1\n"
+    # clone_vm holds a 'disk' lock on the source for the whole clone: a second clone meanwhile is refused
+    gate, real_zfs = threading.Event(), zdouble.backend._zfs  # pylint: disable=protected-access
+    zdouble.backend._zfs = lambda *args: (gate.wait(20) if args[:1] == ("clone",) else None, real_zfs(*args))[1]
+    try:
+        upid = node.lxc(200).clone.post(newid=205, hostname="first")  # its worker waits at the zfs clone
+        assert node.lxc(200).config.get()["lock"] == "disk"
+        with pytest.raises(Exception) as err:
+            node.lxc(200).clone.post(newid=206, hostname="second")
+        assert "CT is locked (disk)" in str(err.value)
+    finally:
+        gate.set()
+        zdouble.backend._zfs = real_zfs
+    assert wait(api, upid)["exitstatus"] == "OK" and "lock" not in node.lxc(200).config.get()
+    assert wait(api, node.lxc(205).delete())["exitstatus"] == "OK"
     assert wait(api, node.lxc(200).clone.post(newid=202, full=1, storage="local"))["exitstatus"] == "OK"
     full_root = zdouble.backend.volume_path(node.lxc(202).config.get()["rootfs"])
     with open(os.path.join(full_root, "etc", "marker")) as handle:

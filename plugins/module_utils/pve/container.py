@@ -296,8 +296,10 @@ class ContainerManager:
             args["pool"] = params["pool"]
 
         def make(vmid):
-            return self.client.post("/nodes/{node}/lxc/{vmid}/clone", dict(args, newid=vmid), node=src["node"],
-                                    vmid=src["vmid"])
+            # clone_vm holds a 'disk' lock on the source for the whole clone (pve-container PVE/API2/LXC.pm
+            # clone_vm: set_lock before the worker), so parallel clones of one template meet "CT is locked (disk)"
+            return self.session.locked_retry("clone", lambda: self.client.post(
+                "/nodes/{node}/lxc/{vmid}/clone", dict(args, newid=vmid), node=src["node"], vmid=src["vmid"]))
 
         vmid, upid = self._create_with(make)
         self.session.act("cloned")

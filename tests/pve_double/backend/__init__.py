@@ -90,8 +90,9 @@ class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, Snapsho
         return proc.stdout
 
     def dataset(self, volid):
+        """pve-storage ZFSPoolPlugin parse_volname: a linked clone ``<base>/<name>`` is the dataset <pool>/<name>."""
         storage, dummy, name = volid.split(",")[0].partition(":")
-        return "%s/%s" % (self.storages[storage]["pool"], name)
+        return "%s/%s" % (self.storages[storage]["pool"], name.rsplit("/", 1)[-1])
 
     def volume_path(self, volid):
         storage, sep, name = volid.partition(":")
@@ -99,7 +100,7 @@ class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, Snapsho
         if not sep or info is None:
             raise ApiError(500, "storage '%s' does not exist" % storage)
         if info["type"] == "zfspool":
-            return self._zfs_get("%s/%s" % (info["pool"], name.split(",")[0]), "mountpoint")
+            return self._zfs_get(self.dataset(volid), "mountpoint")
         if name.startswith("vztmpl/"):
             return os.path.join(info["path"], "template", "cache", name[len("vztmpl/"):])
         return os.path.join(info["path"], "images", name)

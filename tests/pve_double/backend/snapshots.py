@@ -1,6 +1,8 @@
 """Templates, linked and full clones, and snapshots: on zfspool storages, as Proxmox VE does them."""
 
 import os
+import random
+import re
 import subprocess
 import time
 
@@ -8,6 +10,13 @@ from ..schema import ApiError
 from ..tasks import TaskFailed
 from .lxc import Container
 
+
+
+def random_mac():
+    """PVE::Tools::random_ether_addr without a datacenter mac_prefix: a locally administered unicast address."""
+    octets = [random.randint(0, 255) for dummy in range(6)]
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join("%02X" % o for o in octets)
 
 class SnapshotEndpoints:
     """POST .../template and .../clone, and /nodes/{node}/lxc/{vmid}/snapshot/..."""
@@ -32,7 +41,10 @@ class SnapshotEndpoints:
             raise ApiError(500, "you can't convert a CT to template if the CT is running")
         volume = ct.config.get("rootfs", "").split(",")[0]
         if self.storages[volume.split(":")[0]]["type"] == "zfspool":
-            base = volume.replace(":subvol-", ":basevol-")
+            # ZFSPoolPlugin create_base: subvol-N-... becomes basevol-N-... (a linked clone keeps its "<base>/" part)
+            storage, dummy, volname = volume.partition(":")
+            prefix, slash, last = volname.rpartition("/")
+            base = "%s:%s%s%s" % (storage, prefix, slash, re.sub(r"^subvol-", "basevol-", last))
             try:
                 # zfs-fuse refuses to rename a mounted dataset it is still holding, and holds it for
                 # a moment after the container that used it stopped: unmount and retry
@@ -56,6 +68,8 @@ class SnapshotEndpoints:
         return None
 
     def lxc_clone(self, params, user):
+        """POST .../clone as pve-container's clone_vm: the source holds a 'disk' lock for the whole clone, every
+        netN of the clone gets a new MAC, a linked clone on zfspool is ``basevol-S-disk-0/subvol-N-disk-0``."""
         ct = self._ct(params["vmid"])
         newid = params["newid"]
         self._check_pool(params)
@@ -67,13 +81,22 @@ class SnapshotEndpoints:
             raise ApiError(400, "Parameter verification failed.",
                            {"storage": "storage is only allowed for full clones"})
         with self.lock:
+            # pve-container PVE/API2/LXC.pm clone_vm: set_lock($vmid, 'disk') on the source before the worker
+            # (check_lock: "CT is locked (...)"), released when the clone ends either way
+            if ct.lock:
+                raise ApiError(500, "CT is locked (%s)" % ct.lock)
             if newid in self.containers:
                 raise ApiError(500, "CT %d already exists on node '%s'" % (newid, self.node))
             config = dict((k, v) for k, v in ct.config.items() if k not in ("template", "rootfs"))
+            for key, value in list(config.items()):
+                if re.match(r"^net\d+$", key):  # clone_vm: "always change MAC! address" (random_ether_addr)
+                    config[key] = re.sub(r"hwaddr=[0-9A-Fa-f:]+", "hwaddr=" + random_mac(), value) \
+                        if "hwaddr=" in value else value + ",hwaddr=" + random_mac()
             if params.get("hostname"):
                 config["hostname"] = params["hostname"]
             clone = Container(newid, config)
             clone.lock = "create"
+            ct.lock = "disk"
             self.containers[newid] = clone
         volume = ct.config["rootfs"].split(",")[0]
         source_storage = volume.split(":")[0]
@@ -83,13 +106,19 @@ class SnapshotEndpoints:
             with self.lock:
                 self.containers.pop(newid, None)
             clone.lock = None
+            ct.lock = None
 
         def work(task):
             name = "subvol-%d-disk-0" % newid
             if not full:
-                self._zfs("clone", self.dataset(volume) + "@__base__",
-                          "%s/%s" % (self.storages[source_storage]["pool"], name))
-                clone.config["rootfs"] = "%s:%s" % (source_storage, name)
+                # pve-storage ZFSPoolPlugin clone_image: a clone of <base>@__base__ with the base's refquota,
+                # named "<base>/<new>"; clone_vm keeps the mount point's options (size=)
+                base = volume.split(":", 1)[1].rsplit("/", 1)[-1]
+                refquota = self._zfs_get(self.dataset(volume), "refquota")
+                self._zfs("clone", "-o", "refquota=%s" % ("none" if refquota in ("0", "none", "-") else refquota),
+                          self.dataset(volume) + "@__base__", "%s/%s" % (self.storages[source_storage]["pool"], name))
+                options = ct.config["rootfs"].split(",")[1:]
+                clone.config["rootfs"] = ",".join(["%s:%s/%s" % (source_storage, base, name)] + options)
             else:
                 info = self.storages[target_storage]
                 if info["type"] == "zfspool":
@@ -105,6 +134,7 @@ class SnapshotEndpoints:
                 subprocess.run(["cp", "-a", "--", self.volume_path(volume) + "/.", target], check=True)
             self._register(newid, params, task)
             clone.lock = None
+            ct.lock = None
             return 0
 
         return self.tasks.start("vzclone", ct.vmid, user, work, cleanup)

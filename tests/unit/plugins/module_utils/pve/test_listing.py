@@ -132,3 +132,32 @@ def test_image_derived_creates_send_ostype_unmanaged(params, ostype):
     pve = RecordingPve()
     manager(pve, hostname="app", node="pve1", state="present", **params).run()
     assert pve.created[0].get("ostype") == ostype
+
+
+class CloningPve(FakePve):
+    """A template 200; its first ``busy`` clone calls meet clone_vm's 'disk' lock of a parallel clone."""
+
+    def __init__(self, busy):
+        FakePve.__init__(self, {200: {"hostname": "tpl", "template": "1", "rootfs": "local-zfs:basevol-200-disk-0"}})
+        self.status[200] = "stopped"
+        self.busy = busy
+
+    def post(self, path, params=None, **kw):
+        if path == "/nodes/{node}/lxc/{vmid}/clone":
+            self.calls.append(("POST", path))
+            if self.busy:
+                self.busy -= 1
+                raise PveApiError(500, "POST", "/nodes/pve1/lxc/200/clone", "CT is locked (disk)")
+            newid = params["newid"]
+            self.configs[newid] = {"hostname": params.get("hostname"), "rootfs": "local-zfs:basevol-200-disk-0/"
+                                   "subvol-%d-disk-0" % newid}
+            self.status[newid] = "stopped"
+            return "UPID:pve1:clone"
+        return FakePve.post(self, path, params, **kw)
+
+
+def test_a_clone_waits_out_a_parallel_clone_of_the_same_template():
+    pve = CloningPve(busy=2)
+    result = manager(pve, hostname="inst", clone="200", node="pve1", state="present").run()
+    assert result["changed"] and pve.calls.count(("POST", "/nodes/{node}/lxc/{vmid}/clone")) == 3
+    assert "waited for lock disk" in result.get("actions", [])
