@@ -103,7 +103,8 @@ def check_init(init, runtime):
     assert init.argv == runtime["argv"], init.log
     expected_env = dict(item.split("=", 1) for item in runtime["env"])
     assert {k: init.env.get(k) for k in expected_env} == expected_env
-    assert set(init.env) - set(expected_env) <= LXC_ENV
+    assert set(init.env) - set(expected_env) <= LXC_ENV | {"TERM"}
+    assert init.env.get("TERM", "linux") == expected_env.get("TERM", "linux")  # Proxmox's TERM=linux, kept by wrappers
     assert init.cwd == runtime["cwd"]
     assert (init.uid, init.gid) == (runtime["uid"], runtime["gid"])
     assert groups_of(init.pid) == sorted(runtime["groups"])
@@ -626,7 +627,7 @@ def test_init_wrapper_always_runs_the_app_as_child_with_user_env_cwd_and_stops_i
         pytest.fail("the app never started under the init wrapper: %s" % init.log)
     proc = app_procs[0]
     assert proc.argv == runtime["argv"]
-    assert proc.env == {"PATH": "/bin", "MODE": "a b=c"}
+    assert proc.env == {"PATH": "/bin", "MODE": "a b=c", "TERM": "linux"}  # the image's env and Proxmox's TERM
     assert proc.cwd == "/work" and (proc.uid, proc.gid) == (1000, 1000)
     assert groups_of(proc.pid) == [29, 44]
     # a graceful stop sends SIGPWR to init, which forwards the image's stop signal (SIGTERM) to the app
