@@ -60,7 +60,6 @@ _TMP_NAME = re.compile(r"^%s(?P<pid>\d+)-" % re.escape(TMP_PREFIX))
 RESERVED_DIR = ".lxcri"
 
 
-
 # pve-container PVE/LXC.pm update_lxc_config writes "lxc.environment = TERM=linux" for every container (some init
 # scripts expect a Linux terminal); a wrapper that makes the environment exactly the image's keeps it the same way
 PVE_TERM = "TERM=linux"
@@ -73,6 +72,7 @@ def with_pve_term(env):
         return None
     env = list(env)
     return env if any(item.split("=", 1)[0] == "TERM" for item in env) else [PVE_TERM] + env
+
 
 def template_argument_spec():
     """A new dict of oci_template's options but the Proxmox VE connection (the module adds pve_argument_spec)."""

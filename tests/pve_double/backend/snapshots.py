@@ -11,12 +11,12 @@ from ..tasks import TaskFailed
 from .lxc import Container
 
 
-
 def random_mac():
     """PVE::Tools::random_ether_addr without a datacenter mac_prefix: a locally administered unicast address."""
     octets = [random.randint(0, 255) for dummy in range(6)]
     octets[0] = (octets[0] & 0xFC) | 0x02
     return ":".join("%02X" % o for o in octets)
+
 
 class SnapshotEndpoints:
     """POST .../template and .../clone, and /nodes/{node}/lxc/{vmid}/snapshot/..."""

@@ -14,13 +14,13 @@ from ..tasks import TaskFailed
 VZTMPL_NAME = re.compile(r"^[^/]+\.(?:(tar)|tar\.(gz|xz|zst|bz2))$", re.IGNORECASE)
 
 
-
 def normalize_content_filename(filename):
     """pve-storage PVE/Storage.pm normalize_content_filename: the base name, every other byte than
     ``[a-zA-Z0-9_.-]`` made ``_``."""
     filename = filename.rstrip("\n")
     filename = re.sub(r"^.*[/\\]", "", filename)
     return re.sub(r"[^a-zA-Z0-9_.-]", "_", filename)
+
 
 class StorageEndpoints:
     """/nodes/{node}/storage and /nodes/{node}/storage/{storage}/...: ``dir`` storages are real directories."""
