@@ -26,7 +26,8 @@ changed are counted from ansible's output.
 
 Printed: per pass and tool the requests (total, per container), wall seconds,
 changed items, the ratios lxcri/peer (requests and wall), and whether the
-targets hold: at most 3 requests per unchanged container for lxcri (pass 2),
+targets hold: at most 4 requests per unchanged container for lxcri (pass 2: the cluster list, the node's
+live list, the config, and the login shared by the loop),
 and fewer requests and less wall time than the peer on every pass.
 ``--breakdown`` adds the requests per container by method and path.
 Wall times are single runs on a shared, noisy machine: ``--rounds R`` repeats
@@ -63,7 +64,9 @@ FIRST_VMID = {"lxcri": 1000, "peer": 3000}
 NODE = "pve1"
 # (name, memory, changes expected on every item)
 PASSES = (("create", 256, True), ("unchanged", 256, False), ("one key", 384, True))
-TARGET_UNCHANGED = 3.0
+# the cluster list, the node's live list (/cluster/resources' name/status lag on a real node: pve/listing.py),
+# the config; the login is shared by the loop
+TARGET_UNCHANGED = 4.0
 
 
 def make_template(double, work):
