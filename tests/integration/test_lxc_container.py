@@ -403,6 +403,21 @@ def test_an_unchanged_running_container_costs_four_requests(installed_collection
     # the container's config: nothing else
     assert made == [("POST", "/api2/json/access/ticket"), ("GET", "/api2/json/cluster/resources"),
                     ("GET", "/api2/json/nodes/pve1/lxc"), ("GET", "/api2/json/nodes/pve1/lxc/160/config")], made
+    # with node given, the node's live list alone finds it: three
+    pinned = play(tmp_path, double, "pinned.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 160
+            node: pve1
+            hostname: cheap
+            ostemplate: local:vztmpl/base.tar.zst
+            memory: 256
+            state: started
+        """)
+    since = len(double.requests)
+    third = installed_collection.playbook(pinned)
+    assert third.rc == 0 and third.stats["localhost"]["changed"] == 0, third
+    assert api_requests(double, since) == [("POST", "/api2/json/access/ticket"), ("GET", "/api2/json/nodes/pve1/lxc"),
+                                           ("GET", "/api2/json/nodes/pve1/lxc/160/config")]
 
 
 def test_an_unchanged_oci_container_with_a_token_costs_at_most_four_requests(installed_collection, double, tmp_path):

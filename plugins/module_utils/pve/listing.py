@@ -69,11 +69,33 @@ def live_resources(client, resources=None, nodes=None):
         now = node_list.get(int(res["vmid"]))
         if now is None:
             continue  # removed since the cluster list was read
-        entry = dict((k, v) for k, v in res.items() if k not in LIVE_FIELDS)
-        entry.update((k, now[k]) for k in LIVE_FIELDS + USAGE_FIELDS if k in now)
-        entry["template"] = int(now.get("template") or 0)
-        if "cpus" in now:
-            entry["maxcpu"] = now["cpus"]
-        entry["live"] = True
-        out.append(entry)
+        out.append(_live_entry(res, now))
     return out
+
+
+def _live_entry(res, now):
+    """A cluster list entry ``res`` with the live fields of the node's entry ``now``."""
+    entry = dict((k, v) for k, v in res.items() if k not in LIVE_FIELDS)
+    entry.update((k, now[k]) for k in LIVE_FIELDS + USAGE_FIELDS if k in now)
+    entry["template"] = int(now.get("template") or 0)
+    if "cpus" in now:
+        entry["maxcpu"] = now["cpus"]
+    entry["live"] = True
+    return entry
+
+
+def node_entry(client, node, vmid):
+    """Container ``vmid`` from ``node``'s live list alone (one call), shaped as live_resources' entries; None
+    when the node does not list it or does not answer (then the cluster list must say where it is)."""
+    try:
+        listing = client.get("/nodes/{node}/lxc", node=node) or []
+    except PveConnectionError:
+        return None
+    except PveApiError as exc:
+        if (exc.status or 0) < 500:
+            raise
+        return None
+    for now in listing:
+        if "vmid" in now and int(now["vmid"]) == int(vmid):
+            return _live_entry({"id": "lxc/%d" % int(vmid), "vmid": int(vmid), "node": node, "type": "lxc"}, now)
+    return None

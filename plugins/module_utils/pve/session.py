@@ -23,7 +23,7 @@ import time
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import CheckModePlan
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources, node_entry
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 # "CT is locked (backup)" (pve-guest-common's check_lock), "CT 105 is locked (snapshot)", "VM is locked (...)":
@@ -174,6 +174,11 @@ class PveSession:
     def find_listed(self):
         """The container as /cluster/resources lists it (dict) or None; by vmid, else by unique hostname."""
         vmid, hostname = self.params.get("vmid"), self.params.get("hostname")
+        if vmid is not None and self.params.get("node"):
+            # the node's live list alone answers for a container on the node given: one request
+            on_node = node_entry(self.client, self.params["node"], vmid)
+            if on_node is not None:
+                return on_node
         listing = self.resources()
         resources = [r for r in listing if r.get("type") == "lxc"]
         if vmid is not None:

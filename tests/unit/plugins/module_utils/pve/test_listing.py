@@ -161,3 +161,16 @@ def test_a_clone_waits_out_a_parallel_clone_of_the_same_template():
     result = manager(pve, hostname="inst", clone="200", node="pve1", state="present").run()
     assert result["changed"] and pve.calls.count(("POST", "/nodes/{node}/lxc/{vmid}/clone")) == 3
     assert "waited for lock disk" in result.get("actions", [])
+
+
+def test_vmid_and_node_need_only_the_nodes_live_list():
+    pve = LaggingPve({150: {"hostname": "web", "memory": "256"}})
+    pve.configs[151] = {"hostname": "new", "memory": "256"}  # not broadcast yet
+    pve.status[151] = "running"
+    result = manager(pve, vmid=151, node="pve1", memory=256).run()
+    assert not result["changed"] and ("GET", "/cluster/resources") not in pve.calls
+    assert pve.calls == [("GET", "/nodes/{node}/lxc"), ("GET", "/nodes/{node}/lxc/{vmid}/config")]
+    elsewhere = LaggingPve({150: {"hostname": "web", "memory": "256"}})
+    with pytest.raises(Exception, match="does not exist|give ostemplate"):
+        manager(elsewhere, vmid=152, node="pve1", memory=256).run()  # not on the node: the cluster list decides
+    assert ("GET", "/cluster/resources") in elsewhere.calls
