@@ -158,6 +158,16 @@ def lxc_runner(bed):
     runner.cleanup()
 
 
+@pytest.fixture
+def lxc6_runner(bed):
+    """lxc_runner with lxc-pve 6.0.5, the LXC of Proxmox VE 9.1 (the test bed builds it into its own prefix)."""
+    from lxcri_testbed.lxc import LxcRunner, lxc_pve_tools
+    runner = LxcRunner(bed["lxc_path"], lxc_pve_tools())
+    assert runner.tools.version == "6.0.5", runner.tools.version
+    yield runner
+    runner.cleanup()
+
+
 # ---------------------------------------------------------------------------
 # Ansible
 

@@ -151,7 +151,11 @@ options:
       - The LXC version that will run the container, which decides how the init command can be quoted.
         LXC 6.0 and later (Proxmox VE 9) keep words in single or double quotes whole; LXC 5.0 splits on
         whitespace only.
-      - V(auto) uses the LXC installed where the module runs, and LXC 5.0's rules when there is none.
+      - V(auto) uses the LXC of the node that runs the template. With O(storage), that is O(node)'s LXC, read
+        over the API from its C(lxc-pve) package (C(GET /nodes/{node}/apt/versions), which needs C(Sys.Audit) on
+        the node) or, without that permission, from its Proxmox VE release (8.0 and 8.1 ship LXC 5.0, 8.2 and later
+        LXC 6.0). With O(dest), it is the LXC installed where the module runs (the node), and LXC 5.0's rules when
+        there is none. With O(format=oci-archive), LXC 6.0 (only Proxmox VE 9.1 and later import OCI archives).
     type: str
     default: auto
   force:

@@ -139,8 +139,9 @@ def test_deploy_app_job_through_ansible_runner(installed_collection, double, tmp
     # a project of the job template's: it imports the collection's playbook
     (project / "deploy.yml").write_text("- ansible.builtin.import_playbook: lxcri.proxmox.deploy_app_job\n")
     site = {  # the job template's own extra variables: settings of this site (the test bed)
-        "oci_app_health_exec": ["lxc-attach", "-P", double.backend.lxc_path, "-n", "{vmid}", "--"],
-        "oci_app_lxc_version": "5.0", "oci_app_registry_tls_verify": False,
+        "oci_app_health_exec": [double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n", "{vmid}",
+                                "--"],
+        "oci_app_registry_tls_verify": False,
         "oci_app_template_cache_dir": os.path.join(double.backend.root, "cache"),
         "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 5,
     }

@@ -177,6 +177,26 @@ def test_lxc5_encoding_round_trips_in_real_lxc(lxc_runner, image_rootfs, argv):
         assert handle.read() == _cmdline(argv)
 
 
+def test_lxc6_model_matches_real_lxc_pve(lxc6_runner, image_rootfs):
+    """lxcinit's model of LXC 6.0's lxc.init.cmd splitting, against lxc-pve 6.0.5 (Proxmox VE 9.1's LXC)."""
+    values = TRICKY_VALUES + ['/bin/sh /bin/hold "a b" \'c  d\' e"f g"h', "/bin/sh /bin/hold \"\" ''",
+                              '/bin/sh /bin/hold "unterminated']
+    for value in values:
+        expected = lxcinit.split_init_cmd(value, lxc6_runner.tools.version)
+        assert expected, value  # each of these leaves at least one word
+        init = lxc6_runner.start(image_rootfs, value)
+        assert init.argv == expected, value
+        lxc6_runner.stop(init.name)
+
+
+@pytest.mark.parametrize("argv", ROUND_TRIP_ARGVS + [["/bin/sh", "/bin/hold", "two words", "", "it's", 'say "x"']])
+def test_lxc6_encoding_round_trips_in_real_lxc_pve(lxc6_runner, image_rootfs, argv):
+    value = lxcinit.encode_init_cmd(argv, lxc6_runner.tools.version)
+    init = lxc6_runner.start(image_rootfs, value)
+    with open("/proc/%d/cmdline" % init.pid, "rb") as handle:
+        assert handle.read() == _cmdline(argv)
+
+
 def test_lxc5_refuses_what_it_cannot_express():
     for argv in (["/bin/x", "a b"], ["/bin/x", ""]):
         with pytest.raises(lxcinit.NotExpressible):

@@ -190,20 +190,32 @@ def push_e2e_image(tmp_path, bed):
     return ref
 
 
-def test_end_to_end_registry_image_runs_its_exact_entrypoint(installed_collection, zdouble, tmp_path, bed):
-    from lxcri_testbed.lxc import read_init
+@pytest.fixture(params=[("9.1", "oci-archive"), ("9.1", "vztmpl"), ("8", "vztmpl")], ids=lambda p: "-".join(p))
+def e2e_double(request, tmp_path, zfs_dataset, bed):
+    """(double, template format): every template path of lxc_container on the node's own LXC."""
+    mode, template_format = request.param
+    instance = Double(str(tmp_path / "pvez"), mode=mode, zfs_root=zfs_dataset + "/pve").start()
+    yield instance, template_format
+    for vmid in list(instance.backend.containers):
+        instance.backend._lxc(instance.backend.containers[vmid], "lxc-stop", "-k")
+    instance.stop()
+
+
+def test_end_to_end_registry_image_runs_its_exact_entrypoint(installed_collection, e2e_double, tmp_path, bed):
+    zdouble, template_format = e2e_double
     ref = push_e2e_image(tmp_path, bed)
     nine = zdouble.backend.mode.startswith("9")
-    # 9.1: an OCI archive (Proxmox's import sets cwd/uid/gid), entrypoint/env set by lxc_container;
-    # 8: a vztmpl whose /sbin/init is the generated init. The double runs this machine's LXC 5.0.
-    template_args = "format: oci-archive" if nine else "init_wrapper: always"
+    # 9.1: an OCI archive (Proxmox's import sets cwd/uid/gid), or a vztmpl; entrypoint/env set by lxc_container.
+    # 8: a vztmpl whose /sbin/init is the generated init. The double runs lxc-pve 6.0.5 (9.1) / LXC 5.0.2 (8).
+    # (the image's USER and WORKDIR need the import or the generated init: a plain 9.1 template cannot carry them)
+    template_args = "format: oci-archive" if template_format == "oci-archive" else "init_wrapper: always"
+    wrapped = template_format == "vztmpl"
     deploy = play(tmp_path, zdouble, "deploy.yml", """\
         - lxcri.proxmox.oci_template:
             image: %s
             registry_tls_verify: false
             storage: local
             cache_dir: %s
-            lxc_version: "5.0"
             %s
           register: tmpl
         - lxcri.proxmox.lxc_container:
@@ -218,11 +230,15 @@ def test_end_to_end_registry_image_runs_its_exact_entrypoint(installed_collectio
     run = installed_collection.playbook(deploy)
     assert run.rc == 0, run
     tmpl, ct = run.task_results()
+    # lxc_version auto: the node's LXC (the OCI import's 6.0 on 9.1), never the controller's 5.0.2; so on 9.1
+    # the quoted words need no wrapper
+    assert tmpl["lxc_version"] == ("6.0" if template_format == "oci-archive" else "6.0.5" if nine else "5.0.2")
+    assert (tmpl["runtime"]["wrapper"] or {}).get("kind") == ("init" if wrapped else "exec")  # exec: "it's"
     assert ct["status"] == "running" and ct["actions"] == ["created", "started"]
     assert ct["config"].get("entrypoint") == (tmpl["runtime"]["pve_entrypoint"] if nine else None)
-    check_app(zdouble, 200, nine)
+    check_app(zdouble, 200, not wrapped)
     assert installed_collection.playbook(deploy).stats["localhost"]["changed"] == 0  # idempotent
-    check_app(zdouble, 200, nine)
+    check_app(zdouble, 200, not wrapped)
 
     # again through a linked clone of a template on ZFS
     clone = play(tmp_path, zdouble, "clone.yml", """\
@@ -244,7 +260,7 @@ def test_end_to_end_registry_image_runs_its_exact_entrypoint(installed_collectio
     origin = subprocess.run(["zfs", "get", "-H", "-o", "value", "origin", pool + "/subvol-201-disk-0"],
                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
     assert origin == pool + "/basevol-200-disk-0@__base__"  # a linked clone
-    check_app(zdouble, 201, nine)
+    check_app(zdouble, 201, not wrapped)
 
     stop_and_delete = play(tmp_path, zdouble, "teardown.yml", """\
         - lxcri.proxmox.lxc_container:
@@ -270,8 +286,8 @@ def test_end_to_end_registry_image_runs_its_exact_entrypoint(installed_collectio
 
 
 def check_app(double, vmid, nine):
-    """The container's application has exactly the image's argv, env, cwd and uid (as init on 9.1, as
-    init's child under the generated /sbin/init on 8)."""
+    """The container's application has exactly the image's argv, env, cwd and uid (as init with ``nine``, as
+    init's child under the generated /sbin/init otherwise)."""
     import time
     from lxcri_testbed.lxc import read_init
     state, pid = double.backend.lxc_state(double.backend.containers[vmid])

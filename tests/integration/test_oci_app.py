@@ -32,9 +32,10 @@ def app_vars(double, image=None, **extra):
         "pve_api_password": DEFAULT_PASSWORD, "pve_ca_path": double.cert,
         "oci_app_name": APP, "oci_app_template_storage": "local", "oci_app_storage": "local-zfs",
         "oci_app_disk_size": 1, "oci_app_memory": 256, "oci_app_registry_tls_verify": False,
-        "oci_app_lxc_version": "5.0", "oci_app_template_cache_dir": os.path.join(double.backend.root, "cache"),
+        "oci_app_template_cache_dir": os.path.join(double.backend.root, "cache"),
         "oci_app_health_command": ["wget", "-qO-", "http://127.0.0.1:8080/"],
-        "oci_app_health_exec": ["lxc-attach", "-P", double.backend.lxc_path, "-n", "{vmid}", "--"],
+        "oci_app_health_exec": [double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n", "{vmid}",
+                                "--"],
         "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 5,
     }
     if image:
@@ -78,7 +79,7 @@ def app_process(double, vmid):
 
 
 def fetch(double, vmid):
-    return subprocess.run(["lxc-attach", "-P", double.backend.lxc_path, "-n", str(vmid), "--", "wget", "-qO-",
+    return subprocess.run([double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n", str(vmid), "--", "wget", "-qO-",
                            "http://127.0.0.1:8080/"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False).stdout
 

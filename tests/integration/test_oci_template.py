@@ -220,15 +220,21 @@ def tree_listing(root):
     return found
 
 
-def test_target_lxc_6_quotes_instead_of_wrapping(work):
+def test_target_lxc_6_quotes_instead_of_wrapping(work, lxc6_runner, tmp_path):
+    """A template for LXC 6.0 keeps every word in quotes, and lxc-pve 6.0.5 (Proxmox VE 9.1's) runs exactly
+    that argv, with the image's environment."""
     from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import lxcinit
-    argv = ["/bin/sh", "-c", "sleep 3600; exit 0", "x", "two words", "it's"]
-    ref = write_image(work["layout"], "six", [base_layer()], {"Entrypoint": argv})
+    argv = ["/bin/sh", "-c", "sleep 3600; exit 0", "x", "two words", "it's", 'say "hi"', "tab\there", ""]
+    ref = write_image(work["layout"], "six", [base_layer()], {"Entrypoint": argv, "Env": ["A=one two", "B="]})
     result = convert(work, ref, lxc_version="6.0")
     runtime = result["runtime"]
     assert runtime["wrapper"] is None
     assert lxcinit.split_init_cmd(runtime["lxc_init_cmd"], "6.0") == argv
     assert result["runtime"]["pve_entrypoint"] == runtime["lxc_init_cmd"]
+    root = restore(result["path"], str(tmp_path / "six-root"))
+    init = start(lxc6_runner, root, runtime)
+    assert init.argv == argv
+    assert init.env["A"] == "one two" and init.env["B"] == ""
 
 
 def test_byte_identical_rebuild_and_idempotence(work):
@@ -330,8 +336,8 @@ def test_oci_archive_imported_by_the_pve_double_runs_the_exact_argv(work, bed, t
     from lxcri_testbed.lxc import read_init
     argv = ["/bin/sh", "-c", "sleep 3600; exit 0", "x", "two words", "it's"]
     ref = write_image(work["layout"], "pve", [base_layer()], {"Entrypoint": argv, "Env": ["GREETING=hello world"]})
-    # the double runs the import's lxc.init.cmd with this machine's LXC 5.0 (a real 9.1 node has 6.0)
-    result = convert(work, ref, format="oci-archive", lxc_version="5.0")
+    # the double's 9.1 node runs the import's lxc.init.cmd with lxc-pve 6.0.5, as a real 9.1 node does
+    result = convert(work, ref, format="oci-archive")
     assert result["runtime"]["wrapper"]["kind"] == "exec"
     double = Double(str(tmp_path / "pve"), mode="9.1").start()
     try:

@@ -236,7 +236,7 @@ def test_storage_refuses_before_pulling_what_proxmox_ve_8_cannot_run(installed_c
             run = installed_collection.playbook(play, check=check)
             assert run.rc != 0, run
             msg = run.task_results()[0]["msg"]
-            assert "lxc_container could not run it on node pve1: Proxmox VE 8.4 has no entrypoint/env" in msg
+            assert "lxc_container could not run it on node pve1: Proxmox VE 8.1 has no entrypoint/env" in msg
             assert "init_wrapper: always" in msg and "require_runnable: false" in msg
             assert _uploads(double) == [] and _storage_files(double) == []
             assert not (cache / "blobs" / "sha256").exists() or os.listdir(str(cache / "blobs" / "sha256")) == []

@@ -220,7 +220,7 @@ def test_tls_ca_validation_and_unverified(double, tmp_path):
     assert [w for w in caught if issubclass(w.category, urllib3.exceptions.InsecureRequestWarning)]
 
 
-@pytest.mark.parametrize("mode,version,new", [("9.1", (9, 1, 1), True), ("8", (8, 4, 1), False)])
+@pytest.mark.parametrize("mode,version,new", [("9.1", (9, 1, 1), True), ("8", (8, 1, 4), False)])
 def test_version_and_features(tmp_path, mode, version, new):
     instance = Double(str(tmp_path / ("pve" + mode)), mode=mode).start()
     try:

@@ -236,13 +236,13 @@ def test_net0_on_an_existing_bridge_is_a_veth_else_a_warning(zdouble, bridge):
                     rootfs="local-zfs:1", net0=net0, net1="name=eth1,bridge=vmbr9,type=veth") == "OK"
     assert api.task("POST", "/nodes/pve1/lxc/182/status/start") == "WARNINGS: 1"  # vmbr9 is not on this host
     name = "182"
-    inside = subprocess.run(["lxc-attach", "-P", double.backend.lxc_path, "-n", name, "--", "/bin/busybox", "ip",
-                             "addr", "show", "eth0"], stdout=subprocess.PIPE, universal_newlines=True, check=True)
+    attach = [double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n", name, "--"]
+    inside = subprocess.run(attach + ["/bin/busybox", "ip", "addr", "show", "eth0"], stdout=subprocess.PIPE,
+                            universal_newlines=True, check=True)
     assert "bc:24:11:aa:bb:01" in inside.stdout and "10.231.0.2/24" in inside.stdout
     assert os.listdir("/sys/class/net/%s/brif" % bridge) == ["veth182i0"]  # the host end, named as PVE does
-    ping = subprocess.run(["lxc-attach", "-P", double.backend.lxc_path, "-n", name, "--", "/bin/busybox", "ping",
-                           "-c", "1", "-W", "2", "10.231.0.1"], stdout=subprocess.PIPE, universal_newlines=True,
-                          check=False)
+    ping = subprocess.run(attach + ["/bin/busybox", "ping", "-c", "1", "-W", "2", "10.231.0.1"],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=False)
     assert ping.returncode == 0, ping.stdout
     assert api.task("POST", "/nodes/pve1/lxc/182/status/stop") == "OK"
     assert not os.listdir("/sys/class/net/%s/brif" % bridge)
@@ -310,7 +310,8 @@ def test_every_endpoint_answers_in_both_modes(zdouble, tmp_path, bed):
     double, api = zdouble, Api(zdouble)
     nine = double.backend.mode.startswith("9")
     for path in ("/version", "/nodes", "/nodes/pve1/status", "/cluster/nextid", "/cluster/resources",
-                 "/nodes/pve1/lxc", "/nodes/pve1/storage", "/nodes/pve1/storage/local/content"):
+                 "/nodes/pve1/lxc", "/nodes/pve1/storage", "/nodes/pve1/storage/local/content",
+                 "/nodes/pve1/version", "/nodes/pve1/apt/versions"):
         status, body = api.call("GET", path)
         assert status == 200, (path, body)
     assert api.task("POST", "/nodes/pve1/lxc", vmid=190, ostemplate="local:vztmpl/t.tar.zst",
@@ -330,7 +331,15 @@ def test_every_endpoint_answers_in_both_modes(zdouble, tmp_path, bed):
     assert api.task("POST", "/nodes/pve1/lxc/190/snapshot/s1/rollback") == "OK"
     assert api.task("DELETE", "/nodes/pve1/lxc/190/snapshot/s1") == "OK"
     status, body = api.call("POST", "/nodes/pve1/lxc/190/template")
-    assert status == 200, body
+    # pve-container's template answers null while its vztemplate worker runs: the config tells the end
+    assert status == 200 and body["data"] is None, body
+    assert "template" not in api.call("GET", "/nodes/pve1/lxc/190/config")[1]["data"]
+    for dummy in range(100):
+        if api.call("GET", "/nodes/pve1/lxc/190/config")[1]["data"].get("template") == 1:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("CT 190 never became a template")
     assert api.task("POST", "/nodes/pve1/lxc/190/clone", newid=191, hostname="linked") == "OK"
     assert api.task("POST", "/nodes/pve1/lxc/190/clone", newid=192, full=1, storage="local-zfs") == "OK"
     status, body = api.call("POST", "/nodes/pve1/lxc/191/status/start")
@@ -351,7 +360,6 @@ def test_every_endpoint_answers_in_both_modes(zdouble, tmp_path, bed):
         assert pull[0] == 200  # the pull itself fails: no such image (the endpoint exists)
     else:
         assert pull[0] == 501 and "not implemented" in pull[1]["message"]
-    import time
     for dummy in range(100):
         if "local:vztmpl/extra.tar" in [c["volid"] for c in api.call("GET", "/nodes/pve1/storage/local/content")[1]
                                         ["data"]]:
@@ -386,3 +394,55 @@ def test_8_answers_9_1_only_keys_and_routes_as_an_8_node(zdouble):
         assert (config["entrypoint"], config["env"]) == (keys["entrypoint"], keys["env"])
         assert status_pull == 200 and api.wait(body_pull["data"]).startswith("failed to pull '127.0.0.1:1/none:1'")
         assert api.task("DELETE", "/nodes/pve1/lxc/197") == "OK"
+
+
+def _monitor_exe(init_pid):
+    """The binary of the LXC monitor that started the container (the parent of its init)."""
+    with open("/proc/%d/stat" % init_pid) as handle:
+        ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+    return os.readlink("/proc/%d/exe" % ppid)
+
+
+def test_each_mode_runs_the_lxc_its_release_ships(zdouble):
+    """9.1: lxc-pve 6.0.5 (the test bed's build): quoted lxc.init.cmd words, the config's env as
+    lxc.environment.runtime lines after TERM=linux (pve-container PVE/LXC.pm update_lxc_config).
+    8 (as 8.0/8.1): Debian's LXC 5.0.2.  /version and /nodes/{node}/apt/versions say the same."""
+    from lxcri_testbed.lxc import read_init
+    double, api = zdouble, Api(zdouble)
+    nine = double.backend.mode.startswith("9")
+    packages = dict((p["Package"], p["Version"]) for p in api.call("GET", "/nodes/pve1/apt/versions")[1]["data"])
+    version = api.call("GET", "/nodes/pve1/version")[1]["data"]
+    assert version == api.call("GET", "/version")[1]["data"]
+    assert (packages["lxc-pve"], version["release"]) == (("6.0.5-3", "9.1") if nine else ("5.0.2-4", "8.1"))
+    keys = {"entrypoint": '/bin/sh -c "sleep 300; exit 0" "two words"', "env": "A=one two\0TERM=xterm"} if nine else {}
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=183, ostemplate="local:vztmpl/t.tar.zst", rootfs="local-zfs:1",
+                    **keys) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/183/status/start") == "OK"
+    state, pid = double.backend.lxc_state(double.backend.containers[183])
+    assert state == "running"
+    init = read_init(pid)
+    if nine:
+        assert _monitor_exe(pid) == double.backend.lxc_tools.tool("lxc-start")
+        assert double.backend.lxc_tools.prefix and double.backend.lxc_tools.version == "6.0.5"
+        assert init.argv == ["/bin/sh", "-c", "sleep 300; exit 0", "two words"]
+        assert (init.env["A"], init.env["TERM"]) == ("one two", "xterm")
+        with open(os.path.join(double.backend.lxc_path, "183", "config")) as handle:
+            lines = handle.read().splitlines()
+        env_lines = [line for line in lines if line.startswith("lxc.environment")]
+        assert env_lines == ["lxc.environment = TERM=linux", "lxc.environment.runtime = A=one two",
+                             "lxc.environment.runtime = TERM=xterm"]
+    else:
+        assert _monitor_exe(pid) == "/usr/bin/lxc-start"
+        assert init.env["TERM"] == "linux"
+    assert api.task("POST", "/nodes/pve1/lxc/183/status/stop") == "OK"
+
+
+def test_an_8_node_with_lxc_6_is_an_8_2_or_later(tmp_path):
+    """The per-node LXC setting: PVE 8.2+ shipped lxc-pve 6.0.0; 9.1 ships only 6.0.5."""
+    from pve_double.backend import Backend
+    backend = Backend(str(tmp_path / "eight"), mode="8", lxc="6.0")
+    assert backend.version({})["version"] == "8.4.1"
+    assert backend.lxc_tools.version == "6.0.5"
+    assert [p["Version"] for p in backend.apt_versions({"node": "pve1"}) if p["Package"] == "lxc-pve"] == ["6.0.0-1"]
+    with pytest.raises(ValueError, match="does not run LXC 5.0"):
+        Backend(str(tmp_path / "nine"), mode="9.1", lxc="5.0")

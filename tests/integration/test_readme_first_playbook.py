@@ -26,6 +26,7 @@ import requests
 import yaml
 
 from lxcri_testbed.ansible import REPO_ROOT
+from lxcri_testbed.bed import LXC_PVE_CURRENT
 from pve_double.server import DEFAULT_PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -87,7 +88,7 @@ def result(run, task):
 
 
 def lxc(lxc_path, vmid, option):
-    return subprocess.run(["lxc-info", "-P", lxc_path, "-n", str(vmid), option, "-H"], stdout=subprocess.PIPE,
+    return subprocess.run([os.path.join(LXC_PVE_CURRENT, "bin", "lxc-info"), "-P", lxc_path, "-n", str(vmid), option, "-H"], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, universal_newlines=True, check=False).stdout.strip()
 
 
@@ -120,7 +121,7 @@ def parent(pid):
 def test_first_playbook_runs_as_written(installed_collection, bed, tmp_path, mode):
     """The README's steps in both of the double's modes: the default 9.1, and 8 as the README says
     (PVE_DOUBLE_MODE=8), where the same playbook picks a plain template with the generated init."""
-    for tool in ("umoci", "skopeo", "lxc-attach"):
+    for tool in ("umoci", "skopeo", os.path.join(LXC_PVE_CURRENT, "bin", "lxc-attach")):
         assert subprocess.run(["which", tool], stdout=subprocess.DEVNULL, check=False).returncode == 0, tool
     assert "127.0.0.1:45000" == bed["registry"]["host"]  # the README's registry is the test bed's open one
     steps = readme_steps()

@@ -5,6 +5,7 @@ Everything here is idempotent: ``up`` on a running bed checks and keeps it,
 """
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,14 @@ POOL_SIZE = "2G"  # sparse file
 POOL_MOUNT = os.path.join(BED_DIR, "zfs")
 ZFS_PIDFILE = os.path.join(BED_DIR, "zfs-fuse.pid")
 LIBCRUN_ROOT = os.path.join(BED_DIR, "libcrun")
+# lxc-pve 6.0.5 (the LXC of Proxmox VE 9.1): upstream source + Proxmox's patch series, vendored beside this file
+LXC_PVE_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lxc-pve")
+LXC_PVE_ROOT = os.path.join(BED_DIR, "lxc-pve")
+# a stable name for the built prefix, for playbooks and docs: <current>/bin/lxc-attach
+LXC_PVE_CURRENT = os.path.join(LXC_PVE_ROOT, "current")
+LXC_PVE_MESON = ["-Dapparmor=true", "-Dselinux=false", "-Ddbus=false", "-Dman=false", "-Dtests=false",
+                 "-Dpam-cgroup=false", "-Dexamples=false", "-Dio-uring-event-loop=false",
+                 "-Dinstall-init-files=false", "-Dspecfile=false", "-Dtools-multicall=false"]
 DEBSRC_LIST = "/etc/apt/sources.list.d/lxcri-testbed-src.sources"
 
 
@@ -139,6 +148,73 @@ def build_libcrun():
     return prefix
 
 
+def _lxc_pve_fingerprint():
+    """A short hash of the vendored source, the patches and the build options (not the README): a change
+    rebuilds."""
+    digest = hashlib.sha256(" ".join(LXC_PVE_MESON).encode())
+    inputs = [os.path.join(LXC_PVE_SRC, "lxc-6.0.5.tar.gz")]
+    for top, dirs, files in os.walk(os.path.join(LXC_PVE_SRC, "patches")):
+        dirs.sort()
+        inputs += [os.path.join(top, name) for name in sorted(files)]
+    for path in inputs:
+        digest.update(os.path.relpath(path, LXC_PVE_SRC).encode() + b"\0")
+        with open(path, "rb") as handle:
+            digest.update(hashlib.sha256(handle.read()).digest())
+    return digest.hexdigest()[:12]
+
+
+def lxc_pve_prefix():
+    return os.path.join(LXC_PVE_ROOT, "6.0.5-" + _lxc_pve_fingerprint())
+
+
+def build_lxc_pve():
+    """Build lxc-pve 6.0.5 (upstream v6.0.5 + Proxmox's patches) into its own prefix, once.
+
+    Debian 12's LXC (5.0.2) stays the system LXC; the API double runs its 9.1-mode containers with this one
+    (tests/lxcri_testbed/lxc_tools.py).  The prefix is named by a hash of the source, the patches and the meson
+    options, so a changed input builds anew and an unchanged one is reused; it is complete only once
+    ``.built`` exists (an interrupted build is redone).
+    """
+    prefix = lxc_pve_prefix()
+    if os.path.exists(os.path.join(prefix, ".built")):
+        _point_current(prefix)
+        return prefix
+    work = os.path.join(LXC_PVE_ROOT, "src")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(prefix, ignore_errors=True)
+    os.makedirs(work)
+    log("building lxc-pve 6.0.5 into %s (about 2 minutes, once)" % prefix)
+    run(["tar", "-xzf", os.path.join(LXC_PVE_SRC, "lxc-6.0.5.tar.gz"), "-C", work])
+    srcdir = os.path.join(work, "lxc-6.0.5")
+    with open(os.path.join(LXC_PVE_SRC, "patches", "series")) as handle:
+        for patch in (line.strip() for line in handle):
+            if patch and not patch.startswith("#"):
+                run(["patch", "-p1", "--forward", "-i", os.path.join(LXC_PVE_SRC, "patches", patch)], cwd=srcdir)
+    # the tools find their own liblxc through the rpath: no LD_LIBRARY_PATH, so an argv alone runs them
+    env = dict(os.environ, LDFLAGS="-Wl,-rpath,%s/lib" % prefix)
+    run(["meson", "setup", "build", "--prefix=" + prefix, "--libdir=lib"] + LXC_PVE_MESON, cwd=srcdir, env=env,
+        timeout=600)
+    run(["ninja", "-C", "build", "install"], cwd=srcdir, env=env, timeout=1800)
+    with open(os.path.join(prefix, ".built"), "w") as handle:
+        handle.write("lxc-pve 6.0.5\n")
+    shutil.rmtree(work, ignore_errors=True)
+    _point_current(prefix)
+    for old in glob.glob(os.path.join(LXC_PVE_ROOT, "6.0.5-*")):
+        if old != prefix:  # builds of an earlier source or options
+            shutil.rmtree(old, ignore_errors=True)
+    return prefix
+
+
+def _point_current(prefix):
+    if os.path.islink(LXC_PVE_CURRENT) and os.readlink(LXC_PVE_CURRENT) == os.path.basename(prefix):
+        return
+    tmp = LXC_PVE_CURRENT + ".tmp"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.basename(prefix), tmp)
+    os.rename(tmp, LXC_PVE_CURRENT)
+
+
 def _dpkg_installed(package):
     proc = run(["dpkg-query", "-W", "-f=${Status}", package], check=False)
     return proc.returncode == 0 and "install ok installed" in proc.stdout
@@ -163,6 +239,7 @@ def host_provided(packages):
 def install():
     os.makedirs(BED_DIR, exist_ok=True)
     apt_install(host_provided(missing_packages()))
+    build_lxc_pve()
     return build_libcrun()
 
 
@@ -489,6 +566,7 @@ def up():
             "version": os.path.basename(libcrun_prefix),
         },
         "lxc_path": os.path.join(BED_DIR, "lxc"),
+        "lxc_pve": {"prefix": lxc_pve_prefix(), "version": "6.0.5"},
     }
     os.makedirs(state["lxc_path"], exist_ok=True)
     remove_stale_containers(state["lxc_path"])

@@ -28,6 +28,7 @@ import tempfile
 
 from .app_images import push
 from .bed import load_state
+from .lxc import tools_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -59,31 +60,31 @@ def playbook(name, extra, expect_failure=False):
     return proc.stdout
 
 
-def running_app(lxc_path, hostname="webapp"):
+def running_app(lxc_path, tools, hostname="webapp"):
     """(vmid, page, init argv, uid) of the running container with that hostname, from LXC itself."""
     for name in sorted(os.listdir(lxc_path)):
-        proc = subprocess.run(["lxc-info", "-P", lxc_path, "-n", name, "-sH"], stdout=subprocess.PIPE,
+        proc = subprocess.run([tools.tool("lxc-info"), "-P", lxc_path, "-n", name, "-sH"], stdout=subprocess.PIPE,
                               universal_newlines=True, check=False)
         if proc.stdout.strip() != "RUNNING":
             continue
         with open(os.path.join(lxc_path, name, "config")) as handle:
             if "lxc.uts.name = %s\n" % hostname not in handle.read():
                 continue
-        pid = subprocess.run(["lxc-info", "-P", lxc_path, "-n", name, "-pH"], stdout=subprocess.PIPE,
+        pid = subprocess.run([tools.tool("lxc-info"), "-P", lxc_path, "-n", name, "-pH"], stdout=subprocess.PIPE,
                              universal_newlines=True, check=True).stdout.strip()
         with open("/proc/%s/cmdline" % pid) as handle:
             argv = handle.read().split("\0")[:-1]
         with open("/proc/%s/status" % pid) as handle:
             uid = [line.split()[1] for line in handle if line.startswith("Uid:")][0]
-        page = subprocess.run(["lxc-attach", "-P", lxc_path, "-n", name, "--", "wget", "-qO-",
+        page = subprocess.run([tools.tool("lxc-attach"), "-P", lxc_path, "-n", name, "--", "wget", "-qO-",
                                "http://127.0.0.1:8080/"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               universal_newlines=True, check=False).stdout.strip()
         return name, page, argv, uid
     raise SystemExit("demo: no running container is called %s" % hostname)
 
 
-def show(lxc_path, expected_version):
-    vmid, page, argv, uid = running_app(lxc_path)
+def show(lxc_path, tools, expected_version):
+    vmid, page, argv, uid = running_app(lxc_path, tools)
     print("CT %s answers: %s" % (vmid, page))
     print("CT %s init (pid 1 in the container): argv %s, uid %s" % (vmid, json.dumps(argv), uid))
     if page != "Hello from webapp version %s" % expected_version:
@@ -102,6 +103,7 @@ def main(argv):
     tests = os.path.dirname(HERE)
     pidfile = os.path.join(tempfile.gettempdir(), "lxcri-demo-double.pid")
     lxc_path = os.path.join(DOUBLE_DIR, "lxc")
+    tools = tools_for("6.0" if args.mode == "9.1" else "5.0")  # the LXC the double's node runs (pve_double --lxc)
 
     say("Starting the embedded Proxmox VE (the API test double, mode %s, real LXC and ZFS)" % args.mode)
     subprocess.run([sys.executable, "-m", "pve_double", "--detach", "--fresh", "--mode", args.mode,
@@ -117,9 +119,8 @@ def main(argv):
             "pve_api_password": PASSWORD, "pve_validate_certs": False,
             "oci_app_name": "webapp", "oci_app_template_storage": "local", "oci_app_storage": "local-zfs",
             "oci_app_disk_size": 1, "oci_app_memory": 256, "oci_app_registry_tls_verify": False,
-            "oci_app_lxc_version": "5.0",
             "oci_app_health_command": ["wget", "-qO-", "http://127.0.0.1:8080/"],
-            "oci_app_health_exec": ["lxc-attach", "-P", lxc_path, "-n", "{vmid}", "--"],
+            "oci_app_health_exec": [tools.tool("lxc-attach"), "-P", lxc_path, "-n", "{vmid}", "--"],
             "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 10,
         }
         with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="lxcri-demo-", delete=False) as handle:
@@ -128,20 +129,20 @@ def main(argv):
 
         say("1. Deploy version 1 (playbooks/deploy_app.yml)")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["1"]])
-        show(lxc_path, "1")
+        show(lxc_path, tools, "1")
 
         say("2. Upgrade to version 2: snapshot, new container, health check")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["2"]])
-        show(lxc_path, "2")
+        show(lxc_path, tools, "2")
 
         say("3. Deploy the broken version 3: its health check fails and the role rolls back by itself")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["3-broken"], "oci_app_health_timeout=6"],
                  expect_failure=True)
-        show(lxc_path, "2")
+        show(lxc_path, tools, "2")
 
         say("4. Roll back to version 1 on request (playbooks/rollback_app.yml)")
         playbook("rollback_app", [app_vars])
-        show(lxc_path, "1")
+        show(lxc_path, tools, "1")
 
         if args.keep:
             say("Left running: the double at https://127.0.0.1:%d (root@pam / %s); stop it with "

@@ -15,6 +15,55 @@ import uuid
 from .bed import BedError, run
 
 
+class LxcTools:
+    """One LXC installation: Debian's own (``prefix`` None: the tools on PATH) or lxc-pve 6.0.5, built by the
+    test bed into its own prefix (bed.build_lxc_pve; the tools find their liblxc through their rpath).
+
+    A container is always driven by the LXC that started it: lxc-info/-stop/-attach of another version may not
+    speak its monitor's command protocol.
+    """
+
+    def __init__(self, prefix=None):
+        self.prefix = prefix
+        self._version = None
+
+    def tool(self, name):
+        return os.path.join(self.prefix, "bin", name) if self.prefix else name
+
+    @property
+    def version(self):
+        """What ``lxc-start --version`` prints, e.g. "5.0.2" or "6.0.5"."""
+        if self._version is None:
+            self._version = run([self.tool("lxc-start"), "--version"]).stdout.strip()
+        return self._version
+
+    def __repr__(self):
+        return "LxcTools(%r)" % (self.prefix,)
+
+
+SYSTEM_LXC = LxcTools()
+
+
+def lxc_pve_tools(required=True):
+    """The test bed's lxc-pve 6.0.5 (the LXC of Proxmox VE 9.1); None when it is not built and not required."""
+    from .bed import lxc_pve_prefix  # pylint: disable=import-outside-toplevel
+    prefix = lxc_pve_prefix()
+    if not os.path.exists(os.path.join(prefix, ".built")):
+        if required:
+            raise BedError("lxc-pve 6.0.5 is not built: run 'make testbed-up'")
+        return None
+    return LxcTools(prefix)
+
+
+def tools_for(lxc_version):
+    """The LXC installation that behaves as ``lxc_version`` ("5.0": Debian's 5.0.2, "6.0": lxc-pve 6.0.5)."""
+    if str(lxc_version).split(".")[0] == "5":
+        return SYSTEM_LXC
+    if str(lxc_version).startswith("6.0"):
+        return lxc_pve_tools()
+    raise BedError("the test bed has LXC 5.0 and 6.0, not %r" % (lxc_version,))
+
+
 class InitProcess:
     """What the container's init process looked like."""
 
@@ -105,9 +154,9 @@ def ensure_mountpoints(rootfs):
             os.makedirs(path)
 
 
-def lxc_info(lxc_path, name):
+def lxc_info(lxc_path, name, tools=SYSTEM_LXC):
     """``(state, pid)`` from lxc-info: state as LXC prints it ("RUNNING", "STOPPED", ...), pid or None."""
-    info = run(["lxc-info", "-P", lxc_path, "-n", name, "-s", "-p"], check=False)
+    info = run([tools.tool("lxc-info"), "-P", lxc_path, "-n", name, "-s", "-p"], check=False)
     # "State:          RUNNING" and "PID:            1234"
     fields = dict(line.split(":", 1) for line in info.stdout.splitlines() if ":" in line)
     pid = fields.get("PID", "").strip()
@@ -117,8 +166,9 @@ def lxc_info(lxc_path, name):
 class LxcRunner:
     """Runs containers under its own lxcpath and removes them afterwards."""
 
-    def __init__(self, lxc_path):
+    def __init__(self, lxc_path, tools=SYSTEM_LXC):
         self.lxc_path = lxc_path
+        self.tools = tools
         self.names = []
 
     def start(self, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None, extra=(),
@@ -132,14 +182,14 @@ class LxcRunner:
         with open(os.path.join(cdir, "config"), "w") as handle:
             handle.write("\n".join(config_lines(name, rootfs, init_cmd, cwd, uid, gid, env, extra)) + "\n")
         logfile = os.path.join(cdir, "lxc.log")
-        proc = run(["lxc-start", "-P", self.lxc_path, "-n", name, "-d", "-l", "INFO",
+        proc = run([self.tools.tool("lxc-start"), "-P", self.lxc_path, "-n", name, "-d", "-l", "INFO",
                     "-o", logfile], check=False, timeout=timeout)
         if proc.returncode != 0:
             raise StartFailed("lxc-start %s failed: %s" % (name, proc.stderr.strip()),
                               self._log(logfile))
         deadline = time.time() + timeout
         while time.time() < deadline:
-            state, pid = lxc_info(self.lxc_path, name)
+            state, pid = lxc_info(self.lxc_path, name, self.tools)
             if state == "RUNNING" and pid is not None:
                 try:
                     init = read_init(pid)
@@ -166,7 +216,7 @@ class LxcRunner:
             return ""
 
     def stop(self, name):
-        run(["lxc-stop", "-P", self.lxc_path, "-n", name, "-k"], check=False, timeout=30)
+        run([self.tools.tool("lxc-stop"), "-P", self.lxc_path, "-n", name, "-k"], check=False, timeout=30)
         shutil.rmtree(os.path.join(self.lxc_path, name), ignore_errors=True)
 
     def cleanup(self):

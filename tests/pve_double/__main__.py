@@ -39,11 +39,14 @@ def default_zfs_root(args):
 def cleanup(directory, zfs_root):
     """Stop the containers a previous instance started and remove its volumes and directory."""
     from lxcri_testbed.bed import destroy_tree  # pylint: disable=import-outside-toplevel
+    from lxcri_testbed.lxc import SYSTEM_LXC, lxc_pve_tools  # pylint: disable=import-outside-toplevel
     lxc_path = os.path.join(directory, "lxc")
     if os.path.isdir(lxc_path):
-        for name in os.listdir(lxc_path):
-            subprocess.run(["lxc-stop", "-P", lxc_path, "-n", name, "-k"], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the instance ran its containers with one of the two LXCs: each stops what it started
+        for tools in filter(None, (SYSTEM_LXC, lxc_pve_tools(required=False))):
+            for name in os.listdir(lxc_path):
+                subprocess.run([tools.tool("lxc-stop"), "-P", lxc_path, "-n", name, "-k"], check=False,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if zfs_root and subprocess.run(["zfs", "list", "-H", zfs_root], check=False, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL).returncode == 0:
         if not destroy_tree(zfs_root):
@@ -86,7 +89,7 @@ def serve(args, zfs_root, ready=None):
     open(os.path.join(args.dir, MARK), "w").close()
     double = Double(args.dir, args.mode, args.node, args.user, args.password, port=args.port,
                     zfs_root=zfs_root, vmid_range=args.vmid_range, dir_storages=dict(args.dir_storage),
-                    resources_lag=args.resources_lag).start()
+                    resources_lag=args.resources_lag, lxc=args.lxc).start()
     storages = []
     for name, info in sorted(double.backend.storages.items()):
         storages.append("%s (%s)" % (name, info["type"]))
@@ -164,6 +167,9 @@ def main(argv):
     parser.add_argument("--port", type=int, default=int(os.environ.get("PVE_DOUBLE_PORT", "8006")))
     parser.add_argument("--mode", default=os.environ.get("PVE_DOUBLE_MODE", "9.1"), choices=["9.1", "8"])
     parser.add_argument("--node", default=os.environ.get("PVE_DOUBLE_NODE", "pve1"))
+    parser.add_argument("--lxc", default=os.environ.get("PVE_DOUBLE_LXC"), choices=["6.0", "5.0"],
+                        help="the LXC the node runs: 6.0 (lxc-pve 6.0.5, the test bed's build) or 5.0 (Debian's "
+                             "5.0.2); default 6.0 in 9.1 mode, 5.0 in 8 mode (as 8.0/8.1; 6.0 as 8.2+)")
     parser.add_argument("--resources-lag", type=float, default=None, metavar="SECONDS",
                         help="seconds between pvestatd's broadcasts that /cluster/resources serves (default "
                              "$PVE_DOUBLE_RESOURCES_LAG, else 10 as on a real node; 0 reads live)")

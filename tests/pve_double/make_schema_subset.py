@@ -28,6 +28,7 @@ ENDPOINTS = (
     "/nodes/{node}/storage", "/nodes/{node}/storage/{storage}/content",
     "/nodes/{node}/storage/{storage}/content/{volume}", "/nodes/{node}/storage/{storage}/upload",
     "/nodes/{node}/storage/{storage}/oci-registry-pull", "/nodes/{node}/tasks/{upid}/status",
+    "/nodes/{node}/version", "/nodes/{node}/apt/versions",
     "/nodes/{node}/tasks/{upid}/log",
 )
 DROP = ("description", "verbose_description", "typetext", "format_description", "title")

@@ -247,6 +247,9 @@ class Schema:
                     errors[name] = ("property is not defined in schema and the schema does not allow additional "
                                     "properties")
                 continue
+            if raw is None:  # undef (an empty urlencoded value): PVE::JSONSchema check_prop returns at once
+                typed[name] = None
+                continue
             try:
                 typed[name] = check_value(prop, raw)
             except ValueError as exc:
@@ -254,7 +257,7 @@ class Schema:
         for name, prop in props.items():
             if name in params and prop.get("requires") and prop["requires"] not in params:
                 errors[prop["requires"]] = "property is missing and it is required by '%s'" % name
-            if name.endswith("[n]") or prop.get("optional") or name in params:
+            if name.endswith("[n]") or prop.get("optional") or params.get(name) is not None:
                 continue
             errors[name] = "property is missing and it is not optional"
         if errors:

@@ -188,18 +188,27 @@ def _without_user(handler):
     return lambda typed, user: handler(typed)
 
 
+def urlencoded(text):
+    """pve-http-server PVE/APIServer/AnyEvent.pm ``decode_urlencoded``: ``split(/=/, $kv)`` drops a trailing empty
+    field, so ``env=`` (or a bare ``env``) decodes to undef; JSONSchema's validate then skips the undefined value of
+    an optional parameter (a required one is "missing").  None stands for undef here."""
+    return dict((key, value if value != "" else None) for key, value in parse_qsl(text, keep_blank_values=True))
+
+
 class Double:
     def __init__(self, root, mode="9.1", node="pve1", user="root@pam", password=DEFAULT_PASSWORD,
                  host="127.0.0.1", port=0, zfs_root=None, vmid_range=(100, 999999999), dir_storages=None,
-                 resources_lag=None):
+                 resources_lag=None, lxc=None):
         """``resources_lag``: seconds between pvestatd's broadcasts that /cluster/resources serves (default
-        $PVE_DOUBLE_RESOURCES_LAG, else 10 as on a real node; 0 reads live)."""
+        $PVE_DOUBLE_RESOURCES_LAG, else 10 as on a real node; 0 reads live); ``lxc``: the LXC the node runs
+        ("6.0": lxc-pve 6.0.5, "5.0": Debian's 5.0.2; default $PVE_DOUBLE_LXC, else by mode: 6.0 on 9.1, 5.0
+        on 8)."""
         os.makedirs(root, exist_ok=True)
         self.schema = Schema(mode)
         if resources_lag is None:
             resources_lag = float(os.environ.get("PVE_DOUBLE_RESOURCES_LAG", DEFAULT_RESOURCES_LAG))
         self.backend = Backend(root, mode, node, zfs_root, vmid_range=vmid_range, dir_storages=dir_storages,
-                               resources_lag=resources_lag)
+                               resources_lag=resources_lag, lxc=lxc)
         self.user = user
         self.password = password
         self.tickets = {}  # ticket -> (user, csrf)
@@ -365,6 +374,8 @@ class Double:
         user = self.authenticate(method, headers)
         typed = self.schema.validate(info, merged)
         key = (method, template)
+        if key != ("PUT", "/nodes/{node}/lxc/{vmid}/config"):
+            typed = dict((k, v) for k, v in typed.items() if v is not None)  # an empty value is no value
         if key == ("POST", "/nodes/{node}/storage/{storage}/upload"):
             return self.backend.storage_upload(typed, user, files or {})
         route = self._routes().get(key)
@@ -377,6 +388,8 @@ class Double:
         b = self.backend
         handlers = {
             ("GET", "/version"): b.version,
+            ("GET", "/nodes/{node}/version"): b.node_version,
+            ("GET", "/nodes/{node}/apt/versions"): b.apt_versions,
             ("GET", "/nodes"): b.nodes,
             ("GET", "/nodes/{node}/status"): b.node_status,
             ("GET", "/cluster/nextid"): b.nextid,
@@ -435,7 +448,7 @@ class Double:
 
             def _handle(self):
                 url = urlparse(self.path)
-                params = dict(parse_qsl(url.query, keep_blank_values=True))
+                params = urlencoded(url.query)
                 length = int(self.headers.get("Content-Length") or 0)
                 files = {}
                 ctype = self.headers.get("Content-Type") or ""
@@ -452,7 +465,7 @@ class Double:
                         params.update(dict((k, v if not isinstance(v, bool) else int(v))
                                            for k, v in json.loads(raw or "{}").items()))
                     else:
-                        params.update(dict(parse_qsl(raw, keep_blank_values=True)))
+                        params.update(urlencoded(raw))
                 double.requests.append((self.command, url.path, dict(params)))
                 fault = double._take_fault()
                 if fault:

@@ -102,6 +102,11 @@ class DirDestination:
     def path(self, filename):
         return os.path.join(self.directory, filename)
 
+    @staticmethod
+    def lxc_version():
+        """None: the LXC where the module runs (a directory is on the node that restores the template)."""
+        return None
+
     address = path
 
     def sidecar(self, filename):

@@ -530,6 +530,17 @@ class TemplateManager:
             return StorageDestination(self, self.extension)
         return DirDestination(self.params["dest"], self.extension, self.check_mode)
 
+    def _lxc_target(self, dest):
+        """The LXC version to encode the init command for: the option; for ``auto`` 6.0 for an OCI archive
+        (only Proxmox VE 9.1+ imports them, with lxc-pve 6.0), else the destination node's LXC (a storage's
+        node over the API; a directory's is where the module runs), else 5.0's rules."""
+        option = self.params["lxc_version"]
+        if option and option != "auto":
+            return option
+        if self.params["format"] == "oci-archive":
+            return "6.0"
+        return dest.lxc_version() or target_lxc(option)
+
     def _base(self):
         return {"changed": False, "image": str(self.images.source), "format": self.params["format"]}
 
@@ -538,10 +549,7 @@ class TemplateManager:
         # what the options alone make unrunnable (on a storage's node) is refused before the image is pulled
         dest.check_runnable(self.params["name"] or "the template")
         res, cached, dummy = self._resolve()
-        if self.params["format"] == "oci-archive" and self.params["lxc_version"] == "auto":
-            lxc_target = "6.0"  # only Proxmox VE 9.1+ imports OCI archives, and it ships LXC 6.0
-        else:
-            lxc_target = target_lxc(self.params["lxc_version"])
+        lxc_target = self._lxc_target(dest)
         ident = identity(self.params, res.manifest_digest, res.platform, lxc_target)
         name = self.params["name"] or default_name(self.images.source, res.manifest_digest, self.params)
         filename = name + self.extension

@@ -30,6 +30,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.destination impo
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import TemplateError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import node_lxc_version
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 RAW_LXC_HINT = ("or, if lxc_container will create the containers on the node with raw_lxc: true (it writes the "
@@ -73,6 +74,10 @@ class StorageDestination:
 
     def _volid(self, filename):
         return "%s:vztmpl/%s" % (self.storage, filename)
+
+    def lxc_version(self):
+        """The LXC of the node that will run the template (not the one where the module runs)."""
+        return node_lxc_version(self.client, self.node)
 
     address = _volid
 

@@ -14,6 +14,8 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError
+
 _VERSION = re.compile(r"^\s*(?:pve-manager/)?(\d+)\.(\d+)(?:[.\-](\d+))?")
 
 OCI_RELEASE = (9, 1)
@@ -67,3 +69,29 @@ class PveFeatures:
 
     def __repr__(self):
         return "PveFeatures(%s)" % ", ".join("%s=%r" % item for item in sorted(self.as_dict().items()))
+
+
+# The LXC each Proxmox VE release ships (lxc-pve): 8.0 and 8.1 LXC 5.0, 8.2 and later LXC 6.0.
+LXC_BY_RELEASE = (((8, 2), "6.0"), ((0, 0), "5.0"))
+
+
+def node_lxc_version(client, node):
+    """The LXC version ``node`` runs its containers with, e.g. ``"6.0.5"``.
+
+    Read from the node's ``lxc-pve`` package (``GET /nodes/{node}/apt/versions``, which needs Sys.Audit on
+    the node); where that is not allowed or not listed, from the node's own release (``GET
+    /nodes/{node}/version``: the node, not the API host, which may run another version mid-upgrade).
+    """
+    try:
+        packages = client.get("/nodes/%s/apt/versions" % node) or []
+    except PveApiError as exc:
+        if exc.status not in (403, 501):
+            raise
+        packages = []
+    for package in packages:
+        if package.get("Package") == "lxc-pve" and package.get("Version"):
+            match = _VERSION.match(package["Version"])
+            if match:
+                return ".".join(part for part in match.groups() if part is not None)
+    release = PveFeatures.from_version_info(client.get("/nodes/%s/version" % node)).version
+    return next(lxc for first, lxc in LXC_BY_RELEASE if release[:2] >= first)

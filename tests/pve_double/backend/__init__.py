@@ -20,7 +20,7 @@ import threading
 
 from ..schema import ApiError, Schema
 from ..tasks import TaskFailed, TaskManager
-from .cluster import DEFAULT_RESOURCES_LAG, VERSIONS, ClusterEndpoints
+from .cluster import DEFAULT_RESOURCES_LAG, VERSIONS, ClusterEndpoints, node_lxc
 from .lxc import Container, LxcEndpoints
 from .lxc_host import CGROUP_ROOT, LxcHost, cgroup_limits, network_lines
 from .oci_archive import import_oci_archive, is_oci_archive
@@ -34,11 +34,13 @@ __all__ = ["Backend", "Container", "DEFAULT_RESOURCES_LAG", "CGROUP_ROOT", "VERS
 
 class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, SnapshotEndpoints, TaskEndpoints):
     def __init__(self, root, mode="9.1", node="pve1", zfs_root=None, vmid_range=(100, 999999999),
-                 dir_storages=None, resources_lag=DEFAULT_RESOURCES_LAG):
+                 dir_storages=None, resources_lag=DEFAULT_RESOURCES_LAG, lxc=None):
         """``vmid_range``: what nextid hands out (datacenter.cfg's next-id lower/upper); ``dir_storages``:
-        more ``dir`` storages as {name: path}, besides ``local`` (and ``local-zfs`` with ``zfs_root``)."""
+        more ``dir`` storages as {name: path}, besides ``local`` (and ``local-zfs`` with ``zfs_root``);
+        ``lxc``: the node's LXC, see node_lxc."""
         self.root = root
         self.mode = mode
+        self.lxc, self.lxc_tools = node_lxc(mode, lxc)
         self.resources_lag = float(resources_lag or 0)  # seconds between pvestatd's broadcasts; 0: live
         self.rrd = {}
         self.node = node

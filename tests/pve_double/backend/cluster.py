@@ -8,7 +8,27 @@ from ..schema import ApiError
 # pvestatd's update interval (pve-manager PVE/Service/pvestatd.pm: $updatetime = 10)
 DEFAULT_RESOURCES_LAG = 10.0
 
-VERSIONS = {"9.1": ("9.1.1", "9.1"), "8": ("8.4.1", "8.4")}
+# What a node runs, by (mode, LXC): its pve-manager version and release (GET /version) and the packages
+# GET /nodes/{node}/apt/versions names.  Proxmox VE 8.0/8.1 shipped lxc-pve 5.0.2, 8.2 moved to 6.0.0 and 9.1
+# ships 6.0.5 with the lxc.environment.runtime backport (pve-manager's and pve-container's debian/changelog).
+VERSIONS = {
+    ("9.1", "6.0"): ("9.1.1", "9.1", {"pve-container": "6.1.10", "lxc-pve": "6.0.5-3"}),
+    ("8", "6.0"): ("8.4.1", "8.4", {"pve-container": "5.3.0", "lxc-pve": "6.0.0-1"}),
+    ("8", "5.0"): ("8.1.4", "8.1", {"pve-container": "5.0.8", "lxc-pve": "5.0.2-4"}),
+}
+
+
+def node_lxc(mode, lxc=None):
+    """(version, LxcTools) of the LXC a node in ``mode`` runs its containers with: ``lxc`` "6.0" (the test
+    bed's lxc-pve 6.0.5 build) or "5.0" (Debian's 5.0.2).  Default: 6.0 for 9.1 (the only LXC it ships) and
+    5.0 for 8 (as 8.0/8.1; give "6.0" for 8.2+)."""
+    from lxcri_testbed.lxc import tools_for  # pylint: disable=import-outside-toplevel
+    mode_key = "9.1" if mode.startswith("9") else "8"
+    lxc = lxc or os.environ.get("PVE_DOUBLE_LXC") or ("6.0" if mode_key == "9.1" else "5.0")
+    if (mode_key, lxc) not in VERSIONS:
+        raise ValueError("a Proxmox VE %s node does not run LXC %s (known: %s)"
+                         % (mode, lxc, ", ".join("%s with LXC %s" % key for key in sorted(VERSIONS))))
+    return lxc, tools_for(lxc)
 
 
 def _meminfo(keys):
@@ -21,9 +41,26 @@ def _meminfo(keys):
 class ClusterEndpoints:
     """GET /version, /nodes, /nodes/{node}/status, /cluster/nextid and /cluster/resources."""
 
+    def _versions(self):
+        return VERSIONS[("9.1" if self.mode.startswith("9") else "8", self.lxc)]
+
     def version(self, params):
-        version, release = VERSIONS["9.1" if self.mode.startswith("9") else "8"]
+        version, release = self._versions()[:2]
         return {"version": version, "release": release, "repoid": "1a2b3c4d"}
+
+    def node_version(self, params):
+        """GET /nodes/{node}/version (proxied to the node: its own pve-manager)."""
+        self._node(params["node"])
+        return self.version(params)
+
+    def apt_versions(self, params):
+        """pve-manager PVE/API2/APT.pm ``versions``: the important Proxmox packages of the node."""
+        self._node(params["node"])
+        version, dummy, packages = self._versions()
+        packages = dict(packages, **{"pve-manager": version})
+        return [{"Package": name, "Version": packages[name], "CurrentState": "Installed", "Arch": "amd64",
+                 "Origin": "Proxmox", "Priority": "optional", "Section": "admin", "Title": name,
+                 "Description": name} for name in ("pve-manager", "pve-container", "lxc-pve")]
 
     def nodes(self, params):
         return [{"node": self.node, "status": "online", "type": "node", "id": "node/" + self.node,

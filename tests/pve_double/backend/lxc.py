@@ -276,7 +276,14 @@ class LxcEndpoints:
                 if key:
                     ct.config.pop(key, None)
             for key, value in params.items():
-                if key not in ("node", "vmid", "digest", "delete", "revert"):
+                if key in ("node", "vmid", "digest", "delete", "revert"):
+                    continue
+                if value is None:
+                    # pve-container PVE/LXC/Config.pm update_pct_config: $conf->{pending}->{env} = undef, and
+                    # vmconfig_apply_pending moves the undef into the config, which write_config leaves out: an
+                    # empty value removes the key (on a stopped CT; a running one keeps no undef pending change)
+                    ct.config.pop(key, None)
+                else:
                     ct.config[key] = _raw(value)
         return None
 

@@ -101,7 +101,7 @@ class LxcHost:
         """What LXC says, so a container reported running is really running."""
         if not os.path.isdir(os.path.join(self.lxc_path, str(ct.vmid))):
             return "stopped", None
-        state, pid = lxc_info(self.lxc_path, str(ct.vmid))
+        state, pid = lxc_info(self.lxc_path, str(ct.vmid), self.lxc_tools)
         return ("running" if state == "RUNNING" else "stopped"), pid
 
     def lxc_config(self, ct, warnings=None):
@@ -109,21 +109,25 @@ class LxcHost:
 
         ``warnings`` collects what the host cannot do (a start task then ends ``WARNINGS: N``).
         """
-        # pve-container PVE/LXC.pm update_lxc_config: "lxc.environment = TERM=linux" for every container, before
-        # the config's env (a later line for the same name wins)
-        env = {"TERM": "linux"}
-        env.update(item.partition("=")[::2] for item in (ct.config.get("env") or "").split("\0") if item)
+        # pve-container PVE/LXC.pm update_lxc_config: "lxc.environment = TERM=linux" for every container, then
+        # "lxc.environment.runtime = <variable>" for each of the config's env (split(/\0+/)): the init gets
+        # them, hooks do not (lxc-pve's conf-env-split backport; LXC without it refuses the key, so a config with
+        # env cannot start there: real 9.1 ships only lxc-pve 6.0.5)
+        runtime_env = ["lxc.environment.runtime = %s" % item
+                       for item in (ct.config.get("env") or "").split("\0") if item]
         raw = ["%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
         warnings = warnings if warnings is not None else []
         limits = cgroup_limits(ct.config, CGROUP_ROOT, warnings)
         return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
                             self.volume_path(ct.config["rootfs"].split(",")[0]),
-                            ct.config.get("entrypoint", "/sbin/init"), env=env, extra=limits + raw,
+                            ct.config.get("entrypoint", "/sbin/init"), env={"TERM": "linux"},
+                            extra=runtime_env + limits + raw,
                             net=network_lines(ct.config, warnings, vmid=ct.vmid))
 
     def _lxc(self, ct, tool, *args):
         """Run an lxc-* tool on the container; returns the CompletedProcess (output captured)."""
-        return subprocess.run([tool, "-P", self.lxc_path, "-n", str(ct.vmid)] + list(args), check=False,
+        return subprocess.run([self.lxc_tools.tool(tool), "-P", self.lxc_path, "-n", str(ct.vmid)] + list(args),
+                              check=False,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
 
     def _start_now(self, ct, task):

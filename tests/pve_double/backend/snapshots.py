@@ -10,6 +10,9 @@ from ..schema import ApiError
 from ..tasks import TaskFailed
 from .lxc import Container
 
+# seconds between the template call's null answer and its worker's start (a real fork_worker takes a moment too)
+TEMPLATE_WORKER_DELAY = 0.3
+
 
 def random_mac():
     """PVE::Tools::random_ether_addr without a datacenter mac_prefix: a locally administered unicast address."""
@@ -29,8 +32,11 @@ class SnapshotEndpoints:
         return volume
 
     def lxc_template(self, params, user):
+        """pve-container PVE/API2/LXC.pm ``template``: the checks run in the request (under the config lock, in
+        this order and with these texts), then ``fork_worker('vztemplate', ...)`` runs template_create and writes
+        ``template: 1``, and the call answers null (``returns => { type => 'null' }``), not the worker's UPID: a
+        client learns the end from the config (or the node's task list)."""
         ct = self._ct(params["vmid"])
-        # pve-container's order and texts: lock, snapshots, already a template, running
         if ct.lock:
             raise ApiError(500, "CT is locked (%s)" % ct.lock)
         if ct.snapshots:
@@ -39,33 +45,39 @@ class SnapshotEndpoints:
             raise ApiError(500, "you can't convert a template to a template")
         if self.lxc_state(ct)[0] == "running":
             raise ApiError(500, "you can't convert a CT to template if the CT is running")
+
+        def work(task):
+            time.sleep(TEMPLATE_WORKER_DELAY)  # the worker's fork and start: the answer comes first
+            with self.lock:
+                self._template_create(ct)
+        self.tasks.start("vztemplate", ct.vmid, user or "root@pam", work)
+        return None
+
+    def _template_create(self, ct):
+        """PVE::LXC::template_create (the storage's create_base) and ``$conf->{template} = 1``."""
         volume = ct.config.get("rootfs", "").split(",")[0]
         if self.storages[volume.split(":")[0]]["type"] == "zfspool":
             # ZFSPoolPlugin create_base: subvol-N-... becomes basevol-N-... (a linked clone keeps its "<base>/" part)
             storage, dummy, volname = volume.partition(":")
             prefix, slash, last = volname.rpartition("/")
             base = "%s:%s%s%s" % (storage, prefix, slash, re.sub(r"^subvol-", "basevol-", last))
-            try:
-                # zfs-fuse refuses to rename a mounted dataset it is still holding, and holds it for
-                # a moment after the container that used it stopped: unmount and retry
-                for attempt in range(20):
-                    subprocess.run(["zfs", "unmount", "-f", self.dataset(volume)], check=False,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    try:
-                        self._zfs("rename", self.dataset(volume), self.dataset(base))
-                        break
-                    except TaskFailed:
-                        if attempt == 19:
-                            raise
-                        time.sleep(0.3)
-                subprocess.run(["zfs", "mount", self.dataset(base)], check=False,
+            # zfs-fuse refuses to rename a mounted dataset it is still holding, and holds it for
+            # a moment after the container that used it stopped: unmount and retry
+            for attempt in range(20):
+                subprocess.run(["zfs", "unmount", "-f", self.dataset(volume)], check=False,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                self._zfs("snapshot", self.dataset(base) + "@__base__")
-            except TaskFailed as exc:
-                raise ApiError(500, str(exc))
+                try:
+                    self._zfs("rename", self.dataset(volume), self.dataset(base))
+                    break
+                except TaskFailed:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.3)
+            subprocess.run(["zfs", "mount", self.dataset(base)], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._zfs("snapshot", self.dataset(base) + "@__base__")
             ct.config["rootfs"] = ct.config["rootfs"].replace(volume, base)
         ct.config["template"] = "1"
-        return None
 
     def lxc_clone(self, params, user):
         """POST .../clone as pve-container's clone_vm: the source holds a 'disk' lock for the whole clone, every
