@@ -10,6 +10,7 @@
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -156,6 +157,35 @@ def lxc_runner(bed):
     runner = LxcRunner(bed["lxc_path"])
     yield runner
     runner.cleanup()
+
+
+class Bridge:
+    """A Linux bridge on the host with the address ``<net>.1/24``; ``address(n)`` is ``<net>.n/24``."""
+
+    def __init__(self, name, net):
+        self.name = name
+        self.net = net
+        self.host = net + ".1"
+
+    def address(self, number):
+        return "%s.%d/24" % (self.net, number)
+
+
+@pytest.fixture
+def bridge():
+    """A test bridge ``lxcri-br<N>`` with its own /24 per xdist worker (10.231.<worker>.0/24), deleted afterwards:
+    parallel tests never share a subnet."""
+    need(shutil.which("ip") is not None, "iproute2 (the ip command) is not installed")
+    worker = xdist_worker() or "gw0"
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    name = "lxcri-br%d" % (os.getpid() % 1000)
+    subprocess.run(["ip", "link", "del", name], check=False, stderr=subprocess.DEVNULL)
+    net = "10.231.%d" % index
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", net + ".1/24", "dev", name], check=True)
+    subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    yield Bridge(name, net)
+    subprocess.run(["ip", "link", "del", name], check=False)
 
 
 @pytest.fixture

@@ -61,9 +61,17 @@ options:
       - V(oci-archive) is a normalised OCI archive (one platform, OCI media types, one squashed layer) that
         Proxmox VE 9.1 and later import natively; its Entrypoint/Cmd are rewritten so that Proxmox's import gives
         exactly the intended command.
+      - V(auto) picks what the template's node runs the image with, with no other option turned. With O(dest):
+        V(vztmpl). With O(storage), from O(node)'s own version (C(GET /nodes/{node}/version)): on Proxmox VE 9.1 and
+        later V(oci-archive), except for an image that runs as another user than root where the node's
+        pve-container is known to be older than 6.1.0 (its import ignores the image's User; read from
+        C(GET /nodes/{node}/apt/versions), which needs C(Sys.Audit) on the node, and taken as 6.1.0 or later when
+        it cannot be read), which gets V(vztmpl) with O(init_wrapper=always); before 9.1, V(vztmpl) with
+        O(init_wrapper=always) (no C(entrypoint)/C(env) keys: the generated C(/sbin/init) runs the app). The
+        choice and its reason are returned as RV(format) and RV(format_choice).
     type: str
-    choices: [vztmpl, oci-archive]
-    default: vztmpl
+    choices: [auto, vztmpl, oci-archive]
+    default: auto
   compression:
     description:
       - Compression of a V(vztmpl) template. V(zstd) (level 3, multi-threaded) gives C(.tar.zst); V(gzip) gives
@@ -328,6 +336,21 @@ identity:
   returned: when state is present
   type: str
   sample: 0f5a3c0c2b0f6e0f0d6a3a0b8c1e2d3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d
+format:
+  description: The template's format (what V(auto) chose, see O(format)).
+  returned: always
+  type: str
+  sample: oci-archive
+format_choice:
+  description: With O(format=auto), what it chose and why.
+  returned: when state is present and O(format=auto)
+  type: str
+  sample: "oci-archive: node pve1 imports OCI archives"
+init_wrapper:
+  description: The init wrapper setting the template was built with (O(init_wrapper), or what O(format=auto) chose).
+  returned: when state is present
+  type: str
+  sample: auto
 lxc_version:
   description: The LXC version the init command was encoded for.
   returned: when state is present

@@ -190,7 +190,7 @@ def push_e2e_image(tmp_path, bed):
     return ref
 
 
-@pytest.fixture(params=[("9.1", "oci-archive"), ("9.1", "vztmpl"), ("8", "vztmpl")], ids=lambda p: "-".join(p))
+@pytest.fixture(params=[("9.1", "oci-archive"), ("9.1", "vztmpl"), ("8", "vztmpl")], ids="-".join)
 def e2e_double(request, tmp_path, zfs_dataset, bed):
     """(double, template format): every template path of lxc_container on the node's own LXC."""
     mode, template_format = request.param
@@ -616,3 +616,80 @@ def test_rootfs_grows_through_resize_and_never_shrinks(installed_collection, zdo
     shrink = installed_collection.playbook(sized(1))
     assert shrink.rc != 0 and "rootfs is 3G and 1G was asked: Proxmox VE cannot shrink a volume" in shrink.stdout
     assert quota() == str(3 * 1024 ** 3) and state_of(double) == before
+
+
+# ---------------------------------------------------------------------------
+# defaults: images deploy with no knob turned (issue 15, secure and simple defaults)
+
+@pytest.fixture(params=[("9.1", "6.1"), ("9.1", "6.0"), ("8", None)], ids=lambda p: "%s-import%s" % p)
+def any_node(request, tmp_path, zfs_dataset, bed):
+    mode, importer = request.param
+    instance = Double(str(tmp_path / "pvez"), mode=mode, zfs_root=zfs_dataset + "/pve", importer=importer).start()
+    yield instance
+    instance.kill_containers()
+    instance.stop()
+
+
+def push_default_images(tmp_path, bed):
+    """A FROM-scratch-like image without Env (root), and one with USER by name in a supplementary group."""
+    from lxcri_testbed.oci_build import with_setpriv
+    layout = str(tmp_path / "defaults-layout")
+    plain = Layer().dir("bin").busybox(("sh", "sleep"))
+    write_image(layout, "noenv", [plain], {"Entrypoint": ["/bin/sleep", "3600"]})
+    named = with_setpriv(Layer().dir("bin").dir("tmp", mode=0o1777).busybox(("sh", "sleep", "id")).dir("etc")
+                         .file("etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n")
+                         .file("etc/group", "root:x:0:\napp:x:1000:\nvideo:x:44:app\n").dir("srv"))
+    write_image(layout, "named", [named], {"Entrypoint": ["/bin/sh", "-c", "sleep 3600; exit 0"], "User": "app",
+                                           "WorkingDir": "/srv", "Env": ["PATH=/bin"]})
+    refs = {}
+    for tag in ("noenv", "named"):
+        refs[tag] = "%s/%s/defaults:%s" % (bed["registry"]["host"], TEST_REPO_NS, tag)
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:%s:%s" % (layout, tag),
+                        "docker://" + refs[tag]], check=True)
+    return refs
+
+
+def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(installed_collection, any_node, tmp_path,
+                                                                            bed):
+    """oci_template and lxc_container with nothing but the image, the storage and the container's name, on 9.1
+    with each import and on 8: format auto picks what the node runs, and the app runs with the image's ids."""
+    double = any_node
+    refs = push_default_images(tmp_path, bed)
+    deploy = play(tmp_path, double, "defaults.yml", """\
+        - lxcri.proxmox.oci_template:
+            image: "{{ item.value }}"
+            registry_tls_verify: false
+            storage: local
+            cache_dir: %s
+          loop: "{{ images | dict2items }}"
+          register: tmpl
+        - lxcri.proxmox.lxc_container:
+            hostname: "defaults-{{ item.item.key }}"
+            oci: "{{ item }}"
+            storage: local-zfs
+            disk_size: 1
+            state: started
+          loop: "{{ tmpl.results }}"
+          register: ct
+        """ % (tmp_path / "cache"))
+    run = installed_collection.playbook(deploy, extra_vars={"images": refs})
+    assert run.rc == 0, [r.get("msg") for r in run.task_results() if isinstance(r, dict)]
+    results = dict((r["item"]["key"], r) for r in run.results["tasks"][0]["result"]["results"])
+    nine, importer = double.backend.mode.startswith("9"), double.backend.importer
+    assert results["noenv"]["format"] == ("oci-archive" if nine else "vztmpl")
+    assert results["named"]["format"] == ("oci-archive" if nine and importer == "6.1" else "vztmpl")
+    assert results["named"]["format_choice"]
+    from lxcri_testbed.lxc import read_init
+    found = dict((ct.config["hostname"], ct) for ct in double.backend.containers.values())
+    for tag, (uid, gid, groups, cwd) in (("noenv", (0, 0, [], "/")), ("named", (1000, 1000, [44], "/srv"))):
+        state, pid = double.backend.lxc_state(found["defaults-" + tag])
+        assert state == "running"
+        pids = [pid] + [int(p) for p in open("/proc/%d/task/%d/children" % (pid, pid)).read().split()]
+        apps = [read_init(p) for p in pids]
+        app = [a for a in apps if "sleep" in " ".join(a.argv)][-1]
+        with open("/proc/%d/status" % app.pid) as handle:
+            have = sorted(int(g) for line in handle if line.startswith("Groups:") for g in line.split()[1:])
+        assert (app.uid, app.gid, app.cwd) == (uid, gid, cwd), (tag, app)
+        assert [g for g in have if g != gid] == groups, (tag, have)
+    again = installed_collection.playbook(deploy, extra_vars={"images": refs})
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again

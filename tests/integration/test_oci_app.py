@@ -165,3 +165,41 @@ def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdoub
     assert not [name for name in subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", pool], check=True,
                                                 stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
                 if "/subvol-" in name]
+
+
+@pytest.fixture
+def double91(tmp_path, zfs_dataset, bed):
+    instance = Double(str(tmp_path / "pve"), mode="9.1", zfs_root=zfs_dataset + "/pve").start()
+    yield instance
+    instance.kill_containers()
+    instance.stop()
+
+
+def test_the_apps_network_is_host_managed_and_answers_the_node_over_tcp(installed_collection, double91, tmp_path,
+                                                                        bed, bridge):
+    """Proxmox VE 9.1 brings up only host-managed interfaces, and an app's init configures none: the role's
+    net0 (a static address on a bridge) gets host-managed=1, the health check is a TCP connection from the node
+    to that address, the page is fetched over the bridge, and a second run changes nothing (the importer's
+    host-managed stays).  An upgrade's new container answers on the same address."""
+    import urllib.request
+    double = double91
+    images = push(bed["registry"]["host"], "%s/webapp-net" % TEST_REPO_NS, versions=("1", "2"))
+    address = bridge.address(20)
+    ip = address.split("/")[0]
+    net = {"0": "name=eth0,bridge=%s,ip=%s,gw=%s" % (bridge.name, address, bridge.host)}
+    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_host=ip, oci_app_health_port=8080)
+    deploy = "lxcri.proxmox.deploy_app"
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
+    vmid = containers(double)[APP][0]
+    net0 = double.backend.containers[vmid].config["net0"]
+    assert "host-managed=1" in net0 and "ip=%s" % address in net0, net0
+    with urllib.request.urlopen("http://%s:8080/" % ip, timeout=10) as answer:
+        assert answer.read().decode() == page("1")
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    assert double.backend.containers[vmid].config["net0"] == net0
+    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"], **settings))
+    assert upgrade.rc == 0, [t["result"].get("msg") for t in upgrade.results["tasks"] if t["status"] != "ok"]
+    with urllib.request.urlopen("http://%s:8080/" % ip, timeout=10) as answer:
+        assert answer.read().decode() == page("2")

@@ -6,6 +6,7 @@ and started by real LXC with the returned runtime; the init process's
 cwd, uid/gid and groups must be what the runtime says.
 """
 
+import io
 import json
 import os
 import shutil
@@ -311,7 +312,9 @@ def test_oci_archive_is_normalised_and_read_by_skopeo_and_umoci(work, tmp_path):
     assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
     assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar+gzip"]
     assert len(config["rootfs"]["diff_ids"]) == 1
-    assert config["config"]["User"] == "1000:1000" and config["config"]["StopSignal"] == "SIGQUIT"
+    # the name, not 1000:1000: pve-container 6.1's import gives a name's supplementary groups (video, audio) and
+    # a uid:gid none
+    assert config["config"]["User"] == "app" and config["config"]["StopSignal"] == "SIGQUIT"
     assert config["config"]["WorkingDir"] == "/srv/data"
     inspect = json.loads(run(["skopeo", "inspect", "oci-archive:%s" % path]).stdout)
     assert inspect["Env"] == ["A=b c"] and inspect["Layers"] == [manifest["layers"][0]["digest"]]
@@ -329,31 +332,115 @@ def test_oci_archive_is_normalised_and_read_by_skopeo_and_umoci(work, tmp_path):
 
 
 def test_oci_archive_imported_by_the_pve_double_runs_the_exact_argv(work, bed, tmp_path):
-    """Proxmox VE 9.1's import (as the test double models it) of our archive, started with real LXC."""
+    """Proxmox VE 9.1's import (the double: String::ShellQuote's real quoting, as cmd2string does it) of our
+    archives, started with lxc-pve 6.0.5: pve_import_command's three ways, each run for real.
+
+    - plain words: the image's own Entrypoint, which the importer's quoting keeps;
+    - first and last word quoted (LXC strips a quote pair around the whole value): the whole 6.0-encoded
+      command as ONE word, which the importer wraps in '...' and LXC unwraps;
+    - a single quote ("it's"): the exec wrapper.
+    """
     from pve_double.server import DEFAULT_PASSWORD, Double
     from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import PveClient
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import lxcinit
     from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import wait_task
     from lxcri_testbed.lxc import read_init
-    argv = ["/bin/sh", "-c", "sleep 3600; exit 0", "x", "two words", "it's"]
-    ref = write_image(work["layout"], "pve", [base_layer()], {"Entrypoint": argv, "Env": ["GREETING=hello world"]})
-    # the double's 9.1 node runs the import's lxc.init.cmd with lxc-pve 6.0.5, as a real 9.1 node does
-    result = convert(work, ref, format="oci-archive")
-    assert result["runtime"]["wrapper"]["kind"] == "exec"
+    script = "#!/bin/sh\nsleep 3600\n"
+    cases = [
+        (["/bin/sh", "-c", "sleep 3600; exit 0", "x", "a=b", ""], None, None),
+        (["/bin/my app", "x", "two words"], "whole", ["/bin/sh", "/bin/my app", "x", "two words"]),
+        (["/bin/sh", "-c", "sleep 3600; exit 0", "x", "two words", "it's"], "exec", None),
+    ]
     double = Double(str(tmp_path / "pve"), mode="9.1").start()
     try:
         cache = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
-        os.link(result["path"], os.path.join(cache, result["filename"]))
         client = PveClient("127.0.0.1", port=double.port, password=DEFAULT_PASSWORD, ca_path=double.cert)
-        upid = client.post("/nodes/pve1/lxc", vmid=150, ostemplate="local:vztmpl/" + result["filename"],
-                           hostname="oci")
-        wait_task(client, "pve1", upid, timeout=60)
-        config = client.get("/nodes/pve1/lxc/150/config")
-        assert config["entrypoint"] == result["runtime"]["pve_entrypoint"]
-        wait_task(client, "pve1", client.post("/nodes/pve1/lxc/150/status/start"), timeout=60)
-        state, pid = double.backend.lxc_state(double.backend.containers[150])
-        assert state == "running" and read_init(pid).argv == argv
-        wait_task(client, "pve1", client.post("/nodes/pve1/lxc/150/status/stop"), timeout=60)
+        for number, (argv, way, seen) in enumerate(cases):
+            layer = base_layer().file("bin/my app", script, mode=0o755)
+            ref = write_image(work["layout"], "pve%d" % number, [layer],
+                              {"Entrypoint": argv, "Env": ["GREETING=hello world"]})
+            result = convert(work, ref, format="oci-archive")
+            runtime = result["runtime"]
+            with tarfile.open(result["path"]) as tar:
+                index = json.loads(tar.extractfile("index.json").read())
+
+                def blob(digest):
+                    return json.loads(tar.extractfile("blobs/sha256/" + digest.split(":")[1]).read())
+                entrypoint = blob(blob(index["manifests"][0]["digest"])["config"]["digest"])["config"]["Entrypoint"]
+            if way == "exec":
+                assert runtime["wrapper"]["kind"] == "exec" and entrypoint == ["/.lxcri/exec"]
+            else:
+                assert runtime["wrapper"] is None
+                assert (len(entrypoint) == 1) == (way == "whole") and (entrypoint == argv) == (way is None)
+            os.link(result["path"], os.path.join(cache, result["filename"]))
+            vmid = 150 + number
+            upid = client.post("/nodes/pve1/lxc", vmid=vmid, ostemplate="local:vztmpl/" + result["filename"],
+                               hostname="oci%d" % number)
+            wait_task(client, "pve1", upid, timeout=60)
+            config = client.get("/nodes/pve1/lxc/%d/config" % vmid)
+            # lxcinit's model of the importer's quoting is what String::ShellQuote wrote
+            assert config["entrypoint"] == lxcinit.pve_import_value(entrypoint), config["entrypoint"]
+            wait_task(client, "pve1", client.post("/nodes/pve1/lxc/%d/status/start" % vmid), timeout=60)
+            state, pid = double.backend.lxc_state(double.backend.containers[vmid])
+            for dummy in range(50):  # the exec wrapper's sh, just before its exec
+                init = read_init(pid)
+                if init.argv == (seen or argv):
+                    break
+                time.sleep(0.1)
+            assert state == "running" and init.argv == (seen or argv), (way, init.argv)
+            wait_task(client, "pve1", client.post("/nodes/pve1/lxc/%d/status/stop" % vmid), timeout=60)
     finally:
+        double.kill_containers()
+        double.stop()
+
+
+@pytest.mark.parametrize("importer", ["6.1", "6.0"])
+def test_scratch_image_with_a_user_through_each_importer(work, bed, tmp_path, importer):
+    """An image FROM scratch (no /etc) that runs as 1000:1000, as an OCI archive on a 9.1 node.
+
+    pve-container 6.1's import resolves User through /etc/passwd in the rootfs and fails the whole create when
+    there is no /etc: the archive gets an empty /etc, and the app runs as 1000.  6.0.x ignores User: lxc_container
+    sees the ids missing from the config, removes the container it made and says so, instead of running the app
+    as root."""
+    from pve_double.server import DEFAULT_PASSWORD, Double
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
+    from lxcri_testbed.lxc import read_init
+    layer = Layer().dir("bin").busybox(("sh", "sleep"))
+    argv = ["/bin/sleep", "3600"]
+    ref = write_image(work["layout"], "scratch", [layer], {"Entrypoint": argv, "User": "1000:1000"})
+    result = convert(work, ref, format="oci-archive")
+    with tarfile.open(result["path"]) as tar:
+        index = json.loads(tar.extractfile("index.json").read())
+
+        def blob(digest):
+            return tar.extractfile("blobs/sha256/" + digest.split(":")[1]).read()
+
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+        assert json.loads(blob(manifest["config"]["digest"]))["config"]["User"] == "1000:1000"
+        layer_names = tarfile.open(fileobj=io.BytesIO(blob(manifest["layers"][0]["digest"]))).getnames()
+    assert "etc" in layer_names  # resolve_oci_user's abs_path('/etc/passwd') needs the directory
+    double = Double(str(tmp_path / "pve"), mode="9.1", importer=importer).start()
+    try:
+        cache = os.path.join(double.backend.storages["local"]["path"], "template", "cache")
+        os.link(result["path"], os.path.join(cache, result["filename"]))
+        params = {"api_host": "127.0.0.1", "api_port": double.port, "api_user": "root@pam",
+                  "api_password": DEFAULT_PASSWORD, "ca_path": double.cert, "vmid": 160, "hostname": "scratch",
+                  "state": "started", "oci": {"volid": "local:vztmpl/" + result["filename"],
+                                              "runtime": result["runtime"]}}
+        if importer == "6.1":
+            ContainerManager(params).run()
+            state, pid = double.backend.lxc_state(double.backend.containers[160])
+            init = read_init(pid)
+            assert state == "running" and init.argv == argv and (init.uid, init.gid) == (1000, 1000)
+        else:
+            with pytest.raises(ContainerError) as err:
+                ContainerManager(params).run()
+            message = str(err.value)
+            assert "did not set the image's uid 1000 (lxc.init.uid is unset)" in message
+            assert "init_wrapper: always" in message and "was removed again" in message
+            assert 160 not in double.backend.containers
+    finally:
+        double.kill_containers()
         double.stop()
 
 

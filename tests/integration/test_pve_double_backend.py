@@ -3,7 +3,6 @@ locks, force, unreferenced disks, pools, HA and purge), cgroup limits and networ
 refusals that change nothing, a zfs cycle that leaves nothing behind, and a tour through every route."""
 
 import os
-import shutil
 import subprocess
 import time
 
@@ -216,36 +215,43 @@ def test_config_lines_keep_the_empty_network_unless_given_one():
     assert [line for line in lines if line not in veth] == [line for line in default if "lxc.net." not in line]
 
 
-@pytest.fixture
-def bridge():
-    """A test bridge (lxcri-br<N>: concurrent runs do not collide), deleted afterwards."""
-    from conftest import need
-    need(shutil.which("ip") is not None, "iproute2 (the ip command) is not installed")
-    name = "lxcri-br%d" % (os.getpid() % 1000)
-    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
-    subprocess.run(["ip", "addr", "add", "10.231.0.1/24", "dev", name], check=True)
-    subprocess.run(["ip", "link", "set", name, "up"], check=True)
-    yield name
-    subprocess.run(["ip", "link", "del", name], check=False)
-
-
 def test_net0_on_an_existing_bridge_is_a_veth_else_a_warning(zdouble, bridge):
+    """A veth on the bridge, named and addressed as Proxmox VE does: on 9.1 only a host-managed interface is up
+    with its address (pve-container update_lxc_config); without host-managed, and always on 8, the container's
+    own init would have to configure it, so a container without one has it down and without an address."""
     double, api = zdouble, Api(zdouble)
-    net0 = "name=eth0,bridge=%s,hwaddr=BC:24:11:AA:BB:01,ip=10.231.0.2/24,gw=10.231.0.1,type=veth" % bridge
+    nine = double.backend.mode.startswith("9")
+    net0 = "name=eth0,bridge=%s,hwaddr=BC:24:11:AA:BB:01,ip=%s,gw=%s,type=veth" % (
+        bridge.name, bridge.address(2), bridge.host)
+    managed = dict(net0=net0 + ",host-managed=1") if nine else {}
     assert api.task("POST", "/nodes/pve1/lxc", vmid=182, ostemplate="local:vztmpl/t.tar.zst",
-                    rootfs="local-zfs:1", net0=net0, net1="name=eth1,bridge=vmbr9,type=veth") == "OK"
+                    rootfs="local-zfs:1", net1="name=eth1,bridge=vmbr9,type=veth",
+                    **(managed or dict(net0=net0))) == "OK"
     assert api.task("POST", "/nodes/pve1/lxc/182/status/start") == "WARNINGS: 1"  # vmbr9 is not on this host
     name = "182"
     attach = [double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n", name, "--"]
     inside = subprocess.run(attach + ["/bin/busybox", "ip", "addr", "show", "eth0"], stdout=subprocess.PIPE,
                             universal_newlines=True, check=True)
-    assert "bc:24:11:aa:bb:01" in inside.stdout and "10.231.0.2/24" in inside.stdout
-    assert os.listdir("/sys/class/net/%s/brif" % bridge) == ["veth182i0"]  # the host end, named as PVE does
-    ping = subprocess.run(attach + ["/bin/busybox", "ping", "-c", "1", "-W", "2", "10.231.0.1"],
+    assert "bc:24:11:aa:bb:01" in inside.stdout
+    assert os.listdir("/sys/class/net/%s/brif" % bridge.name) == ["veth182i0"]  # the host end, named as PVE does
+    ping = subprocess.run(attach + ["/bin/busybox", "ping", "-c", "1", "-W", "2", bridge.host],
                           stdout=subprocess.PIPE, universal_newlines=True, check=False)
-    assert ping.returncode == 0, ping.stdout
+    if nine:
+        assert bridge.address(2) in inside.stdout and ",UP" in inside.stdout
+        assert ping.returncode == 0, ping.stdout
+    else:
+        assert bridge.address(2) not in inside.stdout and ",UP" not in inside.stdout
+        assert ping.returncode != 0
     assert api.task("POST", "/nodes/pve1/lxc/182/status/stop") == "OK"
-    assert not os.listdir("/sys/class/net/%s/brif" % bridge)
+    assert not os.listdir("/sys/class/net/%s/brif" % bridge.name)
+    if nine:  # the same interface without host-managed: down, no address
+        digest = api.call("GET", "/nodes/pve1/lxc/182/config")[1]["data"]["digest"]
+        assert api.call("PUT", "/nodes/pve1/lxc/182/config", net0=net0, digest=digest)[0] == 200
+        assert api.task("POST", "/nodes/pve1/lxc/182/status/start") == "WARNINGS: 1"
+        inside = subprocess.run(attach + ["/bin/busybox", "ip", "addr", "show", "eth0"], stdout=subprocess.PIPE,
+                                universal_newlines=True, check=True)
+        assert bridge.address(2) not in inside.stdout and ",UP" not in inside.stdout
+        assert api.task("POST", "/nodes/pve1/lxc/182/status/stop") == "OK"
 
 
 def test_refusals_leave_the_container_as_it_was(zdouble):

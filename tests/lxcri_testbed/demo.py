@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.request
 
 from .app_images import push
 from .bed import load_state
@@ -60,6 +61,20 @@ def playbook(name, extra, expect_failure=False):
     return proc.stdout
 
 
+DEMO_BRIDGE = "lxcri-demo0"
+DEMO_NET = "10.232.0"
+
+
+def bridge_up():
+    """The demo's bridge with the node's address on it (kept with --keep); returns the app's address."""
+    if subprocess.run(["ip", "link", "show", DEMO_BRIDGE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                      check=False).returncode != 0:
+        subprocess.run(["ip", "link", "add", DEMO_BRIDGE, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", DEMO_NET + ".1/24", "dev", DEMO_BRIDGE], check=True)
+    subprocess.run(["ip", "link", "set", DEMO_BRIDGE, "up"], check=True)
+    return DEMO_NET + ".10"
+
+
 def running_app(lxc_path, tools, hostname="webapp"):
     """(vmid, page, init argv, uid) of the running container with that hostname, from LXC itself."""
     for name in sorted(os.listdir(lxc_path)):
@@ -83,9 +98,15 @@ def running_app(lxc_path, tools, hostname="webapp"):
     raise SystemExit("demo: no running container is called %s" % hostname)
 
 
-def show(lxc_path, tools, expected_version):
+def show(lxc_path, tools, expected_version, address=None):
     vmid, page, argv, uid = running_app(lxc_path, tools)
-    print("CT %s answers: %s" % (vmid, page))
+    if address:
+        # over the bridge, from the node: the interface is host-managed (up, with its address)
+        with urllib.request.urlopen("http://%s:8080/" % address, timeout=10) as answer:
+            page = answer.read().decode().strip()
+        print("CT %s answers at http://%s:8080/: %s" % (vmid, address, page))
+    else:
+        print("CT %s answers: %s" % (vmid, page))
     print("CT %s init (pid 1 in the container): argv %s, uid %s" % (vmid, json.dumps(argv), uid))
     if page != "Hello from webapp version %s" % expected_version:
         raise SystemExit("demo: expected version %s to answer" % expected_version)
@@ -104,6 +125,7 @@ def main(argv):
     pidfile = os.path.join(tempfile.gettempdir(), "lxcri-demo-double.pid")
     lxc_path = os.path.join(DOUBLE_DIR, "lxc")
     tools = tools_for("6.0" if args.mode == "9.1" else "5.0")  # the LXC the double's node runs (pve_double --lxc)
+    address = None
 
     say("Starting the embedded Proxmox VE (the API test double, mode %s, real LXC and ZFS)" % args.mode)
     subprocess.run([sys.executable, "-m", "pve_double", "--detach", "--fresh", "--mode", args.mode,
@@ -123,26 +145,32 @@ def main(argv):
             "oci_app_health_exec": [tools.tool("lxc-attach"), "-P", lxc_path, "-n", "{vmid}", "--"],
             "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 10,
         }
+        if args.mode == "9.1":
+            # 9.1 brings up host-managed interfaces (pve-container update_lxc_config), which an app gets: net0 on a
+            # bridge of this host, and the health check is also a TCP connection from the node to the app
+            address = bridge_up()
+            net0 = "name=eth0,bridge=%s,ip=%s/24,gw=%s.1" % (DEMO_BRIDGE, address, DEMO_NET)
+            settings.update(oci_app_net={"0": net0}, oci_app_health_host=address, oci_app_health_port=8080)
         with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="lxcri-demo-", delete=False) as handle:
             json.dump(settings, handle)
             app_vars = "@" + handle.name
 
         say("1. Deploy version 1 (playbooks/deploy_app.yml)")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["1"]])
-        show(lxc_path, tools, "1")
+        show(lxc_path, tools, "1", address)
 
         say("2. Upgrade to version 2: snapshot, new container, health check")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["2"]])
-        show(lxc_path, tools, "2")
+        show(lxc_path, tools, "2", address)
 
         say("3. Deploy the broken version 3: its health check fails and the role rolls back by itself")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["3-broken"], "oci_app_health_timeout=6"],
                  expect_failure=True)
-        show(lxc_path, tools, "2")
+        show(lxc_path, tools, "2", address)
 
         say("4. Roll back to version 1 on request (playbooks/rollback_app.yml)")
         playbook("rollback_app", [app_vars])
-        show(lxc_path, tools, "1")
+        show(lxc_path, tools, "1", address)
 
         if args.keep:
             say("Left running: the double at https://127.0.0.1:%d (root@pam / %s); stop it with "
@@ -156,6 +184,7 @@ def main(argv):
         if not args.keep:
             subprocess.run([sys.executable, "-m", "pve_double", "--stop", "--dir", DOUBLE_DIR, "--pidfile", pidfile],
                            cwd=tests, check=False)
+            subprocess.run(["ip", "link", "del", DEMO_BRIDGE], check=False, stderr=subprocess.DEVNULL)
     say("Demo complete: deploy, upgrade, automatic rollback of a broken version, rollback on request, cleanup")
     return 0
 

@@ -57,7 +57,7 @@ def lxc_pve_tools(required=True):
 
 def tools_for(lxc_version):
     """The LXC installation that behaves as ``lxc_version`` ("5.0": Debian's 5.0.2, "6.0": lxc-pve 6.0.5)."""
-    if str(lxc_version).split(".")[0] == "5":
+    if str(lxc_version).partition(".")[0] == "5":
         return SYSTEM_LXC
     if str(lxc_version).startswith("6.0"):
         return lxc_pve_tools()

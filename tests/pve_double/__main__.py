@@ -89,7 +89,7 @@ def serve(args, zfs_root, ready=None):
     open(os.path.join(args.dir, MARK), "w").close()
     double = Double(args.dir, args.mode, args.node, args.user, args.password, port=args.port,
                     zfs_root=zfs_root, vmid_range=args.vmid_range, dir_storages=dict(args.dir_storage),
-                    resources_lag=args.resources_lag, lxc=args.lxc).start()
+                    resources_lag=args.resources_lag, lxc=args.lxc, importer=args.importer).start()
     storages = []
     for name, info in sorted(double.backend.storages.items()):
         storages.append("%s (%s)" % (name, info["type"]))
@@ -170,6 +170,9 @@ def main(argv):
     parser.add_argument("--lxc", default=os.environ.get("PVE_DOUBLE_LXC"), choices=["6.0", "5.0"],
                         help="the LXC the node runs: 6.0 (lxc-pve 6.0.5, the test bed's build) or 5.0 (Debian's "
                              "5.0.2); default 6.0 in 9.1 mode, 5.0 in 8 mode (as 8.0/8.1; 6.0 as 8.2+)")
+    parser.add_argument("--importer", default=os.environ.get("PVE_DOUBLE_IMPORTER"), choices=["6.1", "6.0"],
+                        help="a 9.1 node's pve-container OCI import: 6.1 (6.1.0+, honours the image's User; "
+                             "default) or 6.0 (9.1.0's 6.0.18, ignores it)")
     parser.add_argument("--resources-lag", type=float, default=None, metavar="SECONDS",
                         help="seconds between pvestatd's broadcasts that /cluster/resources serves (default "
                              "$PVE_DOUBLE_RESOURCES_LAG, else 10 as on a real node; 0 reads live)")

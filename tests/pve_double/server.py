@@ -198,17 +198,17 @@ def urlencoded(text):
 class Double:
     def __init__(self, root, mode="9.1", node="pve1", user="root@pam", password=DEFAULT_PASSWORD,
                  host="127.0.0.1", port=0, zfs_root=None, vmid_range=(100, 999999999), dir_storages=None,
-                 resources_lag=None, lxc=None):
+                 resources_lag=None, lxc=None, importer=None):
         """``resources_lag``: seconds between pvestatd's broadcasts that /cluster/resources serves (default
         $PVE_DOUBLE_RESOURCES_LAG, else 10 as on a real node; 0 reads live); ``lxc``: the LXC the node runs
         ("6.0": lxc-pve 6.0.5, "5.0": Debian's 5.0.2; default $PVE_DOUBLE_LXC, else by mode: 6.0 on 9.1, 5.0
-        on 8)."""
+        on 8); ``importer``: a 9.1 node's pve-container OCI import, "6.1" or "6.0" (see Backend)."""
         os.makedirs(root, exist_ok=True)
         self.schema = Schema(mode)
         if resources_lag is None:
             resources_lag = float(os.environ.get("PVE_DOUBLE_RESOURCES_LAG", DEFAULT_RESOURCES_LAG))
         self.backend = Backend(root, mode, node, zfs_root, vmid_range=vmid_range, dir_storages=dir_storages,
-                               resources_lag=resources_lag, lxc=lxc)
+                               resources_lag=resources_lag, lxc=lxc, importer=importer)
         self.user = user
         self.password = password
         self.tickets = {}  # ticket -> (user, csrf)

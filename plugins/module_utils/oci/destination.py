@@ -107,6 +107,11 @@ class DirDestination:
         """None: the LXC where the module runs (a directory is on the node that restores the template)."""
         return None
 
+    @staticmethod
+    def auto_format(needs_user):
+        """``format: auto`` into a directory: a plain template (vztmpl); see StorageDestination.auto_format."""
+        return "vztmpl", None, "a directory takes plain templates"
+
     address = path
 
     def sidecar(self, filename):

@@ -53,6 +53,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config i
     ConfigError, parse_group, parse_passwd, runtime_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, store_complete, sweep_tmp
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import StorageDestination
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import ROOT_USERS
 
 TMP_PREFIX = ".lxcri-tmp-"
 # left by a killed run: .lxcri-tmp-<pid>-<random>-<filename> (and .lxcri-tmp-<pid>-layer-<random>)
@@ -79,7 +80,7 @@ def template_argument_spec():
     spec = dict(
         image=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-        format=dict(type="str", default="vztmpl", choices=["vztmpl", "oci-archive"]),
+        format=dict(type="str", default="auto", choices=["auto", "vztmpl", "oci-archive"]),
         compression=dict(type="str", default="zstd", choices=["zstd", "gzip"]),
         dest=dict(type="path"),
         storage=dict(type="str"),
@@ -326,6 +327,47 @@ def _account(spec, tree):
     return None
 
 
+def pve_import_user(spec, tree):
+    """The ``User`` to write into an OCI archive so that Proxmox VE's import gives the init ``spec``'s ids.
+
+    pve-container 6.1.0+ PVE/LXC/Create.pm resolve_oci_user: ``uid:gid`` sets both and no supplementary groups
+    (a group given turns them off); a name takes its uid and primary gid from the image's /etc/passwd and its
+    groups from the /etc/group lines that list it.  None: nothing to write (root without groups: the import then
+    sets no ids).  Raises TemplateError for supplementary groups the name does not give.
+    """
+    uid, gid, groups = spec["uid"], spec["gid"], sorted(set(spec["groups"] or []))
+    if not uid and not gid and not groups:
+        return None
+    if not groups:
+        return "%d:%d" % (uid, gid)
+    account = _account(spec, tree)
+    if account is not None:
+        name, primary, dummy = account
+        group = tree.captured("etc/group")
+        members = parse_group(group.decode("utf-8", "replace") if group is not None else "")
+        listed = sorted(set(g for dummy_name, g, names in members if name in names))
+        passwd = tree.captured("etc/passwd")
+        first = [u for n, u, dummy_gid in parse_passwd(passwd.decode("utf-8", "replace")) if n == name][:1]
+        if first == [uid] and primary == gid and listed == groups:
+            return name
+    raise TemplateError("the image runs as uid %d gid %d with supplementary groups %s, which Proxmox VE's OCI import "
+                        "cannot reproduce (it takes them only from a user name whose /etc/passwd and /etc/group "
+                        "entries give exactly these): build with init_wrapper: always" % (uid, gid, groups))
+
+
+def _ensure_etc(tree, sink, mtime):
+    """resolve_oci_user resolves /etc/passwd and /etc/group with abs_path in the rootfs, which fails (and with it
+    the whole import) when there is no /etc directory: an image without one (FROM scratch) gets an empty /etc."""
+    resolved = tree.resolve("etc")
+    entry = tree.lookup(resolved) if resolved is not None else None
+    if entry is not None and entry.type == "dir":
+        return
+    if tree.lookup("etc") is not None or entry is not None:  # a file, or a symlink that leads nowhere useful
+        raise TemplateError("the image's /etc is not a directory, so Proxmox VE's OCI import cannot read its users "
+                            "(it fails the create): build with init_wrapper: always")
+    sink.add_dir("etc", mtime=mtime)
+
+
 # ---------------------------------------------------------------------------
 # the runtime
 
@@ -492,7 +534,9 @@ class TemplateManager:
             raise TemplateError("give exactly one of dest (a directory) or storage (a Proxmox VE storage)")
         if self.params["name"] is not None:
             check_name(self.params["name"])
-        self.extension = EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]
+        self.extension = None if fmt == "auto" else EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl"
+                                                                 else None)]
+        self.format_choice = None  # format: auto, once decided: why
         bound = self.images.bound  # the options, checked
         self.limits = Limits(max_expansion_ratio=bound.ratio, max_uncompressed_bytes=bound.max_bytes)
 
@@ -544,18 +588,39 @@ class TemplateManager:
     def _base(self):
         return {"changed": False, "image": str(self.images.source), "format": self.params["format"]}
 
+    def _decide_format(self, dest, res):
+        """``format: auto``: what the destination's node runs with the image's user (see auto_format)."""
+        user = str(self.params.get("user") or (res.config.get("config") or {}).get("User") or "0").strip()
+        fmt, wrapper, why = dest.auto_format(user not in ROOT_USERS)
+        if wrapper and self.params["init_wrapper"] == "never":
+            raise TemplateError("format auto chose a plain template with the generated init (%s), but init_wrapper "
+                                "is never: allow the wrapper, or give format" % why)
+        self.params["format"] = fmt
+        if wrapper:
+            self.params["init_wrapper"] = wrapper
+        self.extension = dest.extension = EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]
+        self.format_choice = "%s%s: %s" % (fmt, " with init_wrapper %s" % wrapper if wrapper else "", why)
+
     def present(self, dest=None):
         dest = dest or self.destination()
-        # what the options alone make unrunnable (on a storage's node) is refused before the image is pulled
-        dest.check_runnable(self.params["name"] or "the template")
+        auto = self.params["format"] == "auto"
+        if not auto:
+            # what the options alone make unrunnable (on a storage's node) is refused before the image is pulled
+            dest.check_runnable(self.params["name"] or "the template")
         res, cached, dummy = self._resolve()
+        if auto:
+            self._decide_format(dest, res)
+            dest.check_runnable(self.params["name"] or "the template")
         lxc_target = self._lxc_target(dest)
         ident = identity(self.params, res.manifest_digest, res.platform, lxc_target)
         name = self.params["name"] or default_name(self.images.source, res.manifest_digest, self.params)
         filename = name + self.extension
         result = self._base()
         result.update({"name": name, "filename": filename, "digest": res.manifest_digest,
-                       "platform": str(res.platform), "identity": identity_hash(ident), "lxc_version": lxc_target})
+                       "platform": str(res.platform), "identity": identity_hash(ident), "lxc_version": lxc_target,
+                       "format": self.params["format"], "init_wrapper": self.params["init_wrapper"]})
+        if self.format_choice:
+            result["format_choice"] = self.format_choice
         result.update(dest.describe(filename))
         with dest.lock(name):
             record = dest.read_record(filename, ident)
@@ -596,10 +661,20 @@ class TemplateManager:
             name = self.params["name"]
         else:
             res = self._resolve_readonly()[0]
+            if self.params["format"] == "auto":
+                self._decide_format(dest, res)  # the default name carries the options auto chose
             name = default_name(self.images.source, res.manifest_digest, self.params)
-        filename = name + self.extension
+        if self.extension is None:  # format auto with a name: the template of either format
+            extensions = [EXTENSIONS[("vztmpl", self.params["compression"])], EXTENSIONS[("oci-archive", None)]]
+        else:
+            extensions = [self.extension]
+        removed = None
         with dest.lock(name, create=False):
-            removed = dest.remove(filename)
+            for extension in extensions:
+                filename = name + extension
+                removed = dest.remove(filename)
+                if removed:
+                    break
         result["name"] = name
         result.update(dest.describe(filename, present=False))
         result["removed"] = removed
@@ -741,6 +816,11 @@ class TemplateManager:
                     spec = self._spec(res, tree)
                     runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
                                              pve_import=True)
+                    # the generated init switches ids itself: the import must leave them at root
+                    import_user = None if (runtime["wrapper"] or {}).get("kind") == "init" else \
+                        pve_import_user(spec, tree)
+                    if import_user is not None:
+                        _ensure_etc(tree, sink, mtime)
                     sink.close()
                     stream.close()
                 except BaseException:
@@ -753,7 +833,10 @@ class TemplateManager:
             cfg["Cmd"] = cmd
             cfg["Env"] = list(spec["env"])
             cfg["WorkingDir"] = spec["cwd"]
-            cfg["User"] = "%d:%d" % (spec["uid"], spec["gid"])
+            if import_user is None:
+                cfg.pop("User", None)
+            else:
+                cfg["User"] = import_user
             cfg["StopSignal"] = spec["stop_signal"]
             config["rootfs"] = {"type": "layers", "diff_ids": [uncompressed.digest()]}
             config["history"] = [{"created": res.config.get("created") or "1970-01-01T00:00:00Z",

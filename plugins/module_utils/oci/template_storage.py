@@ -30,7 +30,8 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.destination impo
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import TemplateError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import node_lxc_version
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import (
+    import_sets_user, node_features, node_lxc_version, node_packages)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 RAW_LXC_HINT = ("or, if lxc_container will create the containers on the node with raw_lxc: true (it writes the "
@@ -75,9 +76,33 @@ class StorageDestination:
     def _volid(self, filename):
         return "%s:vztmpl/%s" % (self.storage, filename)
 
+    def _packages(self):
+        if not hasattr(self, "_node_packages"):
+            self._node_packages = node_packages(self.client, self.node)
+        return self._node_packages
+
     def lxc_version(self):
         """The LXC of the node that will run the template (not the one where the module runs)."""
-        return node_lxc_version(self.client, self.node)
+        return node_lxc_version(self.client, self.node, self._packages())
+
+    def auto_format(self, needs_user):
+        """``format: auto`` for this storage's node: (format, init_wrapper or None to keep the option's, why).
+
+        9.1+ imports OCI archives (entrypoint, env, working directory, stop signal; the image's User from
+        pve-container 6.1.0): an OCI archive, unless the image runs as another user and the node's import is
+        known to ignore User (then a plain template with the generated init).  Before 9.1 there are no
+        entrypoint/env keys: a plain template whose generated /sbin/init runs the app.
+        """
+        features = node_features(self.client, self.node)
+        if not features.oci_import:
+            return "vztmpl", "always", ("Proxmox VE %s on node %s has no OCI import and no entrypoint/env keys"
+                                        % (features.release or ".".join(str(p) for p in features.version), self.node))
+        sets_user = import_sets_user(self._packages()) if needs_user else True
+        if sets_user is False:
+            return "vztmpl", "always", ("node %s's pve-container %s ignores the image's User in an OCI import "
+                                        "(6.1.0 added it)" % (self.node, self._packages().get("pve-container")))
+        note = "" if sets_user else " (its pve-container version is not readable without Sys.Audit: taken as 6.1+)"
+        return "oci-archive", None, "node %s imports OCI archives%s" % (self.node, note)
 
     address = _volid
 

@@ -114,6 +114,34 @@ def container_argument_spec():
 DEFAULTS = defaults_of(container_argument_spec())
 
 
+def import_problem(runtime, config):
+    """What Proxmox VE's OCI import left out of ``config`` that the template's ``runtime`` needs, or None.
+
+    pve-container before 6.1.0 (Proxmox VE 9.1.0 shipped 6.0.18) ignores the image's User: no lxc.init.uid/gid/
+    groups (commits c464df5 and 2c68b55, 2026-01), so the app would run as root without a word.  The generated init
+    (wrapper kind ``init``) switches ids itself and needs none of them.
+    """
+    if not runtime or (runtime.get("wrapper") or {}).get("kind") == "init":
+        return None
+    raw = dict((str(k), str(v)) for k, v in (config.get("lxc") or []))
+    missing = []
+    for key, name in (("uid", "lxc.init.uid"), ("gid", "lxc.init.gid")):
+        want = runtime.get(key)
+        if want and raw.get(name) != str(want):
+            missing.append("%s %s (%s is %s)" % (key, want, name, raw.get(name, "unset")))
+    groups = sorted(set(runtime.get("groups") or []))
+    have = sorted(set(int(g) for g in raw.get("lxc.init.groups", "").split(",") if g.strip().isdigit()))
+    if groups and have != groups:
+        missing.append("supplementary groups %s (lxc.init.groups is %s)"
+                       % (",".join(str(g) for g in groups), raw.get("lxc.init.groups", "unset")))
+    cwd = runtime.get("cwd") or "/"
+    if cwd != "/" and raw.get("lxc.init.cwd") != cwd:
+        missing.append("working directory %s (lxc.init.cwd is %s)" % (cwd, raw.get("lxc.init.cwd", "unset")))
+    if not missing:
+        return None
+    return "the node's import did not set the image's %s" % "; ".join(missing)
+
+
 class ContainerManager:
     """One container's lifecycle; the work shared with other engines (finding it, tasks, locks, the record of
     the run) is its :class:`PveSession`, ``session``: its own, or another engine's given as ``session`` (whose
@@ -167,6 +195,7 @@ class ContainerManager:
                     wanted["entrypoint"] = runtime["pve_entrypoint"]
                 if "env" not in wanted and runtime.get("pve_env") is not None:
                     wanted["env"] = runtime["pve_env"]
+        self._host_managed(wanted, features, config, bool(runtime))
         if isinstance(wanted.get("env"), list):
             wanted["env"] = "\0".join(wanted["env"])
         if wanted.get("env") == "":
@@ -189,6 +218,34 @@ class ContainerManager:
         except ValueError as exc:
             raise ContainerError("%s; nothing was changed" % exc)
         return wanted
+
+    def _host_managed(self, wanted, features, config, from_image):
+        """An app container's interfaces are configured by the host on 9.1+ (``host-managed=1``), unless the user
+        sets host-managed: it runs the image's command as init, which configures no network.
+
+        pve-container PVE/LXC/Create.pm restore_oci_archive turns host-managed on for every netN of an OCI import
+        with its own entrypoint ("Auto-Enabling host-managed network"), and PVE/LXC.pm update_lxc_config writes
+        ``lxc.net.N.flags = up`` and the addresses only for host-managed interfaces (vm_start starts their DHCP
+        clients).  Desiring the same on both template paths brings the interfaces up for a plain template too, and
+        never undoes what the importer set (a second run changes nothing).  Proxmox VE 8 has no host-managed.
+        """
+        nets = [key for key in wanted if pveconfig.kind_of(key) == "net"]
+        if not nets:
+            return
+        if not from_image:
+            record = origin.parse(config.get("description")) if config else None
+            if not (record and record.get("image")):
+                return
+        features = features or self.features_for(config)
+        if not features.entrypoint_env:
+            return
+        for key in nets:
+            try:
+                parsed = pveconfig.parse_property(key, wanted[key], strict=True)
+            except ValueError as exc:
+                raise ContainerError("%s: %s; nothing was changed" % (key, exc))
+            if "host-managed" not in parsed:
+                wanted[key] = dict(parsed, **{"host-managed": "1"})
 
     def ostemplate(self):
         oci = self.params.get("oci")
@@ -264,6 +321,14 @@ class ContainerManager:
         vmid, upid = self._create_with(make)
         self.session.act("created")
         self.session.wait(node, upid, "create")
+        if params.get("oci") and str(template).endswith(".tar"):
+            problem = import_problem((params["oci"] or {}).get("runtime"), self.session.config_of(node, vmid))
+            if problem:
+                raise self.undo_create(node, vmid, ContainerError(
+                    "CT %s was made from the OCI archive %s, but %s. The app would not run as the image says: "
+                    "build the template with init_wrapper: always (its generated init switches the user and "
+                    "directory itself), or update pve-container on node %s to 6.1.0 or later"
+                    % (vmid, template, problem, node)))
         # entrypoint/env after the create: Proxmox's OCI import overwrites env given at create
         late = dict((k, pveconfig.format_value(k, v)) for k, v in wanted.items() if k in ("entrypoint", "env"))
         if late:

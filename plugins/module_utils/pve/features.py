@@ -75,23 +75,55 @@ class PveFeatures:
 LXC_BY_RELEASE = (((8, 2), "6.0"), ((0, 0), "5.0"))
 
 
-def node_lxc_version(client, node):
-    """The LXC version ``node`` runs its containers with, e.g. ``"6.0.5"``.
-
-    Read from the node's ``lxc-pve`` package (``GET /nodes/{node}/apt/versions``, which needs Sys.Audit on
-    the node); where that is not allowed or not listed, from the node's own release (``GET
-    /nodes/{node}/version``: the node, not the API host, which may run another version mid-upgrade).
-    """
+def node_packages(client, node):
+    """{package: version} of ``node``'s important Proxmox packages (``GET /nodes/{node}/apt/versions``), or None
+    where the user lacks Sys.Audit on the node."""
     try:
         packages = client.get("/nodes/%s/apt/versions" % node) or []
     except PveApiError as exc:
         if exc.status not in (403, 501):
             raise
-        packages = []
-    for package in packages:
-        if package.get("Package") == "lxc-pve" and package.get("Version"):
-            match = _VERSION.match(package["Version"])
-            if match:
-                return ".".join(part for part in match.groups() if part is not None)
-    release = PveFeatures.from_version_info(client.get("/nodes/%s/version" % node)).version
+        return None
+    return dict((p.get("Package"), p.get("Version")) for p in packages if p.get("Package") and p.get("Version"))
+
+
+def node_features(client, node):
+    """PveFeatures of ``node`` itself (``GET /nodes/{node}/version``): in a cluster mid-upgrade it may run another
+    version than the API host."""
+    return PveFeatures.from_version_info(client.get("/nodes/%s/version" % node))
+
+
+def _version_of(text):
+    match = _VERSION.match(str(text or ""))
+    return tuple(int(part or 0) for part in match.groups()) if match else None
+
+
+# pve-container 6.1.0 (2026-01) made the OCI import honour the image's User (PVE/LXC/Create.pm resolve_oci_user)
+IMPORT_USER_CONTAINER = (6, 1, 0)
+
+
+def import_sets_user(packages):
+    """Does the node's OCI import set the image's User?  True/False from its pve-container version, None when
+    unknown (``packages`` None: no Sys.Audit)."""
+    if packages is None or not packages.get("pve-container"):
+        return None
+    version = _version_of(packages["pve-container"])
+    return None if version is None else version >= IMPORT_USER_CONTAINER
+
+
+def node_lxc_version(client, node, packages=False):
+    """The LXC version ``node`` runs its containers with, e.g. ``"6.0.5"``.
+
+    Read from the node's ``lxc-pve`` package (``GET /nodes/{node}/apt/versions``, which needs Sys.Audit on
+    the node); where that is not allowed or not listed, from the node's own release (``GET
+    /nodes/{node}/version``: the node, not the API host, which may run another version mid-upgrade).
+    ``packages``: node_packages' answer when already read.
+    """
+    if packages is False:
+        packages = node_packages(client, node)
+    version = (packages or {}).get("lxc-pve")
+    match = _VERSION.match(version or "")
+    if match:
+        return ".".join(part for part in match.groups() if part is not None)
+    release = node_features(client, node).version
     return next(lxc for first, lxc in LXC_BY_RELEASE if release[:2] >= first)

@@ -34,13 +34,18 @@ __all__ = ["Backend", "Container", "DEFAULT_RESOURCES_LAG", "CGROUP_ROOT", "VERS
 
 class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, SnapshotEndpoints, TaskEndpoints):
     def __init__(self, root, mode="9.1", node="pve1", zfs_root=None, vmid_range=(100, 999999999),
-                 dir_storages=None, resources_lag=DEFAULT_RESOURCES_LAG, lxc=None):
+                 dir_storages=None, resources_lag=DEFAULT_RESOURCES_LAG, lxc=None, importer=None):
         """``vmid_range``: what nextid hands out (datacenter.cfg's next-id lower/upper); ``dir_storages``:
         more ``dir`` storages as {name: path}, besides ``local`` (and ``local-zfs`` with ``zfs_root``);
-        ``lxc``: the node's LXC, see node_lxc."""
+        ``lxc``: the node's LXC, see node_lxc; ``importer``: a 9.1 node's pve-container OCI import, "6.1" (6.1.0
+        and later: the image's User is honoured) or "6.0" (9.1.0's 6.0.18: User ignored); default
+        $PVE_DOUBLE_IMPORTER, else 6.1."""
         self.root = root
         self.mode = mode
         self.lxc, self.lxc_tools = node_lxc(mode, lxc)
+        self.importer = importer or os.environ.get("PVE_DOUBLE_IMPORTER") or "6.1"
+        if self.importer not in ("6.0", "6.1"):
+            raise ValueError("importer is 6.0 or 6.1, not %r" % (self.importer,))
         self.resources_lag = float(resources_lag or 0)  # seconds between pvestatd's broadcasts; 0: live
         self.rrd = {}
         self.node = node

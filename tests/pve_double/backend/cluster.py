@@ -58,6 +58,8 @@ class ClusterEndpoints:
         self._node(params["node"])
         version, dummy, packages = self._versions()
         packages = dict(packages, **{"pve-manager": version})
+        if self.mode.startswith("9") and self.importer == "6.0":
+            packages["pve-container"] = "6.0.18"  # as 9.1.0 shipped it (debian/changelog, 2025-11-18)
         return [{"Package": name, "Version": packages[name], "CurrentState": "Installed", "Arch": "amd64",
                  "Origin": "Proxmox", "Priority": "optional", "Section": "admin", "Title": name,
                  "Description": name} for name in ("pve-manager", "pve-container", "lxc-pve")]

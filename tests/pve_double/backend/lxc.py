@@ -225,7 +225,7 @@ class LxcEndpoints:
                     os.makedirs(rootfs)
                 if self.mode.startswith("9") and is_oci_archive(template):
                     task.log("detected OCI archive '%s'" % template)
-                    ct.config.update(import_oci_archive(template, rootfs, task))
+                    ct.config.update(import_oci_archive(template, rootfs, task, ct.config, self.importer))
                     ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
                                                                        else "")
                     self._setup_os(ct, rootfs, task)

@@ -10,11 +10,16 @@ from ..tasks import TaskFailed
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None):
+def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None, host_managed=True):
     """``lxc.net.*`` for the container's netN: a veth on the named bridge when the host has that bridge
-    (name, hwaddr, mtu; the host end named ``veth<vmid>i<N>`` as PVE names it; a static ``ip``/``gw`` as LXC's
-    own ipv4 keys, since the double runs no setup inside the container), else nothing for it and a warning.
-    None: no usable interface (empty network)."""
+    (name, hwaddr, mtu; the host end named ``veth<vmid>i<N>`` as PVE names it), else nothing for it and a warning.
+    None: no usable interface (empty network).
+
+    pve-container PVE/LXC.pm update_lxc_config (9.1): ``lxc.net.N.flags = up`` and the static ipv4/ipv6
+    address and gateway only for an interface with ``host-managed=1`` (and not ``link_down=1``); any other
+    interface is left to the container's own init (which an app container does not have: it stays down, without
+    an address).  ``host_managed`` False: Proxmox VE 8, which has no host-managed and never writes them.
+    DHCP of a host-managed interface (vm_start's manage_dhclient) is not emulated."""
     lines, index = [], 0
     for key in sorted((k for k in config if k.startswith("net") and k[3:].isdigit()), key=lambda k: int(k[3:])):
         opts = dict(part.split("=", 1) for part in str(config[key]).split(",") if "=" in part)
@@ -23,7 +28,7 @@ def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None):
             warnings.append("%s: bridge %r does not exist on this host, interface left out" % (key, bridge))
             continue
         prefix = "lxc.net.%d." % index
-        lines += [prefix + "type = veth", prefix + "link = %s" % bridge, prefix + "flags = up",
+        lines += [prefix + "type = veth", prefix + "link = %s" % bridge,
                   prefix + "name = %s" % opts.get("name", "eth%d" % index)]
         if vmid is not None:
             lines.append(prefix + "veth.pair = veth%di%s" % (vmid, key[3:]))
@@ -31,10 +36,18 @@ def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None):
             lines.append(prefix + "hwaddr = %s" % opts["hwaddr"])
         if opts.get("mtu"):
             lines.append(prefix + "mtu = %s" % opts["mtu"])
-        if "/" in opts.get("ip", ""):
-            lines.append(prefix + "ipv4.address = %s" % opts["ip"])
+        if host_managed and opts.get("host-managed") == "1" and opts.get("link_down") != "1":
+            if opts.get("ip") and opts["ip"] not in ("dhcp", "manual"):
+                lines.append(prefix + "ipv4.address = %s" % opts["ip"])
             if opts.get("gw"):
                 lines.append(prefix + "ipv4.gateway = %s" % opts["gw"])
+            if opts.get("ip6") == "auto":
+                raise TaskFailed("%s: SLAAC is not supported for host-managed network configuration" % key)
+            if opts.get("ip6") and opts["ip6"] not in ("dhcp", "manual"):
+                lines.append(prefix + "ipv6.address = %s" % opts["ip6"])
+            if opts.get("gw6"):
+                lines.append(prefix + "ipv6.gateway = %s" % opts["gw6"])
+            lines.append(prefix + "flags = up")
         index += 1
     return lines or None
 
@@ -122,7 +135,8 @@ class LxcHost:
                             self.volume_path(ct.config["rootfs"].split(",")[0]),
                             ct.config.get("entrypoint", "/sbin/init"), env={"TERM": "linux"},
                             extra=runtime_env + limits + raw,
-                            net=network_lines(ct.config, warnings, vmid=ct.vmid))
+                            net=network_lines(ct.config, warnings, vmid=ct.vmid,
+                                              host_managed=self.mode.startswith("9")))
 
     def _lxc(self, ct, tool, *args):
         """Run an lxc-* tool on the container; returns the CompletedProcess (output captured)."""

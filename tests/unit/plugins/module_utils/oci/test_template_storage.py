@@ -188,3 +188,47 @@ def test_check_runnable_refuses_warns_or_is_switched_off(monkeypatch):
     real = publisher(monkeypatch, FakeClient())
     real.check_runnable("app.tar.zst", runtime(uid=0, gid=None, groups=None))  # the build tells, later
     assert real.manager.warnings == []
+
+
+# -- format: auto (issue 15, secure defaults) ------------------------------------------------
+
+class NodeClient:
+    """/nodes/pve1/version and /nodes/pve1/apt/versions of a node."""
+
+    def __init__(self, version, container=None):
+        self.version, self.container, self.asked = version, container, []
+
+    def get(self, path, params=None, **kwargs):
+        self.asked.append(path)
+        if path == "/nodes/pve1/version":
+            return {"version": self.version, "release": self.version.rpartition(".")[0]}
+        if path == "/nodes/pve1/apt/versions":
+            if self.container is None:
+                raise PveApiError(403, "GET", path, "Permission check failed (/nodes/pve1, Sys.Audit)")
+            return [{"Package": "pve-container", "Version": self.container}, {"Package": "lxc-pve", "Version": "6.0.5-3"}]
+        raise AssertionError(path)
+
+
+class Owner:
+    def __init__(self):
+        self.params = {"storage": "local", "node": "pve1", "cache_dir": "/nonexistent", "wait_timeout": None}
+        self.check_mode = False
+        self.warnings = []
+
+
+@pytest.mark.parametrize("version, container, needs_user, expected", [
+    ("9.1.1", "6.1.10", True, ("oci-archive", None)),
+    ("9.1.1", "6.0.18", True, ("vztmpl", "always")),   # 9.1.0's import ignores User
+    ("9.1.1", "6.0.18", False, ("oci-archive", None)),  # root: nothing to ignore
+    ("9.1.1", None, True, ("oci-archive", None)),       # no Sys.Audit: taken as 6.1+ (lxc_container verifies)
+    ("8.4.1", "5.2.6", False, ("vztmpl", "always")),    # no entrypoint/env: the generated init runs the app
+    ("8.1.4", None, True, ("vztmpl", "always")),
+])
+def test_auto_format_follows_the_nodes_version_and_import(version, container, needs_user, expected):
+    client = NodeClient(version, container)
+    dest = StorageDestination(Owner(), None, client=client)
+    fmt, wrapper, why = dest.auto_format(needs_user)
+    assert (fmt, wrapper) == expected, why
+    assert "/version" not in client.asked  # the storage's node, not the API host
+    if container is None and needs_user and fmt == "oci-archive":
+        assert "not readable without Sys.Audit" in why

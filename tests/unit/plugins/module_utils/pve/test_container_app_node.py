@@ -1,0 +1,64 @@
+"""App containers on a real 9.1 node (issue 15): host-managed interfaces, and the import's ids verified."""
+
+import pytest
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager, import_problem
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
+
+NINE = PveFeatures((9, 1, 1), "9.1")
+EIGHT = PveFeatures((8, 4, 1), "8.4")
+RUNTIME = {"uid": 0, "gid": 0, "groups": [], "cwd": "/", "user": "0", "wrapper": None, "argv": ["/bin/app"],
+           "pve_entrypoint": "/bin/app", "pve_env": "A=1", "lxc_init_cmd": "/bin/app", "lxc_config": []}
+NET = "name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1"
+RECORD = "lxcri.proxmox: image=registry.example/app:1 digest=sha256:" + "a" * 64
+
+
+def desired(features, config=None, **params):
+    params.setdefault("state", "started")
+    return ContainerManager(params, client=object()).desired(features=features, config=config)
+
+
+def test_an_app_container_on_9_1_asks_for_host_managed_interfaces():
+    """pve-container's OCI import auto-enables host-managed, and update_lxc_config brings up only host-managed
+    interfaces: an image's command as init configures none."""
+    oci = {"volid": "local:vztmpl/app.tar.zst", "runtime": RUNTIME}
+    wanted = desired(NINE, oci=oci, net={"0": NET, "1": {"name": "eth1", "bridge": "vmbr1", "ip": "dhcp"}})
+    assert wanted["net0"]["host-managed"] == "1" and wanted["net0"]["ip"] == "10.0.0.5/24"
+    assert wanted["net1"]["host-managed"] == "1"
+
+
+def test_the_users_host_managed_wins_and_8_and_system_containers_get_none():
+    oci = {"volid": "local:vztmpl/app.tar.zst", "runtime": RUNTIME}
+    assert desired(NINE, oci=oci, net={"0": NET + ",host-managed=0"})["net0"] == NET + ",host-managed=0"
+    assert desired(EIGHT, oci=dict(oci, runtime=dict(RUNTIME, wrapper={"kind": "init"})),
+                   net={"0": NET})["net0"] == NET
+    assert desired(NINE, ostemplate="local:vztmpl/debian-12.tar.zst", net={"0": NET})["net0"] == NET
+
+
+def test_an_existing_app_container_keeps_what_the_importer_set():
+    """Found again without oci (its description records the image): net0 as given still means host-managed."""
+    config = {"hostname": "app", "entrypoint": "/bin/app", "description": RECORD,
+              "net0": NET + ",host-managed=1,hwaddr=BC:24:11:00:00:01,type=veth"}
+    assert desired(NINE, config=config, vmid=150, net={"0": NET})["net0"]["host-managed"] == "1"
+    assert desired(NINE, config=dict(config, description="mine"), vmid=150, net={"0": NET})["net0"] == NET
+
+
+IMPORTED = {"lxc": [["lxc.init.uid", "1000"], ["lxc.init.gid", "1000"], ["lxc.init.groups", "29,44"],
+                    ["lxc.init.cwd", "/srv"], ["lxc.signal.halt", "SIGTERM"]]}
+
+
+@pytest.mark.parametrize("runtime, config, problem", [
+    (dict(RUNTIME, uid=1000, gid=1000, groups=[44, 29], cwd="/srv"), IMPORTED, None),
+    # pve-container 6.0.x: the User is ignored
+    (dict(RUNTIME, uid=1000, gid=1000, groups=[44, 29], cwd="/srv"), {"lxc": [["lxc.init.cwd", "/srv"]]},
+     "uid 1000 (lxc.init.uid is unset); gid 1000 (lxc.init.gid is unset); supplementary groups 29,44"),
+    (dict(RUNTIME, cwd="/srv"), {}, "working directory /srv (lxc.init.cwd is unset)"),
+    (RUNTIME, {}, None),  # root in /: nothing to set
+    (dict(RUNTIME, uid=1000, gid=1000, wrapper={"kind": "init"}), {}, None),  # the generated init switches
+])
+def test_import_problem_names_what_the_import_left_out(runtime, config, problem):
+    found = import_problem(runtime, config)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found
