@@ -20,7 +20,8 @@ description:
     as sets, MAC addresses kept unless given), and only the keys that differ are written, with the config digest
     for optimistic locking. Keys you drop are removed only with O(purge_config) or O(delete).
   - Changes a running container can only take at its next start are returned as RV(pending), and applied by a
-    reboot only with O(restart=when_needed).
+    reboot only with O(restart=when_needed). That includes changes an earlier run (or another client) left
+    pending, read from C(GET .../pending), since Proxmox VE's C(GET .../config) shows pending values as if applied.
   - A container that another task has locked (backup, snapshot, create, ...; C(CT is locked (backup))) is waited
     for with backoff up to O(wait_timeout), and the config is read again before each retried write (releasing a
     lock changes the digest); past that the module fails naming the lock, and that step changes nothing.
@@ -219,7 +220,8 @@ options:
     type: list
     elements: str
   restart:
-    description: V(when_needed) reboots a running container when changed keys are pending; V(never) only reports them.
+    description: V(when_needed) reboots a running container when keys are pending (changed by this run or left by an
+      earlier one); V(never) only reports them.
     type: str
     choices: [never, when_needed]
     default: never
@@ -310,7 +312,8 @@ config:
   returned: unless state is absent
   type: dict
 pending:
-  description: Changed keys that a running container takes only at its next start.
+  description: Keys of a running container with a change waiting for its next start (this run's and those left pending
+    before).
   returned: unless state is absent
   type: list
   elements: str

@@ -61,13 +61,13 @@ options:
       - V(oci-archive) is a normalised OCI archive (one platform, OCI media types, one squashed layer) that
         Proxmox VE 9.1 and later import natively; its Entrypoint/Cmd are rewritten so that Proxmox's import gives
         exactly the intended command.
-      - V(auto) picks what the template's node runs the image with, with no other option turned. With O(dest):
-        V(vztmpl). With O(storage), from O(node)'s own version (C(GET /nodes/{node}/version)): on Proxmox VE 9.1 and
-        later V(oci-archive), except for an image that runs as another user than root where the node's
+      - V(auto) picks what the template's node runs the image with, with no other option turned. With O(dest) it
+        is V(vztmpl). With O(storage) it follows O(node)'s own version (C(GET /nodes/{node}/version)). On Proxmox VE
+        9.1 and later it is V(oci-archive), except for an image that runs as another user than root where the node's
         pve-container is known to be older than 6.1.0 (its import ignores the image's User; read from
         C(GET /nodes/{node}/apt/versions), which needs C(Sys.Audit) on the node, and taken as 6.1.0 or later when
-        it cannot be read), which gets V(vztmpl) with O(init_wrapper=always); before 9.1, V(vztmpl) with
-        O(init_wrapper=always) (no C(entrypoint)/C(env) keys: the generated C(/sbin/init) runs the app). The
+        it cannot be read), which gets V(vztmpl) with O(init_wrapper=always). Before 9.1 it is V(vztmpl) with
+        O(init_wrapper=always), since there are no C(entrypoint)/C(env) keys and the generated C(/sbin/init) runs the app. The
         choice and its reason are returned as RV(format) and RV(format_choice).
     type: str
     choices: [auto, vztmpl, oci-archive]

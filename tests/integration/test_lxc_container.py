@@ -208,7 +208,8 @@ def test_end_to_end_registry_image_runs_its_exact_entrypoint(installed_collectio
     # 9.1: an OCI archive (Proxmox's import sets cwd/uid/gid), or a vztmpl; entrypoint/env set by lxc_container.
     # 8: a vztmpl whose /sbin/init is the generated init. The double runs lxc-pve 6.0.5 (9.1) / LXC 5.0.2 (8).
     # (the image's USER and WORKDIR need the import or the generated init: a plain 9.1 template cannot carry them)
-    template_args = "format: oci-archive" if template_format == "oci-archive" else "init_wrapper: always"
+    template_args = "format: oci-archive" if template_format == "oci-archive" else \
+        "format: vztmpl\n            init_wrapper: always"
     wrapped = template_format == "vztmpl"
     deploy = play(tmp_path, zdouble, "deploy.yml", """\
         - lxcri.proxmox.oci_template:
@@ -401,7 +402,7 @@ def api_requests(double, since):
     return [(method, path) for method, path, dummy in double.requests[since:]]
 
 
-def test_an_unchanged_running_container_costs_four_requests(installed_collection, double, tmp_path):
+def test_an_unchanged_running_container_costs_five_requests(installed_collection, double, tmp_path):
     ensure = play(tmp_path, double, "ensure.yml", """\
         - lxcri.proxmox.lxc_container:
             vmid: 160
@@ -416,10 +417,11 @@ def test_an_unchanged_running_container_costs_four_requests(installed_collection
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
     made = api_requests(double, since)
     # the login, one cluster listing, the node's live list (the cluster list's status lags on a real node),
-    # the container's config: nothing else
+    # the container's config and, as it runs, its pending changes (the config shows them as applied): nothing else
     assert made == [("POST", "/api2/json/access/ticket"), ("GET", "/api2/json/cluster/resources"),
-                    ("GET", "/api2/json/nodes/pve1/lxc"), ("GET", "/api2/json/nodes/pve1/lxc/160/config")], made
-    # with node given, the node's live list alone finds it: three
+                    ("GET", "/api2/json/nodes/pve1/lxc"), ("GET", "/api2/json/nodes/pve1/lxc/160/config"),
+                    ("GET", "/api2/json/nodes/pve1/lxc/160/pending")], made
+    # with node given, the node's live list alone finds it: four
     pinned = play(tmp_path, double, "pinned.yml", """\
         - lxcri.proxmox.lxc_container:
             vmid: 160
@@ -433,14 +435,16 @@ def test_an_unchanged_running_container_costs_four_requests(installed_collection
     third = installed_collection.playbook(pinned)
     assert third.rc == 0 and third.stats["localhost"]["changed"] == 0, third
     assert api_requests(double, since) == [("POST", "/api2/json/access/ticket"), ("GET", "/api2/json/nodes/pve1/lxc"),
-                                           ("GET", "/api2/json/nodes/pve1/lxc/160/config")]
+                                           ("GET", "/api2/json/nodes/pve1/lxc/160/config"),
+                                           ("GET", "/api2/json/nodes/pve1/lxc/160/pending")]
 
 
-def test_an_unchanged_oci_container_with_a_token_costs_at_most_four_requests(installed_collection, double, tmp_path):
+def test_an_unchanged_oci_container_with_a_token_costs_at_most_five_requests(installed_collection, double, tmp_path):
     """With an API token there is no login; the version is asked only where the config cannot tell it.
 
     9.1: the config's ``entrypoint`` proves the node has the OCI keys (listing + config); 8: the node's version
-    decides whether the template's init wrapper goes into ``entrypoint``, so ``GET /version`` is the third.
+    decides whether the template's init wrapper goes into ``entrypoint``, so ``GET /version`` comes in.  A running
+    container's pending changes are read last.
     """
     secret = double.add_token("root@pam!ci")
     path = tmp_path / "oci.yml"
@@ -473,6 +477,7 @@ def test_an_unchanged_oci_container_with_a_token_costs_at_most_four_requests(ins
         expected.append(("GET", "/api2/json/version"))
     else:
         assert double.backend.containers[162].config["entrypoint"] == "/sbin/init"
+    expected.append(("GET", "/api2/json/nodes/pve1/lxc/162/pending"))
     assert made == expected, made
 
 
@@ -649,8 +654,8 @@ def push_default_images(tmp_path, bed):
     return refs
 
 
-def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(installed_collection, any_node, tmp_path,
-                                                                            bed):
+def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(installed_collection, any_node,
+                                                                            tmp_path, bed):
     """oci_template and lxc_container with nothing but the image, the storage and the container's name, on 9.1
     with each import and on 8: format auto picks what the node runs, and the app runs with the image's ids."""
     double = any_node
@@ -693,3 +698,31 @@ def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(insta
         assert [g for g in have if g != gid] == groups, (tag, have)
     again = installed_collection.playbook(deploy, extra_vars={"images": refs})
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+
+
+def test_a_change_left_pending_is_reported_again_and_applied_when_needed(installed_collection, double, tmp_path):
+    """A nameserver change on a running CT waits for the next start.  The next run without restart must still
+    say so (GET config shows the pending value as applied, so the plan alone sees nothing), and a run with
+    restart: when_needed applies it with a reboot."""
+    base = """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 170
+            hostname: pend
+            ostemplate: local:vztmpl/base.tar.zst
+            nameserver: %s
+            shutdown_timeout: 5
+            force_stop: true
+            state: started
+            restart: %s
+        """
+    assert installed_collection.playbook(play(tmp_path, double, "p0.yml", base % ("10.0.0.53", "never"))).rc == 0
+    first = installed_collection.playbook(play(tmp_path, double, "p1.yml", base % ("10.0.0.54", "never")))
+    assert first.rc == 0 and first.task_results()[0]["pending"] == ["nameserver"], first
+    again = installed_collection.playbook(play(tmp_path, double, "p1.yml", base % ("10.0.0.54", "never")))
+    result = again.task_results()[0]
+    assert again.rc == 0 and not result["changed"] and result["pending"] == ["nameserver"], result
+    apply = installed_collection.playbook(play(tmp_path, double, "p2.yml", base % ("10.0.0.54", "when_needed")))
+    result = apply.task_results()[0]
+    assert apply.rc == 0 and result["changed"] and "restarted" in result["actions"] and result["pending"] == []
+    ct = double.backend.containers[170]
+    assert ct.config["nameserver"] == "10.0.0.54" and not ct.pending

@@ -231,6 +231,7 @@ def test_storage_refuses_before_pulling_what_proxmox_ve_8_cannot_run(installed_c
                 registry_tls_verify: false
                 storage: local
                 cache_dir: %s
+                format: vztmpl
             """ % (registry_image.refs["open"], cache))
         for check in (True, False):
             run = installed_collection.playbook(play, check=check)
@@ -257,10 +258,24 @@ def test_storage_refuses_before_pulling_what_proxmox_ve_8_cannot_run(installed_c
                 registry_tls_verify: false
                 storage: local
                 cache_dir: %s
+                format: vztmpl
                 require_runnable: false
             """ % (registry_image.refs["open"], cache)))
         assert allowed.rc == 0 and allowed.task_results()[0]["changed"], allowed
         assert _storage_files(double) == [allowed.task_results()[0]["filename"]]
+        # the default (format auto) picks what an 8 node runs, a plain template with the generated init; that
+        # init must switch to uid 1000, which this image has no tool for: refused, saying what is missing and why
+        default = installed_collection.playbook(write_pve_play(tmp_path, double, "eight-auto.yml", """\
+            - lxcri.proxmox.oci_template:
+                image: %s
+                registry_tls_verify: false
+                storage: local
+                cache_dir: %s
+            """ % (registry_image.refs["open"], cache)))
+        msg = default.task_results()[0]["msg"]
+        assert default.rc != 0 and "must switch to uid 1000" in msg, default
+        assert "(format auto chose vztmpl with init_wrapper always: Proxmox VE 8.1 on node pve1 has no OCI import" \
+            in msg, msg
     finally:
         double.stop()
 
@@ -276,6 +291,7 @@ def test_storage_on_9_1_refuses_a_plain_template_of_a_user_or_workdir(installed_
                 registry_tls_verify: false
                 storage: local
                 cache_dir: %s
+                format: vztmpl
             """ % (registry_image.refs["open"], tmp_path / "cache"))
         for check in (True, False):
             run = installed_collection.playbook(play, check=check)
@@ -316,6 +332,7 @@ def test_storage_refuses_after_the_build_what_only_the_layers_tell(installed_col
                 image: %s
                 storage: local
                 cache_dir: %s
+                format: vztmpl
             """ % (ref, tmp_path / "cache"))
         check = installed_collection.playbook(play, check=True)
         assert check.rc == 0, check

@@ -452,3 +452,34 @@ def test_an_8_node_with_lxc_6_is_an_8_2_or_later(tmp_path):
     assert [p["Version"] for p in backend.apt_versions({"node": "pve1"}) if p["Package"] == "lxc-pve"] == ["6.0.0-1"]
     with pytest.raises(ValueError, match="does not run LXC 5.0"):
         Backend(str(tmp_path / "nine"), mode="9.1", lxc="5.0")
+
+
+def test_a_running_containers_changes_wait_in_pending_until_its_next_start(zdouble):
+    """pve-container update_pct_config + vmconfig_hotplug_pending: on a running CT the fastplug keys and the
+    cgroup limits change at once, others wait in [pve:pending]; GET config merges them unless current=1;
+    /pending lists value, pending and delete; the next start (a reboot too) applies them."""
+    double, api = zdouble, Api(zdouble)
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=184, ostemplate="local:vztmpl/t.tar.zst", rootfs="local-zfs:1",
+                    nameserver="10.0.0.53", memory=256) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/184/status/start") == "OK"
+    assert api.call("PUT", "/nodes/pve1/lxc/184/config", nameserver="10.0.0.54", memory=300, description="now",
+                    searchdomain="example.org")[0] == 200
+    merged = api.call("GET", "/nodes/pve1/lxc/184/config")[1]["data"]
+    current = api.call("GET", "/nodes/pve1/lxc/184/config", current=1)[1]["data"]
+    assert (merged["nameserver"], merged["searchdomain"], merged["memory"]) == ("10.0.0.54", "example.org", 300)
+    assert current["nameserver"] == "10.0.0.53" and "searchdomain" not in current
+    assert (current["memory"], current["description"]) == (300, "now")  # hotplugged, fastplugged
+    pending = dict((item["key"], item) for item in api.call("GET", "/nodes/pve1/lxc/184/pending")[1]["data"])
+    assert pending["nameserver"] == {"key": "nameserver", "value": "10.0.0.53", "pending": "10.0.0.54"}
+    assert pending["searchdomain"] == {"key": "searchdomain", "pending": "example.org"}
+    assert "pending" not in pending["memory"] and "digest" in pending
+    assert api.call("PUT", "/nodes/pve1/lxc/184/config", delete="nameserver")[0] == 200
+    pending = dict((item["key"], item) for item in api.call("GET", "/nodes/pve1/lxc/184/pending")[1]["data"])
+    assert pending["nameserver"] == {"key": "nameserver", "value": "10.0.0.53", "delete": 1}
+    assert "nameserver" not in api.call("GET", "/nodes/pve1/lxc/184/config")[1]["data"]
+    assert api.task("POST", "/nodes/pve1/lxc/184/status/reboot") == "OK"
+    current = api.call("GET", "/nodes/pve1/lxc/184/config", current=1)[1]["data"]
+    assert "nameserver" not in current and current["searchdomain"] == "example.org"
+    assert not [item for item in api.call("GET", "/nodes/pve1/lxc/184/pending")[1]["data"]
+                if "pending" in item or "delete" in item]
+    assert api.task("POST", "/nodes/pve1/lxc/184/status/stop") == "OK"

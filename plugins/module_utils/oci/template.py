@@ -534,8 +534,8 @@ class TemplateManager:
             raise TemplateError("give exactly one of dest (a directory) or storage (a Proxmox VE storage)")
         if self.params["name"] is not None:
             check_name(self.params["name"])
-        self.extension = None if fmt == "auto" else EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl"
-                                                                 else None)]
+        compression = self.params["compression"] if fmt == "vztmpl" else None
+        self.extension = None if fmt == "auto" else EXTENSIONS[(fmt, compression)]
         self.format_choice = None  # format: auto, once decided: why
         bound = self.images.bound  # the options, checked
         self.limits = Limits(max_expansion_ratio=bound.ratio, max_uncompressed_bytes=bound.max_bytes)
@@ -563,10 +563,19 @@ class TemplateManager:
         if self.params["state"] == "absent":
             return self.absent(dest)
         if self.params.get("keep") is None:
-            return self.present(dest)
+            return self._present_explained(dest)
         check_keep(self.params)
-        result = self.present(dest)
+        result = self._present_explained(dest)
         return prune(dest, self.params["keep"], name_parts(self.images.source)[0], result, self.check_mode)
+
+    def _present_explained(self, dest):
+        """present(); a refusal after format auto chose says what it chose and why."""
+        try:
+            return self.present(dest)
+        except TemplateError as exc:
+            if not self.format_choice:
+                raise
+            raise TemplateError("%s (format auto chose %s)" % (exc, self.format_choice)) from exc
 
     def destination(self):
         """Where the template goes: ``dest`` (a directory) or ``storage`` (a Proxmox VE storage, over the API)."""

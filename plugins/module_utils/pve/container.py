@@ -632,7 +632,10 @@ class ContainerManager:
                 raise ContainerError("CT %s is a template; it cannot be %s" % (vmid, state))
             plan, info = self.update(node, vmid, config, wanted, running=status == "running")
             result["pending"] = info["pending"]
-            if info["pending"] and self.params.get("restart") == "when_needed" and state != "stopped":
+            if status == "running":
+                # GET .../config merges pending values: a change an earlier run left pending looks done there
+                result["pending"] = sorted(set(result["pending"]) | set(self.session.pending_keys(node, vmid)))
+            if result["pending"] and self.params.get("restart") == "when_needed" and state != "stopped":
                 self.reboot(node, vmid)
                 result["pending"] = []
             if (plan.changed or info["resized"]) and not self.check_mode:

@@ -215,5 +215,11 @@ class PveSession:
     def config_of(self, node, vmid):
         return self.client.get("/nodes/{node}/lxc/{vmid}/config", node=node, vmid=vmid) or {}
 
+    def pending_keys(self, node, vmid):
+        """The keys with a change waiting for the next start (``GET .../pending``: a ``pending`` value or a
+        ``delete`` mark; pve-container vm_pending)."""
+        items = self.client.get("/nodes/{node}/lxc/{vmid}/pending", node=node, vmid=vmid) or []
+        return sorted(item["key"] for item in items if "pending" in item or item.get("delete"))
+
     def status_of(self, node, vmid):
         return (self.client.get("/nodes/{node}/lxc/{vmid}/status/current", node=node, vmid=vmid) or {}).get("status")

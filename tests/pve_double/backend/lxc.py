@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 
@@ -34,13 +35,47 @@ class Container:
         self.status = "stopped"
         self.lock = None
         self.snapshots = {}
+        self.pending = {}  # the config file's [pve:pending] section: key -> value ...
+        self.pending_delete = []  # ... and its "delete:" list
 
     def digest(self):
         # PVE's digest is the sha1 of the config file, where the lock is a line too: taking or releasing a lock
-        # changes it (a PUT with the digest read before the lock was released fails, as on a real node)
+        # changes it (a PUT with the digest read before the lock was released fails, as on a real node); so is
+        # the [pve:pending] section
         items = dict(self.config, lock=self.lock) if self.lock else self.config
         text = "".join("%s: %s\n" % (k, v) for k, v in sorted(items.items()))
+        if self.pending or self.pending_delete:
+            text += "[pve:pending]\n" + "".join("%s: %s\n" % (k, v) for k, v in sorted(self.pending.items()))
+            text += "delete: %s\n" % ",".join(self.pending_delete) if self.pending_delete else ""
         return hashlib.sha1(text.encode()).hexdigest()
+
+    def merged(self):
+        """The config with its pending changes applied: what GET .../config answers (without ``current``)."""
+        out = dict(self.config, **self.pending)
+        for key in self.pending_delete:
+            out.pop(key, None)
+        return out
+
+    def apply_pending(self):
+        """PVE::LXC::Config vmconfig_apply_pending (vm_start runs it before the start)."""
+        self.config = self.merged()
+        self.pending, self.pending_delete = {}, []
+
+
+# pve-container PVE/LXC/Config.pm: $LXC_FASTPLUG_OPTIONS, written at once on a running CT ...
+FASTPLUG = ("description", "onboot", "startup", "protection", "hostname", "hookscript", "cores", "tags", "lock")
+# ... and what vmconfig_hotplug_pending changes or deletes on it (cgroup limits, veth interfaces, new mount
+# points and devices); every other change waits in [pve:pending] for the next start
+HOTPLUG_SET = ("cpulimit", "cpuunits", "memory", "swap")
+HOTPLUG_DELETE = ("swap", "cpulimit", "cpuunits")
+
+
+def _hotpluggable(key, config, delete=False):
+    if key in FASTPLUG or re.match(r"^net\d+$", key):
+        return True
+    if delete:
+        return key in HOTPLUG_DELETE or bool(re.match(r"^unused\d+$", key))
+    return key in HOTPLUG_SET or (bool(re.match(r"^(mp|dev)\d+$", key)) and key not in config)
 
 
 class LxcEndpoints:
@@ -59,6 +94,8 @@ class LxcEndpoints:
             raise ApiError(500, "CT %d already running" % ct.vmid)
 
         def work(task):
+            with self.lock:
+                ct.apply_pending()  # PVE::LXC::vm_start: "apply pending changes while starting"
             return self._start_now(ct, task)
 
         return self.tasks.start("vzstart", ct.vmid, user, work)
@@ -72,13 +109,30 @@ class LxcEndpoints:
         def work(task):
             self._lxc(ct, "lxc-stop", "--nokill", "-t", str(timeout))
             self._lxc(ct, "lxc-stop", "-k")
+            with self.lock:
+                ct.apply_pending()  # a reboot is a stop and a vm_start, which applies them
             return self._start_now(ct, task)  # as PVE: the LXC config is generated again (changed limits apply)
 
         return self.tasks.start("vzreboot", ct.vmid, user, work)
 
     def pending(self, params):
+        """pve-container vm_pending (PVE::GuestHelpers config_with_pending_array): every key with its current
+        ``value``, its ``pending`` value and ``delete: 1`` for a pending delete; raw lxc.* lines are left out."""
         ct = self._ct(params["vmid"])
-        return [{"key": k, "value": v} for k, v in sorted(ct.config.items())]
+        out = []
+        config = dict(ct.config, digest=ct.digest())
+        for key in sorted(set(config) | set(ct.pending) | set(ct.pending_delete)):
+            if key.startswith("lxc."):
+                continue
+            item = {"key": key}
+            if key in config:
+                item["value"] = config[key]
+            if key in ct.pending:
+                item["pending"] = ct.pending[key]
+            if key in ct.pending_delete:
+                item["delete"] = 1
+            out.append(item)
+        return out
 
     def lxc_stop(self, params, user):
         ct = self._ct(params["vmid"])
@@ -150,8 +204,10 @@ class LxcEndpoints:
     def config_get(self, params):
         """The config as PVE answers it: typed, raw ``lxc.*`` lines as one ``lxc`` list of [key, value]."""
         ct = self._ct(params["vmid"])
-        data = self.typed_config(dict((k, v) for k, v in ct.config.items() if not k.startswith("lxc.")))
-        raw = [[k, v] for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
+        # vm_config: pending values merged in, unless ``current`` asks for the values in use
+        config = ct.config if params.get("current") else ct.merged()
+        data = self.typed_config(dict((k, v) for k, v in config.items() if not k.startswith("lxc.")))
+        raw = [[k, v] for k, v in sorted(config.items()) if k.startswith("lxc.")]
         if raw:
             data["lxc"] = raw
         data["digest"] = ct.digest()
@@ -271,20 +327,45 @@ class LxcEndpoints:
             if params.get("digest") and params["digest"] != ct.digest():
                 raise ApiError(500, "detected modified configuration - file changed by other user? "
                                     "Try again.")
+            # pve-container PVE/LXC/Config.pm update_pct_config: deletes and changes go into [pve:pending]; then a
+            # running CT takes what vmconfig_hotplug_pending can change live, a stopped one everything
+            # (vmconfig_apply_pending)
+            running = self.lxc_state(ct)[0] == "running"
+            for key in (params.get("revert") or "").replace(";", ",").split(","):
+                if key.strip():
+                    ct.pending.pop(key.strip(), None)
+                    if key.strip() in ct.pending_delete:
+                        ct.pending_delete.remove(key.strip())
             for key in (params.get("delete") or "").replace(";", ",").split(","):
                 key = key.strip()
-                if key:
+                if not key:
+                    continue
+                ct.pending.pop(key, None)
+                if not running or _hotpluggable(key, ct.config, delete=True):
                     ct.config.pop(key, None)
+                    if key in ct.pending_delete:
+                        ct.pending_delete.remove(key)
+                elif key not in ct.pending_delete:
+                    ct.pending_delete.append(key)
             for key, value in params.items():
                 if key in ("node", "vmid", "digest", "delete", "revert"):
                     continue
+                if key in ct.pending_delete:
+                    ct.pending_delete.remove(key)
                 if value is None:
-                    # pve-container PVE/LXC/Config.pm update_pct_config: $conf->{pending}->{env} = undef, and
-                    # vmconfig_apply_pending moves the undef into the config, which write_config leaves out: an
-                    # empty value removes the key (on a stopped CT; a running one keeps no undef pending change)
-                    ct.config.pop(key, None)
-                else:
+                    # $conf->{pending}->{env} = undef, and vmconfig_apply_pending moves the undef into the config,
+                    # which write_config leaves out: an empty value removes the key (a running CT keeps no undef
+                    # pending change)
+                    ct.pending.pop(key, None)
+                    if not running:
+                        ct.config.pop(key, None)
+                elif not running or _hotpluggable(key, ct.config):
+                    ct.pending.pop(key, None)
                     ct.config[key] = _raw(value)
+                elif ct.config.get(key) == _raw(value):
+                    ct.pending.pop(key, None)  # cleanup_pending: a pending value equal to the current one goes
+                else:
+                    ct.pending[key] = _raw(value)
         return None
 
     def _volumes(self, ct):

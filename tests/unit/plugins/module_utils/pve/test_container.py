@@ -30,6 +30,7 @@ class FakePve:
         self.lock_for = {}  # vmid -> number of further lock errors its next writes get (then the lock goes)
         self.edits = {}  # vmid -> config changes another client makes, one before each of the next config PUTs
         self.nextids = []
+        self.pending = {}  # vmid -> {key: pending value} left by an earlier run
         self._features = None
 
     def digest(self, vmid):
@@ -63,6 +64,10 @@ class FakePve:
                     for v, c in sorted(self.configs.items())]
         if path == "/nodes/{node}/lxc/{vmid}/config":
             return dict(self.configs[kw["vmid"]], digest=self.digest(kw["vmid"]))
+        if path == "/nodes/{node}/lxc/{vmid}/pending":  # vm_pending: every key, pending ones marked
+            return [dict({"key": k, "value": v}, **({"pending": self.pending[kw["vmid"]][k]}
+                                                    if k in self.pending.get(kw["vmid"], {}) else {}))
+                    for k, v in sorted(self.configs[kw["vmid"]].items())]
         if path == "/nodes/{node}/lxc/{vmid}/status/current":
             return {"status": self.status[kw["vmid"]]}
         if path == "/nodes/{node}/tasks/{upid}/status":
@@ -140,11 +145,35 @@ def running_ct(**extra):
 
 # -- request economy -------------------------------------------------------------------------
 
-def test_an_unchanged_running_container_costs_the_listing_the_live_node_list_and_its_config():
+def test_an_unchanged_running_container_costs_the_listing_the_live_node_list_its_config_and_pending():
+    """A running container's /pending too: GET config shows pending values as applied (issue 15 item 8)."""
     pve = FakePve(running_ct())
     result = manager(pve, vmid=150, memory=256).run()
     assert not result["changed"] and pve.calls == [("GET", "/cluster/resources"), ("GET", "/nodes/{node}/lxc"),
-                                                   ("GET", "/nodes/{node}/lxc/{vmid}/config")]
+                                                   ("GET", "/nodes/{node}/lxc/{vmid}/config"),
+                                                   ("GET", "/nodes/{node}/lxc/{vmid}/pending")]
+    stopped = FakePve(running_ct())
+    stopped.status[150] = "stopped"
+    assert not manager(stopped, vmid=150, memory=256, state="present").run()["changed"]
+    assert ("GET", "/nodes/{node}/lxc/{vmid}/pending") not in stopped.calls  # a stopped CT applies at once
+
+
+def test_a_change_left_pending_by_an_earlier_run_is_reported_and_applied_when_needed():
+    """GET config merges pending values, so the config looks done; /pending tells, and when_needed reboots."""
+    pve = FakePve(running_ct(nameserver="10.0.0.53"))
+    pve.pending[150] = {"nameserver": "10.0.0.53"}
+    result = manager(pve, vmid=150, nameserver="10.0.0.53").run()
+    assert not result["changed"] and result["pending"] == ["nameserver"]
+    assert not [call for call in pve.calls if call[0] != "GET"]
+
+    def reboot(path, params=None, **kw):
+        pve.calls.append(("POST", path))
+        assert path.endswith("/status/reboot")
+        pve.pending[150] = {}
+        return "UPID:pve1:reboot"
+    pve.post = reboot
+    result = manager(pve, vmid=150, nameserver="10.0.0.53", restart="when_needed").run()
+    assert result["changed"] and result["pending"] == [] and "restarted" in result["actions"]
 
 
 def test_a_config_with_entrypoint_spares_the_version_and_one_without_asks_once():
@@ -152,10 +181,10 @@ def test_a_config_with_entrypoint_spares_the_version_and_one_without_asks_once()
            "runtime": {"wrapper": {"kind": "init"}, "pve_entrypoint": "/sbin/init", "pve_env": ["PATH=/bin"]}}
     pve = FakePve(running_ct(entrypoint="/sbin/init", env="PATH=/bin"))
     assert not manager(pve, vmid=150, oci=oci).run()["changed"]
-    assert ("GET", "/version") not in pve.calls and len(pve.calls) == 3
+    assert ("GET", "/version") not in pve.calls and len(pve.calls) == 4  # listing, node list, config, pending
     old = FakePve(running_ct(), version="8.4.1")
     assert not manager(old, vmid=150, oci=oci).run()["changed"]
-    assert old.calls.count(("GET", "/version")) == 1 and len(old.calls) == 4
+    assert old.calls.count(("GET", "/version")) == 1 and len(old.calls) == 5
 
 
 def test_a_vmid_that_is_a_vm_is_told_apart_from_the_same_listing():

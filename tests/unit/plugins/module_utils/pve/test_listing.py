@@ -169,7 +169,8 @@ def test_vmid_and_node_need_only_the_nodes_live_list():
     pve.status[151] = "running"
     result = manager(pve, vmid=151, node="pve1", memory=256).run()
     assert not result["changed"] and ("GET", "/cluster/resources") not in pve.calls
-    assert pve.calls == [("GET", "/nodes/{node}/lxc"), ("GET", "/nodes/{node}/lxc/{vmid}/config")]
+    assert pve.calls == [("GET", "/nodes/{node}/lxc"), ("GET", "/nodes/{node}/lxc/{vmid}/config"),
+                         ("GET", "/nodes/{node}/lxc/{vmid}/pending")]  # running: its pending changes too
     elsewhere = LaggingPve({150: {"hostname": "web", "memory": "256"}})
     with pytest.raises(Exception, match="does not exist|give ostemplate"):
         manager(elsewhere, vmid=152, node="pve1", memory=256).run()  # not on the node: the cluster list decides
