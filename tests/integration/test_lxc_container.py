@@ -654,8 +654,8 @@ def push_default_images(tmp_path, bed):
     return refs
 
 
-def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(installed_collection, any_node,
-                                                                            tmp_path, bed):
+def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(installed_collection, any_node, tmp_path,
+                                                                           bed):
     """oci_template and lxc_container with nothing but the image, the storage and the container's name, on 9.1
     with each import and on 8: format auto picks what the node runs, and the app runs with the image's ids."""
     double = any_node
