@@ -141,7 +141,11 @@ options:
     description: Container features (C(nesting), C(keyctl), C(fuse), ...), as a property string or a dict.
     type: raw
   unprivileged:
-    description: Create an unprivileged container (create time only).
+    description:
+      - Whether a new container is unprivileged (its root is uid 100000 on the node). Not given, a new container
+        is unprivileged, as the Proxmox VE GUI and community.proxmox create them; V(false) makes a privileged one.
+      - Proxmox VE fixes it at creation. Given for an existing container that differs, the task fails and changes
+        nothing.
     type: bool
   ostype:
     description:

@@ -684,7 +684,7 @@ def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(insta
     assert results["noenv"]["format"] == ("oci-archive" if nine else "vztmpl")
     assert results["named"]["format"] == ("oci-archive" if nine and importer == "6.1" else "vztmpl")
     assert results["named"]["format_choice"]
-    from lxcri_testbed.lxc import read_init
+    from lxcri_testbed.lxc import container_ids, read_init
     found = dict((ct.config["hostname"], ct) for ct in double.backend.containers.values())
     for tag, (uid, gid, groups, cwd) in (("noenv", (0, 0, [], "/")), ("named", (1000, 1000, [44], "/srv"))):
         state, pid = double.backend.lxc_state(found["defaults-" + tag])
@@ -692,10 +692,11 @@ def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(insta
         pids = [pid] + [int(p) for p in open("/proc/%d/task/%d/children" % (pid, pid)).read().split()]
         apps = [read_init(p) for p in pids]
         app = [a for a in apps if "sleep" in " ".join(a.argv)][-1]
-        with open("/proc/%d/status" % app.pid) as handle:
-            have = sorted(int(g) for line in handle if line.startswith("Groups:") for g in line.split()[1:])
+        have = container_ids(app.pid)[2]
         assert (app.uid, app.gid, app.cwd) == (uid, gid, cwd), (tag, app)
         assert [g for g in have if g != gid] == groups, (tag, have)
+        # unprivileged by default: the container's ids are 100000 higher on the node
+        assert (app.host_uid, app.host_gid) == (100000 + uid, 100000 + gid), (tag, app)
     again = installed_collection.playbook(deploy, extra_vars={"images": refs})
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
 

@@ -12,6 +12,7 @@ import pytest
 
 from lxcri_testbed import TEST_REPO_NS
 from lxcri_testbed.app_images import page, push
+from lxcri_testbed.lxc import container_ids
 from pve_double.server import DEFAULT_PASSWORD, Double
 
 APP = "webapp"
@@ -70,8 +71,7 @@ def app_process(double, vmid):
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             argv = [a.decode() for a in handle.read().split(b"\0")[:-1]]
         if argv and argv[0] == "httpd":
-            with open("/proc/%d/status" % pid) as handle:
-                uid = [line.split()[1] for line in handle if line.startswith("Uid:")][0]
+            uid = container_ids(pid)[0]  # as the container sees it (oci_app's containers are unprivileged)
             with open("/proc/%d/environ" % pid, "rb") as handle:
                 env = dict(item.decode().partition("=")[::2] for item in handle.read().split(b"\0") if item)
             return argv, int(uid), os.readlink("/proc/%d/cwd" % pid), env

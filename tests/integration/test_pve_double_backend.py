@@ -483,3 +483,25 @@ def test_a_running_containers_changes_wait_in_pending_until_its_next_start(zdoub
     assert not [item for item in api.call("GET", "/nodes/pve1/lxc/184/pending")[1]["data"]
                 if "pending" in item or "delete" in item]
     assert api.task("POST", "/nodes/pve1/lxc/184/status/stop") == "OK"
+
+
+def test_an_unprivileged_container_is_idmapped_as_proxmox_makes_it(zdouble):
+    """unprivileged: 1 (pve-container parse_id_maps' default map u/g 0 100000 65536): the template is restored
+    inside the user namespace (owners shifted), and LXC runs the container with lxc.idmap, so its root is uid
+    100000 on the node.  A privileged one restores and runs with the ids as they are."""
+    from lxcri_testbed.lxc import read_init
+    double, api = zdouble, Api(zdouble)
+    for vmid, unprivileged in ((185, 1), (186, 0)):
+        assert api.task("POST", "/nodes/pve1/lxc", vmid=vmid, ostemplate="local:vztmpl/t.tar.zst",
+                        rootfs="local-zfs:1", unprivileged=unprivileged) == "OK"
+        rootfs = double.backend.volume_path("local-zfs:subvol-%d-disk-0" % vmid)
+        shift = 100000 if unprivileged else 0
+        assert os.stat(os.path.join(rootfs, "bin")).st_uid == shift
+        assert api.task("POST", "/nodes/pve1/lxc/%d/status/start" % vmid) == "OK"
+        state, pid = double.backend.lxc_state(double.backend.containers[vmid])
+        init = read_init(pid)
+        assert state == "running" and (init.uid, init.host_uid) == (0, shift), init
+        with open(os.path.join(double.backend.lxc_path, str(vmid), "config")) as handle:
+            idmap = [line for line in handle.read().splitlines() if line.startswith("lxc.idmap")]
+        assert idmap == (["lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536"] if unprivileged else [])
+        assert api.task("POST", "/nodes/pve1/lxc/%d/status/stop" % vmid) == "OK"

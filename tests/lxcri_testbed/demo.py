@@ -29,7 +29,7 @@ import urllib.request
 
 from .app_images import push
 from .bed import load_state
-from .lxc import tools_for
+from .lxc import container_ids, tools_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -89,8 +89,8 @@ def running_app(lxc_path, tools, hostname="webapp"):
                              universal_newlines=True, check=True).stdout.strip()
         with open("/proc/%s/cmdline" % pid) as handle:
             argv = handle.read().split("\0")[:-1]
-        with open("/proc/%s/status" % pid) as handle:
-            uid = [line.split()[1] for line in handle if line.startswith("Uid:")][0]
+        uid = "%d (%d on the node: an unprivileged container)" % (container_ids(int(pid))[0], os.stat(
+            "/proc/%s" % pid).st_uid)
         page = subprocess.run([tools.tool("lxc-attach"), "-P", lxc_path, "-n", name, "--", "wget", "-qO-",
                                "http://127.0.0.1:8080/"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               universal_newlines=True, check=False).stdout.strip()

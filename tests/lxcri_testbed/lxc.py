@@ -76,6 +76,7 @@ class InitProcess:
         self.gid = gid
         self.name = None  # container name, set by the runner
         self.log = ""
+        self.host_uid, self.host_gid = uid, gid  # the host's view (read_init sets them)
 
     def __repr__(self):
         return "InitProcess(pid=%r, argv=%r, env=%r, cwd=%r, uid=%r, gid=%r)" % (
@@ -110,7 +111,29 @@ def read_init(pid):
         status = handle.read()
     uid = _ids(status, "Uid")
     gid = _ids(status, "Gid")
-    return InitProcess(pid, argv, env, cwd, uid[1], gid[1])
+    # the container's own view: an unprivileged container's uid 1000 is 101000 on the host
+    init = InitProcess(pid, argv, env, cwd, inside(pid, "uid", uid[1]), inside(pid, "gid", gid[1]))
+    init.host_uid, init.host_gid = uid[1], gid[1]
+    return init
+
+
+def inside(pid, kind, host_id):
+    """``host_id`` as process ``pid``'s user namespace sees it (/proc/PID/uid_map or gid_map); 65534 (the
+    overflow id) when unmapped."""
+    with open("/proc/%d/%s_map" % (pid, kind)) as handle:
+        for line in handle:
+            first, outside, count = (int(field) for field in line.split())
+            if outside <= host_id < outside + count:
+                return first + host_id - outside
+    return 65534
+
+
+def container_ids(pid):
+    """(uid, gid, supplementary gids) of process ``pid`` as its container sees them."""
+    with open("/proc/%d/status" % pid) as handle:
+        status = handle.read()
+    groups = sorted(inside(pid, "gid", g) for g in _ids(status, "Groups"))
+    return inside(pid, "uid", _ids(status, "Uid")[1]), inside(pid, "gid", _ids(status, "Gid")[1]), groups
 
 
 def config_lines(name, rootfs, init_cmd, cwd=None, uid=None, gid=None, env=None, extra=(), net=None):

@@ -308,6 +308,9 @@ class ContainerManager:
             post_only["rootfs"] = "%s:%s" % (params["storage"], params.get("disk_size") or 8)
         post_only.update(create_args)
         post_only["ostemplate"] = template
+        if params.get("unprivileged") is None:
+            # secure by default, as the Proxmox VE GUI and community.proxmox create them (the API's default is 0)
+            post_only["unprivileged"] = 1
         if params.get("oci") and "ostype" not in post_only:
             # an image is no distribution Proxmox should set up: create detects the OS from /etc/os-release and
             # fails on IDs it does not know ("unable to detect OS distribution": wolfi, chainguard, amzn), or
@@ -607,6 +610,12 @@ class ContainerManager:
         vmid = int(vmid)
         config = self.session.config_of(node, vmid)
         self.check_origin(vmid, config)
+        if self.params.get("unprivileged") is not None and \
+                bool(self.params["unprivileged"]) != (str(config.get("unprivileged", 0)) == "1"):
+            raise ContainerError("CT %s is %s, and Proxmox VE fixes that when a container is created (unprivileged is "
+                                 "read-only after): leave unprivileged out, or make a new container; nothing was "
+                                 "changed" % (vmid, "unprivileged" if str(config.get("unprivileged")) == "1"
+                                              else "privileged"))
         wanted = self.desired(config=config)
         return self.session.finish(self.converge(state, vmid, node, found, wanted, result, config), started)
 

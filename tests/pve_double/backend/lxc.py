@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 from lxcri_testbed.bed import destroy_tree as destroy_dataset
-from lxcri_testbed.pve_restore import restore_command
+from lxcri_testbed.pve_restore import UNPRIVILEGED_ID_MAP, restore_command
 
 from ..schema import ApiError
 from ..tasks import TaskFailed
@@ -60,6 +60,33 @@ class Container:
         """PVE::LXC::Config vmconfig_apply_pending (vm_start runs it before the start)."""
         self.config = self.merged()
         self.pending, self.pending_delete = {}, []
+
+
+def id_map_of(config):
+    """pve-container PVE::LXC::parse_id_maps: an unprivileged CT without its own lxc.idmap lines maps ids
+    0..65535 to 100000.. ; a privileged one maps nothing."""
+    if str(config.get("unprivileged", "0")) != "1":
+        return ()
+    return UNPRIVILEGED_ID_MAP
+
+
+def shift_owners(rootfs, id_map):
+    """Every owner under ``rootfs`` moved into the id map (what extracting inside the user namespace gives);
+    ids outside the map become its nobody (65534)."""
+    (dummy_u, first_uid, uid_base, uid_count), (dummy_g, first_gid, gid_base, gid_count) = id_map
+    paths = [rootfs]
+    for top, dirs, files in os.walk(rootfs):
+        paths += [os.path.join(top, name) for name in dirs + files]
+    for path in paths:
+        info = os.lstat(path)
+        uid, gid = info.st_uid - first_uid, info.st_gid - first_gid
+        new_uid = uid_base + (uid if 0 <= uid < uid_count else 65534)
+        new_gid = gid_base + (gid if 0 <= gid < gid_count else 65534)
+        if (new_uid, new_gid) == (info.st_uid, info.st_gid):
+            continue
+        os.lchown(path, new_uid, new_gid)
+        if not os.path.islink(path) and info.st_mode & 0o6000:
+            os.chmod(path, info.st_mode & 0o7777)  # chown drops setuid/setgid; the extraction kept them
 
 
 # pve-container PVE/LXC/Config.pm: $LXC_FASTPLUG_OPTIONS, written at once on a running CT ...
@@ -279,18 +306,31 @@ class LxcEndpoints:
                     name = "%d/subvol-%d-disk-0.subvol" % (vmid, vmid)
                     rootfs = self.volume_path("%s:%s" % (storage, name))
                     os.makedirs(rootfs)
+                id_map = id_map_of(ct.config)
+                if id_map:
+                    # the restore runs as the container's root (PVE::LXC::userns_command): it owns the rootfs
+                    os.chown(rootfs, id_map[0][2], id_map[1][2])
                 if self.mode.startswith("9") and is_oci_archive(template):
                     task.log("detected OCI archive '%s'" % template)
                     ct.config.update(import_oci_archive(template, rootfs, task, ct.config, self.importer))
+                    if id_map:
+                        # restore_oci_archive extracts inside the user namespace (run_in_userns): owners shifted
+                        shift_owners(rootfs, id_map)
                     ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
                                                                        else "")
                     self._setup_os(ct, rootfs, task)
                     return 0
                 task.log("extracting archive '%s'" % template)
                 # pve-container PVE::LXC::Create::restore_tar_archive (lxcri_testbed/pve_restore.py)
-                proc = subprocess.run(restore_command(template, rootfs), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, universal_newlines=True,
-                                      check=False)
+                # unprivileged: tar runs as the mapped root, which cannot reach the double's directories: it reads
+                # the template from stdin and extracts into its working directory, both opened as root
+                argv = restore_command(template, ".", id_map) if id_map else restore_command(template, rootfs)
+                if id_map:
+                    argv[argv.index(str(template))] = "-"
+                with open(template, "rb") as archive:
+                    proc = subprocess.run(argv, stdin=archive if id_map else subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                          check=False, cwd=rootfs)
                 for line in proc.stdout.splitlines():
                     task.log(line)
                 if proc.returncode != 0:

@@ -1,6 +1,7 @@
 """The real LXC under the double's containers: the LXC config PVE would generate, lxc-start and the other tools."""
 
 import os
+import stat
 import subprocess
 
 from lxcri_testbed.lxc import config_lines, ensure_mountpoints, lxc_info
@@ -101,6 +102,15 @@ def cgroup_limits(config, root, warnings):
     return lines
 
 
+def searchable(path):
+    """Let everyone search (x, not read) ``path`` and every directory above it."""
+    while path and path != "/":
+        mode = os.stat(path).st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(path, stat.S_IMODE(mode) | stat.S_IXOTH)
+        path = os.path.dirname(path)
+
+
 class LxcHost:
     """Each container is a real LXC container named by its vmid under ``<root>/lxc``."""
 
@@ -131,10 +141,13 @@ class LxcHost:
         raw = ["%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
         warnings = warnings if warnings is not None else []
         limits = cgroup_limits(ct.config, CGROUP_ROOT, warnings)
+        # update_lxc_config: "lxc.idmap = u 0 100000 65536" and g for an unprivileged CT without its own idmap
+        idmap = [] if str(ct.config.get("unprivileged", "0")) != "1" or any(k == "lxc.idmap" for k in ct.config) \
+            else ["lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536"]
         return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
                             self.volume_path(ct.config["rootfs"].split(",")[0]),
                             ct.config.get("entrypoint", "/sbin/init"), env={"TERM": "linux"},
-                            extra=runtime_env + limits + raw,
+                            extra=idmap + runtime_env + limits + raw,
                             net=network_lines(ct.config, warnings, vmid=ct.vmid,
                                               host_managed=self.mode.startswith("9")))
 
@@ -148,6 +161,12 @@ class LxcHost:
         """lxc-start the container with the LXC config generated from its PVE config; returns the warnings."""
         cdir = os.path.join(self.lxc_path, str(ct.vmid))
         os.makedirs(cdir, exist_ok=True)
+        if str(ct.config.get("unprivileged", "0")) == "1":
+            # the container's root (uid 100000) must pass through the directories above its LXC directory and
+            # rootfs, as through /var/lib/lxc on a node ("Could not access ... Please grant it x access"); the
+            # double lives in test directories that are 0700
+            for path in (cdir, self.volume_path(ct.config["rootfs"].split(",")[0])):
+                searchable(os.path.dirname(path))
         ensure_mountpoints(self.volume_path(ct.config["rootfs"].split(",")[0]))
         warnings = []
         with open(os.path.join(cdir, "config"), "w") as handle:

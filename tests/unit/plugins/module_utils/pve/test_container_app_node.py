@@ -62,3 +62,55 @@ def test_import_problem_names_what_the_import_left_out(runtime, config, problem)
         assert found is None
     else:
         assert problem in found
+
+
+class CreatePve:
+    """Records the create's parameters; the created CT is stopped, with the config the create gave."""
+
+    def __init__(self, existing=None):
+        self.created, self.configs = None, dict(existing or {})
+
+    def features(self):
+        return NINE
+
+    def get(self, path, params=None, **kw):
+        if path == "/cluster/resources":
+            return [{"type": "lxc", "vmid": v, "node": "pve1", "status": "stopped"} for v in self.configs]
+        if path == "/nodes/{node}/lxc":
+            return [{"vmid": v, "name": c.get("hostname"), "status": "stopped"} for v, c in self.configs.items()]
+        if path == "/nodes/{node}/lxc/{vmid}/config":
+            return dict(self.configs[kw["vmid"]], digest="d")
+        if path == "/nodes/{node}/tasks/{upid}/status":
+            return {"status": "stopped", "exitstatus": "OK"}
+        if path == "/nodes/{node}/lxc/{vmid}/status/current":
+            return {"status": "stopped"}
+        if path == "/nodes":
+            return [{"node": "pve1"}]
+        if path == "/cluster/nextid":
+            return 100
+        raise AssertionError(path)
+
+    def post(self, path, params=None, **kw):
+        assert path == "/nodes/{node}/lxc", path
+        self.created = dict(params)
+        self.configs[params["vmid"]] = {"hostname": params.get("hostname"),
+                                        "unprivileged": params.get("unprivileged", 0)}
+        return "UPID:pve1:00000001:00000001:00000001:vzcreate:100:root@pam:"
+
+
+@pytest.mark.parametrize("given, sent", [(None, 1), (True, 1), (False, 0)])
+def test_a_new_container_is_unprivileged_unless_told_otherwise(given, sent):
+    pve = CreatePve()
+    params = {"hostname": "new", "ostemplate": "local:vztmpl/t.tar.zst", "state": "present", "node": "pve1"}
+    if given is not None:
+        params["unprivileged"] = given
+    ContainerManager(params, client=pve).run()
+    assert int(pve.created["unprivileged"]) == sent
+
+
+def test_unprivileged_of_an_existing_container_is_not_changed_but_refused():
+    pve = CreatePve({150: {"hostname": "old", "unprivileged": 0}})
+    with pytest.raises(Exception, match="CT 150 is privileged, and Proxmox VE fixes that when a container is created"):
+        ContainerManager({"vmid": 150, "unprivileged": True, "state": "present"}, client=pve).run()
+    assert pve.created is None
+    ContainerManager({"vmid": 150, "state": "present"}, client=pve).run()  # left out: fine
