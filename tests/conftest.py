@@ -126,6 +126,16 @@ def busybox_double(request, tmp_path, bed):
     instance.stop()
 
 
+@pytest.fixture
+def zdouble91(tmp_path, zfs_dataset, bed):
+    """The API double in 9.1 mode with a zfspool storage ``local-zfs`` on a scratch dataset."""
+    from pve_double.server import Double  # pylint: disable=import-outside-toplevel
+    instance = Double(str(tmp_path / "pve"), mode="9.1", zfs_root=zfs_dataset + "/pve").start()
+    yield instance
+    instance.kill_containers()
+    instance.stop()
+
+
 @pytest.fixture(scope="session")
 def registry_image(bed, tmp_path_factory):
     """The default busybox test image, built now and pushed to both registries.

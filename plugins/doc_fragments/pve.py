@@ -97,8 +97,12 @@ options:
         O(ssh_user), O(ssh_port), O(ssh_identity_file) and O(ssh_config_file) say how to log in; the node's
         host key must already be known (C(known_hosts), or O(ssh_config_file)). The API credentials are not
         used, since pvesh runs as the SSH user, normally root.
-      - With V(local) and V(ssh), a value that holds a NUL byte (such as a container's C(env) on
-        Proxmox VE 9.1) cannot be passed as a pvesh argument, and the module fails saying so.
+      - A value that holds a NUL byte (a container's C(env) with more than one entry, Proxmox VE 9.1) cannot be
+        a pvesh argument. With V(local) such a call goes to the node's own HTTPS API on C(localhost:8006) as
+        C(root@pam), with a ticket and CSRF token the node makes for it as its login does (Perl
+        C(PVE::AccessControl), with the node's key in C(/etc/pve/priv), readable by root only), checked against
+        C(/etc/pve/pve-root-ca.pem); nothing is stored and nothing else changes. With V(ssh) the module fails
+        saying so; use V(https) there.
       - If not set, the environment variable C(PROXMOX_CONNECTION) is used.
     type: str
     choices: [auto, https, ssh, local]

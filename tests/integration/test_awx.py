@@ -68,12 +68,9 @@ def no_proxmox(environ):
     return dict((k, v) for k, v in environ.items() if not k.startswith("PROXMOX_"))
 
 
-@pytest.fixture
-def double(tmp_path, zfs_dataset, bed):
-    instance = Double(str(tmp_path / "pve"), mode="9.1", zfs_root=zfs_dataset + "/pve").start()
-    yield instance
-    instance.kill_containers()
-    instance.stop()
+@pytest.fixture(name="double")
+def awx_double(zdouble91):
+    return zdouble91
 
 
 def test_credential_type_shape():

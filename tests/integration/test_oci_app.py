@@ -167,22 +167,14 @@ def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdoub
                 if "/subvol-" in name]
 
 
-@pytest.fixture
-def double91(tmp_path, zfs_dataset, bed):
-    instance = Double(str(tmp_path / "pve"), mode="9.1", zfs_root=zfs_dataset + "/pve").start()
-    yield instance
-    instance.kill_containers()
-    instance.stop()
-
-
-def test_the_apps_network_is_host_managed_and_answers_the_node_over_tcp(installed_collection, double91, tmp_path,
+def test_the_apps_network_is_host_managed_and_answers_the_node_over_tcp(installed_collection, zdouble91, tmp_path,
                                                                         bed, bridge):
     """Proxmox VE 9.1 brings up only host-managed interfaces, and an app's init configures none: the role's
     net0 (a static address on a bridge) gets host-managed=1, the health check is a TCP connection from the node
     to that address, the page is fetched over the bridge, and a second run changes nothing (the importer's
     host-managed stays).  An upgrade's new container answers on the same address."""
     import urllib.request
-    double = double91
+    double = zdouble91
     images = push(bed["registry"]["host"], "%s/webapp-net" % TEST_REPO_NS, versions=("1", "2"))
     address = bridge.address(20)
     ip = address.split("/")[0]

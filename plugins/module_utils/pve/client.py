@@ -378,7 +378,9 @@ class PveClient(ApiBase):
 
     def __init__(self, host, port=DEFAULT_PORT, user=DEFAULT_USER, password=None, token_id=None, token_secret=None,
                  validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT, session=None, retries=2,
-                 backoff=(0.25, 1.0), sleep=time.sleep, clock=time.monotonic):
+                 backoff=(0.25, 1.0), sleep=time.sleep, clock=time.monotonic, ticket_source=None):
+        """``ticket_source``: instead of a password, a callable giving ``(ticket, csrf_token)`` for ``user``
+        (LocalPveClient's loopback mints them on the node)."""
         require_requests(PveConfigError)
         if not HAS_PROXMOXER:
             raise PveConfigError(missing_proxmoxer(), kind=MISSING_LIBRARY)
@@ -390,7 +392,7 @@ class PveClient(ApiBase):
             raise PveConfigError("give either a password or an API token, not both")
         if bool(token_id) != bool(token_secret):
             raise PveConfigError("an API token needs both its id and its secret")
-        if not password and not token_secret:
+        if not password and not token_secret and ticket_source is None:
             raise PveConfigError("credentials are required: a password or an API token id and secret")
         if validate_certs and ca_path and not os.path.isfile(ca_path):
             raise PveConfigError("ca_path %s is not a file" % ca_path)
@@ -398,6 +400,7 @@ class PveClient(ApiBase):
         self.port = int(port or DEFAULT_PORT)
         self.user = user or DEFAULT_USER
         self._password = password or None
+        self._ticket_source = ticket_source
         self._token_secret = token_secret or None
         self._secrets = set(s for s in (self._password, self._token_secret) if s)
         self.token_id = None
@@ -540,7 +543,14 @@ class PveClient(ApiBase):
         raise self._error(method, path, resp)
 
     def login(self):
-        """Get a ticket and CSRF token with the password (nothing to do with an API token)."""
+        """Get a ticket and CSRF token with the password, or from the ticket source (nothing to do with an API
+        token)."""
+        if self._password is None and self._ticket_source is not None:
+            ticket, csrf = self._ticket_source()
+            self.auth.set_tokens(ticket, csrf)
+            self._ticket_time = self.clock()
+            self._secrets.update((ticket, csrf))
+            return
         if self._password is None:
             return
         resp = self._send("POST", "/access/ticket", {"username": self.user, "password": self._password}, auth=False)
@@ -558,7 +568,7 @@ class PveClient(ApiBase):
         relogged = False
         attempt = 0
         while True:
-            if self._password is not None and self._ticket_stale():
+            if (self._password is not None or self._ticket_source is not None) and self._ticket_stale():
                 self.login()
             body = body_factory() if body_factory is not None else None
             try:
@@ -572,7 +582,8 @@ class PveClient(ApiBase):
             finally:
                 if body is not None:
                     body.close()
-            if resp.status_code == 401 and self._password is not None and not relogged:
+            if resp.status_code == 401 and (self._password is not None or self._ticket_source is not None) \
+                    and not relogged:
                 # the ticket expired (or PVE restarted its key): a 401 means nothing was done, so
                 # logging in again and repeating is safe even for a write
                 relogged = True

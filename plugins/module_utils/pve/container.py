@@ -134,6 +134,10 @@ def import_problem(runtime, config):
     if groups and have != groups:
         missing.append("supplementary groups %s (lxc.init.groups is %s)"
                        % (",".join(str(g) for g in groups), raw.get("lxc.init.groups", "unset")))
+    elif groups and str(config.get("unprivileged", 0)) == "1":
+        # LXC src/lxc/start.c do_start: lxc.init.groups is applied only when the container has no user namespace
+        missing.append("supplementary groups %s: LXC applies lxc.init.groups only to a privileged container, and "
+                       "this one is unprivileged" % ",".join(str(g) for g in groups))
     cwd = runtime.get("cwd") or "/"
     if cwd != "/" and raw.get("lxc.init.cwd") != cwd:
         missing.append("working directory %s (lxc.init.cwd is %s)" % (cwd, raw.get("lxc.init.cwd", "unset")))

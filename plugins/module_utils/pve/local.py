@@ -27,11 +27,19 @@ import re
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import subprocess_runner
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import (
-    CHUNK, ApiBase, check_upload_filename, encode_params, fill_path, merge_params, upload_checksum)
+    CHUNK, ApiBase, PveClient, check_upload_filename, encode_params, fill_path, merge_params, upload_checksum)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import (
     PveApiError, PveConfigError, PveError)
 
 PVESH = "/usr/bin/pvesh"
+# A value holding NUL (env) cannot be a pvesh argument: such a call goes to the node's own HTTPS API on
+# localhost, with a root@pam ticket and CSRF token minted on the node as its API server makes them at login
+# (pve-access-control PVE/AccessControl.pm assemble_ticket / assemble_csrf_prevention_token, with the node's
+# /etc/pve/priv/authkey.key: root only); nothing is stored, and the ticket lives two hours like any other.
+PERL = "/usr/bin/perl"
+MINT_TICKET = ("use PVE::AccessControl; print PVE::AccessControl::assemble_ticket('root@pam'), \"\\n\", "
+               "PVE::AccessControl::assemble_csrf_prevention_token('root@pam'), \"\\n\";")
+LOOPBACK = {"host": "localhost", "port": 8006, "ca_path": "/etc/pve/pve-root-ca.pem"}
 UPLOAD_TMP_DIR = "/var/tmp"  # PVE's upload API takes tmpfilename only as /var/tmp/pveupload-<hex>
 VERBS = {"GET": "get", "POST": "create", "PUT": "set", "DELETE": "delete"}
 
@@ -85,8 +93,15 @@ def pvesh_error(method, path, rc, out, err):
 class LocalPveClient(ApiBase):
     """Same interface as PveClient, answered by ``pvesh`` on this node."""
 
-    def __init__(self, runner=None, pvesh=PVESH, timeout=630, tmp_dir=UPLOAD_TMP_DIR):
+    def __init__(self, runner=None, pvesh=PVESH, timeout=630, tmp_dir=UPLOAD_TMP_DIR, loopback=None,
+                 mint=(PERL, "-e", MINT_TICKET), https_factory=None):
+        """``loopback`` (host, port, ca_path), ``mint`` (the argv printing a ticket and a CSRF token) and
+        ``https_factory`` (PveClient by default) make the HTTPS path for values pvesh cannot pass."""
         self.pvesh = pvesh
+        self.loopback = dict(LOOPBACK, **(loopback or {}))
+        self.mint = list(mint)
+        self.https_factory = https_factory
+        self._https = None
         self.timeout = timeout
         self.runner = runner or (lambda argv: subprocess_runner(argv, timeout=self.timeout))
         self.tmp_dir = tmp_dir
@@ -109,11 +124,34 @@ class LocalPveClient(ApiBase):
                 argv.append("--%s=%s" % (key, value))
         return argv
 
+    def _mint(self):
+        rc, out, err = self.runner(self.mint)
+        lines = (out or "").split()
+        if rc != 0 or len(lines) != 2:
+            raise PveConfigError("a value that pvesh cannot pass (env with several entries) goes to this node's "
+                                 "HTTPS API on %s:%s, with a root@pam ticket made on the node by %s; that failed "
+                                 "(exit %s): %s" % (self.loopback["host"], self.loopback["port"], self.mint[0], rc,
+                                                    (err or out or "").strip()[-300:] or "no ticket printed"))
+        return lines[0], lines[1]
+
+    def https(self):
+        """The node's own HTTPS API (see LOOPBACK), made once."""
+        if self._https is None:
+            factory = self.https_factory or PveClient
+            self._https = factory(self.loopback["host"], port=self.loopback["port"], user="root@pam",
+                                  ca_path=self.loopback["ca_path"], ticket_source=self._mint)
+        return self._https
+
     def request(self, method, path, params=None, **kwargs):
         method = method.upper()
         if method not in VERBS:
             raise ValueError("unsupported method %s" % method)
-        filled, rest = fill_path(path, merge_params(params, kwargs), quote_fn=_plain)
+        merged = merge_params(params, kwargs)
+        encoded = encode_params(fill_path(path, merged, quote_fn=_plain)[1])
+        if any("\0" in value for values in encoded.values()
+               for value in (values if isinstance(values, list) else [values])):
+            return self.https().request(method, path, params, **kwargs)
+        filled, rest = fill_path(path, merged, quote_fn=_plain)
         rc, out, err = self.runner(self.argv(method, filled, encode_params(rest)))
         if rc != 0:
             # a foreground worker that failed may still have printed its UPID: let the

@@ -323,12 +323,15 @@ class LxcEndpoints:
                 task.log("extracting archive '%s'" % template)
                 # pve-container PVE::LXC::Create::restore_tar_archive (lxcri_testbed/pve_restore.py)
                 # unprivileged: tar runs as the mapped root, which cannot reach the double's directories: it reads
-                # the template from stdin and extracts into its working directory, both opened as root
-                argv = restore_command(template, ".", id_map) if id_map else restore_command(template, rootfs)
-                if id_map:
+                # the template from stdin and extracts into its working directory, both opened as root.  zfs-fuse
+                # refuses a chown made inside a user namespace (a gap of zfs-fuse, not of ZFS): on zfspool the
+                # restore runs as root and the owners are shifted after, which leaves the same files
+                in_userns = bool(id_map) and not zfs
+                argv = restore_command(template, ".", id_map) if in_userns else restore_command(template, rootfs)
+                if in_userns:
                     argv[argv.index(str(template))] = "-"
                 with open(template, "rb") as archive:
-                    proc = subprocess.run(argv, stdin=archive if id_map else subprocess.DEVNULL,
+                    proc = subprocess.run(argv, stdin=archive if in_userns else subprocess.DEVNULL,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                                           check=False, cwd=rootfs)
                 for line in proc.stdout.splitlines():
@@ -336,6 +339,8 @@ class LxcEndpoints:
                 if proc.returncode != 0:
                     raise TaskFailed("unable to create CT %d - command 'tar xpf %s' failed: exit code %d"
                                      % (vmid, template, proc.returncode))
+                if id_map and not in_userns:
+                    shift_owners(rootfs, id_map)
                 ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
                                                                    else "")
                 self._setup_os(ct, rootfs, task)

@@ -54,6 +54,10 @@ IMPORTED = {"lxc": [["lxc.init.uid", "1000"], ["lxc.init.gid", "1000"], ["lxc.in
      "uid 1000 (lxc.init.uid is unset); gid 1000 (lxc.init.gid is unset); supplementary groups 29,44"),
     (dict(RUNTIME, cwd="/srv"), {}, "working directory /srv (lxc.init.cwd is unset)"),
     (RUNTIME, {}, None),  # root in /: nothing to set
+    # LXC start.c applies lxc.init.groups only without a user namespace: lost in an unprivileged container
+    (dict(RUNTIME, uid=1000, gid=1000, groups=[44, 29], cwd="/srv"), dict(IMPORTED, unprivileged=1),
+     "LXC applies lxc.init.groups only to a privileged container"),
+    (dict(RUNTIME, uid=1000, gid=1000, cwd="/srv"), dict(IMPORTED, unprivileged=1), None),
     (dict(RUNTIME, uid=1000, gid=1000, wrapper={"kind": "init"}), {}, None),  # the generated init switches
 ])
 def test_import_problem_names_what_the_import_left_out(runtime, config, problem):

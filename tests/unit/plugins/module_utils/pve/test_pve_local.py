@@ -104,10 +104,53 @@ def test_failed_call_raises_but_a_printed_upid_goes_to_the_task_waiter():
 
 
 def test_nul_bytes_cannot_go_through_argv():
-    client = LocalPveClient(runner=FakeRunner())
+    with pytest.raises(PveConfigError) as err:
+        LocalPveClient(runner=FakeRunner()).argv("PUT", "/nodes/pve1/lxc/100/config", {"env": "A=1\0B=2"})
+    assert "env" in str(err.value) and "api_host" in str(err.value)
+
+
+class FakeHttps:
+    """Stands in for PveClient: records how it was made and what it was asked."""
+
+    made = []
+
+    def __init__(self, host, **kwargs):
+        self.host, self.kwargs, self.calls = host, kwargs, []
+        FakeHttps.made.append(self)
+
+    def request(self, method, path, params=None, **kwargs):
+        self.calls.append((method, path, dict(params or {}, **kwargs), self.kwargs["ticket_source"]()))
+        return None
+
+
+def test_a_nul_value_goes_to_the_nodes_own_https_api_with_a_minted_ticket():
+    """pvesh takes parameters as arguments, which cannot hold NUL: env with two entries goes to localhost:8006
+    as root@pam, with a ticket and CSRF token the node makes (PVE::AccessControl), the node's CA; the rest stays
+    on pvesh."""
+    FakeHttps.made = []
+    runner = FakeRunner((0, "PVE:root@pam:6B14::sig\nABCD1234:csrf\n", ""), (0, "", ""))
+    client = LocalPveClient(runner=runner, https_factory=FakeHttps)
+    assert client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, env="A=1\0B=2") is None
+    https = FakeHttps.made[0]
+    assert (https.host, https.kwargs["port"], https.kwargs["user"], https.kwargs["ca_path"]) == \
+        ("localhost", 8006, "root@pam", "/etc/pve/pve-root-ca.pem")
+    method, path, params, tokens = https.calls[0]
+    assert (method, path, params["env"], params["vmid"]) == ("PUT", "/nodes/{node}/lxc/{vmid}/config", "A=1\0B=2",
+                                                             100)
+    assert tokens == ("PVE:root@pam:6B14::sig", "ABCD1234:csrf")
+    assert runner.argvs[0][0] == "/usr/bin/perl" and "assemble_ticket('root@pam')" in runner.argvs[0][2]
+    client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, memory=256)
+    assert runner.argvs[1][:3] == ["/usr/bin/pvesh", "set", "/nodes/pve1/lxc/100/config"]
+
+
+def test_a_ticket_that_cannot_be_made_is_a_clear_error(tmp_path):
+    runner = FakeRunner((2, "", "Can't locate PVE/AccessControl.pm in @INC"))
+    ca = tmp_path / "pve-root-ca.pem"
+    ca.write_text("not read before the ticket\n")
+    client = LocalPveClient(runner=runner, loopback={"ca_path": str(ca)})
     with pytest.raises(PveConfigError) as err:
         client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, env="A=1\0B=2")
-    assert "env" in str(err.value) and "api_host" in str(err.value)
+    assert "localhost:8006" in str(err.value) and "PVE/AccessControl.pm" in str(err.value)
 
 
 def test_upload_copies_to_a_pveupload_file_with_checksum(tmp_path):
