@@ -134,8 +134,8 @@ class LocalPveClient(ApiBase):
                                                     (err or out or "").strip()[-300:] or "no ticket printed"))
         return lines[0], lines[1]
 
-    def https(self):
-        """The node's own HTTPS API (see LOOPBACK), made once."""
+    def https(self, key=None):
+        """The node's own HTTPS API (see LOOPBACK), made once; ``key``: the parameter pvesh could not pass."""
         if self._https is None:
             factory = self.https_factory or PveClient
             self._https = factory(self.loopback["host"], port=self.loopback["port"], user="root@pam",
@@ -148,9 +148,10 @@ class LocalPveClient(ApiBase):
             raise ValueError("unsupported method %s" % method)
         merged = merge_params(params, kwargs)
         encoded = encode_params(fill_path(path, merged, quote_fn=_plain)[1])
-        if any("\0" in value for values in encoded.values()
-               for value in (values if isinstance(values, list) else [values])):
-            return self.https().request(method, path, params, **kwargs)
+        nul = [key for key, values in sorted(encoded.items())
+               if any("\0" in value for value in (values if isinstance(values, list) else [values]))]
+        if nul:
+            return self.https(nul[0]).request(method, path, params, **kwargs)
         filled, rest = fill_path(path, merged, quote_fn=_plain)
         rc, out, err = self.runner(self.argv(method, filled, encode_params(rest)))
         if rc != 0:

@@ -143,11 +143,12 @@ class SshPveClient(LocalPveClient):
     def __repr__(self):
         return "SshPveClient(%s@%s:%s)" % (self.user, self.host, self.port)
 
-    def https(self):
+    def https(self, key=None):
         """Not over SSH: the node's HTTPS API would need its address, port and CA from this side too."""
-        raise PveConfigError("pvesh cannot pass a value with NUL bytes (env with several entries), and over "
-                             "api_connection ssh there is no way around it: use api_connection https (api_host with "
-                             "credentials), or run the module on the node (api_connection local)")
+        raise PveConfigError("pvesh cannot pass %s: its value holds NUL bytes (as env with several entries does), "
+                             "and over api_connection ssh there is no way around it: use api_connection https "
+                             "(api_host with credentials), or run the module on the node (api_connection local)"
+                             % (key or "a value"))
 
     def _ssh_failure(self, what, detail):
         return PveConnectionError(self.host, self.port, "ssh %s@%s (port %s): %s: %s" % (
