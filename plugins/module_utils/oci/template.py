@@ -534,8 +534,7 @@ class TemplateManager:
             raise TemplateError("give exactly one of dest (a directory) or storage (a Proxmox VE storage)")
         if self.params["name"] is not None:
             check_name(self.params["name"])
-        compression = self.params["compression"] if fmt == "vztmpl" else None
-        self.extension = None if fmt == "auto" else EXTENSIONS[(fmt, compression)]
+        self.extension = None if fmt == "auto" else self._extension(fmt)
         self.format_choice = None  # format: auto, once decided: why
         bound = self.images.bound  # the options, checked
         self.limits = Limits(max_expansion_ratio=bound.ratio, max_uncompressed_bytes=bound.max_bytes)
@@ -567,6 +566,10 @@ class TemplateManager:
         check_keep(self.params)
         result = self._present_explained(dest)
         return prune(dest, self.params["keep"], name_parts(self.images.source)[0], result, self.check_mode)
+
+    def _extension(self, fmt):
+        """The file extension of a template in format ``fmt`` (a plain template's says its compression)."""
+        return EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]
 
     def _present_explained(self, dest):
         """present(); a refusal after format auto chose says what it chose and why."""
@@ -607,7 +610,7 @@ class TemplateManager:
         self.params["format"] = fmt
         if wrapper:
             self.params["init_wrapper"] = wrapper
-        self.extension = dest.extension = EXTENSIONS[(fmt, self.params["compression"] if fmt == "vztmpl" else None)]
+        self.extension = dest.extension = self._extension(fmt)
         self.format_choice = "%s%s: %s" % (fmt, " with init_wrapper %s" % wrapper if wrapper else "", why)
 
     def present(self, dest=None):
@@ -674,7 +677,7 @@ class TemplateManager:
                 self._decide_format(dest, res)  # the default name carries the options auto chose
             name = default_name(self.images.source, res.manifest_digest, self.params)
         if self.extension is None:  # format auto with a name: the template of either format
-            extensions = [EXTENSIONS[("vztmpl", self.params["compression"])], EXTENSIONS[("oci-archive", None)]]
+            extensions = [self._extension("vztmpl"), self._extension("oci-archive")]
         else:
             extensions = [self.extension]
         removed = None

@@ -542,6 +542,11 @@ class PveClient(ApiBase):
             return body.get("data")
         raise self._error(method, path, resp)
 
+    @property
+    def _logs_in(self):
+        """Whether this client gets tickets (a password or a ticket source; not with an API token)."""
+        return self._password is not None or self._ticket_source is not None
+
     def login(self):
         """Get a ticket and CSRF token with the password, or from the ticket source (nothing to do with an API
         token)."""
@@ -568,7 +573,7 @@ class PveClient(ApiBase):
         relogged = False
         attempt = 0
         while True:
-            if (self._password is not None or self._ticket_source is not None) and self._ticket_stale():
+            if self._logs_in and self._ticket_stale():
                 self.login()
             body = body_factory() if body_factory is not None else None
             try:
@@ -582,8 +587,7 @@ class PveClient(ApiBase):
             finally:
                 if body is not None:
                     body.close()
-            if resp.status_code == 401 and (self._password is not None or self._ticket_source is not None) \
-                    and not relogged:
+            if resp.status_code == 401 and self._logs_in and not relogged:
                 # the ticket expired (or PVE restarted its key): a 401 means nothing was done, so
                 # logging in again and repeating is safe even for a write
                 relogged = True

@@ -614,12 +614,11 @@ class ContainerManager:
         vmid = int(vmid)
         config = self.session.config_of(node, vmid)
         self.check_origin(vmid, config)
-        if self.params.get("unprivileged") is not None and \
-                bool(self.params["unprivileged"]) != (str(config.get("unprivileged", 0)) == "1"):
+        unprivileged = str(config.get("unprivileged", 0)) == "1"
+        if self.params.get("unprivileged") is not None and bool(self.params["unprivileged"]) != unprivileged:
             raise ContainerError("CT %s is %s, and Proxmox VE fixes that when a container is created (unprivileged is "
                                  "read-only after): leave unprivileged out, or make a new container; nothing was "
-                                 "changed" % (vmid, "unprivileged" if str(config.get("unprivileged")) == "1"
-                                              else "privileged"))
+                                 "changed" % (vmid, "unprivileged" if unprivileged else "privileged"))
         wanted = self.desired(config=config)
         return self.session.finish(self.converge(state, vmid, node, found, wanted, result, config), started)
 

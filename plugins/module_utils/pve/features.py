@@ -93,11 +93,6 @@ def node_features(client, node):
     return PveFeatures.from_version_info(client.get("/nodes/%s/version" % node))
 
 
-def _version_of(text):
-    match = _VERSION.match(str(text or ""))
-    return tuple(int(part or 0) for part in match.groups()) if match else None
-
-
 # pve-container 6.1.0 (2026-01) made the OCI import honour the image's User (PVE/LXC/Create.pm resolve_oci_user)
 IMPORT_USER_CONTAINER = (6, 1, 0)
 
@@ -105,10 +100,10 @@ IMPORT_USER_CONTAINER = (6, 1, 0)
 def import_sets_user(packages):
     """Does the node's OCI import set the image's User?  True/False from its pve-container version, None when
     unknown (``packages`` None: no Sys.Audit)."""
-    if packages is None or not packages.get("pve-container"):
+    try:
+        return parse_version((packages or {}).get("pve-container")) >= IMPORT_USER_CONTAINER
+    except ValueError:
         return None
-    version = _version_of(packages["pve-container"])
-    return None if version is None else version >= IMPORT_USER_CONTAINER
 
 
 def node_lxc_version(client, node, packages=False):
@@ -121,9 +116,9 @@ def node_lxc_version(client, node, packages=False):
     """
     if packages is False:
         packages = node_packages(client, node)
-    version = (packages or {}).get("lxc-pve")
-    match = _VERSION.match(version or "")
-    if match:
-        return ".".join(part for part in match.groups() if part is not None)
+    try:
+        return ".".join(str(part) for part in parse_version((packages or {}).get("lxc-pve")))
+    except ValueError:
+        pass  # not readable or not listed
     release = node_features(client, node).version
     return next(lxc for first, lxc in LXC_BY_RELEASE if release[:2] >= first)

@@ -68,6 +68,12 @@ def parse_pvesh_output(out):
         raise PveError("pvesh printed no JSON result: %s" % text[-300:])
 
 
+def _nul_keys(params):
+    """The parameters (encoded: strings or lists of them) whose value holds a NUL byte, sorted."""
+    return [key for key, values in sorted(params.items())
+            if any("\0" in value for value in (values if isinstance(values, list) else [values]))]
+
+
 def pvesh_error(method, path, rc, out, err):
     """A PveApiError from a failed pvesh run (its stderr, or stdout when stderr is empty)."""
     lines = [line.rstrip() for line in (err or out or "").strip().splitlines()]
@@ -112,14 +118,13 @@ class LocalPveClient(ApiBase):
         return "LocalPveClient(%s)" % self.pvesh
 
     def argv(self, method, path, params):
+        nul = _nul_keys(params)
+        if nul:
+            raise PveConfigError("pvesh cannot pass %s: its value holds NUL bytes (as 'env' does); use the "
+                                 "HTTPS API for this (api_host with credentials, api_connection auto or https)" % nul[0])
         argv = [self.pvesh, VERBS[method], path, "--output-format", "json"]
         for key in sorted(params):
-            values = params[key] if isinstance(params[key], list) else [params[key]]
-            for value in values:
-                if "\0" in value:
-                    raise PveConfigError("pvesh cannot pass %s: its value holds NUL bytes (as 'env' does); use the "
-                                         "HTTPS API for this (api_host with credentials, api_connection auto or https)"
-                                         % key)
+            for value in params[key] if isinstance(params[key], list) else [params[key]]:
                 # --key=value: a value starting with '-' is never taken for an option
                 argv.append("--%s=%s" % (key, value))
         return argv
@@ -146,14 +151,12 @@ class LocalPveClient(ApiBase):
         method = method.upper()
         if method not in VERBS:
             raise ValueError("unsupported method %s" % method)
-        merged = merge_params(params, kwargs)
-        encoded = encode_params(fill_path(path, merged, quote_fn=_plain)[1])
-        nul = [key for key, values in sorted(encoded.items())
-               if any("\0" in value for value in (values if isinstance(values, list) else [values]))]
+        filled, rest = fill_path(path, merge_params(params, kwargs), quote_fn=_plain)
+        encoded = encode_params(rest)
+        nul = _nul_keys(encoded)
         if nul:
             return self.https(nul[0]).request(method, path, params, **kwargs)
-        filled, rest = fill_path(path, merged, quote_fn=_plain)
-        rc, out, err = self.runner(self.argv(method, filled, encode_params(rest)))
+        rc, out, err = self.runner(self.argv(method, filled, encoded))
         if rc != 0:
             # a foreground worker that failed may still have printed its UPID: let the
             # caller's wait_task report the task's own error and log

@@ -56,6 +56,12 @@ class Container:
             out.pop(key, None)
         return out
 
+    def drop_pending(self, key):
+        """No pending change (value or delete) of ``key`` any more."""
+        self.pending.pop(key, None)
+        if key in self.pending_delete:
+            self.pending_delete.remove(key)
+
     def apply_pending(self):
         """PVE::LXC::Config vmconfig_apply_pending (vm_start runs it before the start)."""
         self.config = self.merged()
@@ -64,8 +70,8 @@ class Container:
 
 def id_map_of(config):
     """pve-container PVE::LXC::parse_id_maps: an unprivileged CT without its own lxc.idmap lines maps ids
-    0..65535 to 100000.. ; a privileged one maps nothing."""
-    if str(config.get("unprivileged", "0")) != "1":
+    0..65535 to 100000.. ; a privileged one maps nothing (nor does the double model a CT's own lxc.idmap)."""
+    if str(config.get("unprivileged", "0")) != "1" or "lxc.idmap" in config:
         return ()
     return UNPRIVILEGED_ID_MAP
 
@@ -95,6 +101,11 @@ FASTPLUG = ("description", "onboot", "startup", "protection", "hostname", "hooks
 # points and devices); every other change waits in [pve:pending] for the next start
 HOTPLUG_SET = ("cpulimit", "cpuunits", "memory", "swap")
 HOTPLUG_DELETE = ("swap", "cpulimit", "cpuunits")
+
+
+def _keys(text):
+    """The keys of a ``delete``/``revert`` list (PVE::Tools::split_list: commas, semicolons, spaces)."""
+    return [key for key in re.split(r"[,;\s]+", text or "") if key]
 
 
 def _hotpluggable(key, config, delete=False):
@@ -376,40 +387,27 @@ class LxcEndpoints:
             # running CT takes what vmconfig_hotplug_pending can change live, a stopped one everything
             # (vmconfig_apply_pending)
             running = self.lxc_state(ct)[0] == "running"
-            for key in (params.get("revert") or "").replace(";", ",").split(","):
-                if key.strip():
-                    ct.pending.pop(key.strip(), None)
-                    if key.strip() in ct.pending_delete:
-                        ct.pending_delete.remove(key.strip())
-            for key in (params.get("delete") or "").replace(";", ",").split(","):
-                key = key.strip()
-                if not key:
-                    continue
-                ct.pending.pop(key, None)
+            for key in _keys(params.get("revert")):
+                ct.drop_pending(key)
+            for key in _keys(params.get("delete")):
+                ct.drop_pending(key)
                 if not running or _hotpluggable(key, ct.config, delete=True):
                     ct.config.pop(key, None)
-                    if key in ct.pending_delete:
-                        ct.pending_delete.remove(key)
-                elif key not in ct.pending_delete:
+                else:
                     ct.pending_delete.append(key)
             for key, value in params.items():
                 if key in ("node", "vmid", "digest", "delete", "revert"):
                     continue
-                if key in ct.pending_delete:
-                    ct.pending_delete.remove(key)
+                ct.drop_pending(key)
                 if value is None:
                     # $conf->{pending}->{env} = undef, and vmconfig_apply_pending moves the undef into the config,
                     # which write_config leaves out: an empty value removes the key (a running CT keeps no undef
                     # pending change)
-                    ct.pending.pop(key, None)
                     if not running:
                         ct.config.pop(key, None)
                 elif not running or _hotpluggable(key, ct.config):
-                    ct.pending.pop(key, None)
                     ct.config[key] = _raw(value)
-                elif ct.config.get(key) == _raw(value):
-                    ct.pending.pop(key, None)  # cleanup_pending: a pending value equal to the current one goes
-                else:
+                elif ct.config.get(key) != _raw(value):  # cleanup_pending drops one equal to the current value
                     ct.pending[key] = _raw(value)
         return None
 

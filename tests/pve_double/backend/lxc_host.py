@@ -7,6 +7,7 @@ import subprocess
 from lxcri_testbed.lxc import config_lines, ensure_mountpoints, lxc_info
 
 from ..tasks import TaskFailed
+from .lxc import id_map_of
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -142,8 +143,7 @@ class LxcHost:
         warnings = warnings if warnings is not None else []
         limits = cgroup_limits(ct.config, CGROUP_ROOT, warnings)
         # update_lxc_config: "lxc.idmap = u 0 100000 65536" and g for an unprivileged CT without its own idmap
-        idmap = [] if str(ct.config.get("unprivileged", "0")) != "1" or any(k == "lxc.idmap" for k in ct.config) \
-            else ["lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536"]
+        idmap = ["lxc.idmap = %s %d %d %d" % entry for entry in id_map_of(ct.config)]
         return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
                             self.volume_path(ct.config["rootfs"].split(",")[0]),
                             ct.config.get("entrypoint", "/sbin/init"), env={"TERM": "linux"},
