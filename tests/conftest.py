@@ -180,6 +180,26 @@ class Bridge:
     def address(self, number):
         return "%s.%d/24" % (self.net, number)
 
+    def serve_dhcp(self, directory):
+        """A DHCP server on the bridge (dnsmasq, no DNS): leases ``<net>.100``-``<net>.199`` with ``<net>.1``
+        as router and name server; stopped with the bridge.  Returns the lease file's path."""
+        need(shutil.which("dnsmasq") is not None, "dnsmasq is not installed")
+        leases = os.path.join(str(directory), "dnsmasq.leases")
+        self._dhcp = subprocess.Popen(
+            ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--user=root",
+             "--interface=%s" % self.name, "--bind-interfaces", "--except-interface=lo",
+             "--dhcp-range=%s.100,%s.199,255.255.255.0,1h" % (self.net, self.net),
+             "--dhcp-option=option:router,%s" % self.host, "--dhcp-option=option:dns-server,%s" % self.host,
+             "--dhcp-leasefile=%s" % leases, "--pid-file="],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return leases
+
+    def stop(self):
+        if getattr(self, "_dhcp", None) is not None:
+            self._dhcp.terminate()
+            self._dhcp.wait(10)
+            self._dhcp = None
+
 
 @pytest.fixture
 def bridge():
@@ -194,7 +214,9 @@ def bridge():
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
     subprocess.run(["ip", "addr", "add", net + ".1/24", "dev", name], check=True)
     subprocess.run(["ip", "link", "set", name, "up"], check=True)
-    yield Bridge(name, net)
+    made = Bridge(name, net)
+    yield made
+    made.stop()
     subprocess.run(["ip", "link", "del", name], check=False)
 
 

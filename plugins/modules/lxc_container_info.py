@@ -46,6 +46,13 @@ options:
         later do).
     type: bool
     default: true
+  interfaces:
+    description:
+      - Add each matching running container's network interfaces with their addresses, as the container has
+        them now (C(GET /nodes/{node}/lxc/{vmid}/interfaces), one call per running match), for example the
+        address a DHCP server gave it.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - lxcri.proxmox.pve
   - ansible.builtin.action_common_attributes
@@ -79,6 +86,14 @@ EXAMPLES = r"""
     hostname: web1
     config: false
   register: web1
+
+- name: The address a DHCP server gave container 120
+  lxcri.proxmox.lxc_container_info:
+    vmid: 120
+    config: false
+    interfaces: true
+  register: ct120
+  # ct120.containers[0].interfaces | selectattr('name', 'equalto', 'eth0') | map(attribute='inet') | first
 
 - name: Everything on one node
   lxcri.proxmox.lxc_container_info:
@@ -201,6 +216,31 @@ containers:
         net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:2E:4F:6A,ip=dhcp,type=veth
         rootfs: local-zfs:subvol-120-disk-0,size=8G
         tags: blue;web
+    interfaces:
+      description:
+        - Its network interfaces (the loopback included), empty when it is not running.
+      type: list
+      elements: dict
+      returned: when O(interfaces=true)
+      contains:
+        name:
+          description: The interface's name in the container.
+          type: str
+          sample: eth0
+        hwaddr:
+          description: Its MAC address.
+          type: str
+          sample: "bc:24:11:2e:4f:6a"
+        inet:
+          description: Its IPv4 addresses with prefix length.
+          type: list
+          elements: str
+          sample: ["10.0.0.120/24"]
+        inet6:
+          description: Its IPv6 addresses with prefix length.
+          type: list
+          elements: str
+          sample: ["fe80::be24:11ff:fe2e:4f6a/64"]
 error_kind:
   description:
     - When the module fails, what kind of error it was (for playbooks that handle failures by kind); kinds are
@@ -219,7 +259,8 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import Cont
 
 def main():
     spec = dict(node=dict(type="str"), vmid=dict(type="int"), hostname=dict(type="str"),
-                tags=dict(type="list", elements="str"), config=dict(type="bool", default=True))
+                tags=dict(type="list", elements="str"), config=dict(type="bool", default=True),
+                interfaces=dict(type="bool", default=False))
     spec.update(pve_argument_spec())
     # no mutually_exclusive here: the PROXMOX_* fallbacks may fill both sides; connect() says which clash
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
@@ -228,7 +269,7 @@ def main():
         client = connect(params)
         query = ContainerQuery(node=params["node"], vmid=params["vmid"], hostname=params["hostname"],
                                tags=params["tags"])
-        found = list_containers(client, query, with_config=params["config"])
+        found = list_containers(client, query, with_config=params["config"], with_interfaces=params["interfaces"])
         pve = client.features().as_dict()
     except LxcriError as exc:
         fail_module(module, exc)

@@ -175,6 +175,9 @@ def test_the_apps_network_is_host_managed_and_answers_the_node_over_tcp(installe
     host-managed stays).  An upgrade's new container answers on the same address."""
     import urllib.request
     double = zdouble91
+    # the host ends of the veths are named veth<vmid>i<N>, as on a node, and test doubles share this host: bridge
+    # tests take their own vmid range (datacenter.cfg next-id lower=..., as a cluster could)
+    double.backend.vmid_range = (300, 399)
     images = push(bed["registry"]["host"], "%s/webapp-net" % TEST_REPO_NS, versions=("1", "2"))
     address = bridge.address(20)
     ip = address.split("/")[0]
@@ -195,3 +198,50 @@ def test_the_apps_network_is_host_managed_and_answers_the_node_over_tcp(installe
     assert upgrade.rc == 0, [t["result"].get("msg") for t in upgrade.results["tasks"] if t["status"] != "ok"]
     with urllib.request.urlopen("http://%s:8080/" % ip, timeout=10) as answer:
         assert answer.read().decode() == page("2")
+
+
+def test_a_dhcp_app_is_checked_on_its_leased_address_and_a_second_run_leaves_dhcp_running(
+        installed_collection, zdouble91, tmp_path, bed, bridge):
+    """net0 with ip=dhcp on 9.1: host-managed, so pve-container's vm_start runs the host's DHCP client in the
+    container's network; the health check has no host given and connects to the address the container got
+    (lxc_container_info's interfaces); a second run changes nothing and leaves the client running with its
+    lease (nothing re-applies net0, which would restart it)."""
+    import urllib.request
+    double = zdouble91
+    double.backend.vmid_range = (400, 499)  # its own veth names (see the host-managed test)
+    bridge.serve_dhcp(tmp_path)
+    images = push(bed["registry"]["host"], "%s/webapp-dhcp" % TEST_REPO_NS, versions=("1",))
+    net = {"0": "name=eth0,bridge=%s,ip=dhcp" % bridge.name}
+    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080)
+    deploy = "lxcri.proxmox.deploy_app"
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
+    vmid = containers(double)[APP][0]
+    assert "host-managed=1" in double.backend.containers[vmid].config["net0"]
+    pidfile = os.path.join(double.backend.lxc_path, str(vmid), "hook", "dhclient4-eth0.pid")
+    pid = int(open(pidfile).read())
+    leased = [t["result"] for t in first.results["tasks"]
+              if t["task"].startswith("Find the address of CT") and t["status"] == "ok"]
+    inet = [i["inet"] for i in leased[-1]["containers"][0]["interfaces"] if i["name"] == "eth0"][0]
+    ip = inet[0].split("/")[0]
+    assert ip.startswith(bridge.net + ".") and 100 <= int(ip.rsplit(".", 1)[1]) <= 199, inet
+    with urllib.request.urlopen("http://%s:8080/" % ip, timeout=10) as answer:
+        assert answer.read().decode() == page("1")
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    assert int(open(pidfile).read()) == pid and os.path.exists("/proc/%d" % pid)
+    with urllib.request.urlopen("http://%s:8080/" % ip, timeout=10) as answer:
+        assert answer.read().decode() == page("1")
+
+
+def test_a_tcp_health_check_without_a_host_needs_a_network(installed_collection, zdouble91, bed):
+    """oci_app_health_port without oci_app_health_host connects to the container's address: without
+    oci_app_net there is none, and the role says so before it changes anything."""
+    double = zdouble91
+    images = push(bed["registry"]["host"], "%s/webapp-nonet" % TEST_REPO_NS, versions=("1",))
+    run = installed_collection.playbook("lxcri.proxmox.deploy_app", extra_vars=app_vars(
+        double, images["1"], oci_app_health_command=[], oci_app_health_port=8080))
+    assert run.rc != 0
+    failed = [t["result"]["msg"] for t in run.results["tasks"] if t["status"] == "failed"]
+    assert len(failed) == 1 and "needs a network (oci_app_net)" in failed[0], failed
+    assert double.backend.containers == {}

@@ -254,6 +254,57 @@ def test_net0_on_an_existing_bridge_is_a_veth_else_a_warning(zdouble, bridge):
         assert api.task("POST", "/nodes/pve1/lxc/182/status/stop") == "OK"
 
 
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open("/proc/%d/stat" % pid).read().split(") ")[1].startswith("Z")
+
+
+def test_a_host_managed_dhcp_interface_gets_its_lease_from_the_hosts_dhclient(zdouble, bridge, tmp_path):
+    """9.1 (pve-container vm_start, manage_dhclient): after the start the host runs dhclient in the container's
+    network for a host-managed ip=dhcp interface; the lease shows in GET .../interfaces and LXC's dhclient-script
+    writes the container's resolv.conf; the post-stop hook kills the client (kill_dhclients).  PVE 8 has no
+    host-managed: the interface stays down and no client runs."""
+    double, api = zdouble, Api(zdouble)
+    nine = double.backend.mode.startswith("9")
+    bridge.serve_dhcp(tmp_path)
+    template = double.add_busybox_template("etc.tar.zst", tmp_path, files={"etc/resolv.conf": "nameserver 192.0.2.53\n"})
+    net0 = "name=eth0,bridge=%s,hwaddr=BC:24:11:AA:BB:02,ip=dhcp,type=veth" % bridge.name
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=183, ostemplate=template, rootfs="local-zfs:1",
+                    net0=net0 + (",host-managed=1" if nine else "")) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/183/status/start") == "OK"
+    interfaces = api.call("GET", "/nodes/pve1/lxc/183/interfaces")[1]["data"]
+    eth0 = [i for i in interfaces if i["name"] == "eth0"][0]
+    assert eth0["hardware-address"] == "bc:24:11:aa:bb:02"
+    v4 = [a["ip-address"] for a in eth0["ip-addresses"] if a["ip-address-type"] == "inet"]
+    pidfile = os.path.join(double.backend.lxc_path, "183", "hook", "dhclient4-eth0.pid")
+    if not nine:
+        assert v4 == [] and not os.path.exists(pidfile)
+        assert api.task("POST", "/nodes/pve1/lxc/183/status/stop") == "OK"
+        return
+    assert len(v4) == 1 and v4[0].startswith(bridge.net + ".") and 100 <= int(v4[0].rsplit(".", 1)[1]) <= 199, v4
+    assert eth0["inet"] == v4[0] + "/24"
+    rootfs = double.backend.volume_path(double.backend.containers[183].config["rootfs"].split(",")[0])
+    with open(os.path.join(rootfs, "etc", "resolv.conf")) as handle:
+        assert handle.read() == "nameserver %s\n" % bridge.host
+    pid = int(open(pidfile).read())
+    assert pid_alive(pid)
+    attach = [double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n", "183", "--"]
+    ping = subprocess.run(attach + ["/bin/busybox", "ping", "-c", "1", "-W", "2", bridge.host],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=False)
+    assert ping.returncode == 0, ping.stdout
+    assert api.task("POST", "/nodes/pve1/lxc/183/status/stop") == "OK"
+    for dummy in range(50):
+        if not pid_alive(pid):
+            break
+        time.sleep(0.1)
+    assert not pid_alive(pid) and not os.path.exists(pidfile)
+    assert not os.listdir("/sys/class/net/%s/brif" % bridge.name)  # no client holds the network any more
+    assert api.call("GET", "/nodes/pve1/lxc/183/interfaces")[1]["data"] is None
+
+
 def test_refusals_leave_the_container_as_it_was(zdouble):
     """Template/delete of a running CT, template with snapshots, rollback past a newer snapshot and a linked
     clone of a non-template are refused at once, with nothing changed."""
@@ -329,6 +380,9 @@ def test_every_endpoint_answers_in_both_modes(zdouble, tmp_path, bed):
     assert api.call("PUT", "/nodes/pve1/lxc/190/config", memory=160, digest=digest)[0] == 200
     assert api.task("PUT", "/nodes/pve1/lxc/190/resize", disk="rootfs", size="+1G") == "OK"
     assert api.task("POST", "/nodes/pve1/lxc/190/status/start") == "OK"
+    status, body = api.call("GET", "/nodes/pve1/lxc/190/interfaces")  # no netN: the loopback only
+    assert status == 200 and [(i["name"], i["ip-addresses"][0]["ip-address"]) for i in body["data"]] == \
+        [("lo", "127.0.0.1")], body
     assert api.task("POST", "/nodes/pve1/lxc/190/status/reboot") == "OK"
     assert api.task("POST", "/nodes/pve1/lxc/190/status/shutdown", timeout=5, forceStop=1) == "OK"
     assert api.task("POST", "/nodes/pve1/lxc/190/status/start") == "OK"

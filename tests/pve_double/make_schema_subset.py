@@ -19,7 +19,7 @@ DEFAULT_SOURCE = os.path.join(HERE, "..", "..", "..", "shared", "pve-api")
 ENDPOINTS = (
     "/version", "/access/ticket", "/nodes", "/nodes/{node}/status", "/cluster/nextid", "/cluster/resources",
     "/nodes/{node}/lxc", "/nodes/{node}/lxc/{vmid}", "/nodes/{node}/lxc/{vmid}/config",
-    "/nodes/{node}/lxc/{vmid}/pending", "/nodes/{node}/lxc/{vmid}/status/current",
+    "/nodes/{node}/lxc/{vmid}/pending", "/nodes/{node}/lxc/{vmid}/status/current", "/nodes/{node}/lxc/{vmid}/interfaces",
     "/nodes/{node}/lxc/{vmid}/status/start", "/nodes/{node}/lxc/{vmid}/status/stop",
     "/nodes/{node}/lxc/{vmid}/status/shutdown", "/nodes/{node}/lxc/{vmid}/status/reboot",
     "/nodes/{node}/lxc/{vmid}/template", "/nodes/{node}/lxc/{vmid}/clone", "/nodes/{node}/lxc/{vmid}/resize",

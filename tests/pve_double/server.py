@@ -398,6 +398,7 @@ class Double:
             ("GET", "/nodes/{node}/lxc/{vmid}/config"): b.config_get,
             ("PUT", "/nodes/{node}/lxc/{vmid}/config"): b.config_put,
             ("GET", "/nodes/{node}/lxc/{vmid}/status/current"): b.status_current,
+            ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"): b.lxc_interfaces,
             ("GET", "/nodes/{node}/tasks/{upid}/status"): b.task_status,
             ("GET", "/nodes/{node}/storage"): b.storage_list,
             ("GET", "/nodes/{node}/lxc/{vmid}/snapshot"): b.snapshot_list,

@@ -86,12 +86,38 @@ def _config(client, node, vmid):
         raise
 
 
-def list_containers(client, query=None, with_config=True):
+def interfaces_of(answer):
+    """``GET /nodes/{node}/lxc/{vmid}/interfaces`` (pve-container PVE::LXC::get_interfaces, ``ip --json a`` in the
+    container's network) as ``[{"name", "hwaddr", "inet": [...], "inet6": [...]}]``, addresses as
+    ``address/prefix``; None (not running) gives ``[]``."""
+    out = []
+    for item in answer or []:
+        entry = {"name": item.get("name"), "hwaddr": item.get("hardware-address") or item.get("hwaddr"),
+                 "inet": [], "inet6": []}
+        listed = item.get("ip-addresses")
+        if listed is None:  # before the ip-addresses list: one address per family
+            listed = [{"ip-address-type": family, "ip-address": item[family].partition("/")[0],
+                       "prefix": item[family].partition("/")[2]} for family in ("inet", "inet6") if item.get(family)]
+        for address in listed:
+            family = address.get("ip-address-type")
+            if family in ("inet", "inet6") and address.get("ip-address"):
+                text = str(address["ip-address"])
+                if address.get("prefix") not in (None, ""):
+                    text += "/%s" % address["prefix"]
+                entry[family].append(text)
+        out.append(entry)
+    return out
+
+
+def list_containers(client, query=None, with_config=True, with_interfaces=False):
     """The containers matching ``query`` (a ContainerQuery), sorted by vmid.
 
     Each is a dict: vmid, node, hostname, status, template, tags (sorted), the
-    usage fields PVE reported (RESOURCE_FIELDS), and with ``with_config`` its
-    ``config`` (secrets masked).  Raises PveError from the client.
+    usage fields PVE reported (RESOURCE_FIELDS), with ``with_config`` its
+    ``config`` (secrets masked), and with ``with_interfaces`` its network
+    ``interfaces`` as the running container has them (``interfaces_of``; one
+    call per running match, none for a stopped one).  Raises PveError from
+    the client.
     """
     query = query or ContainerQuery()
     resources = client.get("/cluster/resources", type="vm") or []
@@ -115,5 +141,10 @@ def list_containers(client, query=None, with_config=True):
         if with_config:
             entry["config"] = masked(config)
             entry["origin"] = origin.parse(config.get("description"))
+        if with_interfaces:
+            entry["interfaces"] = []
+            if entry["status"] == "running":
+                entry["interfaces"] = interfaces_of(client.get("/nodes/{node}/lxc/{vmid}/interfaces",
+                                                               node=entry["node"], vmid=entry["vmid"]))
         found.append(entry)
     return sorted(found, key=lambda e: e["vmid"])

@@ -259,6 +259,10 @@ class LxcEndpoints:
         data["ha"] = {"managed": 1 if ct.vmid in self.ha_resources else 0}
         return data
 
+    def lxc_interfaces(self, params):
+        """pve-container PVE/API2/LXC.pm ``ip`` (GET .../interfaces): PVE::LXC::get_interfaces (lxc_host)."""
+        return self.interfaces(self._ct(params["vmid"]))
+
     # -- writes -------------------------------------------------------------------------
     def _check_pool(self, params):
         if params.get("pool") is not None and params["pool"] not in self.pools:

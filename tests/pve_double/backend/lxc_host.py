@@ -1,6 +1,8 @@
 """The real LXC under the double's containers: the LXC config PVE would generate, lxc-start and the other tools."""
 
+import json
 import os
+import shutil
 import stat
 import subprocess
 
@@ -10,6 +12,8 @@ from ..tasks import TaskFailed
 from .lxc import id_map_of
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+# isc-dhcp-client, which pve-container depends on (debian/control) and runs as /sbin/dhclient
+DHCLIENT = shutil.which("dhclient") or "/sbin/dhclient"
 
 
 def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None, host_managed=True):
@@ -21,7 +25,7 @@ def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None, host_ma
     address and gateway only for an interface with ``host-managed=1`` (and not ``link_down=1``); any other
     interface is left to the container's own init (which an app container does not have: it stays down, without
     an address).  ``host_managed`` False: Proxmox VE 8, which has no host-managed and never writes them.
-    DHCP of a host-managed interface (vm_start's manage_dhclient) is not emulated."""
+    DHCP of a host-managed interface is started after the start (``dhcp_interfaces``, LxcHost._start_dhcp)."""
     lines, index = [], 0
     for key in sorted((k for k in config if k.startswith("net") and k[3:].isdigit()), key=lambda k: int(k[3:])):
         opts = dict(part.split("=", 1) for part in str(config[key]).split(",") if "=" in part)
@@ -52,6 +56,42 @@ def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None, host_ma
             lines.append(prefix + "flags = up")
         index += 1
     return lines or None
+
+
+def dhcp_interfaces(config, host_managed=True):
+    """``[(ipversion, ifname)]``: the interfaces whose DHCP client the host runs after a start.
+
+    pve-container PVE/LXC.pm vm_start (9.1): after the post-start hookscript, every ``netN`` with
+    ``host-managed=1`` and ``ip=dhcp`` (v4) or ``ip6=dhcp`` (v6), in key order, v4 ones first; PVE 8 has no
+    host-managed and starts none."""
+    if not host_managed:
+        return []
+    found = {4: [], 6: []}
+    for key in sorted(k for k in config if k.startswith("net") and k[3:].isdigit()):
+        opts = dict(part.split("=", 1) for part in str(config[key]).split(",") if "=" in part)
+        if opts.get("host-managed") != "1":
+            continue
+        name = opts.get("name", "eth" + key[3:])
+        if opts.get("ip") == "dhcp":
+            found[4].append(name)
+        if opts.get("ip6") == "dhcp":
+            found[6].append(name)
+    return [(4, name) for name in found[4]] + [(6, name) for name in found[6]]
+
+
+# What pve-container's lxc-pve-poststop-hook does for DHCP (PVE::LXC::vm_stop_cleanup -> kill_dhclients): kill
+# every pid in /var/lib/lxc/<vmid>/hook/dhclient*-*.pid (SIGKILL) and remove the files.  The double writes it as
+# the container's own lxc.hook.post-stop (LXC runs it on the host when the container stops, however it stops).
+POSTSTOP_HOOK = """#!/bin/sh
+# lxc.hook.post-stop of the PVE API double: PVE::LXC::kill_dhclients
+for pidfile in "%s"/dhclient*-*.pid; do
+  [ -e "$pidfile" ] || continue
+  pid=$(cat "$pidfile")
+  case $pid in ''|*[!0-9]*) ;; *) kill -9 "$pid" 2>/dev/null ;; esac
+  rm -f "$pidfile"
+done
+exit 0
+"""
 
 
 def cgroup_limits(config, root, warnings):
@@ -144,10 +184,13 @@ class LxcHost:
         limits = cgroup_limits(ct.config, CGROUP_ROOT, warnings)
         # update_lxc_config: "lxc.idmap = u 0 100000 65536" and g for an unprivileged CT without its own idmap
         idmap = ["lxc.idmap = %s %d %d %d" % entry for entry in id_map_of(ct.config)]
+        # PVE's config has "lxc.hook.post-stop = /usr/share/lxc/hooks/lxc-pve-poststop-hook"; the double's does
+        # the part of it that matters here (kill_dhclients)
+        hook = ["lxc.hook.post-stop = %s" % os.path.join(self.lxc_path, str(ct.vmid), "poststop-hook")]
         return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
                             self.volume_path(ct.config["rootfs"].split(",")[0]),
                             ct.config.get("entrypoint", "/sbin/init"), env={"TERM": "linux"},
-                            extra=idmap + runtime_env + limits + raw,
+                            extra=idmap + hook + runtime_env + limits + raw,
                             net=network_lines(ct.config, warnings, vmid=ct.vmid,
                                               host_managed=self.mode.startswith("9")))
 
@@ -173,10 +216,60 @@ class LxcHost:
             handle.write("\n".join(self.lxc_config(ct, warnings)) + "\n")
         for warning in warnings:
             task.log("WARN: %s" % warning)
+        hook_dir = os.path.join(cdir, "hook")
+        with open(os.path.join(cdir, "poststop-hook"), "w") as handle:
+            handle.write(POSTSTOP_HOOK % hook_dir)
+        os.chmod(os.path.join(cdir, "poststop-hook"), 0o755)
         log = os.path.join(cdir, "start.log")
         if self._lxc(ct, "lxc-start", "-d", "-l", "INFO", "-o", log).returncode != 0:
             with open(log) as handle:
                 for line in handle.read().splitlines()[-15:]:
                     task.log(line)
             raise TaskFailed("startup for container '%d' failed" % ct.vmid)
-        return len(warnings)
+        return len(warnings) + self._start_dhcp(ct, task, hook_dir)
+
+    def _start_dhcp(self, ct, task, hook_dir):
+        """pve-container PVE/LXC.pm vm_start then manage_dhclient('start', ...) for each ``dhcp_interfaces``:
+        the HOST's ``/sbin/dhclient -1`` run with ``lxc-attach -s NETWORK|UTSNAME`` in the container's network,
+        pid and lease files in /var/lib/lxc/<vmid>/hook, LXC's dhclient-script writing resolv.conf under
+        ROOTFS=/proc/<pid>/root; a failure is ``log_warn("DHCP failed - ...")`` (the task ends WARNINGS).
+        Real runs it under ``aa-exec -p unconfined``; the double's containers are unconfined already.
+        Returns the number of warnings."""
+        wanted = dhcp_interfaces(ct.config, host_managed=self.mode.startswith("9"))
+        if not wanted:
+            return 0
+        os.makedirs(hook_dir, exist_ok=True)
+        pid = self.lxc_state(ct)[1]
+        script = os.path.join(self.lxc_tools.prefix or "/usr", "share", "lxc", "hooks", "dhclient-script")
+        warnings = 0
+        for version, name in wanted:
+            base = os.path.join(hook_dir, "dhclient%d-%s" % (version, name))
+            proc = self._lxc(ct, "lxc-attach", "-s", "NETWORK|UTSNAME", "--", DHCLIENT, "-1", "-%d" % version,
+                             "-pf", base + ".pid", "-lf", base + ".leases", "-e", "ROOTFS=/proc/%s/root" % pid,
+                             "-sf", script, name)
+            if proc.returncode != 0:
+                output = proc.stdout.strip().splitlines()
+                task.log("WARN: DHCP failed - command 'dhclient -%d %s' failed: exit code %d%s"
+                         % (version, name, proc.returncode, (": " + output[-1]) if output else ""))
+                warnings += 1
+        return warnings
+
+    def interfaces(self, ct):
+        """pve-container PVE/LXC.pm get_interfaces: ``nsenter -t <pid> --net -- ip --json a`` in the running
+        container's network; None when it is not running (find_lxc_pid dies, the API returns null)."""
+        state, pid = self.lxc_state(ct)
+        if state != "running" or not pid:
+            return None
+        proc = subprocess.run(["nsenter", "-t", str(pid), "--net", "--", "ip", "--json", "a"], check=True,
+                              stdout=subprocess.PIPE, universal_newlines=True)
+        out = []
+        for interface in json.loads(proc.stdout):
+            obj = {"name": interface["ifname"], "ip-addresses": []}
+            for ip in interface.get("addr_info", []):
+                obj[ip["family"]] = "%s/%s" % (ip["local"], ip["prefixlen"])  # "TODO: remove on next major"
+                obj["ip-addresses"].append({"ip-address-type": ip["family"], "ip-address": ip["local"],
+                                            "prefix": ip["prefixlen"]})
+            obj["hardware-address"] = interface.get("address")
+            obj["hwaddr"] = interface.get("address")
+            out.append(obj)
+        return out

@@ -5,7 +5,7 @@ import pytest
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import MASK
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import (
-    ContainerQuery, list_containers, split_tags)
+    ContainerQuery, interfaces_of, list_containers, split_tags)
 
 RESOURCES = [
     {"id": "node/pve1", "type": "node", "node": "pve1", "status": "online"},
@@ -24,6 +24,20 @@ CONFIGS = {
     103: {"hostname": "beta", "tags": "web", "digest": "d3"},
     104: {"hostname": "gamma", "tags": "db", "template": "1", "digest": "d4"},
 }
+
+
+# pve-container PVE::LXC::get_interfaces (8.x and 9.x): ``ip --json a`` in the container's network
+INTERFACES = [
+    {"name": "lo", "hwaddr": "00:00:00:00:00:00", "hardware-address": "00:00:00:00:00:00", "inet": "127.0.0.1/8",
+     "inet6": "::1/128", "ip-addresses": [
+         {"ip-address-type": "inet", "ip-address": "127.0.0.1", "prefix": 8},
+         {"ip-address-type": "inet6", "ip-address": "::1", "prefix": 128}]},
+    {"name": "eth0", "hwaddr": "bc:24:11:aa:bb:02", "hardware-address": "bc:24:11:aa:bb:02",
+     "inet": "10.0.0.150/24", "ip-addresses": [
+         {"ip-address-type": "inet", "ip-address": "10.0.0.150", "prefix": 24},
+         {"ip-address-type": "inet", "ip-address": "10.0.0.151", "prefix": 24},
+         {"ip-address-type": "inet6", "ip-address": "fe80::be24:11ff:feaa:bb02", "prefix": 64}]},
+]
 
 
 class FakeClient:
@@ -46,6 +60,8 @@ class FakeClient:
                 raise PveApiError(500, "GET", "/nodes/pve1/lxc/%d/config" % kwargs["vmid"],
                                   "Configuration file 'nodes/pve1/lxc/%d.conf' does not exist" % kwargs["vmid"])
             return dict(self.configs[kwargs["vmid"]])
+        if path == "/nodes/{node}/lxc/{vmid}/interfaces":
+            return INTERFACES
         raise AssertionError("unexpected call %s" % path)
 
 
@@ -123,3 +139,25 @@ def test_the_recorded_origin_is_returned_with_the_config():
     found = list_containers(FakeClient(configs=configs), ContainerQuery(tags=["web"]))
     assert found[0]["origin"] is None
     assert found[1]["origin"] == {"image": "r/app:v1", "digest": "sha256:" + "a" * 64}
+
+
+def test_interfaces_list_every_address_with_its_prefix():
+    """The ip-addresses list (every address; the inet/inet6 keys hold only the last one of each family)."""
+    assert interfaces_of(INTERFACES) == [
+        {"name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": ["127.0.0.1/8"], "inet6": ["::1/128"]},
+        {"name": "eth0", "hwaddr": "bc:24:11:aa:bb:02", "inet": ["10.0.0.150/24", "10.0.0.151/24"],
+         "inet6": ["fe80::be24:11ff:feaa:bb02/64"]}]
+    # a stopped container: the API answers null
+    assert interfaces_of(None) == []
+    # an answer with only the single-address keys
+    assert interfaces_of([{"name": "eth0", "hwaddr": "aa:bb:cc:dd:ee:ff", "inet": "192.0.2.7/24"}]) == [
+        {"name": "eth0", "hwaddr": "aa:bb:cc:dd:ee:ff", "inet": ["192.0.2.7/24"], "inet6": []}]
+
+
+def test_interfaces_are_read_for_running_matches_only():
+    client = FakeClient()
+    found = list_containers(client, ContainerQuery(tags=["web"]), with_config=False, with_interfaces=True)
+    calls = [c[1] for c in client.calls if c[0] == "/nodes/{node}/lxc/{vmid}/interfaces"]
+    assert calls == [{"node": "pve1", "vmid": 101}]  # 103 is stopped: no call
+    assert [c["interfaces"] for c in found] == [interfaces_of(INTERFACES), []]
+    assert all("interfaces" not in c for c in list_containers(FakeClient(), with_config=False))
