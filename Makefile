@@ -100,9 +100,10 @@ demo: testbed-up install-collection
 # tests
 
 # sanity needs no test bed and is mostly CPU; the other stages mostly wait on LXC, zfs-fuse and the registries.
-# So sanity runs beside them (make -j2; -O prints each one's output whole when it ends), while unit, packaging,
-# integration and molecule run one after the other: integration and molecule share the test bed (the double's
-# port 18106).
+# So sanity runs beside them (make -j2; -O prints each one's output whole when it ends); unit and packaging run
+# first, then integration and molecule side by side: they share the test bed's pool, registries and LXC but
+# nothing of each other's (molecule's double listens on 18107 and keeps its own directory, dataset and image
+# repository; the README's first playbook, an integration test, has 18106).
 test: deps testbed-up
 	$(MAKE) --no-print-directory -j2 -O sanity bed-stages
 	@echo "make test: all stages passed"
@@ -110,8 +111,7 @@ test: deps testbed-up
 bed-stages: deps testbed-up
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory packaging
-	$(MAKE) --no-print-directory integration
-	$(MAKE) --no-print-directory molecule
+	$(MAKE) --no-print-directory -j2 -O integration molecule
 
 sanity: deps
 	$(BIN)/python tests/sanity/pip_bootstrap.py
