@@ -25,7 +25,7 @@ export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 
 .PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
-        sanity unit integration molecule bed-stages clean ee-context bench openzfs pve-double
+        sanity unit integration molecule bed-stages side-stages clean ee-context bench openzfs pve-double
 .PHONY: packaging matrix changelog
 
 help:
@@ -42,7 +42,8 @@ help:
 	@echo "make packaging         the packaging tests (tests/packaging): metadata, changelog, EE context, make help"
 	@echo "make integration       the integration tests against the test bed and the API double"
 	@echo "make molecule          the role scenarios (molecule/)"
-	@echo "make bed-stages        unit, packaging, integration and molecule one after the other (make test runs sanity beside them)"
+	@echo "make bed-stages        integration, and beside it unit, packaging and molecule (make test runs sanity beside them)"
+	@echo "make side-stages       unit, packaging and molecule one after the other"
 	@echo "make matrix            sanity and unit tests on every ansible-core in requires_ansible (tests/matrix)"
 	@echo "make changelog         CHANGELOG.rst from changelogs/ (antsibull-changelog), after a lint"
 	@echo "make ee-context        the build context of the AWX / AAP execution environment (.cache/ee-context)"
@@ -100,18 +101,22 @@ demo: testbed-up install-collection
 # tests
 
 # sanity needs no test bed and is mostly CPU; the other stages mostly wait on LXC, zfs-fuse and the registries.
-# So sanity runs beside them (make -j2; -O prints each one's output whole when it ends); unit and packaging run
-# first, then integration and molecule side by side: they share the test bed's pool, registries and LXC but
-# nothing of each other's (molecule's double listens on 18107 and keeps its own directory, dataset and image
-# repository; the README's first playbook, an integration test, has 18106).
+# So sanity runs beside them (make -j2; -O prints each one's output whole when it ends).  Integration, the
+# longest, starts at once; unit, packaging and molecule run one after the other beside it.  Integration and
+# molecule share the test bed's pool, registries and LXC but nothing of each other's (molecule's double listens
+# on 18107 and keeps its own directory, dataset and image repository; the README's first playbook, an
+# integration test, has 18106).
 test: deps testbed-up
 	$(MAKE) --no-print-directory -j2 -O sanity bed-stages
 	@echo "make test: all stages passed"
 
 bed-stages: deps testbed-up
+	$(MAKE) --no-print-directory -j2 -O integration side-stages
+
+side-stages: deps testbed-up
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory packaging
-	$(MAKE) --no-print-directory -j2 -O integration molecule
+	$(MAKE) --no-print-directory molecule
 
 sanity: deps
 	$(BIN)/python tests/sanity/pip_bootstrap.py
@@ -122,7 +127,7 @@ sanity: deps
 	  --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 unit: deps
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 tests/unit $(PYTEST_ARGS)
 
 # Packaging: galaxy.yml and meta/runtime.yml, requirements, changelog lint, the EE context, make help.
 packaging: deps

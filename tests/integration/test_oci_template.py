@@ -711,7 +711,12 @@ def test_init_wrapper_always_runs_the_app_as_child_with_user_env_cwd_and_stops_i
     deadline = time.time() + 10
     while time.time() < deadline:
         # the wrapper's child runs setpriv and a sh step before it execs the app: wait for the app itself
-        kids = [read_init(pid) for pid in children(init.pid)]
+        kids = []
+        for pid in children(init.pid):
+            try:
+                kids.append(read_init(pid))
+            except (ProcessLookupError, FileNotFoundError):
+                pass  # a short-lived child (the wrapper's probe of env --default-signal) gone since the listing
         app_procs = [k for k in kids if k.argv == runtime["argv"]]
         if app_procs:
             break
