@@ -356,7 +356,10 @@ class Double:
         hook = self._take_hook(method, template)
         if hook is not None:
             hook()
-        data = self._dispatch(method, path, template, info, path_params, params, headers, files)
+        try:
+            data = self._dispatch(method, path, template, info, path_params, params, headers, files)
+        finally:
+            self.backend.sync_conf()  # pmxcfs: the config files follow every change the API makes
         body = data.data if isinstance(data, Response) else data
         problems = check_returns(info.get("returns"), body)
         if problems:

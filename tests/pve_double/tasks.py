@@ -45,6 +45,7 @@ class TaskManager:
         self.serial = 0
         self.faults = []  # [kind, exitstatus, remaining]
         self.delay = 0.0  # seconds every task waits first ("slow tasks down")
+        self.after = None  # called when any task ends, before its status says so (the backend syncs its files)
 
     def inject(self, kind, exitstatus="command failed (injected)", times=1):
         with self.lock:
@@ -85,6 +86,8 @@ class TaskManager:
                     cleanup(task)
             else:
                 task.log("TASK %s" % task.exitstatus)
+            if self.after is not None:
+                self.after()
             task.status = "stopped"
             task.done.set()
 

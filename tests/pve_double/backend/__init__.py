@@ -51,6 +51,7 @@ class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, Snapsho
         self.node = node
         self.vmid_range = tuple(vmid_range)
         self.tasks = TaskManager(node)
+        self.tasks.after = self.sync_conf
         self.lock = threading.RLock()
         self.containers = {}
         self.schema = Schema(mode)

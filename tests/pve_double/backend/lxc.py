@@ -246,6 +246,7 @@ class LxcEndpoints:
         config = ct.config if params.get("current") else ct.merged()
         data = self.typed_config(dict((k, v) for k, v in config.items() if not k.startswith("lxc.")))
         raw = [[k, v] for k, v in sorted(config.items()) if k.startswith("lxc.")]
+        raw += [[k, v] for k, v in self.file_raw_lines(ct.vmid) if k not in config]  # root's lines in the file
         if raw:
             data["lxc"] = raw
         data["digest"] = ct.digest()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -161,6 +162,63 @@ class LxcHost:
         os.makedirs(path, exist_ok=True)
         return path
 
+    @property
+    def conf_dir(self):
+        """This node's ``/etc/pve/lxc`` (pmxcfs): ``<vmid>.conf`` for each container (sync_conf)."""
+        path = os.path.join(self.root, "etc", "pve", "lxc")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def file_raw_lines(self, vmid):
+        """The ``lxc.*`` lines of the current config in ``<vmid>.conf`` (before the first ``[section]``), as
+        ``(key, value)``: PVE::LXC::Config parse_pct_config reads ``lxc.key: value`` (or ``=``) into the
+        config's ``lxc`` list, in order, repeated keys kept."""
+        try:
+            with open(os.path.join(self.conf_dir, "%d.conf" % vmid)) as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            if line.startswith("["):
+                break
+            match = re.match(r"^(lxc\.[A-Za-z0-9_.\-]+)\s*[:=]\s*(.*?)\s*$", line)
+            if match:
+                out.append((match.group(1), match.group(2)))
+        return out
+
+    def sync_conf(self):
+        """Write each container's ``<vmid>.conf`` as pmxcfs holds it after the API's change, and remove those of
+        containers that are gone.
+
+        PVE::LXC::Config write_config writes ``key: value`` for each key and the raw ``lxc`` entries as
+        ``lxc.key: value`` lines; raw lines that root wrote into the file on the node (the API cannot set them)
+        stay through every API change, and PVE/LXC.pm update_lxc_config appends them to the LXC config at the
+        next start (``lxc_config``).  The double's own lxc.* keys (an OCI import's) come first."""
+        with self.lock:
+            wanted = {}
+            for vmid, ct in self.containers.items():
+                own = [(k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
+                known = set(k for k, dummy in own)
+                extra = [(k, v) for k, v in self.file_raw_lines(vmid) if k not in known]
+                lines = ["%s: %s" % (k, v) for k, v in sorted(ct.config.items()) if not k.startswith("lxc.")]
+                lines += ["%s: %s" % (k, v) for k, v in own + extra]
+                wanted["%d.conf" % vmid] = "\n".join(lines) + "\n"
+            for name in os.listdir(self.conf_dir):
+                if name.endswith(".conf") and name not in wanted:
+                    os.unlink(os.path.join(self.conf_dir, name))
+            for name, text in wanted.items():
+                path = os.path.join(self.conf_dir, name)
+                try:
+                    with open(path) as handle:
+                        if handle.read() == text:
+                            continue
+                except FileNotFoundError:
+                    pass
+                with open(path + ".tmp", "w") as handle:
+                    handle.write(text)
+                os.rename(path + ".tmp", path)
+
     def lxc_state(self, ct):
         """What LXC says, so a container reported running is really running."""
         if not os.path.isdir(os.path.join(self.lxc_path, str(ct.vmid))):
@@ -180,6 +238,9 @@ class LxcHost:
         runtime_env = ["lxc.environment.runtime = %s" % item
                        for item in (ct.config.get("env") or "").split("\0") if item]
         raw = ["%s = %s" % (k, v) for k, v in sorted(ct.config.items()) if k.startswith("lxc.")]
+        # update_lxc_config appends the config's raw lxc entries: those root wrote into <vmid>.conf too
+        known = set(k for k in ct.config if k.startswith("lxc."))
+        raw += ["%s = %s" % (k, v) for k, v in self.file_raw_lines(ct.vmid) if k not in known]
         warnings = warnings if warnings is not None else []
         limits = cgroup_limits(ct.config, CGROUP_ROOT, warnings)
         # update_lxc_config: "lxc.idmap = u 0 100000 65536" and g for an unprivileged CT without its own idmap
