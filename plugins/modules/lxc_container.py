@@ -197,6 +197,12 @@ options:
         touched. Needs the module to run on the node that has the container, and O(oci).
       - For Proxmox VE before 9.1 with a template without the init wrapper, or to set the user and directory of a
         plain template on 9.1.
+      - On Proxmox VE 8 it also brings up the interfaces of a container made from an image (O(oci), or recorded in
+        its description) - 8 has no host-managed network and the image's command configures none - with the
+        C(lxc.net.N.ipv4.address), C(ipv4.gateway), C(ipv6.address), C(ipv6.gateway) and C(flags = up) lines that
+        9.1 writes for a host-managed interface, from each O(net)'s C(ip), C(gw), C(ip6), C(gw6). Without it such
+        an interface with an address is refused there, and C(ip=dhcp) always is (8 runs no DHCP client for a
+        container); C(ip=manual) leaves the interface to the app.
     type: bool
     default: false
   raw_lxc_dir:

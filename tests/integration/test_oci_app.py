@@ -205,18 +205,23 @@ def test_a_dhcp_app_is_checked_on_its_leased_address_and_a_second_run_leaves_dhc
     """net0 with ip=dhcp on 9.1: host-managed, so pve-container's vm_start runs the host's DHCP client in the
     container's network; the health check has no host given and connects to the address the container got
     (lxc_container_info's interfaces); a second run changes nothing and leaves the client running with its
-    lease (nothing re-applies net0, which would restart it)."""
+    lease (nothing re-applies net0, which would restart it).  The plain-template path (vztmpl), where the
+    collection asks for host-managed itself; the host-managed test covers the OCI archive, where the importer
+    sets it."""
     import urllib.request
     double = zdouble91
     double.backend.vmid_range = (400, 499)  # its own veth names (see the host-managed test)
     bridge.serve_dhcp(tmp_path)
     images = push(bed["registry"]["host"], "%s/webapp-dhcp" % TEST_REPO_NS, versions=("1",))
     net = {"0": "name=eth0,bridge=%s,ip=dhcp" % bridge.name}
-    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080)
+    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080,
+                    oci_app_template_format="vztmpl")
     deploy = "lxcri.proxmox.deploy_app"
     first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
     assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
     vmid = containers(double)[APP][0]
+    built = [t["result"] for t in first.results["tasks"] if t["task"].startswith("Build the template")]
+    assert built[0]["volid"].endswith(".tar.zst"), built[0]["volid"]  # a plain template, not an OCI archive
     assert "host-managed=1" in double.backend.containers[vmid].config["net0"]
     pidfile = os.path.join(double.backend.lxc_path, str(vmid), "hook", "dhclient4-eth0.pid")
     pid = int(open(pidfile).read())
@@ -245,3 +250,50 @@ def test_a_tcp_health_check_without_a_host_needs_a_network(installed_collection,
     failed = [t["result"]["msg"] for t in run.results["tasks"] if t["status"] == "failed"]
     assert len(failed) == 1 and "needs a network (oci_app_net)" in failed[0], failed
     assert double.backend.containers == {}
+
+
+@pytest.fixture
+def zdouble8(tmp_path, zfs_dataset, bed):
+    """The API double in 8 mode (LXC 5.0.2, no host-managed network) with local-zfs."""
+    instance = Double(str(tmp_path / "pve8"), mode="8", zfs_root=zfs_dataset + "/pve8").start()
+    yield instance
+    instance.kill_containers()
+    instance.stop()
+
+
+def test_on_8_the_apps_static_address_comes_up_through_raw_lines_and_without_them_is_refused(
+        installed_collection, zdouble8, tmp_path, bed, bridge):
+    """Proxmox VE 8 has no host-managed network and the generated init configures none: without raw_lxc an app
+    with an address is refused before anything is made; with it the role writes the lxc.net.0 lines 9.1 writes
+    for a host-managed interface into the node's conf file, LXC brings eth0 up with its address, the health
+    check connects to it from the node, and a second run changes nothing."""
+    import urllib.request
+    double = zdouble8
+    double.backend.vmid_range = (500, 599)  # its own veth names (see the host-managed test)
+    images = push(bed["registry"]["host"], "%s/webapp-net8" % TEST_REPO_NS, versions=("1",))
+    address = bridge.address(30)
+    ip = address.split("/")[0]
+    net = {"0": "name=eth0,bridge=%s,ip=%s,gw=%s" % (bridge.name, address, bridge.host)}
+    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080)
+    deploy = "lxcri.proxmox.deploy_app"
+    refused = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert refused.rc != 0
+    failed = [t["result"]["msg"] for t in refused.results["tasks"] if t["status"] == "failed"]
+    assert len(failed) == 1 and "brings up no interface of a container made from an image" in failed[0] and "raw_lxc: true" in \
+        failed[0] and "nothing was changed" in failed[0], failed
+    assert double.backend.containers == {}
+    settings.update(oci_app_raw_lxc=True, oci_app_raw_lxc_dir=double.backend.conf_dir)
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
+    vmid = containers(double)[APP][0]
+    with open(os.path.join(double.backend.conf_dir, "%d.conf" % vmid)) as handle:
+        conf = handle.read()
+    assert "lxc.net.0.ipv4.address: %s\nlxc.net.0.ipv4.gateway: %s\nlxc.net.0.flags: up\n" % (
+        address, bridge.host) in conf, conf
+    assert "host-managed" not in double.backend.containers[vmid].config["net0"]  # 8 has no such option
+    with urllib.request.urlopen("http://%s:8080/" % ip, timeout=10) as answer:
+        assert answer.read().decode() == page("1")
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    with open(os.path.join(double.backend.conf_dir, "%d.conf" % vmid)) as handle:
+        assert handle.read() == conf

@@ -223,33 +223,91 @@ class ContainerManager:
             raise ContainerError("%s; nothing was changed" % exc)
         return wanted
 
-    def _host_managed(self, wanted, features, config, from_image):
-        """An app container's interfaces are configured by the host on 9.1+ (``host-managed=1``), unless the user
-        sets host-managed: it runs the image's command as init, which configures no network.
+    def _made_from_image(self, config, from_image=False):
+        """Whether the container runs an image's command as init: made from ``oci`` (this task's, or the record
+        lxc_container wrote into its description)."""
+        if from_image or (self.params.get("oci") or {}).get("runtime"):
+            return True
+        record = origin.parse(config.get("description")) if config else None
+        return bool(record and record.get("image"))
 
-        pve-container PVE/LXC/Create.pm restore_oci_archive turns host-managed on for every netN of an OCI import
-        with its own entrypoint ("Auto-Enabling host-managed network"), and PVE/LXC.pm update_lxc_config writes
-        ``lxc.net.N.flags = up`` and the addresses only for host-managed interfaces (vm_start starts their DHCP
-        clients).  Desiring the same on both template paths brings the interfaces up for a plain template too, and
-        never undoes what the importer set (a second run changes nothing).  Proxmox VE 8 has no host-managed.
+    def _host_managed(self, wanted, features, config, from_image):
+        """An app container's interfaces are configured by the host, since the image's command is its init and
+        configures no network.
+
+        9.1+: ``host-managed=1`` unless the user sets host-managed.  pve-container PVE/LXC/Create.pm
+        restore_oci_archive turns it on for every netN of an OCI import with its own entrypoint ("Auto-Enabling
+        host-managed network"), and PVE/LXC.pm update_lxc_config writes ``lxc.net.N.flags = up`` and the addresses
+        only for host-managed interfaces (vm_start starts their DHCP clients).  Desiring the same on both template
+        paths brings the interfaces up for a plain template too, and never undoes what the importer set (a
+        second run changes nothing).
+
+        Proxmox VE 8 has no host-managed: an interface with an address is brought up by the same lines written
+        raw (raw_lxc, ``net_lines``), and without raw_lxc the task is refused, as is DHCP, which 8 never runs
+        for a container (``ip=manual`` leaves the interface to the app).
         """
         nets = [key for key in wanted if pveconfig.kind_of(key) == "net"]
-        if not nets:
+        if not nets or not self._made_from_image(config, from_image):
             return
-        if not from_image:
-            record = origin.parse(config.get("description")) if config else None
-            if not (record and record.get("image")):
-                return
         features = features or self.features_for(config)
-        if not features.entrypoint_env:
-            return
+        parsed = {}
         for key in nets:
             try:
-                parsed = pveconfig.parse_property(key, wanted[key], strict=True)
+                parsed[key] = pveconfig.parse_property(key, wanted[key], strict=True)
             except ValueError as exc:
                 raise ContainerError("%s: %s; nothing was changed" % (key, exc))
-            if "host-managed" not in parsed:
-                wanted[key] = dict(parsed, **{"host-managed": "1"})
+        if features.entrypoint_env:
+            for key in nets:
+                if "host-managed" not in parsed[key]:
+                    wanted[key] = dict(parsed[key], **{"host-managed": "1"})
+            return
+        release = ".".join(str(part) for part in features.version[:2])
+        for key in sorted(nets):
+            net = parsed[key]
+            if str(net.get("link_down")) == "1":
+                continue
+            for option in ("ip", "ip6"):
+                if net.get(option) == "dhcp":
+                    raise ContainerError(
+                        "%s: %s=dhcp: Proxmox VE %s runs no DHCP client for a container (9.1 runs one for a "
+                        "host-managed interface), and a container made from an image runs the image's command as "
+                        "init, which configures no network; give a static address (with raw_lxc: true), or "
+                        "%s=manual if the app configures its network itself; nothing was changed"
+                        % (key, option, release, option))
+            addressed = net.get("ip") not in (None, "manual") or net.get("ip6") not in (None, "manual")
+            if addressed and not self.params.get("raw_lxc"):
+                raise ContainerError(
+                    "%s: Proxmox VE %s brings up no interface of a container made from an image (it has no "
+                    "host-managed network, and the image's command configures none), so %s would stay down "
+                    "without its address: run the task on the node with raw_lxc: true, which writes the "
+                    "addresses as raw lxc.net.%s lines (as 9.1 writes them for a host-managed interface), or set "
+                    "ip=manual if the app configures its network itself; nothing was changed"
+                    % (key, release, net.get("name") or key, key[3:]))
+
+    def net_lines(self, config):
+        """``(lines, managed keys)``: the raw ``lxc.net.N.*`` lines that bring up an app container's interfaces
+        on Proxmox VE 8, as pve-container 9.1's update_lxc_config writes them for host-managed ones (addresses,
+        gateways, ``flags = up``; nothing for ``link_down=1``).  None on 9.1+ and for other containers."""
+        if not self._made_from_image(config) or self.features_for(config).entrypoint_env:
+            return [], set()
+        lines, managed = [], set()
+        for key in sorted((k for k in config if pveconfig.kind_of(k) == "net"), key=lambda k: int(k[3:])):
+            index = int(key[3:])
+            managed |= rawconf.net_keys(index)
+            net = pveconfig.parse_property(key, config[key])
+            if str(net.get("link_down")) == "1":
+                continue
+            prefix = "lxc.net.%d." % index
+            if net.get("ip") not in (None, "dhcp", "manual"):
+                lines.append(prefix + "ipv4.address = %s" % net["ip"])
+            if net.get("gw"):
+                lines.append(prefix + "ipv4.gateway = %s" % net["gw"])
+            if net.get("ip6") not in (None, "dhcp", "manual", "auto"):
+                lines.append(prefix + "ipv6.address = %s" % net["ip6"])
+            if net.get("gw6"):
+                lines.append(prefix + "ipv6.gateway = %s" % net["gw6"])
+            lines.append(prefix + "flags = up")
+        return lines, managed
 
     def ostemplate(self):
         oci = self.params.get("oci")
@@ -383,15 +441,25 @@ class ContainerManager:
         """The raw lxc.* lines of an image's runtime (oci_template's ``runtime``)."""
         return ["lxc.init.cmd = %s" % runtime["lxc_init_cmd"]] + list(runtime.get("lxc_config") or [])
 
-    def raw_lines(self, node, vmid):
-        """Write the runtime's lxc.* lines into the node's conf file (raw_lxc); returns whether it changed."""
-        runtime = (self.params.get("oci") or {}).get("runtime")
-        if not self.params.get("raw_lxc") or not runtime or (runtime.get("wrapper") or {}).get("kind") == "init":
+    def raw_lines(self, node, vmid, config):
+        """Write the raw lxc.* lines into the node's conf file (raw_lxc): the image's runtime (a template without
+        the init wrapper) and, on Proxmox VE 8, the interfaces of an app container (net_lines); returns whether
+        it changed."""
+        if not self.params.get("raw_lxc"):
             return False
-        lines = self.raw_config(runtime)
+        runtime = (self.params.get("oci") or {}).get("runtime")
+        lines, managed = [], set()
+        if runtime and (runtime.get("wrapper") or {}).get("kind") != "init":
+            lines += self.raw_config(runtime)
+            managed |= set(rawconf.MANAGED_KEYS)
+        net, net_managed = self.net_lines(config or {})
+        lines += net
+        managed |= net_managed
+        if not managed:
+            return False
         try:
-            changed = rawconf.apply(vmid, lines, self.params["raw_lxc_dir"],
-                                    check_mode=self.check_mode)
+            changed = rawconf.apply(vmid, lines, self.params["raw_lxc_dir"], check_mode=self.check_mode,
+                                    managed=managed)
         except (OSError, IOError) as exc:
             raise ContainerError(str(exc))
         if changed:
@@ -660,7 +728,7 @@ class ContainerManager:
                     rootfs = pveconfig.parse_property("rootfs", config["rootfs"])
                     rootfs["size"] = pveconfig.format_size(info["resized"])
                     config["rootfs"] = pveconfig.format_property("rootfs", rootfs)
-        if vmid is not None and not (found or {}).get("phantom") and self.raw_lines(node, vmid) and \
+        if vmid is not None and not (found or {}).get("phantom") and self.raw_lines(node, vmid, config) and \
                 status == "running" and state != "stopped":
             result.setdefault("pending", []).append("lxc.*")
             if self.params.get("restart") == "when_needed":

@@ -8,6 +8,17 @@ file (pmxcfs).  Only the keys this collection manages are touched, in the
 current config (before the first ``[snapshot]`` section); every other line
 stays as it was.  Multi-valued keys (``lxc.environment``) are replaced as a
 whole.
+
+Two sets: the image's runtime (MANAGED_KEYS: init command, cwd, ids,
+environment, halt signal), and the addresses of an app container's
+interfaces on Proxmox VE 8 (``lxc.net.N.*``, net_keys, only for the
+container's own netN): 8 has no host-managed network, the image's command
+configures none, and LXC brings an interface up with its addresses itself
+when the config says so - the lines 9.1 writes for host-managed interfaces.
+pve-container 8 accepts any ``lxc.net.*`` key (PVE/LXC/Config.pm
+is_valid_lxc_conf_key: "allow custom network definitions") and
+update_lxc_config appends the raw lines after its own ``lxc.net.N.type``,
+``veth.pair``, ``hwaddr``, ``name`` and ``mtu``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +30,8 @@ import os
 MANAGED_KEYS = ("lxc.init.cmd", "lxc.init.cwd", "lxc.init.uid", "lxc.init.gid", "lxc.init.groups",
                 "lxc.environment", "lxc.signal.halt")
 DEFAULT_DIR = "/etc/pve/lxc"
+# what pve-container 9.1's update_lxc_config writes for a host-managed interface, and net_lines for Proxmox VE 8
+NET_SUBKEYS = ("ipv4.address", "ipv4.gateway", "ipv6.address", "ipv6.gateway", "flags")
 
 
 def _key(line):
@@ -28,15 +41,20 @@ def _key(line):
     return None
 
 
-def merged(text, lines):
-    """``text`` (a conf file) with the managed keys replaced by ``lines``."""
+def net_keys(index):
+    """The ``lxc.net.<index>.*`` keys this collection manages for a container's ``net<index>`` (net_lines)."""
+    return set("lxc.net.%d.%s" % (int(index), sub) for sub in NET_SUBKEYS)
+
+
+def merged(text, lines, managed=MANAGED_KEYS):
+    """``text`` (a conf file) with the ``managed`` keys replaced by ``lines``."""
     all_lines = text.splitlines()
     end = len(all_lines)
     for index, line in enumerate(all_lines):
         if line.startswith("["):
             end = index
             break
-    head = [line for line in all_lines[:end] if _key(line) not in MANAGED_KEYS]
+    head = [line for line in all_lines[:end] if _key(line) not in managed]
     while head and not head[-1].strip():
         head.pop()
     new = [line.replace(" = ", ": ", 1) if line.startswith("lxc.") else line for line in lines]
@@ -58,15 +76,16 @@ def check_lines(lines):
                              "as more than one line (%r)" % (key, line))
 
 
-def apply(vmid, lines, directory=DEFAULT_DIR, check_mode=False):
-    """Write ``lines`` (``lxc.key = value``) into the container's conf; returns whether it changed."""
+def apply(vmid, lines, directory=DEFAULT_DIR, check_mode=False, managed=MANAGED_KEYS):
+    """Write ``lines`` (``lxc.key = value``) into the container's conf in place of the ``managed`` keys; returns
+    whether it changed."""
     if not os.path.isdir(directory):
         raise OSError("raw_lxc needs the module to run on the Proxmox VE node that has the container (no %s)"
                       % directory)
     path = os.path.join(directory, "%d.conf" % int(vmid))
     with open(path) as handle:
         text = handle.read()
-    new = merged(text, lines)
+    new = merged(text, lines, managed)
     if new == text:
         return False
     if not check_mode:

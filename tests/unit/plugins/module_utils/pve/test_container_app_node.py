@@ -30,9 +30,58 @@ def test_an_app_container_on_9_1_asks_for_host_managed_interfaces():
 def test_the_users_host_managed_wins_and_8_and_system_containers_get_none():
     oci = {"volid": "local:vztmpl/app.tar.zst", "runtime": RUNTIME}
     assert desired(NINE, oci=oci, net={"0": NET + ",host-managed=0"})["net0"] == NET + ",host-managed=0"
-    assert desired(EIGHT, oci=dict(oci, runtime=dict(RUNTIME, wrapper={"kind": "init"})),
+    assert desired(EIGHT, oci=dict(oci, runtime=dict(RUNTIME, wrapper={"kind": "init"})), raw_lxc=True,
                    net={"0": NET})["net0"] == NET
     assert desired(NINE, ostemplate="local:vztmpl/debian-12.tar.zst", net={"0": NET})["net0"] == NET
+    assert desired(EIGHT, ostemplate="local:vztmpl/debian-12.tar.zst", net={"0": NET})["net0"] == NET
+
+
+WRAPPED = {"volid": "local:vztmpl/app.tar.zst", "runtime": dict(RUNTIME, wrapper={"kind": "init"})}
+
+
+@pytest.mark.parametrize("net, message", [
+    # an address needs the interface up, which 8 leaves to the container's init: raw lines (raw_lxc) or nothing
+    (NET, "net0: Proxmox VE 8.4 brings up no interface of a container made from an image"),
+    ("name=eth0,bridge=vmbr0,ip6=fd00::5/64", "run the task on the node with raw_lxc: true"),
+    ("name=eth0,bridge=vmbr0,ip6=auto", "raw lxc.net.0 lines"),
+    ("name=eth0,bridge=vmbr0,ip=dhcp", "net0: ip=dhcp: Proxmox VE 8.4 runs no DHCP client for a container"),
+    ("name=eth0,bridge=vmbr0,ip6=dhcp", "ip6=manual if the app configures its network itself"),
+])
+def test_an_app_container_on_8_is_refused_an_address_it_could_never_get(net, message):
+    """Proxmox VE 8 has no host-managed network and the image's command configures none; refused before any
+    change, DHCP even with raw_lxc (8 never runs a client for a container)."""
+    with pytest.raises(Exception) as info:
+        desired(EIGHT, oci=WRAPPED, net={"0": net})
+    assert message in str(info.value) and "nothing was changed" in str(info.value)
+    if "dhcp" in net:
+        with pytest.raises(Exception, match="runs no DHCP client"):
+            desired(EIGHT, oci=WRAPPED, raw_lxc=True, net={"0": net})
+
+
+def test_on_8_manual_or_down_interfaces_are_the_users_to_configure():
+    for net in ("name=eth0,bridge=vmbr0,ip=manual", "name=eth0,bridge=vmbr0", NET + ",link_down=1",
+                "name=eth0,bridge=vmbr0,ip=dhcp,link_down=1"):
+        assert desired(EIGHT, oci=WRAPPED, net={"0": net})["net0"] == net
+
+
+def test_net_lines_on_8_are_what_9_1_writes_for_host_managed_interfaces():
+    """pve-container 9.1 update_lxc_config: ipv4/ipv6 address and gateway, then flags = up; nothing for
+    link_down; indexes as the netN keys; the managed keys cover every netN's, so a removed address goes."""
+    config = {"description": RECORD, "net0": NET + ",hwaddr=BC:24:11:00:00:01,type=veth",
+              "net2": "name=eth2,bridge=vmbr2,ip6=fd00::5/64,gw6=fd00::1,ip=manual",
+              "net10": "name=eth10,bridge=vmbr0,ip=10.9.0.2/24,link_down=1"}
+    made = ContainerManager({"state": "started"}, client=object())
+    made.features_for = lambda config=None: EIGHT
+    lines, managed = made.net_lines(config)
+    assert lines == ["lxc.net.0.ipv4.address = 10.0.0.5/24", "lxc.net.0.ipv4.gateway = 10.0.0.1",
+                     "lxc.net.0.flags = up",
+                     "lxc.net.2.ipv6.address = fd00::5/64", "lxc.net.2.ipv6.gateway = fd00::1",
+                     "lxc.net.2.flags = up"]
+    assert "lxc.net.10.flags" in managed and "lxc.net.2.ipv4.address" in managed and len(managed) == 15
+    made.features_for = lambda config=None: NINE  # 9.1 writes them itself for host-managed interfaces
+    assert made.net_lines(config) == ([], set())
+    made.features_for = lambda config=None: EIGHT  # a system container (no image record) has its own init
+    assert made.net_lines(dict(config, description="mine")) == ([], set())
 
 
 def test_an_existing_app_container_keeps_what_the_importer_set():
