@@ -101,8 +101,11 @@ options:
         a pvesh argument. With V(local) such a call goes to the node's own HTTPS API on C(localhost:8006) as
         C(root@pam), with a ticket and CSRF token the node makes for it as its login does (Perl
         C(PVE::AccessControl), with the node's key in C(/etc/pve/priv), readable by root only), checked against
-        C(/etc/pve/pve-root-ca.pem); nothing is stored and nothing else changes. With V(ssh) the module fails
-        saying so; use V(https) there.
+        C(/etc/pve/pve-root-ca.pem); nothing is stored and nothing else changes. With V(ssh) the same call goes
+        through an SSH port forward (C(ssh -L) from a free port on this host's 127.0.0.1 to the node's
+        C(localhost:8006)), with the ticket made on the node and its CA read over SSH into a private temporary
+        file; the forward and the file end with the module. The node's sshd must allow TCP forwarding (its
+        default).
       - If not set, the environment variable C(PROXMOX_CONNECTION) is used.
     type: str
     choices: [auto, https, ssh, local]

@@ -113,7 +113,10 @@ def test_api_errors_and_ssh_failures_read_as_such(installed_collection, sshd, do
 
 
 @pytest.mark.parametrize("busybox_double", ["9.1"], indirect=True)  # env is a Proxmox VE 9.1 key
-def test_a_nul_separated_env_cannot_pass_over_ssh(installed_collection, sshd, double, tmp_path):
+def test_a_nul_separated_env_over_ssh_needs_the_nodes_https_api(installed_collection, sshd, double, tmp_path):
+    """env with several entries cannot be a pvesh argument: over ssh it goes to the node's HTTPS API through a
+    port forward, checked with the node's CA, which this machine (no Proxmox VE) lacks: refused before any
+    change, naming what is missing."""
     env = ssh_play(tmp_path, sshd, double, "env.yml", """\
         - lxcri.proxmox.lxc_container:
             vmid: 133
@@ -125,4 +128,52 @@ def test_a_nul_separated_env_cannot_pass_over_ssh(installed_collection, sshd, do
     run = installed_collection.playbook(env)
     assert run.rc != 0
     msg = run.task_results()[0]["msg"]
-    assert "pvesh cannot pass env" in msg and "NUL" in msg, msg
+    assert "pvesh cannot pass env" in msg and "/etc/pve/pve-root-ca.pem" in msg and "over SSH" in msg, msg
+    assert 133 not in double.backend.containers
+
+
+@pytest.mark.parametrize("busybox_double", ["9.1"], indirect=True)
+def test_env_with_several_entries_reaches_a_node_over_ssh(sshd, double, tmp_path):
+    """The whole path with the node's HTTPS API standing in as the double (its port and CA as the loopback, and
+    a login to it as the ticket minting, which on a node needs /etc/pve/priv/authkey.key): the CA is read and
+    the ticket minted over SSH, the env goes through the ssh -L forward, everything else through pvesh."""
+    import os
+    import subprocess
+    import sys
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.ssh import SshPveClient
+    from lxcri_testbed.lxc import read_init
+    from pve_double.server import DEFAULT_PASSWORD
+    shim = tmp_path / "pvesh-shim.json"
+    secret = double.add_token("root@pam!sshshim")
+    shim.write_text(json.dumps({"url": double.url, "token": "root@pam!sshshim=%s" % secret, "ca": double.cert}))
+    config = sshd.client_config(tmp_path / "ssh_config", {"PVESH_SHIM_CONFIG": str(shim)})
+    mint = tmp_path / "mint"
+    mint.write_text("""#!%s
+import requests
+data = requests.post("%s/access/ticket", data={"username": "root@pam", "password": "%s"}, verify="%s").json()["data"]
+print(data["ticket"])
+print(data["CSRFPreventionToken"])
+""" % (sys.executable, double.url, DEFAULT_PASSWORD, double.cert))
+    mint.chmod(0o755)
+    client = SshPveClient("127.0.0.1", port=sshd.port, identity_file=sshd.client_key, config_file=str(config),
+                          timeout=120, mint=[str(mint)],
+                          loopback={"host": "127.0.0.1", "port": double.port, "ca_path": double.cert})
+    env = ["A=1", "B=two words", "C="]
+    params = {"vmid": 134, "hostname": "ssh-env", "ostemplate": "local:vztmpl/base.tar.zst", "env": env,
+              "entrypoint": "/bin/sh -c 'sleep 300; exit 0'", "state": "started", "wait_timeout": 120}
+    since = len(double.requests)
+    result = ContainerManager(params, client=client).run()
+    assert result["changed"] and double.backend.containers[134].config["env"] == "A=1\0B=two words\0C="
+    writes = [(method, path, sorted(p)) for method, path, p in double.requests[since:] if method != "GET"]
+    assert any("env" in keys for dummy, dummy_path, keys in writes), writes
+    state, pid = double.backend.lxc_state(double.backend.containers[134])
+    init = read_init(pid)
+    assert state == "running" and (init.env["A"], init.env["B"], init.env["C"]) == ("1", "two words", "")
+    assert not ContainerManager(params, client=client).run()["changed"]
+    forward, ca_copy = client._forward, client._https.verify  # pylint: disable=protected-access
+    assert forward.poll() is None and os.path.exists(ca_copy)
+    client.close()
+    assert forward.poll() is not None and not os.path.exists(ca_copy)
+    assert subprocess.run(["pgrep", "-f", "127.0.0.1:[0-9]*:127.0.0.1:%d" % double.port],
+                          stdout=subprocess.PIPE, check=False).returncode == 1  # no forward left behind

@@ -21,19 +21,27 @@ is also what pvesh exits with on most API errors.  So the remote shell runs
 pvesh, then writes pvesh's real exit status to stderr as its last line and
 exits 0; a run without that line failed in SSH.  An upload is copied with
 ``scp`` to /var/tmp/pveupload-<hex> on the node.
+
+A value pvesh cannot take as an argument (a NUL byte: ``env`` with several
+entries) goes, as in local mode, to the node's own HTTPS API with a ticket
+minted on the node, here through an ``ssh -L`` port forward (``https``).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import atexit
 import os
 import re
+import socket
 import subprocess
+import tempfile
+import time
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.command import run_process
+from ansible_collections.lxcri.proxmox.plugins.module_utils.command import run_process, start_process
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import sha256_file
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import to_text
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import PveClient, to_text
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveConnectionError, PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import MISSING_LIBRARY
@@ -108,6 +116,34 @@ class OpenSshSession(CommandBaseSession or object):
         rc, out, err = self.run_script(shell_join(cmd))
         return out, err, rc
 
+    def forward(self, remote_host, remote_port, wait=15.0):
+        """Forward a free local port on 127.0.0.1 to ``remote_host:remote_port`` as the node sees it
+        (``ssh -N -L``); returns ``(local port, process)``.  The process ends when it is terminated."""
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.bind(("127.0.0.1", 0))
+        local_port = probe.getsockname()[1]
+        probe.close()
+        argv = ([self.ssh, "-N", "-o", "ExitOnForwardFailure=yes"] + self._options("-p")
+                + ["-L", "127.0.0.1:%d:%s:%d" % (local_port, remote_host, int(remote_port)),
+                   "-l", self.user, "--", self.host])
+        try:
+            proc = start_process(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise SshError("cannot run the OpenSSH client %s: %s" % (self.ssh, exc)) from None
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SshError("the port forward to %s:%s ended: %s" % (
+                    remote_host, remote_port, to_text(proc.stderr.read()).strip() or "exit %s" % proc.returncode))
+            try:
+                socket.create_connection(("127.0.0.1", local_port), timeout=1).close()
+                return local_port, proc
+            except OSError:
+                time.sleep(0.1)
+        proc.terminate()
+        proc.wait()
+        raise SshError("the port forward to %s:%s did not come up within %s s" % (remote_host, remote_port, wait))
+
     def upload_file_obj(self, file_obj, remote_path):
         """Copy the local file ``file_obj`` (a path or an open file) to ``remote_path`` on the node."""
         path = getattr(file_obj, "name", file_obj)
@@ -122,7 +158,9 @@ class SshPveClient(LocalPveClient):
     """Same interface as PveClient, answered by ``pvesh`` on ``host`` over SSH."""
 
     def __init__(self, host, user=DEFAULT_SSH_USER, port=DEFAULT_SSH_PORT, identity_file=None, config_file=None,
-                 timeout=630, session=None, pvesh=REMOTE_PVESH, tmp_dir="/var/tmp"):
+                 timeout=630, session=None, pvesh=REMOTE_PVESH, tmp_dir="/var/tmp", **https_options):
+        """``https_options``: LocalPveClient's ``loopback``, ``mint`` and ``https_factory`` (the node-side
+        HTTPS path for values pvesh cannot pass)."""
         if session is None:
             if not HAS_PROXMOXER_SSH:
                 raise PveConfigError(missing_proxmoxer(ssh=True), kind=MISSING_LIBRARY)
@@ -134,8 +172,12 @@ class SshPveClient(LocalPveClient):
                                          timeout=int(timeout))
             except SshError as exc:
                 raise PveConfigError("connection ssh: %s" % to_text(exc.args[0] if exc.args else exc)) from None
-        super(SshPveClient, self).__init__(runner=self.run_remote, pvesh=pvesh, timeout=timeout, tmp_dir=tmp_dir)
+        super(SshPveClient, self).__init__(runner=self.run_remote, pvesh=pvesh, timeout=timeout, tmp_dir=tmp_dir,
+                                           **https_options)
         self.session = session
+        self._forward = None
+        self._cleanups = []
+        atexit.register(self.close)
         self.host = host
         self.port = port or DEFAULT_SSH_PORT
         self.user = user or DEFAULT_SSH_USER
@@ -144,11 +186,49 @@ class SshPveClient(LocalPveClient):
         return "SshPveClient(%s@%s:%s)" % (self.user, self.host, self.port)
 
     def https(self, key=None):
-        """Not over SSH: the node's HTTPS API would need its address, port and CA from this side too."""
-        raise PveConfigError("pvesh cannot pass %s: its value holds NUL bytes (as env with several entries does), "
-                             "and over api_connection ssh there is no way around it: use api_connection https "
-                             "(api_host with credentials), or run the module on the node (api_connection local)"
-                             % (key or "a value"))
+        """The node's own HTTPS API (LOOPBACK: localhost:8006 as the node sees it) through an SSH port forward,
+        with a root@pam ticket minted on the node (LocalPveClient._mint, run over SSH) and the node's CA
+        (``/etc/pve/pve-root-ca.pem``, read over SSH into a private temporary file).  Proxmox VE's node
+        certificate names 127.0.0.1 (PVE::CertHelpers gen_pve_ssl_cert: IP:127.0.0.1, IP:::1, DNS:localhost),
+        the address this side connects to.  Made once; the forward and the file go when the process ends."""
+        if self._https is not None:
+            return self._https
+        status, out, err = self.run_remote(["cat", "--", self.loopback["ca_path"]])
+        if status != 0 or "BEGIN CERTIFICATE" not in out:
+            detail = (err or out).strip()[-300:] or "empty"
+            raise PveConfigError("pvesh cannot pass %s (its value holds NUL bytes, as env with several entries "
+                                 "does), so it goes to the node's HTTPS API through an SSH port forward, checked "
+                                 "with the node's CA %s, which could not be read over SSH: %s"
+                                 % (key or "a value", self.loopback["ca_path"], detail))
+        fd, ca_path = tempfile.mkstemp(prefix="lxcri-pve-ca-", suffix=".pem")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(out)
+        self._cleanups.append(lambda: os.unlink(ca_path))
+        try:
+            local_port, proc = self.session.forward(self.loopback["host"], self.loopback["port"])
+        except SshError as exc:
+            raise self._ssh_failure("port forward to the node's HTTPS API (for %s)" % (key or "a value"),
+                                    to_text(exc.args[0] if exc.args else exc).strip()) from None
+        self._forward = proc
+        self._cleanups.append(self._stop_forward)
+        factory = self.https_factory or PveClient
+        self._https = factory("127.0.0.1", port=local_port, user="root@pam", ca_path=ca_path,
+                              ticket_source=self._mint)
+        return self._https
+
+    def _stop_forward(self):
+        if self._forward is not None and self._forward.poll() is None:
+            self._forward.terminate()
+            self._forward.wait()
+        self._forward = None
+
+    def close(self):
+        """Stop the port forward and remove the CA copy (also at exit)."""
+        while self._cleanups:
+            try:
+                self._cleanups.pop()()
+            except OSError:
+                pass
 
     def _ssh_failure(self, what, detail):
         return PveConnectionError(self.host, self.port, "ssh %s@%s (port %s): %s: %s" % (

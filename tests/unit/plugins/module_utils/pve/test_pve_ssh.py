@@ -90,13 +90,82 @@ def test_ssh_failures_are_connection_errors():
     assert "no pvesh on its PATH" in str(err.value)
 
 
-def test_the_limits_of_local_mode_hold_over_ssh():
-    client = SshPveClient("pve.example", session=FakeSession())
+class FakeProc:
+    def __init__(self):
+        self.terminated = False
+
+    def poll(self):
+        return 0 if self.terminated else None
+
+    def terminate(self):
+        self.terminated = True
+
+    def wait(self):
+        return 0
+
+
+class FakeHttps:
+    made = []
+
+    def __init__(self, host, port=None, user=None, ca_path=None, ticket_source=None):
+        self.args = dict(host=host, port=port, user=user, ca_path=ca_path)
+        with open(ca_path) as handle:
+            self.ca = handle.read()
+        self.ticket = ticket_source()
+        self.requests = []
+        FakeHttps.made.append(self)
+
+    def request(self, method, path, params=None, **kwargs):
+        self.requests.append((method, path, dict(params or {}, **kwargs)))
+        return None
+
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_a_value_pvesh_cannot_pass_goes_to_the_nodes_https_api_through_a_port_forward():
+    """env with several entries (NUL bytes) over ssh: the node's CA and a ticket minted there, over SSH, and the
+    call through an ssh -L forward to localhost:8006 as the node sees it; pvesh carries everything else."""
+    session = FakeSession((0, CA, ""), (0, "PVE:root@pam:TICKET\nCSRF\n", ""), (0, "null", ""))
+    forwards = []
+    proc = FakeProc()
+    session.forward = lambda host, port: forwards.append((host, port)) or (40123, proc)
+    FakeHttps.made = []
+    client = SshPveClient("pve.example", session=session, https_factory=FakeHttps)
     assert isinstance(client, LocalPveClient)
+    client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, env="A=1\0B=2")
+    client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, env="C=3\0D=4")  # the same forward
+    client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, memory=256)  # pvesh
+    assert forwards == [("localhost", 8006)] and len(FakeHttps.made) == 1
+    https = FakeHttps.made[0]
+    assert https.args["host"] == "127.0.0.1" and https.args["port"] == 40123 and https.args["user"] == "root@pam"
+    assert https.ca == CA and https.ticket == ("PVE:root@pam:TICKET", "CSRF")
+    assert [r[2]["env"] for r in https.requests] == ["A=1\0B=2", "C=3\0D=4"]
+    assert argv_of(session.scripts[0]) == ["cat", "--", "/etc/pve/pve-root-ca.pem"]
+    assert argv_of(session.scripts[1])[0] == "/usr/bin/perl"
+    assert "--memory=256" in argv_of(session.scripts[2])
+    ca_path = https.args["ca_path"]
+    assert oct(os.stat(ca_path).st_mode & 0o777) == "0o600"
+    client.close()
+    assert proc.terminated and not os.path.exists(ca_path)
+
+
+def test_the_https_path_over_ssh_fails_clearly_and_changes_nothing():
+    unreadable = SshPveClient("pve.example", session=FakeSession((1, "", "cat: /etc/pve/pve-root-ca.pem: No such file")),
+                              https_factory=FakeHttps)
     with pytest.raises(PveConfigError) as err:
-        client.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, env="A=1\0B=2")
-    assert "NUL" in str(err.value) and "env" in str(err.value)
-    assert client.session.scripts == []
+        unreadable.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, env="A=1\0B=2")
+    assert "env" in str(err.value) and "pve-root-ca.pem" in str(err.value) and "No such file" in str(err.value)
+    session = FakeSession((0, CA, ""))
+
+    def refused(host, port):
+        raise SshError("the port forward to localhost:8006 ended: administratively prohibited")
+    session.forward = refused
+    no_forward = SshPveClient("pve.example", session=session, https_factory=FakeHttps)
+    with pytest.raises(PveConnectionError) as err:
+        no_forward.put("/nodes/{node}/lxc/{vmid}/config", node="pve1", vmid=100, env="A=1\0B=2")
+    assert "port forward" in str(err.value) and "administratively prohibited" in str(err.value)
+    no_forward.close()
 
 
 def test_upload_goes_by_scp_with_the_checksum_and_cleans_up(tmp_path):
