@@ -66,7 +66,11 @@ options:
         9.1 and later it is V(oci-archive), except for an image that runs as another user than root where the node's
         pve-container is known to be older than 6.1.0 (its import ignores the image's User; read from
         C(GET /nodes/{node}/apt/versions), which needs C(Sys.Audit) on the node, and taken as 6.1.0 or later when
-        it cannot be read), which gets V(vztmpl) with O(init_wrapper=always). Before 9.1 it is V(vztmpl) with
+        it cannot be read), which gets V(vztmpl) with O(init_wrapper=always), as does an image whose user has
+        supplementary groups (read from the layers' C(/etc/passwd) and C(/etc/group), one more pass over the
+        layers for a non-root image), since the import would set them as C(lxc.init.groups), which LXC applies
+        only in a privileged container. In check mode without the layers cached those groups are not known.
+        Before 9.1 it is V(vztmpl) with
         O(init_wrapper=always), since there are no C(entrypoint)/C(env) keys and the generated C(/sbin/init) runs the app. The
         choice and its reason are returned as RV(format) and RV(format_choice).
     type: str

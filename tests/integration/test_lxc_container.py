@@ -703,20 +703,31 @@ def test_images_without_env_and_with_a_named_user_deploy_with_the_defaults(insta
     again = installed_collection.playbook(deploy, extra_vars={"images": refs})
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
     # a supplementary group: LXC (src/lxc/start.c) applies lxc.init.groups only without a user namespace, so
-    # where the OCI import carries the ids (9.1 with pve-container 6.1) an unprivileged container cannot have it:
-    # refused and removed, saying why; privileged it runs.  Elsewhere the generated init sets the groups itself.
+    # where the OCI import would carry the ids (9.1 with pve-container 6.1) format auto reads the user's groups
+    # from the layers and picks the generated init, which sets them in the unprivileged container too
     grouped_run = installed_collection.playbook(deploy, extra_vars={"images": {"grouped": grouped}})
+    assert grouped_run.rc == 0, grouped_run
+    built = grouped_run.results["tasks"][0]["result"]["results"][0]
+    assert built["format"] == "vztmpl" and built["init_wrapper"] == "always", built["format_choice"]
     if nine and importer == "6.1":
-        assert grouped_run.rc != 0 and "LXC applies lxc.init.groups only to a privileged container" in \
-            str(grouped_run.stdout), grouped_run
-        assert "defaults-grouped" not in [ct.config.get("hostname") for ct in double.backend.containers.values()]
-    else:
-        assert grouped_run.rc == 0, grouped_run
-        ct = [ct for ct in double.backend.containers.values() if ct.config["hostname"] == "defaults-grouped"][0]
-        state, pid = double.backend.lxc_state(ct)
-        pids = [pid] + [int(p) for p in open("/proc/%d/task/%d/children" % (pid, pid)).read().split()]
-        app = [read_init(p) for p in pids if "sleep" in " ".join(read_init(p).argv)][-1]
-        assert (app.uid, [g for g in container_ids(app.pid)[2] if g != 1000]) == (1000, [44]), app
+        assert "supplementary groups 44" in built["format_choice"], built["format_choice"]
+    ct = [ct for ct in double.backend.containers.values() if ct.config["hostname"] == "defaults-grouped"][0]
+    state, pid = double.backend.lxc_state(ct)
+    pids = [pid] + [int(p) for p in open("/proc/%d/task/%d/children" % (pid, pid)).read().split()]
+    app = [read_init(p) for p in pids if "sleep" in " ".join(read_init(p).argv)][-1]
+    assert (app.uid, [g for g in container_ids(app.pid)[2] if g != 1000]) == (1000, [44]), app
+    if nine and importer == "6.1":
+        # learnt once: the image cache's facts about the manifest hold the user's groups, so a later run reads
+        # no layer to decide again
+        facts = []
+        for root, dummy, files in os.walk(str(tmp_path / "cache")):
+            for name in files:
+                if name.endswith(".json") and os.sep + "meta" + os.sep in os.path.join(root, name):
+                    with open(os.path.join(root, name)) as handle:
+                        facts.append(json.load(handle).get("user_groups"))
+        assert {"app": [44]} in facts, facts
+    assert installed_collection.playbook(deploy, extra_vars={"images": {"grouped": grouped}}).stats[
+        "localhost"]["changed"] == 0
 
 
 def test_a_change_left_pending_is_reported_again_and_applied_when_needed(installed_collection, double, tmp_path):

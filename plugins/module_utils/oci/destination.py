@@ -108,7 +108,7 @@ class DirDestination:
         return None
 
     @staticmethod
-    def auto_format(needs_user):
+    def auto_format(needs_user, groups=None):
         """``format: auto`` into a directory: a plain template (vztmpl); see StorageDestination.auto_format."""
         return "vztmpl", None, "a directory takes plain templates"
 

@@ -600,10 +600,30 @@ class TemplateManager:
     def _base(self):
         return {"changed": False, "image": str(self.images.source), "format": self.params["format"]}
 
-    def _decide_format(self, dest, res):
-        """``format: auto``: what the destination's node runs with the image's user (see auto_format)."""
+    def _decide_format(self, dest, res, cached=False):
+        """``format: auto``: what the destination's node runs with the image's user and its supplementary groups
+        (see auto_format); those are read from the layers' /etc/passwd and /etc/group when the layers are here
+        (``cached``; check mode without them cannot know)."""
         user = str(self.params.get("user") or (res.config.get("config") or {}).get("User") or "0").strip()
-        fmt, wrapper, why = dest.auto_format(user not in ROOT_USERS)
+
+        def groups():
+            if not cached:
+                return None
+            # learnt once per image and user (the store's facts about the manifest): later runs read no layer
+            store = self.images.store
+            meta = store.get_meta(res.manifest_digest)
+            known = (meta.get("user_groups") or {}).get(user)
+            if known is not None:
+                return known
+            tree = with_restarts(lambda hints: flatten(self._layers(res, _ReadOnlyStore(store)), _NullSink(),
+                                                       self.limits, hints=hints))
+            found = sorted(self._spec(res, tree)["groups"] or [])
+            if not self.check_mode:
+                learnt = dict(meta.get("user_groups") or {})
+                learnt[user] = found
+                store.set_meta(res.manifest_digest, dict(meta, user_groups=learnt))
+            return found
+        fmt, wrapper, why = dest.auto_format(user not in ROOT_USERS, groups)
         if wrapper and self.params["init_wrapper"] == "never":
             raise TemplateError("format auto chose a plain template with the generated init (%s), but init_wrapper "
                                 "is never: allow the wrapper, or give format" % why)
@@ -621,7 +641,7 @@ class TemplateManager:
             dest.check_runnable(self.params["name"] or "the template")
         res, cached, dummy = self._resolve()
         if auto:
-            self._decide_format(dest, res)
+            self._decide_format(dest, res, cached)
             dest.check_runnable(self.params["name"] or "the template")
         lxc_target = self._lxc_target(dest)
         ident = identity(self.params, res.manifest_digest, res.platform, lxc_target)
@@ -672,9 +692,9 @@ class TemplateManager:
         if self.params["name"]:
             name = self.params["name"]
         else:
-            res = self._resolve_readonly()[0]
+            res, cached, dummy = self._resolve_readonly()
             if self.params["format"] == "auto":
-                self._decide_format(dest, res)  # the default name carries the options auto chose
+                self._decide_format(dest, res, cached)  # the default name carries the options auto chose
             name = default_name(self.images.source, res.manifest_digest, self.params)
         if self.extension is None:  # format auto with a name: the template of either format
             extensions = [self._extension("vztmpl"), self._extension("oci-archive")]

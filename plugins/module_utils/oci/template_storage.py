@@ -85,13 +85,19 @@ class StorageDestination:
         """The LXC of the node that will run the template (not the one where the module runs)."""
         return node_lxc_version(self.client, self.node, self._packages())
 
-    def auto_format(self, needs_user):
+    def auto_format(self, needs_user, groups=None):
         """``format: auto`` for this storage's node: (format, init_wrapper or None to keep the option's, why).
 
         9.1+ imports OCI archives (entrypoint, env, working directory, stop signal; the image's User from
         pve-container 6.1.0): an OCI archive, unless the image runs as another user and the node's import is
-        known to ignore User (then a plain template with the generated init).  Before 9.1 there are no
-        entrypoint/env keys: a plain template whose generated /sbin/init runs the app.
+        known to ignore User, or that user has supplementary groups (then a plain template with the generated
+        init).  Before 9.1 there are no entrypoint/env keys: a plain template whose generated /sbin/init runs
+        the app.
+
+        ``groups``: a callable giving the image user's supplementary gids (None: not known without the layers),
+        asked only when the answer decides.  pve-container 6.1's import writes them as ``lxc.init.groups``,
+        which LXC (src/lxc/start.c) applies only without a user namespace, so an unprivileged container (what
+        lxc_container makes by default) would run without them; the generated init sets them (setpriv).
         """
         features = node_features(self.client, self.node)
         if not features.oci_import:
@@ -101,7 +107,15 @@ class StorageDestination:
         if sets_user is False:
             return "vztmpl", "always", ("node %s's pve-container %s ignores the image's User in an OCI import "
                                         "(6.1.0 added it)" % (self.node, self._packages().get("pve-container")))
+        extra = groups() if (needs_user and groups is not None) else None
+        if extra:
+            return "vztmpl", "always", ("the image's user has the supplementary groups %s, which an OCI import "
+                                        "would set as lxc.init.groups, and LXC applies those only in a privileged "
+                                        "container (lxc_container makes them unprivileged): the generated init "
+                                        "sets them" % ",".join(str(g) for g in sorted(extra)))
         note = "" if sets_user else " (its pve-container version is not readable without Sys.Audit: taken as 6.1+)"
+        if needs_user and groups is not None and extra is None:
+            note += " (the image user's supplementary groups are not known without its layers)"
         return "oci-archive", None, "node %s imports OCI archives%s" % (self.node, note)
 
     address = _volid

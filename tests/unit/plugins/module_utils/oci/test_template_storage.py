@@ -232,3 +232,30 @@ def test_auto_format_follows_the_nodes_version_and_import(version, container, ne
     assert "/version" not in client.asked  # the storage's node, not the API host
     if container is None and needs_user and fmt == "oci-archive":
         assert "not readable without Sys.Audit" in why
+
+
+@pytest.mark.parametrize("version, container, needs_user, groups, expected", [
+    ("9.1.1", "6.1.10", True, [44], ("vztmpl", "always")),     # lxc.init.groups is lost unprivileged
+    ("9.1.1", "6.1.10", True, [], ("oci-archive", None)),
+    ("9.1.1", "6.1.10", True, None, ("oci-archive", None)),     # not known (check mode without the layers)
+    ("9.1.1", "6.1.10", False, [44], ("oci-archive", None)),    # root: never asked
+    ("9.1.1", "6.0.18", True, [44], ("vztmpl", "always")),
+    ("8.4.1", "5.2.6", True, [44], ("vztmpl", "always")),
+])
+def test_auto_format_asks_for_the_users_groups_only_when_they_decide(version, container, needs_user, groups, expected):
+    """The user's supplementary groups need the layers (a pass over them): asked only where an OCI archive
+    would otherwise be chosen for a non-root user."""
+    asked = []
+
+    def user_groups():
+        asked.append(1)
+        return groups
+    dest = StorageDestination(Owner(), None, client=NodeClient(version, container))
+    fmt, wrapper, why = dest.auto_format(needs_user, user_groups)
+    assert (fmt, wrapper) == expected, why
+    assert bool(asked) == (needs_user and version.startswith("9") and container.startswith("6.1"))
+    if groups:
+        assert fmt == "oci-archive" or "supplementary groups 44" in why or "ignores the image's User" in why \
+            or "no OCI import" in why
+    if groups is None and needs_user and fmt == "oci-archive":
+        assert "not known without its layers" in why
