@@ -126,14 +126,24 @@ def busybox_double(request, tmp_path, bed):
     instance.stop()
 
 
-@pytest.fixture
-def zdouble91(tmp_path, zfs_dataset, bed):
-    """The API double in 9.1 mode with a zfspool storage ``local-zfs`` on a scratch dataset."""
+def _zdouble(mode, tmp_path, zfs_dataset):
     from pve_double.server import Double  # pylint: disable=import-outside-toplevel
-    instance = Double(str(tmp_path / "pve"), mode="9.1", zfs_root=zfs_dataset + "/pve").start()
+    instance = Double(str(tmp_path / "pve"), mode=mode, zfs_root=zfs_dataset + "/pve").start()
     yield instance
     instance.kill_containers()
     instance.stop()
+
+
+@pytest.fixture
+def zdouble91(tmp_path, zfs_dataset, bed):
+    """The API double in 9.1 mode with a zfspool storage ``local-zfs`` on a scratch dataset."""
+    yield from _zdouble("9.1", tmp_path, zfs_dataset)
+
+
+@pytest.fixture
+def zdouble8(tmp_path, zfs_dataset, bed):
+    """The API double in 8 mode (LXC 5.0.2, no host-managed network), with ``local-zfs`` as zdouble91."""
+    yield from _zdouble("8", tmp_path, zfs_dataset)
 
 
 @pytest.fixture(scope="session")

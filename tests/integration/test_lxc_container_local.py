@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from pve_double.server import DEFAULT_PASSWORD, Double
+from pve_double.server import Double
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIM = os.path.join(os.path.dirname(HERE), "lxcri_testbed", "pvesh_shim.py")
@@ -39,34 +39,16 @@ def nine(tmp_path, bed):
 
 def test_env_with_several_entries_reaches_a_local_node(nine, tmp_path, monkeypatch):
     from ansible_collections.lxcri.proxmox.plugins.module_utils.command import subprocess_runner
-    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
     from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient
+    from lxcri_testbed.node_https import check_env_reaches, write_mint
     double = nine
     secret = double.add_token("root@pam!shim")
     config = tmp_path / "shim.json"
     config.write_text(json.dumps({"url": double.url, "token": "root@pam!shim=%s" % secret, "ca": double.cert}))
     monkeypatch.setenv("PVESH_SHIM_CONFIG", str(config))
     pvesh = script(tmp_path / "pvesh", "#!/bin/sh\nexec %s %s \"$@\"\n" % (sys.executable, SHIM))
-    mint = script(tmp_path / "mint", """#!%s
-import requests
-data = requests.post("%s/access/ticket", data={"username": "root@pam", "password": "%s"}, verify="%s").json()["data"]
-print(data["ticket"])
-print(data["CSRFPreventionToken"])
-""" % (sys.executable, double.url, DEFAULT_PASSWORD, double.cert))
-    client = LocalPveClient(runner=lambda argv: subprocess_runner(argv, timeout=120), pvesh=pvesh, mint=[mint],
+    client = LocalPveClient(runner=lambda argv: subprocess_runner(argv, timeout=120), pvesh=pvesh,
+                            mint=[write_mint(tmp_path / "mint", double)],
                             loopback={"host": "127.0.0.1", "port": double.port, "ca_path": double.cert})
-    env = ["A=1", "B=two words", "C="]
-    params = {"vmid": 150, "hostname": "local", "ostemplate": "local:vztmpl/base.tar.zst", "env": env,
-              "entrypoint": "/bin/sh -c 'sleep 300; exit 0'", "state": "started", "wait_timeout": 120}
-    since = len(double.requests)
-    result = ContainerManager(params, client=client).run()
-    assert result["changed"] and double.backend.containers[150].config["env"] == "A=1\0B=two words\0C="
-    # the env went over HTTPS with the minted ticket; everything else through pvesh (the shim's token)
-    writes = [(method, path, sorted(p)) for method, path, p in double.requests[since:] if method != "GET"]
-    assert any("env" in keys for dummy, dummy_path, keys in writes), writes
-    from lxcri_testbed.lxc import read_init
-    state, pid = double.backend.lxc_state(double.backend.containers[150])
-    init = read_init(pid)
-    assert state == "running" and (init.env["A"], init.env["B"], init.env["C"]) == ("1", "two words", "")
-    again = ContainerManager(params, client=client).run()
-    assert not again["changed"], again
+    # the env goes over HTTPS with the minted ticket; everything else through pvesh (the shim's token)
+    check_env_reaches(double, client, 150, "local")

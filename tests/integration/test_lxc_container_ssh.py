@@ -139,38 +139,16 @@ def test_env_with_several_entries_reaches_a_node_over_ssh(sshd, double, tmp_path
     the ticket minted over SSH, the env goes through the ssh -L forward, everything else through pvesh."""
     import os
     import subprocess
-    import sys
-    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
     from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.ssh import SshPveClient
-    from lxcri_testbed.lxc import read_init
-    from pve_double.server import DEFAULT_PASSWORD
+    from lxcri_testbed.node_https import check_env_reaches, write_mint
     shim = tmp_path / "pvesh-shim.json"
     secret = double.add_token("root@pam!sshshim")
     shim.write_text(json.dumps({"url": double.url, "token": "root@pam!sshshim=%s" % secret, "ca": double.cert}))
     config = sshd.client_config(tmp_path / "ssh_config", {"PVESH_SHIM_CONFIG": str(shim)})
-    mint = tmp_path / "mint"
-    mint.write_text("""#!%s
-import requests
-data = requests.post("%s/access/ticket", data={"username": "root@pam", "password": "%s"}, verify="%s").json()["data"]
-print(data["ticket"])
-print(data["CSRFPreventionToken"])
-""" % (sys.executable, double.url, DEFAULT_PASSWORD, double.cert))
-    mint.chmod(0o755)
     client = SshPveClient("127.0.0.1", port=sshd.port, identity_file=sshd.client_key, config_file=str(config),
-                          timeout=120, mint=[str(mint)],
+                          timeout=120, mint=[write_mint(tmp_path / "mint", double)],
                           loopback={"host": "127.0.0.1", "port": double.port, "ca_path": double.cert})
-    env = ["A=1", "B=two words", "C="]
-    params = {"vmid": 134, "hostname": "ssh-env", "ostemplate": "local:vztmpl/base.tar.zst", "env": env,
-              "entrypoint": "/bin/sh -c 'sleep 300; exit 0'", "state": "started", "wait_timeout": 120}
-    since = len(double.requests)
-    result = ContainerManager(params, client=client).run()
-    assert result["changed"] and double.backend.containers[134].config["env"] == "A=1\0B=two words\0C="
-    writes = [(method, path, sorted(p)) for method, path, p in double.requests[since:] if method != "GET"]
-    assert any("env" in keys for dummy, dummy_path, keys in writes), writes
-    state, pid = double.backend.lxc_state(double.backend.containers[134])
-    init = read_init(pid)
-    assert state == "running" and (init.env["A"], init.env["B"], init.env["C"]) == ("1", "two words", "")
-    assert not ContainerManager(params, client=client).run()["changed"]
+    check_env_reaches(double, client, 134, "ssh-env")
     forward, ca_copy = client._forward, client._https.verify  # pylint: disable=protected-access
     assert forward.poll() is None and os.path.exists(ca_copy)
     client.close()

@@ -252,21 +252,12 @@ def test_a_tcp_health_check_without_a_host_needs_a_network(installed_collection,
     assert double.backend.containers == {}
 
 
-@pytest.fixture
-def zdouble8(tmp_path, zfs_dataset, bed):
-    """The API double in 8 mode (LXC 5.0.2, no host-managed network) with local-zfs."""
-    instance = Double(str(tmp_path / "pve8"), mode="8", zfs_root=zfs_dataset + "/pve8").start()
-    yield instance
-    instance.kill_containers()
-    instance.stop()
-
-
 def test_on_8_the_apps_static_address_comes_up_through_raw_lines_and_without_them_is_refused(
         installed_collection, zdouble8, tmp_path, bed, bridge):
     """Proxmox VE 8 has no host-managed network and the generated init configures none: without raw_lxc an app
-    with an address is refused before anything is made; with it the role writes the lxc.net.0 lines 9.1 writes
-    for a host-managed interface into the node's conf file, LXC brings eth0 up with its address, the health
-    check connects to it from the node, and a second run changes nothing."""
+    with an address is refused before anything is made; with it (the role's default there) the lxc.net.0 lines
+    9.1 writes for a host-managed interface go into the node's conf file, LXC brings eth0 up with its address,
+    the health check connects to it from the node, and a second run changes nothing."""
     import urllib.request
     double = zdouble8
     double.backend.vmid_range = (500, 599)  # its own veth names (see the host-managed test)
@@ -274,7 +265,7 @@ def test_on_8_the_apps_static_address_comes_up_through_raw_lines_and_without_the
     address = bridge.address(30)
     ip = address.split("/")[0]
     net = {"0": "name=eth0,bridge=%s,ip=%s,gw=%s" % (bridge.name, address, bridge.host)}
-    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080)
+    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080, oci_app_raw_lxc=False)
     deploy = "lxcri.proxmox.deploy_app"
     refused = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
     assert refused.rc != 0
@@ -282,7 +273,9 @@ def test_on_8_the_apps_static_address_comes_up_through_raw_lines_and_without_the
     assert len(failed) == 1 and "brings up no interface of a container made from an image" in failed[0] and "raw_lxc: true" in \
         failed[0] and "nothing was changed" in failed[0], failed
     assert double.backend.containers == {}
-    settings.update(oci_app_raw_lxc=True, oci_app_raw_lxc_dir=double.backend.conf_dir)
+    # the role's default (auto) on 8 with a network: raw_lxc, as a play on the node as root has it
+    del settings["oci_app_raw_lxc"]
+    settings.update(oci_app_raw_lxc_dir=double.backend.conf_dir)
     first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
     assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
     vmid = containers(double)[APP][0]
