@@ -359,7 +359,8 @@ class Double:
         try:
             data = self._dispatch(method, path, template, info, path_params, params, headers, files)
         finally:
-            self.backend.sync_conf()  # pmxcfs: the config files follow every change the API makes
+            if method != "GET":  # a read changes nothing to write
+                self.backend.sync_conf()  # pmxcfs: the config files follow every change the API makes
         body = data.data if isinstance(data, Response) else data
         problems = check_returns(info.get("returns"), body)
         if problems:

@@ -615,9 +615,7 @@ class TemplateManager:
             known = (meta.get("user_groups") or {}).get(user)
             if known is not None:
                 return known
-            tree = with_restarts(lambda hints: flatten(self._layers(res, _ReadOnlyStore(store)), _NullSink(),
-                                                       self.limits, hints=hints))
-            found = sorted(self._spec(res, tree)["groups"] or [])
+            found = sorted(self._spec(res, self._scan_tree(res))["groups"] or [])
             if not self.check_mode:
                 learnt = dict(meta.get("user_groups") or {})
                 learnt[user] = found
@@ -768,6 +766,11 @@ class TemplateManager:
         spec.update(image_digest=res.manifest_digest, platform=str(res.platform))
         return spec
 
+    def _scan_tree(self, res):
+        """The image's flattened tree, read from the cached layers and written nowhere (no store record)."""
+        return with_restarts(lambda hints: flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(),
+                                                   self.limits, hints=hints))
+
     def scan_runtime(self, res, cached, lxc_target):
         """The runtime a build would produce (check mode), writing nothing.
 
@@ -775,11 +778,7 @@ class TemplateManager:
         records nothing); without, the runtime is what the image config
         and the options tell, ``needs_layers`` naming what is null or unverified.
         """
-        if cached:
-            tree = with_restarts(lambda hints: flatten(self._layers(res, _ReadOnlyStore(self.images.store)), _NullSink(),
-                                                       self.limits, hints=hints))
-        else:
-            tree = None
+        tree = self._scan_tree(res) if cached else None
         spec = self._spec(res, tree)
         archive = self.params["format"] == "oci-archive"
         runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], pve_import=archive)

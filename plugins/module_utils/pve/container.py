@@ -199,7 +199,7 @@ class ContainerManager:
                     wanted["entrypoint"] = runtime["pve_entrypoint"]
                 if "env" not in wanted and runtime.get("pve_env") is not None:
                     wanted["env"] = runtime["pve_env"]
-        self._host_managed(wanted, features, config, bool(runtime))
+        self._app_network(wanted, features, config, bool(runtime))
         if isinstance(wanted.get("env"), list):
             wanted["env"] = "\0".join(wanted["env"])
         if wanted.get("env") == "":
@@ -231,7 +231,7 @@ class ContainerManager:
         record = origin.parse(config.get("description")) if config else None
         return bool(record and record.get("image"))
 
-    def _host_managed(self, wanted, features, config, from_image):
+    def _app_network(self, wanted, features, config, from_image):
         """An app container's interfaces are configured by the host, since the image's command is its init and
         configures no network.
 

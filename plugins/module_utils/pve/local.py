@@ -139,12 +139,15 @@ class LocalPveClient(ApiBase):
                                                     (err or out or "").strip()[-300:] or "no ticket printed"))
         return lines[0], lines[1]
 
+    def https_client(self, host, port, ca_path):
+        """A client of the node's HTTPS API at ``host:port`` as root@pam, with tickets from ``_mint``."""
+        factory = self.https_factory or PveClient
+        return factory(host, port=port, user="root@pam", ca_path=ca_path, ticket_source=self._mint)
+
     def https(self, key=None):
         """The node's own HTTPS API (see LOOPBACK), made once; ``key``: the parameter pvesh could not pass."""
         if self._https is None:
-            factory = self.https_factory or PveClient
-            self._https = factory(self.loopback["host"], port=self.loopback["port"], user="root@pam",
-                                  ca_path=self.loopback["ca_path"], ticket_source=self._mint)
+            self._https = self.https_client(self.loopback["host"], self.loopback["port"], self.loopback["ca_path"])
         return self._https
 
     def request(self, method, path, params=None, **kwargs):

@@ -41,7 +41,7 @@ import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import run_process, start_process
 from ansible_collections.lxcri.proxmox.plugins.module_utils.hashing import sha256_file
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import PveClient, to_text
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import to_text
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveConnectionError, PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient
 from ansible_collections.lxcri.proxmox.plugins.module_utils.requests_import import MISSING_LIBRARY
@@ -211,9 +211,7 @@ class SshPveClient(LocalPveClient):
                                     to_text(exc.args[0] if exc.args else exc).strip()) from None
         self._forward = proc
         self._cleanups.append(self._stop_forward)
-        factory = self.https_factory or PveClient
-        self._https = factory("127.0.0.1", port=local_port, user="root@pam", ca_path=ca_path,
-                              ticket_source=self._mint)
+        self._https = self.https_client("127.0.0.1", local_port, ca_path)
         return self._https
 
     def _stop_forward(self):
