@@ -124,6 +124,9 @@ options:
     description:
       - Network interfaces by index (C(net0), ...), each as a property string or a dict (C(name), C(bridge), C(ip),
         C(gw), C(hwaddr), C(firewall), C(tag), ...). A MAC address is kept unless you give one.
+      - When O(oci)'s template configures interfaces in its generated init (M(lxcri.proxmox.oci_template)'s
+        O(lxcri.proxmox.oci_template#module:net)), the container must have exactly those (C(name), C(ip), C(gw),
+        C(ip6), C(gw6)); the digest in its description keeps that check for later tasks without O(oci).
     type: dict
   nameserver:
     description: DNS servers.
@@ -202,7 +205,9 @@ options:
         C(lxc.net.N.ipv4.address), C(ipv4.gateway), C(ipv6.address), C(ipv6.gateway) and C(flags = up) lines that
         9.1 writes for a host-managed interface, from each O(net)'s C(ip), C(gw), C(ip6), C(gw6). Without it such
         an interface with an address is refused there, and C(ip=dhcp) always is (8 runs no DHCP client for a
-        container); C(ip=manual) leaves the interface to the app.
+        container), unless the template's generated init configures it (M(lxcri.proxmox.oci_template)'s
+        O(lxcri.proxmox.oci_template#module:net), which needs no node access); C(ip=manual) leaves the interface to
+        the app.
     type: bool
     default: false
   raw_lxc_dir:

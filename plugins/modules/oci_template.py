@@ -158,6 +158,25 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
+  net:
+    description:
+      - Interfaces that the generated init (O(init_wrapper=always)) configures before it starts the application,
+        for a container on Proxmox VE before 9.1 when the play cannot write the node's config files (an API token,
+        as in AWX). Proxmox VE 8 configures no interface of a container made from an image - it has no
+        host-managed network - and the image's command configures none; with node access, M(lxcri.proxmox.lxc_container)'s
+        O(lxcri.proxmox.lxc_container#module:raw_lxc) brings static addresses up without this.
+      - The same as M(lxcri.proxmox.lxc_container)'s O(lxcri.proxmox.lxc_container#module:net) for the container (index
+        or C(netN) to a property string or dict); the template uses C(name), C(ip), C(gw), C(ip6) and C(gw6) of each,
+        skips one with C(link_down=1) and ignores the rest. C(ip=dhcp) runs BusyBox C(udhcpc) in the background
+        (it renews the lease and writes C(/etc/resolv.conf) when the server names DNS servers); C(ip6=auto) leaves
+        the interface to SLAAC; C(ip6=dhcp) is refused; C(manual) leaves the address to the application.
+      - The image must have C(ip) (iproute2 or BusyBox) and, for DHCP, C(udhcpc), as commands or a BusyBox binary;
+        without them the task fails and builds nothing. A template with O(net) is for containers with exactly those
+        interfaces - M(lxcri.proxmox.lxc_container) refuses a container from it whose
+        O(lxcri.proxmox.lxc_container#module:net) differs.
+      - Refused without the generated init; on 9.1 and later the node configures an app's interfaces itself
+        (host-managed), so leave it unset there.
+    type: dict
   lxc_version:
     description:
       - The LXC version that will run the container, which decides how the init command can be quoted.
@@ -468,7 +487,15 @@ runtime:
     wrapper:
       description:
         - The generated script placed in the template (C(kind) V(exec) or V(init), its C(path)), or null.
+        - With O(net), C(net_tools) lists the commands it configures the interfaces with (C(ip), C(udhcpc)).
       type: dict
+    net:
+      description:
+        - The interfaces the generated init configures (O(net)), each with C(key) (C(netN)), C(name) and what of
+          C(ip), C(gw), C(ip6), C(gw6) is set; null without O(net).
+      type: list
+      elements: dict
+      sample: [{"key": "net0", "name": "eth0", "ip": "dhcp"}]
     pve_entrypoint_problem:
       description: Why RV(runtime.pve_entrypoint) is null, when it is.
       type: str
@@ -479,7 +506,7 @@ runtime:
       description:
         - Only in check mode with the layers not cached; the runtime keys that are null (or, for C(wrapper),
           unverified) until the layers are read, as C(uid), C(gid), C(groups), C(lxc_config), C(wrapper),
-          C(wrapper.drop_tool), C(wrapper.written_at). Empty when the config tells everything.
+          C(wrapper.drop_tool), C(wrapper.written_at), C(wrapper.net_tools). Empty when the config tells everything.
       type: list
       elements: str
       sample: ["gid", "groups", "lxc_config"]

@@ -58,16 +58,7 @@ def app_process(double, vmid):
     ct = double.backend.containers[vmid]
     state, init = double.backend.lxc_state(ct)
     assert state == "running"
-    pids = [int(init)]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == int(init):
-                        pids.append(int(entry))
-            except OSError:
-                continue
-    for pid in pids:
+    for pid in [int(init)] + child_pids(int(init)):
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             argv = [a.decode() for a in handle.read().split(b"\0")[:-1]]
         if argv and argv[0] == "httpd":
@@ -76,6 +67,31 @@ def app_process(double, vmid):
                 env = dict(item.decode().partition("=")[::2] for item in handle.read().split(b"\0") if item)
             return argv, int(uid), os.readlink("/proc/%d/cwd" % pid), env
     raise AssertionError("no httpd under the init of CT %d (%s)" % (vmid, pids))
+
+
+def child_pids(parent):
+    """The pids whose parent is ``parent``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def leased_address(run, bridge):
+    """The IPv4 address the role's health check found on eth0 (lxc_container_info's interfaces), checked to be
+    one the bridge's DHCP server leases."""
+    leased = [t["result"] for t in run.results["tasks"]
+              if t["task"].startswith("Find the address of CT") and t["status"] == "ok"]
+    inet = [i["inet"] for i in leased[-1]["containers"][0]["interfaces"] if i["name"] == "eth0"][0]
+    ip = inet[0].split("/")[0]
+    assert ip.startswith(bridge.net + ".") and 100 <= int(ip.rsplit(".", 1)[1]) <= 199, inet
+    return ip
 
 
 def fetch(double, vmid):
@@ -225,11 +241,7 @@ def test_a_dhcp_app_is_checked_on_its_leased_address_and_a_second_run_leaves_dhc
     assert "host-managed=1" in double.backend.containers[vmid].config["net0"]
     pidfile = os.path.join(double.backend.lxc_path, str(vmid), "hook", "dhclient4-eth0.pid")
     pid = int(open(pidfile).read())
-    leased = [t["result"] for t in first.results["tasks"]
-              if t["task"].startswith("Find the address of CT") and t["status"] == "ok"]
-    inet = [i["inet"] for i in leased[-1]["containers"][0]["interfaces"] if i["name"] == "eth0"][0]
-    ip = inet[0].split("/")[0]
-    assert ip.startswith(bridge.net + ".") and 100 <= int(ip.rsplit(".", 1)[1]) <= 199, inet
+    ip = leased_address(first, bridge)
     with urllib.request.urlopen("http://%s:8080/" % ip, timeout=10) as answer:
         assert answer.read().decode() == page("1")
     again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
@@ -252,29 +264,22 @@ def test_a_tcp_health_check_without_a_host_needs_a_network(installed_collection,
     assert double.backend.containers == {}
 
 
-def test_on_8_the_apps_static_address_comes_up_through_raw_lines_and_without_them_is_refused(
-        installed_collection, zdouble8, tmp_path, bed, bridge):
-    """Proxmox VE 8 has no host-managed network and the generated init configures none: without raw_lxc an app
-    with an address is refused before anything is made; with it (the role's default there) the lxc.net.0 lines
-    9.1 writes for a host-managed interface go into the node's conf file, LXC brings eth0 up with its address,
-    the health check connects to it from the node, and a second run changes nothing."""
+def test_on_8_the_apps_static_address_comes_up_through_raw_lines(installed_collection, zdouble8, tmp_path, bed,
+                                                                 bridge):
+    """Proxmox VE 8 has no host-managed network and the image's command configures none: with raw_lxc (the
+    role's default there for a static address) the lxc.net.0 lines 9.1 writes for a host-managed interface go
+    into the node's conf file, LXC brings eth0 up with its address, the health check connects to it from the
+    node, and a second run changes nothing."""
     import urllib.request
     double = zdouble8
-    double.backend.vmid_range = (500, 599)  # its own veth names (see the host-managed test)
+    double.backend.vmid_range = (500, 549)  # its own veth names (see the host-managed test)
     images = push(bed["registry"]["host"], "%s/webapp-net8" % TEST_REPO_NS, versions=("1",))
     address = bridge.address(30)
     ip = address.split("/")[0]
     net = {"0": "name=eth0,bridge=%s,ip=%s,gw=%s" % (bridge.name, address, bridge.host)}
-    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080, oci_app_raw_lxc=False)
+    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080)
     deploy = "lxcri.proxmox.deploy_app"
-    refused = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
-    assert refused.rc != 0
-    failed = [t["result"]["msg"] for t in refused.results["tasks"] if t["status"] == "failed"]
-    assert len(failed) == 1 and "brings up no interface of a container made from an image" in failed[0] and "raw_lxc: true" in \
-        failed[0] and "nothing was changed" in failed[0], failed
-    assert double.backend.containers == {}
-    # the role's default (auto) on 8 with a network: raw_lxc, as a play on the node as root has it
-    del settings["oci_app_raw_lxc"]
+    # the role's default (auto) on 8 with a static address: raw_lxc, as a play on the node as root has it
     settings.update(oci_app_raw_lxc_dir=double.backend.conf_dir)
     first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
     assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
@@ -290,3 +295,76 @@ def test_on_8_the_apps_static_address_comes_up_through_raw_lines_and_without_the
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
     with open(os.path.join(double.backend.conf_dir, "%d.conf" % vmid)) as handle:
         assert handle.read() == conf
+
+
+def test_on_8_without_node_access_the_templates_init_configures_a_static_address_and_dhcp(
+        installed_collection, zdouble8, tmp_path, bed, bridge):
+    """Proxmox VE 8 with no node access (oci_app_raw_lxc: false, as an API token in AWX has it), and DHCP, which
+    8 never runs for a container: the template's generated init configures the interfaces (oci_template's net)
+    with the image's ip and udhcpc (BusyBox's multi-call binary for the static app, applet links for the DHCP
+    one), before it starts the app as exactly the image says.  The node's conf file gets no raw lines, the
+    health check finds the leased address, the DHCP client stays to renew, and second runs change nothing.  An
+    lxc_container task that gives the DHCP app another address is refused, changing nothing."""
+    import urllib.request
+    double = zdouble8
+    double.backend.vmid_range = (550, 599)  # its own veth names (see the host-managed test)
+    bridge.serve_dhcp(tmp_path)
+    deploy = "lxcri.proxmox.deploy_app"
+
+    # a static address, no node access
+    images = push(bed["registry"]["host"], "%s/webapp-api8" % TEST_REPO_NS, versions=("1",))
+    address = bridge.address(40)
+    ip = address.split("/")[0]
+    net = {"0": "name=eth0,bridge=%s,ip=%s,gw=%s" % (bridge.name, address, bridge.host)}
+    settings = dict(oci_app_net=net, oci_app_health_command=[], oci_app_health_port=8080, oci_app_raw_lxc=False,
+                    oci_app_raw_lxc_dir=double.backend.conf_dir)
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
+    vmid = containers(double)[APP][0]
+    built = [t["result"] for t in first.results["tasks"] if t["task"].startswith("Build the template")][0]
+    assert built["runtime"]["net"] == [{"key": "net0", "name": "eth0", "ip": address, "gw": bridge.host}], built
+    assert built["runtime"]["wrapper"]["net_tools"] == ["/bin/busybox ip"], built["runtime"]["wrapper"]
+    with open(os.path.join(double.backend.conf_dir, "%d.conf" % vmid)) as handle:
+        conf = handle.read()
+    assert "lxc.net" not in conf and "net=" in double.backend.containers[vmid].config["description"], conf
+    with urllib.request.urlopen("http://%s:8080/" % ip, timeout=10) as answer:
+        assert answer.read().decode() == page("1")
+    check_serving(double, vmid, "1")  # argv, uid, cwd and the image's exact environment, as without a network
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+
+    # DHCP, with the role's defaults (auto: no raw lines), on the applet links ip and udhcpc
+    images = push(bed["registry"]["host"], "%s/webapp-dhcp8" % TEST_REPO_NS, versions=("1",),
+                  applets=("sh", "httpd", "wget", "id", "echo", "sleep", "cat", "ls", "ip", "udhcpc"))
+    net = {"0": {"name": "eth0", "bridge": bridge.name, "ip": "dhcp"}}
+    settings = dict(oci_app_name="webapp-dhcp", oci_app_net=net, oci_app_health_command=[],
+                    oci_app_health_port=8080, oci_app_raw_lxc_dir=double.backend.conf_dir)
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert first.rc == 0, [t["result"].get("msg") for t in first.results["tasks"] if t["status"] != "ok"]
+    dhcp_vmid = containers(double)["webapp-dhcp"][0]
+    built = [t["result"] for t in first.results["tasks"] if t["task"].startswith("Build the template")][0]
+    assert built["runtime"]["wrapper"]["net_tools"] == ["/bin/ip", "/bin/udhcpc"], built["runtime"]["wrapper"]
+    with open(os.path.join(double.backend.conf_dir, "%d.conf" % dhcp_vmid)) as handle:
+        assert "lxc.net" not in handle.read()
+    dhcp_ip = leased_address(first, bridge)
+    with urllib.request.urlopen("http://%s:8080/" % dhcp_ip, timeout=10) as answer:
+        assert answer.read().decode() == page("1")
+    # the client stays, a child of the generated init, to renew the lease
+    ct = double.backend.containers[dhcp_vmid]
+    children = []
+    for pid in child_pids(int(double.backend.lxc_state(ct)[1])):
+        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+            children.append(cmdline.read().split(b"\0")[0].decode())
+    assert "/bin/udhcpc" in children, children
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **settings))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+
+    # another address than the template's, for the DHCP app's container: refused, nothing changed
+    config = dict(ct.config)
+    other = installed_collection.module("lxcri.proxmox.lxc_container", {
+        "api_host": "127.0.0.1", "api_port": double.port, "api_user": "root@pam", "api_password": DEFAULT_PASSWORD,
+        "ca_path": double.cert, "vmid": dhcp_vmid, "hostname": "webapp-dhcp",
+        "net": {"0": "name=eth0,bridge=%s,ip=%s,gw=%s" % (bridge.name, bridge.address(41), bridge.host)}})
+    assert other.rc != 0 and "the template's generated init configures other interfaces" in other.data["msg"] and \
+        "nothing was changed" in other.data["msg"], other.data
+    assert dict(double.backend.containers[dhcp_vmid].config) == config

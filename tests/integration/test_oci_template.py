@@ -695,7 +695,7 @@ def children(pid):
 def test_init_wrapper_always_runs_the_app_as_child_with_user_env_cwd_and_stops_it(work, lxc_runner, tmp_path):
     from lxcri_testbed.lxc import lxc_info, read_init
     lower = with_setpriv(base_layer().dir("sbin").symlink("sbin/init", "/bin/busybox"))
-    app = ("trap 'echo stopped-by-TERM > /tmp/stopped; exit 0' TERM; "
+    app = ("trap 'echo stopped-by-TERM > /tmp/stopped; exit 0' TERM; : > /tmp/ready; "
            "while :; do sleep 1; done")
     ref = write_image(work["layout"], "wrap", [lower], {
         "Entrypoint": ["/bin/sh", "-c", app, "app", "two words", "it's"], "Env": ["PATH=/bin", "MODE=a b=c"],
@@ -728,7 +728,11 @@ def test_init_wrapper_always_runs_the_app_as_child_with_user_env_cwd_and_stops_i
     assert proc.env == {"PATH": "/bin", "MODE": "a b=c", "TERM": "linux"}  # the image's env and Proxmox's TERM
     assert proc.cwd == "/work" and (proc.uid, proc.gid) == (1000, 1000)
     assert groups_of(proc.pid) == [29, 44]
-    # a graceful stop sends SIGPWR to init, which forwards the image's stop signal (SIGTERM) to the app
+    # a graceful stop sends SIGPWR to init, which forwards the image's stop signal (SIGTERM) to the app, once the
+    # app has its trap (a TERM before it would end the shell without the mark)
+    deadline = time.time() + 10
+    while not os.path.exists(os.path.join(root, "tmp", "ready")) and time.time() < deadline:
+        time.sleep(0.05)
     run(["lxc-stop", "-P", lxc_runner.lxc_path, "-n", init.name, "-t", "20"], timeout=40)
     assert lxc_info(lxc_runner.lxc_path, init.name)[0] == "STOPPED"
     with open(os.path.join(root, "tmp", "stopped")) as handle:

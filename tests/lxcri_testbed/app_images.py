@@ -33,10 +33,13 @@ def page(version):
     return "Hello from webapp version %s\n" % version
 
 
-def image_layer(version):
+APPLETS = ("sh", "httpd", "wget", "id", "echo", "sleep", "cat", "ls")
+
+
+def image_layer(version, applets=APPLETS):
     # util-linux setpriv (with its libraries) lets a Proxmox VE 8 template's generated init switch to www
     layer = (Layer().dir("bin").dir("tmp", mode=0o1777).dir("etc").dir("sbin").dir("srv")
-             .busybox(("sh", "httpd", "wget", "id", "echo", "sleep", "cat", "ls"))
+             .busybox(applets)
              .file("etc/passwd", "root:x:0:0::/root:/bin/sh\nwww:x:1000:1000::/srv/www:/bin/sh\n")
              .file("etc/group", "root:x:0:\nwww:x:1000:\n")
              .dir("srv/www", uid=1000, gid=1000)
@@ -44,21 +47,21 @@ def image_layer(version):
     return with_setpriv(layer)
 
 
-def build(layout, version):
+def build(layout, version, applets=APPLETS):
     config = {"Entrypoint": ["/bin/sh", "-c", VERSIONS[version], "webapp"],
               "Env": ["PATH=/bin:/sbin", "APP_VERSION=%s" % version, "PORT=%d" % PORT],
               "WorkingDir": "/srv/www", "User": "www", "ExposedPorts": {"%d/tcp" % PORT: {}},
               "StopSignal": "SIGTERM"}
-    write_image(layout, version, [image_layer(version)], config)
+    write_image(layout, version, [image_layer(version, applets)], config)
 
 
-def push(registry, repository=REPOSITORY, versions=tuple(VERSIONS)):
-    """Build and push the versions; returns {version: reference}."""
+def push(registry, repository=REPOSITORY, versions=tuple(VERSIONS), applets=APPLETS):
+    """Build and push the versions (BusyBox with ``applets`` linked in /bin); returns {version: reference}."""
     refs = {}
     with tempfile.TemporaryDirectory(prefix="lxcri-app-") as tmp:
         layout = os.path.join(tmp, "layout")
         for version in versions:
-            build(layout, version)
+            build(layout, version, applets)
             ref = "%s/%s:%s" % (registry, repository, version)
             subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:%s:%s" % (layout, version),
                             "docker://" + ref], check=True)

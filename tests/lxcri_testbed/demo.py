@@ -101,7 +101,7 @@ def running_app(lxc_path, tools, hostname="webapp"):
 def show(lxc_path, tools, expected_version, address=None):
     vmid, page, argv, uid = running_app(lxc_path, tools)
     if address:
-        # over the bridge, from the node: the interface is host-managed (up, with its address)
+        # over the bridge, from the node: 9.1 brings the interface up (host-managed), 8 the generated init
         with urllib.request.urlopen("http://%s:8080/" % address, timeout=10) as answer:
             page = answer.read().decode().strip()
         print("CT %s answers at http://%s:8080/: %s" % (vmid, address, page))
@@ -145,12 +145,14 @@ def main(argv):
             "oci_app_health_exec": [tools.tool("lxc-attach"), "-P", lxc_path, "-n", "{vmid}", "--"],
             "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 10,
         }
-        if args.mode == "9.1":
-            # 9.1 brings up host-managed interfaces (pve-container update_lxc_config), which an app gets: net0 on a
-            # bridge of this host, and the health check is also a TCP connection from the node to the app
-            address = bridge_up()
-            net0 = "name=eth0,bridge=%s,ip=%s/24,gw=%s.1" % (DEMO_BRIDGE, address, DEMO_NET)
-            settings.update(oci_app_net={"0": net0}, oci_app_health_host=address, oci_app_health_port=8080)
+        # net0 on a bridge of this host, and the health check is also a TCP connection from the node to the app.
+        # 9.1 brings up host-managed interfaces (pve-container update_lxc_config); 8 has none, and without node
+        # access (as an API token has it) the template's generated init configures eth0 (oci_template's net)
+        address = bridge_up()
+        net0 = "name=eth0,bridge=%s,ip=%s/24,gw=%s.1" % (DEMO_BRIDGE, address, DEMO_NET)
+        settings.update(oci_app_net={"0": net0}, oci_app_health_host=address, oci_app_health_port=8080)
+        if args.mode == "8":
+            settings.update(oci_app_raw_lxc=False)
         with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="lxcri-demo-", delete=False) as handle:
             json.dump(settings, handle)
             app_vars = "@" + handle.name

@@ -28,9 +28,9 @@ SIDECAR_SUFFIX = ".json"
 # what Proxmox VE keeps in an uploaded file's name (pve-storage PVE/Storage.pm normalize_content_filename)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 OUTPUT_OPTIONS = ("format", "compression", "entrypoint", "cmd", "env", "workdir", "user", "stop_signal",
-                  "init_wrapper", "lxc_version")
+                  "init_wrapper", "lxc_version", "net")
 NAMING_DEFAULTS = {"entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None, "stop_signal": None,
-                   "init_wrapper": "auto"}
+                   "init_wrapper": "auto", "net": None}
 
 
 def _safe(text):
@@ -85,6 +85,8 @@ def check_name(name):
 def identity(params, manifest_digest, platform, lxc_target):
     options = dict((key, params.get(key)) for key in OUTPUT_OPTIONS)
     options["lxc_version"] = lxc_target
+    if options["net"] is None:
+        del options["net"]  # added later: the identity of a template without it stays what it was
     if params["format"] != "vztmpl":
         options["compression"] = None
     return {"manifest_digest": manifest_digest, "platform": str(platform), "options": options,

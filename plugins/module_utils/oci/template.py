@@ -54,6 +54,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config i
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, store_complete, sweep_tmp
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import StorageDestination
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import ROOT_USERS
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import app_net
 
 TMP_PREFIX = ".lxcri-tmp-"
 # left by a killed run: .lxcri-tmp-<pid>-<random>-<filename> (and .lxcri-tmp-<pid>-layer-<random>)
@@ -93,6 +94,7 @@ def template_argument_spec():
         user=dict(type="str"),
         stop_signal=dict(type="str"),
         init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
+        net=dict(type="dict"),
         lxc_version=dict(type="str", default="auto"),
         force=dict(type="bool", default=False),
         keep=dict(type="int"),
@@ -384,8 +386,13 @@ def target_lxc(option):
     return local_lxc_version() or "5.0"
 
 
-def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve_import=False):
+def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve_import=False, net=None):
     """Complete ``spec`` with the init encoding, adding generated files to ``sink``.
+
+    ``net`` (pve config.app_net's list): interfaces the generated init
+    configures (Proxmox VE before 9.1 configures none in a container made
+    from an image); only with ``init_wrapper`` always, and the image must
+    have ``ip`` (and ``udhcpc`` for DHCP), as a command or a BusyBox applet.
 
     ``pve_import``: the output is an OCI archive for Proxmox VE 9.1's import,
     whose Entrypoint/Cmd (``oci_command``) must survive its quoting as well.
@@ -419,8 +426,29 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
         ensure_dir(tree, sink, spec["cwd"], spec["uid"], spec["gid"], mtime)
         for volume in spec["volumes"]:
             ensure_dir(tree, sink, volume, mtime=mtime)
+    if net and init_wrapper != "always":
+        raise TemplateError("net: only the generated init (init_wrapper: always) configures interfaces, and this "
+                            "template has none (init_wrapper: %s); on Proxmox VE 9.1 and later the node configures "
+                            "an app's interfaces (host-managed): leave net unset there" % init_wrapper)
     if init_wrapper == "always":
         tool = None
+        net_tools = None
+        if net and known:
+            net_tools = initwrap.choose_net_tools(exists, initwrap.net_needs_dhcp(net))
+            missing = [name for name, found in zip(("ip", "udhcpc"), net_tools)
+                       if found is None and (name == "ip" or initwrap.net_needs_dhcp(net))]
+            if missing:
+                raise TemplateError("net: the generated init configures the interfaces with %s, which the image "
+                                    "lacks (looked for %s, and BusyBox at %s); add %s to the image, or let Proxmox "
+                                    "VE bring the interfaces up (9.1 and later: host-managed; 8: lxc_container's "
+                                    "raw_lxc, static addresses only)"
+                                    % (" and ".join(missing),
+                                       ", ".join(initwrap.IP_PATHS + (initwrap.DHCP_PATHS if "udhcpc" in missing
+                                                                      else ())),
+                                       ", ".join(initwrap.BUSYBOX_PATHS),
+                                       "iproute2 or BusyBox" if missing == ["ip"] else "BusyBox"))
+        elif net:
+            needs_layers.append("wrapper.net_tools")
         if not ids_known or spec["uid"] != 0 or spec["gid"] != 0 or spec["groups"]:
             if known:
                 tool = initwrap.choose_drop_tool(exists, spec["gid"], spec["groups"], _account(spec, tree),
@@ -437,10 +465,10 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
             raise TemplateError("init_wrapper=always needs /bin/sh in the image, which it lacks")
         if known:
             script = initwrap.init_wrapper(argv, with_pve_term(spec["env"] or []), spec["cwd"], spec["uid"],
-                                           spec["gid"], spec["groups"], spec["stop_signal"], tool)
-        else:  # the ids and the tool may need the layers: check what the script takes from the config alone
+                                           spec["gid"], spec["groups"], spec["stop_signal"], tool, net, net_tools)
+        else:  # the ids and the tools may need the layers: check what the script takes from the config alone
             initwrap.init_wrapper(argv, with_pve_term(spec["env"] or []), spec["cwd"], 0, 0, [], spec["stop_signal"],
-                                  None)
+                                  None, net, (["ip"], ["udhcpc"]))
         path = initwrap.INIT_WRAPPER_PATH
         if add:
             resolved = tree.resolve(path.strip("/"))
@@ -450,11 +478,16 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
             path = place_file(tree, sink, initwrap.INIT_WRAPPER_PATH, script, mtime=mtime)
             sink.add_dir(RESERVED_DIR, mtime=mtime)
             sink.add_file(initwrap.INIT_COPY_PATH.lstrip("/"), script, mtime=mtime)
+            if net_tools and net_tools[1]:
+                sink.add_file(initwrap.DHCP_SCRIPT_PATH.lstrip("/"), initwrap.dhcp_script(net_tools[0]), mtime=mtime)
         elif not known:
             path = None  # where /sbin/init lands depends on the image's symlinks
             needs_layers.append("wrapper.written_at")
         runtime["wrapper"] = {"kind": "init", "path": initwrap.INIT_WRAPPER_PATH, "written_at": path,
                               "drop_tool": tool.path if tool else None}
+        if net:
+            runtime["wrapper"]["net_tools"] = [" ".join(cmd) for cmd in net_tools if cmd] if net_tools else None
+        runtime["net"] = net or None
         if not known:
             needs_layers.append("wrapper")  # the image's /bin/sh
         runtime["lxc_init_cmd"] = initwrap.INIT_WRAPPER_PATH
@@ -534,6 +567,13 @@ class TemplateManager:
             raise TemplateError("give exactly one of dest (a directory) or storage (a Proxmox VE storage)")
         if self.params["name"] is not None:
             check_name(self.params["name"])
+        if self.params.get("net"):
+            try:
+                self.params["net"] = app_net(self.params["net"]) or None
+            except ValueError as exc:
+                raise TemplateError("%s; nothing was built" % exc)
+        else:
+            self.params["net"] = None
         self.extension = None if fmt == "auto" else self._extension(fmt)
         self.format_choice = None  # format: auto, once decided: why
         bound = self.images.bound  # the options, checked
@@ -781,7 +821,8 @@ class TemplateManager:
         tree = self._scan_tree(res) if cached else None
         spec = self._spec(res, tree)
         archive = self.params["format"] == "oci-archive"
-        runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], pve_import=archive)
+        runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], pve_import=archive,
+                                 net=self.params["net"])
         if archive:
             entrypoint, cmd = runtime.pop("oci_command")
             runtime["oci_config"] = {"Entrypoint": entrypoint, "Cmd": cmd}
@@ -824,7 +865,8 @@ class TemplateManager:
         try:
             tree = flatten(self._layers(res), sink, self.limits, hints=hints)
             spec = self._spec(res, tree)
-            runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime)
+            runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
+                                     net=self.params["net"])
             sink.close()
             stream.close()
         except BaseException:
@@ -846,7 +888,7 @@ class TemplateManager:
                     tree = flatten(self._layers(res), sink, self.limits, hints=hints)
                     spec = self._spec(res, tree)
                     runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
-                                             pve_import=True)
+                                             pve_import=True, net=self.params["net"])
                     # the generated init switches ids itself: the import must leave them at root
                     import_user = None if (runtime["wrapper"] or {}).get("kind") == "init" else \
                         pve_import_user(spec, tree)

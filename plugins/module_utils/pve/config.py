@@ -36,6 +36,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import ipaddress
+import json
 import re
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
@@ -603,3 +606,66 @@ def diff(current, desired, purge=False, delete=()):
             if key in MANAGED_FOR_PURGE or kind_of(key) in ("net", "mp"):
                 removing.add(key)
     return Plan(put, sorted(removing), current)
+
+
+# -- an app's interfaces, as the generated init of a template configures them ----------------------------------------
+
+APP_NET_FIELDS = ("name", "ip", "gw", "ip6", "gw6")
+_IFNAME = re.compile(r"^[-_.A-Za-z0-9]{1,15}$")  # pve-container's pve-lxc-network name pattern, IFNAMSIZ
+
+
+def _checked_address(key, option, value):
+    """``value`` of ``option`` (ip, gw, ip6, gw6) as Proxmox takes it: CIDR or dhcp/manual (auto for ip6), an
+    address for a gateway; raises ConfigValueError naming the interface."""
+    six = option.endswith("6")
+    keywords = ("dhcp", "manual", "auto") if option == "ip6" else ("dhcp", "manual") if option == "ip" else ()
+    if value in keywords:
+        return value
+    try:
+        if option.startswith("gw"):
+            parsed = ipaddress.ip_address(value)
+        else:
+            if "/" not in value:
+                raise ValueError("no prefix length")
+            parsed = ipaddress.ip_interface(value)
+    except ValueError:
+        raise ConfigValueError("%s: %s=%s is not %s" % (
+            key, option, value, "an IPv%d address" % (6 if six else 4) if option.startswith("gw") else
+            "an IPv%d address with its prefix length, or one of %s" % (6 if six else 4, "/".join(keywords))))
+    if parsed.version != (6 if six else 4):
+        raise ConfigValueError("%s: %s=%s is an IPv%d address" % (key, option, value, parsed.version))
+    return value
+
+
+def app_net(nets):
+    """The interfaces an app template's generated init configures, from ``net`` as lxc_container takes it
+    ({index or netN: property string or dict}): a list sorted by index of dicts with ``key`` (netN) and what of
+    APP_NET_FIELDS is set; an interface with ``link_down=1`` is left out (it stays down).  Raises
+    ConfigValueError for what Proxmox would refuse and for a bad address."""
+    out = []
+    for index, value in (nets or {}).items():
+        text = str(index)
+        number = text[3:] if text.startswith("net") else text
+        if not number.isdigit():
+            raise ConfigValueError("net: %r is not an interface index (0, 1, ... or net0, net1, ...)" % (index,))
+        key = "net%d" % int(number)
+        if any(item["key"] == key for item in out):
+            raise ConfigValueError("net: %s given twice" % key)
+        parsed = parse_property(key, value, strict=True)
+        if str(parsed.get("link_down")) == "1":
+            continue
+        if not _IFNAME.match(parsed["name"]):
+            raise ConfigValueError("%s: name=%s is not an interface name (letters, digits, - _ ., at most 15)"
+                                   % (key, parsed["name"]))
+        item = {"key": key, "name": parsed["name"]}
+        for option in APP_NET_FIELDS[1:]:
+            if parsed.get(option) not in (None, ""):
+                item[option] = _checked_address(key, option, str(parsed[option]))
+        out.append(item)
+    return sorted(out, key=lambda item: int(item["key"][3:]))
+
+
+def app_net_digest(settings):
+    """A short digest of app_net's list, as a container's origin record keeps it (12 hex digits)."""
+    text = json.dumps([dict((k, item[k]) for k in sorted(item)) for item in settings or []], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

@@ -146,6 +146,13 @@ def import_problem(runtime, config):
     return "the node's import did not set the image's %s" % "; ".join(missing)
 
 
+def _net_text(settings):
+    """config.app_net's list as ``net0 (name=eth0,ip=dhcp); ...`` for messages."""
+    def fields(item):
+        return ",".join("%s=%s" % (field, item[field]) for field in pveconfig.APP_NET_FIELDS if field in item)
+    return "; ".join("%s (%s)" % (item["key"], fields(item)) for item in settings)
+
+
 class ContainerManager:
     """One container's lifecycle; the work shared with other engines (finding it, tasks, locks, the record of
     the run) is its :class:`PveSession`, ``session``: its own, or another engine's given as ``session`` (whose
@@ -233,7 +240,8 @@ class ContainerManager:
 
     def _app_network(self, wanted, features, config, from_image):
         """An app container's interfaces are configured by the host, since the image's command is its init and
-        configures no network.
+        configures no network - or by the template's generated init, when oci_template baked them in (its
+        ``net``).
 
         9.1+: ``host-managed=1`` unless the user sets host-managed.  pve-container PVE/LXC/Create.pm
         restore_oci_archive turns it on for every netN of an OCI import with its own entrypoint ("Auto-Enabling
@@ -243,11 +251,15 @@ class ContainerManager:
         second run changes nothing).
 
         Proxmox VE 8 has no host-managed: an interface with an address is brought up by the same lines written
-        raw (raw_lxc, ``net_lines``), and without raw_lxc the task is refused, as is DHCP, which 8 never runs
-        for a container (``ip=manual`` leaves the interface to the app).
+        raw (raw_lxc, ``net_lines``), or by a template whose generated init configures it; otherwise the task is
+        refused, as is DHCP without such a template (8 runs no DHCP client for a container; ``ip=manual`` leaves
+        the interface to the app).  A template that configures interfaces takes exactly those (``_template_net``).
         """
         nets = [key for key in wanted if pveconfig.kind_of(key) == "net"]
-        if not nets or not self._made_from_image(config, from_image):
+        if not self._made_from_image(config, from_image):
+            return
+        baked = self._template_net(wanted, config)
+        if not nets:
             return
         features = features or self.features_for(config)
         parsed = {}
@@ -258,31 +270,64 @@ class ContainerManager:
                 raise ContainerError("%s: %s; nothing was changed" % (key, exc))
         if features.entrypoint_env:
             for key in nets:
-                if "host-managed" not in parsed[key]:
+                if "host-managed" not in parsed[key] and key not in baked:
                     wanted[key] = dict(parsed[key], **{"host-managed": "1"})
             return
         release = ".".join(str(part) for part in features.version[:2])
+        template_route = ("or build the template with oci_template's net (the same interfaces), whose generated init "
+                          "configures them (the image needs ip and, for DHCP, udhcpc)")
         for key in sorted(nets):
             net = parsed[key]
-            if str(net.get("link_down")) == "1":
+            if str(net.get("link_down")) == "1" or key in baked:
                 continue
             for option in ("ip", "ip6"):
                 if net.get(option) == "dhcp":
                     raise ContainerError(
                         "%s: %s=dhcp: Proxmox VE %s runs no DHCP client for a container (9.1 runs one for a "
                         "host-managed interface), and a container made from an image runs the image's command as "
-                        "init, which configures no network; give a static address (with raw_lxc: true), or "
+                        "init, which configures no network: %s; or give a static address (with raw_lxc: true), or "
                         "%s=manual if the app configures its network itself; nothing was changed"
-                        % (key, option, release, option))
+                        % (key, option, release, template_route, option))
             addressed = net.get("ip") not in (None, "manual") or net.get("ip6") not in (None, "manual")
             if addressed and not self.params.get("raw_lxc"):
                 raise ContainerError(
                     "%s: Proxmox VE %s brings up no interface of a container made from an image (it has no "
                     "host-managed network, and the image's command configures none), so %s would stay down "
                     "without its address: run the task on the node with raw_lxc: true, which writes the "
-                    "addresses as raw lxc.net.%s lines (as 9.1 writes them for a host-managed interface), or set "
-                    "ip=manual if the app configures its network itself; nothing was changed"
-                    % (key, release, net.get("name") or key, key[3:]))
+                    "addresses as raw lxc.net.%s lines (as 9.1 writes them for a host-managed interface), %s, or "
+                    "set ip=manual if the app configures its network itself; nothing was changed"
+                    % (key, release, net.get("name") or key, key[3:], template_route))
+
+    def _template_net(self, wanted, config):
+        """The netN keys that the template's generated init configures (oci_template's ``net``: this task's
+        ``oci``, else the digest in the container's record), after checking that the container's interfaces are
+        exactly those: the init configures what the template says, whatever the config says, and fails without
+        such an interface."""
+        runtime = (self.params.get("oci") or {}).get("runtime") or {}
+        template = runtime.get("net")
+        record = origin.parse(config.get("description")) if config else None
+        digest = None if template is not None or not record else record.get("net")
+        if template is None and not digest:
+            return set()
+        effective = dict((key, value) for key, value in (config or {}).items() if pveconfig.kind_of(key) == "net")
+        effective.update((key, value) for key, value in wanted.items() if pveconfig.kind_of(key) == "net")
+        try:
+            have = pveconfig.app_net(effective)
+        except ValueError as exc:
+            raise ContainerError("%s; nothing was changed" % exc)
+        if template is not None:
+            same = have == [dict(item) for item in template]
+            told = "configures %s" % (_net_text(template) or "no interface")
+        else:
+            same = pveconfig.app_net_digest(have) == digest
+            told = "configures other interfaces (its record says net=%s)" % digest
+        if not same:
+            raise ContainerError(
+                "the template's generated init %s, and the container's interfaces would be %s: a template built "
+                "with oci_template's net is for containers with exactly those interfaces (name, ip, gw, ip6, gw6); "
+                "give the same net, or build the template with this one; nothing was changed"
+                % (told, _net_text(have) or "none"))
+        return set(item["key"] for item in have)
 
     def net_lines(self, config):
         """``(lines, managed keys)``: the raw ``lxc.net.N.*`` lines that bring up an app container's interfaces

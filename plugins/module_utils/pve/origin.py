@@ -7,7 +7,8 @@
 
     lxcri.proxmox: image=docker.io/library/nginx:1.27 digest=sha256:3b7c...
 
-(``template=local:vztmpl/x.tar.zst`` for a plain template).  Proxmox VE keeps
+(``template=local:vztmpl/x.tar.zst`` for a plain template; ``net=<digest>`` when
+the template's generated init configures interfaces, see config.app_net).  Proxmox VE keeps
 the description as comment lines of the config file and copies it to clones,
 so a linked clone of a template carries its image too.  The line is read back
 to refuse taking a container over for another image, and by anyone listing
@@ -20,10 +21,12 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import app_net_digest
+
 PREFIX = "lxcri.proxmox:"
 _LINE = re.compile(r"^lxcri\.proxmox:((?:\s+[a-z]+=\S+)+)\s*$")
 _FIELD = re.compile(r"([a-z]+)=(\S+)")
-FIELDS = ("image", "digest", "template")
+FIELDS = ("image", "digest", "template", "net")
 
 
 def record_of(oci=None, ostemplate=None):
@@ -36,6 +39,9 @@ def record_of(oci=None, ostemplate=None):
             record["digest"] = str(oci["digest"])
         if not record and oci.get("volid"):
             record["template"] = str(oci["volid"])
+        if record and (oci.get("runtime") or {}).get("net"):
+            # the interfaces its generated init configures, as a digest (config.app_net_digest)
+            record["net"] = app_net_digest(oci["runtime"]["net"])
         return record or None
     if ostemplate:
         return {"template": str(ostemplate)}

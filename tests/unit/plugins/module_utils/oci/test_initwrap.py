@@ -251,3 +251,103 @@ def test_init_wrapper_forwards_stop_signals(shell, tmp_path, sent, stop_signal, 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# the network before Proxmox VE 9.1 (oci_template's net): the init and udhcpc's event script, run with a
+# recording ip (the real configuration of interfaces is proven in real containers: tests/integration/test_oci_app.py)
+
+NET = [{"key": "net0", "name": "eth0", "ip": "10.0.0.5/24", "gw": "10.9.0.1", "ip6": "fd00::5/64", "gw6": "fd00::1"},
+       {"key": "net1", "name": "eth1", "ip": "dhcp", "ip6": "auto"}]
+FAKE_IP = r"""#!/bin/sh
+echo "$*" >> "%(log)s"
+case "$*" in
+"-4 route replace default via 10.9.0.1 dev eth0")  # unreachable until its own route is there
+  [ -e "%(log)s.gw" ] || { : > "%(log)s.gw"; exit 2; } ;;
+"-4 addr show dev eth1") echo "    inet 10.0.0.7/24 scope global eth1" ;;
+esac
+exit 0
+"""
+
+
+def test_choose_net_tools_prefers_commands_then_busybox():
+    assert initwrap.choose_net_tools(_exists("/sbin/ip", "/bin/busybox"), dhcp=True) == \
+        (["/sbin/ip"], ["/bin/busybox", "udhcpc"])
+    assert initwrap.choose_net_tools(_exists("/usr/bin/busybox")) == (["/usr/bin/busybox", "ip"], None)
+    assert initwrap.choose_net_tools(_exists("/bin/sh"), dhcp=True) == (None, None)
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_init_wrapper_configures_the_interfaces_before_the_app(shell, probe, tmp_path):
+    log = tmp_path / "ip.log"
+    fake = tmp_path / "ip"
+    fake.write_text(FAKE_IP % {"log": log})
+    fake.chmod(0o755)
+    out = tmp_path / "out.json"
+    script = tmp_path / "init"
+    script.write_bytes(initwrap.init_wrapper([probe, str(out)], ENV, str(tmp_path), 0, 0, [], None, None, NET,
+                                             ([str(fake)], [str(fake), "udhcpc"])))
+    assert subprocess.run(shell + [str(script)], env={"JUNK": "1"}, cwd="/", stdin=subprocess.DEVNULL, check=False,
+                          timeout=20).returncode == 0
+    assert log.read_text().splitlines() == [
+        "link set dev lo up",
+        "link set dev eth0 up",
+        "-4 addr flush dev eth0", "-4 addr add 10.0.0.5/24 dev eth0",
+        # the gateway outside the subnet: a route to it first (LXC's gateway setup does the same)
+        "-4 route replace default via 10.9.0.1 dev eth0", "-4 route replace 10.9.0.1 dev eth0",
+        "-4 route replace default via 10.9.0.1 dev eth0",
+        "-6 addr flush dev eth0 scope global", "-6 addr add fd00::5/64 dev eth0",
+        "-6 route replace default via fd00::1 dev eth0",
+        "link set dev eth1 up",
+        "udhcpc -i eth1 -s /.lxcri/udhcpc -b -t 5 -T 2 -A 10",
+    ]
+    got = json.loads(out.read_text())  # the app's environment is still exactly the image's
+    assert got["env"] == _env_dict(ENV) and got["argv"] == [str(out)]
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_init_wrapper_stops_when_an_interface_cannot_be_configured(shell, probe, tmp_path):
+    out = tmp_path / "out.json"
+    script = tmp_path / "init"
+    net = [{"key": "net0", "name": "eth0", "ip": "10.0.0.5/24"}]
+    script.write_bytes(initwrap.init_wrapper([probe, str(out)], ENV, str(tmp_path), 0, 0, [], None, None, net,
+                                             (["/bin/false"], None)))
+    proc = subprocess.run(shell + [str(script)], env={}, cwd="/", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=20, check=False)
+    assert proc.returncode == 1 and "lxcri init: cannot configure net0 (eth0)" in proc.stderr
+    assert not out.exists()  # the app never started
+
+
+@pytest.mark.parametrize("net, fragment", [
+    ([{"key": "net0", "name": "eth0", "ip6": "dhcp"}], "runs no DHCPv6 client"),
+    ([{"key": "net0", "name": "eth0\nx", "ip": "dhcp"}], "line break"),
+])
+def test_init_wrapper_net_refusals(net, fragment):
+    with pytest.raises(WrapperError, match=fragment):
+        _script(net=net, net_tools=(["/sbin/ip"], ["/sbin/udhcpc"]))
+    with pytest.raises(WrapperError, match="needs ip and udhcpc"):
+        _script(net=[{"key": "net0", "name": "eth0", "ip": "dhcp"}], net_tools=(["/sbin/ip"], None))
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+@pytest.mark.parametrize("event, env, calls", [
+    ("bound", {"ip": "10.0.0.7", "mask": "24", "router": "10.0.0.1 10.0.0.2"},
+     ["-4 addr show dev eth0", "-4 addr flush dev eth0", "-4 addr add 10.0.0.7/24 dev eth0",
+      "-4 route replace default via 10.0.0.1 dev eth0"]),
+    # a renewal with the address the interface has keeps it (connections survive)
+    ("renew", {"ip": "10.0.0.7", "mask": "24"}, ["-4 addr show dev eth1"]),
+    ("deconfig", {}, ["-4 addr flush dev eth0", "link set dev eth0 up"]),
+    ("leasefail", {}, []),
+])
+def test_the_dhcp_event_script_applies_a_lease(shell, tmp_path, event, env, calls):
+    log = tmp_path / "ip.log"
+    log.write_text("")
+    fake = tmp_path / "ip"
+    fake.write_text(FAKE_IP % {"log": log})
+    fake.chmod(0o755)
+    script = tmp_path / "udhcpc"
+    script.write_bytes(initwrap.dhcp_script([str(fake)]))
+    interface = "eth1" if event == "renew" else "eth0"
+    proc = subprocess.run(shell + [str(script), event], env=dict(env, interface=interface), timeout=20, check=False)
+    assert proc.returncode == 0
+    assert log.read_text().splitlines() == calls

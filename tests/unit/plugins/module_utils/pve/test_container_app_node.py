@@ -167,3 +167,47 @@ def test_unprivileged_of_an_existing_container_is_not_changed_but_refused():
         ContainerManager({"vmid": 150, "unprivileged": True, "state": "present"}, client=pve).run()
     assert pve.created is None
     ContainerManager({"vmid": 150, "state": "present"}, client=pve).run()  # left out: fine
+
+
+# -- a template whose generated init configures the interfaces (oci_template's net) -----------------------------
+
+BAKED = [{"key": "net0", "name": "eth0", "ip": "dhcp"}]
+BAKED_OCI = {"volid": "local:vztmpl/app.tar.zst", "image": "registry.example/app:1",
+             "runtime": dict(RUNTIME, wrapper={"kind": "init"}, net=BAKED)}
+
+
+def test_on_8_a_template_that_configures_the_interfaces_needs_no_raw_lines():
+    """DHCP and addresses that 8 refuses otherwise are the template's init's to configure: no raw_lxc, no
+    host-managed; the new container records the interfaces' digest."""
+    wanted = desired(EIGHT, oci=BAKED_OCI, net={"0": "name=eth0,bridge=vmbr0,ip=dhcp"})
+    assert wanted["net0"] == "name=eth0,bridge=vmbr0,ip=dhcp"
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig, origin
+    assert origin.parse(wanted["description"])["net"] == pveconfig.app_net_digest(BAKED)
+    # on 9.1 the init configures them as well: host-managed would do it twice
+    assert "host-managed" not in str(desired(NINE, oci=BAKED_OCI, net={"0": "name=eth0,bridge=vmbr0,ip=dhcp"})["net0"])
+
+
+@pytest.mark.parametrize("net", [
+    {"0": "name=eth0,bridge=vmbr0,ip=10.0.0.5/24"},  # another address
+    {"0": "name=eth1,bridge=vmbr0,ip=dhcp"},  # another name
+    {"0": "name=eth0,bridge=vmbr0,ip=dhcp", "1": "name=eth1,bridge=vmbr0,ip=manual"},  # one more interface
+    None,  # none: the init would fail to find eth0
+])
+def test_a_container_with_other_interfaces_than_the_templates_is_refused(net):
+    params = {"oci": BAKED_OCI}
+    if net is not None:
+        params["net"] = net
+    with pytest.raises(Exception) as info:
+        desired(EIGHT, **params)
+    assert "the template's generated init configures net0 (name=eth0,ip=dhcp)" in str(info.value) and \
+        "nothing was changed" in str(info.value)
+
+
+def test_later_tasks_without_oci_check_the_recorded_digest():
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
+    config = {"hostname": "app", "description": RECORD + " net=" + pveconfig.app_net_digest(BAKED),
+              "net0": "name=eth0,bridge=vmbr0,ip=dhcp,hwaddr=BC:24:11:00:00:01,type=veth"}
+    # the same interface with another bridge is accepted (the init does not care about the bridge)
+    assert desired(EIGHT, config=config, net={"0": "name=eth0,bridge=vmbr1,ip=dhcp"})["net0"]
+    with pytest.raises(Exception, match="configures other interfaces .its record says net="):
+        desired(EIGHT, config=config, net={"0": "name=eth0,bridge=vmbr0,ip=10.0.0.9/24"})
