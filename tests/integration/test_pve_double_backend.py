@@ -559,3 +559,23 @@ def test_an_unprivileged_container_is_idmapped_as_proxmox_makes_it(zdouble):
             idmap = [line for line in handle.read().splitlines() if line.startswith("lxc.idmap")]
         assert idmap == (["lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536"] if unprivileged else [])
         assert api.task("POST", "/nodes/pve1/lxc/%d/status/stop" % vmid) == "OK"
+
+
+def test_root_editing_the_conf_file_changes_the_digest(zdouble):
+    """The digest is the SHA-1 of the conf file (PVE::LXC::Config parse_pct_config), so a raw lxc.* line root
+    writes on the node makes a PUT with the digest read before it fail, as on a real node; the line stays, shows
+    in GET config's ``lxc``, and a PUT with the new digest passes."""
+    double, api = zdouble, Api(zdouble)
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=190, ostemplate="local:vztmpl/t.tar.zst",
+                    rootfs="local-zfs:1") == "OK"
+    stale = api.call("GET", "/nodes/pve1/lxc/190/config")[1]["data"]["digest"]
+    path = os.path.join(double.backend.conf_dir, "190.conf")
+    with open(path, "a") as handle:
+        handle.write("lxc.init.cwd: /srv\n")
+    config = api.call("GET", "/nodes/pve1/lxc/190/config")[1]["data"]
+    assert config["digest"] != stale and ["lxc.init.cwd", "/srv"] in config["lxc"], config
+    status, body = api.call("PUT", "/nodes/pve1/lxc/190/config", memory=160, digest=stale)
+    assert status == 500 and "detected modified configuration" in body["message"], body
+    assert api.call("PUT", "/nodes/pve1/lxc/190/config", memory=160, digest=config["digest"])[0] == 200
+    with open(path) as handle:
+        assert "lxc.init.cwd: /srv\n" in handle.read() and double.backend.containers[190].config["memory"] == "160"

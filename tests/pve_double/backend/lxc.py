@@ -38,12 +38,14 @@ class Container:
         self.pending = {}  # the config file's [pve:pending] section: key -> value ...
         self.pending_delete = []  # ... and its "delete:" list
 
-    def digest(self):
-        # PVE's digest is the sha1 of the config file, where the lock is a line too: taking or releasing a lock
-        # changes it (a PUT with the digest read before the lock was released fails, as on a real node); so is
-        # the [pve:pending] section
+    def digest(self, raw_lines=()):
+        # PVE's digest is the sha1 of the config file (PVE::LXC::Config parse_pct_config: sha1_hex of the raw
+        # text), where the lock is a line too: taking or releasing a lock changes it (a PUT with the digest read
+        # before the lock was released fails, as on a real node); so is the [pve:pending] section, and so are the
+        # lxc.* lines root wrote into the file on the node (``raw_lines``, LxcHost.file_raw_lines)
         items = dict(self.config, lock=self.lock) if self.lock else self.config
         text = "".join("%s: %s\n" % (k, v) for k, v in sorted(items.items()))
+        text += "".join("%s: %s\n" % (k, v) for k, v in raw_lines if k not in items)
         if self.pending or self.pending_delete:
             text += "[pve:pending]\n" + "".join("%s: %s\n" % (k, v) for k, v in sorted(self.pending.items()))
             text += "delete: %s\n" % ",".join(self.pending_delete) if self.pending_delete else ""
@@ -119,6 +121,10 @@ def _hotpluggable(key, config, delete=False):
 class LxcEndpoints:
     """/nodes/{node}/lxc and /nodes/{node}/lxc/{vmid}/... except templates, clones and snapshots."""
 
+    def ct_digest(self, ct):
+        """The config's digest, covering the raw lines root wrote into its conf file (Container.digest)."""
+        return ct.digest(self.file_raw_lines(ct.vmid))
+
     def _check_startable(self, ct):
         if ct.config.get("template") == "1":
             raise ApiError(500, "CT %d is a template - unable to start" % ct.vmid)
@@ -158,7 +164,7 @@ class LxcEndpoints:
         ``value``, its ``pending`` value and ``delete: 1`` for a pending delete; raw lxc.* lines are left out."""
         ct = self._ct(params["vmid"])
         out = []
-        config = dict(ct.config, digest=ct.digest())
+        config = dict(ct.config, digest=self.ct_digest(ct))
         for key in sorted(set(config) | set(ct.pending) | set(ct.pending_delete)):
             if key.startswith("lxc."):
                 continue
@@ -249,7 +255,7 @@ class LxcEndpoints:
         raw += [[k, v] for k, v in self.file_raw_lines(ct.vmid) if k not in config]  # root's lines in the file
         if raw:
             data["lxc"] = raw
-        data["digest"] = ct.digest()
+        data["digest"] = self.ct_digest(ct)
         if ct.lock:
             data["lock"] = ct.lock
         return data
@@ -385,7 +391,7 @@ class LxcEndpoints:
         with self.lock:
             if ct.lock:
                 raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
-            if params.get("digest") and params["digest"] != ct.digest():
+            if params.get("digest") and params["digest"] != self.ct_digest(ct):
                 raise ApiError(500, "detected modified configuration - file changed by other user? "
                                     "Try again.")
             # pve-container PVE/LXC/Config.pm update_pct_config: deletes and changes go into [pve:pending]; then a
@@ -527,7 +533,7 @@ class LxcEndpoints:
         with self.lock:
             if ct.lock:
                 raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))
-            if params.get("digest") and params["digest"] != ct.digest():
+            if params.get("digest") and params["digest"] != self.ct_digest(ct):
                 raise ApiError(500, "detected modified configuration - file changed by other user? Try again.")
             disk = params["disk"]
             if disk not in ct.config:
