@@ -269,9 +269,19 @@ class ContainerManager:
             except ValueError as exc:
                 raise ContainerError("%s: %s; nothing was changed" % (key, exc))
         if features.entrypoint_env:
-            for key in nets:
+            for key in sorted(nets):
                 if "host-managed" not in parsed[key] and key not in baked:
                     wanted[key] = dict(parsed[key], **{"host-managed": "1"})
+                    parsed[key]["host-managed"] = "1"
+                if str(parsed[key].get("host-managed")) == "1" and parsed[key].get("ip6") == "auto" and \
+                        str(parsed[key].get("link_down")) != "1":
+                    # pve-container PVE/LXC.pm update_lxc_config dies at start: the container would be made and
+                    # never run
+                    raise ContainerError(
+                        "%s: ip6=auto: Proxmox VE refuses SLAAC on a host-managed interface (\"SLAAC is not "
+                        "supported for host-managed network configuration\", at start), and a container made from "
+                        "an image needs host-managed interfaces, since the image's command configures none; give "
+                        "ip6 a static address, dhcp or manual; nothing was changed" % key)
             return
         release = ".".join(str(part) for part in features.version[:2])
         template_route = ("or build the template with oci_template's net (the same interfaces), whose generated init "

@@ -211,3 +211,14 @@ def test_later_tasks_without_oci_check_the_recorded_digest():
     assert desired(EIGHT, config=config, net={"0": "name=eth0,bridge=vmbr1,ip=dhcp"})["net0"]
     with pytest.raises(Exception, match="configures other interfaces .its record says net="):
         desired(EIGHT, config=config, net={"0": "name=eth0,bridge=vmbr0,ip=10.0.0.9/24"})
+
+
+def test_on_9_1_slaac_on_a_host_managed_interface_is_refused_before_anything_is_made():
+    """pve-container update_lxc_config dies at start for ip6=auto on a host-managed interface: refused at once,
+    unless the user keeps the interface unmanaged or down."""
+    oci = {"volid": "local:vztmpl/app.tar.zst", "runtime": RUNTIME}
+    for net in ("name=eth0,bridge=vmbr0,ip6=auto", "name=eth0,bridge=vmbr0,ip6=auto,host-managed=1"):
+        with pytest.raises(Exception, match="net0: ip6=auto: Proxmox VE refuses SLAAC on a host-managed interface"):
+            desired(NINE, oci=oci, net={"0": net})
+    for net in ("name=eth0,bridge=vmbr0,ip6=auto,host-managed=0", "name=eth0,bridge=vmbr0,ip6=auto,link_down=1"):
+        assert desired(NINE, oci=oci, net={"0": net})["net0"]
