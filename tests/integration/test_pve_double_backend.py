@@ -579,3 +579,50 @@ def test_root_editing_the_conf_file_changes_the_digest(zdouble):
     assert api.call("PUT", "/nodes/pve1/lxc/190/config", memory=160, digest=config["digest"])[0] == 200
     with open(path) as handle:
         assert "lxc.init.cwd: /srv\n" in handle.read() and double.backend.containers[190].config["memory"] == "160"
+
+
+def test_a_running_containers_new_address_is_applied_live_and_dhcp_started_and_released(zdouble, bridge, tmp_path):
+    """pve-container update_net/update_ipconfig on a running container: a static address changes in its network
+    at once (the new one added, the gateway replaced, the old one deleted); on 9.1 a host-managed interface
+    turned to DHCP gets the host's client started, and turned back to a static address, released (dhclient -r),
+    its pid file gone."""
+    double, api = zdouble, Api(zdouble)
+    nine = double.backend.mode.startswith("9")
+    double.backend.vmid_range = (600, 699)
+    bridge.serve_dhcp(tmp_path)
+    template = double.add_busybox_template("live.tar.zst", tmp_path)
+    base = "name=eth0,bridge=%s,hwaddr=BC:24:11:AA:BB:06,type=veth" % bridge.name + (",host-managed=1" if nine else "")
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=606, ostemplate=template, rootfs="local-zfs:1",
+                    net0=base + ",ip=%s,gw=%s" % (bridge.address(60), bridge.host)) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/606/status/start") == "OK"
+
+    def v4():
+        eth0 = [i for i in api.call("GET", "/nodes/pve1/lxc/606/interfaces")[1]["data"] if i["name"] == "eth0"][0]
+        return [a["ip-address"] for a in eth0["ip-addresses"] if a["ip-address-type"] == "inet"]
+    pid = double.backend.lxc_state(double.backend.containers[606])[1]
+    routes = ["nsenter", "-t", str(pid), "--net", "--", "ip", "-4", "route", "show", "default"]
+    if nine:
+        assert v4() == [bridge.address(60).split("/")[0]]
+    digest = api.call("GET", "/nodes/pve1/lxc/606/config")[1]["data"]["digest"]
+    assert api.call("PUT", "/nodes/pve1/lxc/606/config", digest=digest,
+                    net0=base + ",ip=%s,gw=%s" % (bridge.address(61), bridge.host))[0] == 200
+    assert v4() == [bridge.address(61).split("/")[0]]  # on 8 too: update_ipconfig is not host-managed only
+    default = subprocess.run(routes, stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    if not nine:
+        # the gateway did not change, so nothing sets it; 8 never set it at the start (no host-managed)
+        assert default == ""
+        return
+    assert "via %s" % bridge.host in default
+    pidfile = os.path.join(double.backend.lxc_path, "606", "hook", "dhclient4-eth0.pid")
+    assert api.call("PUT", "/nodes/pve1/lxc/606/config", net0=base + ",ip=dhcp")[0] == 200
+    leased = v4()
+    assert len(leased) == 1 and 100 <= int(leased[0].rsplit(".", 1)[1]) <= 199, leased
+    client = int(open(pidfile).read())
+    assert pid_alive(client)
+    assert api.call("PUT", "/nodes/pve1/lxc/606/config", net0=base + ",ip=%s" % bridge.address(62))[0] == 200
+    for dummy in range(50):
+        if not pid_alive(client):
+            break
+        time.sleep(0.1)
+    assert not pid_alive(client) and v4() == [bridge.address(62).split("/")[0]]
+    assert api.task("POST", "/nodes/pve1/lxc/606/status/stop") == "OK"

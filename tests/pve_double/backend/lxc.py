@@ -398,6 +398,7 @@ class LxcEndpoints:
             # running CT takes what vmconfig_hotplug_pending can change live, a stopped one everything
             # (vmconfig_apply_pending)
             running = self.lxc_state(ct)[0] == "running"
+            live = []
             for key in _keys(params.get("revert")):
                 ct.drop_pending(key)
             for key in _keys(params.get("delete")):
@@ -417,9 +418,15 @@ class LxcEndpoints:
                     if not running:
                         ct.config.pop(key, None)
                 elif not running or _hotpluggable(key, ct.config):
+                    if running and re.match(r"^net\d+$", key) and ct.config.get(key) != _raw(value):
+                        live.append((key, ct.config.get(key), _raw(value)))
                     ct.config[key] = _raw(value)
                 elif ct.config.get(key) != _raw(value):  # cleanup_pending drops one equal to the current value
                     ct.pending[key] = _raw(value)
+        # vmconfig_hotplug_pending -> PVE::LXC::update_net for each changed netN of a running container (outside
+        # the double's global lock: a real node holds only this container's config lock meanwhile)
+        for key, old, new in live:
+            self.update_net(ct, key, old, new)
         return None
 
     def _volumes(self, ct):

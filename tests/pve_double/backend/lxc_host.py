@@ -1,5 +1,6 @@
 """The real LXC under the double's containers: the LXC config PVE would generate, lxc-start and the other tools."""
 
+import ipaddress
 import json
 import os
 import re
@@ -57,6 +58,11 @@ def network_lines(config, warnings, sys_net="/sys/class/net", vmid=None, host_ma
             lines.append(prefix + "flags = up")
         index += 1
     return lines or None
+
+
+def _net_options(value):
+    """The sub-keys of a netN value (a property string as the double keeps it)."""
+    return dict(part.split("=", 1) for part in str(value or "").split(",") if "=" in part)
 
 
 def dhcp_interfaces(config, host_managed=True):
@@ -290,30 +296,109 @@ class LxcHost:
         return len(warnings) + self._start_dhcp(ct, task, hook_dir)
 
     def _start_dhcp(self, ct, task, hook_dir):
-        """pve-container PVE/LXC.pm vm_start then manage_dhclient('start', ...) for each ``dhcp_interfaces``:
-        the HOST's ``/sbin/dhclient -1`` run with ``lxc-attach -s NETWORK|UTSNAME`` in the container's network,
-        pid and lease files in /var/lib/lxc/<vmid>/hook, LXC's dhclient-script writing resolv.conf under
-        ROOTFS=/proc/<pid>/root; a failure is ``log_warn("DHCP failed - ...")`` (the task ends WARNINGS).
-        Real runs it under ``aa-exec -p unconfined``; the double's containers are unconfined already.
-        Returns the number of warnings."""
+        """pve-container PVE/LXC.pm vm_start then manage_dhclient('start', ...) for each ``dhcp_interfaces``;
+        a failure is ``log_warn("DHCP failed - ...")`` (the task ends WARNINGS).  Returns the number of
+        warnings."""
         wanted = dhcp_interfaces(ct.config, host_managed=self.mode.startswith("9"))
-        if not wanted:
-            return 0
-        os.makedirs(hook_dir, exist_ok=True)
-        pid = self.lxc_state(ct)[1]
-        script = os.path.join(self.lxc_tools.prefix or "/usr", "share", "lxc", "hooks", "dhclient-script")
         warnings = 0
         for version, name in wanted:
-            base = os.path.join(hook_dir, "dhclient%d-%s" % (version, name))
-            proc = self._lxc(ct, "lxc-attach", "-s", "NETWORK|UTSNAME", "--", DHCLIENT, "-1", "-%d" % version,
-                             "-pf", base + ".pid", "-lf", base + ".leases", "-e", "ROOTFS=/proc/%s/root" % pid,
-                             "-sf", script, name)
+            proc = self._dhclient(ct, "start", version, name, hook_dir)
             if proc.returncode != 0:
                 output = proc.stdout.strip().splitlines()
                 task.log("WARN: DHCP failed - command 'dhclient -%d %s' failed: exit code %d%s"
                          % (version, name, proc.returncode, (": " + output[-1]) if output else ""))
                 warnings += 1
         return warnings
+
+    def _dhclient(self, ct, action, version, name, hook_dir=None):
+        """pve-container PVE/LXC.pm manage_dhclient: the HOST's ``/sbin/dhclient`` (``-1`` to start, ``-r`` to
+        release and stop the running one) with ``lxc-attach -s NETWORK|UTSNAME`` in the container's network, pid
+        and lease files in /var/lib/lxc/<vmid>/hook, LXC's dhclient-script writing resolv.conf under
+        ROOTFS=/proc/<pid>/root.  Real runs it under ``aa-exec -p unconfined``; the double's containers are
+        unconfined already."""
+        hook_dir = hook_dir or os.path.join(self.lxc_path, str(ct.vmid), "hook")
+        if action == "start":
+            os.makedirs(hook_dir, exist_ok=True)
+        pid = self.lxc_state(ct)[1]
+        script = os.path.join(self.lxc_tools.prefix or "/usr", "share", "lxc", "hooks", "dhclient-script")
+        base = os.path.join(hook_dir, "dhclient%d-%s" % (version, name))
+        return self._lxc(ct, "lxc-attach", "-s", "NETWORK|UTSNAME", "--", DHCLIENT,
+                         "-1" if action == "start" else "-r", "-%d" % version, "-pf", base + ".pid",
+                         "-lf", base + ".leases", "-e", "ROOTFS=/proc/%s/root" % pid, "-sf", script, name)
+
+    def update_net(self, ct, key, old, new):
+        """A netN change on a running container, as pve-container PVE/LXC.pm update_net does it (from
+        vmconfig_hotplug_pending): a new bridge re-plugs the host end (tap_unplug, net_tap_plug), then
+        update_ipconfig changes the addresses live in the container's network.  Not emulated: a new name or
+        MAC address (update_net deletes the veth and hot-plugs a new one) and a new interface (hotplug_net):
+        those apply at the next start."""
+        state, pid = self.lxc_state(ct)
+        if state != "running" or not pid or not old:
+            return
+        oldo, newo = _net_options(old), _net_options(new)
+        if oldo.get("name") != newo.get("name") or oldo.get("hwaddr") != newo.get("hwaddr"):
+            return
+        veth = "veth%di%s" % (ct.vmid, key[3:])
+        if newo.get("bridge") and newo.get("bridge") != oldo.get("bridge"):
+            subprocess.run(["ip", "link", "set", "dev", veth, "nomaster"], check=False)
+            subprocess.run(["ip", "link", "set", "dev", veth, "master", newo["bridge"], "up"], check=False)
+        self.update_ipconfig(ct, int(pid), oldo, newo)
+
+    def update_ipconfig(self, ct, pid, oldo, newo):
+        """pve-container PVE/LXC.pm update_ipconfig, per IP version: a new DHCP address of a host-managed
+        interface starts the host's client and an old one releases it (manage_dhclient); a static address is
+        added first (a failure cancels that version), then the gateway replaced (a gateway outside the subnet
+        gets its own route; a failure removes the new address and cancels), then the old address deleted.
+        Failures are only warnings on a real node (the API call succeeds)."""
+        eth = newo.get("name")
+        nine = self.mode.startswith("9")
+
+        def ip(*args):
+            return subprocess.run(["nsenter", "-t", str(pid), "--net", "--", "ip"] + list(args), check=False,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+        def in_cidr(gateway, cidr):
+            try:
+                return ipaddress.ip_address(gateway) in ipaddress.ip_interface(cidr).network
+            except ValueError:
+                return False
+        for version in (4, 6):
+            suffix = "" if version == 4 else "6"
+            family = "-%d" % version
+            newip, newgw = newo.get("ip" + suffix), newo.get("gw" + suffix)
+            oldip, oldgw = oldo.get("ip" + suffix), oldo.get("gw" + suffix)
+            change_ip, change_gw = oldip != newip, oldgw != newgw
+            if not change_ip and not change_gw:
+                continue
+            real_ip = bool(newip) and newip not in ("auto", "dhcp", "manual")
+            if change_ip:
+                if nine and newo.get("host-managed") == "1" and newip == "dhcp":
+                    self._dhclient(ct, "start", version, eth)
+                if nine and oldo.get("host-managed") == "1" and oldip == "dhcp":
+                    self._dhclient(ct, "stop", version, eth)
+                if real_ip and not ip(family, "addr", "add", newip, "dev", eth):
+                    continue
+            elif nine and oldo.get("host-managed") == "1" and newo.get("host-managed") != "1":
+                self._dhclient(ct, "stop", version, eth)
+            if change_gw:
+                if newgw:
+                    routed = True
+                    if real_ip and not in_cidr(newgw, newip):
+                        routed = ip(family, "route", "add", newgw, "dev", eth)
+                    if not routed or not ip(family, "route", "replace", "default", "via", newgw):
+                        if change_ip and real_ip:
+                            ip(family, "addr", "del", newip, "dev", eth)
+                        continue
+                else:
+                    ip(family, "route", "del", "default")
+                if oldgw and oldip and not in_cidr(oldgw, oldip):
+                    ip(family, "route", "del", oldgw, "dev", eth)
+            if change_ip and oldip and oldip not in ("auto", "dhcp"):
+                if version == 4:
+                    subprocess.run(["nsenter", "-t", str(pid), "--net", "--", "sysctl", "-qw",
+                                    "net.ipv4.conf.%s.promote_secondaries=1" % eth], check=False,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                ip(family, "addr", "del", oldip, "dev", eth)
 
     def interfaces(self, ct):
         """pve-container PVE/LXC.pm get_interfaces: ``nsenter -t <pid> --net -- ip --json a`` in the running
