@@ -58,7 +58,8 @@ def app_process(double, vmid):
     ct = double.backend.containers[vmid]
     state, init = double.backend.lxc_state(ct)
     assert state == "running"
-    for pid in [int(init)] + child_pids(int(init)):
+    pids = [int(init)] + child_pids(int(init))
+    for pid in pids:
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             argv = [a.decode() for a in handle.read().split(b"\0")[:-1]]
         if argv and argv[0] == "httpd":
