@@ -408,6 +408,9 @@ def test_every_endpoint_answers_in_both_modes(zdouble, tmp_path, bed):
         status, body = api.call("GET", "/nodes/pve1/tasks/%s/%s" % (upid, path))
         assert status == 200, body
     assert api.task("POST", "/nodes/pve1/lxc/191/status/stop") == "OK"
+    assert api.call("PUT", "/nodes/pve1/lxc/192/config", mp0="local-zfs:1,mp=/data")[0] == 200
+    assert api.task("POST", "/nodes/pve1/lxc/192/move_volume", volume="mp0",
+                    **{"target-vmid": 191, "target-volume": "mp0"}) == "OK"
     upload = tmp_path / "extra.tar"
     subprocess.run(["tar", "-cf", str(upload), "-T", "/dev/null"], check=True)
     with open(str(upload), "rb") as handle:
@@ -626,3 +629,125 @@ def test_a_running_containers_new_address_is_applied_live_and_dhcp_started_and_r
         time.sleep(0.1)
     assert not pid_alive(client) and v4() == [bridge.address(62).split("/")[0]]
     assert api.task("POST", "/nodes/pve1/lxc/606/status/stop") == "OK"
+
+
+# -- mount point volumes (issue 17): allocation and the template's content at create, mounting at start,
+# snapshots of every volume, a deleted mount point kept as unusedN, and move_volume with target-vmid
+
+
+@pytest.fixture
+def vdouble(zdouble91, tmp_path):
+    """The 9.1 double with a busybox template that has /data (owned by uid 1000, mode 0750, a file in it)."""
+    double = zdouble91
+    template = double.add_busybox_template(
+        "vol.tar.zst", tmp_path, files={"data/seed.txt": "seed\n"},
+        owners={"data": (1000, 1000, 0o750), "data/seed.txt": (1000, 1000, 0o640)})
+    return double, Api(double), template
+
+
+def zfs_names(pool, kind="filesystem"):
+    return subprocess.run(["zfs", "list", "-H", "-t", kind, "-o", "name", "-r", pool], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout.split()
+
+
+def attach(double, vmid, *argv, uid=0):
+    ids = ["-u", str(uid), "-g", str(uid)] if uid else []
+    return subprocess.run([double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n",
+                           str(vmid)] + ids + ["--"] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
+
+
+def test_a_mount_point_is_allocated_filled_from_the_template_mounted_and_snapshotted(vdouble):
+    double, api, template = vdouble
+    pool = double.backend.storages["local-zfs"]["pool"]
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=170, ostemplate=template, rootfs="local-zfs:1",
+                    mp0="local-zfs:1,mp=/data,backup=1", unprivileged=1) == "OK"
+    config = api.call("GET", "/nodes/pve1/lxc/170/config")[1]["data"]
+    assert config["mp0"] == "local-zfs:subvol-170-disk-1,mp=/data,backup=1,size=1G", config
+    volume = double.backend.volume_path("local-zfs:subvol-170-disk-1")
+    rootfs = double.backend.volume_path("local-zfs:subvol-170-disk-0")
+    # create_disks then the extraction with the volume mounted: the template's /data is the volume's, shifted
+    assert os.listdir(volume) == ["seed.txt"] and os.listdir(os.path.join(rootfs, "data")) == []
+    info = os.stat(volume)
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (101000, 101000, 0o750)
+    assert os.stat(os.path.join(volume, "seed.txt")).st_uid == 101000
+    assert subprocess.run(["zfs", "get", "-H", "-o", "value", "refquota", pool + "/subvol-170-disk-1"],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip() == "1G"
+
+    assert api.task("POST", "/nodes/pve1/lxc/170/status/start") == "OK"
+    seen = attach(double, 170, "/bin/busybox", "stat", "-c", "%u %a", "/data/seed.txt")
+    assert seen.stdout.split() == ["1000", "640"], seen.stdout
+    # the image's user writes to its populated volume (the container's root could not on zfs-fuse, which checks
+    # permissions itself, by host uid, where ZFS on Linux lets the kernel do it)
+    wrote = attach(double, 170, "/bin/busybox", "sh", "-c", "echo one > /data/count", uid=1000)
+    assert wrote.returncode == 0, wrote.stdout
+    assert open(os.path.join(volume, "count")).read() == "one\n"
+    assert api.task("POST", "/nodes/pve1/lxc/170/status/stop") == "OK"
+
+    # a snapshot covers every volume, and a rollback brings the mount point's data back
+    assert api.task("POST", "/nodes/pve1/lxc/170/snapshot", snapname="s1") == "OK"
+    assert sorted(zfs_names(pool, "snapshot")) == [pool + "/subvol-170-disk-0@s1", pool + "/subvol-170-disk-1@s1"]
+    with open(os.path.join(volume, "count"), "w") as handle:
+        handle.write("two\n")
+    assert api.task("POST", "/nodes/pve1/lxc/170/snapshot/s1/rollback") == "OK"
+    assert open(os.path.join(volume, "count")).read() == "one\n"
+
+    # a deleted mount point that a snapshot still references is not kept as unused (the snapshot keeps it)
+    assert api.call("PUT", "/nodes/pve1/lxc/170/config", delete="mp0")[0] == 200
+    config = api.call("GET", "/nodes/pve1/lxc/170/config")[1]["data"]
+    assert "mp0" not in config and "unused0" not in config
+    assert api.task("DELETE", "/nodes/pve1/lxc/170/snapshot/s1") == "OK"
+    assert zfs_names(pool, "snapshot") == []
+    # a new one, added to the stopped container, is allocated; deleted, it becomes unused0
+    assert api.call("PUT", "/nodes/pve1/lxc/170/config", mp1="local-zfs:1,mp=/cache")[0] == 200
+    config = api.call("GET", "/nodes/pve1/lxc/170/config")[1]["data"]
+    assert config["mp1"] == "local-zfs:subvol-170-disk-2,mp=/cache,size=1G", config
+    assert api.call("PUT", "/nodes/pve1/lxc/170/config", delete="mp1")[0] == 200
+    assert api.call("GET", "/nodes/pve1/lxc/170/config")[1]["data"]["unused0"] == "local-zfs:subvol-170-disk-2"
+    # the container's delete takes every volume of its config (rootfs and unused0; disk-1 is no longer in it)
+    assert api.task("DELETE", "/nodes/pve1/lxc/170") == "OK"
+    assert zfs_names(pool) == [pool, pool + "/subvol-170-disk-1"]
+
+
+def test_move_volume_reassigns_a_volume_and_refuses_what_proxmox_refuses(vdouble):
+    double, api, template = vdouble
+    pool = double.backend.storages["local-zfs"]["pool"]
+    for vmid in (171, 172):
+        assert api.task("POST", "/nodes/pve1/lxc", vmid=vmid, ostemplate=template, rootfs="local-zfs:1",
+                        mp0="local-zfs:1,mp=/data", unprivileged=1) == "OK"
+    volume = double.backend.volume_path("local-zfs:subvol-171-disk-1")
+    with open(os.path.join(volume, "mark"), "w") as handle:
+        handle.write("from 171\n")
+
+    def refused(status, message, **params):
+        answer = api.call("POST", "/nodes/pve1/lxc/171/move_volume", **params)
+        assert answer[0] == status and message in (answer[1].get("message") or "") + str(answer[1].get("errors")), \
+            answer
+
+    refused(500, "Target volume key 'mp0' is already in use for container '172'", volume="mp0", **{"target-vmid": 172})
+    refused(500, "volume 'mp3' for container '171' does not exist", volume="mp3", **{"target-vmid": 172})
+    refused(400, "either set 'storage' or 'target-vmid', but not both", volume="mp0", storage="local",
+            **{"target-vmid": 172, "target-volume": "mp1"})
+    refused(400, "both 'storage' and 'target-vmid' missing", volume="mp0")
+    refused(500, "Container 171: detected modified configuration", volume="mp0", digest="0" * 40,
+            **{"target-vmid": 172, "target-volume": "mp1"})
+    assert api.task("POST", "/nodes/pve1/lxc/171/status/start") == "OK"
+    refused(500, "Cannot move in-use volume while the source CT is running - detach or shutdown first",
+            volume="mp0", **{"target-vmid": 172, "target-volume": "mp1"})
+    assert api.task("POST", "/nodes/pve1/lxc/171/status/stop") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/171/snapshot", snapname="before") == "OK"
+    refused(500, "Cannot move volume used by a snapshot to another container", volume="mp0",
+            **{"target-vmid": 172, "target-volume": "mp1"})
+    assert api.task("DELETE", "/nodes/pve1/lxc/171/snapshot/before") == "OK"
+
+    # the reassignment: the dataset renamed to the target's next free disk name, both configs updated
+    upid = api.call("POST", "/nodes/pve1/lxc/171/move_volume", volume="mp0",
+                    **{"target-vmid": 172, "target-volume": "mp1"})[1]["data"]
+    assert ":move_volume:171-mp0>172-mp1:" in upid
+    assert api.wait(upid) == "OK"
+    assert "mp0" not in api.call("GET", "/nodes/pve1/lxc/171/config")[1]["data"]
+    target = api.call("GET", "/nodes/pve1/lxc/172/config")[1]["data"]
+    assert target["mp1"] == "local-zfs:subvol-172-disk-2,mp=/data,size=1G", target
+    assert pool + "/subvol-171-disk-1" not in zfs_names(pool)
+    with open(os.path.join(double.backend.volume_path("local-zfs:subvol-172-disk-2"), "mark")) as handle:
+        assert handle.read() == "from 171\n"

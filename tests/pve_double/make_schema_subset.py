@@ -23,7 +23,7 @@ ENDPOINTS = (
     "/nodes/{node}/lxc/{vmid}/status/start", "/nodes/{node}/lxc/{vmid}/status/stop",
     "/nodes/{node}/lxc/{vmid}/status/shutdown", "/nodes/{node}/lxc/{vmid}/status/reboot",
     "/nodes/{node}/lxc/{vmid}/template", "/nodes/{node}/lxc/{vmid}/clone", "/nodes/{node}/lxc/{vmid}/resize",
-    "/nodes/{node}/lxc/{vmid}/snapshot",
+    "/nodes/{node}/lxc/{vmid}/move_volume", "/nodes/{node}/lxc/{vmid}/snapshot",
     "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback",
     "/nodes/{node}/storage", "/nodes/{node}/storage/{storage}/content",
     "/nodes/{node}/storage/{storage}/content/{volume}", "/nodes/{node}/storage/{storage}/upload",

@@ -246,8 +246,9 @@ class Double:
     HALTING_INIT = "#!/bin/sh\ntrap 'exit 0' PWR TERM\n/bin/sleep 300 &\nwait\n"  # honours the halt signal
     STUBBORN_INIT = "#!/bin/sh\nexec /bin/sleep 300\n"  # sleep as PID 1 ignores it, as many apps do
 
-    def add_busybox_template(self, name, workdir, init=HALTING_INIT, files=None):
-        """A busybox template ``local:vztmpl/<name>`` (sh, sleep; /sbin/init is ``init``; ``files``: path -> text)."""
+    def add_busybox_template(self, name, workdir, init=HALTING_INIT, files=None, owners=None):
+        """A busybox template ``local:vztmpl/<name>`` (sh, sleep; /sbin/init is ``init``; ``files``: path -> text;
+        ``owners``: path -> (uid, gid, mode) of files or directories, created as directories when missing)."""
         rootfs = os.path.join(str(workdir), "rootfs-" + name.split(".")[0])
         for sub in ("bin", "sbin", "dev", "tmp"):
             os.makedirs(os.path.join(rootfs, sub))
@@ -260,6 +261,12 @@ class Double:
             with open(target, "w") as handle:
                 handle.write(text)
         os.chmod(os.path.join(rootfs, "sbin", "init"), 0o755)
+        for path, (uid, gid, mode) in sorted((owners or {}).items()):
+            target = os.path.join(rootfs, path)
+            if not os.path.exists(target):
+                os.makedirs(target)
+            os.chown(target, uid, gid)
+            os.chmod(target, mode)
         template = os.path.join(self.backend.storages["local"]["path"], "template", "cache", name)
         subprocess.run(["tar", "--zstd", "-cf", template, "-C", rootfs, "."], check=True)
         return "local:vztmpl/" + name
@@ -425,6 +432,7 @@ class Double:
             ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"): b.lxc_stop,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
             ("PUT", "/nodes/{node}/lxc/{vmid}/resize"): b.lxc_resize,
+            ("POST", "/nodes/{node}/lxc/{vmid}/move_volume"): b.move_volume,
         }
         routes = dict((key, _without_user(f)) for key, f in handlers.items())
         routes.update(with_user)

@@ -10,8 +10,9 @@ nodes, node status, next id, cluster resources), storage.py (listing,
 content, upload, OCI registry pull, volume delete), lxc.py (container
 lifecycle and config), lxc_host.py (the real LXC under the containers: the
 generated LXC config, lxc-start/-stop), snapshots.py (templates, clones and
-snapshots on zfspool storages), tasks.py (task status and log), and
-oci_archive.py (9.1's OCI archive import).
+snapshots on zfspool storages), volumes.py (mount point volumes and
+move_volume), tasks.py (task status and log), and oci_archive.py (9.1's OCI
+archive import).
 """
 
 import os
@@ -27,12 +28,14 @@ from .oci_archive import import_oci_archive, is_oci_archive
 from .snapshots import SnapshotEndpoints
 from .storage import VZTMPL_NAME, StorageEndpoints
 from .tasks import TaskEndpoints
+from .volumes import VolumeEndpoints
 
 __all__ = ["Backend", "Container", "DEFAULT_RESOURCES_LAG", "CGROUP_ROOT", "VERSIONS", "VZTMPL_NAME", "cgroup_limits", "import_oci_archive",
            "is_oci_archive", "network_lines"]
 
 
-class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, SnapshotEndpoints, TaskEndpoints):
+class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, SnapshotEndpoints, VolumeEndpoints,
+              TaskEndpoints):
     def __init__(self, root, mode="9.1", node="pve1", zfs_root=None, vmid_range=(100, 999999999),
                  dir_storages=None, resources_lag=DEFAULT_RESOURCES_LAG, lxc=None, importer=None):
         """``vmid_range``: what nextid hands out (datacenter.cfg's next-id lower/upper); ``dir_storages``:

@@ -304,11 +304,19 @@ class LxcEndpoints:
             raise ApiError(500, "storage '%s' does not exist" % storage)
         zfs = self.storages[storage]["type"] == "zfspool"
 
+        made = []  # the mount point volumes allocated so far
+
         def cleanup(task):
             if zfs:
                 destroy_dataset("%s/subvol-%d-disk-0" % (self.storages[storage]["pool"], vmid))
             else:
                 shutil.rmtree(os.path.join(self.storages[storage]["path"], "images", str(vmid)), ignore_errors=True)
+            for volume in made:  # create_disks' cleanup: what it allocated goes again
+                if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+                    destroy_dataset(self.dataset(volume))
+                else:
+                    shutil.rmtree(os.path.join(self.storages[volume.split(":")[0]]["path"], "images", str(vmid)),
+                                  ignore_errors=True)
             with self.lock:
                 self.containers.pop(vmid, None)
             ct.lock = None
@@ -332,6 +340,8 @@ class LxcEndpoints:
                 if id_map:
                     # the restore runs as the container's root (PVE::LXC::userns_command): it owns the rootfs
                     os.chown(rootfs, id_map[0][2], id_map[1][2])
+                # create_disks: the mount points' volumes too (rootfs is disk-0)
+                made.extend(self.allocate_mount_points(ct))
                 if self.mode.startswith("9") and is_oci_archive(template):
                     task.log("detected OCI archive '%s'" % template)
                     ct.config.update(import_oci_archive(template, rootfs, task, ct.config, self.importer))
@@ -340,6 +350,7 @@ class LxcEndpoints:
                         shift_owners(rootfs, id_map)
                     ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
                                                                        else "")
+                    self.fill_mount_points(ct, rootfs)
                     self._setup_os(ct, rootfs, task)
                     return 0
                 task.log("extracting archive '%s'" % template)
@@ -365,6 +376,7 @@ class LxcEndpoints:
                     shift_owners(rootfs, id_map)
                 ct.config["rootfs"] = "%s:%s" % (storage, name) + (",size=%sG" % size if zfs and size != "0"
                                                                    else "")
+                self.fill_mount_points(ct, rootfs)
                 self._setup_os(ct, rootfs, task)
             finally:
                 ct.lock = None
@@ -403,7 +415,9 @@ class LxcEndpoints:
                 ct.drop_pending(key)
             for key in _keys(params.get("delete")):
                 ct.drop_pending(key)
-                if not running or _hotpluggable(key, ct.config, delete=True):
+                if not running and re.match(r"^mp\d+$", key):
+                    self.detach_mount_point(ct, key)  # its volume becomes unusedN (volumes.py)
+                elif not running or _hotpluggable(key, ct.config, delete=True):
                     ct.config.pop(key, None)
                 else:
                     ct.pending_delete.append(key)
@@ -423,6 +437,14 @@ class LxcEndpoints:
                     ct.config[key] = _raw(value)
                 elif ct.config.get(key) != _raw(value):  # cleanup_pending drops one equal to the current value
                     ct.pending[key] = _raw(value)
+            # create_disks for a new mount point given as STORAGE:SIZE (vmconfig_apply_pending, or the hot-plug of
+            # a running CT, which the double mounts only at the next start)
+            new_mps = [key for key in params if re.match(r"^mp\d+$", key) and key in ct.config]
+            if new_mps:
+                try:
+                    self.allocate_mount_points(ct, new_mps)
+                except TaskFailed as exc:
+                    raise ApiError(500, str(exc))
         # vmconfig_hotplug_pending -> PVE::LXC::update_net for each changed netN of a running container (outside
         # the double's global lock: a real node holds only this container's config lock meanwhile)
         for key, old, new in live:

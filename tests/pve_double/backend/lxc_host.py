@@ -257,7 +257,7 @@ class LxcHost:
         return config_lines(ct.config.get("hostname", "CT%d" % ct.vmid),
                             self.volume_path(ct.config["rootfs"].split(",")[0]),
                             ct.config.get("entrypoint", "/sbin/init"), env={"TERM": "linux"},
-                            extra=idmap + hook + runtime_env + limits + raw,
+                            extra=idmap + hook + self.mount_lines(ct) + runtime_env + limits + raw,
                             net=network_lines(ct.config, warnings, vmid=ct.vmid,
                                               host_managed=self.mode.startswith("9")))
 
@@ -275,7 +275,7 @@ class LxcHost:
             # the container's root (uid 100000) must pass through the directories above its LXC directory and
             # rootfs, as through /var/lib/lxc on a node ("Could not access ... Please grant it x access"); the
             # double lives in test directories that are 0700
-            for path in (cdir, self.volume_path(ct.config["rootfs"].split(",")[0])):
+            for path in [cdir, self.volume_path(ct.config["rootfs"].split(",")[0])] + self.volume_paths(ct):
                 searchable(os.path.dirname(path))
         ensure_mountpoints(self.volume_path(ct.config["rootfs"].split(",")[0]))
         warnings = []

@@ -9,6 +9,7 @@ import time
 from ..schema import ApiError
 from ..tasks import TaskFailed
 from .lxc import Container
+from .volumes import is_volume, mount_points
 
 # seconds between the template call's null answer and its worker's start (a real fork_worker takes a moment too)
 TEMPLATE_WORKER_DELAY = 0.3
@@ -168,14 +169,18 @@ class SnapshotEndpoints:
 
     def snapshot_create(self, params, user):
         ct = self._ct(params["vmid"])
-        volume = self._zfs_volume(ct, "snapshot")
+        volumes = self.snapshot_volumes(ct.config, "snapshot")  # rootfs and every mount point volume
         name = params["snapname"]
         if name in ct.snapshots:
             raise ApiError(500, "snapshot name '%s' already used" % name)
 
         def work(task):
-            self._zfs("snapshot", "%s@%s" % (self.dataset(volume), name))
-            ct.snapshots[name] = {"snaptime": int(time.time()), "config": dict(ct.config),
+            for volume in volumes:
+                self._zfs("snapshot", "%s@%s" % (self.dataset(volume), name))
+            # pve-guest-common AbstractConfig __snapshot_copy_config: the copy leaves out unusedN and the description
+            config = dict((k, v) for k, v in ct.config.items()
+                          if not re.match(r"^unused\d+$", k) and k != "description")
+            ct.snapshots[name] = {"snaptime": int(time.time()), "config": config,
                                   "description": params.get("description", "")}
             return 0
 
@@ -183,13 +188,15 @@ class SnapshotEndpoints:
 
     def snapshot_delete(self, params, user):
         ct = self._ct(params["vmid"])
-        volume = self._zfs_volume(ct, "snapshot")
+        self._zfs_volume(ct, "snapshot")
         name = params["snapname"]
         if name not in ct.snapshots:
             raise ApiError(500, "snapshot '%s' does not exist" % name)
 
         def work(task):
-            self._zfs("destroy", "%s@%s" % (self.dataset(volume), name))
+            # the volumes of the snapshot's config (snapshot_delete: __snapshot_foreach_volume of the snapshot)
+            for volume in self.snapshot_volumes(ct.snapshots[name]["config"], "snapshot"):
+                self._zfs("destroy", "%s@%s" % (self.dataset(volume), name))
             ct.snapshots.pop(name, None)
             return 0
 
@@ -201,6 +208,7 @@ class SnapshotEndpoints:
         name = params["snapname"]
         if name not in ct.snapshots:
             raise ApiError(500, "snapshot '%s' does not exist" % name)
+        volumes = self.snapshot_volumes(ct.snapshots[name]["config"], "snapshot")
         newest = list(ct.snapshots)[-1] == name
         if params.get("start"):
             self._check_startable(ct)
@@ -213,8 +221,23 @@ class SnapshotEndpoints:
             if self.lxc_state(ct)[0] == "running":
                 task.log("stopping CT %d" % ct.vmid)
                 self._lxc(ct, "lxc-stop", "-k")
-            self._zfs("rollback", "%s@%s" % (self.dataset(volume), name))
-            ct.config = dict(ct.snapshots[name]["config"])
+            for each in volumes:  # every volume of the snapshot (rootfs first)
+                self._zfs("rollback", "%s@%s" % (self.dataset(each), name))
+            # pve-guest-common AbstractConfig snapshot_rollback: a volume mounted now that the snapshot lacks becomes
+            # unusedN (__snapshot_rollback_get_unused, add_unused_volume); __snapshot_apply_config keeps the current
+            # description and unusedN and copies the rest from the snapshot
+            snap = ct.snapshots[name]["config"]
+            keep = [v for dummy, v, dummy2 in mount_points(ct.config) if is_volume(v)]
+            keep = [v for v in [ct.config.get("rootfs", "").split(",")[0]] + keep
+                    if v and v not in self.snapshot_volumes(snap, "snapshot")]
+            newconf = dict((k, v) for k, v in ct.config.items() if re.match(r"^unused\d+$", k) or k == "description")
+            for loose in keep:
+                number = 0
+                while "unused%d" % number in newconf:
+                    number += 1
+                newconf["unused%d" % number] = loose
+            newconf.update((k, v) for k, v in snap.items() if k != "description" and not re.match(r"^unused\d+$", k))
+            ct.config = newconf
             if params.get("start"):
                 task.log("starting CT %d" % ct.vmid)
                 return self._start_now(ct, task)  # its warnings (what the host cannot do) count here too
