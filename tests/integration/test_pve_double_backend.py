@@ -411,6 +411,9 @@ def test_every_endpoint_answers_in_both_modes(zdouble, tmp_path, bed):
     assert api.call("PUT", "/nodes/pve1/lxc/192/config", mp0="local-zfs:1,mp=/data")[0] == 200
     assert api.task("POST", "/nodes/pve1/lxc/192/move_volume", volume="mp0",
                     **{"target-vmid": 191, "target-volume": "mp0"}) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/191/snapshot", snapname="every") == "OK"
+    status, body = api.call("GET", "/nodes/pve1/lxc/191/snapshot/every/config")
+    assert status == 200 and body["data"]["mp0"].startswith("local-zfs:subvol-191-disk-"), body
     upload = tmp_path / "extra.tar"
     subprocess.run(["tar", "-cf", str(upload), "-T", "/dev/null"], check=True)
     with open(str(upload), "rb") as handle:

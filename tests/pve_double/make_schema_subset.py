@@ -25,6 +25,7 @@ ENDPOINTS = (
     "/nodes/{node}/lxc/{vmid}/template", "/nodes/{node}/lxc/{vmid}/clone", "/nodes/{node}/lxc/{vmid}/resize",
     "/nodes/{node}/lxc/{vmid}/move_volume", "/nodes/{node}/lxc/{vmid}/snapshot",
     "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback",
+    "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config",
     "/nodes/{node}/storage", "/nodes/{node}/storage/{storage}/content",
     "/nodes/{node}/storage/{storage}/content/{volume}", "/nodes/{node}/storage/{storage}/upload",
     "/nodes/{node}/storage/{storage}/oci-registry-pull", "/nodes/{node}/tasks/{upid}/status",

@@ -413,6 +413,7 @@ class Double:
             ("GET", "/nodes/{node}/tasks/{upid}/status"): b.task_status,
             ("GET", "/nodes/{node}/storage"): b.storage_list,
             ("GET", "/nodes/{node}/lxc/{vmid}/snapshot"): b.snapshot_list,
+            ("GET", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config"): b.snapshot_config,
             ("GET", "/nodes/{node}/lxc/{vmid}/pending"): b.pending,
             ("POST", "/nodes/{node}/lxc/{vmid}/template"): lambda p: b.lxc_template(p, None),
             ("GET", "/nodes/{node}/storage/{storage}/content"): b.storage_content,

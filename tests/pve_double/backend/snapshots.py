@@ -167,6 +167,18 @@ class SnapshotEndpoints:
             current["parent"] = parent
         return out + [current]
 
+    def snapshot_config(self, params):
+        """GET .../snapshot/{snapname}/config (pve-container PVE/API2/LXC/Snapshot.pm get_snapshot_config): the
+        config kept with the snapshot, with its digest."""
+        ct = self._ct(params["vmid"])
+        snap = ct.snapshots.get(params["snapname"])
+        if snap is None:
+            raise ApiError(500, "snapshot '%s' does not exist" % params["snapname"])
+        config = dict(snap["config"], snaptime=snap["snaptime"])
+        if snap.get("description"):
+            config["description"] = snap["description"]
+        return config
+
     def snapshot_create(self, params, user):
         ct = self._ct(params["vmid"])
         volumes = self.snapshot_volumes(ct.config, "snapshot")  # rootfs and every mount point volume
