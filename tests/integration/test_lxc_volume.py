@@ -4,6 +4,7 @@ before any change."""
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -92,3 +93,43 @@ def test_a_volume_moves_with_its_data_once_and_refusals_change_nothing(installed
         assert handle.read() == "161's data\n"
     again = installed_collection.playbook(move)
     assert again.rc == 0 and not result(again)["changed"], result(again)
+
+
+def test_a_larger_mount_point_grows_in_place_and_a_smaller_one_is_refused(installed_collection, zdouble91, tmp_path):
+    """lxc_container with a bigger STORAGE:SIZE for an existing mount point: Proxmox VE would allocate a new,
+    empty volume (the old one kept only as unusedN); the module resizes the one the data is on instead, and
+    refuses a smaller size before any change."""
+    double = zdouble91
+    template = double.add_busybox_template("grow.tar.zst", tmp_path)
+    pool = double.backend.storages["local-zfs"]["pool"]
+
+    def play(size):
+        return write_pve_play(tmp_path, double, "grow%d.yml" % size, """\
+            - lxcri.proxmox.lxc_container:
+                vmid: 163
+                hostname: grow
+                ostemplate: %s
+                storage: local-zfs
+                disk_size: 1
+                mounts: {"0": "local-zfs:%d,mp=/data"}
+                state: stopped
+            """ % (template, size))
+    assert installed_collection.playbook(play(1)).rc == 0
+    with open(os.path.join(double.backend.volume_path("local-zfs:subvol-163-disk-1"), "mark"), "w") as handle:
+        handle.write("kept\n")
+    grown = installed_collection.playbook(play(2))
+    assert grown.rc == 0, grown
+    config = double.backend.containers[163].config
+    assert config["mp0"].startswith("local-zfs:subvol-163-disk-1,") and "size=2G" in config["mp0"], config
+    assert not [k for k in config if k.startswith("unused")], config
+    with open(os.path.join(double.backend.volume_path("local-zfs:subvol-163-disk-1"), "mark")) as handle:
+        assert handle.read() == "kept\n"
+    assert subprocess.run(["zfs", "get", "-H", "-o", "value", "refquota", pool + "/subvol-163-disk-1"],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip() == "2G"
+    again = installed_collection.playbook(play(2))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    before = dict(config)
+    shrunk = installed_collection.playbook(play(1))
+    assert shrunk.rc != 0 and "mp0 is 2G and 1G was asked: Proxmox VE cannot shrink a volume" in \
+        [t["result"]["msg"] for t in shrunk.results["tasks"] if t["status"] == "failed"][0]
+    assert double.backend.containers[163].config == before

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
@@ -558,10 +559,53 @@ class ContainerManager:
                                  % (pveconfig.format_size(have_size), pveconfig.format_size(asked)))
         return wanted, asked
 
-    def resize(self, node, vmid, size):
-        self.session.perform("resized", lambda: self.session.task(node, "resize", lambda: self.client.put(
-            "/nodes/{node}/lxc/{vmid}/resize", {"disk": "rootfs", "size": pveconfig.format_size(size)},
-            node=node, vmid=vmid)))
+    def volume_sizes(self, current, wanted):
+        """rootfs_size for every volume: ``(wanted, {key: bytes})`` with the volumes that grow.
+
+        An existing mount point given as ``STORAGE:SIZE`` (or with ``size=``) keeps its volume: Proxmox VE would
+        allocate a new, empty one for it and keep the old one only as unusedN, so the app would lose sight of its
+        data.  It grows through a resize instead; a smaller size is refused (Proxmox VE cannot shrink a volume),
+        as is another storage (a move: lxc_volume, or pct move-volume).  An explicit other volume id is the
+        user's own swap and is written as given (Proxmox VE keeps the old volume as unusedN).
+        """
+        wanted, grow = self.rootfs_size(current, wanted)
+        grows = {"rootfs": grow} if grow else {}
+        for key in sorted(k for k in wanted if re.match(r"^mp\d+$", k) and current.get(k)):
+            have = pveconfig.parse_property(key, current[key])
+            try:
+                want = pveconfig.parse_property(key, pveconfig.format_value(key, wanted[key]), strict=True)
+            except ValueError as exc:
+                raise ContainerError("%s: %s; nothing was changed" % (key, exc))
+            alloc = pveconfig.allocation(want.get("volume", ""))
+            storage = str(have.get("volume", "")).partition(":")[0]
+            if alloc:
+                if alloc[0] != storage:
+                    raise ContainerError("%s is the volume %s on %s; %s asks for one on %s, which would be a new, "
+                                         "empty volume: move a volume with lxc_volume (another container) or pct "
+                                         "move-volume (another storage); nothing was changed"
+                                         % (key, have.get("volume"), storage, wanted[key], alloc[0]))
+                asked = alloc[1] or None
+            elif want.get("volume") not in (None, have.get("volume")):
+                continue
+            else:
+                asked = pveconfig.parse_size(want["size"]) if want.get("size") else None
+            merged = dict(have)
+            merged.update((k, v) for k, v in want.items() if k not in ("volume", "size"))
+            wanted = dict(wanted, **{key: pveconfig.format_property(key, merged)})
+            have_size = pveconfig.parse_size(have["size"]) if have.get("size") else None
+            if asked is None or have_size is None or asked == have_size:
+                continue
+            if asked < have_size:
+                raise ContainerError("%s is %s and %s was asked: Proxmox VE cannot shrink a volume; nothing was "
+                                     "changed" % (key, pveconfig.format_size(have_size), pveconfig.format_size(asked)))
+            grows[key] = asked
+        return wanted, grows
+
+    def resize(self, node, vmid, size, disk="rootfs"):
+        self.session.perform("resized" if disk == "rootfs" else "resized " + disk,
+                             lambda: self.session.task(node, "resize " + disk, lambda: self.client.put(
+                                 "/nodes/{node}/lxc/{vmid}/resize", {"disk": disk, "size": pveconfig.format_size(size)},
+                                 node=node, vmid=vmid)))
 
     def plan(self, current, wanted):
         delete = list(self.params.get("delete") or ()) + (["env"] if self.empty_env else [])
@@ -576,9 +620,9 @@ class ContainerManager:
         A write refused because another client changed the config in between is planned anew the same
         way, up to MAX_REPLANS times.
         """
-        wanted, grow = self.rootfs_size(current, wanted)
+        wanted, grows = self.volume_sizes(current, wanted)
         plan = self.plan(current, wanted)
-        result = {"pending": [], "resized": grow}
+        result = {"pending": [], "resized": grows}
         if self.check_mode:
             if plan.changed:
                 self.session.act("configured")
@@ -618,8 +662,8 @@ class ContainerManager:
             plan = latest["plan"]
             if plan.changed:
                 self.session.act("configured")
-        if grow:
-            self.resize(node, vmid, grow)
+        for disk, size in sorted(grows.items()):
+            self.resize(node, vmid, size, disk)
         if plan.changed and running:
             result["pending"] = sorted(plan.pending)
         return plan, result
@@ -779,10 +823,10 @@ class ContainerManager:
                 config = dict(config, **plan.put)
                 for key in plan.delete:
                     config.pop(key, None)
-                if info["resized"]:
-                    rootfs = pveconfig.parse_property("rootfs", config["rootfs"])
-                    rootfs["size"] = pveconfig.format_size(info["resized"])
-                    config["rootfs"] = pveconfig.format_property("rootfs", rootfs)
+                for disk, size in info["resized"].items():
+                    volume = pveconfig.parse_property(disk, config[disk])
+                    volume["size"] = pveconfig.format_size(size)
+                    config[disk] = pveconfig.format_property(disk, volume)
         if vmid is not None and not (found or {}).get("phantom") and self.raw_lines(node, vmid, config) and \
                 status == "running" and state != "stopped":
             result.setdefault("pending", []).append("lxc.*")

@@ -13,6 +13,7 @@ from ..schema import ApiError
 from ..tasks import TaskFailed
 from .oci_archive import import_oci_archive, is_oci_archive
 from .ossetup import OsDetectError, detect_ostype
+from .volumes import mount_volume
 
 # parameters of POST /nodes/{node}/lxc that are actions, not config keys
 CREATE_ONLY = ("node", "vmid", "ostemplate", "password", "ssh-public-keys", "storage", "start", "restore",
@@ -411,6 +412,8 @@ class LxcEndpoints:
             # (vmconfig_apply_pending)
             running = self.lxc_state(ct)[0] == "running"
             live = []
+            replaced = dict((key, mount_volume(ct.config.get(key))) for key in params
+                            if re.match(r"^mp\d+$", key) and key in ct.config)
             for key in _keys(params.get("revert")):
                 ct.drop_pending(key)
             for key in _keys(params.get("delete")):
@@ -445,6 +448,11 @@ class LxcEndpoints:
                     self.allocate_mount_points(ct, new_mps)
                 except TaskFailed as exc:
                     raise ApiError(500, str(exc))
+                # a mount point given another volume: the old one is kept as unusedN (update_pct_config,
+                # add_unused_volume), unless a snapshot still references it
+                for key, old in replaced.items():
+                    if old and old != mount_volume(ct.config.get(key)):
+                        self.keep_unused(ct, old)
         # vmconfig_hotplug_pending -> PVE::LXC::update_net for each changed netN of a running container (outside
         # the double's global lock: a real node holds only this container's config lock meanwhile)
         for key, old, new in live:

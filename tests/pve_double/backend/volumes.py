@@ -56,6 +56,12 @@ def print_volume(volume, opts):
     return ",".join([volume] + rest)
 
 
+def mount_volume(value):
+    """The storage volume of a mount point's value, else None."""
+    volume = options(value)[0] if value else None
+    return volume if is_volume(volume) else None
+
+
 def is_volume(volume):
     """A storage volume (``storage:name``), not a bind mount (an absolute path) or a device."""
     return bool(volume) and not volume.startswith("/") and ":" in volume
@@ -193,8 +199,11 @@ class VolumeEndpoints:
         """A deleted mpN of a stopped container: its volume becomes unusedN, unless a snapshot references it
         (update_pct_config: add_unused_volume unless is_volume_in_use with snapshots)."""
         volume, dummy = options(ct.config.pop(key, None))
-        if not is_volume(volume):
-            return
+        if is_volume(volume):
+            self.keep_unused(ct, volume)
+
+    def keep_unused(self, ct, volume):
+        """add_unused_volume: ``volume`` as the first free unusedN, unless a snapshot references it."""
         for snap in ct.snapshots.values():
             if any(options(v)[0] == volume for k, v in snap["config"].items() if k == "rootfs" or MP_KEY.match(k)):
                 return

@@ -9,6 +9,7 @@ import hashlib
 
 import pytest
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerError, ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveTaskError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import PveFeatures
@@ -369,3 +370,37 @@ def test_a_given_vmid_that_exists_is_not_replaced_by_another():
         raise PveApiError(500, "POST", "/nodes/pve1/lxc", "CT %d already exists on node 'pve1'" % vmid)
     with pytest.raises(PveApiError, match="already exists"):
         ct._create_with(make)
+
+
+# -- mount point sizes: an existing volume is never swapped for a new, empty one -----------------------------
+
+def with_mp(**extra):
+    return running_ct(mp0="local-zfs:subvol-150-disk-1,mp=/data,size=2G", **extra)
+
+
+@pytest.mark.parametrize("mounts, grow", [
+    ({"0": "local-zfs:2,mp=/data"}, None),
+    ({"0": "local-zfs:3,mp=/data"}, 3 * GIB),
+    ({"0": "local-zfs:subvol-150-disk-1,mp=/data,size=4G"}, 4 * GIB),
+    ({"0": {"volume": "local-zfs:3", "mp": "/data", "backup": 1}}, 3 * GIB),
+])
+def test_a_mount_point_grows_through_a_resize_and_keeps_its_volume(mounts, grow):
+    pve = FakePve(with_mp())
+    result = manager(pve, vmid=150, mounts=mounts).run()
+    puts = [(path.rpartition("/")[2], body) for path, body in pve.puts]
+    resizes = [body for name, body in puts if name == "resize"]
+    assert resizes == ([{"disk": "mp0", "size": pveconfig.format_size(grow)}] if grow else [])
+    for name, body in puts:  # the volume is never replaced by an allocation
+        assert name != "config" or "local-zfs:subvol-150-disk-1" in body.get("mp0", "local-zfs:subvol-150-disk-1")
+    assert ("resized mp0" in result["actions"]) == bool(grow)
+
+
+@pytest.mark.parametrize("mounts, message", [
+    ({"0": "local-zfs:1,mp=/data"}, "mp0 is 2G and 1G was asked: Proxmox VE cannot shrink a volume"),
+    ({"0": "local:2,mp=/data"}, "mp0 is the volume local-zfs:subvol-150-disk-1 on local-zfs; .* asks for one on local"),
+])
+def test_a_mount_point_is_never_shrunk_or_swapped_for_a_new_volume(mounts, message):
+    pve = FakePve(with_mp())
+    with pytest.raises(ContainerError, match=message):
+        manager(pve, vmid=150, mounts=mounts).run()
+    assert pve.puts == []
