@@ -142,13 +142,13 @@ def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdoub
     before = dict((vmid, dict(ct.config)) for vmid, ct in double.backend.containers.items())
     zfs_before = snapshots(double.backend.storages["local-zfs"]["pool"])
     check = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]), check=True)
-    assert check.rc == 0, check
+    assert check.rc == 0, [(t["task"], t["result"].get("msg")) for t in check.results["tasks"] if t["status"] == "failed"]
     assert dict((vmid, dict(ct.config)) for vmid, ct in double.backend.containers.items()) == before
     assert snapshots(double.backend.storages["local-zfs"]["pool"]) == zfs_before
     check_serving(double, v1, "1")
 
     upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]))
-    assert upgrade.rc == 0, upgrade
+    assert upgrade.rc == 0, [t["result"].get("msg") for t in upgrade.results["tasks"] if t["status"] != "ok"]
     cts = containers(double)
     assert sorted(cts) == [APP, APP + "-prev"] and cts[APP + "-prev"] == (v1, "stopped")
     v2 = cts[APP][0]
@@ -369,3 +369,83 @@ def test_on_8_without_node_access_the_templates_init_configures_a_static_address
     assert other.rc != 0 and "the template's generated init configures other interfaces" in other.data["msg"] and \
         "nothing was changed" in other.data["msg"], other.data
     assert dict(double.backend.containers[dhcp_vmid].config) == config
+
+
+def test_an_apps_volume_keeps_its_data_through_upgrade_failed_upgrade_rollback_and_absent(
+        installed_collection, zdouble91, bed):
+    """Issue 17: the image's VOLUME /data is a Proxmox volume of the app (mp100), filled from the image at the
+    first create (its seed file, owned by the image's user, shifted as the container is unprivileged); every start
+    counts itself in /data/count as that user.  An upgrade hands the volume to the new version (the count goes
+    on); a failed upgrade hands it back with the data as it was before (lxcri_data); a rollback on request returns
+    the data to before the current version ran; absent is refused while the app has data, and with
+    oci_app_purge_data removes it all."""
+    double = zdouble91
+    pool = double.backend.storages["local-zfs"]["pool"]
+    images = push(bed["registry"]["host"], "%s/webapp-data" % TEST_REPO_NS, stateful=True)
+    deploy = "lxcri.proxmox.deploy_app"
+
+    def volume_of(vmid):
+        config = double.backend.containers[vmid].config
+        assert config["mp100"].split(",")[1:3] == ["mp=/data", "backup=1"], config
+        return config["mp100"].split(",")[0]
+
+    def count(vmid):
+        with open(os.path.join(double.backend.volume_path(volume_of(vmid)), "count")) as handle:
+            return int(handle.read())
+
+    def failed(run):
+        return [t["result"].get("msg") for t in run.results["tasks"] if t["status"] == "failed"]
+
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
+    assert first.rc == 0, failed(first)
+    v1 = containers(double)[APP][0]
+    data = double.backend.volume_path(volume_of(v1))
+    assert volume_of(v1) == "local-zfs:subvol-%d-disk-1" % v1 and count(v1) == 1
+    info = os.stat(os.path.join(data, "seed"))
+    assert (info.st_uid, info.st_gid) == (101000, 101000) and os.stat(os.path.join(data, "count")).st_uid == 101000
+    check_serving(double, v1, "1")
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0 and count(v1) == 1, again
+
+    state = double.state()
+    check = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]), check=True)
+    assert check.rc == 0 and double.state() == state, failed(check)
+
+    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]))
+    assert upgrade.rc == 0, failed(upgrade)
+    v2 = containers(double)[APP][0]
+    assert count(v2) == 2 and not [k for k in double.backend.containers[v1].config if k.startswith(("mp", "unused"))]
+    assert list(double.backend.containers[v2].snapshots) == ["lxcri_data"]
+    check_serving(double, v2, "2")
+
+    # a rollback on request: the volume back to v1, its data as before v2 ran (1), then v1's start
+    back = installed_collection.playbook("lxcri.proxmox.rollback_app", extra_vars=app_vars(double))
+    assert back.rc == 0, failed(back)
+    assert containers(double) == {APP: (v1, "running")} and count(v1) == 2
+    assert "its volumes are back, with the data of before the version rolled back from" in shown(back), shown(back)
+    check_serving(double, v1, "1")
+
+    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]))
+    assert upgrade.rc == 0, failed(upgrade)
+    v2 = containers(double)[APP][0]
+    assert count(v2) == 3
+
+    # a failed upgrade: the volume back to v2 with the data as before the attempt (3), then v2's start
+    broken = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["3-broken"],
+                                                                       oci_app_health_timeout=4))
+    assert broken.rc != 0 and "with its volumes as they were before" in failed(broken)[-1], failed(broken)
+    assert containers(double)[APP] == (v2, "running") and count(v2) == 4
+    assert sorted(double.backend.containers) == [v1, v2]
+
+    for check_mode in (True, False):
+        kept = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent"),
+                                             check=check_mode)
+        assert kept.rc != 0 and "would destroy its volumes" in failed(kept)[-1], failed(kept)
+    assert containers(double)[APP] == (v2, "running") and count(v2) == 4
+    purged = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent",
+                                                                       oci_app_purge_data=True))
+    assert purged.rc == 0, failed(purged)
+    assert double.backend.containers == {}
+    assert not [name for name in subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", pool], check=True,
+                                                stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+                if "/subvol-" in name]

@@ -36,7 +36,12 @@ def page(version):
 APPLETS = ("sh", "httpd", "wget", "id", "echo", "sleep", "cat", "ls")
 
 
-def image_layer(version, applets=APPLETS):
+# The stateful variant (``stateful=True``): VOLUME /data (owned by www, with a seed file), and every start counts
+# itself in /data/count, as the app's user, before it serves (or, broken, does not).
+COUNT = 'n=$(cat /data/count 2>/dev/null || echo 0); echo $((n + 1)) > /data/count || exit 1; '
+
+
+def image_layer(version, applets=APPLETS, stateful=False):
     # util-linux setpriv (with its libraries) lets a Proxmox VE 8 template's generated init switch to www
     layer = (Layer().dir("bin").dir("tmp", mode=0o1777).dir("etc").dir("sbin").dir("srv")
              .busybox(applets)
@@ -44,24 +49,29 @@ def image_layer(version, applets=APPLETS):
              .file("etc/group", "root:x:0:\nwww:x:1000:\n")
              .dir("srv/www", uid=1000, gid=1000)
              .file("srv/www/index.html", page(version), uid=1000, gid=1000))
+    if stateful:
+        layer = layer.dir("data", uid=1000, gid=1000, mode=0o750).file("data/seed", "seed\n", uid=1000, gid=1000)
     return with_setpriv(layer)
 
 
-def build(layout, version, applets=APPLETS):
-    config = {"Entrypoint": ["/bin/sh", "-c", VERSIONS[version], "webapp"],
+def build(layout, version, applets=APPLETS, stateful=False):
+    config = {"Entrypoint": ["/bin/sh", "-c", (COUNT if stateful else "") + VERSIONS[version], "webapp"],
               "Env": ["PATH=/bin:/sbin", "APP_VERSION=%s" % version, "PORT=%d" % PORT],
               "WorkingDir": "/srv/www", "User": "www", "ExposedPorts": {"%d/tcp" % PORT: {}},
               "StopSignal": "SIGTERM"}
-    write_image(layout, version, [image_layer(version, applets)], config)
+    if stateful:
+        config["Volumes"] = {"/data": {}}
+    write_image(layout, version, [image_layer(version, applets, stateful)], config)
 
 
-def push(registry, repository=REPOSITORY, versions=tuple(VERSIONS), applets=APPLETS):
-    """Build and push the versions (BusyBox with ``applets`` linked in /bin); returns {version: reference}."""
+def push(registry, repository=REPOSITORY, versions=tuple(VERSIONS), applets=APPLETS, stateful=False):
+    """Build and push the versions (BusyBox with ``applets`` linked in /bin; ``stateful``: with VOLUME /data and a
+    start counter in it); returns {version: reference}."""
     refs = {}
     with tempfile.TemporaryDirectory(prefix="lxcri-app-") as tmp:
         layout = os.path.join(tmp, "layout")
         for version in versions:
-            build(layout, version, applets)
+            build(layout, version, applets, stateful)
             ref = "%s/%s:%s" % (registry, repository, version)
             subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:%s:%s" % (layout, version),
                             "docker://" + ref], check=True)

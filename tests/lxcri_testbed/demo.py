@@ -42,7 +42,7 @@ def say(text):
     sys.stdout.flush()
 
 
-def playbook(name, extra, expect_failure=False):
+def playbook(name, extra, expect_failure=False, expect="Rolled back"):
     argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "lxcri.proxmox.%s" % name]
     for item in extra:
         argv += ["-e", item]
@@ -53,9 +53,9 @@ def playbook(name, extra, expect_failure=False):
     print(proc.stdout.rstrip())
     if expect_failure:
         if proc.returncode == 0:
-            raise SystemExit("demo: %s should have failed (the broken version passed its health check)" % name)
-        if "Rolled back" not in proc.stdout:
-            raise SystemExit("demo: %s failed without rolling back" % name)
+            raise SystemExit("demo: %s should have failed (%s)" % (name, expect))
+        if expect not in proc.stdout:
+            raise SystemExit("demo: %s failed, but not with %r" % (name, expect))
     elif proc.returncode != 0:
         raise SystemExit("demo: %s failed (exit %d)" % (name, proc.returncode))
     return proc.stdout
@@ -98,8 +98,15 @@ def running_app(lxc_path, tools, hostname="webapp"):
     raise SystemExit("demo: no running container is called %s" % hostname)
 
 
-def show(lxc_path, tools, expected_version, address=None):
+def show(lxc_path, tools, expected_version, address=None, expected_count=None):
     vmid, page, argv, uid = running_app(lxc_path, tools)
+    count = subprocess.run([tools.tool("lxc-attach"), "-P", lxc_path, "-n", vmid, "--", "cat", "/data/count"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                           check=False).stdout.strip()
+    print("CT %s volume /data (the image's VOLUME, a Proxmox volume of the app): count = %s (starts so far)"
+          % (vmid, count))
+    if expected_count is not None and count != str(expected_count):
+        raise SystemExit("demo: expected /data/count %s" % expected_count)
     if address:
         # over the bridge, from the node: 9.1 brings the interface up (host-managed), 8 the generated init
         with urllib.request.urlopen("http://%s:8080/" % address, timeout=10) as answer:
@@ -133,7 +140,7 @@ def main(argv):
     try:
         say("Building the sample webapp (busybox httpd, ENTRYPOINT with arguments) and pushing it to %s"
             % state["registry"]["host"])
-        images = push(state["registry"]["host"])
+        images = push(state["registry"]["host"], stateful=True)
         for version, ref in sorted(images.items()):
             print("  version %-9s %s" % (version, ref))
         settings = {
@@ -157,30 +164,34 @@ def main(argv):
             json.dump(settings, handle)
             app_vars = "@" + handle.name
 
-        say("1. Deploy version 1 (playbooks/deploy_app.yml)")
+        say("1. Deploy version 1 (playbooks/deploy_app.yml): /data is filled from the image, and counts starts")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["1"]])
-        show(lxc_path, tools, "1", address)
+        show(lxc_path, tools, "1", address, 1)
 
-        say("2. Upgrade to version 2: snapshot, new container, health check")
+        say("2. Upgrade to version 2: snapshot, new container, the volume handed over, health check")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["2"]])
-        show(lxc_path, tools, "2", address)
+        show(lxc_path, tools, "2", address, 2)
 
-        say("3. Deploy the broken version 3: its health check fails and the role rolls back by itself")
+        say("3. Deploy the broken version 3: its health check fails and the role rolls back by itself, the data "
+            "too (the broken version's start is undone)")
         playbook("deploy_app", [app_vars, "oci_app_image=" + images["3-broken"], "oci_app_health_timeout=6"],
                  expect_failure=True)
-        show(lxc_path, tools, "2", address)
+        show(lxc_path, tools, "2", address, 3)
 
-        say("4. Roll back to version 1 on request (playbooks/rollback_app.yml)")
+        say("4. Roll back to version 1 on request (playbooks/rollback_app.yml); the volume goes with it (its data "
+            "as version 2 left it: the failed attempt used up the data snapshot)")
         playbook("rollback_app", [app_vars])
-        show(lxc_path, tools, "1", address)
+        show(lxc_path, tools, "1", address, 4)
 
         if args.keep:
             say("Left running: the double at https://127.0.0.1:%d (root@pam / %s); stop it with "
                 "'cd tests && python -m pve_double --stop --dir %s --pidfile %s'"
                 % (args.port, PASSWORD, DOUBLE_DIR, pidfile))
             return 0
-        say("5. Clean up: remove the app (oci_app_state=absent)")
-        playbook("deploy_app", [app_vars, "oci_app_state=absent"])
+        say("5. Removing the app is refused while it has data; with oci_app_purge_data it goes, data and all")
+        playbook("deploy_app", [app_vars, "oci_app_state=absent"], expect_failure=True,
+                 expect="would destroy its volumes")
+        playbook("deploy_app", [app_vars, "oci_app_state=absent", "oci_app_purge_data=true"])
         os.unlink(app_vars[1:])
     finally:
         if not args.keep:

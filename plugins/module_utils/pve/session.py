@@ -165,7 +165,9 @@ class PveSession:
         if entry.get("status") == "absent":
             return None
         if found is not None:
-            return dict(found, status=entry.get("status") or found.get("status"))
+            # as the earlier tasks leave it: its status, and its name when one of them renamed it
+            return dict(found, status=entry.get("status") or found.get("status"),
+                        name=entry.get("hostname") or found.get("name"))
         if entry.get("created"):
             return {"vmid": entry.get("vmid"), "node": entry.get("node"), "name": entry.get("hostname"),
                     "status": entry.get("status"), "type": "lxc", "phantom": True}
