@@ -240,8 +240,7 @@ class SnapshotEndpoints:
             # description and unusedN and copies the rest from the snapshot
             snap = ct.snapshots[name]["config"]
             keep = [v for dummy, v, dummy2 in mount_points(ct.config) if is_volume(v)]
-            keep = [v for v in [ct.config.get("rootfs", "").split(",")[0]] + keep
-                    if v and v not in self.snapshot_volumes(snap, "snapshot")]
+            keep = [v for v in [ct.config.get("rootfs", "").split(",")[0]] + keep if v and v not in volumes]
             newconf = dict((k, v) for k, v in ct.config.items() if re.match(r"^unused\d+$", k) or k == "description")
             for loose in keep:
                 number = 0

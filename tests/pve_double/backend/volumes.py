@@ -67,6 +67,13 @@ def is_volume(volume):
     return bool(volume) and not volume.startswith("/") and ":" in volume
 
 
+def in_snapshots(ct, volume):
+    """Whether a snapshot of ``ct`` references ``volume`` (AbstractConfig is_volume_in_use_by_snapshots: the
+    snapshot configs' mounted volumes; a snapshot copy holds no unusedN)."""
+    return any(options(v)[0] == volume for snap in ct.snapshots.values() for k, v in snap["config"].items()
+               if k == "rootfs" or MP_KEY.match(k))
+
+
 def mount_points(config):
     """[(key, volume, opts)] of the config's mpN, in the order pve-container mounts them (by path)."""
     out = []
@@ -204,9 +211,8 @@ class VolumeEndpoints:
 
     def keep_unused(self, ct, volume):
         """add_unused_volume: ``volume`` as the first free unusedN, unless a snapshot references it."""
-        for snap in ct.snapshots.values():
-            if any(options(v)[0] == volume for k, v in snap["config"].items() if k == "rootfs" or MP_KEY.match(k)):
-                return
+        if in_snapshots(ct, volume):
+            return
         number = 0
         while "unused%d" % number in ct.config:
             number += 1
@@ -288,10 +294,8 @@ class VolumeEndpoints:
             volume, opts = options(source.config[key])
         if not volume:
             raise ApiError(500, "Volume '%s' has no associated image" % key)
-        for snap in source.snapshots.values():
-            if any(options(v)[0] == volume for k, v in snap["config"].items()
-                   if k == "rootfs" or MP_KEY.match(k) or UNUSED_KEY.match(k)):
-                raise ApiError(500, "Cannot move volume used by a snapshot to another container")
+        if in_snapshots(source, volume):
+            raise ApiError(500, "Cannot move volume used by a snapshot to another container")
         if not is_volume(volume):
             raise ApiError(500, "Cannot move a bindmount or device mount to another container")
         if key == "rootfs" or MP_KEY.match(key):
