@@ -595,22 +595,24 @@ def test_a_running_containers_new_address_is_applied_live_and_dhcp_started_and_r
     double, api = zdouble, Api(zdouble)
     nine = double.backend.mode.startswith("9")
     double.backend.vmid_range = (600, 699)
+    # a vmid and MAC of each mode's own: the two modes' runs may share the host (xdist), and veth<vmid>i0 with it
+    vmid = 606 if nine else 607
     bridge.serve_dhcp(tmp_path)
     template = double.add_busybox_template("live.tar.zst", tmp_path)
-    base = "name=eth0,bridge=%s,hwaddr=BC:24:11:AA:BB:06,type=veth" % bridge.name + (",host-managed=1" if nine else "")
-    assert api.task("POST", "/nodes/pve1/lxc", vmid=606, ostemplate=template, rootfs="local-zfs:1",
+    base = "name=eth0,bridge=%s,hwaddr=BC:24:11:AA:BB:%02d,type=veth" % (bridge.name, vmid % 100) + (",host-managed=1" if nine else "")
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=vmid, ostemplate=template, rootfs="local-zfs:1",
                     net0=base + ",ip=%s,gw=%s" % (bridge.address(60), bridge.host)) == "OK"
-    assert api.task("POST", "/nodes/pve1/lxc/606/status/start") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/%d/" % vmid + "status/start") == "OK"
 
     def v4():
-        eth0 = [i for i in api.call("GET", "/nodes/pve1/lxc/606/interfaces")[1]["data"] if i["name"] == "eth0"][0]
+        eth0 = [i for i in api.call("GET", "/nodes/pve1/lxc/%d/" % vmid + "interfaces")[1]["data"] if i["name"] == "eth0"][0]
         return [a["ip-address"] for a in eth0["ip-addresses"] if a["ip-address-type"] == "inet"]
-    pid = double.backend.lxc_state(double.backend.containers[606])[1]
+    pid = double.backend.lxc_state(double.backend.containers[vmid])[1]
     routes = ["nsenter", "-t", str(pid), "--net", "--", "ip", "-4", "route", "show", "default"]
     if nine:
         assert v4() == [bridge.address(60).split("/")[0]]
-    digest = api.call("GET", "/nodes/pve1/lxc/606/config")[1]["data"]["digest"]
-    assert api.call("PUT", "/nodes/pve1/lxc/606/config", digest=digest,
+    digest = api.call("GET", "/nodes/pve1/lxc/%d/" % vmid + "config")[1]["data"]["digest"]
+    assert api.call("PUT", "/nodes/pve1/lxc/%d/" % vmid + "config", digest=digest,
                     net0=base + ",ip=%s,gw=%s" % (bridge.address(61), bridge.host))[0] == 200
     assert v4() == [bridge.address(61).split("/")[0]]  # on 8 too: update_ipconfig is not host-managed only
     default = subprocess.run(routes, stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
@@ -619,19 +621,19 @@ def test_a_running_containers_new_address_is_applied_live_and_dhcp_started_and_r
         assert default == ""
         return
     assert "via %s" % bridge.host in default
-    pidfile = os.path.join(double.backend.lxc_path, "606", "hook", "dhclient4-eth0.pid")
-    assert api.call("PUT", "/nodes/pve1/lxc/606/config", net0=base + ",ip=dhcp")[0] == 200
+    pidfile = os.path.join(double.backend.lxc_path, str(vmid), "hook", "dhclient4-eth0.pid")
+    assert api.call("PUT", "/nodes/pve1/lxc/%d/" % vmid + "config", net0=base + ",ip=dhcp")[0] == 200
     leased = v4()
     assert len(leased) == 1 and 100 <= int(leased[0].rsplit(".", 1)[1]) <= 199, leased
     client = int(open(pidfile).read())
     assert pid_alive(client)
-    assert api.call("PUT", "/nodes/pve1/lxc/606/config", net0=base + ",ip=%s" % bridge.address(62))[0] == 200
+    assert api.call("PUT", "/nodes/pve1/lxc/%d/" % vmid + "config", net0=base + ",ip=%s" % bridge.address(62))[0] == 200
     for dummy in range(50):
         if not pid_alive(client):
             break
         time.sleep(0.1)
     assert not pid_alive(client) and v4() == [bridge.address(62).split("/")[0]]
-    assert api.task("POST", "/nodes/pve1/lxc/606/status/stop") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/%d/" % vmid + "status/stop") == "OK"
 
 
 # -- mount point volumes (issue 17): allocation and the template's content at create, mounting at start,
@@ -754,3 +756,37 @@ def test_move_volume_reassigns_a_volume_and_refuses_what_proxmox_refuses(vdouble
     assert pool + "/subvol-171-disk-1" not in zfs_names(pool)
     with open(os.path.join(double.backend.volume_path("local-zfs:subvol-172-disk-2"), "mark")) as handle:
         assert handle.read() == "from 171\n"
+
+
+def test_a_bind_mount_is_root_at_pams_only_and_keeps_a_container_from_snapshots(vdouble, tmp_path):
+    """PVE/LXC.pm check_ct_modify_config_perm: a bind mount point is root@pam's only, and an API token of root@pam
+    is not root@pam; PVE/LXC/Config.pm has_feature: a container with a bind mount has no snapshot feature."""
+    double, api, template = vdouble
+    source = tmp_path / "shared"
+    source.mkdir()
+    double.add_token("root@pam!ci", "s3cret")
+    token = requests.Session()
+    token.headers["Authorization"] = "PVEAPIToken=root@pam!ci=s3cret"
+    url = double.url + "/nodes/pve1/lxc"
+    refused = token.post(url, verify=False, data={"vmid": 173, "ostemplate": template, "rootfs": "local-zfs:1",
+                                                  "mp0": "%s,mp=/shared" % source})
+    assert refused.status_code == 403, refused.text
+    assert "mount point type bind is only allowed for root@pam" in refused.reason
+    assert 173 not in double.backend.containers
+    # root@pam may; the token may not add one later either, nor a device
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=173, ostemplate=template, rootfs="local-zfs:1") == "OK"
+    for value, kind in (("%s,mp=/shared" % source, "bind"), ("/dev/null,mp=/null", "device")):
+        put = token.put(url + "/173/config", verify=False, data={"mp0": value})
+        assert put.status_code == 403 and "type %s is only allowed" % kind in put.reason, put.text
+    assert "mp0" not in api.call("GET", "/nodes/pve1/lxc/173/config")[1]["data"]
+    assert api.call("PUT", "/nodes/pve1/lxc/173/config", mp0="%s,mp=/shared" % source)[0] == 200
+    # the snapshot is refused, and nothing of it is made
+    status, body = api.call("POST", "/nodes/pve1/lxc/173/snapshot", snapname="s1")
+    assert status == 500 and "snapshot feature is not available" in body["message"], body
+    listed = api.call("GET", "/nodes/pve1/lxc/173/snapshot")[1]["data"]
+    assert [snap["name"] for snap in listed] == ["current"], listed
+    assert zfs_names(double.backend.storages["local-zfs"]["pool"], "snapshot") == []
+    assert api.call("PUT", "/nodes/pve1/lxc/173/config", delete="mp0")[0] == 200
+    assert api.task("POST", "/nodes/pve1/lxc/173/snapshot", snapname="s1") == "OK"
+    assert api.task("DELETE", "/nodes/pve1/lxc/173/snapshot/s1") == "OK"
+    assert api.task("DELETE", "/nodes/pve1/lxc/173") == "OK"

@@ -287,6 +287,7 @@ class LxcEndpoints:
 
     def lxc_create(self, params, user):
         self._node(params["node"])
+        self.check_mount_perm(params, user)
         self._check_pool(params)
         vmid = params["vmid"]
         with self.lock:
@@ -399,8 +400,9 @@ class LxcEndpoints:
         except OsDetectError as exc:
             raise TaskFailed(str(exc))
 
-    def config_put(self, params):
+    def config_put(self, params, user="root@pam"):
         ct = self._ct(params["vmid"])
+        self.check_mount_perm(params, user)
         with self.lock:
             if ct.lock:
                 raise ApiError(500, "CT %s is locked (%s)" % (ct.vmid, ct.lock))

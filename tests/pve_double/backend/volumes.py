@@ -218,15 +218,35 @@ class VolumeEndpoints:
             number += 1
         ct.config["unused%d" % number] = volume
 
+    # -- who may mount a path -------------------------------------------------------
+
+    @staticmethod
+    def check_mount_perm(params, user):
+        """PVE/LXC.pm check_ct_modify_config_perm, which create_vm and update_vm run before anything else: a bind
+        or device mount point (an absolute path; PVE/LXC/Config.pm parse_volume types /dev/... as device) is
+        root@pam's only (an API token of root@pam is not root@pam)."""
+        if user == "root@pam":
+            return
+        for key, value in params.items():
+            if key != "rootfs" and not MP_KEY.match(key):
+                continue
+            volume = options(value.text() if hasattr(value, "text") else value)[0] or ""
+            if volume.startswith("/"):
+                kind = "device" if volume.startswith("/dev/") else "bind"
+                raise ApiError(403, "Permission check failed (mount point type %s is only allowed for root@pam)"
+                               % kind)
+
     # -- snapshots cover every volume ---------------------------------------------------
 
     def snapshot_volumes(self, config, action):
         """The volumes a snapshot covers (rootfs and every volume mount point: __snapshot_foreach_volume); all must
         be on a storage with snapshots ("snapshot feature is not available" otherwise)."""
         volumes = [config.get("rootfs", "").split(",")[0]]
-        volumes += [volume for dummy, volume, dummy2 in mount_points(config) if is_volume(volume)]
+        volumes += [volume for dummy, volume, dummy2 in mount_points(config)]
         for volume in volumes:
-            if self.storages.get(volume.split(":")[0], {}).get("type") != "zfspool":
+            # a bind or device mount point has no snapshot feature (pve-storage PVE/Storage.pm volume_has_feature
+            # answers undef for a path), so PVE/LXC/Config.pm has_feature refuses a container that has one
+            if not is_volume(volume) or self.storages.get(volume.split(":")[0], {}).get("type") != "zfspool":
                 raise ApiError(500, "%s feature is not available" % action)
         return volumes
 
