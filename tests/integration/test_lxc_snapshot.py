@@ -167,6 +167,33 @@ def test_create_retention_rollback_and_delete(installed_collection, zdouble, tmp
     assert [name for name in result["timings"] if name != "total"] == ["rollback pre_2"]  # no separate start
 
 
+def test_a_container_with_a_bind_mount_is_refused_before_any_change(installed_collection, zdouble, tmp_path):
+    """Proxmox VE has no snapshot of a container with a bind mount (has_feature); the module says so first, naming
+    the mount point, in check mode too."""
+    double = zdouble
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    create = write_pve_play(tmp_path, double, "ct.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 151
+            hostname: bound
+            ostemplate: local:vztmpl/base.tar.zst
+            storage: local-zfs
+            disk_size: 1
+            mounts: {"0": "%s,mp=/shared"}
+            state: stopped
+        """ % shared)
+    assert installed_collection.playbook(create).rc == 0
+    assert double.backend.containers[151].config["mp0"].startswith(str(shared))
+    before = state_of(double)
+    play = snap_play(tmp_path, double, "s.yml", vmid=151, name="before")
+    for check in (True, False):
+        run = installed_collection.playbook(play, check=check)
+        msg = run.task_results()[0]["msg"]
+        assert run.rc != 0 and "cannot snapshot CT 151" in msg and "mp0 (%s)" % shared in msg, run
+        assert state_of(double) == before and zfs_snapshots(double) == []
+
+
 def test_doc_renders(installed_collection):
     doc = installed_collection.doc("lxcri.proxmox.lxc_snapshot")
     assert doc.rc == 0 and "keep" in doc.stdout and "rollback" in doc.stdout

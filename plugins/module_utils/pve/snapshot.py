@@ -160,6 +160,23 @@ class SnapshotManager:
                 out.append(volume)
         return out
 
+    def refuse_path_mounts(self, node, vmid):
+        """pve-container PVE/LXC/Config.pm has_feature asks every mount point for the snapshot feature, and
+        pve-storage PVE/Storage.pm volume_has_feature has none for a path (a bind or device mount): Proxmox answers
+        "snapshot feature is not available".  Said before the call, with the mount points to blame (check mode too)."""
+        config = self.session.config_of(node, vmid)
+        paths = []
+        for key in sorted(config):
+            if re.match(r"^mp\d+$", key):
+                volume = str(config[key]).split(",", 1)[0]
+                volume = volume[len("volume="):] if volume.startswith("volume=") else volume
+                if volume.startswith("/"):
+                    paths.append("%s (%s)" % (key, volume))
+        if paths:
+            raise SnapshotError("cannot snapshot CT %d: Proxmox VE snapshots no container with a bind or device mount "
+                                "point, and it has %s. Remove the mount point, or snapshot the data where it lives "
+                                "(zfs_snapshot for a dataset); nothing was changed" % (vmid, ", ".join(paths)))
+
     def validate(self):
         params = self.params
         state = params["state"]
@@ -202,6 +219,8 @@ class SnapshotManager:
         result = {"vmid": vmid, "node": node, "name": name, "deleted": []}
         status = found.get("status")
         if state == "present":
+            if name not in names and not found.get("phantom"):
+                self.refuse_path_mounts(node, vmid)
             if name not in names:
                 session.perform("created %s" % name, functools.partial(self._create, node, vmid, name))
                 names = names + [name]
