@@ -425,13 +425,24 @@ def test_an_apps_volume_keeps_its_data_through_upgrade_failed_upgrade_rollback_a
     assert "its volumes are back, with the data of before the version rolled back from" in shown(back), shown(back)
     check_serving(double, v1, "1")
 
-    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]))
+    # the upgrade grows the volume to 2 GiB as it hands it over
+    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"],
+                                                                        oci_app_image_volume_size=2))
     assert upgrade.rc == 0, failed(upgrade)
     v2 = containers(double)[APP][0]
-    assert count(v2) == 3
+    assert count(v2) == 3 and "size=2G" in double.backend.containers[v2].config["mp100"].split(",")
+
+    # shrinking it back is refused before anything changes, in check mode too
+    state = double.state()
+    for check_mode in (True, False):
+        shrink = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]), check=check_mode)
+        assert shrink.rc != 0 and "a volume cannot shrink (/data is 2.0 GiB, asked 1 GiB)" in failed(shrink)[-1], \
+            failed(shrink)
+        assert double.state() == state and containers(double)[APP] == (v2, "running")
 
     # a failed upgrade: the volume back to v2 with the data as before the attempt (3), then v2's start
     broken = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["3-broken"],
+                                                                       oci_app_image_volume_size=2,
                                                                        oci_app_health_timeout=4))
     assert broken.rc != 0 and "with its volumes as they were before" in failed(broken)[-1], failed(broken)
     assert containers(double)[APP] == (v2, "running") and count(v2) == 4
