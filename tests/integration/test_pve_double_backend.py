@@ -790,3 +790,46 @@ def test_a_bind_mount_is_root_at_pams_only_and_keeps_a_container_from_snapshots(
     assert api.task("POST", "/nodes/pve1/lxc/173/snapshot", snapname="s1") == "OK"
     assert api.task("DELETE", "/nodes/pve1/lxc/173/snapshot/s1") == "OK"
     assert api.task("DELETE", "/nodes/pve1/lxc/173") == "OK"
+
+
+def test_a_storage_the_node_cannot_use_is_listed_so_and_refuses_new_volumes(vdouble):
+    """pve-storage PVE/Storage.pm storage_info (GET /nodes/{node}/storage): a storage disabled, or restricted to
+    other nodes (storage.cfg nodes), is listed enabled 0 and left out of a content listing; one whose connection
+    check fails is listed inactive.  pve-container PVE/API2/LXC.pm create_vm ($check_and_activate_storage) and a
+    config PUT's new volume (update_pct_config, vdisk_alloc's activate_storage) are refused with Proxmox's
+    messages, and nothing is made."""
+    double, api, template = vdouble
+    zfs = double.backend.storages["local-zfs"]
+    double.backend.storages.update({"far": dict(zfs, nodes=["pve2"]), "off": dict(zfs, disable=True),
+                                    "down": dict(zfs, online=False), "isos": dict(double.backend.storages["local"],
+                                                                                  content="iso,vztmpl")})
+    try:
+        listed = dict((s["storage"], s) for s in api.call("GET", "/nodes/pve1/storage")[1]["data"])
+        assert [(listed[n]["enabled"], listed[n]["active"]) for n in ("far", "off", "down", "local-zfs")] == \
+            [(0, 0), (0, 0), (1, 0), (1, 1)], listed
+        rootdir = [s["storage"] for s in api.call("GET", "/nodes/pve1/storage", content="rootdir")[1]["data"]]
+        assert "far" not in rootdir and "off" not in rootdir and "down" in rootdir and "isos" not in rootdir
+        for rootfs, status, message in (("far:1", 500, "storage 'far' is not available on node 'pve1'"),
+                                        ("off:1", 500, "storage 'off' is disabled"),
+                                        ("down:1", 500, "storage 'down' is not online"),
+                                        ("isos:1", 400, "Parameter verification failed"),
+                                        ("nope:1", 500, "storage 'nope' does not exist")):
+            code, body = api.call("POST", "/nodes/pve1/lxc", vmid=174, ostemplate=template, rootfs=rootfs)
+            assert code == status and message in body["message"], (rootfs, code, body)
+            assert 174 not in double.backend.containers
+        code, body = api.call("POST", "/nodes/pve1/lxc", vmid=174, ostemplate=template, rootfs="local-zfs:1",
+                              mp0="far:1,mp=/data")
+        assert code == 500 and "storage 'far' is not available on node 'pve1'" in body["message"], body
+        assert api.task("POST", "/nodes/pve1/lxc", vmid=174, ostemplate=template, rootfs="local-zfs:1") == "OK"
+        config = api.call("GET", "/nodes/pve1/lxc/174/config")[1]["data"]
+        code, body = api.call("PUT", "/nodes/pve1/lxc/174/config", mp0="down:1,mp=/data")
+        assert code == 400 and "unable to apply pending change mp0 : storage 'down' is not online" in \
+            body["errors"]["mp0"], body
+        code, body = api.call("PUT", "/nodes/pve1/lxc/174/config", mp0="isos:1,mp=/data")
+        assert code == 500 and "does not allow content type 'rootdir'" in body["message"], body
+        assert api.call("GET", "/nodes/pve1/lxc/174/config")[1]["data"] == config
+        assert [name for name in zfs_names(zfs["pool"], "filesystem") if "disk-1" in name] == []
+        assert api.task("DELETE", "/nodes/pve1/lxc/174") == "OK"
+    finally:
+        for name in ("far", "off", "down", "isos"):
+            double.backend.storages.pop(name, None)

@@ -607,6 +607,44 @@ class ContainerManager:
                                  "/nodes/{node}/lxc/{vmid}/resize", {"disk": disk, "size": pveconfig.format_size(size)},
                                  node=node, vmid=vmid)))
 
+    def check_storages(self, node, values, vmid=None):
+        """Refuse, before any change (check mode too), a new volume (rootfs or mpN as ``STORAGE:SIZE``) on a
+        storage the node cannot allocate it on, as Proxmox VE would refuse it: pve-container PVE/API2/LXC.pm
+        create_vm $check_and_activate_storage and PVE/LXC/Config.pm update_pct_config $check_content_type, over
+        pve-storage PVE/Storage.pm storage_check_enabled (``disable``, storage.cfg ``nodes``) and
+        activate_storage (the connection check).  GET /nodes/{node}/storage lists each storage as
+        PVE/Storage.pm storage_info sees it from that node: ``enabled``, ``active`` and ``content``."""
+        wanted = set()
+        for key, value in values.items():
+            if key != "rootfs" and not re.match(r"^mp\d+$", key):
+                continue
+            volume = pveconfig.parse_property("mp" if key != "rootfs" else key,
+                                              pveconfig.format_value(key, value)).get("volume")
+            alloc = pveconfig.allocation(volume or "")
+            if alloc:
+                wanted.add(alloc[0])
+        if not wanted:
+            return
+        listed = dict((entry.get("storage"), entry) for entry in
+                      self.client.get("/nodes/{node}/storage", node=node) or [])
+        problems = []
+        for storage in sorted(wanted):
+            entry = listed.get(storage)
+            if entry is None:
+                problems.append("storage '%s' does not exist" % storage)
+            elif str(entry.get("enabled", 1)) in ("0", "False", "false"):
+                problems.append("storage '%s' is disabled, or not available on node %s (its storage.cfg nodes)"
+                                % (storage, node))
+            elif "rootdir" not in str(entry.get("content", "")).split(","):
+                problems.append("storage '%s' holds no container volumes (its content has no rootdir)" % storage)
+            elif str(entry.get("active", 1)) in ("0", "False", "false"):
+                problems.append("storage '%s' is not active on node %s (offline, or its connection check fails)"
+                                % (storage, node))
+        if problems:
+            raise ContainerError("%s: cannot allocate its volumes on node %s: %s; nothing was changed"
+                                 % ("CT %s" % vmid if vmid is not None else "the new container", node,
+                                    "; ".join(problems)))
+
     def plan(self, current, wanted):
         delete = list(self.params.get("delete") or ()) + (["env"] if self.empty_env else [])
         return pveconfig.diff(current, wanted, purge=bool(self.params.get("purge_config")), delete=delete)
@@ -622,6 +660,7 @@ class ContainerManager:
         """
         wanted, grows = self.volume_sizes(current, wanted)
         plan = self.plan(current, wanted)
+        self.check_storages(node, plan.put, vmid)
         result = {"pending": [], "resized": grows}
         if self.check_mode:
             if plan.changed:
@@ -759,6 +798,10 @@ class ContainerManager:
         if found is None:
             wanted = self.desired()
             node = self.session.node()
+            if self.params.get("clone") is None:
+                rootfs = {} if "rootfs" in wanted or not self.params.get("storage") else \
+                    {"rootfs": "%s:%s" % (self.params["storage"], self.params.get("disk_size") or 8)}
+                self.check_storages(node, dict(wanted, **rootfs))
             if self.check_mode:
                 self.session.act("created")
                 status = "running" if state in ("started", "restarted") else "stopped"

@@ -13,7 +13,7 @@ from ..schema import ApiError
 from ..tasks import TaskFailed
 from .oci_archive import import_oci_archive, is_oci_archive
 from .ossetup import OsDetectError, detect_ostype
-from .volumes import mount_volume
+from .volumes import ALLOCATION, MP_KEY, mount_volume
 
 # parameters of POST /nodes/{node}/lxc that are actions, not config keys
 CREATE_ONLY = ("node", "vmid", "ostemplate", "password", "ssh-public-keys", "storage", "start", "restore",
@@ -289,6 +289,16 @@ class LxcEndpoints:
         self._node(params["node"])
         self.check_mount_perm(params, user)
         self._check_pool(params)
+        # PVE/API2/LXC.pm create_vm: $check_and_activate_storage for the storage of every volume mount point
+        # (bind and device mounts have none), and for the rootfs's (``storage``, default local, without one)
+        used = [mount_volume(_raw(params[key])) for key in sorted(params) if key == "rootfs" or MP_KEY.match(key)]
+        if params.get("rootfs") is None:
+            used.append("%s:" % (params.get("storage") or "local"))
+        for storage in sorted(set(volume.partition(":")[0] for volume in used if volume)):
+            info = self.activate_storage(storage)
+            if "rootdir" not in info["content"].split(","):
+                raise ApiError(400, "Parameter verification failed.",
+                               {"storage": "storage '%s' does not support container directories" % storage})
         vmid = params["vmid"]
         with self.lock:
             if vmid in self.containers:
@@ -409,6 +419,25 @@ class LxcEndpoints:
             if params.get("digest") and params["digest"] != self.ct_digest(ct):
                 raise ApiError(500, "detected modified configuration - file changed by other user? "
                                     "Try again.")
+            # PVE/LXC/Config.pm update_pct_config $check_content_type for a volume mount point: its storage exists
+            # (storage_config) and holds rootdir; then vmconfig_apply_pending's create_disks activates the storage
+            # of an allocation (PVE/Storage.pm vdisk_alloc).  A real node keeps a change whose activation failed
+            # pending and answers 400 naming it; the double refuses it whole, changing nothing
+            for key in sorted(params):
+                volume = mount_volume(_raw(params[key])) if MP_KEY.match(key) else None
+                if not volume:
+                    continue
+                storage = volume.partition(":")[0]
+                if storage not in self.storages:
+                    raise ApiError(500, "storage '%s' does not exist" % storage)
+                if "rootdir" not in self.storages[storage]["content"].split(","):
+                    raise ApiError(500, "storage '%s' does not allow content type 'rootdir' (Container)" % storage)
+                if ALLOCATION.match(volume):
+                    try:
+                        self.activate_storage(storage)
+                    except ApiError as exc:
+                        raise ApiError(400, "Parameter verification failed.",
+                                       {key: "unable to apply pending change %s : %s" % (key, exc.message)})
             # pve-container PVE/LXC/Config.pm update_pct_config: deletes and changes go into [pve:pending]; then a
             # running CT takes what vmconfig_hotplug_pending can change live, a stopped one everything
             # (vmconfig_apply_pending)

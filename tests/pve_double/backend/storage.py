@@ -25,16 +25,49 @@ def normalize_content_filename(filename):
 class StorageEndpoints:
     """/nodes/{node}/storage and /nodes/{node}/storage/{storage}/...: ``dir`` storages are real directories."""
 
+    # A storage's entry may say, as storage.cfg does, ``nodes`` (the nodes it is available on; all when absent)
+    # and ``disable``; ``online: False`` makes its plugin's check_connection fail (an unreachable NFS server).
+    def storage_enabled(self, name, node=None):
+        """pve-storage PVE/Storage.pm storage_check_enabled with $noerr: not disabled, and storage_check_node:
+        its ``nodes`` list (if any) names the node."""
+        info = self.storages[name]
+        nodes = info.get("nodes")
+        return not info.get("disable") and (not nodes or (node or self.node) in nodes)
+
+    def activate_storage(self, name, node=None):
+        """PVE/Storage.pm storage_config, storage_check_enabled (dies) and activate_storage's connection
+        check, with their messages."""
+        info = self.storages.get(name)
+        if info is None:
+            raise ApiError(500, "storage '%s' does not exist" % name)
+        if info.get("disable"):
+            raise ApiError(500, "storage '%s' is disabled" % name)
+        if not self.storage_enabled(name, node):
+            raise ApiError(500, "storage '%s' is not available on node '%s'" % (name, node or self.node))
+        if not info.get("online", True):
+            raise ApiError(500, "storage '%s' is not online" % name)
+        return info
+
     def storage_list(self, params):
+        """PVE/API2/Storage/Status.pm index over PVE/Storage.pm storage_info: with ``content`` only the enabled
+        storages that have it; ``enabled`` is storage_check_enabled for this node, ``active`` whether
+        activate_storage worked (a failing one is listed inactive, with no sizes)."""
         self._node(params["node"])
+        wanted = params.get("content")
         out = []
         for name, info in sorted(self.storages.items()):
-            st = os.statvfs(info["path"])
-            out.append({"storage": name, "type": info["type"], "content": info["content"], "active": 1,
-                        "enabled": 1, "shared": 0, "total": st.f_blocks * st.f_frsize,
-                        "avail": st.f_bavail * st.f_frsize, "used": (st.f_blocks - st.f_bfree) * st.f_frsize})
-        wanted = params.get("content")
-        return [e for e in out if not wanted or wanted in e["content"].split(",")]
+            enabled = self.storage_enabled(name)
+            if wanted and (wanted not in info["content"].split(",") or not enabled):
+                continue
+            entry = {"storage": name, "type": info["type"], "content": info["content"], "active": 0,
+                     "enabled": int(enabled), "shared": int(bool(info.get("shared"))), "total": 0, "avail": 0,
+                     "used": 0}
+            if enabled and info.get("online", True):
+                st = os.statvfs(info["path"])
+                entry.update(active=1, total=st.f_blocks * st.f_frsize, avail=st.f_bavail * st.f_frsize,
+                             used=(st.f_blocks - st.f_bfree) * st.f_frsize)
+            out.append(entry)
+        return out
 
     def _storage(self, name):
         info = self.storages.get(name)

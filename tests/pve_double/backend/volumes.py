@@ -124,9 +124,8 @@ class VolumeEndpoints:
         """create_disks for one ``STORAGE:SIZE`` (GiB): the new volume id, its root owned by the container's
         root."""
         from .lxc import id_map_of  # pylint: disable=import-outside-toplevel
-        if storage not in self.storages:
-            raise ApiError(500, "storage '%s' does not exist" % storage)
-        info = self.storages[storage]
+        # PVE/Storage.pm vdisk_alloc: activate_storage first (exists, enabled on this node, online)
+        info = self.activate_storage(storage)
         name = self._free_disk_name(storage, ct.vmid)
         volid = self._volid(storage, name, ct.vmid)
         if info["type"] == "zfspool":

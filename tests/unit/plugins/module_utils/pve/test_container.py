@@ -6,6 +6,7 @@ the config's size.  The playbook-level proof is tests/integration/test_lxc_conta
 """
 
 import hashlib
+import re
 
 import pytest
 
@@ -33,6 +34,7 @@ class FakePve:
         self.nextids = []
         self.pending = {}  # vmid -> {key: pending value} left by an earlier run
         self._features = None
+        self.storages = None  # GET /nodes/{node}/storage, as PVE/Storage.pm storage_info lists them
 
     def digest(self, vmid):
         text = "".join("%s: %s\n" % item for item in sorted(self.configs[vmid].items()))
@@ -79,6 +81,8 @@ class FakePve:
             return self.nextids.pop(0) if self.nextids else max(list(self.configs) + self.vms + [99]) + 1
         if path == "/nodes":
             return [{"node": "pve1"}]
+        if path == "/nodes/{node}/storage" and self.storages is not None:
+            return self.storages
         raise AssertionError("unexpected GET %s" % path)
 
     def put(self, path, params=None, **kw):
@@ -370,6 +374,58 @@ def test_a_given_vmid_that_exists_is_not_replaced_by_another():
         raise PveApiError(500, "POST", "/nodes/pve1/lxc", "CT %d already exists on node 'pve1'" % vmid)
     with pytest.raises(PveApiError, match="already exists"):
         ct._create_with(make)
+
+
+# -- storages: a new volume's storage must be usable on the node, said before any change ----------------------
+
+STORAGES = [
+    {"storage": "local", "content": "vztmpl,iso,backup", "enabled": 1, "active": 1},
+    {"storage": "local-zfs", "content": "rootdir,images", "enabled": 1, "active": 1},
+    {"storage": "elsewhere", "content": "rootdir", "enabled": 0, "active": 0},  # storage.cfg nodes: pve2
+    {"storage": "nfs", "content": "rootdir,images", "enabled": 1, "active": 0},  # its server does not answer
+]
+
+
+@pytest.mark.parametrize("storage, mount, message", [
+    ("elsewhere", None, "storage 'elsewhere' is disabled, or not available on node pve1"),
+    ("local", None, "storage 'local' holds no container volumes (its content has no rootdir)"),
+    ("nope", None, "storage 'nope' does not exist"),
+    ("local-zfs", "nfs:2,mp=/data", "storage 'nfs' is not active on node pve1"),
+])
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_a_new_containers_volume_on_a_storage_the_node_cannot_use_is_refused_before_any_change(
+        storage, mount, message, check_mode):
+    pve = FakePve()
+    pve.storages = STORAGES
+    params = dict(hostname="new", ostemplate="local:vztmpl/a.tar.zst", node="pve1", state="present", storage=storage,
+                  disk_size=2)
+    if mount:
+        params["mounts"] = {"0": mount}
+    with pytest.raises(ContainerError, match="the new container: cannot allocate its volumes on node pve1: %s.*"
+                                             "nothing was changed" % re.escape(message)):
+        manager(pve, check_mode=check_mode, **params).run()
+    assert not [call for call in pve.calls if call[0] != "GET"] and pve.configs == {}
+
+
+def test_a_new_mount_point_of_an_existing_container_on_an_unusable_storage_is_refused_before_any_change():
+    pve = FakePve(running_ct())
+    pve.storages = STORAGES
+    before = dict(pve.configs[150])
+    with pytest.raises(ContainerError, match="CT 150: cannot allocate its volumes on node pve1: storage 'nfs' is not "
+                                             "active"):
+        manager(pve, vmid=150, mounts={"0": "nfs:1,mp=/data"}).run()
+    assert pve.puts == [] and pve.configs[150] == before
+
+
+def test_a_usable_storage_costs_one_listing_and_an_existing_volume_none():
+    pve = FakePve()
+    pve.storages = STORAGES
+    manager(pve, hostname="new", ostemplate="local:vztmpl/a.tar.zst", node="pve1", state="present",
+            storage="local-zfs", mounts={"0": "local-zfs:1,mp=/data"}).run()
+    assert pve.calls.count(("GET", "/nodes/{node}/storage")) == 1 and 100 in pve.configs
+    pve = FakePve(with_mp())
+    pve.storages = None  # any listing would fail the test
+    manager(pve, vmid=150, mounts={"0": "local-zfs:subvol-150-disk-1,mp=/data,size=2G"}).run()
 
 
 # -- mount point sizes: an existing volume is never swapped for a new, empty one -----------------------------
