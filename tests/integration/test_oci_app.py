@@ -371,30 +371,47 @@ def test_on_8_without_node_access_the_templates_init_configures_a_static_address
     assert dict(double.backend.containers[dhcp_vmid].config) == config
 
 
-def test_an_apps_volume_keeps_its_data_through_upgrade_failed_upgrade_rollback_and_absent(
+def data_volume(double):
+    """volume_of(vmid): the volume id of the app's /data (mp100)."""
+    def volume_of(vmid):
+        config = double.backend.containers[vmid].config
+        assert config["mp100"].split(",")[1:3] == ["mp=/data", "backup=1"], config
+        return config["mp100"].split(",")[0]
+    return volume_of
+
+
+def data_count(double):
+    """count(vmid): the number of starts the stateful app counted in its /data."""
+    def count(vmid):
+        with open(os.path.join(double.backend.volume_path(data_volume(double)(vmid)), "count")) as handle:
+            return int(handle.read())
+    return count
+
+
+def failed(run):
+    return [t["result"].get("msg") for t in run.results["tasks"] if t["status"] == "failed"]
+
+
+def subvols(pool):
+    return [name for name in subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", pool], check=True,
+                                            stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+            if "/subvol-" in name]
+
+
+def test_an_apps_volume_keeps_its_data_through_upgrade_failed_upgrade_and_rollback(
         installed_collection, zdouble91, bed):
     """Issue 17: the image's VOLUME /data is a Proxmox volume of the app (mp100), filled from the image at the
     first create (its seed file, owned by the image's user, shifted as the container is unprivileged); every start
     counts itself in /data/count as that user.  An upgrade hands the volume to the new version (the count goes
     on); a failed upgrade hands it back with the data as it was before (lxcri_data); a rollback on request returns
-    the data to before the current version ran; absent is refused while the app has data, and with
-    oci_app_purge_data removes it all."""
+    the data to before the current version ran; a smaller size, or a new volume on a storage the node cannot
+    use, is refused before any change; oci_app_purge_data removes it all."""
     double = zdouble91
     pool = double.backend.storages["local-zfs"]["pool"]
     images = push(bed["registry"]["host"], "%s/webapp-data" % TEST_REPO_NS, stateful=True)
     deploy = "lxcri.proxmox.deploy_app"
 
-    def volume_of(vmid):
-        config = double.backend.containers[vmid].config
-        assert config["mp100"].split(",")[1:3] == ["mp=/data", "backup=1"], config
-        return config["mp100"].split(",")[0]
-
-    def count(vmid):
-        with open(os.path.join(double.backend.volume_path(volume_of(vmid)), "count")) as handle:
-            return int(handle.read())
-
-    def failed(run):
-        return [t["result"].get("msg") for t in run.results["tasks"] if t["status"] == "failed"]
+    volume_of, count = data_volume(double), data_count(double)
 
     first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
     assert first.rc == 0, failed(first)
@@ -440,6 +457,17 @@ def test_an_apps_volume_keeps_its_data_through_upgrade_failed_upgrade_rollback_a
             failed(shrink)
         assert double.state() == state and containers(double)[APP] == (v2, "running")
 
+    # a new volume on a storage this node cannot use (storage.cfg nodes: pve2 only): refused before any change
+    double.backend.storages["far-zfs"] = dict(double.backend.storages["local-zfs"], nodes=["pve2"])
+    far = dict(oci_app_image_volume_size=2, oci_app_volumes={"logs": {"path": "/logs", "storage": "far-zfs"}})
+    for check_mode in (True, False):
+        refused = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **far),
+                                                check=check_mode)
+        assert refused.rc != 0 and "cannot allocate its volumes on node pve1: storage 'far-zfs' is disabled, or " \
+            "not available on node pve1" in failed(refused)[-1], failed(refused)
+        assert double.state() == state and containers(double)[APP] == (v2, "running")
+    del double.backend.storages["far-zfs"]
+
     # a failed upgrade: the volume back to v2 with the data as before the attempt (3), then v2's start
     broken = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["3-broken"],
                                                                        oci_app_image_volume_size=2,
@@ -448,15 +476,78 @@ def test_an_apps_volume_keeps_its_data_through_upgrade_failed_upgrade_rollback_a
     assert containers(double)[APP] == (v2, "running") and count(v2) == 4
     assert sorted(double.backend.containers) == [v1, v2]
 
-    for check_mode in (True, False):
-        kept = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent"),
-                                             check=check_mode)
-        assert kept.rc != 0 and "would destroy its volumes" in failed(kept)[-1], failed(kept)
-    assert containers(double)[APP] == (v2, "running") and count(v2) == 4
     purged = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent",
                                                                        oci_app_purge_data=True))
+    assert purged.rc == 0 and shown(purged) == "webapp: removed CT %d, %d; destroyed: local-zfs:subvol-%d-disk-1 " \
+        "(/data)" % (v1, v2, v2), failed(purged)
+    assert double.backend.containers == {} and not subvols(pool)
+
+
+def test_absent_keeps_an_apps_data_for_its_next_deployment_until_purged(installed_collection, zdouble91, bed):
+    """Issue 17: oci_app_state absent keeps the app's volume in its container, stopped, renamed <name>-data and
+    protected (the previous version goes); a second run changes nothing.  The next deployment takes the volume
+    over (the count goes on) and removes <name>-data after its health check; a deployment that fails its health
+    check gives the volume back with the data as it was kept.  oci_app_purge_data names what it would destroy in
+    check mode, then removes it all."""
+    double = zdouble91
+    pool = double.backend.storages["local-zfs"]["pool"]
+    images = push(bed["registry"]["host"], "%s/webapp-kept" % TEST_REPO_NS, stateful=True)
+    deploy = "lxcri.proxmox.deploy_app"
+    count = data_count(double)
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
+    assert first.rc == 0, failed(first)
+    v1 = containers(double)[APP][0]
+    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]))
+    assert upgrade.rc == 0, failed(upgrade)
+    v2 = containers(double)[APP][0]
+    assert count(v2) == 2 and containers(double)["webapp-prev"] == (v1, "stopped")
+
+    # absent keeps the data: v1 (webapp-prev) goes, v2 stays stopped as webapp-data, protected; check mode first
+    absent = app_vars(double, oci_app_state="absent")
+    state = double.state()
+    check = installed_collection.playbook(deploy, extra_vars=absent, check=True)
+    assert check.rc == 0 and double.state() == state, failed(check)
+    assert "would remove CT %d; would stop, rename and protect CT %d; the data would be kept in CT %d (webapp-data, " \
+        "stopped and protected): local-zfs:subvol-%d-disk-1 (/data)" % (v1, v2, v2, v2) in shown(check), shown(check)
+    kept = installed_collection.playbook(deploy, extra_vars=absent)
+    assert kept.rc == 0, failed(kept)
+    assert containers(double) == {"webapp-data": (v2, "stopped")} and count(v2) == 2
+    assert str(double.backend.containers[v2].config["protection"]) == "1"
+    again = installed_collection.playbook(deploy, extra_vars=absent)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    assert shown(again).startswith("webapp: the data is kept in CT %d (webapp-data" % v2), shown(again)
+
+    # the next deployment takes the data over (the count goes on), and removes webapp-data after its health check
+    state = double.state()
+    check = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"],
+                                                                      oci_app_image_volume_size=2), check=True)
+    assert check.rc == 0 and double.state() == state, failed(check)
+    back = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"], oci_app_image_volume_size=2))
+    assert back.rc == 0, failed(back)
+    v3 = containers(double)[APP][0]
+    assert sorted(double.backend.containers) == [v3] and count(v3) == 3, containers(double)
+    assert "with the data kept in CT %d (/data), which was removed" % v2 in shown(back), shown(back)
+    check_serving(double, v3, "2")
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"], oci_app_image_volume_size=2))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0 and count(v3) == 3, again
+
+    # kept again; a deployment that fails its health check gives the data back, as it was, and removes its container
+    kept = installed_collection.playbook(deploy, extra_vars=absent)
+    assert kept.rc == 0 and containers(double) == {"webapp-data": (v3, "stopped")}, failed(kept)
+    broken = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["3-broken"],
+                                                                       oci_app_image_volume_size=2,
+                                                                       oci_app_health_timeout=4))
+    assert broken.rc != 0 and "are back in CT %d, stopped and protected, with the data as it was kept" % v3 \
+        in failed(broken)[-1], failed(broken)
+    assert containers(double) == {"webapp-data": (v3, "stopped")} and count(v3) == 3
+    assert str(double.backend.containers[v3].config["protection"]) == "1"
+
+    # the purge: check mode names what would be destroyed and changes nothing; then it all goes
+    purge = app_vars(double, oci_app_state="absent", oci_app_purge_data=True)
+    state = double.state()
+    check = installed_collection.playbook(deploy, extra_vars=purge, check=True)
+    assert check.rc == 0 and double.state() == state, failed(check)
+    assert shown(check) == "webapp: would remove CT %d; would destroy: local-zfs:subvol-%d-disk-1 (/data)" % (v3, v3)
+    purged = installed_collection.playbook(deploy, extra_vars=purge)
     assert purged.rc == 0, failed(purged)
-    assert double.backend.containers == {}
-    assert not [name for name in subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", pool], check=True,
-                                                stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
-                if "/subvol-" in name]
+    assert double.backend.containers == {} and not subvols(pool)

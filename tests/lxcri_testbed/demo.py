@@ -13,8 +13,10 @@ versions, then runs the collection's own playbooks, as an operator would:
 3. ``deploy_app.yml`` with version 3-broken: the health check fails, the
    role rolls back to version 2 automatically and the play fails, as it must;
 4. ``rollback_app.yml``: back to version 1 from its snapshot;
-5. cleanup: ``deploy_app.yml`` with ``oci_app_state=absent``, then the double
-   stops and removes its containers, datasets and files.
+5. ``deploy_app.yml`` with ``oci_app_state=absent`` keeps the data (in the
+   stopped, protected ``webapp-data``), version 2 deployed again takes it over,
+   and ``oci_app_purge_data=true`` removes it all; then the double stops and
+   removes its containers, datasets and files.
 
     python -m lxcri_testbed.demo [--keep] [--mode 9.1|8] [--port 18006]
 """
@@ -188,9 +190,11 @@ def main(argv):
                 "'cd tests && python -m pve_double --stop --dir %s --pidfile %s'"
                 % (args.port, PASSWORD, DOUBLE_DIR, pidfile))
             return 0
-        say("5. Removing the app is refused while it has data; with oci_app_purge_data it goes, data and all")
-        playbook("deploy_app", [app_vars, "oci_app_state=absent"], expect_failure=True,
-                 expect="would destroy its volumes")
+        say("5. Remove the app: its data stays, in the stopped, protected webapp-data; deploy again and the count "
+            "goes on; with oci_app_purge_data it all goes, data and all")
+        playbook("deploy_app", [app_vars, "oci_app_state=absent"])
+        playbook("deploy_app", [app_vars, "oci_app_image=" + images["2"]])
+        show(lxc_path, tools, "2", address, 5)
         playbook("deploy_app", [app_vars, "oci_app_state=absent", "oci_app_purge_data=true"])
         os.unlink(app_vars[1:])
     finally:
