@@ -177,6 +177,17 @@ options:
       - Refused without the generated init; on 9.1 and later the node configures an app's interfaces itself
         (host-managed), so leave it unset there.
     type: dict
+  volumes:
+    description:
+      - More volume paths than the image's C(VOLUME)s, for the mount points the container will have (absolute
+        paths other than C(/)). Each is checked as the image's are, and made a directory in the template when the
+        image lacks it, its parents followed through the image's symlinks.
+      - A path that the image has as a file, or that passes through one, fails the task and builds nothing.
+        Proxmox VE would mount a volume there over nothing it could see, and its template extraction (which
+        skips members that exist) would then leave the image's file out of the container.
+      - RV(runtime.volumes) lists them with the image's.
+    type: list
+    elements: str
   lxc_version:
     description:
       - The LXC version that will run the container, which decides how the init command can be quoted.
@@ -442,7 +453,9 @@ runtime:
       type: str
       sample: SIGQUIT
     volumes:
-      description: The image's volumes, suggested mount points (their directories exist in the template).
+      description:
+        - The image's volumes and those of O(volumes), suggested mount points (their directories exist in the
+          template).
       type: list
       elements: str
       sample: ["/var/cache/nginx"]

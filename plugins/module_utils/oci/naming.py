@@ -28,9 +28,9 @@ SIDECAR_SUFFIX = ".json"
 # what Proxmox VE keeps in an uploaded file's name (pve-storage PVE/Storage.pm normalize_content_filename)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 OUTPUT_OPTIONS = ("format", "compression", "entrypoint", "cmd", "env", "workdir", "user", "stop_signal",
-                  "init_wrapper", "lxc_version", "net")
+                  "init_wrapper", "lxc_version", "net", "volumes")
 NAMING_DEFAULTS = {"entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None, "stop_signal": None,
-                   "init_wrapper": "auto", "net": None}
+                   "init_wrapper": "auto", "net": None, "volumes": None}
 
 
 def _safe(text):
@@ -45,6 +45,7 @@ def default_name(source, manifest_digest, params=None):
     differs from its default, so variants of one image never share a name.
     """
     options = dict((key, (params or {}).get(key, value)) for key, value in NAMING_DEFAULTS.items())
+    options["volumes"] = sorted(set(options["volumes"])) if options["volumes"] else None
     suffix = ""
     if options != NAMING_DEFAULTS:
         suffix = "_" + identity_hash(options)[:8]
@@ -87,6 +88,10 @@ def identity(params, manifest_digest, platform, lxc_target):
     options["lxc_version"] = lxc_target
     if options["net"] is None:
         del options["net"]  # added later: the identity of a template without it stays what it was
+    if options["volumes"]:
+        options["volumes"] = sorted(set(options["volumes"]))
+    else:
+        del options["volumes"]  # likewise
     if params["format"] != "vztmpl":
         options["compression"] = None
     return {"manifest_digest": manifest_digest, "platform": str(platform), "options": options,

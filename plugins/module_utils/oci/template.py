@@ -50,7 +50,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.naming import (
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.prune import check_keep, prune
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import (
-    ConfigError, parse_group, parse_passwd, runtime_spec)
+    ConfigError, normalize_workdir, parse_group, parse_passwd, runtime_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, store_complete, sweep_tmp
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import StorageDestination
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import ROOT_USERS
@@ -95,6 +95,7 @@ def template_argument_spec():
         stop_signal=dict(type="str"),
         init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
         net=dict(type="dict"),
+        volumes=dict(type="list", elements="str"),
         lxc_version=dict(type="str", default="auto"),
         force=dict(type="bool", default=False),
         keep=dict(type="int"),
@@ -277,6 +278,21 @@ def in_reserved_dir(tree, path, hops=0):
     return False
 
 
+def extra_volumes(paths):
+    """The ``volumes`` option: absolute paths other than /, normalized as the image's VOLUMEs are."""
+    out = []
+    for path in paths or ():
+        text = str(path)
+        try:
+            normal = normalize_workdir(text)
+        except ConfigError as exc:
+            raise TemplateError("volumes: %s" % exc)
+        if not text.startswith("/") or normal == "/":
+            raise TemplateError("volumes: %r is not an absolute path other than /" % text)
+        out.append(normal)
+    return sorted(set(out))
+
+
 def check_reserved(spec, tree):
     """Refuse a WORKDIR, Volume or command path in /.lxcri, where the generated files go (and which a
     restore would otherwise get twice, from ensure_dir and from the generated entries)."""
@@ -422,10 +438,13 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
             value["needs_layers"] = needs_layers
         return value
 
-    if add:
-        ensure_dir(tree, sink, spec["cwd"], spec["uid"], spec["gid"], mtime)
+    if known:
+        # the working directory and the volumes are made where the image lacks them; a file on the way fails the
+        # build, and check mode (with the layers read, writing nothing) the same way
+        target = sink if add else _NullSink()
+        ensure_dir(tree, target, spec["cwd"], spec["uid"], spec["gid"], mtime)
         for volume in spec["volumes"]:
-            ensure_dir(tree, sink, volume, mtime=mtime)
+            ensure_dir(tree, target, volume, mtime=mtime)
     if net and init_wrapper != "always":
         raise TemplateError("net: only the generated init (init_wrapper: always) configures interfaces, and this "
                             "template has none (init_wrapper: %s); on Proxmox VE 9.1 and later the node configures "
@@ -803,6 +822,7 @@ class TemplateManager:
                                 user_files=tree is not None)
         except ConfigError as exc:
             raise TemplateError("%s: %s" % (self.images.source, exc))
+        spec["volumes"] = sorted(set(spec["volumes"]) | set(extra_volumes(self.params.get("volumes"))))
         spec.update(image_digest=res.manifest_digest, platform=str(res.platform))
         return spec
 

@@ -208,3 +208,60 @@ def test_a_symlink_into_the_reserved_directory_is_followed(config):
     with pytest.raises(OciError, match=r"is in /\.lxcri, which lxcri.proxmox reserves"):
         both(config, symlinks=links)
     assert finish_runtime(runtime_spec(config, {}, user_files=False), None, "5.0", "auto")  # lexically elsewhere
+
+
+# -- the volumes option: more volume paths, checked and made as the image's VOLUMEs ---------------------------
+
+class RecordingSink(_NullSink):
+    def __init__(self):
+        self.dirs = []
+
+    def add_dir(self, name, uid, gid, mode, mtime):
+        self.dirs.append((name, uid, gid, mode))
+
+
+def test_the_volumes_option_is_normalized_and_refuses_a_relative_path_or_the_root():
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template import extra_volumes
+    assert extra_volumes(["/srv//data/", "/srv/data", "/var/lib/../cache"]) == ["/srv/data", "/var/cache"]
+    assert extra_volumes(None) == []
+    for bad in ("data", "/", "/srv/.."):
+        with pytest.raises(OciError, match="volumes: .* is not an absolute path other than /"):
+            extra_volumes([bad])
+    with pytest.raises(OciError, match="volumes: .*newline"):
+        extra_volumes(["/da\nta"])
+
+
+def test_a_volume_the_image_has_as_a_file_fails_the_build_and_a_missing_one_is_made():
+    config = {"Cmd": ["/bin/sleep", "1"]}
+    tree = flatten([layer(symlinks=[("conf", "etc")]), reserved_layer(False)], _NullSink(), Limits())
+    for path in ("/etc/passwd", "/etc/passwd/sub", "/conf/group"):
+        spec = dict(runtime_spec(config, {}, PASSWD, GROUP), volumes=[path])
+        with pytest.raises(OciError, match="cannot create %s: /etc/(passwd|group) is a file in the image, not a "
+                                           "directory" % path):
+            finish_runtime(spec, tree, "5.0", "auto", sink=RecordingSink())
+        with pytest.raises(OciError, match="is a file in the image"):  # check mode, the layers read: the same
+            finish_runtime(spec, tree, "5.0", "auto")
+    sink = RecordingSink()
+    spec = dict(runtime_spec(config, {}, PASSWD, GROUP), volumes=["/conf/app.d", "/srv/data"])
+    assert finish_runtime(spec, tree, "5.0", "auto", sink=sink)["volumes"] == ["/conf/app.d", "/srv/data"]
+    assert ("etc/app.d", 0, 0, 0o755) in sink.dirs and ("srv", 0, 0, 0o755) in sink.dirs and \
+        ("srv/data", 0, 0, 0o755) in sink.dirs
+
+
+def test_the_volumes_option_names_a_variant_template_and_none_keeps_the_old_name_and_identity():
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.naming import default_name, identity
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.reference import parse_source
+    source = parse_source("registry.example/app:1")
+    digest = "sha256:" + "a" * 64
+
+    def params(**extra):
+        return TemplateManager(dict({"image": "registry.example/app:1", "dest": "/tmp"}, **extra)).params
+
+    plain = params()
+    assert default_name(source, digest, plain) == "app_1_aaaaaaaaaaaa"
+    assert default_name(source, digest, params(volumes=[])) == "app_1_aaaaaaaaaaaa"
+    assert identity(plain, digest, "linux/amd64", "5.0") == identity(params(volumes=[]), digest, "linux/amd64", "5.0")
+    assert "volumes" not in identity(plain, digest, "linux/amd64", "5.0")["options"]
+    named = default_name(source, digest, params(volumes=["/b", "/a"]))
+    assert named.startswith("app_1_aaaaaaaaaaaa_") and named == default_name(source, digest, params(volumes=["/a", "/b"]))
+    assert identity(params(volumes=["/b", "/a"]), digest, "linux/amd64", "5.0")["options"]["volumes"] == ["/a", "/b"]
