@@ -6,7 +6,9 @@ the app). Real LXC containers and real ZFS snapshots underneath; every check rea
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -551,3 +553,66 @@ def test_absent_keeps_an_apps_data_for_its_next_deployment_until_purged(installe
     purged = installed_collection.playbook(deploy, extra_vars=purge)
     assert purged.rc == 0, failed(purged)
     assert double.backend.containers == {} and not subvols(pool)
+
+
+def test_an_app_with_a_bind_mount_upgrades_and_rolls_back_without_snapshots(installed_collection, zdouble91, bed):
+    """Proxmox VE snapshots no container with a bind mount point (has_feature).  An app with one in
+    oci_app_mounts and a volume: the upgrade with oci_app_rollback_data snapshot is refused before any change
+    (the data could not be rolled back); with keep, the upgrade takes no snapshot (the previous version stays
+    stopped and unchanged), a broken version is rolled back to it, and a rollback on request starts it as it
+    is.  The bind mount is there in every version, its file read from inside."""
+    double = zdouble91
+    images = push(bed["registry"]["host"], "%s/webapp-bind" % TEST_REPO_NS, stateful=True)
+    deploy = "lxcri.proxmox.deploy_app"
+    count = data_count(double)
+    shared = tempfile.mkdtemp(prefix="lxcri-bind-", dir="/var/tmp")  # reachable by the container's mapped root
+    os.chmod(shared, 0o755)
+    try:
+        with open(os.path.join(shared, "motd"), "w") as handle:
+            handle.write("shared\n")
+        os.chmod(os.path.join(shared, "motd"), 0o644)
+        mounts = {"oci_app_mounts": {"0": "%s,mp=/shared" % shared}}
+        # a volume where the image has a file: refused by the template build, before anything is made
+        passwd = installed_collection.playbook(deploy, extra_vars=app_vars(
+            double, images["1"], oci_app_volumes={"accounts": {"path": "/etc/passwd"}}, **mounts))
+        assert passwd.rc != 0 and "cannot create /etc/passwd: /etc/passwd is a file in the image, not a directory" \
+            in failed(passwd)[-1], failed(passwd)
+        assert double.backend.containers == {}
+        first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **mounts))
+        assert first.rc == 0, failed(first)
+        v1 = containers(double)[APP][0]
+
+        def motd(vmid):
+            return subprocess.run([double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n",
+                                   str(vmid), "--", "cat", "/shared/motd"], stdout=subprocess.PIPE,
+                                  universal_newlines=True, check=True).stdout
+
+        assert motd(v1) == "shared\n" and count(v1) == 1
+        state = double.state()
+        refused = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"], **mounts))
+        assert refused.rc != 0 and "Set oci_app_rollback_data: keep" in failed(refused)[-1], failed(refused)
+        assert double.state() == state and containers(double) == {APP: (v1, "running")}
+
+        keep = dict(mounts, oci_app_rollback_data="keep")
+        upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"], **keep))
+        assert upgrade.rc == 0, failed(upgrade)
+        v2 = containers(double)[APP][0]
+        assert "CT %d is stopped, unchanged (no snapshot: it has bind or device mount points mp0)" % v1 in \
+            shown(upgrade), shown(upgrade)
+        assert not double.backend.containers[v1].snapshots and not double.backend.containers[v2].snapshots
+        assert motd(v2) == "shared\n" and count(v2) == 2
+        check_serving(double, v2, "2")
+
+        broken = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["3-broken"],
+                                                                           oci_app_health_timeout=4, **keep))
+        assert broken.rc != 0 and "as the new version left them" in failed(broken)[-1], failed(broken)
+        assert containers(double)[APP] == (v2, "running") and count(v2) == 4  # the broken start, then v2's
+
+        back = installed_collection.playbook("lxcri.proxmox.rollback_app", extra_vars=app_vars(double, **keep))
+        assert back.rc == 0, failed(back)
+        assert "runs the previous version again as it was stopped (no snapshot: it has bind or device mount " \
+            "points mp0)" in shown(back), shown(back)
+        assert containers(double)[APP] == (v1, "running") and count(v1) == 5 and motd(v1) == "shared\n"
+        check_serving(double, v1, "1")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
