@@ -37,7 +37,7 @@ def _collection_root():
 _collection_root()
 
 from lxcri_testbed import TEST_REPO_NS, in_ci, xdist_worker  # noqa: E402  (needs the path set above)
-from lxcri_testbed.bed import destroy_tree, load_state, run  # noqa: E402
+from lxcri_testbed.bed import destroy_tree, load_state, run, scratch_create_args  # noqa: E402
 
 # skipped tests' node ids, collected by pytest_runtest_logreport
 _SKIPS = []
@@ -107,7 +107,7 @@ def zfs_dataset(bed):
     need(run(["zpool", "list", "-H", pool], check=False).returncode == 0,
          "zfs pool %s is not imported: run 'make testbed-up'" % pool)
     name = "%s/t-%s" % (pool, uuid.uuid4().hex[:12])
-    run(["zfs", "create", name])
+    run(["zfs", "create"] + scratch_create_args() + [name])  # this worker's: a concurrent `up` leaves it alone
     yield name
     destroy_tree(name)
 

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from lxcri_testbed.bed import destroy_tree, load_state, peer_collections  # noqa: E402
+from lxcri_testbed.bed import destroy_tree, load_state, peer_collections, scratch_create_args  # noqa: E402
 
 BENCH_DIR = "/var/lib/lxcri-bench"
 BIN = os.path.dirname(sys.executable)
@@ -84,7 +84,7 @@ def main():
             root = "%s/bench-%s" % (pool, tool.replace("_", "-"))
             if not destroy_tree(root):
                 raise SystemExit("cannot clear %s" % root)
-            subprocess.run(["zfs", "create", root], check=True)
+            subprocess.run(["zfs", "create"] + scratch_create_args() + [root], check=True)
             play = "  vars: {root: %s}\n" % root
             body = play + "  tasks:\n" + body
             first = playbook_with_vars(workdir, tool + "-create", body, collections, shim, log)
@@ -136,7 +136,7 @@ def run_playbook(path, collections, shim, log):
 def retention(workdir, pool, collections, shim, log):
     root = "%s/bench-retention" % pool
     destroy_tree(root)
-    subprocess.run(["zfs", "create", root], check=True)
+    subprocess.run(["zfs", "create"] + scratch_create_args() + [root], check=True)
     try:
         for i in range(SNAPSHOTS):
             subprocess.run(["zfs", "snapshot", "%s@auto_%04d" % (root, i)], check=True)

@@ -25,6 +25,25 @@ def _get(url, accept=None, auth=None):
         return resp.status, dict(resp.headers), resp.read()
 
 
+def test_up_removes_stale_scratch_datasets_but_not_a_live_runs(zfs_dataset, bed):
+    """`make test` runs the test bed's `up` again for each stage it starts, beside the integration stage: its
+    datasets (their owner, the pid that made them, alive) stay; one whose owner is gone goes."""
+    import uuid
+    from lxcri_testbed import OWNER_PROPERTY
+    from lxcri_testbed.bed import remove_stale_datasets
+    child = subprocess.Popen(["true"])
+    child.wait()
+    stale = "%s/t-stale-%s" % (bed["zfs"]["pool"], uuid.uuid4().hex[:8])
+    subprocess.run(["zfs", "create", "-o", "%s=%d" % (OWNER_PROPERTY, child.pid), stale], check=True)
+    remove_stale_datasets()
+    names = subprocess.run(["zfs", "list", "-H", "-o", "name", "-d", "1", bed["zfs"]["pool"]],
+                           stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.split()
+    assert zfs_dataset in names and stale not in names, names
+    owner = subprocess.run(["zfs", "get", "-H", "-o", "value", OWNER_PROPERTY, zfs_dataset], stdout=subprocess.PIPE,
+                           universal_newlines=True, check=True).stdout.strip()
+    assert owner == str(os.getpid())
+
+
 def test_zfs_dataset_is_real_and_scratch(zfs_dataset, bed):
     assert zfs_dataset.startswith(bed["zfs"]["pool"] + "/t-")
     mountpoint = subprocess.run(["zfs", "get", "-H", "-o", "value", "mountpoint", zfs_dataset],

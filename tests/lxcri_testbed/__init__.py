@@ -14,6 +14,9 @@ STATE_FILE = os.path.join(BED_DIR, "state.json")
 # property below, and nothing here touches a pool that lacks it.
 POOL_NAME = os.environ.get("LXCRI_TESTBED_POOL", "lxcritestbed")
 POOL_MARK = "lxcri:testbed"
+# The pid of the process that made a scratch dataset (t-*, bench-*): `up` leaves a dataset alone while that process
+# lives (a test or benchmark run beside it: `make test` runs `up` again for each stage it starts).
+OWNER_PROPERTY = "lxcri:owner"
 
 REGISTRY_PORT = int(os.environ.get("LXCRI_REGISTRY_PORT", "45000"))
 REGISTRY_AUTH_PORT = int(os.environ.get("LXCRI_REGISTRY_AUTH_PORT", "45001"))

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 
-from . import (BED_DIR, POOL_MARK, POOL_NAME, REGISTRY_AUTH_PORT, REGISTRY_PASSWORD,
+from . import (BED_DIR, OWNER_PROPERTY, POOL_MARK, POOL_NAME, REGISTRY_AUTH_PORT, REGISTRY_PASSWORD,
                REGISTRY_PORT, REGISTRY_TLS_PORT, REGISTRY_TOKEN_PORT, REGISTRY_USER, STATE_FILE,
                TOKEN_SERVER_PORT)
 
@@ -350,13 +350,32 @@ def destroy_tree(root, attempts=10):
     return False
 
 
+def owner_alive(value):
+    """Whether the process a dataset's OWNER_PROPERTY names (a pid; "-" when unset) is alive."""
+    try:
+        os.kill(int(value), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_stale_datasets():
-    """Scratch datasets (t-*, bench-*) left behind by interrupted runs."""
-    listing = run(["zfs", "list", "-H", "-o", "name", "-d", "1", POOL_NAME], check=False)
-    for name in listing.stdout.split():
+    """Scratch datasets (t-*, bench-*) left behind by interrupted runs: those whose owner (OWNER_PROPERTY, the pid
+    that made it) is gone, or that name none.  A live run's datasets stay: `make test` runs `up` again for each
+    stage it starts, beside the integration stage that uses them."""
+    listing = run(["zfs", "list", "-H", "-o", "name,%s" % OWNER_PROPERTY, "-d", "1", POOL_NAME], check=False)
+    for line in listing.stdout.splitlines():
+        name, dummy, owner = line.partition("\t")
         leaf = name.split("/")[-1]
-        if "/" in name and (leaf.startswith("t-") or leaf.startswith("bench-")):
+        if "/" in name and (leaf.startswith("t-") or leaf.startswith("bench-")) and not owner_alive(owner.strip()):
             destroy_tree(name)
+
+
+def scratch_create_args():
+    """``zfs create`` options that mark a scratch dataset as this process's (see remove_stale_datasets)."""
+    return ["-o", "%s=%d" % (OWNER_PROPERTY, os.getpid())]
 
 
 def stop_zfs():

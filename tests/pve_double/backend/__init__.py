@@ -19,6 +19,8 @@ import os
 import subprocess
 import threading
 
+from lxcri_testbed.bed import scratch_create_args
+
 from ..schema import ApiError, Schema
 from ..tasks import TaskFailed, TaskManager
 from .cluster import DEFAULT_RESOURCES_LAG, VERSIONS, ClusterEndpoints, node_lxc
@@ -72,7 +74,8 @@ class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, Snapsho
                 os.makedirs(os.path.join(info["path"], sub), exist_ok=True)
         if zfs_root:
             # a zfspool storage on (a dataset of) the test bed's zfs-fuse pool, with Proxmox naming
-            subprocess.run(["zfs", "create", "-p", zfs_root], check=True)
+            # marked as this process's: the test bed's `up` leaves it alone while it lives (-p marks only the last)
+            subprocess.run(["zfs", "create", "-p"] + scratch_create_args() + [zfs_root], check=True)
             self.storages["local-zfs"] = {"type": "zfspool", "pool": zfs_root, "content": "rootdir,images",
                                           "path": self._zfs_get(zfs_root, "mountpoint")}
 
