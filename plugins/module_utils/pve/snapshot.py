@@ -25,6 +25,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defau
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import PveSession
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.volume import is_storage_volume, volume_of
 
 STATES = ("present", "absent", "rollback")
 
@@ -148,30 +149,18 @@ class SnapshotManager:
     def zfs_volumes(self, node, vmid):
         """The container's volumes (rootfs, mpN) on zfspool storages, which roll back to the newest snapshot only."""
         config = self.session.config_of(node, vmid)
-        volumes = [config[k] for k in sorted(config) if k == "rootfs" or re.match(r"^mp\d+$", k)]
+        volumes = [volume_of(k, config[k]) or "" for k in sorted(config) if k == "rootfs" or re.match(r"^mp\d+$", k)]
         storages = dict((s.get("storage"), s.get("type")) for s in
                         self.client.get("/nodes/{node}/storage", node=node) or [])
-        out = []
-        for value in volumes:
-            volume = str(value).split(",", 1)[0]
-            if volume.startswith("volume="):
-                volume = volume[len("volume="):]
-            if storages.get(volume.partition(":")[0]) == "zfspool":
-                out.append(volume)
-        return out
+        return [volume for volume in volumes if storages.get(volume.partition(":")[0]) == "zfspool"]
 
     def refuse_path_mounts(self, node, vmid):
         """pve-container PVE/LXC/Config.pm has_feature asks every mount point for the snapshot feature, and
         pve-storage PVE/Storage.pm volume_has_feature has none for a path (a bind or device mount): Proxmox answers
         "snapshot feature is not available".  Said before the call, with the mount points to blame (check mode too)."""
         config = self.session.config_of(node, vmid)
-        paths = []
-        for key in sorted(config):
-            if re.match(r"^mp\d+$", key):
-                volume = str(config[key]).split(",", 1)[0]
-                volume = volume[len("volume="):] if volume.startswith("volume=") else volume
-                if volume.startswith("/"):
-                    paths.append("%s (%s)" % (key, volume))
+        paths = ["%s (%s)" % (key, volume_of(key, config[key])) for key in sorted(config)
+                 if re.match(r"^mp\d+$", key) and not is_storage_volume(volume_of(key, config[key]))]
         if paths:
             raise SnapshotError("cannot snapshot CT %d: Proxmox VE snapshots no container with a bind or device mount "
                                 "point, and it has %s. Remove the mount point, or snapshot the data where it lives "

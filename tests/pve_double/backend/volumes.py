@@ -224,12 +224,13 @@ class VolumeEndpoints:
         """PVE/LXC.pm check_ct_modify_config_perm, which create_vm and update_vm run before anything else: a bind
         or device mount point (an absolute path; PVE/LXC/Config.pm parse_volume types /dev/... as device) is
         root@pam's only (an API token of root@pam is not root@pam)."""
+        from .lxc import _raw  # pylint: disable=import-outside-toplevel
         if user == "root@pam":
             return
         for key, value in params.items():
             if key != "rootfs" and not MP_KEY.match(key):
                 continue
-            volume = options(value.text() if hasattr(value, "text") else value)[0] or ""
+            volume = options(_raw(value))[0] or ""
             if volume.startswith("/"):
                 kind = "device" if volume.startswith("/dev/") else "bind"
                 raise ApiError(403, "Permission check failed (mount point type %s is only allowed for root@pam)"
