@@ -833,3 +833,72 @@ def test_a_storage_the_node_cannot_use_is_listed_so_and_refuses_new_volumes(vdou
     finally:
         for name in ("far", "off", "down", "isos"):
             double.backend.storages.pop(name, None)
+
+
+def test_templates_and_clones_take_every_mount_point_volume_and_a_clone_can_start_from_a_snapshot(vdouble,
+                                                                                                  tmp_path):
+    """pve-container PVE/LXC.pm template_create: every volume becomes a base (refused for a bind mount, which has no
+    template feature); PVE/API2/LXC.pm clone_vm: every volume is cloned (linked) or copied (full, from snapname's
+    state when given, its size kept), never shared with the source; a bind mount point cannot be cloned, nor a
+    running container fully without a snapshot."""
+    double, api, template = vdouble
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=175, ostemplate=template, rootfs="local-zfs:1",
+                    mp0="local-zfs:1,mp=/data") == "OK"
+    data = double.backend.volume_path(double.backend.containers[175].config["mp0"].split(",")[0])
+
+    def write(path, text):
+        with open(path, "w") as handle:
+            handle.write(text)
+
+    def read(vmid, key="mp0"):
+        volume = double.backend.containers[vmid].config[key].split(",")[0]
+        with open(os.path.join(double.backend.volume_path(volume), "state")) as handle:
+            return volume, handle.read()
+
+    write(os.path.join(data, "state"), "at s1\n")
+    assert api.task("POST", "/nodes/pve1/lxc/175/snapshot", snapname="s1") == "OK"
+    write(os.path.join(data, "state"), "after s1\n")
+    # full clones: from now, and from s1; each gets its own volumes, the size kept
+    assert api.task("POST", "/nodes/pve1/lxc/175/clone", newid=176, full=1) == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc/175/clone", newid=177, full=1, snapname="s1") == "OK"
+    assert read(176) == ("local-zfs:subvol-176-disk-1", "after s1\n")
+    assert read(177) == ("local-zfs:subvol-177-disk-1", "at s1\n") and read(175)[1] == "after s1\n"
+    assert double.backend.containers[177].config["mp0"] == "local-zfs:subvol-177-disk-1,mp=/data,size=1G"
+    assert double.backend.containers[177].config["rootfs"] == "local-zfs:subvol-177-disk-0,size=1G"
+    code, body = api.call("POST", "/nodes/pve1/lxc/175/clone", newid=178, full=1, snapname="nope")
+    assert code == 500 and "snapshot 'nope' does not exist" in body["message"], body
+    assert api.task("POST", "/nodes/pve1/lxc/176/status/start") == "OK"
+    code, body = api.call("POST", "/nodes/pve1/lxc/176/clone", newid=178, full=1)
+    assert code == 500 and "Full clone of a running container is only possible from a snapshot" in body["message"]
+    assert api.task("POST", "/nodes/pve1/lxc/176/status/stop") == "OK"
+    # a bind mount point: no clone, no template
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    assert api.call("PUT", "/nodes/pve1/lxc/176/config", mp1="%s,mp=/shared" % shared)[0] == 200
+    code, body = api.call("POST", "/nodes/pve1/lxc/176/clone", newid=178, full=1)
+    assert code == 500 and "unable to clone mountpoint 'mp1' (type bind)" in body["message"], body
+    code, body = api.call("POST", "/nodes/pve1/lxc/176/template")  # null at once; its worker fails
+    assert code == 200 and body["data"] is None, body
+    for dummy in range(100):
+        failed = [t for t in double.backend.tasks.tasks.values() if t.upid.split(":")[5:7] == ["vztemplate", "176"]
+                  and t.status == "stopped"]
+        if failed:
+            break
+        time.sleep(0.1)
+    assert failed and failed[0].exitstatus == "Template feature is not available for '%s'" % shared, failed
+    assert "template" not in double.backend.containers[176].config and 178 not in double.backend.containers
+    # a template: every volume a base; a linked clone clones each
+    assert api.task("DELETE", "/nodes/pve1/lxc/175/snapshot/s1") == "OK"
+    assert api.call("POST", "/nodes/pve1/lxc/175/template")[0] == 200
+    for dummy in range(100):
+        if double.backend.containers[175].config.get("template") == "1":
+            break
+        time.sleep(0.1)
+    config = double.backend.containers[175].config
+    assert config["rootfs"].startswith("local-zfs:basevol-175-disk-0,") and \
+        config["mp0"].startswith("local-zfs:basevol-175-disk-1,"), config
+    assert api.task("POST", "/nodes/pve1/lxc/175/clone", newid=178, hostname="linked") == "OK"
+    assert read(178) == ("local-zfs:basevol-175-disk-1/subvol-178-disk-1", "after s1\n")
+    assert double.backend.containers[178].config["rootfs"].startswith("local-zfs:basevol-175-disk-0/subvol-178-disk-0")
+    for vmid in (178, 177, 176, 175):
+        assert api.task("DELETE", "/nodes/pve1/lxc/%d" % vmid) == "OK"

@@ -109,7 +109,8 @@ class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, Snapsho
         return "%s/%s" % (self.storages[storage]["pool"], name.rsplit("/", 1)[-1])
 
     def volume_path(self, volid):
-        storage, sep, name = volid.partition(":")
+        """The host path of a volume id (or of a mount point value: its options are left out)."""
+        storage, sep, name = volid.split(",")[0].partition(":")
         info = self.storages.get(storage)
         if not sep or info is None:
             raise ApiError(500, "storage '%s' does not exist" % storage)

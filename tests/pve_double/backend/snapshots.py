@@ -3,13 +3,16 @@
 import os
 import random
 import re
+import shutil
 import subprocess
 import time
+
+from lxcri_testbed.bed import destroy_tree as destroy_dataset
 
 from ..schema import ApiError
 from ..tasks import TaskFailed
 from .lxc import Container
-from .volumes import is_volume, mount_points
+from .volumes import is_volume, mount_points, options, print_volume
 
 # seconds between the template call's null answer and its worker's start (a real fork_worker takes a moment too)
 TEMPLATE_WORKER_DELAY = 0.3
@@ -49,15 +52,23 @@ class SnapshotEndpoints:
 
         def work(task):
             time.sleep(TEMPLATE_WORKER_DELAY)  # the worker's fork and start: the answer comes first
+            # PVE::LXC::template_create, first: volume_has_feature('template') of every volume (none for a bind or
+            # device mount), in the worker: the call has answered null already, and the task fails
+            for dummy, volume, dummy2 in mount_points(ct.config):
+                if not is_volume(volume):
+                    raise TaskFailed("Template feature is not available for '%s'" % volume)
             with self.lock:
                 self._template_create(ct)
         self.tasks.start("vztemplate", ct.vmid, user or "root@pam", work)
         return None
 
     def _template_create(self, ct):
-        """PVE::LXC::template_create (the storage's create_base) and ``$conf->{template} = 1``."""
-        volume = ct.config.get("rootfs", "").split(",")[0]
-        if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+        """PVE::LXC::template_create (every volume's create_base) and ``$conf->{template} = 1``: rootfs and each
+        mount point volume on zfspool become ``basevol-...`` with a ``@__base__`` snapshot."""
+        for key in ["rootfs"] + sorted(k for k in ct.config if re.match(r"^mp\d+$", k)):
+            volume = options(ct.config.get(key, ""))[0] or ""
+            if not is_volume(volume) or self.storages[volume.split(":")[0]]["type"] != "zfspool":
+                continue
             # ZFSPoolPlugin create_base: subvol-N-... becomes basevol-N-... (a linked clone keeps its "<base>/" part)
             storage, dummy, volname = volume.partition(":")
             prefix, slash, last = volname.rpartition("/")
@@ -77,12 +88,14 @@ class SnapshotEndpoints:
             subprocess.run(["zfs", "mount", self.dataset(base)], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self._zfs("snapshot", self.dataset(base) + "@__base__")
-            ct.config["rootfs"] = ct.config["rootfs"].replace(volume, base)
+            ct.config[key] = ct.config[key].replace(volume, base, 1)
         ct.config["template"] = "1"
 
     def lxc_clone(self, params, user):
         """POST .../clone as pve-container's clone_vm: the source holds a 'disk' lock for the whole clone, every
-        netN of the clone gets a new MAC, a linked clone on zfspool is ``basevol-S-disk-0/subvol-N-disk-0``."""
+        netN of the clone gets a new MAC; rootfs and every mount point volume are cloned (linked: the storage's
+        clone of the base, on zfspool ``basevol-S-disk-N/subvol-NEW-disk-M``) or copied (full, from ``snapname``'s
+        state when given); a bind or device mount point cannot be cloned."""
         ct = self._ct(params["vmid"])
         newid = params["newid"]
         self._check_pool(params)
@@ -93,6 +106,7 @@ class SnapshotEndpoints:
         if "storage" in params and not full:
             raise ApiError(400, "Parameter verification failed.",
                            {"storage": "storage is only allowed for full clones"})
+        snapname = params.get("snapname")
         with self.lock:
             # pve-container PVE/API2/LXC.pm clone_vm: set_lock($vmid, 'disk') on the source before the worker
             # (check_lock: "CT is locked (...)"), released when the clone ends either way
@@ -100,7 +114,23 @@ class SnapshotEndpoints:
                 raise ApiError(500, "CT is locked (%s)" % ct.lock)
             if newid in self.containers:
                 raise ApiError(500, "CT %d already exists on node '%s'" % (newid, self.node))
-            config = dict((k, v) for k, v in ct.config.items() if k not in ("template", "rootfs"))
+            if snapname and snapname not in ct.snapshots:
+                raise ApiError(500, "snapshot '%s' does not exist" % snapname)
+            source = ct.snapshots[snapname]["config"] if snapname else ct.config
+            running = self.lxc_state(ct)[0] == "running"
+            volumes = {}  # key -> (volume, its options) of rootfs and every mount point
+            for key in sorted(source):
+                if key != "rootfs" and not re.match(r"^mp\d+$", key):
+                    continue
+                volume, opts = options(source[key])
+                if not is_volume(volume):
+                    kind = "device" if (volume or "").startswith("/dev/") else "bind"
+                    raise ApiError(500, "unable to clone mountpoint '%s' (type %s)" % (key, kind))
+                if full and running and not snapname:
+                    raise ApiError(500, "Full clone of a running container is only possible from a snapshot")
+                volumes[key] = (volume, opts)
+            config = dict((k, v) for k, v in source.items()
+                          if k not in ("template", "rootfs") and not re.match(r"^(mp|unused)\d+$", k))
             for key, value in list(config.items()):
                 if re.match(r"^net\d+$", key):  # clone_vm: "always change MAC! address" (random_ether_addr)
                     config[key] = re.sub(r"hwaddr=[0-9A-Fa-f:]+", "hwaddr=" + random_mac(), value) \
@@ -111,46 +141,74 @@ class SnapshotEndpoints:
             clone.lock = "create"
             ct.lock = "disk"
             self.containers[newid] = clone
-        volume = ct.config["rootfs"].split(",")[0]
-        source_storage = volume.split(":")[0]
-        target_storage = params.get("storage", source_storage)
+        made = []
 
         def cleanup(task):
+            for volume in reversed(made):
+                self._free_volume(volume)
             with self.lock:
                 self.containers.pop(newid, None)
             clone.lock = None
             ct.lock = None
 
         def work(task):
-            name = "subvol-%d-disk-0" % newid
-            if not full:
-                # pve-storage ZFSPoolPlugin clone_image: a clone of <base>@__base__ with the base's refquota,
-                # named "<base>/<new>"; clone_vm keeps the mount point's options (size=)
-                base = volume.split(":", 1)[1].rsplit("/", 1)[-1]
-                refquota = self._zfs_get(self.dataset(volume), "refquota")
-                self._zfs("clone", "-o", "refquota=%s" % ("none" if refquota in ("0", "none", "-") else refquota),
-                          self.dataset(volume) + "@__base__", "%s/%s" % (self.storages[source_storage]["pool"], name))
-                options = ct.config["rootfs"].split(",")[1:]
-                clone.config["rootfs"] = ",".join(["%s:%s/%s" % (source_storage, base, name)] + options)
-            else:
-                info = self.storages[target_storage]
-                if info["type"] == "zfspool":
-                    self._zfs("create", "-o", "xattr=on", "%s/%s" % (info["pool"], name))
-                    target = self.volume_path("%s:%s" % (target_storage, name))
-                    clone.config["rootfs"] = "%s:%s" % (target_storage, name)
-                else:
-                    name = "%d/subvol-%d-disk-0.subvol" % (newid, newid)
-                    target = self.volume_path("%s:%s" % (target_storage, name))
-                    os.makedirs(target)
-                    clone.config["rootfs"] = "%s:%s" % (target_storage, name)
-                task.log("copying %s" % volume)
-                subprocess.run(["cp", "-a", "--", self.volume_path(volume) + "/.", target], check=True)
+            for key in ["rootfs"] + sorted(k for k in volumes if k != "rootfs"):
+                if key not in volumes:
+                    continue
+                volume, opts = volumes[key]
+                target = self._clone_volume(volume, newid, full, params.get("storage"), snapname, task,
+                                            size=opts.get("size"))
+                made.append(target)
+                clone.config[key] = print_volume(target, opts) if key != "rootfs" else \
+                    ",".join([target] + ["%s=%s" % item for item in sorted(opts.items())])
             self._register(newid, params, task)
             clone.lock = None
             ct.lock = None
             return 0
 
         return self.tasks.start("vzclone", ct.vmid, user, work, cleanup)
+
+    def _clone_volume(self, volume, newid, full, storage, snapname, task, size=None):
+        """One volume of a clone: pve-storage vdisk_clone (linked; ZFSPoolPlugin clone_image: a clone of
+        <base>@__base__ with the base's refquota, named "<base>/<new>") or PVE::LXC::copy_volume (full: a new
+        volume on ``storage``, default the volume's own, filled from the volume or from its snapshot)."""
+        source_storage = volume.split(":")[0]
+        if not full:
+            base = volume.split(":", 1)[1].rsplit("/", 1)[-1]
+            name = self._free_disk_name(source_storage, newid)
+            refquota = self._zfs_get(self.dataset(volume), "refquota")
+            self._zfs("clone", "-o", "refquota=%s" % ("none" if refquota in ("0", "none", "-") else refquota),
+                      self.dataset(volume) + "@__base__", "%s/%s" % (self.storages[source_storage]["pool"], name))
+            return "%s:%s/%s" % (source_storage, base, name)
+        target_storage = storage or source_storage
+        info = self.activate_storage(target_storage)
+        name = self._free_disk_name(target_storage, newid)
+        target = self._volid(target_storage, name, newid)
+        if info["type"] == "zfspool":  # vdisk_alloc with the mount point's size (copy_volume)
+            quota = ["-o", "refquota=%s" % size] if size and size not in ("0", "0G") else []
+            self._zfs(*(["create", "-o", "xattr=on"] + quota + ["%s/%s" % (info["pool"], name)]))
+        else:
+            os.makedirs(self.volume_path(target))
+        task.log("copying %s%s" % (volume, "@" + snapname if snapname else ""))
+        if snapname:
+            # the snapshot's state, read from a short-lived clone of it (zfs-fuse has no .zfs/snapshot directory)
+            scratch = "%s-lxcri-copy-%d" % (self.dataset(volume), newid)
+            self._zfs("clone", "%s@%s" % (self.dataset(volume), snapname), scratch)
+            try:
+                subprocess.run(["cp", "-a", "--", self._zfs_get(scratch, "mountpoint") + "/.", self.volume_path(target)],
+                               check=True)
+            finally:
+                destroy_dataset(scratch)
+        else:
+            subprocess.run(["cp", "-a", "--", self.volume_path(volume) + "/.", self.volume_path(target)], check=True)
+        return target
+
+    def _free_volume(self, volume):
+        """vdisk_free of a volume a failed clone made."""
+        if self.storages[volume.split(":")[0]]["type"] == "zfspool":
+            destroy_dataset(self.dataset(volume))
+        else:
+            shutil.rmtree(self.volume_path(volume), ignore_errors=True)
 
     def snapshot_list(self, params):
         ct = self._ct(params["vmid"])

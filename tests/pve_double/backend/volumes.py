@@ -93,7 +93,8 @@ class VolumeEndpoints:
         """The volume names on ``storage`` (subvol-/basevol- datasets or directory entries)."""
         info = self.storages[storage]
         if info["type"] == "zfspool":
-            listing = subprocess.run(["zfs", "list", "-H", "-o", "name", "-d", "1", info["pool"]],
+            # -r: a linked clone's volume is <base>/<name>, a dataset below its base
+            listing = subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", info["pool"]],
                                      stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
             return [name.rpartition("/")[2] for name in listing.split()]
         images = os.path.join(info["path"], "images")
