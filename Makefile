@@ -145,7 +145,7 @@ changelog: deps
 	$(BIN)/antsibull-changelog generate
 
 integration: deps testbed-up
-	$(BIN)/pytest -n $(INTEGRATION_WORKERS) --dist load --durations=15 tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(INTEGRATION_WORKERS) --dist worksteal --durations=15 tests/integration $(PYTEST_ARGS)
 
 # MOLECULE_GLOB names the scenario root the project's layout asks for (molecule/ at the top), so molecule
 # does not warn that collection scenarios belong in extensions/molecule; `reset` drops state that an earlier

@@ -60,12 +60,46 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "openzfs: opt-in tests on a real OpenZFS host (LXCRI_OPENZFS_POOL)")
     config.addinivalue_line("markers", "allowed_skip: may skip under CI too (it needs something outside "
                             "the project, such as ../shared)")
+    config.addinivalue_line("markers", "slow(seconds): a long test (about that long in CI), started early on its "
+                            "own worker")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if BED_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.testbed)
+    spread_slow(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+
+
+def slow_seconds(item):
+    marker = item.get_closest_marker("slow")
+    return (marker.args[0] if marker.args else 60) if marker else 0
+
+
+def spread_slow(items, workers):
+    """Order the collection for pytest-xdist's worksteal scheduling (Makefile): it hands each worker an equal
+    run of consecutive tests, and an idle worker steals from the end of the longest queue.  The slow tests go to
+    the front of those runs, the longest first and balanced over the workers, so that none starts late and ends
+    the run alone.  Every worker collects the same order (the hook sees the same items)."""
+    if workers < 2 or not any(slow_seconds(item) for item in items):
+        return
+    slow = sorted((item for item in items if slow_seconds(item)), key=lambda item: -slow_seconds(item))
+    rest = [item for item in items if not slow_seconds(item)]
+    sizes, remaining = [], len(items)
+    for index in range(workers):  # worksteal's first split: len(pending) // nodes_remaining each
+        sizes.append(remaining // (workers - index))
+        remaining -= sizes[-1]
+    runs = [[] for dummy in range(workers)]
+    load = [0] * workers
+    for item in slow:  # longest first, to the run with the least slow seconds that still has room
+        open_runs = [index for index in range(workers) if len(runs[index]) < sizes[index]]
+        index = min(open_runs, key=lambda index: load[index])
+        runs[index].append(item)
+        load[index] += slow_seconds(item)
+    for index in range(workers):
+        while len(runs[index]) < sizes[index]:
+            runs[index].append(rest.pop(0))
+    items[:] = [item for run in runs for item in run]
 
 
 def pytest_runtest_logreport(report):

@@ -35,6 +35,7 @@ def running(double, vmid):
     return double.running(vmid)
 
 
+@pytest.mark.slow(45)
 def test_lifecycle_idempotence_check_mode_and_diff(installed_collection, double, tmp_path):
     create = play(tmp_path, double, "create.yml", """\
         - lxcri.proxmox.lxc_container:

@@ -47,6 +47,7 @@ def write(path, text):
         handle.write(text)
 
 
+@pytest.mark.slow(60)
 def test_create_retention_rollback_and_delete(installed_collection, zdouble, tmp_path):
     double = zdouble
     create = write_pve_play(tmp_path, double, "ct.yml", """\

@@ -124,6 +124,7 @@ def snapshots(dataset):
                           stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
 
 
+@pytest.mark.slow(110)
 def test_deploy_upgrade_broken_rollback_and_absent(installed_collection, appdouble, tmp_path, bed):
     double = appdouble
     images = push(bed["registry"]["host"], "%s/webapp-%s" % (TEST_REPO_NS, double.backend.mode.replace(".", "")))
@@ -300,6 +301,7 @@ def test_on_8_the_apps_static_address_comes_up_through_raw_lines(installed_colle
         assert handle.read() == conf
 
 
+@pytest.mark.slow(50)
 def test_on_8_without_node_access_the_templates_init_configures_a_static_address_and_dhcp(
         installed_collection, zdouble8, tmp_path, bed, bridge):
     """Proxmox VE 8 with no node access (oci_app_raw_lxc: false, as an API token in AWX has it), and DHCP, which
@@ -400,6 +402,7 @@ def subvols(pool):
             if "/subvol-" in name]
 
 
+@pytest.mark.slow(220)
 def test_an_apps_volume_keeps_its_data_through_upgrade_failed_upgrade_and_rollback(
         installed_collection, zdouble91, bed):
     """Issue 17: the image's VOLUME /data is a Proxmox volume of the app (mp100), filled from the image at the
@@ -485,6 +488,7 @@ def test_an_apps_volume_keeps_its_data_through_upgrade_failed_upgrade_and_rollba
     assert double.backend.containers == {} and not subvols(pool)
 
 
+@pytest.mark.slow(180)
 def test_absent_keeps_an_apps_data_for_its_next_deployment_until_purged(installed_collection, zdouble91, bed):
     """Issue 17: oci_app_state absent keeps the app's volume in its container, stopped, renamed <name>-data and
     protected (the previous version goes); a second run changes nothing.  The next deployment takes the volume
@@ -555,6 +559,7 @@ def test_absent_keeps_an_apps_data_for_its_next_deployment_until_purged(installe
     assert double.backend.containers == {} and not subvols(pool)
 
 
+@pytest.mark.slow(110)
 def test_an_app_with_a_bind_mount_upgrades_and_rolls_back_without_snapshots(installed_collection, zdouble91, bed):
     """Proxmox VE snapshots no container with a bind mount point (has_feature).  An app with one in
     oci_app_mounts and a volume: the upgrade with oci_app_rollback_data snapshot is refused before any change
