@@ -86,6 +86,11 @@ options:
   clone:
     description: Create the container as a clone of this container or template (vmid or hostname).
     type: str
+  clone_snapshot:
+    description:
+      - With O(clone), the source's snapshot to clone (Proxmox VE's C(snapname)). The new container gets the
+        source's config and volumes as they were at that snapshot. Needs a full clone; the source may be running.
+    type: str
   full:
     description: A full clone instead of a linked one. Linked clones need a template as source. Defaults to a linked
       clone of a template and a full clone of anything else.

@@ -53,6 +53,12 @@ options:
         address a DHCP server gave it.
     type: bool
     default: false
+  snapshots:
+    description:
+      - Add each matching container's snapshots, oldest first (C(GET /nodes/{node}/lxc/{vmid}/snapshot), one call
+        per match).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - lxcri.proxmox.pve
   - ansible.builtin.action_common_attributes
@@ -216,6 +222,25 @@ containers:
         net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:2E:4F:6A,ip=dhcp,type=veth
         rootfs: local-zfs:subvol-120-disk-0,size=8G
         tags: blue;web
+    snapshots:
+      description: Its snapshots, oldest first (not the C(current) entry Proxmox VE lists last).
+      type: list
+      elements: dict
+      returned: when O(snapshots=true)
+      contains:
+        name:
+          description: The snapshot's name.
+          type: str
+          sample: lxcri_data
+        description:
+          description: Its description.
+          type: str
+        snaptime:
+          description: When it was taken (seconds since the epoch).
+          type: int
+        parent:
+          description: The snapshot before it, if any.
+          type: str
     interfaces:
       description:
         - Its network interfaces (the loopback included), empty when it is not running.
@@ -260,7 +285,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import Cont
 def main():
     spec = dict(node=dict(type="str"), vmid=dict(type="int"), hostname=dict(type="str"),
                 tags=dict(type="list", elements="str"), config=dict(type="bool", default=True),
-                interfaces=dict(type="bool", default=False))
+                interfaces=dict(type="bool", default=False), snapshots=dict(type="bool", default=False))
     spec.update(pve_argument_spec())
     # no mutually_exclusive here: the PROXMOX_* fallbacks may fill both sides; connect() says which clash
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
@@ -269,7 +294,8 @@ def main():
         client = connect(params)
         query = ContainerQuery(node=params["node"], vmid=params["vmid"], hostname=params["hostname"],
                                tags=params["tags"])
-        found = list_containers(client, query, with_config=params["config"], with_interfaces=params["interfaces"])
+        found = list_containers(client, query, with_config=params["config"], with_interfaces=params["interfaces"],
+                                with_snapshots=params["snapshots"])
         pve = client.features().as_dict()
     except LxcriError as exc:
         fail_module(module, exc)

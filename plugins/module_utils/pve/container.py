@@ -69,6 +69,7 @@ def container_argument_spec():
         ostemplate=dict(type="str"),
         oci=dict(type="dict"),
         clone=dict(type="str"),
+        clone_snapshot=dict(type="str"),
         full=dict(type="bool"),
         storage=dict(type="str"),
         disk_size=dict(type="int"),
@@ -473,7 +474,13 @@ class ContainerManager:
         if not full and not src.get("template"):
             raise ContainerError("a linked clone needs a template as source; %s is not one (set full: true)"
                                  % src["vmid"])
+        if params.get("clone_snapshot"):
+            if not full:
+                raise ContainerError("clone_snapshot needs a full clone (full: true): Proxmox VE clones a snapshot's "
+                                     "state by copying it")
         args = {"full": 1 if full else 0}
+        if params.get("clone_snapshot"):
+            args["snapname"] = params["clone_snapshot"]
         if wanted.get("hostname"):
             args["hostname"] = wanted["hostname"]
         if full and params.get("storage"):

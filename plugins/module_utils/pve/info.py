@@ -19,7 +19,7 @@ import re
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import origin
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import masked
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources, ordered
 
 _TAG_SPLIT = re.compile(r"[;,\s]+")
 # fields of a /cluster/resources entry copied into the result when present
@@ -109,15 +109,16 @@ def interfaces_of(answer):
     return out
 
 
-def list_containers(client, query=None, with_config=True, with_interfaces=False):
+def list_containers(client, query=None, with_config=True, with_interfaces=False, with_snapshots=False):
     """The containers matching ``query`` (a ContainerQuery), sorted by vmid.
 
     Each is a dict: vmid, node, hostname, status, template, tags (sorted), the
     usage fields PVE reported (RESOURCE_FIELDS), with ``with_config`` its
     ``config`` (secrets masked), and with ``with_interfaces`` its network
     ``interfaces`` as the running container has them (``interfaces_of``; one
-    call per running match, none for a stopped one).  Raises PveError from
-    the client.
+    call per running match, none for a stopped one), and with ``with_snapshots``
+    its ``snapshots`` oldest first, without PVE's ``current`` entry.  Raises
+    PveError from the client.
     """
     query = query or ContainerQuery()
     resources = client.get("/cluster/resources", type="vm") or []
@@ -146,5 +147,8 @@ def list_containers(client, query=None, with_config=True, with_interfaces=False)
             if entry["status"] == "running":
                 entry["interfaces"] = interfaces_of(client.get("/nodes/{node}/lxc/{vmid}/interfaces",
                                                                node=entry["node"], vmid=entry["vmid"]))
+        if with_snapshots:
+            listed = client.get("/nodes/{node}/lxc/{vmid}/snapshot", node=entry["node"], vmid=entry["vmid"]) or []
+            entry["snapshots"] = ordered(listed)
         found.append(entry)
     return sorted(found, key=lambda e: e["vmid"])

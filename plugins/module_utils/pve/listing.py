@@ -99,3 +99,26 @@ def node_entry(client, node, vmid):
         if "vmid" in now and int(now["vmid"]) == int(vmid):
             return _live_entry({"id": "lxc/%d" % int(vmid), "vmid": int(vmid), "node": node, "type": "lxc"}, now)
     return None
+
+
+def ordered(listing):
+    """PVE's snapshot listing as a list oldest first (following ``parent`` links), without ``current``."""
+    entries = dict((e["name"], e) for e in listing or [] if e.get("name") != "current")
+    children = {}
+    for entry in entries.values():
+        children.setdefault(entry.get("parent"), []).append(entry["name"])
+    out = []
+    queue = sorted(children.get(None, []), key=lambda n: (entries[n].get("snaptime") or 0, n))
+    while queue:
+        name = queue.pop(0)
+        out.append(name)
+        queue = sorted(children.get(name, []), key=lambda n: (entries[n].get("snaptime") or 0, n)) + queue
+    # anything unreachable (a parent that no longer exists) goes by time
+    rest = sorted((n for n in entries if n not in out), key=lambda n: (entries[n].get("snaptime") or 0, n))
+    return [snapshot_entry(entries[n]) for n in out + rest]
+
+
+def snapshot_entry(entry):
+    """One snapshot as the modules return it: name, snaptime, description, parent."""
+    return {"name": entry["name"], "snaptime": entry.get("snaptime"), "description": entry.get("description", ""),
+            "parent": entry.get("parent")}

@@ -24,6 +24,7 @@ import time
 from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import ContainerManager
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import ordered, snapshot_entry
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import PveSession
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.volume import is_storage_volume, volume_of
 
@@ -67,28 +68,6 @@ def check_name(name, what="name"):
                             "'_' or '-'; at most %d characters" % (what, name, SNAPNAME_MAX))
     if name.lower() in RESERVED:
         raise SnapshotError("%s %r is reserved by Proxmox VE" % (what, name))
-
-
-def ordered(listing):
-    """PVE's snapshot listing as a list oldest first (following ``parent`` links), without ``current``."""
-    entries = dict((e["name"], e) for e in listing or [] if e.get("name") != "current")
-    children = {}
-    for entry in entries.values():
-        children.setdefault(entry.get("parent"), []).append(entry["name"])
-    out = []
-    queue = sorted(children.get(None, []), key=lambda n: (entries[n].get("snaptime") or 0, n))
-    while queue:
-        name = queue.pop(0)
-        out.append(name)
-        queue = sorted(children.get(name, []), key=lambda n: (entries[n].get("snaptime") or 0, n)) + queue
-    # anything unreachable (a parent that no longer exists) goes by time
-    rest = sorted((n for n in entries if n not in out), key=lambda n: (entries[n].get("snaptime") or 0, n))
-    return [_public(entries[n]) for n in out + rest]
-
-
-def _public(entry):
-    return {"name": entry["name"], "snaptime": entry.get("snaptime"), "description": entry.get("description", ""),
-            "parent": entry.get("parent")}
 
 
 def to_prune(names, prefix, keep, protect=None):
@@ -139,11 +118,11 @@ class SnapshotManager:
         entry = self.session.check_plan.lookup(vmid, (found or {}).get("name") if vmid is None else None)
         if found is not None and found.get("phantom"):
             entry = entry or {}
-            return [_public({"name": n}) for n in entry.get("snapshots") or []]
+            return [snapshot_entry({"name": n}) for n in entry.get("snapshots") or []]
         listing = ordered(self.client.get("/nodes/{node}/lxc/{vmid}/snapshot", node=node, vmid=vmid))
         if entry is not None and entry.get("snapshots") is not None:
             known = dict((s["name"], s) for s in listing)
-            listing = [known.get(n) or _public({"name": n}) for n in entry["snapshots"]]
+            listing = [known.get(n) or snapshot_entry({"name": n}) for n in entry["snapshots"]]
         return listing
 
     def zfs_volumes(self, node, vmid):

@@ -62,6 +62,10 @@ class FakeClient:
             return dict(self.configs[kwargs["vmid"]])
         if path == "/nodes/{node}/lxc/{vmid}/interfaces":
             return INTERFACES
+        if path == "/nodes/{node}/lxc/{vmid}/snapshot":  # PVE's order is not the age order; current comes last
+            return [{"name": "b", "parent": "a", "snaptime": 20, "description": "second"},
+                    {"name": "a", "snaptime": 10, "description": "first"},
+                    {"name": "current", "parent": "b", "description": "You are here!"}]
         raise AssertionError("unexpected call %s" % path)
 
 
@@ -161,3 +165,14 @@ def test_interfaces_are_read_for_running_matches_only():
     assert calls == [{"node": "pve1", "vmid": 101}]  # 103 is stopped: no call
     assert [c["interfaces"] for c in found] == [interfaces_of(INTERFACES), []]
     assert all("interfaces" not in c for c in list_containers(FakeClient(), with_config=False))
+
+
+def test_snapshots_are_listed_oldest_first_without_current_one_call_per_match():
+    client = FakeClient()
+    found = list_containers(client, ContainerQuery(vmid=101), with_config=False, with_snapshots=True)
+    assert found[0]["snapshots"] == [
+        {"name": "a", "snaptime": 10, "description": "first", "parent": None},
+        {"name": "b", "snaptime": 20, "description": "second", "parent": "a"}]
+    assert [c for c in client.calls if c[0].endswith("/snapshot")] == [
+        ("/nodes/{node}/lxc/{vmid}/snapshot", {"node": "pve1", "vmid": 101})]
+    assert "snapshots" not in list_containers(FakeClient(), ContainerQuery(vmid=101), with_config=False)[0]
