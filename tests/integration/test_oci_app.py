@@ -621,3 +621,59 @@ def test_an_app_with_a_bind_mount_upgrades_and_rolls_back_without_snapshots(inst
         check_serving(double, v1, "1")
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.mark.slow(45)
+def test_restore_brings_the_apps_data_back_to_a_snapshot_after_an_undo_point(installed_collection, zdouble91, bed):
+    """oci_app_state restore: the app's volume comes back to a snapshot of its container (one taken with
+    lxc_snapshot, not the newest), from a full clone at that snapshot, after an undo point (lxcri_restore_<time>);
+    check mode changes nothing, a second run changes nothing, an unknown snapshot is refused before any change,
+    and a rollback to the undo point brings the data of before the restore back."""
+    double = zdouble91
+    images = push(bed["registry"]["host"], "%s/webapp-restore" % TEST_REPO_NS, versions=("1",), stateful=True)
+    deploy = "lxcri.proxmox.deploy_app"
+    volume_of, count = data_volume(double), data_count(double)
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
+    assert first.rc == 0, failed(first)
+    vmid = containers(double)[APP][0]
+
+    def marker(text=None):
+        path = os.path.join(double.backend.volume_path(volume_of(vmid)), "marker")
+        if text is not None:
+            with open(path, "w") as handle:
+                handle.write(text)
+        with open(path) as handle:
+            return handle.read()
+
+    connection = {"api_host": "127.0.0.1", "api_port": double.port, "api_user": "root@pam",
+                  "api_password": DEFAULT_PASSWORD, "ca_path": double.cert, "vmid": vmid}
+    marker("at mine\n")
+    for name in ("mine", "later"):
+        snap = installed_collection.module("lxcri.proxmox.lxc_snapshot", dict(connection, name=name))
+        assert snap.rc == 0, snap.data
+        marker("after %s\n" % name)
+    restore = app_vars(double, oci_app_state="restore", oci_app_restore_snapshot="mine")
+    state = double.state()
+    check = installed_collection.playbook(deploy, extra_vars=restore, check=True)
+    assert check.rc == 0 and double.state() == state, failed(check)
+    nope = installed_collection.playbook(deploy, extra_vars=dict(restore, oci_app_restore_snapshot="nope"))
+    assert nope.rc != 0 and "it has no such snapshot (it has mine, later" in failed(nope)[-1], failed(nope)
+    assert double.state() == state
+
+    done = installed_collection.playbook(deploy, extra_vars=restore)
+    assert done.rc == 0, failed(done)
+    assert containers(double) == {APP: (vmid, "running")} and marker() == "at mine\n" and count(vmid) == 2
+    undo = list(double.backend.containers[vmid].snapshots)[-1]
+    assert list(double.backend.containers[vmid].snapshots)[:2] == ["mine", "later"] and \
+        undo.startswith("lxcri_restore_"), double.backend.containers[vmid].snapshots
+    assert "restored CT %d's volumes (mp100) to mine; undo with lxc_snapshot (state rollback) to %s" % (vmid, undo) \
+        in shown(done), shown(done)
+    check_serving(double, vmid, "1")
+    again = installed_collection.playbook(deploy, extra_vars=restore)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, failed(again)
+
+    # the undo point holds the data of before the restore
+    back = installed_collection.module("lxcri.proxmox.lxc_snapshot", dict(connection, name=undo, state="rollback",
+                                                                          start=True))
+    assert back.rc == 0, back.data
+    assert marker() == "after later\n"
