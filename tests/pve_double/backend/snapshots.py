@@ -3,7 +3,6 @@
 import os
 import random
 import re
-import shutil
 import subprocess
 import time
 
@@ -144,8 +143,11 @@ class SnapshotEndpoints:
         made = []
 
         def cleanup(task):
-            for volume in reversed(made):
-                self._free_volume(volume)
+            for volume in reversed(made):  # clone_vm's cleanup: vdisk_free of what it made (lxc.py _free)
+                try:
+                    self._free(volume, task)
+                except TaskFailed as exc:
+                    task.log("WARN: %s" % exc)
             with self.lock:
                 self.containers.pop(newid, None)
             clone.lock = None
@@ -202,13 +204,6 @@ class SnapshotEndpoints:
         else:
             subprocess.run(["cp", "-a", "--", self.volume_path(volume) + "/.", self.volume_path(target)], check=True)
         return target
-
-    def _free_volume(self, volume):
-        """vdisk_free of a volume a failed clone made."""
-        if self.storages[volume.split(":")[0]]["type"] == "zfspool":
-            destroy_dataset(self.dataset(volume))
-        else:
-            shutil.rmtree(self.volume_path(volume), ignore_errors=True)
 
     def snapshot_list(self, params):
         ct = self._ct(params["vmid"])
