@@ -227,6 +227,11 @@ class ApiBase:
     def delete(self, path, params=None, **kwargs):
         return self.request("DELETE", path, params, **kwargs)
 
+    def acting_user(self):
+        """Whom Proxmox VE checks permissions for: ``root@pam`` here (pvesh on the node runs as root@pam, and the
+        local backends log in with a root@pam ticket)."""
+        return DEFAULT_USER
+
     def version(self):
         """``GET /version``: ``{"version": "9.1.1", "release": "9.1", "repoid": ...}``."""
         return self.get("/version")
@@ -428,6 +433,10 @@ class PveClient(ApiBase):
             self.auth = TicketAuth(self.user, self.login, timeout=self.timeout, verify_ssl=self.verify)
         netloc = "[%s]" % host if ":" in host and not host.startswith("[") else host
         self.base_url = "https://%s:%d/api2/json" % (netloc, self.port)
+
+    def acting_user(self):
+        """An API token acts as itself (``root@pam!ci`` is not root@pam to Proxmox VE's permission checks)."""
+        return self.token_id or self.user
 
     def __repr__(self):
         auth = "token %s" % self.token_id if self.token_id else "ticket as %s" % self.user

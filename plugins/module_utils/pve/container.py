@@ -614,6 +614,29 @@ class ContainerManager:
                                  "/nodes/{node}/lxc/{vmid}/resize", {"disk": disk, "size": pveconfig.format_size(size)},
                                  node=node, vmid=vmid)))
 
+    def check_mount_perm(self, values, vmid=None):
+        """Refuse, before any change (check mode too), a bind or device mount point (a path as its volume) written
+        by anyone but root@pam: pve-container PVE/LXC.pm check_ct_modify_config_perm, which create_vm and
+        update_vm run first, allows them to root@pam only (``mount point type bind is only allowed for
+        root@pam``); an API token of root@pam is another user there."""
+        user = self.client.acting_user()
+        if user == "root@pam":
+            return
+        paths = []
+        for key, value in sorted(values.items()):
+            if key != "rootfs" and not re.match(r"^mp\d+$", key):
+                continue
+            volume = pveconfig.parse_property("mp" if key != "rootfs" else key,
+                                              pveconfig.format_value(key, value)).get("volume") or ""
+            if volume.startswith("/"):
+                paths.append("%s (%s)" % (key, volume))
+        if paths:
+            raise ContainerError("%s: %s: Proxmox VE allows bind and device mount points to root@pam only "
+                                 "(check_ct_modify_config_perm), and this connection acts as %s. Log in as root@pam "
+                                 "with its password, or run on the node (api_connection local or ssh); nothing was changed"
+                                 % ("CT %s" % vmid if vmid is not None else "the new container", ", ".join(paths),
+                                    user))
+
     def check_storages(self, node, values, vmid=None):
         """Refuse, before any change (check mode too), a new volume (rootfs or mpN as ``STORAGE:SIZE``) on a
         storage the node cannot allocate it on, as Proxmox VE would refuse it: pve-container PVE/API2/LXC.pm
@@ -667,6 +690,7 @@ class ContainerManager:
         """
         wanted, grows = self.volume_sizes(current, wanted)
         plan = self.plan(current, wanted)
+        self.check_mount_perm(plan.put, vmid)
         self.check_storages(node, plan.put, vmid)
         result = {"pending": [], "resized": grows}
         if self.check_mode:
@@ -809,6 +833,7 @@ class ContainerManager:
                 rootfs = {} if "rootfs" in wanted or not self.params.get("storage") else \
                     {"rootfs": "%s:%s" % (self.params["storage"], self.params.get("disk_size") or 8)}
                 self.check_storages(node, dict(wanted, **rootfs))
+            self.check_mount_perm(wanted)
             if self.check_mode:
                 self.session.act("created")
                 status = "running" if state in ("started", "restarted") else "stopped"

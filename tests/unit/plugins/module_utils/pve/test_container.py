@@ -35,6 +35,10 @@ class FakePve:
         self.pending = {}  # vmid -> {key: pending value} left by an earlier run
         self._features = None
         self.storages = None  # GET /nodes/{node}/storage, as PVE/Storage.pm storage_info lists them
+        self.user = "root@pam"  # whom Proxmox VE checks permissions for (a token: "root@pam!ci")
+
+    def acting_user(self):
+        return self.user
 
     def digest(self, vmid):
         text = "".join("%s: %s\n" % item for item in sorted(self.configs[vmid].items()))
@@ -426,6 +430,36 @@ def test_a_usable_storage_costs_one_listing_and_an_existing_volume_none():
     pve = FakePve(with_mp())
     pve.storages = None  # any listing would fail the test
     manager(pve, vmid=150, mounts={"0": "local-zfs:subvol-150-disk-1,mp=/data,size=2G"}).run()
+
+
+# -- bind mounts: root@pam's only, said before any change ---------------------------------------------------------
+
+@pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("user", ["root@pam!ci", "admin@pve"])
+def test_a_bind_mount_by_anyone_but_root_at_pam_is_refused_before_any_change(user, check_mode):
+    pve = FakePve()
+    pve.user = user
+    with pytest.raises(ContainerError, match=r"the new container: mp0 \(/srv/data\): Proxmox VE allows bind and device "
+                                             r"mount points to root@pam only .* acts as %s\..*nothing was changed"
+                                             % re.escape(user)):
+        manager(pve, check_mode=check_mode, hostname="new", ostemplate="local:vztmpl/a.tar.zst", node="pve1",
+                state="present", mounts={"0": "/srv/data,mp=/data"}).run()
+    assert not [call for call in pve.calls if call[0] != "GET"] and pve.configs == {}
+    pve = FakePve(running_ct())
+    pve.user = user
+    with pytest.raises(ContainerError, match=r"CT 150: mp1 \(/dev/net/tun\)"):
+        manager(pve, check_mode=check_mode, vmid=150, mounts={"1": "/dev/net/tun,mp=/dev/net/tun"}).run()
+    assert pve.puts == []
+
+
+def test_root_at_pam_binds_and_a_token_keeps_a_bind_mount_it_does_not_change():
+    pve = FakePve(running_ct())
+    manager(pve, vmid=150, mounts={"0": "/srv/data,mp=/data"}).run()
+    assert pve.configs[150]["mp0"] == "/srv/data,mp=/data"
+    pve.user = "root@pam!ci"
+    result = manager(pve, vmid=150, mounts={"0": "/srv/data,mp=/data"}, memory=1024).run()
+    assert result["changed"] and pve.configs[150]["mp0"] == "/srv/data,mp=/data"
+    assert pve.configs[150]["memory"] == "1024"
 
 
 # -- mount point sizes: an existing volume is never swapped for a new, empty one -----------------------------

@@ -126,6 +126,10 @@ class CreatePve:
     def features(self):
         return NINE
 
+    @staticmethod
+    def acting_user():
+        return "root@pam"
+
     def get(self, path, params=None, **kw):
         if path == "/cluster/resources":
             return [{"type": "lxc", "vmid": v, "node": "pve1", "status": "stopped"} for v in self.configs]

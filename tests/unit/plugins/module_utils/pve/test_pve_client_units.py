@@ -14,6 +14,7 @@ import yaml
 from lxcri_testbed.requests_errors import refused_error, wrapped
 
 from ansible_collections.lxcri.proxmox.plugins.doc_fragments.pve import ModuleDocFragment
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.local import LocalPveClient
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import tasks as tasks_mod
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import client as client_mod
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.client import (
@@ -333,6 +334,16 @@ def test_tls_settings(tmp_path):
     assert ipv6.base_url == "https://[fd00::1]:8006/api2/json"
     with pytest.raises(PveConfigError):
         PveClient("https://pve.example:8006", password="x", session=FakeSession([]))
+
+
+def test_the_acting_user_is_the_token_when_one_is_given():
+    """Proxmox VE checks a token's own permissions: root@pam!ci is not root@pam (bind mounts, say)."""
+    assert PveClient("pve.example", password="x", session=FakeSession([])).acting_user() == "root@pam"
+    assert PveClient("pve.example", user="admin@pve", password="x", session=FakeSession([])).acting_user() == \
+        "admin@pve"
+    token = PveClient("pve.example", token_id="root@pam!ci", token_secret="s", session=FakeSession([]))
+    assert token.acting_user() == "root@pam!ci"
+    assert LocalPveClient(runner=None).acting_user() == "root@pam"
 
 
 def test_secrets_never_in_messages():
