@@ -65,6 +65,15 @@ options:
       - With O(state=absent), destroy clones of the snapshots too.
     type: bool
     default: false
+  keep_newer:
+    description:
+      - With O(state=rollback) and a snapshot that is not the newest, roll the dataset's files back to it and keep the
+        newer snapshots - the files are copied back (C(cp -a)) from a temporary read-only clone of it,
+        C(<dataset>.lxcri-copy), which must be within O(allowed_roots) and is destroyed afterwards. The dataset must
+        be mounted, and nothing should write to it meanwhile. Not atomic - snapshot it first to undo it.
+      - Without it (and without O(force)) such a rollback is refused; O(force) wins over it.
+    type: bool
+    default: false
   defer:
     description: With O(state=absent), mark held snapshots for destruction when their last hold is released.
     type: bool
@@ -136,6 +145,13 @@ EXAMPLES = r"""
   lxcri.proxmox.zfs_snapshot:
     name: [rpool/data/app@before-upgrade]
     state: rollback
+
+- name: Roll the files back to an older snapshot, keeping the newer ones (hourly, say)
+  lxcri.proxmox.zfs_snapshot:
+    name: [rpool/apps/web/data@before-upgrade]
+    state: rollback
+    keep_newer: true
+    allowed_roots: [rpool/apps]
 
 - name: Release and remove
   lxcri.proxmox.zfs_snapshot:
@@ -223,6 +239,17 @@ rolled_back_to:
   returned: when state is rollback
   type: str
   sample: rpool/data/app@before-upgrade
+kept_newer:
+  description: With O(keep_newer), the newer snapshots kept while the files were copied back.
+  returned: when state is rollback with keep_newer past newer snapshots
+  type: list
+  elements: str
+  sample: ["rpool/data/app@daily-2026-12-01"]
+copied_back:
+  description: Whether the files were copied back from a temporary clone (O(keep_newer)) instead of C(zfs rollback).
+  returned: when state is rollback with keep_newer past newer snapshots
+  type: bool
+  sample: true
 written_since:
   description: Bytes written to the dataset since the target snapshot, where this zfs reports it.
   returned: when state is rollback

@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+from lxcri_testbed.bed import destroy_tree
+
 pytestmark = pytest.mark.integration
 
 
@@ -255,6 +257,63 @@ def test_rollback(play, zfs_dataset):
     assert done.task_results()[0]["rolled_back_to"] == ds + "@s1"
     assert not os.path.exists(os.path.join(mountpoint, "after-s1"))
     assert zfs("list", "-H", "-t", "all", "-o", "name", "-r", zfs_dataset).split() == [zfs_dataset, ds, ds + "@s1"]
+
+
+def test_rollback_keeping_newer_snapshots_copies_the_files_back_from_a_temporary_clone(play, zfs_dataset):
+    """keep_newer: the dataset's files become the older snapshot's (owners, modes, links, a removed file back, a
+    later one gone), the newer snapshots stay, and the temporary clone is gone; check mode changes nothing; the
+    clone must be within allowed_roots, and a leftover one is refused."""
+    ds = zfs_dataset + "/k"
+    zfs("create", ds)
+    mountpoint = zfs("get", "-H", "-o", "value", "mountpoint", ds).strip()
+    os.makedirs(os.path.join(mountpoint, "sub"))
+    with open(os.path.join(mountpoint, "sub", "kept"), "w") as handle:
+        handle.write("one\n")
+    os.chown(os.path.join(mountpoint, "sub", "kept"), 101000, 101000)
+    os.chmod(os.path.join(mountpoint, "sub", "kept"), 0o640)
+    os.symlink("sub/kept", os.path.join(mountpoint, "link"))
+    os.chown(mountpoint, 101000, 101000)
+    os.chmod(mountpoint, 0o750)
+    zfs("snapshot", ds + "@s1")
+    os.unlink(os.path.join(mountpoint, "sub", "kept"))
+    with open(os.path.join(mountpoint, "later"), "w") as handle:
+        handle.write("two\n")
+    os.chmod(mountpoint, 0o755)
+    zfs("snapshot", ds + "@s2")
+    with open(os.path.join(mountpoint, "later"), "w") as handle:
+        handle.write("three\n")
+    task = snapshot_task(name=[ds + "@s1"], state="rollback", keep_newer=True, allowed_roots=[zfs_dataset])
+
+    outside = play(snapshot_task(name=[ds + "@s1"], state="rollback", keep_newer=True, allowed_roots=[ds]),
+                   expect_ok=False)
+    assert "refusing to make the copy-back rollback's temporary clone %s.lxcri-copy: outside allowed_roots" % ds \
+        in outside.task_results()[0]["msg"], outside.task_results()[0]
+    before = state_of(zfs_dataset)
+    checked = play(task, check=True).task_results()[0]
+    assert checked["changed"] and checked["kept_newer"] == [ds + "@s2"] and checked["destroyed"] == []
+    assert state_of(zfs_dataset) == before and os.path.exists(os.path.join(mountpoint, "later"))
+
+    done = play(task).task_results()[0]
+    assert done["copied_back"] and done["rolled_back_to"] == ds + "@s1" and done["kept_newer"] == [ds + "@s2"]
+    assert sorted(os.listdir(mountpoint)) == ["link", "sub"]
+    info = os.stat(os.path.join(mountpoint, "sub", "kept"))
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (101000, 101000, 0o640)
+    assert os.readlink(os.path.join(mountpoint, "link")) == "sub/kept"
+    info = os.stat(mountpoint)
+    assert (info.st_uid, info.st_mode & 0o7777) == (101000, 0o750)
+    assert zfs("list", "-H", "-t", "all", "-o", "name", "-r", zfs_dataset).split() == \
+        [zfs_dataset, ds, ds + "@s1", ds + "@s2"]
+
+    zfs("clone", ds + "@s2", ds + ".lxcri-copy")
+    leftover = play(task, expect_ok=False).task_results()[0]
+    assert "%s.lxcri-copy exists (left by an interrupted copy-back?)" % ds in leftover["msg"], leftover
+    assert sorted(os.listdir(mountpoint)) == ["link", "sub"]
+    assert destroy_tree(ds + ".lxcri-copy")
+    zfs("create", ds + "/child")
+    nested = play(task, expect_ok=False).task_results()[0]
+    assert "it has child datasets (%s/child), whose mountpoints a copy-back of its files would cross" % ds in \
+        nested["msg"], nested
+    assert sorted(os.listdir(mountpoint)) == ["child", "link", "sub"]
 
 
 def test_retention_with_held_cloned_reserved_and_foreign_snapshots(play, zfs_dataset, shim, request):

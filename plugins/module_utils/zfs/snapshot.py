@@ -7,6 +7,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import shutil
+import tempfile
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
@@ -28,6 +31,7 @@ def snapshot_argument_spec():
         hold=dict(type="str"),
         release=dict(type="str"),
         force=dict(type="bool", default=False),
+        keep_newer=dict(type="bool", default=False),
         defer=dict(type="bool", default=False),
         prefix=dict(type="str"),
         create=dict(type="bool", default=True),
@@ -372,6 +376,8 @@ class SnapshotManager:
         ordered = self.snapshots_of(data, dataset)
         newer = ordered[ordered.index(target) + 1:]
         # zfs rollback -R: the newer snapshots, their clones and all that depends on those
+        if newer and self.params["keep_newer"] and not self.params["force"]:
+            return self._copy_back(target, dataset, data, newer)
         dependents = self.dependents(newer, pool) if newer else []
         clone_names = [d for d in dependents if "@" not in d]
         if newer and not self.params["force"]:
@@ -392,3 +398,52 @@ class SnapshotManager:
             self.zfs.rollback(target, destroy_newer=bool(newer))
         return {"changed": changed, "rolled_back_to": target, "destroyed": newer, "destroyed_clones": clone_names,
                 "written_since": int(written) if written.isdigit() else None}
+
+    def _copy_back(self, target, dataset, data, newer):
+        """Roll ``dataset``'s content back to ``target`` and keep the newer snapshots (``keep_newer``): its files
+        become the snapshot's, copied from a temporary read-only clone of it (``<dataset>.lxcri-copy``, mounted on
+        a private directory and destroyed afterwards).  Not atomic: take a snapshot first to undo it."""
+        clone = dataset + ".lxcri-copy"
+        guard(clone, self.params["allow_pve_managed"], self.params["allowed_roots"],
+              "make the copy-back rollback's temporary clone")
+        if clone in self.zfs.get_all([clone], recursive=False, props="type"):
+            raise ZfsError("cannot roll %s back to %s keeping the newer snapshots: %s exists (left by an interrupted "
+                           "copy-back?); destroy it first" % (dataset, target, clone), "exists", target)
+        children = self.descendants(data, dataset)
+        if children:
+            raise ZfsError("cannot roll %s back to %s keeping the newer snapshots: it has child datasets (%s), whose "
+                           "mountpoints a copy-back of its files would cross" % (dataset, target, _listing(children)),
+                           "refused", target)
+        mountpoint = data[dataset].get("mountpoint", ("-",))[0]
+        if data[dataset].get("mounted", ("yes",))[0] != "yes" or not mountpoint.startswith("/"):
+            raise ZfsError("cannot roll %s back to %s keeping the newer snapshots: it is not mounted (its files are "
+                           "copied back)" % (dataset, target), "refused", target)
+        out = {"changed": True, "rolled_back_to": target, "destroyed": [], "destroyed_clones": [],
+               "kept_newer": newer, "copied_back": True, "written_since": None}
+        if self.check_mode:
+            return out
+        where = tempfile.mkdtemp(prefix="lxcri-copy-")
+        try:
+            self.zfs.clone(target, clone, {"mountpoint": where, "readonly": "on"})
+            try:
+                for entry in os.listdir(mountpoint):
+                    path = os.path.join(mountpoint, entry)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+                # -T: the clone's root onto the dataset's (its owner and mode too); -a keeps owners, modes, times,
+                # links, xattrs
+                rc, dummy, err = self.zfs.cli.runner(["cp", "-a", "-T", "--", where, mountpoint])
+                if rc != 0:
+                    raise ZfsError("copying %s back into %s failed: %s" % (target, mountpoint, err.strip()),
+                                   "failed", target)
+            finally:
+                self.zfs.cli.settle_unmount([clone])
+                self.zfs.destroy(clone)
+        finally:
+            try:
+                os.rmdir(where)
+            except OSError:
+                pass
+        return out
