@@ -792,6 +792,53 @@ def test_a_bind_mount_is_root_at_pams_only_and_keeps_a_container_from_snapshots(
     assert api.task("DELETE", "/nodes/pve1/lxc/173") == "OK"
 
 
+def test_create_fills_a_bind_mounted_directory_as_its_extraction_does(vdouble, tmp_path):
+    """PVE/LXC.pm mount_all mounts bind mount points too before PVE/LXC/Create.pm restore_tar_archive extracts
+    with --skip-old-files: the template's /data lands in the directory, files it has already are kept, and an
+    unprivileged container's root must be able to write it (tar runs in the user namespace)."""
+    double, api, template = vdouble
+    fresh, used, closed = tmp_path / "fresh", tmp_path / "used", tmp_path / "closed"
+    for path in (fresh, used, closed):
+        path.mkdir()
+    os.chown(str(fresh), 100000, 100000)
+    os.chown(str(used), 100000, 100000)
+    (used / "seed.txt").write_text("mine\n")
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=174, ostemplate=template, rootfs="local-zfs:1",
+                    mp0="%s,mp=/data" % fresh, unprivileged=1) == "OK"
+    info = os.stat(str(fresh))
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (101000, 101000, 0o750)
+    assert (fresh / "seed.txt").read_text() == "seed\n" and os.stat(str(fresh / "seed.txt")).st_uid == 101000
+    rootfs = double.backend.volume_path("local-zfs:subvol-174-disk-0")
+    assert os.listdir(os.path.join(rootfs, "data")) == []
+    assert api.task("POST", "/nodes/pve1/lxc/174/status/start") == "OK"
+    seen = attach(double, 174, "/bin/busybox", "cat", "/data/seed.txt")
+    assert seen.stdout == "seed\n", seen.stdout
+    assert api.task("POST", "/nodes/pve1/lxc/174/status/stop") == "OK"
+    # the container's delete leaves a bind-mounted directory as it is
+    assert api.task("DELETE", "/nodes/pve1/lxc/174") == "OK"
+    assert (fresh / "seed.txt").read_text() == "seed\n"
+
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=175, ostemplate=template, rootfs="local-zfs:1",
+                    mp0="%s,mp=/data" % used, unprivileged=1) == "OK"
+    assert (used / "seed.txt").read_text() == "mine\n"  # --skip-old-files
+    assert api.task("DELETE", "/nodes/pve1/lxc/175") == "OK"
+
+    # a directory the mapped root cannot write, and a missing one: the create fails, and leaves nothing
+    for source, message in ((closed, "Cannot open: Permission denied"),
+                            (tmp_path / "missing", "directory '%s' does not exist" % (tmp_path / "missing"))):
+        status, body = api.call("POST", "/nodes/pve1/lxc", vmid=176, ostemplate=template, rootfs="local-zfs:1",
+                                mp0="%s,mp=/data" % source, unprivileged=1)
+        assert status == 200, body
+        assert message in api.wait(body["data"]) + "\n".join(api.log(body["data"]))
+        assert 176 not in double.backend.containers
+    assert os.listdir(str(closed)) == []
+    # a privileged container's root is the host's
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=176, ostemplate=template, rootfs="local-zfs:1",
+                    mp0="%s,mp=/data" % closed) == "OK"
+    assert (closed / "seed.txt").read_text() == "seed\n" and os.stat(str(closed / "seed.txt")).st_uid == 1000
+    assert api.task("DELETE", "/nodes/pve1/lxc/176") == "OK"
+
+
 def test_a_storage_the_node_cannot_use_is_listed_so_and_refuses_new_volumes(vdouble):
     """pve-storage PVE/Storage.pm storage_info (GET /nodes/{node}/storage): a storage disabled, or restricted to
     other nodes (storage.cfg nodes), is listed enabled 0 and left out of a content listing; one whose connection

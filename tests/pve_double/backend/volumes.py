@@ -158,22 +158,31 @@ class VolumeEndpoints:
         return made
 
     def fill_mount_points(self, ct, rootfs):
-        """What create's extraction with every volume mounted leaves: the template's files under each mount
-        point's path moved into its volume, the directory's owner and mode given to the volume's root; a path the
-        template lacks is created (owned by the container's root)."""
+        """What create's extraction with every mount point mounted leaves (PVE/LXC.pm mount_all mounts bind mounts
+        too, mountpoint_mount's ``bind`` branch): the template's files under each mount point's path moved into its
+        volume or bind-mounted directory, the directory's owner and mode given to its root; a path the template
+        lacks is created (owned by the container's root).  The extraction's tar runs with ``--skip-old-files``
+        (PVE/LXC/Create.pm restore_tar_archive), so a file a bind-mounted directory already has is kept.  For an
+        unprivileged container it runs inside the user namespace, as the mapped root: a bind-mounted directory
+        that root cannot write fails the create as tar does (create_disks chowns only the volumes it makes)."""
         from .lxc import id_map_of  # pylint: disable=import-outside-toplevel
         id_map = id_map_of(ct.config)
         for key, volume, opts in mount_points(ct.config):
-            if not is_volume(volume) or not opts.get("mp"):
+            if not opts.get("mp") or not volume or volume.startswith("/dev/"):
                 continue
-            target = self.volume_path(volume)
+            bind = not is_volume(volume)
+            target = volume if bind else self.volume_path(volume)
             inside = os.path.join(rootfs, opts["mp"].strip("/"))
             if os.path.islink(inside) or (os.path.exists(inside) and not os.path.isdir(inside)):
                 raise TaskFailed("mount point '%s' of %s is not a directory in the container" % (opts["mp"], key))
+            if bind:
+                # the extraction writes there only when the template has that path
+                self._check_bind_source(key, target, id_map if os.path.isdir(inside) else ())
             if os.path.isdir(inside):
                 info = os.lstat(inside)
                 for entry in os.listdir(inside):
-                    subprocess.run(["cp", "-a", "--", os.path.join(inside, entry), target], check=True)
+                    # -n: tar's --skip-old-files (only a bind-mounted directory can have files already)
+                    subprocess.run(["cp", "-a", "-n", "--", os.path.join(inside, entry), target], check=True)
                     path = os.path.join(inside, entry)
                     if os.path.isdir(path) and not os.path.islink(path):
                         shutil.rmtree(path)
@@ -185,6 +194,25 @@ class VolumeEndpoints:
                 os.makedirs(inside)
                 if id_map:
                     os.chown(inside, id_map[0][2], id_map[1][2])
+
+    @staticmethod
+    def _check_bind_source(key, source, id_map):
+        """A bind mount point's directory as create's extraction meets it: it must exist (PVE/LXC.pm
+        __mountpoint_mount: ``directory '...' does not exist``), and where the template has files for it (``id_map``
+        given) an unprivileged container's mapped root must be able to write it."""
+        if not os.path.isdir(source):
+            raise TaskFailed("directory '%s' does not exist" % source)
+        if not id_map:
+            return
+        info = os.stat(source)
+        root_uid, root_gid = id_map[0][2], id_map[1][2]
+        writable = (info.st_uid == root_uid and info.st_mode & 0o200) or \
+            (info.st_gid == root_gid and info.st_mode & 0o020) or info.st_mode & 0o002
+        if not writable:
+            raise TaskFailed("tar: %s: Cannot open: Permission denied (the bind mount point %s of an unprivileged "
+                             "container is not writable by its root, uid %d)\n"
+                             "command 'lxc-usernsexec ... tar xpf - ...' failed: exit code 2"
+                             % (source, key, root_uid))
 
     def mount_lines(self, ct):
         """``lxc.mount.entry`` lines binding each volume mount point, in mount order (the prestart hook mounts
