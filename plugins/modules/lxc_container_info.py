@@ -56,7 +56,8 @@ options:
   snapshots:
     description:
       - Add each matching container's snapshots, oldest first (C(GET /nodes/{node}/lxc/{vmid}/snapshot), one call
-        per match).
+        per match), each with the storage volumes its config references (one C(GET .../snapshot/{snapname}/config)
+        per snapshot) - the volumes it keeps from moving to another container, and that go with it.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -232,6 +233,10 @@ containers:
           description: The snapshot's name.
           type: str
           sample: lxcri_data
+        volumes:
+          description: The storage volumes its config references, by key (C(rootfs), C(mpN); bind mounts left out).
+          type: dict
+          sample: {"rootfs": "local-zfs:subvol-101-disk-0", "mp100": "local-zfs:subvol-101-disk-1"}
         description:
           description: Its description.
           type: str

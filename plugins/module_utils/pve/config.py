@@ -669,3 +669,17 @@ def app_net_digest(settings):
     """A short digest of app_net's list, as a container's origin record keeps it (12 hex digits)."""
     text = json.dumps([dict((k, item[k]) for k in sorted(item)) for item in settings or []], sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def volume_of(key, value):
+    """The volume id of a config value of ``key`` (unusedN holds the bare id), or None."""
+    if value is None:
+        return None
+    if key.startswith("unused"):
+        return str(value)
+    return parse_property("mp" if key.startswith("mp") else key, value).get("volume")
+
+
+def is_storage_volume(volume):
+    """A storage volume (``storage:name``), not a bind mount (a path) or a device."""
+    return bool(volume) and not volume.startswith("/") and ":" in volume

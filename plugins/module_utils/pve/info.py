@@ -19,7 +19,7 @@ import re
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import origin
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import masked
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources, ordered
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources, ordered, snapshot_volumes
 
 _TAG_SPLIT = re.compile(r"[;,\s]+")
 # fields of a /cluster/resources entry copied into the result when present
@@ -117,7 +117,8 @@ def list_containers(client, query=None, with_config=True, with_interfaces=False,
     ``config`` (secrets masked), and with ``with_interfaces`` its network
     ``interfaces`` as the running container has them (``interfaces_of``; one
     call per running match, none for a stopped one), and with ``with_snapshots``
-    its ``snapshots`` oldest first, without PVE's ``current`` entry.  Raises
+    its ``snapshots`` oldest first, without PVE's ``current`` entry, each with the
+    storage ``volumes`` it references (one call per snapshot).  Raises
     PveError from the client.
     """
     query = query or ContainerQuery()
@@ -150,5 +151,7 @@ def list_containers(client, query=None, with_config=True, with_interfaces=False,
         if with_snapshots:
             listed = client.get("/nodes/{node}/lxc/{vmid}/snapshot", node=entry["node"], vmid=entry["vmid"]) or []
             entry["snapshots"] = ordered(listed)
+            for snap in entry["snapshots"]:
+                snap["volumes"] = snapshot_volumes(client, entry["node"], entry["vmid"], snap["name"])
         found.append(entry)
     return sorted(found, key=lambda e: e["vmid"])

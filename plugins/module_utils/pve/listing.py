@@ -26,6 +26,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import is_storage_volume, volume_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveConnectionError
 
 # what /nodes/{node}/lxc answers live over the lagging fields of /cluster/resources: LIVE_FIELDS replace the
@@ -122,3 +125,22 @@ def snapshot_entry(entry):
     """One snapshot as the modules return it: name, snaptime, description, parent."""
     return {"name": entry["name"], "snaptime": entry.get("snaptime"), "description": entry.get("description", ""),
             "parent": entry.get("parent")}
+
+
+def snapshot_volumes(client, node, vmid, name):
+    """{key: volume id} of the storage volumes (rootfs, mpN) that snapshot ``name`` of CT ``vmid`` references: GET
+    .../snapshot/{snapname}/config (pve-container PVE/API2/LXC/Snapshot.pm get_snapshot_config), read as
+    pve-guest-common AbstractConfig is_volume_in_use_by_snapshots does.  Bind mounts and devices are left out."""
+    config = client.get("/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config", node=node, vmid=vmid,
+                        snapname=name) or {}
+    out = {}
+    for key, value in config.items():
+        if key != "rootfs" and not re.match(r"^mp\d+$", key):
+            continue
+        try:
+            volume = volume_of(key, value)
+        except ValueError:
+            continue
+        if is_storage_volume(volume):
+            out[key] = volume
+    return out

@@ -26,7 +26,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.container import
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import ordered, snapshot_entry
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import PveSession
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.volume import is_storage_volume, volume_of
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import is_storage_volume, volume_of
 
 STATES = ("present", "absent", "rollback")
 

@@ -23,6 +23,8 @@ import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import is_storage_volume, volume_of
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import snapshot_volumes
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import PveSession
 
@@ -50,20 +52,6 @@ class VolumeError(PveError):
     kind = "volume"
 
 
-def volume_of(key, value):
-    """The volume id of a config value of ``key`` (unusedN holds the bare id), or None."""
-    if value is None:
-        return None
-    if key.startswith("unused"):
-        return str(value)
-    return pveconfig.parse_property("mp" if key.startswith("mp") else key, value).get("volume")
-
-
-def is_storage_volume(volume):
-    """A storage volume (``storage:name``), not a bind mount (a path) or a device."""
-    return bool(volume) and not volume.startswith("/") and ":" in volume
-
-
 class VolumeManager:
     def __init__(self, params, check_mode=False, client=None, sleep=time.sleep):
         self.params = with_defaults(params, DEFAULTS)
@@ -89,18 +77,8 @@ class VolumeManager:
         out = []
         for snap in self.client.get("/nodes/{node}/lxc/{vmid}/snapshot", node=node, vmid=vmid) or []:
             name = snap.get("name")
-            if not name or name == "current":
-                continue
-            config = self.client.get("/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config", node=node, vmid=vmid,
-                                     snapname=name) or {}
-            for key, value in config.items():
-                if KEY.match(key) and not key.startswith("unused"):
-                    try:
-                        if volume_of(key, value) == volume:
-                            out.append(name)
-                            break
-                    except ValueError:
-                        continue
+            if name and name != "current" and volume in snapshot_volumes(self.client, node, vmid, name).values():
+                out.append(name)
         return out
 
     def run(self):

@@ -66,6 +66,11 @@ class FakeClient:
             return [{"name": "b", "parent": "a", "snaptime": 20, "description": "second"},
                     {"name": "a", "snaptime": 10, "description": "first"},
                     {"name": "current", "parent": "b", "description": "You are here!"}]
+        if path == "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config":  # b was taken after mp100 came
+            config = {"rootfs": "local-zfs:subvol-%d-disk-0,size=4G" % kwargs["vmid"], "mp0": "/srv,mp=/srv"}
+            if kwargs["snapname"] == "b":
+                config["mp100"] = "local-zfs:subvol-%d-disk-1,mp=/data,size=1G" % kwargs["vmid"]
+            return config
         raise AssertionError("unexpected call %s" % path)
 
 
@@ -171,8 +176,11 @@ def test_snapshots_are_listed_oldest_first_without_current_one_call_per_match():
     client = FakeClient()
     found = list_containers(client, ContainerQuery(vmid=101), with_config=False, with_snapshots=True)
     assert found[0]["snapshots"] == [
-        {"name": "a", "snaptime": 10, "description": "first", "parent": None},
-        {"name": "b", "snaptime": 20, "description": "second", "parent": "a"}]
+        {"name": "a", "snaptime": 10, "description": "first", "parent": None,
+         "volumes": {"rootfs": "local-zfs:subvol-101-disk-0"}},
+        {"name": "b", "snaptime": 20, "description": "second", "parent": "a",
+         "volumes": {"rootfs": "local-zfs:subvol-101-disk-0", "mp100": "local-zfs:subvol-101-disk-1"}}]
+    assert [c[1]["snapname"] for c in client.calls if c[0].endswith("/config") and "snapname" in c[1]] == ["a", "b"]
     assert [c for c in client.calls if c[0].endswith("/snapshot")] == [
         ("/nodes/{node}/lxc/{vmid}/snapshot", {"node": "pve1", "vmid": 101})]
     assert "snapshots" not in list_containers(FakeClient(), ContainerQuery(vmid=101), with_config=False)[0]

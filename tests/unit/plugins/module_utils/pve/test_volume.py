@@ -3,8 +3,9 @@ double with real ZFS: tests/integration/test_lxc_volume.py)."""
 
 import pytest
 
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.volume import (
-    VolumeError, VolumeManager, is_storage_volume, volume_of)
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import is_storage_volume, volume_of
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import snapshot_volumes
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.volume import VolumeError, VolumeManager
 
 
 def manager(**params):
@@ -32,3 +33,25 @@ def test_volume_ids_of_config_values():
     assert volume_of("mp0", None) is None
     assert is_storage_volume("local-zfs:subvol-100-disk-1")
     assert not is_storage_volume(volume_of("mp1", "/srv/shared,mp=/shared"))
+
+
+class SnapshotConfigs:
+    """GET .../snapshot/{snapname}/config answers, by snapshot name."""
+
+    def __init__(self, configs):
+        self.configs, self.calls = configs, []
+
+    def get(self, path, **kw):
+        self.calls.append((path, kw))
+        return self.configs[kw["snapname"]]
+
+
+def test_a_snapshots_volumes_are_its_storage_volumes_by_key():
+    client = SnapshotConfigs({"s1": {"rootfs": "local-zfs:subvol-100-disk-0,size=4G", "hostname": "a",
+                                     "mp0": "/srv/shared,mp=/shared", "mp100": "local-zfs:subvol-100-disk-1,mp=/data",
+                                     "mp1": "/dev/net/tun,mp=/dev/net/tun", "unused0": "local-zfs:subvol-100-disk-2",
+                                     "digest": "x"}})
+    assert snapshot_volumes(client, "pve1", 100, "s1") == {"rootfs": "local-zfs:subvol-100-disk-0",
+                                                           "mp100": "local-zfs:subvol-100-disk-1"}
+    assert client.calls == [("/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config",
+                             {"node": "pve1", "vmid": 100, "snapname": "s1"})]
