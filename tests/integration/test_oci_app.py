@@ -687,6 +687,16 @@ def test_restore_brings_the_apps_data_back_to_a_snapshot_after_an_undo_point(ins
     assert back.rc == 0, back.data
     assert marker() == "after later\n"
 
+    # a volume newer than the snapshot stays as it is; the others are restored
+    extra = installed_collection.module("lxcri.proxmox.lxc_container", dict(
+        connection, mounts={"101": "local-zfs:1,mp=/extra"}, state="stopped", shutdown_timeout=2, force_stop=True))
+    assert extra.rc == 0 and "mp101" in double.backend.containers[vmid].config, extra.data
+    newer = installed_collection.playbook(deploy, extra_vars=dict(restore, oci_app_restore_snapshot="later"))
+    assert newer.rc == 0 and marker() == "after mine\n", failed(newer)
+    assert "restored CT %d's volumes (mp100) to later, not mp101 (newer than the snapshot, kept as they are)" % vmid \
+        in shown(newer), shown(newer)
+    assert "mp101" in double.backend.containers[vmid].config
+
 
 def zfs_list(root, kind="filesystem,snapshot"):
     """Every dataset and snapshot under ``root`` (none when it does not exist)."""
@@ -702,141 +712,19 @@ def zfs_get(name, prop):
 
 @pytest.mark.slow(200)
 def test_dataset_volumes_outlive_containers_with_a_zfs_snapshot_chain_per_version(
-        installed_collection, zdouble91, zfs_dataset, bed):
+        installed_collection, zdouble91, zfs_dataset, bed, tmp_path):
     """Issue 17, the second kind: the image's VOLUME /data as a ZFS dataset the collection manages
-    (<root>/webapp/data), bind-mounted.  Refused before any change: an API token (bind mounts are root@pam's) and
-    a dataset of another app.  The first create fills it from the image (owners shifted, written by the app's user);
-    an upgrade binds it in the new version without refilling it, after a ZFS snapshot named as the previous
-    version's rollback point; a broken version is rolled back with the data of before it; a rollback on request
-    rolls the data back to the snapshot of before the current version; absent keeps the dataset, the next
+    (<root>/webapp/data), bind-mounted, with a backup schedule (a zfs_snapshots job beside the node's other one).
+    Refused before any change: an API token (bind mounts are root@pam's), a dataset of another app, a backup
+    schedule with Proxmox VE volumes, a change of the volume's kind.  The first create fills it from the image
+    (owners shifted, written by the app's user); an upgrade binds it in the new version without refilling it,
+    after a ZFS snapshot named as the previous version's rollback point; a broken version is rolled back with the
+    data of before it; a rollback on request copies the data back to the snapshot of before the current version,
+    keeping the newer snapshots (the backup job's); absent keeps the dataset and removes the job, the next
     deployment binds it (the count goes on); restore copies it back to an older snapshot after an undo point;
     purge destroys it, named in check mode first."""
     double = zdouble91
     images = push(bed["registry"]["host"], "%s/webapp-ds" % TEST_REPO_NS, stateful=True)
-    deploy = "lxcri.proxmox.deploy_app"
-    root = zfs_dataset + "/apps"
-    data = root + "/webapp/data"
-    kind = dict(oci_app_volume_kind="dataset", oci_app_dataset_root=root)
-
-    def mountpoint():
-        return zfs_get(data, "mountpoint")
-
-    def count():
-        with open(os.path.join(mountpoint(), "count")) as handle:
-            return int(handle.read())
-
-    # an API token may not bind: refused before any change (no container, no dataset)
-    double.add_token("root@pam!ci", "s3cret")
-    token = app_vars(double, images["1"], pve_api_token_id="root@pam!ci", pve_api_token_secret="s3cret", **kind)
-    del token["pve_api_password"]
-    refused = installed_collection.playbook(deploy, extra_vars=token)
-    assert refused.rc != 0 and "Proxmox VE allows bind and device mount points to root@pam only" in \
-        failed(refused)[-1] and "acts as root@pam!ci" in failed(refused)[-1], failed(refused)
-    assert double.backend.containers == {} and zfs_list(root) == []
-    # a dataset marked for another app
-    subprocess.run(["zfs", "create", "-p", "-o", "lxcri:app=other", root + "/webapp"], check=True)
-    foreign = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **kind))
-    assert foreign.rc != 0 and "these datasets belong to another app, or to none (their ZFS property lxcri:app): " \
-        "%s/webapp (lxcri:app other)" % root in failed(foreign)[-1], failed(foreign)
-    assert double.backend.containers == {} and zfs_list(root) == [root, root + "/webapp"]
-    assert destroy_tree(root)
-
-    check = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **kind), check=True)
-    assert check.rc == 0 and double.backend.containers == {} and zfs_list(root) == [], failed(check)
-    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **kind))
-    assert first.rc == 0, failed(first)
-    v1 = containers(double)[APP][0]
-    assert double.backend.containers[v1].config["mp100"] == "%s,mp=/data" % mountpoint()
-    assert zfs_get(data, "lxcri:app") == "webapp" and zfs_get(data, "lxcri:populated") == "CT %d" % v1
-    assert zfs_get(data, "refquota") == "1G" and count() == 1
-    for name in ("seed", "count"):  # filled by the create, written by the app's user: shifted owners
-        info = os.stat(os.path.join(mountpoint(), name))
-        assert (info.st_uid, info.st_gid) == (101000, 101000), name
-    check_serving(double, v1, "1")
-    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **kind))
-    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0 and count() == 1, failed(again)
-
-    # the upgrade binds the dataset as it is: a file the app removed is not put back from the new image
-    os.unlink(os.path.join(mountpoint(), "seed"))
-    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"], **kind))
-    assert upgrade.rc == 0, failed(upgrade)
-    v2 = containers(double)[APP][0]
-    assert count() == 2 and not os.path.exists(os.path.join(mountpoint(), "seed"))
-    snaps = [name.split("@")[1] for name in zfs_list(data, "snapshot")]
-    assert len(snaps) == 1 and re.match(r"^lxcri_[0-9a-f]{12}$", snaps[0]), snaps
-    assert double.backend.containers[v1].config["mp100"] == double.backend.containers[v2].config["mp100"]
-    check_serving(double, v2, "2")
-
-    # the volume asked as a Proxmox VE volume now: refused before any change
-    state, before = double.state(), zfs_list(root)
-    other_kind = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"],
-                                                                           oci_app_dataset_root=root))
-    assert other_kind.rc != 0 and "CT %d binds dataset volume(s) at /data, which the app no longer names as " \
-        "volumes of kind dataset" % v2 in failed(other_kind)[-1], failed(other_kind)
-    assert double.state() == state and zfs_list(root) == before and count() == 2
-
-    # a broken version: the data back to before it (2), then v2's start (3)
-    broken = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["3-broken"],
-                                                                       oci_app_health_timeout=4, **kind))
-    assert broken.rc != 0 and "with its volumes as they were before" in failed(broken)[-1], failed(broken)
-    assert containers(double)[APP] == (v2, "running") and count() == 3
-    snaps = [name.split("@")[1] for name in zfs_list(data, "snapshot")]
-    assert len(snaps) == 2, snaps
-
-    # a rollback on request: the data back to before v2 ran (1), then v1's start (2)
-    back = installed_collection.playbook("lxcri.proxmox.rollback_app", extra_vars=app_vars(double, **kind))
-    assert back.rc == 0, failed(back)
-    assert containers(double) == {APP: (v1, "running")} and count() == 2
-    assert "its datasets are rolled back to %s" % snaps[0] in shown(back), shown(back)
-    check_serving(double, v1, "1")
-
-    # absent keeps the dataset; the next deployment binds it
-    gone = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent", **kind))
-    assert gone.rc == 0 and double.backend.containers == {}, failed(gone)
-    assert "the datasets are kept: %s (/data)" % data in shown(gone), shown(gone)
-    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent", **kind))
-    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, failed(again)
-    redeploy = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **kind))
-    assert redeploy.rc == 0, failed(redeploy)
-    v3 = containers(double)[APP][0]
-    assert count() == 3 and zfs_get(data, "lxcri:populated") == "CT %d" % v1
-
-    # restore to the snapshot of before v2 ran (count 1), after an undo point; newer snapshots stay
-    restore = app_vars(double, oci_app_state="restore", oci_app_restore_snapshot=snaps[0], **kind)
-    before = zfs_list(root)
-    check = installed_collection.playbook(deploy, extra_vars=restore, check=True)
-    assert check.rc == 0 and zfs_list(root) == before and count() == 3, failed(check)
-    nope = installed_collection.playbook(deploy, extra_vars=dict(restore, oci_app_restore_snapshot="nope"))
-    assert nope.rc != 0 and "%s has no such snapshot (%s)" % (data, ", ".join(snaps)) in failed(nope)[-1], \
-        failed(nope)
-    assert zfs_list(root) == before and count() == 3
-    done = installed_collection.playbook(deploy, extra_vars=restore)
-    assert done.rc == 0 and containers(double)[APP] == (v3, "running") and count() == 2, failed(done)
-    undo = zfs_list(data, "snapshot")[-1].split("@")[1]
-    assert undo.startswith("lxcri_restore_") and [name.split("@")[1] for name in zfs_list(data, "snapshot")] == \
-        snaps + [undo]
-    assert "restored CT %d's datasets (%s at /data) to %s" % (v3, data, snaps[0]) in shown(done), shown(done)
-    again = installed_collection.playbook(deploy, extra_vars=restore)
-    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0 and count() == 2, failed(again)
-
-    purge = app_vars(double, oci_app_state="absent", oci_app_purge_data=True, **kind)
-    before = zfs_list(root)
-    check = installed_collection.playbook(deploy, extra_vars=purge, check=True)
-    assert check.rc == 0 and "would destroy: " in shown(check) and data in shown(check), shown(check)
-    assert zfs_list(root) == before and containers(double)[APP] == (v3, "running")
-    purged = installed_collection.playbook(deploy, extra_vars=purge)
-    assert purged.rc == 0 and double.backend.containers == {} and zfs_list(root) == [root], failed(purged)
-
-
-@pytest.mark.slow(90)
-def test_a_backup_schedule_snapshots_the_apps_datasets_beside_the_nodes_other_jobs(
-        installed_collection, zdouble91, zfs_dataset, bed, tmp_path):
-    """oci_app_backup_schedule installs a zfs_snapshots job for the app's datasets (recursive) and leaves the
-    node's other job alone; its snapshot, newer than an upgrade's, stays through a rollback (the files are copied
-    back); without a schedule the job goes, the other job stays; a schedule with Proxmox VE volumes is refused
-    before any change."""
-    double = zdouble91
-    images = push(bed["registry"]["host"], "%s/webapp-backup" % TEST_REPO_NS, versions=("1", "2"), stateful=True)
     deploy = "lxcri.proxmox.deploy_app"
     root = zfs_dataset + "/apps"
     data = root + "/webapp/data"
@@ -845,10 +733,17 @@ def test_a_backup_schedule_snapshots_the_apps_datasets_beside_the_nodes_other_jo
     (tmp_path / "units").mkdir()
     schedule = {"oci_app_backup_schedule": {"schedule": "*:0/30", "retention": {"keep_last": 5}}}
     kind = dict(dirs, oci_app_volume_kind="dataset", oci_app_dataset_root=root)
+    scheduled = dict(kind, **schedule)
+
+    def mountpoint():
+        return zfs_get(data, "mountpoint")
 
     def count():
-        with open(os.path.join(zfs_get(data, "mountpoint"), "count")) as handle:
+        with open(os.path.join(mountpoint(), "count")) as handle:
             return int(handle.read())
+
+    def snapshots():
+        return [name.split("@")[1] for name in zfs_list(data, "snapshot")]
 
     def jobs():
         return sorted(os.listdir(dirs["zfs_snapshots_config_dir"]))
@@ -859,35 +754,163 @@ def test_a_backup_schedule_snapshots_the_apps_datasets_beside_the_nodes_other_jo
         dirs, zfs_snapshots_jobs=[{"name": "other", "datasets": [zfs_dataset + "/other"]}]))
     assert other.rc == 0, failed(other)
 
-    # Proxmox VE volumes: refused before any change
+    # an API token may not bind: refused before any change (no container, no dataset)
+    double.add_token("root@pam!ci", "s3cret")
+    token = app_vars(double, images["1"], pve_api_token_id="root@pam!ci", pve_api_token_secret="s3cret", **scheduled)
+    del token["pve_api_password"]
+    refused = installed_collection.playbook(deploy, extra_vars=token)
+    assert refused.rc != 0 and "Proxmox VE allows bind and device mount points to root@pam only" in \
+        failed(refused)[-1] and "acts as root@pam!ci" in failed(refused)[-1], failed(refused)
+    assert double.backend.containers == {} and zfs_list(root) == [] and jobs() == ["other.json"]
+    # a backup schedule for Proxmox VE volumes
     volumes = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **dict(dirs, **schedule)))
     assert volumes.rc != 0 and "back those up with a Proxmox VE backup job" in failed(volumes)[-1], failed(volumes)
-    assert double.backend.containers == {} and jobs() == ["other.json"]
+    # a dataset marked for another app
+    subprocess.run(["zfs", "create", "-p", "-o", "lxcri:app=other", root + "/webapp"], check=True)
+    foreign = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **scheduled))
+    assert foreign.rc != 0 and "these datasets belong to another app, or to none (their ZFS property lxcri:app): " \
+        "%s/webapp (lxcri:app other)" % root in failed(foreign)[-1], failed(foreign)
+    assert double.backend.containers == {} and zfs_list(root) == [root, root + "/webapp"]
+    assert destroy_tree(root)
 
-    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **dict(kind, **schedule)))
+    check = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **scheduled), check=True)
+    assert check.rc == 0 and double.backend.containers == {} and zfs_list(root) == [], failed(check)
+    assert jobs() == ["other.json"]
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **scheduled))
     assert first.rc == 0, failed(first)
+    v1 = containers(double)[APP][0]
+    assert double.backend.containers[v1].config["mp100"] == "%s,mp=/data" % mountpoint()
+    assert zfs_get(data, "lxcri:app") == "webapp" and zfs_get(data, "lxcri:populated") == "CT %d" % v1
+    assert zfs_get(data, "refquota") == "1G" and count() == 1
+    for name in ("seed", "count"):  # filled by the create, written by the app's user: shifted owners
+        info = os.stat(os.path.join(mountpoint(), name))
+        assert (info.st_uid, info.st_gid) == (101000, 101000), name
+    check_serving(double, v1, "1")
     assert jobs() == ["oci-app-webapp.json", "other.json"]
     with open(os.path.join(dirs["zfs_snapshots_config_dir"], "oci-app-webapp.json")) as handle:
         job = json.load(handle)
     assert job["datasets"] == [root + "/webapp"] and job["recursive"] and job["prefix"] == "lxcri-backup-"
-    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **dict(kind, **schedule)))
-    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, failed(again)
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **scheduled))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0 and count() == 1, failed(again)
 
-    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"], **dict(kind, **schedule)))
-    assert upgrade.rc == 0 and count() == 2, failed(upgrade)
-    # the timer's run, as its service says
+    # the upgrade binds the dataset as it is: a file the app removed is not put back from the new image
+    os.unlink(os.path.join(mountpoint(), "seed"))
+    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"], **scheduled))
+    assert upgrade.rc == 0, failed(upgrade)
+    v2 = containers(double)[APP][0]
+    assert count() == 2 and not os.path.exists(os.path.join(mountpoint(), "seed"))
+    assert len(snapshots()) == 1 and re.match(r"^lxcri_[0-9a-f]{12}$", snapshots()[0]), snapshots()
+    before_v2 = snapshots()[0]
+    assert double.backend.containers[v1].config["mp100"] == double.backend.containers[v2].config["mp100"]
+    check_serving(double, v2, "2")
+    # the backup timer's run, as its service says
     with open(os.path.join(dirs["zfs_snapshots_unit_dir"], "lxcri-zfs-snapshots-oci-app-webapp.service")) as handle:
         argv = re.search(r"(?m)^ExecStart=(.*)$", handle.read()).group(1).split()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    snaps = [name.split("@")[1] for name in zfs_list(data, "snapshot")]
-    assert len(snaps) == 2 and snaps[0].startswith("lxcri_") and snaps[1].startswith("lxcri-backup-"), snaps
+    assert len(snapshots()) == 2 and snapshots()[1].startswith("lxcri-backup-"), snapshots()
 
-    back = installed_collection.playbook("lxcri.proxmox.rollback_app", extra_vars=app_vars(double, **kind))
-    assert back.rc == 0 and count() == 2, failed(back)  # the data of before v2 (1), then v1's start
-    assert [name.split("@")[1] for name in zfs_list(data, "snapshot")] == snaps
+    # the volume asked as a Proxmox VE volume now: refused before any change
+    state, before = double.state(), zfs_list(root)
+    other_kind = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"],
+                                                                           oci_app_dataset_root=root, **dirs))
+    assert other_kind.rc != 0 and "CT %d binds dataset volume(s) at /data, which the app no longer names as " \
+        "volumes of kind dataset" % v2 in failed(other_kind)[-1], failed(other_kind)
+    assert double.state() == state and zfs_list(root) == before and count() == 2
 
-    unscheduled = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **kind))
-    assert unscheduled.rc == 0 and jobs() == ["other.json"], failed(unscheduled)
-    gone = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent",
-                                                                     oci_app_purge_data=True, **kind))
-    assert gone.rc == 0 and zfs_list(root) == [root] and jobs() == ["other.json"], failed(gone)
+    # a broken version: the data back to before it (2), then v2's start (3)
+    broken = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["3-broken"],
+                                                                       oci_app_health_timeout=4, **scheduled))
+    assert broken.rc != 0 and "with its volumes as they were before" in failed(broken)[-1], failed(broken)
+    assert containers(double)[APP] == (v2, "running") and count() == 3
+    snaps = snapshots()
+    assert len(snaps) == 3 and snaps[0] == before_v2, snaps
+
+    # a rollback on request: the data back to before v2 ran (1), then v1's start (2); newer snapshots stay
+    back = installed_collection.playbook("lxcri.proxmox.rollback_app", extra_vars=app_vars(double, **scheduled))
+    assert back.rc == 0, failed(back)
+    assert containers(double) == {APP: (v1, "running")} and count() == 2 and snapshots() == snaps
+    assert "its datasets are rolled back to %s" % before_v2 in shown(back), shown(back)
+    check_serving(double, v1, "1")
+
+    # absent keeps the dataset and removes the backup job; the next deployment binds the dataset
+    gone = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent", **kind))
+    assert gone.rc == 0 and double.backend.containers == {} and jobs() == ["other.json"], failed(gone)
+    assert "the datasets are kept: %s (/data)" % data in shown(gone), shown(gone)
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent", **kind))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, failed(again)
+    redeploy = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"], **kind))
+    assert redeploy.rc == 0 and jobs() == ["other.json"], failed(redeploy)
+    v3 = containers(double)[APP][0]
+    assert count() == 3 and zfs_get(data, "lxcri:populated") == "CT %d" % v1
+
+    # restore to the snapshot of before v2 ran (count 1), after an undo point; newer snapshots stay
+    restore = app_vars(double, oci_app_state="restore", oci_app_restore_snapshot=before_v2, **kind)
+    before = zfs_list(root)
+    check = installed_collection.playbook(deploy, extra_vars=restore, check=True)
+    assert check.rc == 0 and zfs_list(root) == before and count() == 3, failed(check)
+    nope = installed_collection.playbook(deploy, extra_vars=dict(restore, oci_app_restore_snapshot="nope"))
+    assert nope.rc != 0 and "%s has no such snapshot (%s)" % (data, ", ".join(snaps)) in failed(nope)[-1], \
+        failed(nope)
+    assert zfs_list(root) == before and count() == 3
+    done = installed_collection.playbook(deploy, extra_vars=restore)
+    assert done.rc == 0 and containers(double)[APP] == (v3, "running") and count() == 2, failed(done)
+    undo = snapshots()[-1]
+    assert undo.startswith("lxcri_restore_") and snapshots() == snaps + [undo]
+    assert "restored CT %d's datasets (%s at /data) to %s" % (v3, data, before_v2) in shown(done), shown(done)
+    again = installed_collection.playbook(deploy, extra_vars=restore)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0 and count() == 2, failed(again)
+
+    purge = app_vars(double, oci_app_state="absent", oci_app_purge_data=True, **kind)
+    before = zfs_list(root)
+    check = installed_collection.playbook(deploy, extra_vars=purge, check=True)
+    assert check.rc == 0 and "would destroy: " in shown(check) and data in shown(check), shown(check)
+    assert zfs_list(root) == before and containers(double)[APP] == (v3, "running")
+    purged = installed_collection.playbook(deploy, extra_vars=purge)
+    assert purged.rc == 0 and double.backend.containers == {} and zfs_list(root) == [root], failed(purged)
+    assert jobs() == ["other.json"]
+
+
+@pytest.mark.slow(100)
+def test_snapshots_that_hold_an_apps_volumes_stop_an_upgrade_before_any_change(installed_collection, zdouble91, bed):
+    """Proxmox VE moves no volume a snapshot references, and frees only a removed container's own volumes.  So an
+    upgrade is refused before any change while a snapshot of the running version references its volume, and
+    while an older previous version it would remove has a snapshot that alone holds a volume (a restore's undo
+    point keeps the volume it replaced)."""
+    double = zdouble91
+    images = push(bed["registry"]["host"], "%s/webapp-pinned" % TEST_REPO_NS, versions=("1", "2"), stateful=True)
+    deploy = "lxcri.proxmox.deploy_app"
+    volume_of = data_volume(double)
+    first = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
+    assert first.rc == 0, failed(first)
+    v1 = containers(double)[APP][0]
+    connection = {"api_host": "127.0.0.1", "api_port": double.port, "api_user": "root@pam",
+                  "api_password": DEFAULT_PASSWORD, "ca_path": double.cert}
+
+    # a snapshot of the running version pins its volume
+    pin = installed_collection.module("lxcri.proxmox.lxc_snapshot", dict(connection, vmid=v1, name="pin"))
+    assert pin.rc == 0, pin.data
+    state = double.state()
+    pinned = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]))
+    assert pinned.rc != 0 and "the snapshot(s) pin (%s) of CT %d reference its volumes" % (volume_of(v1), v1) in \
+        failed(pinned)[-1], failed(pinned)
+    assert double.state() == state
+
+    # restored to it: the undo point keeps the volume it replaced, and the pin no longer references the running one
+    original = volume_of(v1)
+    restore = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="restore",
+                                                                        oci_app_restore_snapshot="pin"))
+    assert restore.rc == 0 and volume_of(v1) != original, failed(restore)
+    upgrade = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["2"]))
+    assert upgrade.rc == 0, failed(upgrade)
+    v2 = containers(double)[APP][0]
+    # the next upgrade would remove CT v1, the previous version before last, whose snapshots alone hold a volume
+    state = double.state()
+    again = installed_collection.playbook(deploy, extra_vars=app_vars(double, images["1"]))
+    assert again.rc != 0 and "the upgrade (older previous versions go) would remove CT %d, whose snapshots alone " \
+        "hold volumes (CT %d snapshot pin: %s" % (v1, v1, original) in failed(again)[-1], failed(again)
+    assert double.state() == state and containers(double)[APP] == (v2, "running")
+    # purged, those go too
+    purged = installed_collection.playbook(deploy, extra_vars=app_vars(double, oci_app_state="absent",
+                                                                       oci_app_purge_data=True))
+    assert purged.rc == 0 and double.backend.containers == {}, failed(purged)
+    assert not subvols(double.backend.storages["local-zfs"]["pool"])

@@ -22,6 +22,7 @@ options: {}
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -35,16 +36,25 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super(CallbackModule, self).__init__(*args, **kwargs)
         self.tasks = []
+        self.started = {}  # task uuid -> when it started
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self.started[task._uuid] = time.time()
 
     def _record(self, result, status):
+        start = self.started.get(result._task._uuid)
         self.tasks.append({
             "task": result.task_name if hasattr(result, "task_name") else result._task.get_name(),
             "action": result._task.action,
             "host": result._host.get_name(),
             "status": status,
+            "seconds": round(time.time() - start, 3) if start else None,
             "result": self._convert(result._result),
         })
-        self._write()
+        # the whole file is written at the end (rewriting it after every task cost seconds per long play); a
+        # failure is written at once, for a run that is then killed
+        if status in ("failed", "unreachable"):
+            self._write()
 
     def _convert(self, value):
         return json.loads(json.dumps(value, default=str))
