@@ -41,7 +41,7 @@ def app_vars(double, image=None, **extra):
         "oci_app_health_command": ["wget", "-qO-", "http://127.0.0.1:8080/"],
         "oci_app_health_exec": [double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path, "-n", "{vmid}",
                                 "--"],
-        "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 5,
+        "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 2,
     }
     if image:
         values["oci_app_image"] = image
