@@ -22,7 +22,6 @@ import re
 import time
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.argspec import defaults_of, with_defaults
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve import config as pveconfig
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.config import is_storage_volume, volume_of
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import snapshot_volumes
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveError
