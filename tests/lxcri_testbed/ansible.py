@@ -145,6 +145,15 @@ class InstalledCollection:
         run.data = found[-1] if found else None
         return run
 
+    def inventory(self, inventory, *args, timeout=300):
+        """``ansible-inventory -i inventory --list`` (or ``args``): (the process, the parsed JSON or None)."""
+        proc, dummy = self._run([_bin("ansible-inventory"), "-i", inventory] + (list(args) or ["--list"]),
+                                timeout=timeout)
+        try:
+            return proc, json.loads(proc.stdout)
+        except ValueError:
+            return proc, None
+
     def playbook(self, playbook, timeout=600, **options):
         """Run a playbook; ``options``: check, diff, inventory, extra_vars, verbosity. Past ``timeout``
         seconds, subprocess.TimeoutExpired (a hang fails the test)."""
