@@ -180,6 +180,20 @@ def zdouble8(tmp_path, zfs_dataset, bed):
     yield from _zdouble("8", tmp_path, zfs_dataset)
 
 
+@pytest.fixture
+def zcluster(tmp_path, zfs_dataset, bed):
+    """The API double as a three-node cluster (multinode.py): pve1 (the API host) and pve2 run 9.1, pve3 runs 8 (a
+    cluster mid-upgrade); each node has its own ``local`` and ``local-zfs`` (on ``<scratch>/pve/<node>``), and
+    every node sees the ``shared`` dir storage.  /cluster/resources reads live (placement tests stage loads with
+    ``usage_override``)."""
+    from pve_double.server import Double  # pylint: disable=import-outside-toplevel
+    instance = Double(str(tmp_path / "pve"), nodes=["pve1", "pve2", "pve3"], node_modes={"pve3": "8"},
+                      zfs_root=zfs_dataset + "/pve", resources_lag=0).start()
+    yield instance
+    instance.kill_containers()
+    instance.stop()
+
+
 @pytest.fixture(scope="session")
 def registry_image(bed, tmp_path_factory):
     """The default busybox test image, built now and pushed to both registries.

@@ -1,5 +1,5 @@
-"""python -m pve_double [--port 8006] [--mode 9.1|8] [--node pve1] [--user root@pam] [--password ...] [--dir DIR]
-                      [--fresh] [--detach --pidfile FILE]
+"""python -m pve_double [--port 8006] [--mode 9.1|8] [--node pve1 | --nodes pve1,pve2,pve3 [--node-mode pve3=8]]
+                      [--user root@pam] [--password ...] [--dir DIR] [--fresh] [--detach --pidfile FILE]
    python -m pve_double --stop --pidfile FILE [--dir DIR]
 
 In the foreground it serves until SIGINT/SIGTERM.  With ``--detach`` it
@@ -8,11 +8,13 @@ answers, and writes its pid to ``--pidfile``; ``--stop`` ends such an
 instance and removes what it left: its containers (stopped), the datasets
 under its zfs root and its directory.  ``--fresh`` does that cleanup before
 starting, since the double keeps its state in memory and a restart would
-otherwise find volumes it does not know.
+otherwise find volumes it does not know.  ``--nodes`` makes a cluster of
+those nodes in one process (multinode.py), the first the API host.
 """
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,8 +42,11 @@ def cleanup(directory, zfs_root):
     """Stop the containers a previous instance started and remove its volumes and directory."""
     from lxcri_testbed.bed import destroy_tree  # pylint: disable=import-outside-toplevel
     from lxcri_testbed.lxc import SYSTEM_LXC, lxc_pve_tools  # pylint: disable=import-outside-toplevel
-    lxc_path = os.path.join(directory, "lxc")
-    if os.path.isdir(lxc_path):
+    lxc_paths = [os.path.join(directory, "lxc")]
+    if os.path.isdir(os.path.join(directory, "nodes")):  # a cluster's nodes
+        lxc_paths += [os.path.join(directory, "nodes", node, "lxc") for node in os.listdir(os.path.join(directory,
+                                                                                                         "nodes"))]
+    for lxc_path in filter(os.path.isdir, lxc_paths):
         # the instance ran its containers with one of the two LXCs: each stops what it started
         for tools in filter(None, (SYSTEM_LXC, lxc_pve_tools(required=False))):
             for name in os.listdir(lxc_path):
@@ -89,12 +94,15 @@ def serve(args, zfs_root, ready=None):
     open(os.path.join(args.dir, MARK), "w").close()
     double = Double(args.dir, args.mode, args.node, args.user, args.password, port=args.port,
                     zfs_root=zfs_root, vmid_range=args.vmid_range, dir_storages=dict(args.dir_storage),
-                    resources_lag=args.resources_lag, lxc=args.lxc, importer=args.importer).start()
+                    resources_lag=args.resources_lag, lxc=args.lxc, importer=args.importer, nodes=args.nodes,
+                    node_modes=dict(args.node_mode)).start()
     storages = []
     for name, info in sorted(double.backend.storages.items()):
-        storages.append("%s (%s)" % (name, info["type"]))
+        storages.append("%s (%s%s)" % (name, info["type"], ", shared" if info.get("shared") else ""))
+    nodes = ", ".join("%s (%s)" % (name, backend.mode) for name, backend in double.backends.items())
     lines = ["PVE API test double (mode %s) at %s" % (args.mode, double.url),
-             "node: %s  user: %s  storages: %s" % (args.node, args.user, ", ".join(storages))]
+             "node%s: %s  user: %s  storages: %s" % ("s" if len(double.backends) > 1 else "", nodes, args.user,
+                                                     ", ".join(storages))]
     if ready is not None:
         ready("\n".join(lines))
     else:
@@ -162,11 +170,29 @@ def _dir_storage(text):
     return name, path
 
 
+def _nodes(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or len(set(names)) != len(names) or not all(re.match(r"^[a-zA-Z][a-zA-Z0-9-]*$", n) for n in names):
+        raise argparse.ArgumentTypeError("give distinct node names separated by commas, not %r" % text)
+    return names
+
+
+def _node_mode(text):
+    name, sep, mode = text.partition("=")
+    if not sep or mode not in ("9.1", "8"):
+        raise argparse.ArgumentTypeError("give NODE=9.1 or NODE=8, not %r" % text)
+    return name, mode
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="python -m pve_double")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PVE_DOUBLE_PORT", "8006")))
     parser.add_argument("--mode", default=os.environ.get("PVE_DOUBLE_MODE", "9.1"), choices=["9.1", "8"])
     parser.add_argument("--node", default=os.environ.get("PVE_DOUBLE_NODE", "pve1"))
+    parser.add_argument("--nodes", type=_nodes, default=None, metavar="N1,N2,...",
+                        help="a cluster of these nodes (the first is the API host), instead of --node alone")
+    parser.add_argument("--node-mode", type=_node_mode, action="append", default=[], metavar="NODE=MODE",
+                        help="a node of --nodes that runs another version than --mode (repeatable)")
     parser.add_argument("--lxc", default=os.environ.get("PVE_DOUBLE_LXC"), choices=["6.0", "5.0"],
                         help="the LXC the node runs: 6.0 (lxc-pve 6.0.5, the test bed's build) or 5.0 (Debian's "
                              "5.0.2); default 6.0 in 9.1 mode, 5.0 in 8 mode (as 8.0/8.1; 6.0 as 8.2+)")
@@ -192,6 +218,9 @@ def main(argv):
     parser.add_argument("--stop", action="store_true", help="stop the instance in --pidfile and clean up")
     args = parser.parse_args(argv)
     args.dir = os.path.abspath(args.dir)
+    unknown = [name for name, dummy in args.node_mode if name not in (args.nodes or [args.node])]
+    if unknown:
+        parser.error("--node-mode names %s, which is not a node" % ", ".join(unknown))
     zfs_root = default_zfs_root(args)
     if args.stop:
         stop(args.pidfile, args.dir, zfs_root)

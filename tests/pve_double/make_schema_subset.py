@@ -30,7 +30,7 @@ ENDPOINTS = (
     "/nodes/{node}/storage/{storage}/content/{volume}", "/nodes/{node}/storage/{storage}/upload",
     "/nodes/{node}/storage/{storage}/oci-registry-pull", "/nodes/{node}/tasks/{upid}/status",
     "/nodes/{node}/version", "/nodes/{node}/apt/versions",
-    "/nodes/{node}/tasks/{upid}/log",
+    "/nodes/{node}/tasks/{upid}/log", "/cluster/status", "/cluster/ha/resources", "/nodes/{node}/lxc/{vmid}/migrate",
 )
 DROP = ("description", "verbose_description", "typetext", "format_description", "title")
 NAME_MAPS = ("properties", "format")  # maps of names to schemas: a name is never a text to drop

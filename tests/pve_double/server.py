@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from .backend import DEFAULT_RESOURCES_LAG, Backend
+from .multinode import Cluster
 from .schema import ApiError, Response, Schema, check_returns
 
 DEFAULT_PASSWORD = "lxcri-double"  # documented default for the loopback-only test double
@@ -198,8 +199,11 @@ def urlencoded(text):
 class Double:
     def __init__(self, root, mode="9.1", node="pve1", user="root@pam", password=DEFAULT_PASSWORD,
                  host="127.0.0.1", port=0, zfs_root=None, vmid_range=(100, 999999999), dir_storages=None,
-                 resources_lag=None, lxc=None, importer=None):
-        """``resources_lag``: seconds between pvestatd's broadcasts that /cluster/resources serves (default
+                 resources_lag=None, lxc=None, importer=None, nodes=None, node_modes=None):
+        """``nodes``: the cluster's node names, the API host first (default: ``node`` alone), each a Backend of its
+        own under ``<root>/nodes/<name>`` with its ``local-zfs`` on ``<zfs_root>/<name>`` and the cluster's
+        ``shared`` dir storage (multinode.py); ``node_modes``: {name: mode} for nodes that run another version
+        than ``mode`` (a cluster mid-upgrade); ``resources_lag``: seconds between pvestatd's broadcasts that /cluster/resources serves (default
         $PVE_DOUBLE_RESOURCES_LAG, else 10 as on a real node; 0 reads live); ``lxc``: the LXC the node runs
         ("6.0": lxc-pve 6.0.5, "5.0": Debian's 5.0.2; default $PVE_DOUBLE_LXC, else by mode: 6.0 on 9.1, 5.0
         on 8); ``importer``: a 9.1 node's pve-container OCI import, "6.1" or "6.0" (see Backend)."""
@@ -207,8 +211,25 @@ class Double:
         self.schema = Schema(mode)
         if resources_lag is None:
             resources_lag = float(os.environ.get("PVE_DOUBLE_RESOURCES_LAG", DEFAULT_RESOURCES_LAG))
-        self.backend = Backend(root, mode, node, zfs_root, vmid_range=vmid_range, dir_storages=dir_storages,
-                               resources_lag=resources_lag, lxc=lxc, importer=importer)
+        nodes = list(nodes or [node])
+        node_modes = dict(node_modes or {})
+        if len(nodes) == 1:
+            backends = {nodes[0]: Backend(root, node_modes.get(nodes[0], mode), nodes[0], zfs_root,
+                                          vmid_range=vmid_range, dir_storages=dir_storages,
+                                          resources_lag=resources_lag, lxc=lxc, importer=importer)}
+        else:
+            shared = os.path.join(root, "storage", "shared")
+            backends = {}
+            for name in nodes:
+                node_mode = node_modes.get(name, mode)
+                backends[name] = Backend(os.path.join(root, "nodes", name), node_mode, name,
+                                         "%s/%s" % (zfs_root, name) if zfs_root else None, vmid_range=vmid_range,
+                                         dir_storages=dir_storages if name == nodes[0] else None,
+                                         resources_lag=resources_lag, lxc=lxc if node_mode == mode else None,
+                                         importer=importer, shared=shared)
+        self.cluster = Cluster(backends)
+        self.backends = self.cluster.backends
+        self.backend = self.backends[nodes[0]]  # the API host
         self.user = user
         self.password = password
         self.tickets = {}  # ticket -> (user, csrf)
@@ -231,13 +252,15 @@ class Double:
         self.thread = None
 
     def start(self):
-        self.backend.start_pvestatd()
+        for backend in self.backends.values():
+            backend.start_pvestatd()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self
 
     def stop(self):
-        self.backend.stop_pvestatd()
+        for backend in self.backends.values():
+            backend.stop_pvestatd()
         if self.thread is not None:  # shutdown() waits for serve_forever, which never ran otherwise
             self.server.shutdown()
             self.thread = None
@@ -246,9 +269,11 @@ class Double:
     HALTING_INIT = "#!/bin/sh\ntrap 'exit 0' PWR TERM\n/bin/sleep 300 &\nwait\n"  # honours the halt signal
     STUBBORN_INIT = "#!/bin/sh\nexec /bin/sleep 300\n"  # sleep as PID 1 ignores it, as many apps do
 
-    def add_busybox_template(self, name, workdir, init=HALTING_INIT, files=None, owners=None):
-        """A busybox template ``local:vztmpl/<name>`` (sh, sleep; /sbin/init is ``init``; ``files``: path -> text;
-        ``owners``: path -> (uid, gid, mode) of files or directories, created as directories when missing)."""
+    def add_busybox_template(self, name, workdir, init=HALTING_INIT, files=None, owners=None, storage="local",
+                             node=None):
+        """A busybox template ``<storage>:vztmpl/<name>`` (sh, sleep; /sbin/init is ``init``; ``files``: path ->
+        text; ``owners``: path -> (uid, gid, mode) of files or directories, created as directories when missing)
+        on ``node``'s storage (default: the API host's)."""
         rootfs = os.path.join(str(workdir), "rootfs-" + name.split(".")[0])
         for sub in ("bin", "sbin", "dev", "tmp"):
             os.makedirs(os.path.join(rootfs, sub))
@@ -267,22 +292,32 @@ class Double:
                 os.makedirs(target)
             os.chown(target, uid, gid)
             os.chmod(target, mode)
-        template = os.path.join(self.backend.storages["local"]["path"], "template", "cache", name)
+        backend = self.backends[node or self.backend.node]
+        template = os.path.join(backend.storages[storage]["path"], "template", "cache", name)
         subprocess.run(["tar", "--zstd", "-cf", template, "-C", rootfs, "."], check=True)
-        return "local:vztmpl/" + name
+        return "%s:vztmpl/%s" % (storage, name)
 
     def kill_containers(self):
         """Stop every container at once (test teardown)."""
-        for ct in list(self.backend.containers.values()):
-            self.backend._lxc(ct, "lxc-stop", "-k")  # pylint: disable=protected-access
+        for backend in self.backends.values():
+            for ct in list(backend.containers.values()):
+                backend._lxc(ct, "lxc-stop", "-k")  # pylint: disable=protected-access
 
     def state(self):
         """The whole container state (configs and snapshot names), to show that check mode changes nothing."""
-        return json.dumps({vmid: [ct.config, list(ct.snapshots)] for vmid, ct in
-                           sorted(self.backend.containers.items())}, sort_keys=True, default=str)
+        every = {}
+        for backend in self.backends.values():
+            every.update((vmid, [ct.config, list(ct.snapshots)] + ([backend.node] if len(self.backends) > 1 else []))
+                         for vmid, ct in backend.containers.items())
+        return json.dumps(dict(sorted(every.items())), sort_keys=True, default=str)
+
+    def owner(self, vmid):
+        """The Backend (node) that has CT ``vmid``."""
+        return self.backends[self.cluster.owner(vmid)]
 
     def running(self, vmid):
-        return self.backend.lxc_state(self.backend.containers[vmid])[0] == "running"
+        backend = self.owner(vmid)
+        return backend.lxc_state(backend.containers[vmid])[0] == "running"
 
     def add_token(self, tokenid, secret=None, readonly=False):
         secret = secret or secrets.token_hex(16)
@@ -366,10 +401,11 @@ class Double:
         if hook is not None:
             hook()
         try:
-            data = self._dispatch(method, path, template, info, path_params, params, headers, files)
+            data, info = self._dispatch(method, path, template, info, path_params, params, headers, files)
         finally:
             if method != "GET":  # a read changes nothing to write
-                self.backend.sync_conf()  # pmxcfs: the config files follow every change the API makes
+                for backend in self.backends.values():
+                    backend.sync_conf()  # pmxcfs: the config files follow every change the API makes
         body = data.data if isinstance(data, Response) else data
         problems = check_returns(info.get("returns"), body)
         if problems:
@@ -383,30 +419,41 @@ class Double:
         merged = dict(params)
         merged.update(path_params)
         if template == "/access/ticket" and method == "POST":
-            return self.login(self.schema.validate(info, merged))
+            return self.login(self.schema.validate(info, merged)), info
         user = self.authenticate(method, headers)
-        typed = self.schema.validate(info, merged)
+        backend = self.backend
+        if path_params.get("node") is not None:
+            # pve-http-server: the API host authenticates and proxies /nodes/X/... to node X (HTTP 595 when X
+            # cannot be reached), where X's own API routes and verifies the parameters
+            backend = self.cluster.backend_for(path_params["node"])
+            if backend is not self.backend:
+                template, info, path_params = backend.schema.route(method, path)
+        typed = backend.schema.validate(info, merged)
         key = (method, template)
         if key != ("PUT", "/nodes/{node}/lxc/{vmid}/config"):
             typed = dict((k, v) for k, v in typed.items() if v is not None)  # an empty value is no value
         if key == ("POST", "/nodes/{node}/storage/{storage}/upload"):
-            return self.backend.storage_upload(typed, user, files or {})
-        route = self._routes().get(key)
+            return backend.storage_upload(typed, user, files or {}), info
+        route = self._routes(backend).get(key)
         if route is not None:
-            return route(typed, user)
+            return route(typed, user), info
         raise ApiError(501, "Method '%s %s' not implemented by the test double" % (method, path))
 
-    def _routes(self):
-        """(method, path template) -> handler(typed parameters, user), for every endpoint the double serves."""
-        b = self.backend
+    def _routes(self, backend=None):
+        """(method, path template) -> handler(typed parameters, user), for every endpoint the double serves;
+        ``/nodes/{node}/...`` handled by ``backend`` (the node's), the rest by the API host and the cluster."""
+        b = backend or self.backend
+        cluster = self.cluster
         handlers = {
-            ("GET", "/version"): b.version,
+            ("GET", "/version"): self.backend.version,
             ("GET", "/nodes/{node}/version"): b.node_version,
             ("GET", "/nodes/{node}/apt/versions"): b.apt_versions,
-            ("GET", "/nodes"): b.nodes,
+            ("GET", "/nodes"): cluster.nodes,
             ("GET", "/nodes/{node}/status"): b.node_status,
-            ("GET", "/cluster/nextid"): b.nextid,
-            ("GET", "/cluster/resources"): b.resources,
+            ("GET", "/cluster/nextid"): cluster.nextid,
+            ("GET", "/cluster/resources"): cluster.resources,
+            ("GET", "/cluster/status"): cluster.status,
+            ("GET", "/cluster/ha/resources"): cluster.ha_resources,
             ("GET", "/nodes/{node}/lxc"): b.lxc_list,
             ("GET", "/nodes/{node}/lxc/{vmid}/config"): b.config_get,
             ("GET", "/nodes/{node}/lxc/{vmid}/status/current"): b.status_current,
@@ -436,6 +483,7 @@ class Double:
             ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"): b.lxc_shutdown,
             ("PUT", "/nodes/{node}/lxc/{vmid}/resize"): b.lxc_resize,
             ("POST", "/nodes/{node}/lxc/{vmid}/move_volume"): b.move_volume,
+            ("POST", "/nodes/{node}/lxc/{vmid}/migrate"): b.lxc_migrate,
         }
         routes = dict((key, _without_user(f)) for key, f in handlers.items())
         routes.update(with_user)

@@ -11,7 +11,7 @@ content, upload, OCI registry pull, volume delete), lxc.py (container
 lifecycle and config), lxc_host.py (the real LXC under the containers: the
 generated LXC config, lxc-start/-stop), snapshots.py (templates, clones and
 snapshots on zfspool storages), volumes.py (mount point volumes and
-move_volume), tasks.py (task status and log), and oci_archive.py (9.1's OCI
+move_volume), migrate.py (migration to another node of a cluster), tasks.py (task status and log), and oci_archive.py (9.1's OCI
 archive import).
 """
 
@@ -26,6 +26,7 @@ from ..tasks import TaskFailed, TaskManager
 from .cluster import DEFAULT_RESOURCES_LAG, VERSIONS, ClusterEndpoints, node_lxc
 from .lxc import Container, LxcEndpoints
 from .lxc_host import CGROUP_ROOT, LxcHost, cgroup_limits, network_lines
+from .migrate import MigrateEndpoints
 from .oci_archive import import_oci_archive, is_oci_archive
 from .snapshots import SnapshotEndpoints
 from .storage import VZTMPL_NAME, StorageEndpoints
@@ -37,14 +38,15 @@ __all__ = ["Backend", "Container", "DEFAULT_RESOURCES_LAG", "CGROUP_ROOT", "VERS
 
 
 class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, SnapshotEndpoints, VolumeEndpoints,
-              TaskEndpoints):
+              MigrateEndpoints, TaskEndpoints):
     def __init__(self, root, mode="9.1", node="pve1", zfs_root=None, vmid_range=(100, 999999999),
-                 dir_storages=None, resources_lag=DEFAULT_RESOURCES_LAG, lxc=None, importer=None):
+                 dir_storages=None, resources_lag=DEFAULT_RESOURCES_LAG, lxc=None, importer=None, shared=None):
         """``vmid_range``: what nextid hands out (datacenter.cfg's next-id lower/upper); ``dir_storages``:
         more ``dir`` storages as {name: path}, besides ``local`` (and ``local-zfs`` with ``zfs_root``);
         ``lxc``: the node's LXC, see node_lxc; ``importer``: a 9.1 node's pve-container OCI import, "6.1" (6.1.0
         and later: the image's User is honoured) or "6.0" (9.1.0's 6.0.18: User ignored); default
-        $PVE_DOUBLE_IMPORTER, else 6.1."""
+        $PVE_DOUBLE_IMPORTER, else 6.1; ``shared``: the path of the cluster's ``shared`` dir storage (storage.cfg
+        ``shared 1``: every node sees the same files), in a cluster."""
         self.root = root
         self.mode = mode
         self.lxc, self.lxc_tools = node_lxc(mode, lxc)
@@ -65,10 +67,14 @@ class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, Snapsho
         # pools, as an admin would: backend.pools["ci"] = set()), and the vmids created with ha-managed=1
         self.pools = {}
         self.ha_resources = set()
+        self.cluster = None  # the multinode.Cluster this node is part of (None: a one-node "cluster")
         self.storages = {"local": {"type": "dir", "path": os.path.join(root, "storage", "local"),
                                    "content": "vztmpl,rootdir,iso,backup,snippets"}}
         for name, path in sorted((dir_storages or {}).items()):
             self.storages[name] = {"type": "dir", "path": path, "content": "vztmpl,rootdir,iso,backup,snippets"}
+        if shared:
+            self.storages["shared"] = {"type": "dir", "path": shared, "shared": 1,
+                                       "content": "vztmpl,rootdir,iso,backup,snippets"}
         for info in self.storages.values():
             for sub in ("template/cache", "images"):
                 os.makedirs(os.path.join(info["path"], sub), exist_ok=True)
@@ -83,6 +89,12 @@ class Backend(ClusterEndpoints, StorageEndpoints, LxcEndpoints, LxcHost, Snapsho
     def _node(self, node):
         if node != self.node:
             raise ApiError(500, "hostname lookup '%s' failed - failed to get address info for: %s" % (node, node))
+
+    def vmid_owner(self, vmid):
+        """The node that has guest ``vmid``, or None: the cluster's vmlist (PVE::Cluster::check_vmid_unused)."""
+        if self.cluster is None:
+            return self.node if int(vmid) in self.containers else None
+        return self.cluster.owner(vmid)
 
     def _ct(self, vmid):
         ct = self.containers.get(int(vmid))

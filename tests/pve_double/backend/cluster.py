@@ -84,17 +84,36 @@ class ClusterEndpoints:
                 "memory": {"total": memory["MemTotal"], "free": memory["MemFree"], "available": memory["MemAvailable"],
                            "used": memory["MemTotal"] - memory["MemAvailable"]}}
 
+    def node_usage(self):
+        """What pvestatd broadcasts of the node (update_node_status): memory and CPU.  Every node of the double
+        is this machine, so a node's memory in use is a base of 1 GiB plus the memory of its running containers
+        (``memory`` of each), and its CPU load the cores of its running containers over the machine's; tests set
+        ``usage_override`` (e.g. {"mem": ...}) to stage a loaded node."""
+        cpus = os.cpu_count() or 1
+        total = _meminfo(("MemTotal",))["MemTotal"] * 1024
+        with self.lock:
+            containers = list(self.containers.values())
+        # as pvestatd last saw them (live without a lag)
+        running = [ct for ct in containers if (self.rrd.get(ct.vmid, {}).get("status") if self.resources_lag
+                                               else self.lxc_state(ct)[0]) == "running"]
+        used = (1 << 30) + sum(int(ct.config.get("memory", "512")) << 20 for ct in running)
+        cpu = min(1.0, sum(int(ct.config.get("cores") or 1) for ct in running) * 0.05 / cpus)
+        usage = {"maxmem": total, "mem": min(used, total), "maxcpu": cpus, "cpu": round(cpu, 4),
+                 "maxdisk": 100 << 30, "disk": 10 << 30, "uptime": 1000, "level": ""}
+        usage.update(getattr(self, "usage_override", None) or {})
+        return usage
+
     def nextid(self, params):
         with self.lock:
             if self.nextid_answers and "vmid" not in params:
                 return self.nextid_answers.pop(0)  # scripted answers reproduce a race between two callers
             if "vmid" in params:
-                if params["vmid"] in self.containers:
+                if self.vmid_owner(params["vmid"]):
                     raise ApiError(400, "Parameter verification failed.",
                                    {"vmid": "VM %s already exists" % params["vmid"]})
                 return params["vmid"]
             vmid = self.vmid_range[0]
-            while vmid in self.containers:
+            while self.vmid_owner(vmid):
                 vmid += 1
             if vmid > self.vmid_range[1]:
                 raise ApiError(500, "unable to get any free VMID in range [%d, %d]" % self.vmid_range)
@@ -145,7 +164,7 @@ class ClusterEndpoints:
         ``lock``/``tags`` are read live where set (get_guest_config_properties) and ``pool`` from user.cfg;
         name, status, template and usage are pvestatd's last broadcast (extract_vm_stats), so a container
         created since then is ``status: unknown`` without a name, and a renamed/started one shows the old values."""
-        out = [{"id": "node/" + self.node, "type": "node", "node": self.node, "status": "online"}]
+        out = [dict(self.node_usage(), id="node/" + self.node, type="node", node=self.node, status="online")]
         for ct in sorted(self.containers.values(), key=lambda c: c.vmid):
             entry = {"id": "lxc/%d" % ct.vmid, "vmid": ct.vmid, "node": self.node, "type": "lxc", "status": "unknown"}
             entry.update(self._rrd_entry(ct) if not self.resources_lag else self.rrd.get(ct.vmid, {}))
@@ -157,5 +176,7 @@ class ClusterEndpoints:
             out.append(entry)
         for name, info in sorted(self.storages.items()):
             out.append({"id": "storage/%s/%s" % (self.node, name), "type": "storage", "storage": name,
-                        "node": self.node, "status": "available", "plugintype": info["type"]})
+                        "node": self.node, "status": "available" if self.storage_enabled(name) else "unknown",
+                        "plugintype": info["type"], "shared": 1 if info.get("shared") else 0,
+                        "content": info["content"]})
         return [e for e in out if params.get("type") in (None, e["type"], "vm" if e["type"] == "lxc" else None)]

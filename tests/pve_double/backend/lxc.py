@@ -301,8 +301,8 @@ class LxcEndpoints:
                                {"storage": "storage '%s' does not support container directories" % storage})
         vmid = params["vmid"]
         with self.lock:
-            if vmid in self.containers:
-                raise ApiError(500, "CT %d already exists on node '%s'" % (vmid, self.node))
+            if self.vmid_owner(vmid):
+                raise ApiError(500, "CT %d already exists on node '%s'" % (vmid, self.vmid_owner(vmid)))
             config = dict((k, _raw(v)) for k, v in params.items() if k not in CREATE_ONLY)
             config.setdefault("arch", "amd64")
             ct = Container(vmid, config)

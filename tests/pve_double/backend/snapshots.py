@@ -106,13 +106,24 @@ class SnapshotEndpoints:
             raise ApiError(400, "Parameter verification failed.",
                            {"storage": "storage is only allowed for full clones"})
         snapname = params.get("snapname")
+        target_node = params.get("target") if params.get("target") != self.node else None
+        if target_node is not None:
+            # clone_vm: check_node_exists, and a target storage must be enabled on the target node and shared
+            if self.cluster is None or target_node not in self.cluster.backends:
+                raise ApiError(500, "no such cluster node '%s'" % target_node)
+            if "storage" in params:
+                other = self.cluster.backends[target_node]
+                if params["storage"] not in other.storages or not other.storage_enabled(params["storage"]):
+                    raise ApiError(500, "storage '%s' is not available on node '%s'" % (params["storage"], target_node))
+                if not self.storages.get(params["storage"], {}).get("shared"):
+                    raise ApiError(500, "can't clone to non-shared storage '%s'" % params["storage"])
         with self.lock:
             # pve-container PVE/API2/LXC.pm clone_vm: set_lock($vmid, 'disk') on the source before the worker
             # (check_lock: "CT is locked (...)"), released when the clone ends either way
             if ct.lock:
                 raise ApiError(500, "CT is locked (%s)" % ct.lock)
-            if newid in self.containers:
-                raise ApiError(500, "CT %d already exists on node '%s'" % (newid, self.node))
+            if self.vmid_owner(newid):
+                raise ApiError(500, "CT %d already exists on node '%s'" % (newid, self.vmid_owner(newid)))
             if snapname and snapname not in ct.snapshots:
                 raise ApiError(500, "snapshot '%s' does not exist" % snapname)
             source = ct.snapshots[snapname]["config"] if snapname else ct.config
@@ -128,6 +139,10 @@ class SnapshotEndpoints:
                 if full and running and not snapname:
                     raise ApiError(500, "Full clone of a running container is only possible from a snapshot")
                 volumes[key] = (volume, opts)
+            if target_node is not None and any(not self.storages.get(v.split(":")[0], {}).get("shared")
+                                               for v, dummy in volumes.values()):
+                # clone_vm: a volume on a storage without ``shared`` makes $sharedvm 0
+                raise ApiError(500, "can't clone CT to node '%s' (CT uses local storage)" % target_node)
             config = dict((k, v) for k, v in source.items()
                           if k not in ("template", "rootfs") and not re.match(r"^(mp|unused)\d+$", k))
             for key, value in list(config.items()):
@@ -166,6 +181,10 @@ class SnapshotEndpoints:
             self._register(newid, params, task)
             clone.lock = None
             ct.lock = None
+            if target_node is not None:  # clone_vm: move_config_to_node($newid, $target)
+                with self.lock:
+                    self.containers.pop(newid, None)
+                    self.cluster.backends[target_node].containers[newid] = clone
             return 0
 
         return self.tasks.start("vzclone", ct.vmid, user, work, cleanup)
