@@ -62,11 +62,13 @@ def test_containers_are_hosts_grouped_by_node_status_tag_and_app(installed_colle
     double = busybox_double
     for vmid, config in SEED.items():
         double.backend.containers[vmid] = Container(vmid, dict(config, arch="amd64", ostype="unmanaged"))
-    # a running one, whose addresses come from its interfaces
+    # a running one, whose addresses come from its interfaces; its vmid differs per mode, as the host side of its
+    # interface is named veth<vmid>i0 and the two modes may run at once on two xdist workers
+    live_id = 160 if double.backend.mode.startswith("9") else 161
     net = "name=eth0,bridge=%s,ip=%s,gw=%s" % (bridge.name, bridge.address(30), bridge.host)
     live = installed_collection.module("lxcri.proxmox.lxc_container", {
         "api_host": "127.0.0.1", "api_port": double.port, "api_user": "root@pam", "api_password": DEFAULT_PASSWORD,
-        "ca_path": double.cert, "vmid": 160, "hostname": "live", "ostemplate": "local:vztmpl/base.tar.zst",
+        "ca_path": double.cert, "vmid": live_id, "hostname": "live", "ostemplate": "local:vztmpl/base.tar.zst",
         "net": {"0": net}, "tags": ["lxcri-app-live"], "state": "started"})
     assert live.rc == 0, live.data
 
@@ -110,9 +112,9 @@ def test_containers_are_hosts_grouped_by_node_status_tag_and_app(installed_colle
         """))
     assert proc.returncode == 0, proc.stderr
     hostvars = plain(listed["_meta"]["hostvars"])
-    assert sorted(hostvars) == ["150", "151", "152", "153", "160"]
+    assert sorted(hostvars) == ["150", "151", "152", "153", str(live_id)]
     assert listed["golden_ones"]["hosts"] == ["152"] and hostvars["152"]["pve_template"]
-    assert hostvars["160"]["pve_ips"] == [bridge.address(30).split("/")[0]]  # from its config
+    assert hostvars[str(live_id)]["pve_ips"] == [bridge.address(30).split("/")[0]]  # from its config
 
     # a play on the discovered app containers, each reached through lxc-attach on its node
     attach = [double.backend.lxc_tools.tool("lxc-attach"), "-P", double.backend.lxc_path]
@@ -130,8 +132,8 @@ def test_containers_are_hosts_grouped_by_node_status_tag_and_app(installed_colle
               ansible.builtin.assert:
                 that:
                   - cmdline.stdout | length > 0
-                  - pve_vmid == 160
-        """ % json.dumps(attach + ["-n", "{{ pve_vmid }}", "--", "/bin/busybox", "cat", "/proc/1/cmdline"]))
+                  - pve_vmid == %d
+        """ % (json.dumps(attach + ["-n", "{{ pve_vmid }}", "--", "/bin/busybox", "cat", "/proc/1/cmdline"]), live_id))
     run = installed_collection.playbook(play, inventory=source(double, tmp_path))
     assert run.rc == 0 and run.stats["live"]["ok"] == 2, run.task_results()
 
