@@ -218,9 +218,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         try:
             client = connect(params)
             found = []
+            resources = client.get("/cluster/resources") or []  # once, for every node asked for
             for node in self.get_option("nodes") or [None]:
                 found += list_containers(client, ContainerQuery(node=node), with_config=True,
-                                         with_interfaces=self.get_option("interfaces"))
+                                         with_interfaces=self.get_option("interfaces"), resources=resources)
         except LxcriError as exc:
             raise AnsibleError("lxcri.proxmox.pve: %s" % exc)
         return found

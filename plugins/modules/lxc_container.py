@@ -68,8 +68,36 @@ options:
     description: The container's hostname; addresses it when O(vmid) is not given (it must then be unique).
     type: str
   node:
-    description: The node to create the container on. Defaults to the only node of a one-node cluster.
+    description:
+      - The node to create the container on. Defaults to the only node of a one-node cluster; a cluster of several
+        nodes needs it.
+      - V(auto) places a new container on the online node with the most free memory, then the least CPU load
+        (C(/cluster/resources), as pvestatd last reported them), among O(node_candidates) when given, that has the
+        storages of its volumes and, on a storage that is not shared, the template. RV(placement) says which and why
+        the others were left out.
+      - An existing container is found on whatever node it is. When that is another node than this one, it stays
+        there with a warning, unless O(migrate) is set.
+      - Feature checks (entrypoint and env, the OCI import, host-managed networking) ask this node's version, not the
+        API host's, as a cluster may run two versions during an upgrade.
     type: str
+  node_candidates:
+    description: The nodes O(node=auto) may choose from (all nodes when not given). With another O(node), that node
+      must be one of them.
+    type: list
+    elements: str
+  migrate:
+    description:
+      - Move an existing container that is on another node to O(node) (Proxmox VE's migrate, offline). Local volumes
+        go with it (ZFS by C(zfs send)), volumes on shared storage stay. Proxmox VE refuses containers with bind or
+        device mount points that are not C(shared=1), and linked clones; the container then stays where it was.
+      - A running container is moved only with O(migrate_restart).
+    type: bool
+    default: false
+  migrate_restart:
+    description: With O(migrate), move a running container by shutting it down (within O(shutdown_timeout)), moving it,
+      and starting it on the target node (Proxmox VE has no live migration of containers).
+    type: bool
+    default: false
   vmid_range:
     description: Allocate a new container's id as the lowest free one in this inclusive range, V([first, last]).
     type: list
@@ -317,8 +345,14 @@ vmid:
   returned: success
   type: int
   sample: 105
+placement:
+  description: With O(node=auto) for a new container, the chosen node and why others were left out (offline, a
+    storage missing, the template not there).
+  returned: when O(node=auto) placed a container
+  type: dict
+  sample: {"node": "pve2", "left_out": {"pve3": "offline"}}
 node:
-  description: The node the container is on.
+  description: The node the container is on (after a migration, the node it moved to).
   returned: success
   type: str
   sample: pve1

@@ -109,6 +109,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+nodes:
+  description: Every node of the cluster with its state (V(online), V(offline), V(unknown)), from the same
+    C(/cluster/resources) call as the containers.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"node": "pve1", "status": "online"}, {"node": "pve2", "status": "offline"}]
 pve:
   description:
     - The Proxmox VE version of the API host (from C(/version)) and what it supports, so that a play can choose
@@ -147,6 +154,14 @@ containers:
       description: The node it is on.
       type: str
       sample: pve1
+    node_status:
+      description:
+        - Its node's state in the cluster (V(online), V(offline), V(unknown)), or V(unreachable) when the node is
+          listed online but did not answer.
+        - A container on a node that did not answer is listed as the cluster list has it (status V(unknown) on a
+          real cluster), without RV(containers[].config), interfaces or snapshots.
+      type: str
+      sample: online
     hostname:
       description: Its hostname (the resource name).
       type: str
@@ -284,7 +299,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect, pve_argument_spec
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import ContainerQuery, list_containers
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import ContainerQuery, cluster_nodes, list_containers
 
 
 def main():
@@ -299,12 +314,13 @@ def main():
         client = connect(params)
         query = ContainerQuery(node=params["node"], vmid=params["vmid"], hostname=params["hostname"],
                                tags=params["tags"])
+        resources = client.get("/cluster/resources") or []
         found = list_containers(client, query, with_config=params["config"], with_interfaces=params["interfaces"],
-                                with_snapshots=params["snapshots"])
+                                with_snapshots=params["snapshots"], resources=resources)
         pve = client.features().as_dict()
     except LxcriError as exc:
         fail_module(module, exc)
-    module.exit_json(changed=False, containers=found, pve=pve)
+    module.exit_json(changed=False, containers=found, nodes=cluster_nodes(resources), pve=pve)
 
 
 if __name__ == "__main__":

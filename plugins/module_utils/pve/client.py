@@ -526,6 +526,11 @@ class PveClient(ApiBase):
                     "entries)" % (self.token_id or self.user))
         if status == 501:
             return "this Proxmox VE version does not have this API call"
+        if status == 595 and path.startswith("/nodes/"):
+            # pve-http-server's proxy: the API host could not reach the node the call is for
+            node = path.split("/")[2]
+            return ("node %s does not answer the API host (offline, or its network or pveproxy is down): nothing "
+                    "can be done there until it is back" % node)
         return None
 
     def _error(self, method, path, resp):

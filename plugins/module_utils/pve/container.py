@@ -65,6 +65,9 @@ def container_argument_spec():
         vmid=dict(type="int"),
         hostname=dict(type="str"),
         node=dict(type="str"),
+        node_candidates=dict(type="list", elements="str"),
+        migrate=dict(type="bool", default=False),
+        migrate_restart=dict(type="bool", default=False),
         vmid_range=dict(type="list", elements="int"),
         ostemplate=dict(type="str"),
         oci=dict(type="dict"),
@@ -168,6 +171,8 @@ class ContainerManager:
         self.client = self.session.client
         self.mismatch = []
         self.empty_env = False
+        self.target = None  # the node that has (or gets) the container: its version decides the features
+        self.notices = []  # Ansible warnings of the run (the module's ``warnings``)
 
     # -- desired config --------------------------------------------------------------------
 
@@ -175,7 +180,7 @@ class ContainerManager:
         """The node's features; a config with ``entrypoint`` or ``env`` proves 9.1+ without ``GET /version``."""
         if config and ("entrypoint" in config or "env" in config):
             return PveFeatures(OCI_RELEASE, "%d.%d+" % OCI_RELEASE)
-        return self.session.features()
+        return self.session.features(self.target)
 
     def desired(self, features=None, config=None):
         """The keys the options ask for, as the user gave them (dicts or strings).
@@ -644,15 +649,7 @@ class ContainerManager:
         pve-storage PVE/Storage.pm storage_check_enabled (``disable``, storage.cfg ``nodes``) and
         activate_storage (the connection check).  GET /nodes/{node}/storage lists each storage as
         PVE/Storage.pm storage_info sees it from that node: ``enabled``, ``active`` and ``content``."""
-        wanted = set()
-        for key, value in values.items():
-            if key != "rootfs" and not re.match(r"^mp\d+$", key):
-                continue
-            volume = pveconfig.parse_property("mp" if key != "rootfs" else key,
-                                              pveconfig.format_value(key, value)).get("volume")
-            alloc = pveconfig.allocation(volume or "")
-            if alloc:
-                wanted.add(alloc[0])
+        wanted = self.volume_storages(values, allocated_only=True)
         if not wanted:
             return
         listed = dict((entry.get("storage"), entry) for entry in
@@ -674,6 +671,73 @@ class ContainerManager:
             raise ContainerError("%s: cannot allocate its volumes on node %s: %s; nothing was changed"
                                  % ("CT %s" % vmid if vmid is not None else "the new container", node,
                                     "; ".join(problems)))
+
+    @staticmethod
+    def volume_storages(values, allocated_only=False):
+        """The storages of the rootfs and mpN volumes in ``values``: of new ones (``STORAGE:SIZE``) only, or of
+        every storage volume (bind and device mounts have none)."""
+        out = set()
+        for key, value in values.items():
+            if key != "rootfs" and not re.match(r"^mp\d+$", key):
+                continue
+            volume = pveconfig.parse_property("mp" if key != "rootfs" else key,
+                                              pveconfig.format_value(key, value)).get("volume") or ""
+            alloc = pveconfig.allocation(volume)
+            if alloc:
+                out.add(alloc[0])
+            elif not allocated_only and ":" in volume and not volume.startswith("/"):
+                out.add(volume.split(":", 1)[0])
+        return sorted(out)
+
+    def new_volumes(self):
+        """rootfs and mpN of a new container as the options give them (before desired(): placement needs them)."""
+        params = self.params
+        values = dict(("mp%d" % int(index), value) for index, value in (params.get("mounts") or {}).items())
+        if params.get("rootfs") is not None:
+            values["rootfs"] = params["rootfs"]
+        elif params.get("storage"):
+            values["rootfs"] = "%s:%s" % (params["storage"], params.get("disk_size") or 8)
+        return values
+
+    def place(self):
+        """The node a new container goes to (session.node: given, the only one, or node: auto)."""
+        if self.params.get("clone") is not None:
+            return self.session.node()
+        template = None
+        if self.params.get("node") == "auto":
+            template = self.ostemplate()
+        return self.session.node(storages=self.volume_storages(self.new_volumes()), template=template)
+
+    def migrate(self, found):
+        """migrate: true moves a container that is on another node than ``node`` there (pve-container
+        migrate_vm); a running one only with migrate_restart (shut down, moved, started on the target).
+        Without migrate it stays where it is, and a warning says so.  Returns the node it is on afterwards."""
+        params, node, vmid = self.params, found["node"], found["vmid"]
+        wanted = params.get("node")
+        if not wanted or wanted == "auto" or wanted == node or found.get("phantom"):
+            return node
+        if not params.get("migrate"):
+            self.notices.append("CT %s is on node %s, not on node %s as the task says; it was left there (set "
+                                "migrate: true to move it)" % (vmid, node, wanted))
+            return node
+        running = found.get("status") == "running"
+        if running and not params.get("migrate_restart"):
+            raise ContainerError("CT %s runs on node %s: moving it to node %s means shutting it down and starting it "
+                                 "there (Proxmox VE has no live migration of containers); set migrate_restart: true "
+                                 "to do that; nothing was changed" % (vmid, node, wanted))
+        args = {"target": wanted}
+        if running:
+            args.update(restart=1, timeout=params.get("shutdown_timeout") or DEFAULT_SHUTDOWN_TIMEOUT)
+
+        def move():
+            try:
+                self.session.task(node, "migrate", lambda: self.client.post(
+                    "/nodes/{node}/lxc/{vmid}/migrate", args, node=node, vmid=vmid))
+            except PveError as exc:
+                raise ContainerError("moving CT %s from node %s to node %s failed: %s; Proxmox VE left it on node %s"
+                                     % (vmid, node, wanted, exc, node))
+        self.session.perform("migrated from %s to %s%s" % (node, wanted, " (restarted)" if running else ""), move)
+        return wanted
 
     def plan(self, current, wanted):
         delete = list(self.params.get("delete") or ()) + (["env"] if self.empty_env else [])
@@ -827,8 +891,8 @@ class ContainerManager:
             result.update(vmid=self.params.get("vmid"), status="absent", diff={"before": {}, "after": {}})
             return self.session.finish(result, started)
         if found is None:
+            node = self.target = self.place()
             wanted = self.desired()
-            node = self.session.node()
             if self.params.get("clone") is None:
                 rootfs = {} if "rootfs" in wanted or not self.params.get("storage") else \
                     {"rootfs": "%s:%s" % (self.params["storage"], self.params.get("disk_size") or 8)}
@@ -850,6 +914,10 @@ class ContainerManager:
             except PveError as exc:
                 raise self.undo_create(node, vmid, exc)
         node, vmid = found["node"], found["vmid"]
+        moved_to = self.target = self.migrate(found)
+        if moved_to != node and not self.check_mode:  # check mode reads it where it still is
+            node = moved_to
+            found = dict(found, node=node)
         if found.get("phantom"):
             # created by an earlier task of this check-mode run: nothing to read, its config is the one asked for
             return self.session.finish(self.converge(state, vmid, node, found, None, result), started)
@@ -862,7 +930,11 @@ class ContainerManager:
                                  "read-only after): leave unprivileged out, or make a new container; nothing was "
                                  "changed" % (vmid, "unprivileged" if unprivileged else "privileged"))
         wanted = self.desired(config=config)
-        return self.session.finish(self.converge(state, vmid, node, found, wanted, result, config), started)
+        result = self.converge(state, vmid, node, found, wanted, result, config)
+        result["node"] = moved_to
+        if self.notices:
+            result["warnings"] = list(self.notices)
+        return self.session.finish(result, started)
 
     def converge(self, state, vmid, node, found, wanted, result, config=None):
         """Configure (an existing container), then bring the run state to ``state``; returns the result."""
@@ -931,12 +1003,14 @@ class ContainerManager:
         if not self.check_mode and self.session.changed:
             status = self.session.status_of(node, vmid) or status
         if self.check_mode and found is not None:
-            self.session.check_plan.record(vmid, config.get("hostname") or found.get("name"), node=node,
+            self.session.check_plan.record(vmid, config.get("hostname") or found.get("name"), node=self.target or node,
                                            status=status, created=bool(found.get("phantom")))
         result.update(vmid=vmid, node=node, status=status, config=pveconfig.masked(config),
                       diff={"before": _without_digest(before), "after": _without_digest(pveconfig.masked(config))})
         if self.mismatch:
             result["mismatch"] = self.mismatch
+        if self.session.placement is not None:
+            result["placement"] = self.session.placement
         return result
 
     def remove(self, found, result):

@@ -109,7 +109,15 @@ def interfaces_of(answer):
     return out
 
 
-def list_containers(client, query=None, with_config=True, with_interfaces=False, with_snapshots=False):
+def cluster_nodes(resources):
+    """[{"node", "status"}] of the cluster's nodes in a /cluster/resources answer (``online``, ``offline``,
+    ``unknown``), by name."""
+    return sorted(({"node": r["node"], "status": r.get("status") or "unknown"} for r in resources
+                   if r.get("type") == "node" and r.get("node")), key=lambda n: n["node"])
+
+
+def list_containers(client, query=None, with_config=True, with_interfaces=False, with_snapshots=False,
+                    resources=None):
     """The containers matching ``query`` (a ContainerQuery), sorted by vmid.
 
     Each is a dict: vmid, node, hostname, status, template, tags (sorted), the
@@ -118,11 +126,17 @@ def list_containers(client, query=None, with_config=True, with_interfaces=False,
     ``interfaces`` as the running container has them (``interfaces_of``; one
     call per running match, none for a stopped one), and with ``with_snapshots``
     its ``snapshots`` oldest first, without PVE's ``current`` entry, each with the
-    storage ``volumes`` it references (one call per snapshot).  Raises
-    PveError from the client.
+    storage ``volumes`` it references (one call per snapshot).  Each also has
+    ``node_status``, its node's state in the cluster list; a container whose
+    node does not answer (offline) is listed as the cluster list has it, without
+    config, interfaces or snapshots.  ``resources``: the cluster list (every
+    type) when the caller read it already.  Raises PveError from the client.
     """
     query = query or ContainerQuery()
-    resources = client.get("/cluster/resources", type="vm") or []
+    if resources is None:
+        resources = client.get("/cluster/resources") or []
+    states = dict((n["node"], n["status"]) for n in cluster_nodes(resources))
+    resources = [r for r in resources if r.get("type") in ("lxc", "qemu")]
     tags_listed = any("tags" in res for res in resources)
     nodes = None if query.node is None else [query.node]
     resources = live_resources(client, resources, nodes=nodes)
@@ -131,6 +145,13 @@ def list_containers(client, query=None, with_config=True, with_interfaces=False,
         if not query.matches_resource(res, tags_listed):
             continue
         entry = _entry(res)
+        entry["node_status"] = states.get(entry["node"], "unknown")
+        if res.get("live") is False:  # its node did not answer: nothing more can be read there
+            if entry["node_status"] == "online":
+                entry["node_status"] = "unreachable"
+            if not query.tags or tags_listed:
+                found.append(entry)
+            continue
         config = None
         if with_config or (query.tags and not tags_listed):
             config = _config(client, entry["node"], entry["vmid"])

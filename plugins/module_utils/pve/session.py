@@ -23,7 +23,9 @@ import time
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.checkplan import CheckModePlan
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import node_features
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.listing import live_resources, node_entry
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.placement import choose_node
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 # "CT is locked (backup)" (pve-guest-common's check_lock), "CT 105 is locked (snapshot)", "VM is locked (...)":
@@ -59,6 +61,8 @@ class PveSession:
         self.actions = []
         self.check_plan = CheckModePlan(params, check_mode)
         self._resources = None
+        self._node_features = {}
+        self.placement = None  # node: auto's choice, {"node": ..., "left_out": {node: why}}
 
     # -- the record of the run -----------------------------------------------------------
 
@@ -137,8 +141,15 @@ class PveSession:
 
     # -- the cluster and the container ----------------------------------------------------
 
-    def features(self):
-        return self.client.features()
+    def features(self, node=None):
+        """PveFeatures of ``node`` (``GET /nodes/{node}/version``, once per node and run): in a cluster mid-upgrade
+        the node that runs the container may run another version than the API host.  Without a node: the API
+        host's."""
+        if node is None:
+            return self.client.features()
+        if node not in self._node_features:
+            self._node_features[node] = node_features(self.client, node)
+        return self._node_features[node]
 
     def resources(self):
         """The cluster's guests with live name, status and template (listing.py), read once per run (until
@@ -176,7 +187,7 @@ class PveSession:
     def find_listed(self):
         """The container as /cluster/resources lists it (dict) or None; by vmid, else by unique hostname."""
         vmid, hostname = self.params.get("vmid"), self.params.get("hostname")
-        if vmid is not None and self.params.get("node"):
+        if vmid is not None and self.params.get("node") not in (None, "", "auto"):
             # the node's live list alone answers for a container on the node given: one request
             on_node = node_entry(self.client, self.params["node"], vmid)
             if on_node is not None:
@@ -204,14 +215,28 @@ class PveSession:
                 return r
         raise ContainerError("CT %s vanished after it was created" % vmid)
 
-    def node(self, found=None):
+    def node(self, found=None, storages=(), template=None):
+        """The node of ``found``, else where a new container goes: ``node``, the only node of a one-node cluster,
+        or with ``node: auto`` the least-loaded online node (placement.py) among ``node_candidates`` that has the
+        ``storages`` and the ``template``."""
         if found is not None:
             return found["node"]
-        if self.params.get("node"):
-            return self.params["node"]
+        wanted = self.params.get("node")
+        candidates = self.params.get("node_candidates")
+        if wanted and wanted != "auto":
+            if candidates and wanted not in candidates:
+                raise ContainerError("node %s is not among node_candidates (%s); nothing was changed"
+                                     % (wanted, ", ".join(candidates)))
+            return wanted
+        if wanted == "auto":
+            if self.placement is None:
+                node, left_out = choose_node(self.client, candidates, sorted(set(storages)), template)
+                self.placement = {"node": node, "left_out": left_out}
+            return self.placement["node"]
         nodes = [n["node"] for n in self.client.get("/nodes") or []]
         if len(nodes) != 1:
-            raise ContainerError("the cluster has several nodes (%s): give node" % ", ".join(sorted(nodes)))
+            raise ContainerError("the cluster has several nodes (%s): give node, or node: auto to place the container "
+                                 "on the online node with the most free memory" % ", ".join(sorted(nodes)))
         return nodes[0]
 
     def config_of(self, node, vmid):

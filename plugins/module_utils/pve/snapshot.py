@@ -232,7 +232,7 @@ class SnapshotManager:
         start = bool(self.params.get("start"))
         if status == "running":
             session.actions.append("stopped (rollback stops a running container)")
-        args, start_after = rollback_plan(session.features(), start) if start else ({}, False)
+        args, start_after = rollback_plan(session.features(node), start) if start else ({}, False)
         session.perform("rolled back to %s" % name, lambda: session.task(node, "rollback " + name, lambda: self.client.post(
             "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback", node=node, vmid=vmid, snapname=name, **args)))
         if start_after:

@@ -115,7 +115,15 @@ def wait_task(client, node, upid, timeout=DEFAULT_WAIT_TIMEOUT, poll=2.0, sleep=
     delays = backoff_delays(maximum=max(poll, 0.01))
     started = clock()
     while True:
-        status = client.get("/nodes/{node}/tasks/{upid}/status", node=node, upid=upid) or {}
+        try:
+            status = client.get("/nodes/{node}/tasks/{upid}/status", node=node, upid=upid) or {}
+        except PveApiError as exc:
+            if exc.status != 595:
+                raise
+            # the API host cannot reach the node any more: the task may go on, end, or die with the node
+            raise PveApiError(exc.status, exc.method, exc.path, exc.message, hint=(
+                "node %s stopped answering while its task %s ran: whether the task finished is unknown until the "
+                "node is back (see its task log there); run the play again then" % (node, upid)))
         if status.get("status") == "stopped":
             break
         waited = clock() - started

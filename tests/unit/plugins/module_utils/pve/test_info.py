@@ -50,8 +50,8 @@ class FakeClient:
     def get(self, path, params=None, **kwargs):
         self.calls.append((path, dict(kwargs)))
         if path == "/cluster/resources":
-            assert kwargs == {"type": "vm"}
-            return [r for r in self.resources if r["type"] in ("lxc", "qemu")]
+            assert kwargs == {}  # every type: the nodes' states come with the guests
+            return self.resources
         if path == "/nodes/{node}/lxc":  # live: the same containers, as their node lists them
             return [dict((k, v) for k, v in r.items() if k in ("vmid", "name", "status", "template", "lock", "tags"))
                     for r in self.resources if r["type"] == "lxc" and r.get("node") == kwargs["node"]]
@@ -92,7 +92,7 @@ def test_filters_use_one_cluster_call_without_config(query, vmids):
     assert [c["vmid"] for c in found] == vmids
     # the cluster list, then the live list of each node read (both nodes hold containers; a node filter reads one)
     nodes = ["pve1"] if query.node == "pve1" else ["pve2"] if query.node == "pve2" else ["pve1", "pve2"]
-    assert client.calls == [("/cluster/resources", {"type": "vm"})] + [("/nodes/{node}/lxc", {"node": n}) for n in nodes]
+    assert client.calls == [("/cluster/resources", {})] + [("/nodes/{node}/lxc", {"node": n}) for n in nodes]
     assert all("config" not in c for c in found)
 
 

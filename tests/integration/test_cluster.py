@@ -1,0 +1,266 @@
+"""The collection on a Proxmox VE cluster (issue 16): a three-node double (pve1 and pve2 run 9.1, pve3 runs 8) with
+real LXC and ZFS, driven through real ansible-playbook runs.
+
+Placement with ``node: auto`` (free memory, candidates, where a node-local template is), a template on the shared
+storage, the cluster listing with each node's state, a node taken offline before and in the middle of a play,
+migration of a running container with its data and its exact init argv (there and back), and a refused migration
+(a bind mount) that changes nothing.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from lxcri_testbed.ansible import write_pve_play
+from lxcri_testbed.lxc import read_init
+from pve_double.server import Double
+
+pytestmark = pytest.mark.integration
+
+GIB = 1 << 30
+
+
+def play(tmp_path, double, name, tasks):
+    return write_pve_play(tmp_path, double, name, tasks)
+
+
+def stage_free_memory(double, **free_gib):
+    """Make each named node report this much free memory (pvestatd's figures, which placement reads)."""
+    for node, gib in free_gib.items():
+        total = double.backends[node].node_usage()["maxmem"]
+        double.backends[node].usage_override = {"maxmem": total, "mem": max(total - gib * GIB, 0)}
+
+
+def init_of(double, vmid):
+    backend = double.owner(vmid)
+    state, pid = backend.lxc_state(backend.containers[vmid])
+    assert state == "running", (vmid, state)
+    return read_init(pid)
+
+
+def failed_msg(run):
+    return " ".join(str(t["result"].get("msg")) for t in run.results["tasks"] if t["status"] != "ok")
+
+
+@pytest.mark.slow(60)
+def test_placement_listing_and_offline_nodes(installed_collection, zcluster, tmp_path):
+    double = zcluster
+    double.add_busybox_template("base.tar.zst", tmp_path, storage="shared")
+    double.add_busybox_template("pve1only.tar.zst", tmp_path, node="pve1")  # local:vztmpl on pve1 alone
+    stage_free_memory(double, pve1=1, pve2=6, pve3=3)
+    place = play(tmp_path, double, "place.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 300
+            hostname: auto-a
+            node: auto
+            ostemplate: shared:vztmpl/base.tar.zst
+            storage: local-zfs
+            disk_size: 1
+            state: started
+          register: a
+        - lxcri.proxmox.lxc_container:
+            vmid: 301
+            hostname: auto-b
+            node: auto
+            node_candidates: [pve1, pve3]
+            ostemplate: shared:vztmpl/base.tar.zst
+            storage: local-zfs
+            disk_size: 1
+            state: started
+          register: b
+        - lxcri.proxmox.lxc_container:
+            vmid: 302
+            hostname: auto-c
+            node: auto
+            ostemplate: local:vztmpl/pve1only.tar.zst
+            storage: local-zfs
+            disk_size: 1
+          register: c
+        """)
+    run = installed_collection.playbook(place)
+    assert run.rc == 0, failed_msg(run)
+    a, b, c = run.task_results()
+    # the most free memory; among the candidates; where the node-local template is
+    assert (a["node"], a["placement"]) == ("pve2", {"node": "pve2", "left_out": {}})
+    assert b["node"] == "pve3" and b["status"] == "running"
+    assert c["node"] == "pve1"
+    assert c["placement"]["left_out"] == {"pve2": "template local:vztmpl/pve1only.tar.zst is not on its local storage",
+                                          "pve3": "template local:vztmpl/pve1only.tar.zst is not on its local storage"}
+    assert [double.cluster.owner(v) for v in (300, 301, 302)] == ["pve2", "pve3", "pve1"]
+    # the UPIDs name the node that ran the task; the container's volume is on its node's own pool
+    assert all(t.node == "pve3" for t in double.backends["pve3"].tasks.tasks.values())
+    pool3 = double.backends["pve3"].storages["local-zfs"]["pool"]
+    assert subprocess.run(["zfs", "list", "-H", pool3 + "/subvol-301-disk-0"], check=False).returncode == 0
+    # found again by vmid wherever they are: nothing placed or created twice
+    again = installed_collection.playbook(place)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, failed_msg(again)
+
+    info = play(tmp_path, double, "info.yml", """\
+        - lxcri.proxmox.lxc_container_info:
+            config: false
+          register: listed
+        """)
+    run = installed_collection.playbook(info)
+    listed = run.task_results()[0]
+    assert [(c["vmid"], c["node"], c["status"], c["node_status"]) for c in listed["containers"]] == [
+        (300, "pve2", "running", "online"), (301, "pve3", "running", "online"), (302, "pve1", "stopped", "online")]
+    assert listed["nodes"] == [{"node": n, "status": "online"} for n in ("pve1", "pve2", "pve3")]
+
+    # pve3 goes offline: listed as offline, its container unknown; placement leaves it out; a task on it fails
+    # naming the node, and changes nothing
+    double.cluster.set_online("pve3", False)
+    run = installed_collection.playbook(info)
+    listed = run.task_results()[0]
+    assert run.rc == 0, failed_msg(run)
+    assert {"node": "pve3", "status": "offline"} in listed["nodes"]
+    entry = [c for c in listed["containers"] if c["vmid"] == 301][0]
+    assert entry["node_status"] == "offline" and entry["status"] == "unknown"
+    stop = play(tmp_path, double, "stop.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 301
+            state: stopped
+        """)
+    run = installed_collection.playbook(stop)
+    assert run.rc != 0 and "node pve3 does not answer the API host" in failed_msg(run), failed_msg(run)
+    assert double.running(301)
+    stage_free_memory(double, pve3=60)  # the most free memory, but offline
+    offline_place = play(tmp_path, double, "offline-place.yml", """\
+        - lxcri.proxmox.lxc_container:
+            hostname: auto-d
+            node: auto
+            ostemplate: shared:vztmpl/base.tar.zst
+            storage: local-zfs
+            disk_size: 1
+          register: d
+        """)
+    run = installed_collection.playbook(offline_place)
+    assert run.rc == 0, failed_msg(run)
+    d = run.task_results()[0]
+    assert d["node"] == "pve2" and d["placement"]["left_out"] == {"pve3": "offline"}
+
+    # a node that goes offline in the middle of a task: the container made there cannot be started nor removed;
+    # the error names the node and the container left; the next run, with the node back, finishes it (no second
+    # container)
+    double.cluster.set_online("pve3", True)
+    midway = play(tmp_path, double, "midway.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 305
+            hostname: midway
+            node: pve3
+            ostemplate: shared:vztmpl/base.tar.zst
+            storage: local-zfs
+            disk_size: 1
+            state: started
+          register: m
+        """)
+    double.before_next("POST", "/nodes/{node}/lxc/{vmid}/status/start",
+                       lambda: double.cluster.set_online("pve3", False))
+    run = installed_collection.playbook(midway)
+    message = failed_msg(run)
+    assert run.rc != 0 and "node pve3 does not answer the API host" in message, message
+    assert "CT 305 was created by this task and is LEFT on node pve3" in message, message
+    double.cluster.set_online("pve3", True)
+    run = installed_collection.playbook(midway)
+    assert run.rc == 0, failed_msg(run)
+    assert run.task_results()[0]["actions"] == ["started"] and double.running(305)
+    assert sorted(double.backends["pve3"].containers) == [301, 305]
+    assert double.response_errors == []
+
+
+@pytest.mark.slow(60)
+def test_migration_moves_a_running_container_with_its_data_and_argv_and_refuses_a_bind_mount(
+        installed_collection, zcluster, tmp_path):
+    double = zcluster
+    double.add_busybox_template("base.tar.zst", tmp_path, storage="shared", init=Double.HALTING_INIT)
+    host_dir = tmp_path / "host-data"
+    host_dir.mkdir()
+    create = play(tmp_path, double, "create.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 310
+            hostname: app
+            node: pve1
+            ostemplate: shared:vztmpl/base.tar.zst
+            storage: local-zfs
+            disk_size: 1
+            mounts:
+              "0": local-zfs:1,mp=/data
+            state: started
+        - lxcri.proxmox.lxc_container:
+            vmid: 311
+            hostname: bound
+            node: pve1
+            ostemplate: shared:vztmpl/base.tar.zst
+            storage: local-zfs
+            disk_size: 1
+            mounts:
+              "0": %s,mp=/srv
+        """ % host_dir)
+    run = installed_collection.playbook(create)
+    assert run.rc == 0, failed_msg(run)
+    volume = double.backends["pve1"].volume_path("local-zfs:subvol-310-disk-1")
+    with open(os.path.join(volume, "kept.txt"), "w") as handle:
+        handle.write("data of v1\n")
+    before = init_of(double, 310)
+
+    move = play(tmp_path, double, "move.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 310
+            node: "{{ target }}"
+            migrate: true
+            migrate_restart: "{{ restart | default(false) }}"
+            shutdown_timeout: 10
+            state: started
+          register: moved
+        """)
+    # running, without migrate_restart: refused before any change
+    state = double.state()
+    run = installed_collection.playbook(move, extra_vars={"target": "pve2"})
+    assert run.rc != 0 and "set migrate_restart: true" in failed_msg(run)
+    assert double.state() == state and double.cluster.owner(310) == "pve1" and double.running(310)
+    # check mode names the move and changes nothing
+    run = installed_collection.playbook(move, check=True, extra_vars={"target": "pve2", "restart": True})
+    assert run.rc == 0 and run.task_results()[0]["actions"] == ["migrated from pve1 to pve2 (restarted)"]
+    assert double.state() == state
+
+    for source, target in (("pve1", "pve2"), ("pve2", "pve1")):
+        run = installed_collection.playbook(move, extra_vars={"target": target, "restart": True})
+        assert run.rc == 0, failed_msg(run)
+        moved = run.task_results()[0]
+        assert moved["node"] == target and moved["actions"] == ["migrated from %s to %s (restarted)" % (source, target)]
+        assert double.cluster.owner(310) == target and double.running(310)
+        after = init_of(double, 310)
+        assert after.argv == before.argv and after.cwd == before.cwd and after.uid == before.uid
+        with open("/proc/%d/root/data/kept.txt" % after.pid) as handle:
+            assert handle.read() == "data of v1\n"  # the data volume came along (zfs send | zfs recv)
+        pools = dict((n, double.backends[n].storages["local-zfs"]["pool"]) for n in (source, target))
+        assert subprocess.run(["zfs", "list", "-H", pools[source] + "/subvol-310-disk-1"], check=False,
+                              stderr=subprocess.DEVNULL).returncode != 0  # freed on the source
+        again = installed_collection.playbook(move, extra_vars={"target": target, "restart": True})
+        assert again.rc == 0 and again.stats["localhost"]["changed"] == 0
+
+    # a local bind mount cannot go along: Proxmox VE refuses, the container stays as it was
+    state = double.state()
+    refused = play(tmp_path, double, "refused.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 311
+            node: pve2
+            migrate: true
+        """)
+    run = installed_collection.playbook(refused)
+    message = failed_msg(run)
+    assert run.rc != 0 and "cannot migrate local bind mount point 'mp0'" in message, message
+    assert "Proxmox VE left it on node pve1" in message
+    assert double.state() == state and double.cluster.owner(311) == "pve1"
+    # without migrate, a container on another node is reported and left alone
+    stay = play(tmp_path, double, "stay.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 311
+            node: pve2
+          register: stayed
+        """)
+    run = installed_collection.playbook(stay)
+    assert run.rc == 0 and run.stats["localhost"]["changed"] == 0
+    assert "CT 311 is on node pve1, not on node pve2" in json.dumps(run.task_results()[0].get("warnings"))
+    assert ("POST", "/nodes/{node}/lxc/{vmid}/migrate") in double.served and double.response_errors == []
