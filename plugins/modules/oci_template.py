@@ -102,8 +102,22 @@ options:
         midway whose cleanup on the node failed too) is removed, and the error says so.
     type: str
   node:
-    description: The node whose storage receives the upload. Defaults to the node the API host is.
+    description: The node whose storage receives the upload. Defaults to the node the API host is (the only node of
+      a one-node cluster; with O(nodes), the first online one of them). Its version decides O(format=auto) unless
+      O(nodes) names older ones.
     type: str
+  nodes:
+    description:
+      - Make the template reachable from each of these nodes (V(all) - every node of the cluster, which must all be
+        online). On a shared storage (C(shared 1) in storage.cfg) it is uploaded once; on a node-local storage such
+        as C(local), to each node that lacks it, so a second run changes nothing and a node added later gets only its
+        own upload.
+      - Every node must be able to run it (its own version); O(format=auto) and O(lxc_version=auto) follow the
+        oldest of them. An unknown or offline node is refused before anything is built or uploaded.
+      - When an upload to a later node fails, the nodes that have the complete template keep it and the error names
+        them; the failed node's partial copy is removed.
+    type: list
+    elements: str
   name:
     description:
       - The template's file name without extension.
@@ -340,6 +354,22 @@ sidecar:
   returned: when O(dest) is given and state is present
   type: str
   sample: /var/lib/vz/template/cache/nginx_1.27_3b7c9e0a1f2d.tar.zst.json
+nodes:
+  description: With O(nodes), the nodes whose storage has the template (one when the storage is shared).
+  returned: when O(nodes) is given
+  type: list
+  elements: str
+  sample: [pve1, pve2, pve3]
+shared:
+  description: With O(nodes), whether O(storage) is shared (one upload serves every node).
+  returned: when O(nodes) is given
+  type: bool
+uploaded_to:
+  description: With O(nodes), the nodes this run uploaded the template to (those that lacked it).
+  returned: when O(nodes) is given and the template was uploaded
+  type: list
+  elements: str
+  sample: [pve3]
 volid:
   description: The Proxmox VE volume id of the uploaded template (with O(storage)), for C(ostemplate).
   returned: when O(storage) is given and state is present
@@ -610,6 +640,7 @@ def main():
         required_one_of=[("dest", "storage")],
         mutually_exclusive=[("dest", "storage")],
         required_together=[("registry_username", "registry_password")],
+        required_by={"nodes": "storage"},
         supports_check_mode=True,
     )
     params = dict(module.params)

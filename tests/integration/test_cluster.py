@@ -15,6 +15,7 @@ import pytest
 
 from lxcri_testbed.ansible import write_pve_play
 from lxcri_testbed.lxc import read_init
+from lxcri_testbed.oci_build import Layer, write_image
 from pve_double.server import Double
 
 pytestmark = pytest.mark.integration
@@ -264,3 +265,73 @@ def test_migration_moves_a_running_container_with_its_data_and_argv_and_refuses_
     assert run.rc == 0 and run.stats["localhost"]["changed"] == 0
     assert "CT 311 is on node pve1, not on node pve2" in json.dumps(run.task_results()[0].get("warnings"))
     assert ("POST", "/nodes/{node}/lxc/{vmid}/migrate") in double.served and double.response_errors == []
+
+
+@pytest.mark.slow(60)
+def test_a_template_reaches_every_node_once_per_node_or_once_on_shared_storage(installed_collection, zcluster,
+                                                                              registry_image, tmp_path):
+    double = zcluster
+    layout = str(tmp_path / "layout")
+    root_image = write_image(layout, "app", [Layer().dir("bin").busybox(("sh", "sleep"))], {"Cmd": ["/bin/sleep", "3600"]})
+    distribute = play(tmp_path, double, "distribute.yml", """\
+        - lxcri.proxmox.oci_template:
+            image: "{{ image }}"
+            registry_tls_verify: false
+            storage: "{{ storage }}"
+            nodes: "{{ nodes }}"
+            cache_dir: %s
+          register: tmpl
+        """ % (tmp_path / "cache"))
+    local_all = {"image": root_image, "storage": "local", "nodes": ["all"]}
+    # node-local storage: one upload per node; format auto follows the oldest node (pve3 runs 8: no OCI import)
+    run = installed_collection.playbook(distribute, extra_vars=local_all)
+    assert run.rc == 0, failed_msg(run)
+    tmpl = run.task_results()[0]
+    assert tmpl["nodes"] == ["pve1", "pve2", "pve3"] and tmpl["shared"] is False
+    assert tmpl["uploaded_to"] == ["pve1", "pve2", "pve3"]
+    assert tmpl["format"] == "vztmpl" and "node pve3" in tmpl["format_choice"]
+    for node in ("pve1", "pve2", "pve3"):
+        path = double.backends[node].volume_path(tmpl["volid"])
+        assert os.path.getsize(path) == tmpl["size"], node
+    again = installed_collection.playbook(distribute, extra_vars=local_all)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, failed_msg(again)
+    # a node that lost its copy gets only its own upload
+    os.unlink(double.backends["pve2"].volume_path(tmpl["volid"]))
+    run = installed_collection.playbook(distribute, extra_vars=local_all)
+    assert run.rc == 0 and run.task_results()[0]["uploaded_to"] == ["pve2"], failed_msg(run)
+
+    # an image that runs as a user, which the generated init cannot switch to (no setpriv in it): an OCI archive
+    # would do on 9.1, but pve3 runs 8; refused before anything is uploaded
+    user_all = dict(local_all, image=registry_image.refs["open"])
+    run = installed_collection.playbook(distribute, extra_vars=user_all)
+    assert run.rc != 0 and "Proxmox VE 8.1 on node pve3 has no OCI import" in failed_msg(run), failed_msg(run)
+    assert not [n for n in ("pve1", "pve2", "pve3") if any(
+        "busybox" in name for name in os.listdir(os.path.dirname(double.backends[n].volume_path("local:vztmpl/x"))))]
+
+    # a shared storage: one upload serves every node; the 9.1 nodes alone take the OCI archive
+    run = installed_collection.playbook(distribute, extra_vars={"image": registry_image.refs["open"],
+                                                                "storage": "shared", "nodes": ["pve1", "pve2"]})
+    assert run.rc == 0, failed_msg(run)
+    shared = run.task_results()[0]
+    assert shared["shared"] is True and shared["nodes"] == ["pve1"] and shared["uploaded_to"] == ["pve1"]
+    assert shared["format"] == "oci-archive"
+    # containers from it on both nodes
+    deploy = play(tmp_path, double, "deploy.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: "{{ item.vmid }}"
+            node: "{{ item.node }}"
+            oci: %s
+            storage: local-zfs
+            disk_size: 1
+            state: started
+          loop: [{vmid: 320, node: pve1}, {vmid: 321, node: pve2}]
+        """ % json.dumps(shared))
+    run = installed_collection.playbook(deploy)
+    assert run.rc == 0, failed_msg(run)
+    assert double.running(320) and double.running(321)
+    assert init_of(double, 320).argv == init_of(double, 321).argv
+
+    # an offline node is refused before anything is built or uploaded
+    double.cluster.set_online("pve3", False)
+    run = installed_collection.playbook(distribute, extra_vars=dict(local_all, image=registry_image.refs["open"]))
+    assert run.rc != 0 and "node pve3 is offline" in failed_msg(run) and "nothing was uploaded" in failed_msg(run)

@@ -86,6 +86,7 @@ def template_argument_spec():
         dest=dict(type="path"),
         storage=dict(type="str"),
         node=dict(type="str"),
+        nodes=dict(type="list", elements="str"),
         name=dict(type="str"),
         entrypoint=dict(type="list", elements="str"),
         cmd=dict(type="list", elements="str"),

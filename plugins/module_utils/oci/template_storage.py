@@ -17,6 +17,13 @@ pulled, from the image config before the build, and from the built
 template's runtime before the upload.  An upload that fails leaves no
 volume behind: whatever the storage lists under the name afterwards (a
 copy cut off midway whose cleanup failed too) is removed.
+
+With ``nodes`` (a list, or ``all``: every node, each of which must be
+online) the template goes to the storage of each of those nodes: once when
+the storage is shared (every node sees the same files), else one upload per
+node that lacks it, so a second run changes nothing and a node added later
+gets only its own upload.  Each node must be able to run it (its own
+version).  ``node`` (else the API host) decides the format.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -65,25 +72,72 @@ class StorageDestination:
         self.storage = self.params["storage"]
         self.node = self.params["node"] or self._only_node()
         self.workdir = os.path.join(self.params["cache_dir"], "templates")
+        self._features = {}
+        self.shared = None
+        self.nodes = self._nodes()
 
     def _only_node(self):
-        nodes = [n["node"] for n in self.client.get("/nodes") or []]
+        listed = self.client.get("/nodes") or []
+        nodes = [n["node"] for n in listed]
+        wanted = self.params.get("nodes")
+        if wanted and len(nodes) != 1:
+            # with nodes, the first online one of them decides the version and the format
+            online = [n["node"] for n in listed if n.get("status") == "online"]
+            for name in (sorted(online) if wanted == ["all"] else wanted):
+                if name in online:
+                    return name
         if len(nodes) != 1:
             raise PveConfigError("the cluster has the nodes %s: give node, the one whose storage %s receives the "
-                                 "template" % (", ".join(sorted(nodes)) or "(none)", self.storage))
+                                 "template, or nodes" % (", ".join(sorted(nodes)) or "(none)", self.storage))
         return nodes[0]
+
+    def _nodes(self):
+        """The nodes whose storage gets the template: ``node`` alone, or those of ``nodes`` (``all``: every node),
+        ``node`` first; one when the storage is shared.  An unknown or offline node is refused before anything."""
+        wanted = self.params.get("nodes")
+        if not wanted:
+            return [self.node]
+        listed = dict((n["node"], n) for n in self.client.get("/nodes") or [])
+        names = sorted(listed) if wanted == ["all"] else list(dict.fromkeys(wanted))
+        unknown = [name for name in names if name not in listed]
+        if unknown:
+            raise PveConfigError("nodes names %s, which the cluster does not have (its nodes: %s); nothing was "
+                                 "uploaded" % (", ".join(unknown), ", ".join(sorted(listed))))
+        offline = [name for name in names if listed[name].get("status") != "online"]
+        if offline:
+            raise PveConfigError("node %s is %s: the template cannot reach it; give nodes without it, or bring it "
+                                 "back; nothing was uploaded" % (", ".join(offline), "offline"))
+        entry = [e for e in self.client.get("/nodes/{node}/storage", node=self.node, storage=self.storage) or []
+                 if e.get("storage") == self.storage]
+        self.shared = bool(entry and str(entry[0].get("shared", 0)) in ("1", "True", "true"))
+        if self.shared:
+            return [self.node]  # one upload: every node sees the shared storage's files
+        return [self.node] + [name for name in names if name != self.node]
 
     def _volid(self, filename):
         return "%s:vztmpl/%s" % (self.storage, filename)
 
-    def _packages(self):
+    def _packages(self, node=None):
+        node = node or self.node
         if not hasattr(self, "_node_packages"):
-            self._node_packages = node_packages(self.client, self.node)
-        return self._node_packages
+            self._node_packages = {}
+        if node not in self._node_packages:
+            self._node_packages[node] = node_packages(self.client, node)
+        return self._node_packages[node]
+
+    def node_features(self, node=None):
+        """PveFeatures of the node whose storage gets the template (its own version: a cluster mid-upgrade may run
+        another one on the API host), asked once per node."""
+        node = node or self.node
+        if node not in self._features:
+            self._features[node] = node_features(self.client, node)
+        return self._features[node]
 
     def lxc_version(self):
-        """The LXC of the node that will run the template (not the one where the module runs)."""
-        return node_lxc_version(self.client, self.node, self._packages())
+        """The LXC of the node that will run the template (not the one where the module runs); with several
+        nodes, the oldest of theirs (its rules hold on the newer ones)."""
+        versions = [node_lxc_version(self.client, node, self._packages(node)) for node in self.nodes]
+        return min(versions, key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in v.split(".")))
 
     def auto_format(self, needs_user, groups=None):
         """``format: auto`` for this storage's node: (format, init_wrapper or None to keep the option's, why).
@@ -99,14 +153,17 @@ class StorageDestination:
         which LXC (src/lxc/start.c) applies only without a user namespace, so an unprivileged container (what
         lxc_container makes by default) would run without them; the generated init sets them (setpriv).
         """
-        features = node_features(self.client, self.node)
-        if not features.oci_import:
-            return "vztmpl", "always", ("Proxmox VE %s on node %s has no OCI import and no entrypoint/env keys"
-                                        % (features.release or ".".join(str(p) for p in features.version), self.node))
-        sets_user = import_sets_user(self._packages()) if needs_user else True
-        if sets_user is False:
-            return "vztmpl", "always", ("node %s's pve-container %s ignores the image's User in an OCI import "
-                                        "(6.1.0 added it)" % (self.node, self._packages().get("pve-container")))
+        sets_user = True
+        for node in self.nodes:  # with several nodes, what each of them can run
+            features = self.node_features(node)
+            if not features.oci_import:
+                return "vztmpl", "always", ("Proxmox VE %s on node %s has no OCI import and no entrypoint/env keys"
+                                            % (features.release or ".".join(str(p) for p in features.version), node))
+            node_sets_user = import_sets_user(self._packages(node)) if needs_user else True
+            if node_sets_user is False:
+                return "vztmpl", "always", ("node %s's pve-container %s ignores the image's User in an OCI import "
+                                            "(6.1.0 added it)" % (node, self._packages(node).get("pve-container")))
+            sets_user = sets_user and node_sets_user
         extra = groups() if (needs_user and groups is not None) else None
         if extra:
             return "vztmpl", "always", ("the image's user has the supplementary groups %s, which an OCI import "
@@ -116,13 +173,17 @@ class StorageDestination:
         note = "" if sets_user else " (its pve-container version is not readable without Sys.Audit: taken as 6.1+)"
         if needs_user and groups is not None and extra is None:
             note += " (the image user's supplementary groups are not known without its layers)"
-        return "oci-archive", None, "node %s imports OCI archives%s" % (self.node, note)
+        return "oci-archive", None, "node%s %s import%s OCI archives%s" % (
+            "s" if len(self.nodes) > 1 else "", ", ".join(self.nodes), "" if len(self.nodes) > 1 else "s", note)
 
     address = _volid
 
     def describe(self, filename, present=True):
         """The result fields naming the template."""
-        return {"volid": self._volid(filename), "node": self.node, "storage": self.storage}
+        out = {"volid": self._volid(filename), "node": self.node, "storage": self.storage}
+        if self.params.get("nodes"):
+            out.update(nodes=list(self.nodes), shared=self.shared)
+        return out
 
     @staticmethod
     def lock(name, create=True):
@@ -134,7 +195,12 @@ class StorageDestination:
         return DirLock(self.workdir, name, enabled=not self.check_mode)
 
     def exists(self, filename):
-        return self._exists(self._volid(filename))
+        """On every node's storage (a node that lacks it gets the next upload)."""
+        return not self.missing(filename)
+
+    def missing(self, filename):
+        volid = self._volid(filename)
+        return [node for node in self.nodes if not self._exists(volid, node)]
 
     def read_record(self, filename, ident=None):
         """The local record of the volume when it is of ``ident`` (the record of another build says nothing)."""
@@ -154,33 +220,51 @@ class StorageDestination:
         return os.path.join(self.workdir, filename)
 
     def publish(self, filename, path, record, existed):
-        """Upload the template built at ``path`` (replacing the volume when it ``existed``), then drop the local
-        copy and keep its record.  Returns the extra result fields."""
+        """Upload the template built at ``path`` to each node that lacks it (to every node, replacing the volume,
+        when it ``existed`` everywhere: force), then drop the local copy and keep its record.  Returns the extra
+        result fields."""
         volid = self._volid(filename)
+        targets = self.nodes if existed else self.missing(filename)
+        warnings, done = [], []
         try:
-            self.check_runnable(filename, record["runtime"])  # the user's ids from the layers: before the upload
-            if existed:
-                self._delete(volid)
-            task = self._upload(path, filename, volid, record["sha256"], record["size"])
+            for node in targets:  # the user's ids from the layers: checked on every node before any upload
+                self.check_runnable(filename, record["runtime"], node)
+            for node in targets:
+                try:
+                    if existed:
+                        self._delete(volid, node)
+                    task = self._upload(path, filename, volid, record["sha256"], record["size"], node)
+                except PveError as exc:
+                    if not done:
+                        raise
+                    raise PveError("%s; the upload to node %s failed: %s. Nodes %s have the complete template, "
+                                   "run the task again for the rest" % (filename, node, exc, ", ".join(done)))
+                warnings.extend(task.warnings if task else [])
+                if not self._exists(volid, node):
+                    raise PveConfigError("the upload of %s finished but %s on node %s does not list %s"
+                                         % (filename, self.storage, node, volid))
+                done.append(node)
         finally:
             os.unlink(path)
         write_record(self._record(filename), record)
-        if not self._exists(volid):
-            raise PveConfigError("the upload of %s finished but %s does not list %s" % (filename, self.storage, volid))
-        return {"upload_warnings": task.warnings if task else []}
+        out = {"upload_warnings": warnings}
+        if self.params.get("nodes"):
+            out["uploaded_to"] = done
+        return out
 
     def remove(self, filename):
         """Remove the volume and its local record (check mode: only say so); returns the volids removed."""
         volid = self._volid(filename)
-        if not self._exists(volid):
+        if not any(self._exists(volid, node) for node in self.nodes):
             return []
         if not self.check_mode:
             self.delete(filename)
         return [volid]
 
-    def _delete(self, volid):
-        self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=self.node,
-                                      storage=self.storage, volume=volid))
+    def _delete(self, volid, node=None):
+        node = node or self.node
+        self._wait(self.client.delete("/nodes/{node}/storage/{storage}/content/{volume}", node=node,
+                                      storage=self.storage, volume=volid), node)
 
     def family(self, regex):
         """(filename, ctime) of the storage's templates whose file name matches ``regex``."""
@@ -195,56 +279,64 @@ class StorageDestination:
         return out
 
     def delete(self, filename):
-        """Remove a template volume and the local sidecar record of it."""
-        self._delete(self._volid(filename))
+        """Remove a template volume (from each node's storage that has it) and the local sidecar record of it."""
+        volid = self._volid(filename)
+        for node in self.nodes:
+            if len(self.nodes) == 1 or self._exists(volid, node):
+                self._delete(volid, node)
         record = self._record(filename)
         if os.path.exists(record):
             os.unlink(record)
 
-    def _exists(self, volid):
-        content = self.client.get("/nodes/{node}/storage/{storage}/content", node=self.node, storage=self.storage,
-                                  content="vztmpl")
+    def _exists(self, volid, node=None):
+        content = self.client.get("/nodes/{node}/storage/{storage}/content", node=node or self.node,
+                                  storage=self.storage, content="vztmpl")
         return any(item.get("volid") == volid for item in content or [])
 
-    def _wait(self, upid):
+    def _wait(self, upid, node=None):
         if upid:
-            return wait_task(self.client, self.node, upid, timeout=self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
+            return wait_task(self.client, node or self.node, upid,
+                             timeout=self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
         return None
 
     def _record(self, filename):
         return os.path.join(self.workdir, filename + ".json")
 
-    def check_runnable(self, filename, runtime=None):
-        """Refuse (TemplateError) what lxc_container could not run on the node; see api_refusal."""
+    def check_runnable(self, filename, runtime=None, node=None):
+        """Refuse (TemplateError) what lxc_container could not run on ``node`` (default: each node the template
+        goes to); see api_refusal."""
         if not self.params.get("require_runnable", True):
             return
-        features = self.client.features()
-        wrapper = (runtime.get("wrapper") or {}).get("kind") if runtime is not None else \
-            ("init" if self.params["init_wrapper"] == "always" else None)
-        problem, undecided = api_refusal(features, self.params["format"], wrapper, runtime, RAW_LXC_HINT)
-        if problem:
-            raise TemplateError("%s would not be uploaded to %s: lxc_container could not run it on node %s: %s"
-                                % (filename, self.storage, self.node, problem))
-        if undecided and self.check_mode:
-            self.manager.warnings.append(
-                "check mode cannot tell yet whether lxc_container can run %s on node %s: %s; the real run checks it "
-                "after the build, before the upload" % (filename, self.node, undecided))
+        for name in [node] if node else self.nodes:
+            features = self.node_features(name)
+            wrapper = (runtime.get("wrapper") or {}).get("kind") if runtime is not None else \
+                ("init" if self.params["init_wrapper"] == "always" else None)
+            problem, undecided = api_refusal(features, self.params["format"], wrapper, runtime, RAW_LXC_HINT)
+            if problem:
+                raise TemplateError("%s would not be uploaded to %s: lxc_container could not run it on node %s: %s"
+                                    % (filename, self.storage, name, problem))
+            if undecided and self.check_mode:
+                self.manager.warnings.append(
+                    "check mode cannot tell yet whether lxc_container can run %s on node %s: %s; the real run checks "
+                    "it after the build, before the upload" % (filename, name, undecided))
 
-    def _upload(self, path, filename, volid, checksum, size):
+    def _upload(self, path, filename, volid, checksum, size, node=None):
         """Upload and wait; on any failure remove what the storage lists under ``volid`` and re-raise."""
+        node = node or self.node
         try:
-            return self._wait(self.client.upload(self.node, self.storage, "vztmpl", path, filename=filename,
-                                                 checksum=checksum))
+            return self._wait(self.client.upload(node, self.storage, "vztmpl", path, filename=filename,
+                                                 checksum=checksum), node)
         except (PveError, OSError) as exc:
-            note = self._remove_failed(volid, size)
+            note = self._remove_failed(volid, size, node)
             if note:
                 raise PveError("%s (%s)" % (exc, note)) from exc
             raise
 
-    def _remove_failed(self, volid, size):
+    def _remove_failed(self, volid, size, node=None):
         """After a failed upload: remove the volume if the storage lists it; says what happened (or None)."""
+        node = node or self.node
         try:
-            listed = [item for item in self.client.get("/nodes/{node}/storage/{storage}/content", node=self.node,
+            listed = [item for item in self.client.get("/nodes/{node}/storage/{storage}/content", node=node,
                                                        storage=self.storage, content="vztmpl") or []
                       if item.get("volid") == volid]
         except PveError as exc:
@@ -253,7 +345,7 @@ class StorageDestination:
         if not listed:
             return None
         try:
-            self._delete(volid)
+            self._delete(volid, node)
         except PveError as exc:
             return "the storage lists %s (%s of %d bytes) and removing it failed (%s): remove it with 'pvesm free %s'" % (
                 volid, listed[0].get("size"), size, exc, volid)

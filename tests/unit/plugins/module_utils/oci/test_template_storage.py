@@ -117,6 +117,9 @@ class FakeClient:
             return {"status": "stopped", "exitstatus": "OK"}
         if path == "/nodes":
             return [{"node": "pve1"}]
+        if path == "/nodes/pve1/version":  # the node's own version (check_runnable asks the node, not the API host)
+            node = getattr(self, "node_features", None) or self._features
+            return {"version": ".".join(str(p) for p in node.version), "release": node.release}
         raise AssertionError(path)
 
     def delete(self, path, **kwargs):
@@ -188,6 +191,13 @@ def test_check_runnable_refuses_warns_or_is_switched_off(monkeypatch):
     real = publisher(monkeypatch, FakeClient())
     real.check_runnable("app.tar.zst", runtime(uid=0, gid=None, groups=None))  # the build tells, later
     assert real.manager.warnings == []
+
+
+def test_check_runnable_asks_the_node_that_gets_the_template_not_the_api_host(monkeypatch):
+    client = FakeClient(features=NINE)  # the API host runs 9.1 ...
+    client.node_features = EIGHT  # ... the node whose storage gets the template still 8.4 (a cluster mid-upgrade)
+    with pytest.raises(TemplateError, match="could not run it on node pve1: Proxmox VE 8.4 has no entrypoint/env"):
+        publisher(monkeypatch, client).check_runnable("app.tar.zst")
 
 
 # -- format: auto (issue 15, secure defaults) ------------------------------------------------
