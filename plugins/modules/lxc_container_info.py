@@ -60,6 +60,24 @@ options:
         per snapshot) - the volumes it keeps from moving to another container, and that go with it.
     type: bool
     default: false
+  placement:
+    description:
+      - Also say where M(lxcri.proxmox.lxc_container) with O(lxcri.proxmox.lxc_container#module:node=auto) would
+        place a new container now (RV(placement)), from the same cluster call. That is the online node with the most
+        free memory, then the least CPU load, that has all of O(placement.storages). A role places its app with it
+        before it uploads the app's template to that node.
+      - Fails, naming each node and why it was left out, when no node qualifies.
+    type: dict
+    suboptions:
+      node_candidates:
+        description: The nodes to choose from (all when not given).
+        type: list
+        elements: str
+      storages:
+        description: Storages the node must have available (the container's volumes', the template's).
+        type: list
+        elements: str
+        default: []
 extends_documentation_fragment:
   - lxcri.proxmox.pve
   - ansible.builtin.action_common_attributes
@@ -109,6 +127,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+placement:
+  description: With O(placement), the node a new container would go to and why others were left out.
+  returned: when O(placement) is given
+  type: dict
+  sample: {"node": "pve2", "left_out": {"pve3": "offline"}}
 nodes:
   description: Every node of the cluster with its state (V(online), V(offline), V(unknown)), from the same
     C(/cluster/resources) call as the containers.
@@ -118,8 +141,10 @@ nodes:
   sample: [{"node": "pve1", "status": "online"}, {"node": "pve2", "status": "offline"}]
 pve:
   description:
-    - The Proxmox VE version of the API host (from C(/version)) and what it supports, so that a play can choose
-      a template format (for example an OCI archive and C(entrypoint)/C(env) from 9.1 on).
+    - The Proxmox VE version and what it supports, so that a play can choose a template format (for example an OCI
+      archive and C(entrypoint)/C(env) from 9.1 on).
+    - It is the version of O(node) when given (C(/nodes/{node}/version); in a cluster mid-upgrade a node may run
+      another version than the API host), else of the node O(placement) chose, else of the API host (C(/version)).
   returned: always
   type: dict
   contains:
@@ -300,12 +325,16 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError, fail_module
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.connection import connect, pve_argument_spec
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.info import ContainerQuery, cluster_nodes, list_containers
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import node_features
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.placement import choose_node
 
 
 def main():
     spec = dict(node=dict(type="str"), vmid=dict(type="int"), hostname=dict(type="str"),
                 tags=dict(type="list", elements="str"), config=dict(type="bool", default=True),
-                interfaces=dict(type="bool", default=False), snapshots=dict(type="bool", default=False))
+                interfaces=dict(type="bool", default=False), snapshots=dict(type="bool", default=False),
+                placement=dict(type="dict", options=dict(node_candidates=dict(type="list", elements="str"),
+                                                         storages=dict(type="list", elements="str", default=[]))))
     spec.update(pve_argument_spec())
     # no mutually_exclusive here: the PROXMOX_* fallbacks may fill both sides; connect() says which clash
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
@@ -317,10 +346,16 @@ def main():
         resources = client.get("/cluster/resources") or []
         found = list_containers(client, query, with_config=params["config"], with_interfaces=params["interfaces"],
                                 with_snapshots=params["snapshots"], resources=resources)
-        pve = client.features().as_dict()
+        extra = {}
+        if params["placement"] is not None:
+            node, left_out = choose_node(client, params["placement"]["node_candidates"],
+                                         sorted(set(params["placement"]["storages"] or [])), resources=resources)
+            extra["placement"] = {"node": node, "left_out": left_out}
+        described = params["node"] or (extra.get("placement") or {}).get("node")
+        pve = (node_features(client, described) if described else client.features()).as_dict()
     except LxcriError as exc:
         fail_module(module, exc)
-    module.exit_json(changed=False, containers=found, nodes=cluster_nodes(resources), pve=pve)
+    module.exit_json(changed=False, containers=found, nodes=cluster_nodes(resources), pve=pve, **extra)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ import time
 import pytest
 import requests
 
+from lxcri_testbed.api import Api
 from pve_double.backend import cgroup_limits
-from pve_double.server import DEFAULT_PASSWORD, Double
+from pve_double.server import Double
 
 pytestmark = pytest.mark.integration
 NODE = "pve1"
@@ -23,40 +24,6 @@ def zdouble(request, tmp_path, zfs_dataset, bed):
     yield instance
     instance.kill_containers()
     instance.stop()
-
-
-class Api:
-    def __init__(self, double):
-        self.url = double.url
-        self.session = requests.Session()
-        self.session.verify = False  # the double's self-signed certificate (its CA handling is tested elsewhere)
-        requests.packages.urllib3.disable_warnings()
-        login = self.session.post(self.url + "/access/ticket", verify=False,
-                                  data={"username": "root@pam", "password": DEFAULT_PASSWORD}).json()["data"]
-        self.session.cookies.set("PVEAuthCookie", login["ticket"])
-        self.session.headers["CSRFPreventionToken"] = login["CSRFPreventionToken"]
-
-    def call(self, method, path, **data):
-        arguments = {"params": data} if method == "GET" else {"data": data}
-        resp = self.session.request(method, self.url + path, verify=False, **arguments)
-        return resp.status_code, resp.json()
-
-    def task(self, method, path, **data):
-        """The exitstatus of the task the call starts."""
-        status, body = self.call(method, path, **data)
-        assert status == 200, body
-        return self.wait(body["data"])
-
-    def wait(self, upid):
-        for dummy in range(600):
-            state = self.call("GET", "/nodes/%s/tasks/%s/status" % (NODE, upid))[1]["data"]
-            if state["status"] == "stopped":
-                return state["exitstatus"]
-            time.sleep(0.1)
-        raise AssertionError("task did not end")
-
-    def log(self, upid):
-        return [line["t"] for line in self.call("GET", "/nodes/%s/tasks/%s/log" % (NODE, upid), limit=0)[1]["data"]]
 
 
 def datasets(double):

@@ -25,7 +25,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveApiError, PveError, PveTaskError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import OCI_RELEASE, PveFeatures
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import ContainerError, PveSession
-from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT
+from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, parse_upid
 
 STATES = ("present", "started", "stopped", "restarted", "absent", "template")
 # options that map 1:1 onto config keys (option name -> key)
@@ -805,8 +805,30 @@ class ContainerManager:
     # -- state transitions ------------------------------------------------------------------
 
     def start(self, node, vmid):
-        self.session.perform("started", lambda: self.session.task(node, "start", lambda: self.client.post(
-            "/nodes/{node}/lxc/{vmid}/status/start", node=node, vmid=vmid)))
+        self.session.perform("started", lambda: self._ha_settled(node, vmid, "running", self.session.task(
+            node, "start", lambda: self.client.post("/nodes/{node}/lxc/{vmid}/status/start", node=node, vmid=vmid))))
+
+    def _ha_settled(self, node, vmid, wanted, done):
+        """After the task ``done``: an HA-managed container's start or stop is only a request to ha-manager
+        (pve-container PVE/API2/LXC/Status.pm: a ``hastart``/``hastop`` worker runs ``ha-manager set ct:<vmid>
+        --state started``, or crm-command stop); the CRM acts on its next round, about 10 s later.  Wait until
+        the container's status is ``wanted`` (within wait_timeout)."""
+        try:
+            kind = parse_upid(done.upid).type if done is not None else None
+        except PveError:
+            kind = None
+        if kind not in ("hastart", "hastop"):
+            return done
+        deadline = self.session.clock() + (self.params.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
+        started = self.session.clock()
+        while self.session.status_of(node, vmid) != wanted:
+            if self.session.clock() > deadline:
+                raise ContainerError("CT %s is HA-managed: ha-manager was asked to make it %s (%s), but it is not "
+                                     "after wait_timeout; see 'ha-manager status'" % (vmid, wanted, done.upid))
+            self.session.sleep(1.0)
+        self.session.timings["ha_wait"] = round(self.session.clock() - started, 3)
+        self.session.note("waited for ha-manager")
+        return done
 
     def stop(self, node, vmid):
         self.session.perform("stopped", lambda: self._shutdown(node, vmid))
@@ -818,8 +840,8 @@ class ContainerManager:
             args["forceStop"] = 1
         began = self.session.clock()
         try:
-            self.session.task(node, "shutdown", lambda: self.client.post(
-                "/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid))
+            self._ha_settled(node, vmid, "stopped", self.session.task(node, "shutdown", lambda: self.client.post(
+                "/nodes/{node}/lxc/{vmid}/status/shutdown", args, node=node, vmid=vmid)))
         except PveTaskError as exc:
             # PVE::LXC::vm_stop: lxc-stop --nokill --timeout N failed and the container still runs
             if "container did not stop" not in str(exc):
@@ -832,8 +854,8 @@ class ContainerManager:
             self.session.note("killed after shutdown_timeout (%s s): the app ignored its stop signal (force_stop)" % timeout)
 
     def kill(self, node, vmid):
-        self.session.perform("stopped", lambda: self.session.task(node, "stop", lambda: self.client.post(
-            "/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid)))
+        self.session.perform("stopped", lambda: self._ha_settled(node, vmid, "stopped", self.session.task(
+            node, "stop", lambda: self.client.post("/nodes/{node}/lxc/{vmid}/status/stop", node=node, vmid=vmid))))
 
     def reboot(self, node, vmid):
         args = {"timeout": self.params["shutdown_timeout"]}

@@ -5,6 +5,8 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 
 from lxcri_testbed.bed import destroy_tree as destroy_dataset
 from lxcri_testbed.pve_restore import UNPRIVILEGED_ID_MAP, restore_command
@@ -132,11 +134,30 @@ class LxcEndpoints:
         if ct.lock:
             raise ApiError(500, "CT %d is locked (%s)" % (ct.vmid, ct.lock))
 
+    # seconds until ha-manager's CRM acts on a request (pve-ha-manager: the CRM and LRM loops run every 10 s)
+    HA_DELAY = 2.0
+
+    def _ha_request(self, ct, user, kind, state, action):
+        """pve-container PVE/API2/LXC/Status.pm for an HA-managed container: the ``hastart``/``hastop`` worker only
+        asks ha-manager (``ha-manager set ct:<vmid> --state started``, crm-command stop) and ends OK; the LRM of the
+        container's node does the start or stop a round later, as a task of its own."""
+        def work(task):
+            task.log("Requesting HA %s for CT %d" % ("start" if state == "started" else "stop", ct.vmid))
+
+            def later():
+                time.sleep(self.HA_DELAY)
+                self.tasks.start("vzstart" if state == "started" else "vzstop", ct.vmid, "root@pam", action)
+            threading.Thread(target=later, daemon=True).start()
+            return 0
+        return self.tasks.start(kind, ct.vmid, user, work)
+
     def lxc_start(self, params, user):
         ct = self._ct(params["vmid"])
-        self._check_startable(ct)
         if self.lxc_state(ct)[0] == "running":
             raise ApiError(500, "CT %d already running" % ct.vmid)
+        if ct.vmid in self.ha_resources:
+            return self._ha_request(ct, user, "hastart", "started", lambda task: self._start_now(ct, task))
+        self._check_startable(ct)
 
         def work(task):
             with self.lock:
@@ -183,6 +204,9 @@ class LxcEndpoints:
         ct = self._ct(params["vmid"])
         if self.lxc_state(ct)[0] != "running":
             raise ApiError(500, "CT %d not running" % ct.vmid)
+        if ct.vmid in self.ha_resources:
+            return self._ha_request(ct, user, "hastop", "stopped",
+                                    lambda task: self._lxc(ct, "lxc-stop", "-k") and 0)
 
         def work(task):
             self._lxc(ct, "lxc-stop", "-k")
@@ -195,6 +219,9 @@ class LxcEndpoints:
         if self.lxc_state(ct)[0] != "running":
             raise ApiError(500, "CT %d not running" % ct.vmid)
         timeout = params.get("timeout", 60)
+        if ct.vmid in self.ha_resources:
+            return self._ha_request(ct, user, "hastop", "stopped", lambda task: self._lxc(
+                ct, "lxc-stop", "-t", str(timeout)) and 0)
 
         def work(task):
             # pve-container PVE::LXC::vm_stop: 'lxc-stop -n ID --nokill --timeout T' sends the halt signal

@@ -269,3 +269,71 @@ def test_auto_format_asks_for_the_users_groups_only_when_they_decide(version, co
             or "no OCI import" in why
     if groups is None and needs_user and fmt == "oci-archive":
         assert "not known without its layers" in why
+
+
+class ClusterClient:
+    """Three nodes with node-local ``local`` storages; node pve2's uploads fail."""
+
+    def __init__(self, has=(), fail_on=None, offline=()):
+        self.content = dict((node, [VOLID] if node in has else []) for node in ("pve1", "pve2", "pve3"))
+        self.fail_on = fail_on
+        self.offline = offline
+        self.calls = []
+
+    def get(self, path, **kwargs):
+        node = kwargs.get("node")
+        if path == "/nodes":
+            return [{"node": n, "status": "offline" if n in self.offline else "online"} for n in sorted(self.content)]
+        if path == "/nodes/{node}/storage":
+            return [{"storage": "local", "shared": 0}]
+        if path.endswith("/content"):
+            return [{"volid": v} for v in self.content[node]]
+        if path.endswith("/version"):
+            return {"version": "9.1.1", "release": "9.1"}
+        if path.endswith("/status"):
+            return {"status": "stopped", "exitstatus": "OK"}
+        raise AssertionError(path)
+
+    def upload(self, node, storage, content, path, filename=None, checksum=None):
+        self.calls.append(("UPLOAD", node))
+        if node == self.fail_on:
+            raise FAILED
+        self.content[node].append("%s:vztmpl/%s" % (storage, filename))
+
+    def delete(self, path, **kwargs):
+        self.content[kwargs["node"]].remove(kwargs["volume"])
+
+
+def cluster_publisher(client, **params):
+    return StorageDestination(FakeManager(nodes=["all"], **params), client=client)
+
+
+def test_nodes_get_one_upload_each_where_it_is_missing(tmp_path):
+    client = ClusterClient(has=("pve1",))
+    pub = cluster_publisher(client)
+    assert pub.nodes == ["pve1", "pve2", "pve3"] and pub.missing("app.tar.zst") == ["pve2", "pve3"]
+    path = tmp_path / "app.tar.zst"
+    path.write_bytes(b"x")
+    pub.workdir = str(tmp_path)
+    out = pub.publish("app.tar.zst", str(path), {"runtime": None, "sha256": "ab" * 32, "size": 1}, False)
+    assert out["uploaded_to"] == ["pve2", "pve3"] and client.calls == [("UPLOAD", "pve2"), ("UPLOAD", "pve3")]
+    assert pub.exists("app.tar.zst") and not path.exists()
+
+
+def test_a_failed_upload_to_a_later_node_names_the_nodes_that_have_it(tmp_path):
+    client = ClusterClient(fail_on="pve2")
+    pub = cluster_publisher(client)
+    path = tmp_path / "app.tar.zst"
+    path.write_bytes(b"x")
+    pub.workdir = str(tmp_path)
+    with pytest.raises(PveError) as caught:
+        pub.publish("app.tar.zst", str(path), {"runtime": None, "sha256": "ab" * 32, "size": 1}, False)
+    assert "the upload to node pve2 failed" in str(caught.value) and "Nodes pve1 have the complete" in str(caught.value)
+    assert client.content["pve2"] == [] and client.content["pve3"] == [] and not path.exists()
+
+
+def test_an_offline_or_unknown_node_is_refused_before_anything():
+    with pytest.raises(PveError, match="node pve3 is offline.*nothing was uploaded"):
+        cluster_publisher(ClusterClient(offline=("pve3",)))
+    with pytest.raises(PveError, match="nodes names pve9, which the cluster does not have"):
+        StorageDestination(FakeManager(nodes=["pve1", "pve9"]), client=ClusterClient())

@@ -10,7 +10,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import Pv
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.placement import PlacementError, choose_node
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.session import ContainerError
 
-from .test_container import FakePve, manager
+from .test_container import Clock, FakePve, manager
 
 GIB = 1 << 30
 
@@ -147,3 +147,42 @@ def test_check_mode_reports_the_move_and_reads_the_container_where_it_is():
     result = manager(pve, check_mode=True, vmid=150, node="pve2", migrate=True, state="present").run()
     assert result["changed"] and result["node"] == "pve2" and result["actions"] == ["migrated from pve1 to pve2"]
     assert pve.where[150] == "pve1" and not any(c[0] == "POST" for c in pve.calls)
+
+
+class HaPve(FakePve):
+    """An HA-managed container: start is a hastart request; ha-manager starts it after ``rounds`` status reads."""
+
+    def __init__(self, rounds, *args, **kwargs):
+        FakePve.__init__(self, *args, **kwargs)
+        self.rounds = rounds
+
+    def post(self, path, params=None, **kw):
+        if path.endswith("/status/start"):
+            self.calls.append(("POST", path))
+            return "UPID:pve1:000000AA:000000BB:6B000000:hastart:%s:root@pam:" % kw["vmid"]
+        return FakePve.post(self, path, params, **kw)
+
+    def get(self, path, params=None, **kw):
+        if path == "/nodes/{node}/lxc/{vmid}/status/current":
+            self.calls.append(("GET", path))
+            self.rounds -= 1
+            if self.rounds <= 0:
+                self.status[kw["vmid"]] = "running"
+            return {"status": self.status[kw["vmid"]]}
+        return FakePve.get(self, path, params, **kw)
+
+
+def test_an_ha_start_waits_until_ha_manager_has_started_the_container():
+    pve = HaPve(3, {150: {"hostname": "app", "memory": "256"}})
+    pve.status[150] = "stopped"
+    clock = Clock()
+    result = manager(pve, clock=clock, vmid=150, state="started").run()
+    assert result["status"] == "running" and "waited for ha-manager" in result["actions"]
+    assert clock.sleeps.count(1.0) == 2  # two rounds stopped, then running
+
+
+def test_an_ha_start_that_never_happens_fails_after_wait_timeout():
+    pve = HaPve(10 ** 6, {150: {"hostname": "app", "memory": "256"}})
+    pve.status[150] = "stopped"
+    with pytest.raises(ContainerError, match="HA-managed: ha-manager was asked to make it running"):
+        manager(pve, vmid=150, state="started", wait_timeout=5).run()
