@@ -25,12 +25,13 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 
-.PHONY: help test demo deps testbed-up testbed-down testbed-status build install-collection \
+.PHONY: help test demo demo-cluster deps testbed-up testbed-down testbed-status build install-collection \
         sanity unit integration molecule bed-stages side-stages clean ee-context bench openzfs pve-double
 .PHONY: packaging matrix changelog
 
 help:
 	@echo "make demo              the main job: deploy an OCI app as a container, upgrade it, roll back a broken version"
+	@echo "make demo-cluster      placement (node: auto) and migration on a three-node cluster of the API double"
 	@echo "make test              install everything, then run the sanity, unit, packaging, integration and molecule stages"
 	@echo "make deps              the virtualenv ($(VENV)) with requirements-dev.txt"
 	@echo "make testbed-up        install and start the real test components (LXC, zfs-fuse pool, registries)"
@@ -97,6 +98,12 @@ demo: testbed-up install-collection
 	cd tests && ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_LOCALHOST_WARNING=false \
 	ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
 	  $(BIN)/python -m lxcri_testbed.demo $(DEMO_ARGS)
+
+# Placement and migration on a three-node cluster of the double (pve3 runs 8); make demo stays single-node.
+demo-cluster: testbed-up install-collection
+	cd tests && ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_LOCALHOST_WARNING=false \
+	ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
+	  $(BIN)/python -m lxcri_testbed.demo_cluster $(DEMO_ARGS)
 
 # ---------------------------------------------------------------------------
 # tests

@@ -10,13 +10,17 @@ migration of a running container with its data and its exact init argv (there an
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
+from lxcri_testbed import TEST_REPO_NS
 from lxcri_testbed.ansible import write_pve_play
+from lxcri_testbed.api import Api
+from lxcri_testbed.app_images import page, push
 from lxcri_testbed.lxc import read_init
 from lxcri_testbed.oci_build import Layer, write_image
-from pve_double.server import Double
+from pve_double.server import DEFAULT_PASSWORD, Double
 
 pytestmark = pytest.mark.integration
 
@@ -268,8 +272,8 @@ def test_migration_moves_a_running_container_with_its_data_and_argv_and_refuses_
 
 
 @pytest.mark.slow(60)
-def test_a_template_reaches_every_node_once_per_node_or_once_on_shared_storage(installed_collection, zcluster,
-                                                                              registry_image, tmp_path):
+def test_a_template_reaches_every_node_once_per_node_or_once_on_shared_storage(
+        installed_collection, zcluster, registry_image, tmp_path):
     double = zcluster
     layout = str(tmp_path / "layout")
     root_image = write_image(layout, "app", [Layer().dir("bin").busybox(("sh", "sleep"))], {"Cmd": ["/bin/sleep", "3600"]})
@@ -335,3 +339,184 @@ def test_a_template_reaches_every_node_once_per_node_or_once_on_shared_storage(i
     double.cluster.set_online("pve3", False)
     run = installed_collection.playbook(distribute, extra_vars=dict(local_all, image=registry_image.refs["open"]))
     assert run.rc != 0 and "node pve3 is offline" in failed_msg(run) and "nothing was uploaded" in failed_msg(run)
+
+
+def app_inventory(tmp_path, pve2_vars=None, others=None):
+    """localhost and the three nodes as inventory hosts (local connections), the nodes in group lxcri_nodes; each
+    node host has its own ansible_host, which a task delegated to it names in its result."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    nodes = dict(("pve%d" % n, dict(local, ansible_host="127.0.0.%d" % n)) for n in (1, 2, 3))
+    for name, values in nodes.items():
+        values.update((pve2_vars if name == "pve2" else others) or {})
+    path = tmp_path / "nodes.yml"
+    path.write_text(json.dumps({"all": {"hosts": {"localhost": local},
+                                        "children": {"lxcri_nodes": {"hosts": nodes}}}}))
+    return str(path)
+
+
+def app_vars(double, **extra):
+    """oci_app's variables for the cluster double; the health command runs with lxc-attach on the node's LXC path
+    ({node})."""
+    values = {
+        "pve_api_host": "127.0.0.1", "pve_api_port": double.port, "pve_api_user": "root@pam",
+        "pve_api_password": DEFAULT_PASSWORD, "pve_ca_path": double.cert,
+        "oci_app_template_storage": "local", "oci_app_storage": "local-zfs",
+        "oci_app_disk_size": 1, "oci_app_memory": 256, "oci_app_registry_tls_verify": False,
+        "oci_app_template_cache_dir": str(double.backend.root) + "/cache",
+        "oci_app_health_command": ["wget", "-qO-", "http://127.0.0.1:8080/"],
+        "oci_app_health_exec": [double.backend.lxc_tools.tool("lxc-attach"), "-P",
+                                os.path.dirname(double.backend.root) + "/{node}/lxc", "-n", "{vmid}", "--"],
+        "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 2,
+    }
+    values.update(extra)
+    return values
+
+
+def hostnames(double, node):
+    return sorted(ct.config.get("hostname") for ct in double.backends[node].containers.values())
+
+
+def health_hosts(run):
+    """The inventory host each health command ran on (delegate_to)."""
+    by_address = {"127.0.0.1": "pve1", "127.0.0.2": "pve2", "127.0.0.3": "pve3"}
+    return [by_address.get((t["result"].get("_ansible_delegated_vars") or {}).get("ansible_host"), t["host"])
+            for t in run.results["tasks"] if t["task"].startswith("Run the health command") and t["status"] == "ok"]
+
+
+@pytest.mark.slow(120)
+def test_oci_app_runs_on_its_node_and_checks_health_there(installed_collection, zcluster, tmp_path, bed):
+    double = zcluster
+    images = push(bed["registry"]["host"], "%s/webapp-cluster" % TEST_REPO_NS, versions=("1", "2"))
+    inventory = app_inventory(tmp_path)
+    deploy = "lxcri.proxmox.deploy_app"
+
+    # a chosen node: the template goes to its local storage, the health command runs there
+    run = installed_collection.playbook(deploy, inventory=inventory, extra_vars=app_vars(
+        double, oci_app_name="web", oci_app_image=images["1"], oci_app_node="pve2"))
+    assert run.rc == 0, failed_msg(run)
+    assert hostnames(double, "pve2") == ["web"] and health_hosts(run) == ["pve2"]
+    web = list(double.backends["pve2"].containers.values())[0]
+    assert double.running(web.vmid) and page("1") in serving(double, web.vmid)
+
+    # auto: the candidate with the most free memory
+    stage_free_memory(double, pve1=8, pve2=1, pve3=30)
+    run = installed_collection.playbook(deploy, inventory=inventory, extra_vars=app_vars(
+        double, oci_app_name="api", oci_app_image=images["1"], oci_app_node="auto",
+        oci_app_node_candidates=["pve1", "pve2"]))
+    assert run.rc == 0, failed_msg(run)
+    assert hostnames(double, "pve1") == ["api"] and health_hosts(run) == ["pve1"]
+    assert [n for n in os.listdir(os.path.join(double.backends["pve1"].storages["local"]["path"], "template",
+                                               "cache")) if "webapp" in n]
+
+    # an upgrade stays on the app's node, whatever oci_app_node says now; found there, not made twice
+    run = installed_collection.playbook(deploy, inventory=inventory, extra_vars=app_vars(
+        double, oci_app_name="web", oci_app_image=images["2"], oci_app_node="pve1"))
+    assert run.rc == 0, failed_msg(run)
+    assert hostnames(double, "pve2") == ["web", "web-prev"] and hostnames(double, "pve1") == ["api"]
+    new = [ct for ct in double.backends["pve2"].containers.values() if ct.config["hostname"] == "web"][0]
+    assert page("2") in serving(double, new.vmid) and health_hosts(run) == ["pve2"]
+
+    # the inventory plugin lists the apps of the whole cluster, grouped by node and by app
+    source = tmp_path / "cluster.pve.yml"
+    source.write_text("plugin: lxcri.proxmox.pve\napi_host: 127.0.0.1\napi_port: %d\napi_user: root@pam\n"
+                      "api_password: %s\nca_path: %s\n" % (double.port, DEFAULT_PASSWORD, double.cert))
+    proc, listed = installed_collection.inventory(str(source))
+    assert proc.returncode == 0 and listed, proc.stderr
+    assert sorted(listed["pve_node_pve2"]["hosts"]) == ["web", "web-prev"]
+    assert listed["pve_node_pve1"]["hosts"] == ["api"] and "pve_node_pve3" not in listed
+    assert sorted(listed["pve_app_web"]["hosts"]) == ["web", "web-prev"] and listed["pve_app_api"]["hosts"] == ["api"]
+    assert listed["_meta"]["hostvars"]["web"]["pve_node"] in ("pve2", {"__ansible_unsafe": "pve2"})
+
+
+@pytest.mark.slow(120)
+def test_deploy_app_nodes_goes_node_by_node_and_stops_at_the_first_failed_health_check(
+        installed_collection, zcluster, tmp_path, bed):
+    double = zcluster
+    images = push(bed["registry"]["host"], "%s/webapp-agent" % TEST_REPO_NS, versions=("1",))
+    # pve2's health command fails
+    # pve2's health command fails (a host variable: the extra variables would override it)
+    inventory = app_inventory(tmp_path, pve2_vars={"oci_app_health_command": ["sh", "-c", "exit 1"]})
+    variables = app_vars(double, lxcri_app_name="agent", oci_app_image=images["1"], oci_app_health_timeout=3)
+    healthy = variables.pop("oci_app_health_command")
+    inventory = app_inventory(tmp_path, pve2_vars={"oci_app_health_command": ["sh", "-c", "exit 1"]},
+                              others={"oci_app_health_command": healthy})
+    run = installed_collection.playbook("lxcri.proxmox.deploy_app_nodes", inventory=inventory, extra_vars=variables)
+    assert run.rc != 0
+    assert hostnames(double, "pve1") == ["agent-pve1"] and double.running(
+        list(double.backends["pve1"].containers)[0])
+    # the failed first deployment is left as it is, for a look; the run stopped there
+    assert hostnames(double, "pve2") == ["agent-pve2"] and run.stats["pve2"]["failures"] == 1
+    assert hostnames(double, "pve3") == [] and "pve3" not in run.stats  # never started
+    assert health_hosts(run)[0] == "pve1"
+
+
+def serving(double, vmid):
+    backend = double.owner(vmid)
+    return subprocess.run([backend.lxc_tools.tool("lxc-attach"), "-P", backend.lxc_path, "-n", str(vmid), "--",
+                           "wget", "-qO-", "http://127.0.0.1:8080/"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False).stdout
+
+
+def test_the_doubles_cluster_rules_for_clone_migrate_offline_targets_and_ha(installed_collection, zcluster, tmp_path):
+    """pve-container clone_vm with target, Migrate.pm's refusals of a linked clone and of an unreachable target, and
+    an HA-managed container's start through a hastart request (the LRM starts it a round later)."""
+    double = zcluster
+    api = Api(double)
+    double.add_busybox_template("base.tar.zst", tmp_path, storage="shared", init=Double.HALTING_INIT)
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=330, ostemplate="shared:vztmpl/base.tar.zst",
+                    rootfs="local-zfs:1") == "OK"
+    assert api.task("POST", "/nodes/pve1/lxc", vmid=331, ostemplate="shared:vztmpl/base.tar.zst",
+                    rootfs="shared:1") == "OK"
+    # a vmid is the cluster's: taken on pve1, refused on pve2, skipped by nextid
+    status, body = api.call("POST", "/nodes/pve2/lxc", vmid=330, ostemplate="shared:vztmpl/base.tar.zst")
+    assert status == 500 and body["message"] == "CT 330 already exists on node 'pve1'"
+    # clone to another node: only from and to shared storage
+    status, body = api.call("POST", "/nodes/pve1/lxc/330/clone", newid=332, target="pve2", full=1, storage="local-zfs")
+    assert status == 500 and body["message"] == "can't clone to non-shared storage 'local-zfs'", body
+    status, body = api.call("POST", "/nodes/pve1/lxc/330/clone", newid=332, target="pve2", full=1, storage="shared")
+    assert status == 500 and body["message"] == "can't clone CT to node 'pve2' (CT uses local storage)", body
+    assert api.task("POST", "/nodes/pve1/lxc/331/clone", newid=332, target="pve2", full=1, storage="shared") == "OK"
+    assert double.cluster.owner(332) == "pve2"
+    # a linked clone cannot move: its base stays behind
+    assert api.call("POST", "/nodes/pve1/lxc/330/template")[0] == 200  # answers null, as PVE: poll the config
+    for dummy in range(100):
+        if api.call("GET", "/nodes/pve1/lxc/330/config")[1]["data"].get("template") == 1:
+            break
+        time.sleep(0.1)
+    assert api.task("POST", "/nodes/pve1/lxc/330/clone", newid=333) == "OK"
+    status, body = api.call("POST", "/nodes/pve1/lxc/333/migrate", target="pve2")
+    assert status == 200
+    assert api.wait(body["data"]) == "can't migrate CT - check log"
+    assert any("clone of 'basevol-330-disk-0'" in line for line in api.log(body["data"]))
+    assert double.cluster.owner(333) == "pve1"
+    # an unreachable target: the task fails before anything moves
+    double.cluster.set_online("pve3", False)
+    status, body = api.call("POST", "/nodes/pve1/lxc/331/migrate", target="pve3")
+    assert api.wait(body["data"]) == "Can't connect to destination address using public key"
+    assert double.cluster.owner(331) == "pve1"
+    status, body = api.call("GET", "/nodes/pve3/lxc")
+    assert status == 595
+    # HA: the start is a request to ha-manager; the container runs a CRM round later
+    double.backend.ha_resources.add(331)
+    assert api.call("GET", "/cluster/ha/resources")[1]["data"][0]["sid"] == "ct:331"
+    status, body = api.call("POST", "/nodes/pve1/lxc/331/status/start")
+    assert ":hastart:331:" in body["data"] and api.wait(body["data"]) == "OK"
+    assert not double.running(331)
+    for dummy in range(100):
+        if double.running(331):
+            break
+        time.sleep(0.1)
+    assert double.running(331)
+    # lxc_container waits for ha-manager to do what it was asked, and reports the state it reached
+    stop = play(tmp_path, double, "ha-stop.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: 331
+            state: stopped
+            shutdown_timeout: 5
+        """)
+    run = installed_collection.playbook(stop)
+    assert run.rc == 0, failed_msg(run)
+    result = run.task_results()[0]
+    assert result["status"] == "stopped" and "waited for ha-manager" in result["actions"], result["actions"]
+    assert not double.running(331)
+    assert double.response_errors == []

@@ -43,9 +43,9 @@ def cleanup(directory, zfs_root):
     from lxcri_testbed.bed import destroy_tree  # pylint: disable=import-outside-toplevel
     from lxcri_testbed.lxc import SYSTEM_LXC, lxc_pve_tools  # pylint: disable=import-outside-toplevel
     lxc_paths = [os.path.join(directory, "lxc")]
-    if os.path.isdir(os.path.join(directory, "nodes")):  # a cluster's nodes
-        lxc_paths += [os.path.join(directory, "nodes", node, "lxc") for node in os.listdir(os.path.join(directory,
-                                                                                                         "nodes"))]
+    nodes_dir = os.path.join(directory, "nodes")
+    if os.path.isdir(nodes_dir):  # a cluster's nodes
+        lxc_paths += [os.path.join(nodes_dir, node, "lxc") for node in os.listdir(nodes_dir)]
     for lxc_path in filter(os.path.isdir, lxc_paths):
         # the instance ran its containers with one of the two LXCs: each stops what it started
         for tools in filter(None, (SYSTEM_LXC, lxc_pve_tools(required=False))):
