@@ -416,14 +416,36 @@ def test_oci_app_runs_on_its_node_and_checks_health_there(installed_collection, 
     new = [ct for ct in double.backends["pve2"].containers.values() if ct.config["hostname"] == "web"][0]
     assert page("2") in serving(double, new.vmid) and health_hosts(run) == ["pve2"]
 
+    # the running api app moves to pve2 with a restart, and serves there as the same process line
+    api = list(double.backends["pve1"].containers.values())[0]
+    before = init_of(double, api.vmid)
+    move = play(tmp_path, double, "move-api.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: %d
+            node: pve2
+            migrate: true
+            migrate_restart: true
+            shutdown_timeout: 5
+            force_stop: true
+        """ % api.vmid)
+    run = installed_collection.playbook(move)
+    assert run.rc == 0, failed_msg(run)
+    assert double.cluster.owner(api.vmid) == "pve2" and page("1") in serving(double, api.vmid)
+    assert init_of(double, api.vmid).argv == before.argv
+    # the role finds it on its new node: nothing to do
+    run = installed_collection.playbook(deploy, inventory=inventory, extra_vars=app_vars(
+        double, oci_app_name="api", oci_app_image=images["1"], oci_app_node="auto"))
+    assert run.rc == 0 and run.stats["localhost"]["changed"] == 0, failed_msg(run)
+    assert health_hosts(run) == ["pve2"]
+
     # the inventory plugin lists the apps of the whole cluster, grouped by node and by app
     source = tmp_path / "cluster.pve.yml"
     source.write_text("plugin: lxcri.proxmox.pve\napi_host: 127.0.0.1\napi_port: %d\napi_user: root@pam\n"
                       "api_password: %s\nca_path: %s\n" % (double.port, DEFAULT_PASSWORD, double.cert))
     proc, listed = installed_collection.inventory(str(source))
     assert proc.returncode == 0 and listed, proc.stderr
-    assert sorted(listed["pve_node_pve2"]["hosts"]) == ["web", "web-prev"]
-    assert listed["pve_node_pve1"]["hosts"] == ["api"] and "pve_node_pve3" not in listed
+    assert sorted(listed["pve_node_pve2"]["hosts"]) == ["api", "web", "web-prev"]
+    assert "pve_node_pve1" not in listed and "pve_node_pve3" not in listed
     assert sorted(listed["pve_app_web"]["hosts"]) == ["web", "web-prev"] and listed["pve_app_api"]["hosts"] == ["api"]
     assert listed["_meta"]["hostvars"]["web"]["pve_node"] in ("pve2", {"__ansible_unsafe": "pve2"})
 
@@ -477,6 +499,22 @@ def test_the_doubles_cluster_rules_for_clone_migrate_offline_targets_and_ha(inst
     assert status == 500 and body["message"] == "can't clone CT to node 'pve2' (CT uses local storage)", body
     assert api.task("POST", "/nodes/pve1/lxc/331/clone", newid=332, target="pve2", full=1, storage="shared") == "OK"
     assert double.cluster.owner(332) == "pve2"
+    # lxc_container clones to its node: clone_vm's target
+    clone = play(tmp_path, double, "clone.yml", """\
+        - lxcri.proxmox.lxc_container:
+            vmid: "{{ vmid }}"
+            clone: "{{ source }}"
+            node: pve2
+            full: true
+            storage: shared
+          register: cloned
+        """)
+    run = installed_collection.playbook(clone, extra_vars={"vmid": 334, "source": 331})
+    assert run.rc == 0 and run.task_results()[0]["node"] == "pve2", failed_msg(run)
+    assert double.cluster.owner(334) == "pve2"
+    run = installed_collection.playbook(clone, extra_vars={"vmid": 335, "source": 330})
+    assert run.rc != 0 and "can't clone CT to node 'pve2' (CT uses local storage)" in failed_msg(run)
+    assert double.cluster.owner(335) is None
     # a linked clone cannot move: its base stays behind
     assert api.call("POST", "/nodes/pve1/lxc/330/template")[0] == 200  # answers null, as PVE: poll the config
     for dummy in range(100):

@@ -475,7 +475,7 @@ def test_an_unchanged_oci_container_with_a_token_costs_at_most_five_requests(ins
     expected = [("GET", "/api2/json/cluster/resources"), ("GET", "/api2/json/nodes/pve1/lxc"),
                 ("GET", "/api2/json/nodes/pve1/lxc/162/config")]
     if double.backend.mode == "8":
-        expected.append(("GET", "/api2/json/version"))
+        expected.append(("GET", "/api2/json/nodes/pve1/version"))  # the node's own version, not the API host's
     else:
         assert double.backend.containers[162].config["entrypoint"] == "/sbin/init"
     expected.append(("GET", "/api2/json/nodes/pve1/lxc/162/pending"))

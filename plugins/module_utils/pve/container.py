@@ -465,14 +465,17 @@ class ContainerManager:
                 raise self.undo_create(node, vmid, exc)
         return vmid
 
-    def clone(self, node, wanted):
-        params = self.params
-        source = params["clone"]
+    def clone_source(self):
+        source = self.params["clone"]
         src = [r for r in self.session.resources()
                if r.get("type") == "lxc" and (str(r["vmid"]) == str(source) or r.get("name") == str(source))]
         if len(src) != 1:
             raise ContainerError("clone source %r: %s" % (source, "not found" if not src else "ambiguous"))
-        src = src[0]
+        return src[0]
+
+    def clone(self, node, wanted):
+        params = self.params
+        src = self.clone_source()
         full = params.get("full")
         if full is None:
             full = not src.get("template")
@@ -492,6 +495,10 @@ class ContainerManager:
             args["storage"] = params["storage"]
         if params.get("pool"):
             args["pool"] = params["pool"]
+        if node and node != src["node"]:
+            # pve-container clone_vm: the clone's config goes to the target node; Proxmox VE refuses it unless the
+            # source's volumes and the target storage are shared
+            args["target"] = node
 
         def make(vmid):
             # clone_vm holds a 'disk' lock on the source for the whole clone (pve-container PVE/API2/LXC.pm
@@ -702,7 +709,10 @@ class ContainerManager:
     def place(self):
         """The node a new container goes to (session.node: given, the only one, or node: auto)."""
         if self.params.get("clone") is not None:
-            return self.session.node()
+            # a clone is made where its source is, or on ``node`` (clone_vm's target: shared storage only)
+            if self.params.get("node") not in (None, "", "auto"):
+                return self.params["node"]
+            return self.clone_source()["node"]
         template = None
         if self.params.get("node") == "auto":
             template = self.ostemplate()
