@@ -143,8 +143,9 @@ pve:
   description:
     - The Proxmox VE version and what it supports, so that a play can choose a template format (for example an OCI
       archive and C(entrypoint)/C(env) from 9.1 on).
-    - It is the version of O(node) when given (C(/nodes/{node}/version); in a cluster mid-upgrade a node may run
-      another version than the API host), else of the node O(placement) chose, else of the API host (C(/version)).
+    - It is the version of O(node) when given and online (C(/nodes/{node}/version); in a cluster mid-upgrade a node
+      may run another version than the API host), else of the node O(placement) chose, else of the API host
+      (C(/version)).
   returned: always
   type: dict
   contains:
@@ -352,7 +353,9 @@ def main():
                                          sorted(set(params["placement"]["storages"] or [])), resources=resources)
             extra["placement"] = {"node": node, "left_out": left_out}
         described = params["node"] or (extra.get("placement") or {}).get("node")
-        pve = (node_features(client, described) if described else client.features()).as_dict()
+        online = [n["node"] for n in cluster_nodes(resources) if n["status"] == "online"]
+        # a node that is no member, or offline, cannot answer for itself: the API host's version then
+        pve = (node_features(client, described) if described in online else client.features()).as_dict()
     except LxcriError as exc:
         fail_module(module, exc)
     module.exit_json(changed=False, containers=found, nodes=cluster_nodes(resources), pve=pve, **extra)
