@@ -80,6 +80,15 @@ options:
     type: bool
     vars:
       - name: ansible_pct_keep_env
+  shell:
+    description:
+      - Run each command through C(/bin/sh -c) in the container (what modules need). V(false) runs it as an argument
+        list (split as a shell would, with no shell in the container), for C(ansible.builtin.raw) in images that have
+        no C(/bin/sh), such as distroless ones; become is then refused.
+    type: bool
+    default: true
+    vars:
+      - name: ansible_pct_shell
   pipelining:
     description: Send modules through standard input instead of copying them into the container first.
     type: bool
@@ -210,7 +219,12 @@ class Connection(ConnectionBase):
         args = ["exec", self._vmid()]
         if self.get_option("keep_env") is not None:
             args += ["--keep-env", "1" if self.get_option("keep_env") else "0"]
-        args += ["--", "/bin/sh", "-c", to_text(cmd, errors="surrogate_or_strict")]
+        if self.get_option("shell"):
+            args += ["--", "/bin/sh", "-c", to_text(cmd, errors="surrogate_or_strict")]
+        else:
+            if sudoable and self.become is not None:
+                raise AnsibleError("lxcri.proxmox.pct: become needs a shell in the container (shell: false)")
+            args += ["--"] + shlex.split(to_text(cmd, errors="surrogate_or_strict"))
         display.vvv("PCT EXEC %s" % " ".join(shlex.quote(a) for a in args), host=self._vmid())
         rc, stdout, stderr = self._pct(args, in_data)
         if rc == 255:

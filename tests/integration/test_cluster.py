@@ -19,6 +19,7 @@ from lxcri_testbed.ansible import write_pve_play
 from lxcri_testbed.api import Api
 from lxcri_testbed.app_images import page, push
 from lxcri_testbed.lxc import read_init
+from lxcri_testbed.pct_shim import wrapper as pct_wrapper
 from lxcri_testbed.oci_build import Layer, write_image
 from pve_double.server import DEFAULT_PASSWORD, Double
 
@@ -415,6 +416,16 @@ def test_oci_app_runs_on_its_node_and_checks_health_there(installed_collection, 
     assert hostnames(double, "pve2") == ["web", "web-prev"] and hostnames(double, "pve1") == ["api"]
     new = [ct for ct in double.backends["pve2"].containers.values() if ct.config["hostname"] == "web"][0]
     assert page("2") in serving(double, new.vmid) and health_hosts(run) == ["pve2"]
+
+    # the health command through the connection plugin lxcri.proxmox.pct (pct here: the play's host stands for
+    # pve2), as an argument list
+    roots = [double.backends[n].root for n in ("pve1", "pve2", "pve3")]
+    run = installed_collection.playbook(deploy, inventory=inventory, extra_vars=app_vars(
+        double, oci_app_name="web", oci_app_image=images["2"], oci_app_health_via="connection",
+        oci_app_node_hosts={"pve2": "localhost"}, ansible_pct_command=pct_wrapper(tmp_path, roots)))
+    assert run.rc == 0 and run.stats["localhost"]["changed"] == 0, failed_msg(run)
+    via = [t for t in run.results["tasks"] if t["task"].endswith("through the pct connection")]
+    assert via and via[0]["status"] == "ok" and page("2") in via[0]["result"]["stdout"], via
 
     # the running api app moves to pve2 with a restart, and serves there as the same process line
     api = list(double.backends["pve1"].containers.values())[0]

@@ -10,30 +10,18 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from lxcri_testbed.pct_shim import wrapper as pct_wrapper
 from lxcri_testbed.sshd import Sshd
 from pve_double.server import Double
 
 pytestmark = pytest.mark.integration
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
 APPLETS = ("sh", "cat", "id", "su", "ls", "rm", "mkdir", "chmod", "chown", "env", "echo", "printf", "head", "mv")
 VMID = 170
-
-
-def pct_wrapper(directory, roots):
-    """A ``pct`` command running the shim for the double's node directories."""
-    path = os.path.join(str(directory), "pct")
-    with open(path, "w") as handle:
-        handle.write("#!/bin/sh\nLXCRI_PCT_ROOTS=%s PYTHONPATH=%s exec %s -m lxcri_testbed.pct_shim \"$@\"\n"
-                     % (":".join(roots), TESTS, sys.executable))
-    os.chmod(path, 0o755)
-    return path
 
 
 @pytest.fixture(name="guest")

@@ -40,6 +40,17 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 
 
+def wrapper(directory, roots):
+    """A ``pct`` command (``<directory>/pct``) that runs this shim for the double's node directories ``roots``."""
+    path = os.path.join(str(directory), "pct")
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(path, "w") as handle:
+        handle.write("#!/bin/sh\nLXCRI_PCT_ROOTS=%s PYTHONPATH=%s exec %s -m lxcri_testbed.pct_shim \"$@\"\n"
+                     % (":".join(roots), tests, sys.executable))
+    os.chmod(path, 0o755)
+    return path
+
+
 def die(message):
     """A Perl die in pct: the message on stderr, exit status 255."""
     sys.stderr.write(message + "\n")

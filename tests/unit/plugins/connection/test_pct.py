@@ -69,3 +69,10 @@ def test_push_and_pull_errors_are_read_from_stderr_as_pct_exits_0(tmp_path):
     with pytest.raises(AnsibleError, match="pct pull of /missing failed"):
         conn.fetch_file("/missing", str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()  # nothing left where the file was to go
+
+
+def test_without_a_shell_the_command_is_an_argument_list():
+    conn = connection(shell=False)
+    conn._pct = Recorder([(0, b"ok", b"")])
+    conn.exec_command("wget -qO- 'http://127.0.0.1:8080/a b'")
+    assert conn._pct.calls[0][0] == ["exec", "120", "--", "wget", "-qO-", "http://127.0.0.1:8080/a b"]
