@@ -146,10 +146,12 @@ def test_commands_files_become_and_pipelining_with_pct_on_this_host(installed_co
 def test_the_same_over_ssh_to_the_node(installed_collection, guest, tmp_path):
     sshd = Sshd(tmp_path / "sshd").start()
     try:
-        config = sshd.client_config(tmp_path / "ssh_config")
+        # the node's own pct (the shim on the sshd sessions' PATH), told where the double is by SetEnv
+        config = sshd.client_config(tmp_path / "ssh_config", {"LXCRI_PCT_ROOTS": guest.backend.root})
         inv = inventory(tmp_path, guest, {"ansible_pct_node_host": "127.0.0.1", "ansible_pct_node_port": sshd.port,
                                           "ansible_pct_node_private_key_file": sshd.client_key,
-                                          "ansible_pct_node_ssh_args": "-F %s" % config})
+                                          "ansible_pct_node_ssh_args": "-F %s" % config,
+                                          "ansible_pct_command": "pct"})
         big = big_file(tmp_path)
         back = str(tmp_path / "back.bin")
         check(run_play(installed_collection, tmp_path, inv, big, back), big, back)

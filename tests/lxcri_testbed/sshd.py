@@ -1,8 +1,8 @@
 """An OpenSSH server on 127.0.0.1 for the SSH connection mode: key login as root, throwaway keys, its own port.
 
-Its sessions find ``pvesh`` (tests/lxcri_testbed/pvesh_shim.py) first on their PATH and accept the
-``PVESH_SHIM_*`` variables a client sends (``SetEnv`` in the ssh_config that ``client_config`` writes), so
-each test points the shim at its own API double.  Needs Debian's openssh-server (``/usr/sbin/sshd``).
+Its sessions find ``pvesh`` (tests/lxcri_testbed/pvesh_shim.py) and ``pct`` (tests/lxcri_testbed/pct_shim.py)
+first on their PATH and accept the ``PVESH_SHIM_*`` and ``LXCRI_PCT_*`` variables a client sends (``SetEnv`` in
+the ssh_config that ``client_config`` writes), so each test points the shims at its own API double.  Needs Debian's openssh-server (``/usr/sbin/sshd``).
 """
 
 import os
@@ -45,6 +45,11 @@ class Sshd:
         with open(pvesh, "w") as handle:
             handle.write('#!/bin/sh\nexec %s %s "$@"\n' % (sys.executable, SHIM))
         os.chmod(pvesh, 0o755)
+        pct = os.path.join(self.bin, "pct")
+        with open(pct, "w") as handle:
+            handle.write('#!/bin/sh\nPYTHONPATH=%s exec %s -m lxcri_testbed.pct_shim "$@"\n'
+                         % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), sys.executable))
+        os.chmod(pct, 0o755)
         self.port = free_port()
         config = os.path.join(self.dir, "sshd_config")
         with open(config, "w") as handle:
@@ -59,7 +64,7 @@ class Sshd:
                 "PasswordAuthentication no",
                 "KbdInteractiveAuthentication no",
                 "UsePAM no",
-                "AcceptEnv PVESH_SHIM_*",
+                "AcceptEnv PVESH_SHIM_* LXCRI_PCT_*",
                 "SetEnv PATH=%s:/usr/sbin:/usr/bin:/sbin:/bin" % self.bin,
                 ""]))
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=subprocess.DEVNULL,
