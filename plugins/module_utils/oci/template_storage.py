@@ -38,7 +38,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.errors import Te
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import api_refusal
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.errors import PveConfigError, PveError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.features import (
-    import_sets_user, node_features, node_lxc_version, node_packages)
+    import_sets_user, node_features, node_lxc_version, node_packages, parse_version)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.tasks import DEFAULT_WAIT_TIMEOUT, wait_task
 
 RAW_LXC_HINT = ("or, if lxc_container will create the containers on the node with raw_lxc: true (it writes the "
@@ -70,14 +70,22 @@ class StorageDestination:
         self.check_mode = owner.check_mode
         self.client = client if client is not None else _connect(self.params)
         self.storage = self.params["storage"]
+        self._listed = None  # GET /nodes, read once
         self.node = self.params["node"] or self._only_node()
         self.workdir = os.path.join(self.params["cache_dir"], "templates")
-        self._features = {}
+        self._features = {}  # node -> PveFeatures, asked once per node
+        self._node_packages = {}  # node -> node_packages' answer, asked once per node
         self.shared = None
         self.nodes = self._nodes()
 
+    def _cluster_nodes(self):
+        """``GET /nodes`` (read once)."""
+        if self._listed is None:
+            self._listed = self.client.get("/nodes") or []
+        return self._listed
+
     def _only_node(self):
-        listed = self.client.get("/nodes") or []
+        listed = self._cluster_nodes()
         nodes = [n["node"] for n in listed]
         wanted = self.params.get("nodes")
         if wanted and len(nodes) != 1:
@@ -97,7 +105,7 @@ class StorageDestination:
         wanted = self.params.get("nodes")
         if not wanted:
             return [self.node]
-        listed = dict((n["node"], n) for n in self.client.get("/nodes") or [])
+        listed = dict((n["node"], n) for n in self._cluster_nodes())
         names = sorted(listed) if wanted == ["all"] else list(dict.fromkeys(wanted))
         unknown = [name for name in names if name not in listed]
         if unknown:
@@ -119,8 +127,6 @@ class StorageDestination:
 
     def _packages(self, node=None):
         node = node or self.node
-        if not hasattr(self, "_node_packages"):
-            self._node_packages = {}
         if node not in self._node_packages:
             self._node_packages[node] = node_packages(self.client, node)
         return self._node_packages[node]
@@ -137,7 +143,7 @@ class StorageDestination:
         """The LXC of the node that will run the template (not the one where the module runs); with several
         nodes, the oldest of theirs (its rules hold on the newer ones)."""
         versions = [node_lxc_version(self.client, node, self._packages(node)) for node in self.nodes]
-        return min(versions, key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in v.split(".")))
+        return min(versions, key=parse_version)
 
     def auto_format(self, needs_user, groups=None):
         """``format: auto`` for this storage's node: (format, init_wrapper or None to keep the option's, why).
@@ -307,10 +313,10 @@ class StorageDestination:
         goes to); see api_refusal."""
         if not self.params.get("require_runnable", True):
             return
+        wrapper = (runtime.get("wrapper") or {}).get("kind") if runtime is not None else \
+            ("init" if self.params["init_wrapper"] == "always" else None)
         for name in [node] if node else self.nodes:
             features = self.node_features(name)
-            wrapper = (runtime.get("wrapper") or {}).get("kind") if runtime is not None else \
-                ("init" if self.params["init_wrapper"] == "always" else None)
             problem, undecided = api_refusal(features, self.params["format"], wrapper, runtime, RAW_LXC_HINT)
             if problem:
                 raise TemplateError("%s would not be uploaded to %s: lxc_container could not run it on node %s: %s"

@@ -428,8 +428,8 @@ class ContainerManager:
             raise ContainerError("the container does not exist: give ostemplate, oci or clone to create it")
         post_only = dict((k, pveconfig.format_value(k, v)) for k, v in wanted.items()
                          if k not in ("entrypoint", "env"))
-        if params.get("storage") and "rootfs" not in post_only:
-            post_only["rootfs"] = "%s:%s" % (params["storage"], params.get("disk_size") or 8)
+        if self.default_rootfs() and "rootfs" not in post_only:
+            post_only["rootfs"] = self.default_rootfs()
         post_only.update(create_args)
         post_only["ostemplate"] = template
         if params.get("unprivileged") is None:
@@ -702,9 +702,15 @@ class ContainerManager:
         values = dict(("mp%d" % int(index), value) for index, value in (params.get("mounts") or {}).items())
         if params.get("rootfs") is not None:
             values["rootfs"] = params["rootfs"]
-        elif params.get("storage"):
-            values["rootfs"] = "%s:%s" % (params["storage"], params.get("disk_size") or 8)
+        elif self.default_rootfs():
+            values["rootfs"] = self.default_rootfs()
         return values
+
+    def default_rootfs(self):
+        """The rootfs ``storage`` and ``disk_size`` (GiB, default 8) ask for, ``STORAGE:SIZE``; None without storage."""
+        if not self.params.get("storage"):
+            return None
+        return "%s:%s" % (self.params["storage"], self.params.get("disk_size") or 8)
 
     def place(self):
         """The node a new container goes to (session.node: given, the only one, or node: auto)."""
@@ -926,8 +932,7 @@ class ContainerManager:
             node = self.target = self.place()
             wanted = self.desired()
             if self.params.get("clone") is None:
-                rootfs = {} if "rootfs" in wanted or not self.params.get("storage") else \
-                    {"rootfs": "%s:%s" % (self.params["storage"], self.params.get("disk_size") or 8)}
+                rootfs = {} if "rootfs" in wanted or not self.default_rootfs() else {"rootfs": self.default_rootfs()}
                 self.check_storages(node, dict(wanted, **rootfs))
             self.check_mount_perm(wanted)
             if self.check_mode:

@@ -84,18 +84,18 @@ class ClusterEndpoints:
                 "memory": {"total": memory["MemTotal"], "free": memory["MemFree"], "available": memory["MemAvailable"],
                            "used": memory["MemTotal"] - memory["MemAvailable"]}}
 
-    def node_usage(self):
+    def node_usage(self, running=None):
         """What pvestatd broadcasts of the node (update_node_status): memory and CPU.  Every node of the double
         is this machine, so a node's memory in use is a base of 1 GiB plus the memory of its running containers
         (``memory`` of each), and its CPU load the cores of its running containers over the machine's; tests set
-        ``usage_override`` (e.g. {"mem": ...}) to stage a loaded node."""
+        ``usage_override`` (e.g. {"mem": ...}) to stage a loaded node.  ``running``: the running containers when
+        the caller knows them (resources() has their status already)."""
         cpus = os.cpu_count() or 1
         total = _meminfo(("MemTotal",))["MemTotal"] * 1024
-        with self.lock:
-            containers = list(self.containers.values())
-        # as pvestatd last saw them (live without a lag)
-        running = [ct for ct in containers if (self.rrd.get(ct.vmid, {}).get("status") if self.resources_lag
-                                               else self.lxc_state(ct)[0]) == "running"]
+        if running is None:
+            with self.lock:
+                containers = list(self.containers.values())
+            running = [ct for ct in containers if self._listed_status(ct) == "running"]
         used = (1 << 30) + sum(int(ct.config.get("memory", "512")) << 20 for ct in running)
         cpu = min(1.0, sum(int(ct.config.get("cores") or 1) for ct in running) * 0.05 / cpus)
         usage = {"maxmem": total, "mem": min(used, total), "maxcpu": cpus, "cpu": round(cpu, 4),
@@ -133,6 +133,10 @@ class ClusterEndpoints:
                 "maxmem": int(ct.config.get("memory", "512")) * 1024 * 1024, "mem": 0, "maxdisk": maxdisk,
                 "disk": 0, "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0}
 
+    def _listed_status(self, ct):
+        """A container's status as /cluster/resources shows it: pvestatd's last broadcast, or live without a lag."""
+        return self.rrd.get(ct.vmid, {}).get("status") if self.resources_lag else self.lxc_state(ct)[0]
+
     def broadcast(self):
         """One pvestatd round: the RRD data of every container as it is now."""
         with self.lock:
@@ -164,16 +168,21 @@ class ClusterEndpoints:
         ``lock``/``tags`` are read live where set (get_guest_config_properties) and ``pool`` from user.cfg;
         name, status, template and usage are pvestatd's last broadcast (extract_vm_stats), so a container
         created since then is ``status: unknown`` without a name, and a renamed/started one shows the old values."""
-        out = [dict(self.node_usage(), id="node/" + self.node, type="node", node=self.node, status="online")]
+        guests, running = [], []
         for ct in sorted(self.containers.values(), key=lambda c: c.vmid):
             entry = {"id": "lxc/%d" % ct.vmid, "vmid": ct.vmid, "node": self.node, "type": "lxc", "status": "unknown"}
             entry.update(self._rrd_entry(ct) if not self.resources_lag else self.rrd.get(ct.vmid, {}))
+            if entry["status"] == "running":
+                running.append(ct)
             entry.update(("pool", pool) for pool, members in sorted(self.pools.items()) if ct.vmid in members)
             if ct.lock:
                 entry["lock"] = ct.lock
             if ct.config.get("tags") is not None:
                 entry["tags"] = ct.config["tags"]
-            out.append(entry)
+            guests.append(entry)
+        # the node's figures from the same statuses (pvestatd's one broadcast, or the live state without a lag)
+        out = [dict(self.node_usage(running), id="node/" + self.node, type="node", node=self.node, status="online")]
+        out += guests
         for name, info in sorted(self.storages.items()):
             out.append({"id": "storage/%s/%s" % (self.node, name), "type": "storage", "storage": name,
                         "node": self.node, "status": "available" if self.storage_enabled(name) else "unknown",
