@@ -26,20 +26,26 @@ author:
   - lxcri maintainers (@lxcri)
 options:
   vmid:
-    description: The container's id. Defaults to the inventory host's address (O(remote_addr)) when that is a number.
+    description: The container's id. Defaults to the inventory host's address (O(remote_addr)) when that is a number,
+      or C(<vmid>@<node host>).
     type: int
     vars:
       - name: ansible_pct_vmid
       - name: lxcri_pct_vmid
   remote_addr:
-    description: The inventory host's address; its vmid when O(vmid) is not set.
+    description:
+      - The inventory host's address; its vmid when O(vmid) is not set.
+      - C(<vmid>@<node host>) (for example V(305@pve2.example.com)) also names the node to reach over SSH, for inventories
+        that can only set an address per host, such as the instance config of the collection's molecule platform. The
+        node host given this way is used instead of O(node_host).
     type: str
     default: inventory_hostname
     vars:
       - name: inventory_hostname
       - name: ansible_host
   node_host:
-    description: The Proxmox VE node that runs the container, reached over SSH. Empty - C(pct) runs where Ansible runs.
+    description: The Proxmox VE node that runs the container, reached over SSH. Empty - C(pct) runs where Ansible runs
+      (unless O(remote_addr) names a node).
     type: str
     default: ""
     vars:
@@ -143,20 +149,31 @@ class Connection(ConnectionBase):
         self._node = None  # the ssh connection to the node, when node_host is set
 
     # -- setup -----------------------------------------------------------------
+    def _address(self):
+        """(vmid or None, node host or None) from the address: ``<vmid>`` or ``<vmid>@<node host>``."""
+        addr = str(self.get_option("remote_addr") or "")
+        vmid, sep, host = addr.partition("@")
+        if not vmid.isdigit() or (sep and not host):
+            return None, None
+        return vmid, host or None
+
     def _vmid(self):
         vmid = self.get_option("vmid")
         if vmid is None:
-            addr = str(self.get_option("remote_addr") or "")
-            if not addr.isdigit():
-                raise AnsibleError("lxcri.proxmox.pct: give the container's vmid (ansible_pct_vmid); the host's "
-                                   "address %r is not one" % addr)
-            vmid = int(addr)
+            vmid = self._address()[0]
+            if vmid is None:
+                raise AnsibleError("lxcri.proxmox.pct: give the container's vmid (ansible_pct_vmid, or an address "
+                                   "<vmid> or <vmid>@<node host>); the host's address %r is not one"
+                                   % str(self.get_option("remote_addr") or ""))
         return str(int(vmid))
+
+    def _node_host(self):
+        return self._address()[1] or self.get_option("node_host")
 
     def _connect(self):
         if self._connected:
             return self
-        node_host = self.get_option("node_host")
+        node_host = self._node_host()
         if node_host:
             from ansible.plugins.loader import connection_loader  # pylint: disable=import-outside-toplevel
             node = connection_loader.get("ssh", self._play_context, "/dev/null")
@@ -194,7 +211,7 @@ class Connection(ConnectionBase):
         return proc.returncode, stdout, stderr
 
     def _where(self):
-        return "node %s" % self.get_option("node_host") if self._node is not None else "this host"
+        return "node %s" % self._node_host() if self._node is not None else "this host"
 
     def _check_reachable(self, rc, stderr):
         """A stopped or missing container: unreachable, saying which."""

@@ -34,6 +34,23 @@ def test_the_vmid_comes_from_the_option_or_a_numeric_address():
         connection(remote_addr="web")._vmid()
 
 
+@pytest.mark.parametrize("addr,node_host,vmid,host", [
+    ("305@pve2.example.com", "", "305", "pve2.example.com"),
+    ("305@pve2.example.com", "pve1", "305", "pve2.example.com"),  # the instance's own address wins
+    ("305", "pve1", "305", "pve1"),
+    ("305", "", "305", ""),
+])
+def test_an_address_vmid_at_host_names_the_node(addr, node_host, vmid, host):
+    conn = connection(remote_addr=addr, node_host=node_host)
+    assert (conn._vmid(), conn._node_host()) == (vmid, host)
+
+
+@pytest.mark.parametrize("addr", ["305@", "web@pve1", "@pve1"])
+def test_an_address_that_is_neither_form_is_refused(addr):
+    with pytest.raises(AnsibleError, match="<vmid>@<node host>"):
+        connection(remote_addr=addr)._vmid()
+
+
 def test_exec_runs_sh_c_after_double_dash_and_passes_stdin():
     conn = connection(keep_env=False)
     conn._pct = Recorder([(0, b"\x00\xffout", b"")])
