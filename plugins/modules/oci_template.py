@@ -172,6 +172,24 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
+  init:
+    description:
+      - V(app) (the default) makes a template that runs the image's command (ENTRYPOINT and CMD, with O(entrypoint)
+        and O(cmd)), as described above.
+      - V(system) makes a base image (C(debian:12), C(alpine:3.20), C(ubuntu:24.04), ...) a system container, as
+        Proxmox VE's own templates are, for example for test instances (the collection's molecule platform). The
+        template is a plain one (V(vztmpl)) that runs as root in C(/). An image with its own C(/sbin/init) (an
+        executable, or a symlink to one inside the image, such as systemd's or BusyBox's) keeps it; any other gets
+        a generated C(/sbin/init) that runs C(while :; do sleep 86400; done) as its child, so the container stays up
+        for C(pct exec) and Ansible (it forwards the stop signal and reaps orphans; the image needs C(/bin/sh) and
+        C(sleep)). RV(runtime.init) says which.
+      - With V(system), O(entrypoint), O(cmd), O(workdir), O(user), O(stop_signal), O(net) and O(init_wrapper) do not
+        apply and are refused, as is O(format=oci-archive); O(require_runnable) is not needed (every Proxmox VE
+        version starts a plain template's C(/sbin/init)). The name gets an options hash, so the system and the app
+        template of one image never share a name.
+    type: str
+    choices: [app, system]
+    default: app
   net:
     description:
       - Interfaces that the generated init (O(init_wrapper=always)) configures before it starts the application,
@@ -320,6 +338,14 @@ EXAMPLES = r"""
     image: nginx:1.27
     dest: /var/lib/vz/template/cache
     init_wrapper: always
+
+- name: Debian 12 as a system container template (its own /sbin/init where it has one, else a sleep)
+  lxcri.proxmox.oci_template:
+    image: debian:12
+    init: system
+    storage: local
+    node: pve1
+  register: debian_base
 
 - name: Remove the template again
   lxcri.proxmox.oci_template:
@@ -508,6 +534,12 @@ runtime:
     oci_config:
       description: The Entrypoint and Cmd written into an V(oci-archive)'s config for Proxmox VE's importer.
       type: dict
+    init:
+      description: With O(init=system), the container's init - V(image) (the image's own C(/sbin/init)) or V(sleep)
+        (the generated C(/sbin/init) running a sleep loop); null in check mode before the layers are read.
+      type: str
+      returned: with O(init=system)
+      sample: sleep
     lxc_init_cmd:
       description: The value for C(lxc.init.cmd) that the target LXC splits back into exactly RV(runtime.argv).
       type: str

@@ -28,7 +28,7 @@ SIDECAR_SUFFIX = ".json"
 # what Proxmox VE keeps in an uploaded file's name (pve-storage PVE/Storage.pm normalize_content_filename)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 OUTPUT_OPTIONS = ("format", "compression", "entrypoint", "cmd", "env", "workdir", "user", "stop_signal",
-                  "init_wrapper", "lxc_version", "net", "volumes")
+                  "init_wrapper", "lxc_version", "net", "volumes", "init")
 NAMING_DEFAULTS = {"entrypoint": None, "cmd": None, "env": None, "workdir": None, "user": None, "stop_signal": None,
                    "init_wrapper": "auto", "net": None, "volumes": None}
 
@@ -46,6 +46,8 @@ def default_name(source, manifest_digest, params=None):
     """
     options = dict((key, (params or {}).get(key, value)) for key, value in NAMING_DEFAULTS.items())
     options["volumes"] = sorted(set(options["volumes"])) if options["volumes"] else None
+    if ((params or {}).get("init") or "app") != "app":
+        options["init"] = params["init"]  # added later: only when set, so the names of app templates stay
     suffix = ""
     if options != NAMING_DEFAULTS:
         suffix = "_" + identity_hash(options)[:8]
@@ -92,6 +94,8 @@ def identity(params, manifest_digest, platform, lxc_target):
         options["volumes"] = sorted(set(options["volumes"]))
     else:
         del options["volumes"]  # likewise
+    if (options.get("init") or "app") == "app":
+        del options["init"]  # likewise
     if params["format"] != "vztmpl":
         options["compression"] = None
     return {"manifest_digest": manifest_digest, "platform": str(platform), "options": options,

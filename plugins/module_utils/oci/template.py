@@ -95,6 +95,7 @@ def template_argument_spec():
         user=dict(type="str"),
         stop_signal=dict(type="str"),
         init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
+        init=dict(type="str", default="app", choices=["app", "system"]),
         net=dict(type="dict"),
         volumes=dict(type="list", elements="str"),
         lxc_version=dict(type="str", default="auto"),
@@ -324,6 +325,15 @@ def _is_file(tree, path):
     return entry is not None and entry.type in ("file", "hardlink")
 
 
+def _is_executable(tree, path):
+    """A file (or a symlink to one, inside the image) that someone may execute."""
+    resolved = tree.resolve(path.strip("/"))
+    entry = tree.lookup(resolved) if resolved else None
+    if entry is not None and entry.type == "hardlink":
+        entry = tree.lookup(entry.linkname.strip("/")) or entry
+    return entry is not None and entry.type in ("file", "hardlink") and bool(entry.mode & 0o111)
+
+
 def _is_busybox(tree, path):
     resolved = tree.resolve(path.strip("/"))
     entry = tree.lookup(resolved) if resolved else None
@@ -403,8 +413,22 @@ def target_lxc(option):
     return local_lxc_version() or "5.0"
 
 
-def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve_import=False, net=None):
+# init: system
+SYSTEM_INIT = "/sbin/init"
+# what the generated init runs when the image has no init of its own: no daemon, and nothing that an image of
+# BusyBox or coreutils lacks (BusyBox's sleep takes no "infinity")
+SYSTEM_SLEEP_ARGV = ("/bin/sh", "-c", "while :; do sleep 86400; done")
+
+
+def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve_import=False, net=None,
+                   system=False):
     """Complete ``spec`` with the init encoding, adding generated files to ``sink``.
+
+    ``system`` (oci_template's ``init: system``): a base image as a system container.  An image with its own
+    ``/sbin/init`` (an executable file, or a symlink to one inside the image) keeps it and gets no generated file
+    (``init: image``); any other gets the generated ``/sbin/init`` running SYSTEM_SLEEP_ARGV as root in ``/``
+    (``init: sleep``), so that the container stays up for ``pct exec``.  ``spec`` is then the root spec that
+    TemplateManager._spec makes for it.
 
     ``net`` (pve config.app_net's list): interfaces the generated init
     configures (Proxmox VE before 9.1 configures none in a container made
@@ -438,6 +462,33 @@ def finish_runtime(spec, tree, lxc_target, init_wrapper, sink=None, mtime=0, pve
         if not known:
             value["needs_layers"] = needs_layers
         return value
+
+    if system:
+        if not known:
+            needs_layers.append("init")
+            runtime.update(init=None, lxc_init_cmd=None, pve_entrypoint=None, lxc_config=[], pve_env="",
+                           argv=None)
+            return done(runtime)
+        if _is_executable(tree, SYSTEM_INIT):
+            runtime.update(init="image", argv=[SYSTEM_INIT], lxc_init_cmd=SYSTEM_INIT, pve_entrypoint=SYSTEM_INIT,
+                           lxc_config=[], pve_env="")
+            return done(runtime)
+        parent = tree.resolve("sbin")  # /sbin is a symlink to usr/sbin in merged-/usr images
+        present = tree.lookup(parent + "/init") if parent else None
+        if present is not None:
+            # there, but no executable init (checked above): the generated one cannot take its name, as Proxmox VE's
+            # extraction skips members that exist, so a file after the image's would never land
+            what = ("a symlink to %s, which the image lacks" % present.linkname) if present.type == "symlink" \
+                else "not an executable file"
+            raise TemplateError("init: system: the image's %s is %s; give an image whose /sbin/init works, or none "
+                                "(nothing was built)" % (SYSTEM_INIT, what))
+        if not has_shell:
+            raise TemplateError("init: system: the image has no %s, and no /bin/sh for the generated init that keeps "
+                                "the container running without one; give an image with either" % SYSTEM_INIT)
+        runtime["init"] = "sleep"
+        runtime["argv"] = argv = list(SYSTEM_SLEEP_ARGV)
+        spec = dict(spec, argv=argv)
+        init_wrapper = "always"
 
     if known:
         # the working directory and the volumes are made where the image lacks them; a file on the way fails the
@@ -594,10 +645,30 @@ class TemplateManager:
                 raise TemplateError("%s; nothing was built" % exc)
         else:
             self.params["net"] = None
+        self.system = self.params.get("init") == "system"
+        if self.system:
+            fmt = self._check_system()
         self.extension = None if fmt == "auto" else self._extension(fmt)
         self.format_choice = None  # format: auto, once decided: why
         bound = self.images.bound  # the options, checked
         self.limits = Limits(max_expansion_ratio=bound.ratio, max_uncompressed_bytes=bound.max_bytes)
+
+    def _check_system(self):
+        """init: system: a plain template; the options that shape an app's process do not apply."""
+        given = [key for key in ("entrypoint", "cmd", "workdir", "user", "stop_signal", "net")
+                 if self.params.get(key) is not None]
+        if self.params["init_wrapper"] != "auto":
+            given.append("init_wrapper")
+        if given:
+            raise TemplateError("init: system runs the image's own /sbin/init, or a generated one that only keeps the "
+                                "container up, as root: %s do not apply; leave them out (nothing was built)"
+                                % ", ".join(given))
+        if self.params["format"] == "oci-archive":
+            raise TemplateError("init: system builds a plain template (format vztmpl), which every Proxmox VE version "
+                                "runs as a system container; Proxmox VE's OCI import would run the image's command "
+                                "instead: leave format out or set vztmpl (nothing was built)")
+        self.params["format"] = "vztmpl"
+        return "vztmpl"
 
     # -- resolution --------------------------------------------------------
 
@@ -807,13 +878,16 @@ class TemplateManager:
         diff_ids = res.config["rootfs"]["diff_ids"]
         store = store or self.images.store
         layers = [StoredLayer(store, layer, diff_id) for layer, diff_id in zip(res.layers, diff_ids)]
-        return layers + [reserved_layer(self.params["init_wrapper"] == "always")]
+        # init: system keeps the image's own /sbin/init (and writes one only where the image has none)
+        return layers + [reserved_layer(self.params["init_wrapper"] == "always" and not self.system)]
 
     def _spec(self, res, tree):
         """The process spec from the config, the overrides and ``tree``'s user files (``tree=None``: layers not
         read, ids null where those files decide)."""
         keys = ("entrypoint", "cmd", "env", "workdir", "user", "stop_signal")
         overrides = dict((key, self.params.get(key)) for key in keys)
+        if self.system:  # root in /, whatever the image says; the command is decided by finish_runtime
+            overrides.update(entrypoint=[SYSTEM_INIT], cmd=[], workdir="/", user="0")
         passwd = tree.captured("etc/passwd") if tree is not None else None
         group = tree.captured("etc/group") if tree is not None else None
         try:
@@ -824,6 +898,8 @@ class TemplateManager:
         except ConfigError as exc:
             raise TemplateError("%s: %s" % (self.images.source, exc))
         spec["volumes"] = sorted(set(spec["volumes"]) | set(extra_volumes(self.params.get("volumes"))))
+        if self.system:
+            spec["groups"] = []  # root's supplementary groups from /etc/group are the init's business
         spec.update(image_digest=res.manifest_digest, platform=str(res.platform))
         return spec
 
@@ -843,7 +919,7 @@ class TemplateManager:
         spec = self._spec(res, tree)
         archive = self.params["format"] == "oci-archive"
         runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], pve_import=archive,
-                                 net=self.params["net"])
+                                 net=self.params["net"], system=self.system)
         if archive:
             entrypoint, cmd = runtime.pop("oci_command")
             runtime["oci_config"] = {"Entrypoint": entrypoint, "Cmd": cmd}
@@ -887,7 +963,7 @@ class TemplateManager:
             tree = flatten(self._layers(res), sink, self.limits, hints=hints)
             spec = self._spec(res, tree)
             runtime = finish_runtime(spec, tree, lxc_target, self.params["init_wrapper"], sink, mtime,
-                                     net=self.params["net"])
+                                     net=self.params["net"], system=self.system)
             sink.close()
             stream.close()
         except BaseException:

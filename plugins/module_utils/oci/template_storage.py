@@ -311,8 +311,8 @@ class StorageDestination:
     def check_runnable(self, filename, runtime=None, node=None):
         """Refuse (TemplateError) what lxc_container could not run on ``node`` (default: each node the template
         goes to); see api_refusal."""
-        if not self.params.get("require_runnable", True):
-            return
+        if not self.params.get("require_runnable", True) or self.params.get("init") == "system":
+            return  # a system container's template is a plain one: every version starts its /sbin/init
         wrapper = (runtime.get("wrapper") or {}).get("kind") if runtime is not None else \
             ("init" if self.params["init_wrapper"] == "always" else None)
         for name in [node] if node else self.nodes:
