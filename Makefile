@@ -171,6 +171,7 @@ bench: testbed-up
 	$(BIN)/python bench/convert/run.py
 	$(BIN)/python bench/runtime/run.py
 	$(BIN)/python bench/pve/run.py
+	$(BIN)/python bench/molecule/run.py
 
 clean:
 	rm -rf $(CACHE) $(DIST) $(SANITY_ROOT) .pytest_cache
