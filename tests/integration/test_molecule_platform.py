@@ -106,8 +106,8 @@ def test_molecule_test_runs_create_converge_idempotence_verify_destroy(zdouble91
     assert "subvol-" not in left[bases[0]]["rootfs"] and "basevol-" in left[bases[0]]["rootfs"]
 
 
-def test_parallel_scenarios_share_the_base_and_destroy_takes_exactly_its_own(zdouble91, installed_collection,
-                                                                            molecule_image, tmp_path):
+def test_parallel_scenarios_share_the_base_and_destroy_takes_exactly_its_own(
+        zdouble91, installed_collection, molecule_image, tmp_path):
     double = zdouble91
     paths = {name: project(tmp_path, name) for name in ("alpha", "beta")}
     envs = {name: molecule_env(installed_collection, double, molecule_image, tmp_path, name) for name in paths}
