@@ -418,10 +418,10 @@ def test_oci_app_runs_on_its_node_and_checks_health_there(installed_collection, 
     assert page("2") in serving(double, new.vmid) and health_hosts(run) == ["pve2"]
 
     # the health command through the connection plugin lxcri.proxmox.pct (pct here: the play's host stands for
-    # pve2), as an argument list
+    # pve2), as an argument list: what oci_app_health_via auto does with the default oci_app_health_exec
     roots = [double.backends[n].root for n in ("pve1", "pve2", "pve3")]
     run = installed_collection.playbook(deploy, inventory=inventory, extra_vars=app_vars(
-        double, oci_app_name="web", oci_app_image=images["2"], oci_app_health_via="connection",
+        double, oci_app_name="web", oci_app_image=images["2"], oci_app_health_exec=["pct", "exec", "{vmid}", "--"],
         oci_app_node_hosts={"pve2": "localhost"}, ansible_pct_command=pct_wrapper(tmp_path, roots)))
     assert run.rc == 0 and run.stats["localhost"]["changed"] == 0, failed_msg(run)
     via = [t for t in run.results["tasks"] if t["task"].endswith("through the pct connection")]

@@ -222,6 +222,35 @@ def test_the_apps_network_is_host_managed_and_answers_the_node_over_tcp(installe
         assert answer.read().decode() == page("2")
 
 
+@pytest.mark.slow(40)
+def test_the_health_check_reaches_the_container_from_the_controller_over_ssh(installed_collection, zdouble91,
+                                                                            tmp_path, bed):
+    """The default health path (oci_app_health_via auto with the default oci_app_health_exec): the pct connection,
+    here from a play on the controller to the node's inventory host over SSH (its address, port and user), where
+    the node's own pct (the shim on the sshd sessions' PATH) runs the command in the container."""
+    from lxcri_testbed.sshd import Sshd  # pylint: disable=import-outside-toplevel
+    double = zdouble91
+    images = push(bed["registry"]["host"], "%s/webapp-ssh" % TEST_REPO_NS, versions=("1",))
+    sshd = Sshd(tmp_path / "sshd").start()
+    try:
+        config = sshd.client_config(tmp_path / "ssh_config", {"LXCRI_PCT_ROOTS": double.backend.root})
+        inventory = tmp_path / "inventory.json"
+        inventory.write_text(json.dumps({"all": {"hosts": {
+            "localhost": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+            "pve-node": {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root"}}}}))
+        run = installed_collection.playbook("lxcri.proxmox.deploy_app", inventory=str(inventory), extra_vars=app_vars(
+            double, images["1"], oci_app_health_exec=["pct", "exec", "{vmid}", "--"],
+            oci_app_node_hosts={"pve1": "pve-node"}, ansible_pct_node_private_key_file=sshd.client_key,
+            ansible_pct_node_ssh_args="-F %s" % config))
+        assert run.rc == 0, [t["result"].get("msg") for t in run.results["tasks"] if t["status"] != "ok"]
+        via = [t for t in run.results["tasks"] if t["task"].endswith("through the pct connection")]
+        assert via and via[0]["status"] == "ok" and page("1") in via[0]["result"]["stdout"], via
+        assert not [t for t in run.results["tasks"] if t["task"].startswith("Run the health command")
+                    and not t["task"].endswith("through the pct connection") and t["status"] != "skipped"]
+    finally:
+        sshd.stop()
+
+
 def test_a_dhcp_app_is_checked_on_its_leased_address_and_a_second_run_leaves_dhcp_running(
         installed_collection, zdouble91, tmp_path, bed, bridge):
     """net0 with ip=dhcp on 9.1: host-managed, so pve-container's vm_start runs the host's DHCP client in the
