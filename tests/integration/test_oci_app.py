@@ -223,8 +223,8 @@ def test_the_apps_network_is_host_managed_and_answers_the_node_over_tcp(installe
 
 
 @pytest.mark.slow(40)
-def test_the_health_check_reaches_the_container_from_the_controller_over_ssh(installed_collection, zdouble91,
-                                                                            tmp_path, bed):
+def test_the_health_check_reaches_the_container_from_the_controller_over_ssh(
+        installed_collection, zdouble91, tmp_path, bed):
     """The default health path (oci_app_health_via auto with the default oci_app_health_exec): the pct connection,
     here from a play on the controller to the node's inventory host over SSH (its address, port and user), where
     the node's own pct (the shim on the sshd sessions' PATH) runs the command in the container."""
