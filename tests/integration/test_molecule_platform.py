@@ -217,3 +217,46 @@ def test_init_system_keeps_an_images_own_init_and_gives_the_others_a_sleep(zdoub
     assert in_ct(181, "cat /proc/1/cmdline | tr '\\0' ' '").stdout.split()[:2] == ["/bin/sh", "/sbin/init"]
     children = in_ct(181, "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done").stdout
     assert "while :; do sleep 86400; done" in children, children
+
+
+@pytest.mark.slow(60)
+def test_on_a_cluster_the_instances_go_to_their_node_and_are_reached_over_ssh(
+        zcluster, installed_collection, molecule_image, tmp_path):
+    """A platform with node pve2 on the three-node double, molecule run from the controller: the template, the base
+    and the instance are on pve2, the instance config's address is <vmid>@<pve2's SSH host>, and converge and verify
+    reach the instance with pct over SSH to that host (the sshd's pct shim, told pve2's directory)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    from lxcri_testbed.sshd import Sshd  # pylint: disable=import-outside-toplevel
+    double = zcluster
+    path = project(tmp_path, "cluster")
+    sshd = Sshd(tmp_path / "sshd").start()
+    try:
+        config = sshd.client_config(tmp_path / "ssh_config", {"LXCRI_PCT_ROOTS": double.backends["pve2"].root})
+        scenario = os.path.join(path, "molecule", "default", "molecule.yml")
+        with open(scenario) as handle:
+            text = handle.read()
+        data = yaml.safe_load(text)  # molecule's ${VARIABLES} stay strings, which molecule replaces when it reads
+        data["platforms"][0]["node"] = "pve2"
+        data["provisioner"]["inventory"]["group_vars"]["all"].update({
+            "lxcri_molecule_node_hosts": {"pve2": "127.0.0.1"}, "ansible_pct_command": "pct",
+            "ansible_pct_node_port": sshd.port, "ansible_pct_node_private_key_file": sshd.client_key,
+            "ansible_pct_node_ssh_args": "-F %s" % config})
+        with open(scenario, "w") as handle:
+            handle.write(yaml.safe_dump(data))
+        env = molecule_env(installed_collection, double, molecule_image, tmp_path, "cluster")
+        env["LXCRI_PCT_COMMAND"] = "pct"
+        for command in ("create", "converge", "verify"):
+            rc, out = molecule(path, env, command)
+            assert rc == 0, (command, out[-6000:])
+        with open(os.path.join(env["MOLECULE_EPHEMERAL_DIRECTORY"], "instance_config.yml")) as handle:
+            instances = yaml.safe_load(handle)
+        assert len(instances) == 1 and instances[0]["node"] == "pve2"
+        assert instances[0]["address"] == "%d@127.0.0.1" % instances[0]["vmid"]
+        assert double.cluster.owner(instances[0]["vmid"]) == "pve2"
+        assert double.cluster.owner(instances[0]["base"]) == "pve2"
+        rc, out = molecule(path, env, "destroy")
+        assert rc == 0, out[-6000:]
+        assert instances[0]["vmid"] not in double.backends["pve2"].containers
+        assert instances[0]["base"] in double.backends["pve2"].containers
+    finally:
+        sshd.stop()
