@@ -27,18 +27,21 @@ import re
 import sys
 import time
 
+from ansible_collections.lxcri.proxmox.plugins.module_utils import metrics as textfile
 from ansible_collections.lxcri.proxmox.plugins.module_utils.command import subprocess_runner
 from ansible_collections.lxcri.proxmox.plugins.module_utils.errors import LxcriError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs import retention as zret
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.errors import ZfsError
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.facade import DRIVERS, Zfs
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.names import guard, pool_of, validate_dataset
+from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.props import parse_size
 from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.snapshot import SnapshotManager
 
 # no "_" in job names: the default prefixes lxcri_<name>_ of two jobs never overlap
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 PREFIX = re.compile(r"^[A-Za-z0-9_.:-]+$")
-KEYS = ("name", "datasets", "recursive", "prefix", "retention", "driver", "allow_pve_managed", "allowed_roots")
+KEYS = ("name", "datasets", "recursive", "prefix", "retention", "driver", "allow_pve_managed", "allowed_roots",
+        "metrics_dir")
 RETENTION_KEYS = zret.CLASSES + ("keep_last", "max_age")
 
 
@@ -89,9 +92,14 @@ def load_job(job):
     roots = job.get("allowed_roots") or []
     if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
         raise JobError("allowed_roots must be a list of dataset names")
+    metrics_dir = job.get("metrics_dir") or None
+    if metrics_dir is not None and (not isinstance(metrics_dir, str) or not metrics_dir.startswith("/")):
+        raise JobError("metrics_dir %r: give an absolute directory (node_exporter's textfile directory)"
+                       % (metrics_dir,))
     out = {"name": name, "datasets": list(datasets), "recursive": _bool(job, "recursive"), "prefix": prefix,
            "retention": classes or None, "keep_last": policy.get("keep_last"), "max_age": policy.get("max_age"),
-           "driver": driver, "allow_pve_managed": _bool(job, "allow_pve_managed"), "allowed_roots": roots}
+           "driver": driver, "allow_pve_managed": _bool(job, "allow_pve_managed"), "allowed_roots": roots,
+           "metrics_dir": metrics_dir}
     try:
         for dataset in datasets:
             validate_dataset(dataset)
@@ -148,6 +156,55 @@ def run_job(job, runner=subprocess_runner, check_mode=False, clock=time.time):
     return report
 
 
+def job_metrics(job, report, runner=subprocess_runner, clock=time.time):
+    """The job's node_exporter metrics after a run: ``report`` of a successful run, or None after a failed one.
+
+    What a run did (created and pruned, counters), when it last succeeded, and what the job's snapshots are now (how
+    many under its prefix, and the bytes they use; one ``zfs get -Hp used``)."""
+    labels = {"snapshot_job": job["name"]}  # not "job": Prometheus keeps that for its scrape job
+    ok = report is not None
+    out = [
+        {"name": "lxcri_zfs_snapshots_last_run_success", "labels": labels, "value": 1 if ok else 0,
+         "help": "1 when the snapshot job's last run succeeded, 0 when it failed"},
+        {"name": "lxcri_zfs_snapshots_last_run_timestamp_seconds", "labels": labels, "value": int(clock()),
+         "help": "When the snapshot job last ran"},
+        {"name": "lxcri_zfs_snapshots_last_success_timestamp_seconds", "labels": labels, "value": int(clock()),
+         "keep": not ok, "help": "When the snapshot job last succeeded"},
+        {"name": "lxcri_zfs_snapshots_created_total", "labels": labels, "type": "counter", "increment": True,
+         "value": len(report["created"]) if ok else 0, "help": "Snapshots the job took"},
+        {"name": "lxcri_zfs_snapshots_pruned_total", "labels": labels, "type": "counter", "increment": True,
+         "value": len(report["pruned"]) if ok else 0, "help": "Snapshots the job's retention destroyed"},
+    ]
+    if ok:
+        # -r: without it zfs get lists no snapshots; the descendants count only for a recursive job
+        data = Zfs(runner, "cli").get_all(job["datasets"], recursive=True, props="used")
+        mine = [(name, props) for name, props in data.items()
+                if "@" in name and name.split("@", 1)[1].startswith(job["prefix"])
+                and (name.split("@", 1)[0] in job["datasets"] or job["recursive"])]
+        used = sum(parse_size(props["used"][0], "used") for dummy, props in mine if props.get("used"))
+        out += [{"name": "lxcri_zfs_snapshots_kept", "labels": labels, "value": len(mine),
+                 "help": "Snapshots under the job's prefix now"},
+                {"name": "lxcri_zfs_snapshots_used_bytes", "labels": labels, "value": used,
+                 "help": "Bytes the job's snapshots use (their used property)"}]
+    else:
+        out += [{"name": "lxcri_zfs_snapshots_kept", "labels": labels, "value": 0, "keep": True,
+                 "help": "Snapshots under the job's prefix now"},
+                {"name": "lxcri_zfs_snapshots_used_bytes", "labels": labels, "value": 0, "keep": True,
+                 "help": "Bytes the job's snapshots use (their used property)"}]
+    return out
+
+
+def write_metrics(job, report, runner=subprocess_runner, clock=time.time):
+    """Write the job's textfile (``lxcri_zfs_snapshots_<job>.prom``); an error is returned as text, never raised:
+    metrics must not fail a snapshot job."""
+    try:
+        textfile.update(job["metrics_dir"], "lxcri_zfs_snapshots_%s" % job["name"],
+                        job_metrics(job, report, runner, clock))
+    except (LxcriError, OSError) as exc:
+        return "metrics not written to %s: %s" % (job["metrics_dir"], exc)
+    return None
+
+
 USAGE = "usage: lxcri-zfs-snapshots [--check] JOB.json"
 
 
@@ -171,7 +228,15 @@ def main(argv=None, runner=subprocess_runner, stdout=None, stderr=None):
         report = run_job(job, runner, check_mode)
     except ZfsError as exc:
         stderr.write("lxcri-zfs-snapshots: job %s failed (%s): %s\n" % (job["name"], exc.kind, exc))
+        if job["metrics_dir"] and not check_mode:
+            problem = write_metrics(job, None, runner)
+            if problem:
+                stderr.write("lxcri-zfs-snapshots: warning: %s\n" % problem)
         return 1
+    if job["metrics_dir"] and not check_mode:
+        problem = write_metrics(job, report, runner)
+        if problem:
+            report["warnings"].append(problem)
     stdout.write(json.dumps(report, sort_keys=True) + "\n")
     for warning in report["warnings"]:
         stderr.write("lxcri-zfs-snapshots: warning: %s\n" % warning)

@@ -52,3 +52,37 @@ def test_main_reports_a_zfs_failure_with_exit_1(tmp_path):
     err = io.StringIO()
     assert main([str(path)], runner=runner, stdout=io.StringIO(), stderr=err) == 1
     assert "job hourly failed" in err.getvalue()
+
+
+def test_a_failed_run_writes_its_metrics_and_keeps_the_last_success(tmp_path):
+    """A failed run: last_run_success 0, the last success and the counters kept from the file (issue 20)."""
+    from ansible_collections.lxcri.proxmox.plugins.module_utils import metrics
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    (textfile / "lxcri_zfs_snapshots_hourly.prom").write_text(
+        "lxcri_zfs_snapshots_last_success_timestamp_seconds{snapshot_job=\"hourly\"} 1700000000\n"
+        "lxcri_zfs_snapshots_created_total{snapshot_job=\"hourly\"} 5\nlxcri_zfs_snapshots_kept{snapshot_job=\"hourly\"} 4\n")
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(dict(GOOD, driver="cli", metrics_dir=str(textfile))))
+
+    def runner(argv, **kwargs):
+        return 1, "", "cannot open 'tank/data': dataset does not exist"
+    assert main([str(path)], runner=runner, stdout=io.StringIO(), stderr=io.StringIO()) == 1
+    samples = metrics.parse((textfile / "lxcri_zfs_snapshots_hourly.prom").read_text())
+    labels = {"snapshot_job": "hourly"}
+    assert samples[metrics.key("lxcri_zfs_snapshots_last_run_success", labels)] == 0
+    assert samples[metrics.key("lxcri_zfs_snapshots_last_success_timestamp_seconds", labels)] == 1700000000
+    assert samples[metrics.key("lxcri_zfs_snapshots_created_total", labels)] == 5
+    assert samples[metrics.key("lxcri_zfs_snapshots_kept", labels)] == 4
+
+
+def test_metrics_that_cannot_be_written_are_a_warning_not_a_failure(tmp_path):
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.zfs.job import write_metrics
+    job = load_job(dict(GOOD, metrics_dir=str(tmp_path / "missing")))
+    problem = write_metrics(job, {"created": [], "pruned": []}, runner=lambda argv, **kw: (0, "", ""))
+    assert "metrics not written to %s" % (tmp_path / "missing") in problem and "node-exporter" in problem
+
+
+def test_metrics_dir_must_be_absolute():
+    with pytest.raises(JobError, match="metrics_dir 'relative'"):
+        load_job(dict(GOOD, metrics_dir="relative"))
