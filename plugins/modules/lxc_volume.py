@@ -140,6 +140,11 @@ warnings_from_tasks:
   returned: success
   type: list
   elements: str
+api_requests:
+  description: Proxmox VE API requests this run made (GET, POST, PUT, DELETE and uploads; a ticket login is not counted).
+  returned: success
+  type: int
+  sample: 4
 timings:
   description: Seconds taken by each worker task and in total.
   returned: success

@@ -5,8 +5,8 @@ The layers, lowest first (docs/ARCHITECTURE.md says what each owns):
 1. module_utils/*.py (the shared base: errors, argspec, command, hashing, requests_import) and doc_fragments/
 2. module_utils/zfs, module_utils/runtime, module_utils/pve: engines side by side, none imports another
 3. module_utils/oci: images and templates; publishes to a PVE storage through pve, asks runtime for the LXC version
-4. modules/ (node side), plugin_utils/ (controller side), inventory/ (controller side, on the pve engine) and
-   connection/ (controller side, on nothing of ours)
+4. modules/ (node side), plugin_utils/ (controller side), inventory/ (controller side, on the pve engine),
+   connection/ and callback/ (controller side, on nothing of ours)
 5. action/ (controller side, on plugin_utils)
 
 A package may import its own files and the packages listed for it in ALLOWED, nothing else.  Imports
@@ -31,6 +31,7 @@ ALLOWED = {
     "plugin_utils": set(),
     "inventory": {BASE, "module_utils/pve"},
     "connection": set(),
+    "callback": set(),
     "action": {"plugin_utils"},
 }
 

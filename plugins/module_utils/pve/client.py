@@ -211,20 +211,25 @@ class ApiBase:
     """The verbs, version and features, shared by the HTTP client and the local pvesh backend."""
 
     _features = None
+    requests = 0  # requests made through the verbs (a module's api_requests)
 
     def request(self, method, path, params=None, **kwargs):
         raise NotImplementedError
 
     def get(self, path, params=None, **kwargs):
+        self.requests += 1
         return self.request("GET", path, params, **kwargs)
 
     def post(self, path, params=None, **kwargs):
+        self.requests += 1
         return self.request("POST", path, params, **kwargs)
 
     def put(self, path, params=None, **kwargs):
+        self.requests += 1
         return self.request("PUT", path, params, **kwargs)
 
     def delete(self, path, params=None, **kwargs):
+        self.requests += 1
         return self.request("DELETE", path, params, **kwargs)
 
     def acting_user(self):
@@ -641,6 +646,7 @@ class PveClient(ApiBase):
         def body():
             return MultipartBody(fields, "filename", filename, path_to_file, size, boundary)
 
+        self.requests += 1
         return self._call("POST", filled, body_factory=body,
                           headers={"Content-Type": "multipart/form-data; boundary=%s" % boundary})
 

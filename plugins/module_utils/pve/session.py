@@ -88,6 +88,9 @@ class PveSession:
         self.timings["total"] = round(time.monotonic() - started, 3)
         result.update(changed=self.changed, actions=self.actions, warnings_from_tasks=self.warnings,
                       timings=self.timings)
+        requests = getattr(self.client, "requests", None)
+        if isinstance(requests, int) and not isinstance(requests, bool):
+            result["api_requests"] = requests
         if self.check_plan.active:
             result["check_mode_plan"] = self.check_plan.result()
         return result
