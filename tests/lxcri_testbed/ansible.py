@@ -154,10 +154,11 @@ class InstalledCollection:
         except ValueError:
             return proc, None
 
-    def playbook(self, playbook, timeout=600, **options):
-        """Run a playbook; ``options``: check, diff, inventory, extra_vars, verbosity. Past ``timeout``
-        seconds, subprocess.TimeoutExpired (a hang fails the test)."""
-        proc, results = self._run([_bin("ansible-playbook"), playbook] + self._options(**options), timeout=timeout)
+    def playbook(self, playbook, timeout=600, env=None, **options):
+        """Run a playbook; ``options``: check, diff, inventory, extra_vars, verbosity; ``env``: more environment
+        variables. Past ``timeout`` seconds, subprocess.TimeoutExpired (a hang fails the test)."""
+        proc, results = self._run([_bin("ansible-playbook"), playbook] + self._options(**options),
+                                  env=self.env(**(env or {})), timeout=timeout)
         return AnsibleRun(proc, results)
 
 
