@@ -141,6 +141,9 @@ def test_deploy_app_job_through_ansible_runner(installed_collection, double, tmp
         "oci_app_registry_tls_verify": False,
         "oci_app_template_cache_dir": os.path.join(double.backend.root, "cache"),
         "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 5,
+        # no metrics: parallel tests deploy apps of the same name, and this machine has node_exporter's directory
+        # (tests/integration/test_metrics.py and the oci_app molecule scenario write them)
+        "oci_app_metrics_dir": "",
     }
     answers = dict(survey_defaults(), app_name="awxapp", app_image=image, app_memory=256, app_disk_size=1,
                    app_health_command="wget -qO- http://127.0.0.1:8080/", app_env="GREETING=hello awx\n")

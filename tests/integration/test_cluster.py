@@ -368,6 +368,9 @@ def app_vars(double, **extra):
         "oci_app_health_exec": [double.backend.lxc_tools.tool("lxc-attach"), "-P",
                                 os.path.dirname(double.backend.root) + "/{node}/lxc", "-n", "{vmid}", "--"],
         "oci_app_health_timeout": 20, "oci_app_health_interval": 1, "oci_app_shutdown_timeout": 2,
+        # no metrics: parallel tests deploy apps of the same name, and this machine has node_exporter's directory
+        # (tests/integration/test_metrics.py and the oci_app molecule scenario write them)
+        "oci_app_metrics_dir": "",
     }
     values.update(extra)
     return values
