@@ -129,14 +129,14 @@ class InstalledCollection:
             argv += ["-e", json.dumps(extra_vars)]
         return argv
 
-    def module(self, name, args=None, host="localhost", timeout=600, env=None, **options):
+    def module(self, name, args=None, host="localhost", timeout=600, env=None, prefix=(), **options):
         """Run one module ad hoc; ``.data`` is the module's result dict.
 
         ``options``: check, diff, inventory, extra_vars. ``env``: the whole environment (default: ours and
-        the collection's, ``self.env()``). Past ``timeout`` seconds, subprocess.TimeoutExpired (a hang fails
-        the test).
+        the collection's, ``self.env()``). ``prefix``: words run before ``ansible`` (``nsenter ...``). Past
+        ``timeout`` seconds, subprocess.TimeoutExpired (a hang fails the test).
         """
-        argv = [_bin("ansible"), host, "-m", name]
+        argv = list(prefix) + [_bin("ansible"), host, "-m", name]
         if args:
             argv += ["-a", json.dumps(args)]
         proc, results = self._run(argv + self._options(**options), env=env, timeout=timeout)
@@ -154,10 +154,11 @@ class InstalledCollection:
         except ValueError:
             return proc, None
 
-    def playbook(self, playbook, timeout=600, env=None, **options):
+    def playbook(self, playbook, timeout=600, env=None, prefix=(), **options):
         """Run a playbook; ``options``: check, diff, inventory, extra_vars, verbosity; ``env``: more environment
-        variables. Past ``timeout`` seconds, subprocess.TimeoutExpired (a hang fails the test)."""
-        proc, results = self._run([_bin("ansible-playbook"), playbook] + self._options(**options),
+        variables; ``prefix``: words run before ``ansible-playbook``. Past ``timeout`` seconds,
+        subprocess.TimeoutExpired (a hang fails the test)."""
+        proc, results = self._run(list(prefix) + [_bin("ansible-playbook"), playbook] + self._options(**options),
                                   env=self.env(**(env or {})), timeout=timeout)
         return AnsibleRun(proc, results)
 

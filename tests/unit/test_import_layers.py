@@ -4,7 +4,8 @@ The layers, lowest first (docs/ARCHITECTURE.md says what each owns):
 
 1. module_utils/*.py (the shared base: errors, argspec, command, hashing, requests_import) and doc_fragments/
 2. module_utils/zfs, module_utils/runtime, module_utils/pve: engines side by side, none imports another
-3. module_utils/oci: images and templates; publishes to a PVE storage through pve, asks runtime for the LXC version
+3. module_utils/oci: images and templates; publishes to a PVE storage through pve, asks runtime for the LXC version;
+   oci_container's engine runs images through runtime and keeps their root filesystems on zfs
 4. modules/ (node side), plugin_utils/ (controller side), inventory/ (controller side, on the pve engine),
    connection/ and callback/ (controller side, on nothing of ours)
 5. action/ (controller side, on plugin_utils)
@@ -26,7 +27,7 @@ ALLOWED = {
     "module_utils/zfs": {BASE},
     "module_utils/runtime": {BASE},
     "module_utils/pve": {BASE},
-    "module_utils/oci": {BASE, "module_utils/pve", "module_utils/runtime"},
+    "module_utils/oci": {BASE, "module_utils/pve", "module_utils/runtime", "module_utils/zfs"},
     "modules": {BASE, "module_utils/zfs", "module_utils/runtime", "module_utils/pve", "module_utils/oci"},
     "plugin_utils": set(),
     "inventory": {BASE, "module_utils/pve"},

@@ -57,6 +57,18 @@ def _words(value, what):
     return words
 
 
+def override_argument_spec():
+    """The options that override the image's process, as oci_template and oci_container take them."""
+    return dict(
+        entrypoint=dict(type="list", elements="str"),
+        cmd=dict(type="list", elements="str"),
+        env=dict(type="raw"),
+        workdir=dict(type="str"),
+        user=dict(type="str"),
+        stop_signal=dict(type="str"),
+    )
+
+
 def command_argv(image_cfg, entrypoint=None, cmd=None):
     """Entrypoint + Cmd after overrides, following ``docker run``."""
     image_entrypoint = _words(image_cfg.get("Entrypoint"), "the image's Entrypoint") or []

@@ -50,7 +50,7 @@ from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.naming import (
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.platform import host_platform
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.prune import check_keep, prune
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.runtime_config import (
-    ConfigError, normalize_workdir, parse_group, parse_passwd, runtime_spec)
+    ConfigError, normalize_workdir, override_argument_spec, parse_group, parse_passwd, runtime_spec)
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.store import _fsync_dir, store_complete, sweep_tmp
 from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.template_storage import StorageDestination
 from ansible_collections.lxcri.proxmox.plugins.module_utils.pve.carry import ROOT_USERS
@@ -88,12 +88,6 @@ def template_argument_spec():
         node=dict(type="str"),
         nodes=dict(type="list", elements="str"),
         name=dict(type="str"),
-        entrypoint=dict(type="list", elements="str"),
-        cmd=dict(type="list", elements="str"),
-        env=dict(type="raw"),
-        workdir=dict(type="str"),
-        user=dict(type="str"),
-        stop_signal=dict(type="str"),
         init_wrapper=dict(type="str", default="auto", choices=["auto", "always", "never"]),
         init=dict(type="str", default="app", choices=["app", "system"]),
         net=dict(type="dict"),
@@ -103,6 +97,7 @@ def template_argument_spec():
         keep=dict(type="int"),
         require_runnable=dict(type="bool", default=True),
     )
+    spec.update(override_argument_spec())
     spec.update(registry_argument_spec())
     spec.update(image_limits_argument_spec())
     return spec

@@ -115,4 +115,4 @@ def test_modules_fail_one_way_and_document_error_kind():
         module = importlib.import_module("%s.%s" % (modules.__name__, filename[:-3]))
         returned = yaml.safe_load(module.RETURN)
         assert returned["error_kind"]["returned"] == "failed" and returned["error_kind"]["type"] == "str", filename
-    assert len(helped) == 11, helped
+    assert len(helped) == 12, helped

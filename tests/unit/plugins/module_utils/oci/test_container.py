@@ -1,0 +1,114 @@
+"""Unit tests of oci_container's engine: what it decides before it touches the node."""
+
+import pytest
+
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci import container
+from ansible_collections.lxcri.proxmox.plugins.module_utils.oci.container import ContainerError, ContainerManager
+
+
+def manager(tmp_path, **params):
+    base = {"name": "app", "image": "registry.local:5000/app:1", "base_dir": str(tmp_path / "oci"),
+            "volumes_dir": str(tmp_path / "vol"), "unit_dir": str(tmp_path / "units"),
+            "cache_dir": str(tmp_path / "cache")}
+    base.update(params)
+    return ContainerManager(base, runner=lambda argv: (0, "", ""))
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"name": "App"}, "name 'App'"),
+    ({"name": "-x"}, "name '-x'"),
+    ({"image": None}, "state started needs image"),
+    ({"rollback": True}, "leave image out"),
+    ({"rollback": True, "image": None, "state": "absent"}, "do not go together"),
+    ({"stop_timeout": 0}, "stop_timeout must be at least 1"),
+    ({"env": "A=1"}, "env must be a dict or a list of NAME=value, not str"),
+    ({"keep_snapshots": 0}, "keep_snapshots must be at least 1"),
+    ({"zfs_dataset": "tank"}, "pool's root dataset"),
+    ({"zfs_dataset": "tank/other/app", "allowed_roots": ["tank/lxcri"]}, "outside allowed_roots"),
+    ({"zfs_dataset": "rpool/data/subvol-100-disk-0"}, "managed by Proxmox VE"),
+])
+def test_refusals(tmp_path, params, words):
+    with pytest.raises(ContainerError, match=words):
+        manager(tmp_path, **params)
+
+
+def test_unit_text():
+    text = container.unit_text("app", "reg/app:1", "/var/lib/lxcri/oci/.engine/abc", "/usr/bin/python3",
+                               "/var/lib/lxcri/oci/app", "SIGQUIT", 20, "always", "tank/lxcri/app")
+    lines = text.splitlines()
+    runner = "/usr/bin/python3 -I -B /var/lib/lxcri/oci/.engine/abc/lxcri-oci.py"
+    for line in ("Type=notify", "NotifyAccess=main", "KillSignal=SIGQUIT", "KillMode=mixed", "TimeoutStopSec=35",
+                 "Restart=always", "RequiresMountsFor=/var/lib/lxcri/oci/app", "After=zfs-mount.service",
+                 "ExecStartPre=%s prepare /var/lib/lxcri/oci/app" % runner,
+                 "ExecStart=%s run /var/lib/lxcri/oci/app" % runner,
+                 "ExecStopPost=%s cleanup /var/lib/lxcri/oci/app" % runner, "WantedBy=multi-user.target"):
+        assert line in lines, line
+    assert "After=zfs-mount.service" not in container.unit_text("a", "i", "/e", "/p", "/b", "SIGTERM", 10, "no")
+
+
+def test_host_if_name_is_short_and_stable():
+    assert container.host_if_name("a" * 48) == container.host_if_name("a" * 48)
+    assert len(container.host_if_name("a" * 48)) <= 15
+    assert container.host_if_name("a") != container.host_if_name("b")
+
+
+@pytest.mark.parametrize("cgroups, params, words", [
+    ({"layout": "hybrid", "v2_controllers": [], "v1_controllers": ["memory", "cpu"]}, {"memory": "64M"},
+     "memory: this node's cgroups \\(hybrid; the controllers crun can use: none\\) have no memory controller"),
+    ({"layout": "v2", "v2_controllers": ["memory"], "v1_controllers": []}, {"memory": "64M", "cpus": 1.0},
+     "cpus: .* have no cpu controller"),
+    ({"layout": "none", "v2_controllers": [], "v1_controllers": []}, {"pids_limit": 10}, "no pids controller"),
+])
+def test_limits_need_their_controller(tmp_path, cgroups, params, words):
+    with pytest.raises(ContainerError, match=words):
+        manager(tmp_path, **params).check_controllers(cgroups)
+
+
+def test_limits_pass_where_the_controller_is(tmp_path):
+    m = manager(tmp_path, memory="64M", cpus=0.5, pids_limit=50)
+    m.check_controllers({"layout": "v2", "v2_controllers": ["cpu", "memory", "pids"], "v1_controllers": []})
+    m.check_controllers({"layout": "v1", "v2_controllers": [], "v1_controllers": ["cpu", "memory", "pids"]})
+    manager(tmp_path).check_controllers({"layout": "hybrid", "v2_controllers": [], "v1_controllers": []})
+
+
+def test_volume_plan(tmp_path):
+    host = tmp_path / "host"
+    host.mkdir()
+    m = manager(tmp_path, volumes=[{"target": "/in", "source": str(host), "read_only": True},
+                                   {"target": "/data", "source": "appdata"}, {"target": "/cache/x"}])
+    plan = m.volume_plan({"volumes": ["/data", "/var/lib/db", "/"]})
+    by_target = dict((item["target"], item) for item in plan)
+    assert by_target["/in"]["kind"] == "bind" and by_target["/in"]["source"] == str(host)
+    assert by_target["/data"]["source"] == str(tmp_path / "vol" / "app" / "appdata")
+    assert by_target["/cache/x"]["source"] == str(tmp_path / "vol" / "app" / "_cache_x")
+    assert by_target["/var/lib/db"]["kind"] == "image-volume" and "/" not in by_target
+    assert all(item["new"] for item in plan if item["kind"] != "bind")
+
+
+@pytest.mark.parametrize("volume, words", [
+    ({"target": "/in", "source": "/no/such/dir"}, "bind source /no/such/dir does not exist"),
+    ({"target": "/in", "source": "../escape"}, "is not a volume name"),
+    ({"target": "/proc/x"}, "cannot be a mount point"),
+])
+def test_volume_plan_refusals(tmp_path, volume, words):
+    with pytest.raises(Exception, match=words):
+        manager(tmp_path, volumes=[volume]).volume_plan({"volumes": []})
+
+
+def test_network_plan(tmp_path):
+    assert manager(tmp_path).network_plan() is None
+    with pytest.raises(ContainerError, match="address applies to mode bridge only"):
+        manager(tmp_path, network={"mode": "host", "address": "192.0.2.2/24"}).network_plan()
+    with pytest.raises(ContainerError, match="needs bridge"):
+        manager(tmp_path, network={"mode": "bridge"}).network_plan()
+    with pytest.raises(ContainerError, match="is not a bridge on this node"):
+        manager(tmp_path, network={"mode": "bridge", "bridge": "no-such-br0", "address": "192.0.2.2/24"}).network_plan()
+
+
+def test_inside_refuses_symlinks_out_of_the_image(tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "app" / "data").mkdir(parents=True)
+    (rootfs / "link").symlink_to("/etc")
+    assert container._inside(str(rootfs), "/app/data") == str(rootfs / "app" / "data")  # pylint: disable=protected-access
+    assert container._inside(str(rootfs), "/link") is None  # pylint: disable=protected-access
+    assert container._inside(str(rootfs), "/missing") is None  # pylint: disable=protected-access
