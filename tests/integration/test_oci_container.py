@@ -66,7 +66,7 @@ def run_module(installed_collection, ns, args, **options):
 
 @pytest.mark.parametrize("backend", ["libcrun", "cli"])
 def test_runs_the_image_and_survives_a_unit_restart(installed_collection, systemd, registry_image, bed, tmp_path,
-                                                   backend):
+                                                    backend):
     name = "t%s-%s" % (uuid.uuid4().hex[:6], backend)
     image = registry_image.refs["open"]
     args = base_args(tmp_path, name, image, runtime=backend, libcrun_search=[bed["libcrun"]["library"]])
@@ -115,16 +115,16 @@ def test_runs_the_image_and_survives_a_unit_restart(installed_collection, system
     assert gone.returncode != 0, "the container outlived its unit"
 
     absent_check = run_module(installed_collection, systemd, {"name": name, "state": "absent",
-                                                             "unit_dir": "/run/systemd/system",
-                                                             "base_dir": str(tmp_path / "oci"),
-                                                             "volumes_dir": str(tmp_path / "volumes")}, check=True)
+                                                              "unit_dir": "/run/systemd/system",
+                                                              "base_dir": str(tmp_path / "oci"),
+                                                              "volumes_dir": str(tmp_path / "volumes")}, check=True)
     assert absent_check.data["changed"] is True and os.path.isdir(tmp_path / "oci" / name)
     assert absent_check.data["removed"] == ["/run/systemd/system/lxcri-oci-%s.service" % name,
                                             str(tmp_path / "oci" / name)]
     absent = run_module(installed_collection, systemd, {"name": name, "state": "absent",
-                                                       "unit_dir": "/run/systemd/system",
-                                                       "base_dir": str(tmp_path / "oci"),
-                                                       "volumes_dir": str(tmp_path / "volumes")})
+                                                        "unit_dir": "/run/systemd/system",
+                                                        "base_dir": str(tmp_path / "oci"),
+                                                        "volumes_dir": str(tmp_path / "volumes")})
     assert absent.rc == 0 and absent.data["changed"] is True
     assert not os.path.exists(tmp_path / "oci" / name)
     assert systemd.run(["test", "-e", "/run/systemd/system/lxcri-oci-%s.service" % name], check=False).returncode
@@ -192,9 +192,9 @@ def test_volumes_and_read_only_root(installed_collection, systemd, registry_imag
     assert (volumes / "appdata" / "new").read_text() == "ok\n"
     assert os.stat(volumes / "_data").st_uid == 1000
     removed = run_module(installed_collection, systemd, {"name": name, "state": "absent",
-                                                        "unit_dir": "/run/systemd/system",
-                                                        "base_dir": str(tmp_path / "oci"),
-                                                        "volumes_dir": str(tmp_path / "volumes")})
+                                                         "unit_dir": "/run/systemd/system",
+                                                         "base_dir": str(tmp_path / "oci"),
+                                                         "volumes_dir": str(tmp_path / "volumes")})
     assert removed.data["kept_volumes"] == str(volumes) and volumes.is_dir()
 
 
@@ -231,16 +231,16 @@ def test_zfs_upgrade_and_rollback(installed_collection, registry_image, bed, zfs
 
         run(["zfs", "snapshot", dataset + "@operator"])
         refused = run_module(installed_collection, ns, {"name": name, "zfs_dataset": dataset,
-                                                       "allowed_roots": [zfs_dataset], "rollback": True,
-                                                       "unit_dir": "/run/systemd/system",
-                                                       "base_dir": mountpoint + "/bundles"})
+                                                        "allowed_roots": [zfs_dataset], "rollback": True,
+                                                        "unit_dir": "/run/systemd/system",
+                                                        "base_dir": mountpoint + "/bundles"})
         assert refused.rc != 0 and "@operator is newer" in refused.data["msg"], refused.data
         run(["zfs", "destroy", dataset + "@operator"])
 
         rolled = run_module(installed_collection, ns, {"name": name, "zfs_dataset": dataset,
-                                                      "allowed_roots": [zfs_dataset], "rollback": True,
-                                                      "unit_dir": "/run/systemd/system",
-                                                      "base_dir": mountpoint + "/bundles"})
+                                                       "allowed_roots": [zfs_dataset], "rollback": True,
+                                                       "unit_dir": "/run/systemd/system",
+                                                       "base_dir": mountpoint + "/bundles"})
         assert rolled.rc == 0, rolled
         assert rolled.data["rolled_back_to"] == snapshot and rolled.data["digest"] == registry_image.digest
         assert not os.path.exists(bundle + "/rootfs/etc/lxcri-marker")
@@ -251,9 +251,9 @@ def test_zfs_upgrade_and_rollback(installed_collection, registry_image, bed, zfs
         stopped = run_module(installed_collection, ns, dict(args, image=registry_image.refs["open"], state="stopped"))
         assert stopped.rc == 0 and stopped.data["changed"] is True, stopped
         absent_check = run_module(installed_collection, ns, {"name": name, "state": "absent", "zfs_dataset": dataset,
-                                                            "allowed_roots": [zfs_dataset],
-                                                            "unit_dir": "/run/systemd/system",
-                                                            "base_dir": mountpoint + "/bundles"}, check=True)
+                                                             "allowed_roots": [zfs_dataset],
+                                                             "unit_dir": "/run/systemd/system",
+                                                             "base_dir": mountpoint + "/bundles"}, check=True)
         assert absent_check.data["removed"] == ["/run/systemd/system/lxcri-oci-%s.service" % name,
                                                 "dataset %s with its snapshots" % dataset], absent_check.data
     finally:
@@ -308,7 +308,7 @@ def test_bridge_network(installed_collection, systemd, registry_image, bridge, t
     stopped = run_module(installed_collection, systemd, dict(args, state="stopped"))
     assert stopped.rc == 0, stopped
     assert systemd.run(["ip", "netns", "list"]).stdout.count("lxcri-" + name) == 0
-    assert "lxo" not in subprocess.run(["ip", "-o", "link", "show", "master", bridge.name], stdout=subprocess.PIPE,
+    assert "lxo" not in subprocess.run(["ip", "-o", "link", "show", "master", bridge.name], stdout=subprocess.PIPE, check=True,
                                        universal_newlines=True).stdout
     run_module(installed_collection, systemd, {"name": name, "state": "absent", "unit_dir": "/run/systemd/system",
                                                "base_dir": str(tmp_path / "oci")})

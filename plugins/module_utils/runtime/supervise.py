@@ -158,6 +158,12 @@ def runtime_bundle(bundle, directory):
     return directory
 
 
+def _say(text):
+    """One line to stderr, the unit's journal."""
+    sys.stderr.write("lxcri-oci: %s\n" % text)
+    sys.stderr.flush()
+
+
 def exit_code(status):
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
@@ -215,15 +221,14 @@ def run_container(run, bundle):
         name = signal_module.Signals(signum).name
         if signum == signal_module.SIGALRM:
             name = "SIGKILL"  # the stop timeout passed: as docker stop does
-            print("lxcri-oci: %s did not stop within %ss, killing it" % (cid, run.get("stop_timeout")),
-                  file=sys.stderr)
+            _say("%s did not stop within %ss, killing it" % (cid, run.get("stop_timeout")))
         elif name == stop_signal and not stopping:
             stopping.append(name)
             signal_module.alarm(int(run.get("stop_timeout") or 10))
         try:
             ops.kill(cid, name)
         except Exception as exc:  # pylint: disable=broad-except
-            print("lxcri-oci: forwarding %s: %s" % (name, exc), file=sys.stderr)
+            _say("forwarding %s: %s" % (name, exc))
 
     for name in FORWARDED + ("SIGALRM",) + ((stop_signal,) if stop_signal not in FORWARDED else ()):
         signal_module.signal(getattr(signal_module, name), forward)
@@ -233,8 +238,7 @@ def run_container(run, bundle):
     pid = ops.state(cid).get("pid")
     started.append(pid)
     notify("READY=1\nSTATUS=container %s runs as pid %s (%s)" % (cid, pid, run["backend"]), notify_socket)
-    print("lxcri-oci: container %s started, pid %s, backend %s" % (cid, pid, run["backend"]), file=sys.stderr)
-    sys.stderr.flush()
+    _say("container %s started, pid %s, backend %s" % (cid, pid, run["backend"]))
     status = None
     while status is None:
         try:
@@ -249,17 +253,17 @@ def run_container(run, bundle):
     try:
         ops.delete(cid, True)
     except Exception as exc:  # pylint: disable=broad-except
-        print("lxcri-oci: deleting %s: %s" % (cid, exc), file=sys.stderr)
+        _say("deleting %s: %s" % (cid, exc))
     code = exit_code(status)
-    print("lxcri-oci: container %s exited with status %s%s" % (cid, code, " after %s" % stopping[0] if stopping
-                                                                  else ""), file=sys.stderr)
+    after = " after %s" % stopping[0] if stopping else ""
+    _say("container %s exited with status %s%s" % (cid, code, after))
     # a stop that systemd asked for is a clean end, whatever the app made of the signal
     return 0 if stopping else code
 
 
 def main(argv):
     if len(argv) != 2 or argv[0] not in ("prepare", "run", "cleanup"):
-        print("usage: lxcri-oci.py prepare|run|cleanup BUNDLE", file=sys.stderr)
+        sys.stderr.write("usage: lxcri-oci.py prepare|run|cleanup BUNDLE\n")
         return 2
     command, bundle = argv
     try:
@@ -270,5 +274,5 @@ def main(argv):
             return cleanup(run)
         return run_container(run, bundle)
     except (OciRuntimeError, OSError, ValueError) as exc:
-        print("lxcri-oci %s %s: %s" % (command, bundle, exc), file=sys.stderr)
+        sys.stderr.write("lxcri-oci %s %s: %s\n" % (command, bundle, exc))
         return 1
