@@ -170,6 +170,7 @@ bench: testbed-up
 	$(BIN)/python bench/zfs/run.py
 	$(BIN)/python bench/convert/run.py
 	$(BIN)/python bench/runtime/run.py
+	$(BIN)/python bench/runtime/unit.py
 	$(BIN)/python bench/pve/run.py
 	$(BIN)/python bench/molecule/run.py
 
