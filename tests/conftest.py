@@ -261,14 +261,20 @@ class Bridge:
 
 @pytest.fixture
 def bridge():
-    """A test bridge ``lxcri-br<N>`` with its own /24 per xdist worker (10.231.<worker>.0/24), deleted afterwards:
-    parallel tests never share a subnet."""
+    """A test bridge ``lxcri-br<N>`` with its own /24 per xdist worker N (10.231.<N>.0/24), deleted afterwards:
+    parallel tests never share a subnet.  A test bridge a killed run left with that subnet goes first (its route
+    would win, and the new bridge's addresses would answer "no route to host")."""
     need(shutil.which("ip") is not None, "iproute2 (the ip command) is not installed")
     worker = xdist_worker() or "gw0"
     index = int(worker[2:]) if worker[2:].isdigit() else 0
-    name = "lxcri-br%d" % (os.getpid() % 1000)
-    subprocess.run(["ip", "link", "del", name], check=False, stderr=subprocess.DEVNULL)
+    name = "lxcri-br%d" % index
     net = "10.231.%d" % index
+    listed = subprocess.run(["ip", "-o", "-4", "addr", "show"], stdout=subprocess.PIPE, universal_newlines=True,
+                            check=True).stdout
+    stale = {line.split()[1] for line in listed.splitlines() if " %s.1/24 " % net in line}
+    for link in stale | {name}:
+        if link.startswith("lxcri-br"):
+            subprocess.run(["ip", "link", "del", link], check=False, stderr=subprocess.DEVNULL)
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
     subprocess.run(["ip", "addr", "add", net + ".1/24", "dev", name], check=True)
     subprocess.run(["ip", "link", "set", name, "up"], check=True)

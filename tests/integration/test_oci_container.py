@@ -205,7 +205,7 @@ def test_zfs_upgrade_and_rollback(installed_collection, registry_image, bed, zfs
     _need_systemd()
     mountpoint = run(["zfs", "get", "-H", "-o", "value", "mountpoint", zfs_dataset]).stdout.strip()
     share_mounts_below(mountpoint)  # zfs-fuse mounts the container's dataset in the host's namespace
-    ns = SystemdNamespace(tmp_path / "systemd").start()
+    ns = SystemdNamespace(tmp_path / "systemd", keep_mounts=[mountpoint]).start()
     try:
         v2 = build_image(str(tmp_path / "v2"), tag="v2", marker="second")
         push_image(v2, bed["registry"], TEST_REPO_NS + "/busybox", "open")

@@ -24,6 +24,7 @@ process of the namespace, containers included.
 
 import glob
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -49,6 +50,17 @@ UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/sys
 BOOT = r"""#!/bin/bash
 set -e
 mount --make-rslave /
+# the copies of ZFS datasets' mounts (zfs-fuse's are FUSE mounts) would keep each of them busy: zfs-fuse refuses to
+# destroy a dataset while any namespace holds it, so every one goes but those kept (their ancestors and descendants)
+findmnt -rn -t fuse.zfs,zfs -o TARGET | sort -r | while read -r target; do
+  target=$(printf '%%b' "$target")
+  keep=no
+  for kept in %(keep)s; do
+    case "$target/" in "$kept/"*) keep=yes ;; esac
+    case "$kept/" in "$target/"*) keep=yes ;; esac
+  done
+  [ "$keep" = yes ] || umount -l "$target" 2>/dev/null || true
+done
 mkdir -p %(hostrun)s
 mount --bind /run %(hostrun)s
 mount -t tmpfs -o mode=0755 tmpfs /run
@@ -99,8 +111,13 @@ def available():
 
 
 class SystemdNamespace:
-    def __init__(self, workdir):
+    """``keep_mounts``: ZFS mountpoints whose mounts the namespace keeps (with what the host later mounts below
+    them, once ``share_mounts_below`` made them shared); every other dataset's mount is dropped from its copy of
+    the host's mounts, so that the host can destroy those datasets while the namespace runs."""
+
+    def __init__(self, workdir, keep_mounts=()):
         self.workdir = str(workdir)
+        self.keep_mounts = [os.path.normpath(str(path)) for path in keep_mounts]
         self.proc = None
         self.pid = None
 
@@ -110,7 +127,8 @@ class SystemdNamespace:
         script = os.path.join(self.workdir, "boot.sh")
         with open(script, "w") as handle:
             handle.write(BOOT % {"masked": " ".join(masked_units()), "target": TARGET, "systemd": SYSTEMD,
-                                 "marker": marker, "hostrun": os.path.join(self.workdir, "hostrun")})
+                                 "marker": marker, "hostrun": os.path.join(self.workdir, "hostrun"),
+                                 "keep": " ".join(shlex.quote(path) for path in self.keep_mounts)})
         os.chmod(script, 0o755)
         self.log = open(os.path.join(self.workdir, "systemd.log"), "wb")
         self.proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--propagation", "slave", "--mount-proc", script],
