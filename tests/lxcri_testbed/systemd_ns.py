@@ -65,6 +65,10 @@ mkdir -p %(hostrun)s
 mount --bind /run %(hostrun)s
 mount -t tmpfs -o mode=0755 tmpfs /run
 if [ -d %(hostrun)s/zfs ]; then mkdir -p /run/zfs; mount --bind %(hostrun)s/zfs /run/zfs; fi
+# systemctl enable writes below /etc/systemd/system: the namespace's own copy, never the host's
+mkdir -p %(etc)s
+cp -a /etc/systemd/system/. %(etc)s/
+mount --bind %(etc)s /etc/systemd/system
 mkdir -p /run/systemd/system /run/systemd/system.control
 for unit in %(masked)s; do ln -sf /dev/null "/run/systemd/system.control/$unit"; done
 cat > /run/systemd/system/%(target)s <<'EOF'
@@ -128,7 +132,8 @@ class SystemdNamespace:
         with open(script, "w") as handle:
             handle.write(BOOT % {"masked": " ".join(masked_units()), "target": TARGET, "systemd": SYSTEMD,
                                  "marker": marker, "hostrun": os.path.join(self.workdir, "hostrun"),
-                                 "keep": " ".join(shlex.quote(path) for path in self.keep_mounts)})
+                                 "keep": " ".join(shlex.quote(path) for path in self.keep_mounts),
+                                 "etc": os.path.join(self.workdir, "etc-systemd-system")})
         os.chmod(script, 0o755)
         self.log = open(os.path.join(self.workdir, "systemd.log"), "wb")
         self.proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--propagation", "slave", "--mount-proc", script],
