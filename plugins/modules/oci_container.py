@@ -202,13 +202,21 @@ options:
     description: How many rollback snapshots of image changes to keep (older ones of this module are removed).
     type: int
     default: 3
+  keep_previous:
+    description:
+      - Without O(zfs_dataset), an image change keeps the running version (its root filesystem, C(config.json) and
+        record) in C(<base_dir>/<name>/.previous), the rollback point of O(rollback); the version before it goes.
+        It costs the space of a second root filesystem. V(false) removes it at the next image change.
+    type: bool
+    default: true
   rollback:
     description:
-      - Return the container to the image (and settings) it ran before its last image change, by rolling its
-        O(zfs_dataset) back to the newest rollback snapshot, which is then removed (a second rollback goes one
-        change further back). Needs O(zfs_dataset); refused when a newer snapshot of another name exists, since
-        the rollback would destroy it. Always a change; the container is started again when it ran or
-        O(state=started).
+      - Return the container to the image (and settings) it ran before its last image change. With
+        O(zfs_dataset), by rolling the dataset back to the newest rollback snapshot, which is then removed (a
+        second rollback goes one change further back); refused when a newer snapshot of another name exists, since
+        the rollback would destroy it. In a directory, by swapping back the version O(keep_previous) kept (the
+        current one is removed; there is one step back).
+      - Always a change; the container is started again when it ran or O(state=started).
     type: bool
     default: false
   remove_volumes:
@@ -414,8 +422,21 @@ pruned:
   returned: when some were removed
   type: list
   elements: str
+exec:
+  description:
+    - The command prefix that runs a command in the running container (its namespaces, root and working
+      directory, by the pid the runtime's state gives; exit status 125 when the container does not run), as
+      C(pct exec VMID --) does for a Proxmox VE container; append the command's argv.
+  returned: unless O(state=absent) (or in check mode)
+  type: list
+  elements: str
+  sample: [/usr/bin/python3, -I, -B, /var/lib/lxcri/oci/.engine/0123456789abcdef/lxcri-oci.py, exec, /var/lib/lxcri/oci/shipper, "--"]
+previous:
+  description: Where an image change kept the previous version (a directory bundle with O(keep_previous)).
+  returned: when one was kept
+  type: str
 rolled_back_to:
-  description: The snapshot the container was rolled back to.
+  description: The snapshot the container was rolled back to (O(zfs_dataset)), or the previous version's digest.
   returned: with O(rollback=true)
   type: str
 removed:
@@ -443,6 +464,11 @@ status:
       type: str
     main_pid:
       description: The runner's process id (0 when stopped).
+      type: int
+    pid:
+      description:
+        - The container's process id while the unit is active (as the runner's status line names it; in the
+          node's PID namespace), for example for C(nsenter --target <pid> --all --root --wd CMD); null otherwise.
       type: int
     restarts:
       description: How many times systemd restarted the unit.

@@ -11,7 +11,9 @@ On the node, for a container NAME:
   merged by the flatten engine, extracted by GNU tar as Proxmox VE's restore
   does).  With ``zfs_dataset`` the bundle is that dataset's mountpoint: a
   snapshot ``@lxcri-<time>-<old digest>`` taken before an image change holds
-  the whole previous bundle, and ``rollback`` returns to it;
+  the whole previous bundle, and ``rollback`` returns to it; in a
+  directory, the previous version's rootfs, config.json and record move to
+  ``BASE/NAME/.previous`` (``keep_previous``), and ``rollback`` swaps it back;
 * volumes live outside the bundle (``VOLUMES/NAME/...``), so an upgrade or a
   rollback never touches data; ``state: absent`` keeps them unless
   ``remove_volumes`` says otherwise;
@@ -64,6 +66,7 @@ UNIT_PREFIX = "lxcri-oci-"
 ID_PREFIX = "lxcri-oci-"
 SNAPSHOT_PREFIX = "lxcri-"
 RECORD = "lxcri.json"
+PREVIOUS = ".previous"  # a directory bundle's previous version: its rootfs, config.json and record
 RUNNER = "lxcri-oci.py"
 STATE_ROOT = "/run/lxcri/oci"
 RUNNER_TEXT = (
@@ -121,6 +124,7 @@ def container_argument_spec():
         allowed_roots=dict(type="list", elements="str", default=[]),
         allow_pve_managed=dict(type="bool", default=False),
         keep_snapshots=dict(type="int", default=3),
+        keep_previous=dict(type="bool", default=True),
         rollback=dict(type="bool", default=False),
         remove_volumes=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
@@ -227,6 +231,7 @@ class ContainerManager:
         self.unit_path = os.path.join(p["unit_dir"], self.unit)
         self.bundle = os.path.join(p["base_dir"], self.name)
         self.record_path = os.path.join(self.bundle, RECORD)
+        self.previous = os.path.join(self.bundle, PREVIOUS)
         self.volume_root = os.path.join(p["volumes_dir"], self.name)
         if p["rollback"] and p["state"] == "absent":
             raise ContainerError("rollback and state absent do not go together")
@@ -283,15 +288,18 @@ class ContainerManager:
         return self._run(["systemctl"] + list(args), **kwargs)
 
     def unit_state(self):
-        """{active, enabled, main_pid, restarts} of the unit ({} when systemd does not know it)."""
+        """{active, sub, enabled, main_pid, pid, restarts} of the unit ({} when systemd does not know it); ``pid``:
+        the container's process, as the runner's status line (sd_notify STATUS) names it, while it runs."""
         rc, out, dummy = self.systemctl("show", "--property=ActiveState,SubState,UnitFileState,MainPID,NRestarts,"
-                                        "LoadState", self.unit, check=False)
+                                        "LoadState,StatusText", self.unit, check=False)
         props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         if rc != 0 or props.get("LoadState") in (None, "not-found"):
             return {}
-        return {"active": props.get("ActiveState"), "sub": props.get("SubState"),
+        active = props.get("ActiveState")
+        pid = re.search(r" runs as pid (\d+) ", props.get("StatusText") or "") if active == "active" else None
+        return {"active": active, "sub": props.get("SubState"),
                 "enabled": props.get("UnitFileState"), "main_pid": int(props.get("MainPID") or 0),
-                "restarts": int(props.get("NRestarts") or 0)}
+                "pid": int(pid.group(1)) if pid else None, "restarts": int(props.get("NRestarts") or 0)}
 
     def journal_tail(self, lines=30):
         """The unit's last journal lines, of its last run only (its InvocationID) when systemd tells it."""
@@ -554,6 +562,7 @@ class ContainerManager:
             self._act("installed the runner in %s" % home)
         unit = unit_text(self.name, str(self.images.source), home, p["python"], self.bundle, process["stop_signal"],
                          p["stop_timeout"], p["restart"], self.dataset)
+        self.result["exec"] = [p["python"], "-I", "-B", os.path.join(home, RUNNER), "exec", self.bundle, "--"]
         run = {"id": ID_PREFIX + self.name, "backend": selection["backend"], "crun": selection["crun"],
                "libcrun": (selection["libcrun"] or {}).get("library") if selection["backend"] == "libcrun" else None,
                "python_crun_dir": (selection["libcrun"] or {}).get("python_crun_dir")
@@ -656,12 +665,26 @@ class ContainerManager:
                 self.zfs.destroy_snapshots([snapshot])
                 self.result.pop("snapshot", None)
             raise
-        if os.path.lexists(rootfs):
+        if os.path.lexists(rootfs) and not self.dataset and record is not None and self.params["keep_previous"]:
+            # the rollback point of a directory bundle: the running version as a whole, moved (one rename each)
+            shutil.rmtree(self.previous, ignore_errors=True)
+            os.mkdir(self.previous, 0o700)
+            os.rename(rootfs, os.path.join(self.previous, "rootfs"))
+            for name in ("config.json", RECORD):
+                if os.path.exists(os.path.join(self.bundle, name)):
+                    shutil.copy2(os.path.join(self.bundle, name), os.path.join(self.previous, name))
+            os.rename(staging, rootfs)
+            self._act("kept the previous version (%s) in %s" % (record.get("digest"), self.previous))
+            self.result["previous"] = self.previous
+        elif os.path.lexists(rootfs):
             old = rootfs + ".old"
             shutil.rmtree(old, ignore_errors=True)
             os.rename(rootfs, old)
             os.rename(staging, rootfs)
             shutil.rmtree(old)
+            if os.path.lexists(self.previous) and not self.params["keep_previous"]:
+                shutil.rmtree(self.previous)
+                self._act("removed the previous version (keep_previous false)")
         else:
             os.rename(staging, rootfs)
         self._act("built the root filesystem from %s" % res.manifest_digest)
@@ -689,10 +712,13 @@ class ContainerManager:
         record = self._record()
         if record is None:
             raise ContainerError("%s does not exist: nothing to roll back" % self.name)
-        if not self.dataset or (record.get("rootfs") or {}).get("dataset") != self.dataset:
-            raise ContainerError("rollback needs the container's root filesystem on ZFS (zfs_dataset, as it was "
-                                 "created with); %s has %s" % (self.name, (record.get("rootfs") or {}).get("dataset")
-                                                               or "a directory"))
+        if (record.get("rootfs") or {}).get("dataset") != self.dataset:
+            raise ContainerError("%s's root filesystem is %s; give zfs_dataset as it was created with (nothing was "
+                                 "changed)" % (self.name, (record.get("rootfs") or {}).get("dataset")
+                                               or "a directory"))
+        if not self.dataset:
+            self.rollback_directory(record)
+            return
         ours, newest = self.snapshots()
         if not ours:
             raise ContainerError("%s has no snapshot from an image change to roll back to" % self.dataset)
@@ -713,11 +739,47 @@ class ContainerManager:
         self.zfs.rollback(target)
         self.zfs.destroy_snapshots([target])
         self._act("rolled %s back to %s" % (self.dataset, target))
+        self._after_rollback(was_active)
+
+    def rollback_directory(self, record):
+        """Back to the version kept in BUNDLE/.previous: the current one is removed (it is what failed)."""
+        previous = _read_json(os.path.join(self.previous, RECORD))
+        if previous is None or not os.path.isdir(os.path.join(self.previous, "rootfs")):
+            raise ContainerError("%s keeps no previous version to roll back to (%s: an image change keeps one with "
+                                 "keep_previous, and a rollback uses it up)" % (self.name, self.previous))
+        state = self.unit_state()
+        was_active = state.get("active") in ("active", "activating")
+        self.result["rolled_back_to"] = previous.get("digest")
+        self.result["diff"] = {"before": self._view(record), "after": self._view(previous)}
+        if self.check_mode:
+            self._act("would return %s to its previous version (%s)" % (self.name, previous.get("digest")))
+            return
+        if was_active:
+            self.systemctl("stop", self.unit)
+            self._act("stopped %s" % self.unit)
+        rootfs = os.path.join(self.bundle, "rootfs")
+        failed = rootfs + ".old"
+        shutil.rmtree(failed, ignore_errors=True)
+        if os.path.lexists(rootfs):
+            os.rename(rootfs, failed)
+        os.rename(os.path.join(self.previous, "rootfs"), rootfs)
+        for name in ("config.json", RECORD):  # the record last: until it is back, the bundle says the new version
+            if os.path.exists(os.path.join(self.previous, name)):
+                os.replace(os.path.join(self.previous, name), os.path.join(self.bundle, name))
+        shutil.rmtree(self.previous)
+        shutil.rmtree(failed, ignore_errors=True)
+        self._act("returned %s to its previous version (%s)" % (self.name, previous.get("digest")))
+        self._after_rollback(was_active)
+
+    def _after_rollback(self, was_active):
         record = self._record()
         self.result["diff"]["after"] = self._view(record)
         self.result.update(image=record.get("image"), digest=record.get("digest"), process=record.get("process"))
         if _write_atomic(self.unit_path, record["unit"]):
             self.systemctl("daemon-reload")
+        runner = re.search(r"^ExecStart=(\S+) -I -B (\S+) run ", record["unit"], re.M)
+        if runner:  # the engine copy the version rolled back to runs with
+            self.result["exec"] = [runner.group(1), "-I", "-B", runner.group(2), "exec", self.bundle, "--"]
         if self.params["state"] in ("started", "restarted") or (was_active and self.params["state"] == "present"):
             self.start_unit("start")
             self._act("started %s" % self.unit)

@@ -23,7 +23,11 @@ The unit (runtime/container.py writes it) is ``Type=notify``:
   and ``run`` exits with its status (128+N for a signal), so Restart= sees
   the app's outcome, or with 0 after a stop that systemd asked for;
 * ``cleanup`` (ExecStopPost) force-deletes whatever is left (after a
-  SIGKILL at the end of TimeoutStopSec) and removes the network namespace.
+  SIGKILL at the end of TimeoutStopSec) and removes the network namespace;
+* ``exec BUNDLE -- CMD...`` (not the unit's: the module returns it as
+  ``exec``) runs CMD in the running container's namespaces, root and working
+  directory (``nsenter --all --root --wd``), with the pid the runtime's own
+  state gives, as ``pct exec`` does for a Proxmox VE container.
 
 Its settings are the ``run`` member of ``BUNDLE/lxcri.json``.  Imported by
 the runner script in the engine copy on the node, with nothing but the
@@ -261,9 +265,31 @@ def run_container(run, bundle):
     return 0 if stopping else code
 
 
+def exec_argv(run, command):
+    """The nsenter argv that runs ``command`` in the running container ``run['id']``."""
+    if not command:
+        raise OciRuntimeError("exec needs a command after --")
+    workdir = os.path.join(run["state_root"], ".work-" + run["id"])
+    ops = _ops(run, workdir)  # first, as in run_container: loading libcrun may re-execute this process
+    if run.get("private_cgroup2"):
+        agent._enter_private_cgroup2()  # pylint: disable=protected-access
+    state = ops.state(run["id"])
+    if state.get("status") != "running" or not state.get("pid"):
+        raise OciRuntimeError("container %s is not running (%s)" % (run["id"], state.get("status") or "no state"))
+    return ["nsenter", "--target", str(state["pid"]), "--all", "--root", "--wd", "--"] + list(command)
+
+
 def main(argv):
+    if len(argv) >= 3 and argv[0] == "exec" and argv[2] == "--":
+        try:
+            command = exec_argv(load_run_config(argv[1]), argv[3:])
+            sys.stdout.flush()
+            os.execvp(command[0], command)
+        except (OciRuntimeError, OSError, ValueError) as exc:
+            sys.stderr.write("lxcri-oci exec %s: %s\n" % (argv[1], exc))
+            return 125  # as docker exec: the command did not run
     if len(argv) != 2 or argv[0] not in ("prepare", "run", "cleanup"):
-        sys.stderr.write("usage: lxcri-oci.py prepare|run|cleanup BUNDLE\n")
+        sys.stderr.write("usage: lxcri-oci.py prepare|run|cleanup BUNDLE, or exec BUNDLE -- CMD...\n")
         return 2
     command, bundle = argv
     try:

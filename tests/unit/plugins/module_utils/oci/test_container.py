@@ -112,3 +112,49 @@ def test_inside_refuses_symlinks_out_of_the_image(tmp_path):
     assert container._inside(str(rootfs), "/app/data") == str(rootfs / "app" / "data")  # pylint: disable=protected-access
     assert container._inside(str(rootfs), "/link") is None  # pylint: disable=protected-access
     assert container._inside(str(rootfs), "/missing") is None  # pylint: disable=protected-access
+
+
+def _bundle_version(where, digest, page):
+    import json  # pylint: disable=import-outside-toplevel
+    (where / "rootfs").mkdir(parents=True)
+    (where / "rootfs" / "page").write_text(page)
+    (where / "config.json").write_text(json.dumps({"version": digest}))
+    (where / "lxcri.json").write_text(json.dumps({"digest": digest, "image": "app:" + page, "rootfs": {"dataset": None},
+                                                  "process": {"argv": [page]}, "unit": "[Unit]\n# %s\n" % digest}))
+
+
+def test_directory_rollback_swaps_the_kept_version_back(tmp_path):
+    calls = []
+
+    def runner(argv):
+        calls.append(argv)
+        return 0, "LoadState=loaded\nActiveState=inactive\n", ""
+
+    bundle = tmp_path / "oci" / "app"
+    _bundle_version(bundle, "sha256:new", "new")
+    _bundle_version(bundle / ".previous", "sha256:old", "old")
+    (tmp_path / "units").mkdir()
+    params = {"name": "app", "image": None, "rollback": True, "state": "present", "base_dir": str(tmp_path / "oci"),
+              "volumes_dir": str(tmp_path / "vol"), "unit_dir": str(tmp_path / "units")}
+    planned = ContainerManager(dict(params), check_mode=True, runner=runner).run()
+    assert planned["changed"] and planned["rolled_back_to"] == "sha256:old"
+    assert (bundle / ".previous").is_dir() and (bundle / "rootfs" / "page").read_text() == "new"  # check mode
+    result = ContainerManager(dict(params), runner=runner).run()
+    assert result["rolled_back_to"] == "sha256:old" and result["digest"] == "sha256:old"
+    assert (bundle / "rootfs" / "page").read_text() == "old"
+    assert '"sha256:old"' in (bundle / "config.json").read_text()
+    assert not (bundle / ".previous").exists() and not (bundle / "rootfs.old").exists()
+    assert (tmp_path / "units" / "lxcri-oci-app.service").read_text() == "[Unit]\n# sha256:old\n"
+    assert ["systemctl", "daemon-reload"] in calls
+    with pytest.raises(ContainerError, match="keeps no previous version"):
+        ContainerManager(dict(params), runner=runner).run()
+
+
+def test_status_names_the_container_pid_while_active(tmp_path):
+    out = ("LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=41\nNRestarts=0\n"
+           "StatusText=container lxcri-oci-app runs as pid 4242 (cli)\n")
+    mgr = ContainerManager({"name": "app", "image": "r/app:1", "base_dir": str(tmp_path)}, runner=lambda argv: (0, out, ""))
+    assert mgr.unit_state()["pid"] == 4242 and mgr.unit_state()["main_pid"] == 41
+    stopped = out.replace("ActiveState=active", "ActiveState=deactivating")
+    mgr.runner = lambda argv: (0, stopped, "")
+    assert mgr.unit_state()["pid"] is None

@@ -95,3 +95,27 @@ def test_main_usage_and_errors(tmp_path, capsys):
     assert supervise.main(["run", str(tmp_path)]) == 1
     assert "lxcri-oci run %s" % tmp_path in capsys.readouterr().err
     assert not os.listdir(str(tmp_path))
+
+
+def test_exec_argv_enters_the_running_container(monkeypatch):
+    class Ops:
+        def __init__(self, states):
+            self.states = states
+
+        def state(self, cid):
+            return self.states[cid]
+
+    run = {"id": "lxcri-oci-app", "state_root": "/run/lxcri/oci", "backend": "cli"}
+    monkeypatch.setattr(supervise, "_ops", lambda r, w: Ops({"lxcri-oci-app": {"status": "running", "pid": 4242}}))
+    assert supervise.exec_argv(run, ["wget", "-q", "x"]) == [
+        "nsenter", "--target", "4242", "--all", "--root", "--wd", "--", "wget", "-q", "x"]
+    with pytest.raises(OciRuntimeError, match="needs a command"):
+        supervise.exec_argv(run, [])
+    monkeypatch.setattr(supervise, "_ops", lambda r, w: Ops({"lxcri-oci-app": {"status": "stopped", "pid": 0}}))
+    with pytest.raises(OciRuntimeError, match="is not running .stopped."):
+        supervise.exec_argv(run, ["true"])
+
+
+def test_main_exec_reports_a_missing_container(tmp_path, capsys):
+    assert supervise.main(["exec", str(tmp_path), "--", "true"]) == 125
+    assert "lxcri-oci exec %s" % tmp_path in capsys.readouterr().err
