@@ -946,3 +946,41 @@ def test_snapshots_that_hold_an_apps_volumes_stop_an_upgrade_before_any_change(i
                                                                        oci_app_purge_data=True))
     assert purged.rc == 0 and double.backend.containers == {}, failed(purged)
     assert not subvols(double.backend.storages["local-zfs"]["pool"])
+
+
+def test_runtime_rules_route_apps_by_name(installed_collection, zdouble91, tmp_path):
+    """oci_app_runtime auto: the first rule whose glob matches the app's name picks its runtime (lxc: the API's
+    containers are read; oci: the node's oci_container); an explicit runtime wins; a bad rule and what the oci
+    runtime does not do are refused before anything changes."""
+    rules = [{"pattern": "db-*", "runtime": "lxc"}, {"pattern": "*-exporter", "runtime": "oci"}]
+    options = {"unit_dir": str(tmp_path / "units"), "base_dir": str(tmp_path / "oci"),
+               "volumes_dir": str(tmp_path / "volumes")}
+
+    def run(name, **extra):
+        values = app_vars(zdouble91, oci_app_name=name, oci_app_state="absent", oci_app_runtime_rules=rules,
+                          oci_app_oci_options=options)
+        values.update(extra)
+        return installed_collection.playbook("lxcri.proxmox.deploy_app", extra_vars=values)
+
+    def tasks(result):
+        return [t["task"] for t in result.results["tasks"]]
+
+    lxc = run("db-main")
+    assert lxc.rc == 0, lxc
+    assert "Find the app's containers and what this Proxmox VE supports" in tasks(lxc)
+    assert not [t for t in tasks(lxc) if t.startswith("Remove the app's container (")]
+    oci = run("node-exporter")
+    assert oci.rc == 0, oci
+    assert "Remove the app's container (keeping its volumes)" in tasks(oci)
+    assert "Find the app's containers and what this Proxmox VE supports" not in tasks(oci)
+    assert shown(oci) == "node-exporter: absent already, nothing to remove"
+    forced = run("node-exporter", oci_app_runtime="lxc")
+    assert forced.rc == 0 and "Find the app's containers and what this Proxmox VE supports" in tasks(forced)
+    fallback = run("web")  # no rule matches: lxc
+    assert fallback.rc == 0 and "Find the app's containers and what this Proxmox VE supports" in tasks(fallback)
+
+    bad = run("web", oci_app_runtime_rules=[{"pattern": "w*", "runtime": "docker"}])
+    assert bad.rc != 0 and "came out as 'invalid rule" in bad.stdout, bad.stdout[-2000:]
+    restore = run("node-exporter", oci_app_state="restore")
+    assert restore.rc != 0 and "oci_app_runtime oci" in restore.stdout and "nothing was changed" in restore.stdout
+    assert not os.path.exists(str(tmp_path / "oci")) and not os.path.exists(str(tmp_path / "units"))

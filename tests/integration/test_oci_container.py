@@ -312,3 +312,91 @@ def test_bridge_network(installed_collection, systemd, registry_image, bridge, t
                                        universal_newlines=True).stdout
     run_module(installed_collection, systemd, {"name": name, "state": "absent", "unit_dir": "/run/systemd/system",
                                                "base_dir": str(tmp_path / "oci")})
+
+
+def test_oci_app_deploys_the_demo_app_with_the_oci_runtime(installed_collection, systemd, bed, bridge, tmp_path):
+    """oci_app with oci_app_runtime auto and a rule that routes web* to oci: the demo app (the stateful webapp of
+    make demo) as an oci_container on a bridge, health-checked in the container (the module's exec prefix) and
+    over TCP; an upgrade keeps the previous version, a rollback returns to it, a broken version is rolled back
+    automatically and fails the play; the /data volume outlives every version; absent keeps it unless purged."""
+    import re  # pylint: disable=import-outside-toplevel
+    import urllib.request  # pylint: disable=import-outside-toplevel
+    from lxcri_testbed.app_images import page, push  # pylint: disable=import-outside-toplevel
+    images = push(bed["registry"]["host"], "%s/webapp-oci-%s" % (TEST_REPO_NS, uuid.uuid4().hex[:6]), stateful=True)
+    name = "webapp-" + uuid.uuid4().hex[:6]
+    address = bridge.address(70)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+
+    def deploy(image=None, **extra):
+        extra_vars = {"oci_app_name": name, "oci_app_runtime_rules": [{"pattern": "db-*", "runtime": "lxc"},
+                                                                      {"pattern": "web?pp-*", "runtime": "oci"}],
+                      "oci_app_health_command": ["wget", "-qO-", "http://127.0.0.1:8080/"],
+                      "oci_app_health_port": 8080, "oci_app_health_timeout": 20,
+                      "oci_app_memory": 0, "oci_app_cores": 0,  # this host's cgroup2 has no controllers
+                      "oci_app_shutdown_timeout": 2,  # httpd as PID 1 ignores SIGTERM: killed after this
+                      "oci_app_health_interval": 1,
+                      "oci_app_registry_tls_verify": False, "oci_app_metrics_dir": str(metrics),
+                      "oci_app_oci_options": {
+                          "network": {"mode": "bridge", "bridge": bridge.name, "address": address,
+                                      "gateway": bridge.host},
+                          "unit_dir": "/run/systemd/system", "base_dir": str(tmp_path / "oci"),
+                          "volumes_dir": str(tmp_path / "volumes")},
+                      "oci_app_template_cache_dir": str(tmp_path / "cache")}
+        if image:
+            extra_vars["oci_app_image"] = image
+        extra_vars.update(extra)
+        return installed_collection.playbook("lxcri.proxmox.deploy_app", prefix=systemd.prefix, extra_vars=extra_vars)
+
+    def shown(run):
+        return [t["result"]["msg"] for t in run.results["tasks"] if t["task"] == "Show the result"][0]
+
+    def serving(version, count):
+        with urllib.request.urlopen("http://%s:8080/" % address.split("/")[0], timeout=10) as response:
+            assert response.read().decode() == page(version)
+        proc = container_process(systemd, name)
+        assert proc["argv"] == ["httpd", "-f", "-v", "-p", "8080", "-h", "."]
+        assert proc["uid"] == 1000 and proc["cwd"] == "/srv/www"
+        assert "APP_VERSION=%s" % version in proc["env"] and "PORT=8080" in proc["env"]
+        with open(str(tmp_path / "volumes" / name / "_data" / "count")) as handle:
+            assert handle.read().strip() == str(count)  # the image's VOLUME /data, counted at every start
+
+    unit = "lxcri-oci-%s.service" % name
+    first = deploy(images["1"])
+    assert first.rc == 0, [(t["task"], t["result"].get("msg"), t["result"].get("stderr"), t["result"].get("cmd"))
+                           for t in first.results["tasks"] if t["status"] != "ok"]
+    assert re.match(r"%s: created in %s \(sha256:[0-9a-f]{64}\)$" % (name, re.escape(unit)), shown(first))
+    serving("1", 1)
+    assert unit_show(systemd, name, "ActiveState")["ActiveState"] == "active"
+    prom = (metrics / ("lxcri_app_%s.prom" % name)).read_text()
+    assert 'lxcri_app_health_ok{app="%s"} 1' % name in prom and 'vmid=""' in prom, prom
+
+    again = deploy(images["1"])
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    assert shown(again) == shown(first).replace("created", "unchanged")
+
+    upgrade = deploy(images["2"])
+    assert upgrade.rc == 0, upgrade
+    assert "upgraded in %s" % unit in shown(upgrade)
+    serving("2", 2)
+    assert os.path.isdir(str(tmp_path / "oci" / name / ".previous" / "rootfs"))
+
+    back = deploy(oci_app_state="rollback")
+    assert back.rc == 0, back
+    assert "rolled back in %s to sha256:" % unit in shown(back)
+    serving("1", 3)
+
+    broken = deploy(images["3-broken"], oci_app_health_timeout=4)
+    assert broken.rc != 0
+    assert "Rolled back: %s" % images["3-broken"] in broken.stdout, broken.stdout[-3000:]
+    serving("1", 5)  # the broken version counted its start too
+    prom = (metrics / ("lxcri_app_%s.prom" % name)).read_text()
+    assert 'lxcri_app_failed_upgrades_total{app="%s"} 1' % name in prom, prom
+
+    gone = deploy(oci_app_state="absent")
+    assert gone.rc == 0, gone
+    assert shown(gone) == "%s: removed: /run/systemd/system/%s, %s" % (name, unit, tmp_path / "oci" / name)
+    assert not os.path.exists(str(tmp_path / "oci" / name)) and (tmp_path / "volumes" / name / "_data").is_dir()
+    assert not (metrics / ("lxcri_app_%s.prom" % name)).exists()
+    purged = deploy(oci_app_state="absent", oci_app_purge_data=True)
+    assert purged.rc == 0 and not (tmp_path / "volumes" / name).exists(), purged
