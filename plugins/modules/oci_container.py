@@ -23,7 +23,8 @@ description:
     and supplementary groups, by the same rules as M(lxcri.proxmox.oci_template) (the user resolved in the
     image's own C(/etc/passwd) and C(/etc/group)); Docker's default capabilities; a default seccomp profile;
     memory, CPU and pids limits through the cgroup filesystem crun sees (v1, v2, or on a hybrid host a private
-    cgroup2 view); the host's network or a network namespace with a veth on a bridge.
+    view - cgroup2 alone, or the v1 hierarchies alone when limits are asked for and cgroup2 has no controller);
+    the host's network or a network namespace with a veth on a bridge.
   - A systemd unit C(lxcri-oci-<name>.service) per container supervises it (C(Type=notify), ready once the
     container's process runs; the image's stop signal; restart policy O(restart)); its output goes to the
     journal. The unit runs a copy of this collection's runtime code installed under O(base_dir)C(/.engine), with
@@ -128,8 +129,10 @@ options:
   memory:
     description:
       - The memory limit, for example V(512M) or V(2G) (binary units); at least 6M.
-      - This and O(cpus) and O(pids_limit) need their controller where crun sees the cgroups; a node without it
-        (for example a hybrid node, whose controllers are on the v1 hierarchies) is refused before any change.
+      - This and O(cpus) and O(pids_limit) need their controller where crun sees the cgroups. On a hybrid node
+        whose cgroup2 has no controller (they are on the v1 hierarchies), the unit gives crun a private view of
+        the v1 hierarchies alone and the limits land there (crun refuses a hybrid layout as it is). A node without
+        the controller anywhere is refused before any change.
     type: str
   cpus:
     description: The CPU limit in CPUs (may be fractional, V(0.5) is half a CPU), as a CFS quota per 100 ms.
@@ -359,7 +362,9 @@ runtime:
       description: V(libcrun) when libcrun was wanted (V(auto)) and could not be used, else null.
       type: str
     cgroup_layout:
-      description: The node's cgroup layout (V(v2), V(hybrid), V(v1) or V(none)).
+      description:
+        - The cgroup layout crun gets (V(v2), V(hybrid) - seen as cgroup2 alone, V(v1) - also a hybrid node's v1
+          hierarchies alone when limits need them, or V(none)).
       type: str
 process:
   description: The container's process.

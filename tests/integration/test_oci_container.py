@@ -130,26 +130,51 @@ def test_runs_the_image_and_survives_a_unit_restart(installed_collection, system
     assert systemd.run(["test", "-e", "/run/systemd/system/lxcri-oci-%s.service" % name], check=False).returncode
 
 
-def test_limits_need_their_controller(installed_collection, systemd, registry_image, tmp_path):
-    """memory and cpus are applied through the cgroup hierarchy crun sees; where it lacks the controller (this
-    hybrid host's cgroup2 has none), they are refused before anything is made, else they reach the cgroup."""
+@pytest.mark.parametrize("backend", ["libcrun", "cli"])
+def test_limits_reach_the_containers_cgroup(installed_collection, systemd, registry_image, bed, tmp_path, backend):
+    """memory, cpus and pids_limit reach the container's cgroup on this node's layout: on a hybrid node whose
+    cgroup2 has no controller (as this one) crun gets a private view of the v1 hierarchies and the limits land
+    there; a limit whose controller the node lacks anywhere is refused before anything is made (unit tests)."""
     from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import detect  # pylint: disable=import-outside-toplevel
+    from conftest import need  # pylint: disable=import-outside-toplevel
     cgroups = detect.cgroup_layout()
-    have = cgroups["v2_controllers"] if cgroups["layout"] in ("v2", "hybrid") else cgroups["v1_controllers"]
-    name = "tlim-" + uuid.uuid4().hex[:6]
-    args = base_args(tmp_path, name, registry_image.refs["open"], runtime="cli", memory="64M", cpus=0.5)
+    name = "tlim-%s-%s" % (uuid.uuid4().hex[:6], backend)
+    args = base_args(tmp_path, name, registry_image.refs["open"], runtime=backend, memory="64M", cpus=0.5,
+                     pids_limit=50, libcrun_search=[bed["libcrun"]["library"]])
     result = run_module(installed_collection, systemd, args)
-    if "memory" not in have or "cpu" not in have:
-        assert result.rc != 0
-        assert "memory, cpus: this node's cgroups (%s" % cgroups["layout"] in result.data["msg"], result.data
-        assert "nothing was changed" in result.data["msg"]
-        assert not os.path.exists(tmp_path / "oci" / name)
-        return
-    assert result.rc == 0, result
+    v2 = cgroups["layout"] == "v2" or (cgroups["layout"] == "hybrid" and
+                                       {"memory", "cpu", "pids"} <= set(cgroups["v2_controllers"]))
+    need(v2 or {"memory", "cpu", "pids"} <= set(cgroups["v1_controllers"]),
+         "this node has no memory, cpu and pids controllers (%s)" % cgroups)
+    assert result.rc == 0, (result.data.get("msg"), result.data.get("journal"))
+    assert result.data["runtime"]["backend"] == backend
     pid = container_process(systemd, name)["pid"]
-    path = systemd.run(["cat", "/proc/%d/cgroup" % pid]).stdout.strip().split("::")[-1]
-    assert systemd.run(["cat", "/sys/fs/cgroup%s/memory.max" % path]).stdout.strip() == str(64 << 20)
-    assert systemd.run(["cat", "/sys/fs/cgroup%s/cpu.max" % path]).stdout.split() == ["50000", "100000"]
+    lines = systemd.run(["cat", "/proc/%d/cgroup" % pid]).stdout.split()
+    paths = dict((line.split(":", 2)[1], line.split(":", 2)[2]) for line in lines)
+    if v2:
+        path = "/sys/fs/cgroup" + paths[""]
+        assert systemd.run(["cat", path + "/memory.max"]).stdout.strip() == str(64 << 20)
+        assert systemd.run(["cat", path + "/cpu.max"]).stdout.split() == ["50000", "100000"]
+        assert systemd.run(["cat", path + "/pids.max"]).stdout.strip() == "50"
+    else:
+        assert paths["memory"] == "/lxcri-oci/" + name, paths
+        memory = [key for key in paths if "memory" in key.split(",")][0]
+        cpu = [key for key in paths if "cpu" in key.split(",")][0]
+        assert systemd.run(["cat", "/sys/fs/cgroup/%s/lxcri-oci/%s/memory.limit_in_bytes" % (memory, name)]
+                           ).stdout.strip() == str(64 << 20)
+        assert systemd.run(["cat", "/sys/fs/cgroup/%s/lxcri-oci/%s/cpu.cfs_quota_us" % (cpu, name)]
+                           ).stdout.strip() == "50000"
+        assert systemd.run(["cat", "/sys/fs/cgroup/pids/lxcri-oci/%s/pids.max" % name]).stdout.strip() == "50"
+    # the exec prefix works in this view too: the container's PID 1 (its process) as seen from inside
+    inside = systemd.run(result.data["exec"] + ["cat", "/proc/1/cgroup"]).stdout
+    if v2:
+        assert inside.strip() == "0::/", inside  # its own cgroup namespace
+    else:
+        assert ":memory:/lxcri-oci/%s\n" % name in inside, inside
+    stopped = run_module(installed_collection, systemd, dict(args, state="absent"))
+    assert stopped.rc == 0, stopped
+    if not v2:  # crun removed the container's cgroups with it
+        assert not os.path.exists("/sys/fs/cgroup/memory/lxcri-oci/" + name)
 
 
 def test_a_start_that_fails_reports_the_journal(installed_collection, systemd, registry_image, tmp_path):
@@ -333,7 +358,7 @@ def test_oci_app_deploys_the_demo_app_with_the_oci_runtime(installed_collection,
                                                                       {"pattern": "web?pp-*", "runtime": "oci"}],
                       "oci_app_health_command": ["wget", "-qO-", "http://127.0.0.1:8080/"],
                       "oci_app_health_port": 8080, "oci_app_health_timeout": 20,
-                      "oci_app_memory": 0, "oci_app_cores": 0,  # this host's cgroup2 has no controllers
+                      # oci_app_memory 512 and oci_app_cores 1 (the defaults) become the unit's limits
                       "oci_app_shutdown_timeout": 2,  # httpd as PID 1 ignores SIGTERM: killed after this
                       "oci_app_health_interval": 1,
                       "oci_app_registry_tls_verify": False, "oci_app_metrics_dir": str(metrics),
@@ -368,6 +393,9 @@ def test_oci_app_deploys_the_demo_app_with_the_oci_runtime(installed_collection,
     assert re.match(r"%s: created in %s \(sha256:[0-9a-f]{64}\)$" % (name, re.escape(unit)), shown(first))
     serving("1", 1)
     assert unit_show(systemd, name, "ActiveState")["ActiveState"] == "active"
+    with open(str(tmp_path / "oci" / name / "config.json")) as handle:
+        resources = json.load(handle)["linux"]["resources"]
+    assert resources["memory"] == {"limit": 512 << 20} and resources["cpu"]["quota"] == 100000, resources
     prom = (metrics / ("lxcri_app_%s.prom" % name)).read_text()
     assert 'lxcri_app_health_ok{app="%s"} 1' % name in prom and 'vmid=""' in prom, prom
 

@@ -462,7 +462,7 @@ class ContainerManager:
         """The backend the unit will run with (the module's ``runtime``), and how crun sees cgroups."""
         cgroups = detect.cgroup_layout()
         layout = cgroups["layout"]
-        self.check_controllers(cgroups)
+        view = self.check_controllers(cgroups)
         try:
             driver, selection = self.select(self.params["runtime"], self.params["libcrun_search"],
                                             crun=self.params["crun_path"], layout=layout,
@@ -470,25 +470,35 @@ class ContainerManager:
         except OciRuntimeError as exc:
             raise ContainerError("no OCI runtime for %s: %s" % (self.name, exc))
         driver.close()
+        if view == "v1":  # a hybrid node's controllers, through a private v1 view (agent._enter_private_cgroup_v1)
+            selection["isolation"] = dict(selection["isolation"], private_cgroup2=False, private_cgroup_v1=True,
+                                          note="hybrid cgroups with limits: private mount namespace with the v1 "
+                                               "hierarchies only")
+            return selection, "v1"
         return selection, layout
 
     def check_controllers(self, cgroups):
-        """Refuse limits the node cannot apply, before anything changes: crun sees the cgroup2 hierarchy (alone,
-        on a hybrid node) or the v1 hierarchies, and a limit needs its controller there."""
+        """Refuse limits the node cannot apply, before anything changes; returns the cgroup view crun gets on a
+        hybrid node: ``v1`` when limits are asked for and only the v1 hierarchies have their controllers (the
+        usual hybrid node), else None (the layout as detected; a hybrid node's cgroup2 alone)."""
         layout = cgroups["layout"]
+        limits = (("memory", "memory"), ("cpus", "cpu"), ("pids_limit", "pids"))
+        wanted = [(option, controller) for option, controller in limits if self.params[option]]
         have = cgroups["v2_controllers"] if layout in ("v2", "hybrid") else \
             (cgroups["v1_controllers"] if layout == "v1" else [])
-        wanted = (("memory", "memory"), ("cpus", "cpu"), ("pids_limit", "pids"))
-        missing = [(option, controller) for option, controller in wanted
-                   if self.params[option] and controller not in have]
+        missing = [(option, controller) for option, controller in wanted if controller not in have]
+        if missing and layout == "hybrid" and \
+                not [controller for dummy, controller in wanted if controller not in cgroups["v1_controllers"]]:
+            return "v1"
         if missing:
+            if layout == "hybrid":
+                have = sorted(set(have) | set(cgroups["v1_controllers"]))
             raise ContainerError(
                 "%s: this node's cgroups (%s; the controllers crun can use: %s) have no %s controller, so the limit "
-                "cannot be applied; leave %s out or enable the controller%s (nothing was changed)" % (
+                "cannot be applied; leave %s out or enable the controller (nothing was changed)" % (
                     ", ".join(option for option, dummy in missing), layout, ", ".join(have) or "none",
-                    ", ".join(controller for dummy, controller in missing), " and ".join(o for o, dummy in missing),
-                    " (a hybrid node keeps its controllers on the v1 hierarchies: boot with "
-                    "systemd.unified_cgroup_hierarchy=1)" if layout == "hybrid" else ""))
+                    ", ".join(controller for dummy, controller in missing), " and ".join(o for o, dummy in missing)))
+        return None
 
     def present(self):
         p = self.params
@@ -568,6 +578,7 @@ class ContainerManager:
                "python_crun_dir": (selection["libcrun"] or {}).get("python_crun_dir")
                if selection["backend"] == "libcrun" else None,
                "state_root": STATE_ROOT, "private_cgroup2": selection["isolation"]["private_cgroup2"],
+               "private_cgroup_v1": bool(selection["isolation"].get("private_cgroup_v1")),
                "cgroup_manager": selection["isolation"]["cgroup_manager"] if selection["backend"] == "cli" else None,
                "netns": netns, "stop_signal": process["stop_signal"], "stop_timeout": p["stop_timeout"]}
         new_record = {"version": 1, "name": self.name, "image": str(self.images.source), "digest": digest,

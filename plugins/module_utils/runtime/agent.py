@@ -104,6 +104,70 @@ def _enter_private_cgroup2():
             raise OciRuntimeError("%s%r failed: %s" % (call, args, os.strerror(err)))
 
 
+MS_BIND = 4096
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _v1_hierarchies(mountinfo_text):
+    """The names of the cgroup v1 hierarchies mounted right below /sys/fs/cgroup (mountinfo's text)."""
+    names = []
+    for line in mountinfo_text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if sep and len(fields) >= 5 and right.split()[:1] == ["cgroup"] and \
+                os.path.dirname(fields[4]) == CGROUP_ROOT:
+            names.append(os.path.basename(fields[4]))
+    return names
+
+
+def _enter_private_cgroup_v1():
+    """Private mount namespace whose /sys/fs/cgroup shows the v1 hierarchies only (hybrid hosts whose cgroup2
+    holds no controller, when limits are asked for): a tmpfs with each v1 hierarchy bound in (and the
+    ``cpu,cpuacct``-style symlinks), no ``unified``, so crun sees a v1 host and applies limits there.
+
+    The hierarchies are opened before the tmpfs hides them and bound in from /proc/self/fd.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def call(name, *args):
+        if getattr(libc, name)(*args) != 0:
+            err = ctypes.get_errno()
+            raise OciRuntimeError("%s%r failed: %s" % (name, args, os.strerror(err)))
+
+    call("unshare", CLONE_NEWNS)
+    call("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
+    with open("/proc/self/mountinfo") as handle:
+        hierarchies = _v1_hierarchies(handle.read())
+    if not hierarchies:
+        raise OciRuntimeError("no cgroup v1 hierarchy below %s" % CGROUP_ROOT)
+    links = {}
+    for name in os.listdir(CGROUP_ROOT):
+        path = os.path.join(CGROUP_ROOT, name)
+        if os.path.islink(path) and os.readlink(path) in hierarchies:
+            links[name] = os.readlink(path)
+    fds = dict((name, os.open(os.path.join(CGROUP_ROOT, name), os.O_RDONLY | os.O_DIRECTORY))
+               for name in hierarchies)
+    try:
+        call("mount", b"cgroup-v1-view", CGROUP_ROOT.encode(), b"tmpfs", 0, b"mode=0755")
+        for name, fd in sorted(fds.items()):
+            target = os.path.join(CGROUP_ROOT, name)
+            os.mkdir(target, 0o755)
+            call("mount", ("/proc/self/fd/%d" % fd).encode(), target.encode(), None, MS_BIND, None)
+        for name, target in sorted(links.items()):
+            os.symlink(target, os.path.join(CGROUP_ROOT, name))
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def enter_cgroup_view(config):
+    """The cgroup view a configuration asks for: ``private_cgroup2`` or ``private_cgroup_v1`` (see above)."""
+    if config.get("private_cgroup_v1"):
+        _enter_private_cgroup_v1()
+    elif config.get("private_cgroup2"):
+        _enter_private_cgroup2()
+
+
 class _LibcrunOps:
     """libcrun through python_crun, plus ctypes for what the binding lacks.
 

@@ -128,8 +128,7 @@ def cleanup(run):
     os.makedirs(workdir, exist_ok=True)
     try:
         ops = _ops(run, workdir)  # first: loading libcrun may re-execute this process (runtime/agent.py)
-        if run.get("private_cgroup2"):
-            agent._enter_private_cgroup2()  # pylint: disable=protected-access
+        agent.enter_cgroup_view(run)
         try:
             ops.delete(run["id"], True)
         except Exception:  # pylint: disable=broad-except
@@ -203,8 +202,7 @@ def run_container(run, bundle):
     notify_socket = os.environ.pop("NOTIFY_SOCKET", None)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    if run.get("private_cgroup2"):
-        agent._enter_private_cgroup2()  # pylint: disable=protected-access
+    agent.enter_cgroup_view(run)
     if os.path.exists(os.path.join(run["state_root"], cid)):
         try:
             ops.delete(cid, True)  # a container left by a killed runner; python_crun raises its own errors
@@ -271,8 +269,7 @@ def exec_argv(run, command):
         raise OciRuntimeError("exec needs a command after --")
     workdir = os.path.join(run["state_root"], ".work-" + run["id"])
     ops = _ops(run, workdir)  # first, as in run_container: loading libcrun may re-execute this process
-    if run.get("private_cgroup2"):
-        agent._enter_private_cgroup2()  # pylint: disable=protected-access
+    agent.enter_cgroup_view(run)
     state = ops.state(run["id"])
     if state.get("status") != "running" or not state.get("pid"):
         raise OciRuntimeError("container %s is not running (%s)" % (run["id"], state.get("status") or "no state"))

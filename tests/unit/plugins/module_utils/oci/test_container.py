@@ -53,8 +53,8 @@ def test_host_if_name_is_short_and_stable():
 
 
 @pytest.mark.parametrize("cgroups, params, words", [
-    ({"layout": "hybrid", "v2_controllers": [], "v1_controllers": ["memory", "cpu"]}, {"memory": "64M"},
-     "memory: this node's cgroups \\(hybrid; the controllers crun can use: none\\) have no memory controller"),
+    ({"layout": "hybrid", "v2_controllers": [], "v1_controllers": ["memory", "cpu"]}, {"pids_limit": 64},
+     "pids_limit: this node's cgroups \\(hybrid; the controllers crun can use: cpu, memory\\) have no pids controller"),
     ({"layout": "v2", "v2_controllers": ["memory"], "v1_controllers": []}, {"memory": "64M", "cpus": 1.0},
      "cpus: .* have no cpu controller"),
     ({"layout": "none", "v2_controllers": [], "v1_controllers": []}, {"pids_limit": 10}, "no pids controller"),
@@ -68,7 +68,28 @@ def test_limits_pass_where_the_controller_is(tmp_path):
     m = manager(tmp_path, memory="64M", cpus=0.5, pids_limit=50)
     m.check_controllers({"layout": "v2", "v2_controllers": ["cpu", "memory", "pids"], "v1_controllers": []})
     m.check_controllers({"layout": "v1", "v2_controllers": [], "v1_controllers": ["cpu", "memory", "pids"]})
-    manager(tmp_path).check_controllers({"layout": "hybrid", "v2_controllers": [], "v1_controllers": []})
+    assert manager(tmp_path).check_controllers({"layout": "hybrid", "v2_controllers": [], "v1_controllers": []}) \
+        is None
+
+
+def test_a_hybrid_nodes_limits_go_through_its_v1_hierarchies(tmp_path):
+    """Limits on a hybrid node whose cgroup2 has no controller: a private v1-only view; with the controllers in
+    cgroup2 (or without limits) the cgroup2 view stays."""
+    hybrid = {"layout": "hybrid", "v2_controllers": [], "v1_controllers": ["cpu", "memory", "pids"]}
+    assert manager(tmp_path, memory="64M", cpus=0.5, pids_limit=50).check_controllers(hybrid) == "v1"
+    assert manager(tmp_path).check_controllers(hybrid) is None
+    assert manager(tmp_path, memory="64M").check_controllers(dict(hybrid, v2_controllers=["memory"])) is None
+
+
+def test_v1_hierarchies_from_mountinfo():
+    from ansible_collections.lxcri.proxmox.plugins.module_utils.runtime import agent  # pylint: disable=import-outside-toplevel
+    text = ("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs ro,mode=755\n"
+            "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+            "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+            "40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"
+            "41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+            "50 23 0:40 / /var/lib/x rw - cgroup cgroup rw,pids\n")
+    assert agent._v1_hierarchies(text) == ["cpu,cpuacct", "memory", "systemd"]  # pylint: disable=protected-access
 
 
 def test_volume_plan(tmp_path):
