@@ -720,6 +720,8 @@ class ContainerManager:
             self.result["pruned"] = drop
 
     def rollback(self):
+        """Back to the version before the last image change: the ZFS dataset's newest rollback snapshot, or a
+        directory bundle's kept previous version (the current one is removed: it is what failed)."""
         record = self._record()
         if record is None:
             raise ContainerError("%s does not exist: nothing to roll back" % self.name)
@@ -727,9 +729,24 @@ class ContainerManager:
             raise ContainerError("%s's root filesystem is %s; give zfs_dataset as it was created with (nothing was "
                                  "changed)" % (self.name, (record.get("rootfs") or {}).get("dataset")
                                                or "a directory"))
-        if not self.dataset:
-            self.rollback_directory(record)
+        if self.dataset:
+            target, after, plan, swap = self._snapshot_rollback()
+        else:
+            target, after, plan, swap = self._previous_rollback()
+        was_active = self.unit_state().get("active") in ("active", "activating")
+        self.result["rolled_back_to"] = target
+        self.result["diff"] = {"before": self._view(record), "after": after}
+        if self.check_mode:
+            self._act("would " + plan)
             return
+        if was_active:
+            self.systemctl("stop", self.unit)
+            self._act("stopped %s" % self.unit)
+        swap()
+        self._after_rollback(was_active)
+
+    def _snapshot_rollback(self):
+        """(target, diff after, plan, swap) of a rollback to the dataset's newest rollback snapshot."""
         ours, newest = self.snapshots()
         if not ours:
             raise ContainerError("%s has no snapshot from an image change to roll back to" % self.dataset)
@@ -737,50 +754,35 @@ class ContainerManager:
         if newest != target:
             raise ContainerError("%s is newer than %s, the rollback point: rolling back would destroy it; remove or "
                                  "rename it first (nothing was changed)" % (newest, target))
-        state = self.unit_state()
-        was_active = state.get("active") in ("active", "activating")
-        self.result["rolled_back_to"] = target
-        self.result["diff"] = {"before": self._view(record), "after": None}
-        if self.check_mode:
-            self._act("would roll %s back to %s" % (self.dataset, target))
-            return
-        if was_active:
-            self.systemctl("stop", self.unit)
-            self._act("stopped %s" % self.unit)
-        self.zfs.rollback(target)
-        self.zfs.destroy_snapshots([target])
-        self._act("rolled %s back to %s" % (self.dataset, target))
-        self._after_rollback(was_active)
 
-    def rollback_directory(self, record):
-        """Back to the version kept in BUNDLE/.previous: the current one is removed (it is what failed)."""
+        def swap():
+            self.zfs.rollback(target)
+            self.zfs.destroy_snapshots([target])
+            self._act("rolled %s back to %s" % (self.dataset, target))
+        return target, None, "roll %s back to %s" % (self.dataset, target), swap
+
+    def _previous_rollback(self):
+        """(target, diff after, plan, swap) of a rollback to the version kept in BUNDLE/.previous."""
         previous = _read_json(os.path.join(self.previous, RECORD))
         if previous is None or not os.path.isdir(os.path.join(self.previous, "rootfs")):
             raise ContainerError("%s keeps no previous version to roll back to (%s: an image change keeps one with "
                                  "keep_previous, and a rollback uses it up)" % (self.name, self.previous))
-        state = self.unit_state()
-        was_active = state.get("active") in ("active", "activating")
-        self.result["rolled_back_to"] = previous.get("digest")
-        self.result["diff"] = {"before": self._view(record), "after": self._view(previous)}
-        if self.check_mode:
-            self._act("would return %s to its previous version (%s)" % (self.name, previous.get("digest")))
-            return
-        if was_active:
-            self.systemctl("stop", self.unit)
-            self._act("stopped %s" % self.unit)
-        rootfs = os.path.join(self.bundle, "rootfs")
-        failed = rootfs + ".old"
-        shutil.rmtree(failed, ignore_errors=True)
-        if os.path.lexists(rootfs):
-            os.rename(rootfs, failed)
-        os.rename(os.path.join(self.previous, "rootfs"), rootfs)
-        for name in ("config.json", RECORD):  # the record last: until it is back, the bundle says the new version
-            if os.path.exists(os.path.join(self.previous, name)):
-                os.replace(os.path.join(self.previous, name), os.path.join(self.bundle, name))
-        shutil.rmtree(self.previous)
-        shutil.rmtree(failed, ignore_errors=True)
-        self._act("returned %s to its previous version (%s)" % (self.name, previous.get("digest")))
-        self._after_rollback(was_active)
+        what = "%s to its previous version (%s)" % (self.name, previous.get("digest"))
+
+        def swap():
+            rootfs = os.path.join(self.bundle, "rootfs")
+            failed = rootfs + ".old"
+            shutil.rmtree(failed, ignore_errors=True)
+            if os.path.lexists(rootfs):
+                os.rename(rootfs, failed)
+            os.rename(os.path.join(self.previous, "rootfs"), rootfs)
+            for name in ("config.json", RECORD):  # the record last: until it is back, the bundle says the new one
+                if os.path.exists(os.path.join(self.previous, name)):
+                    os.replace(os.path.join(self.previous, name), os.path.join(self.bundle, name))
+            shutil.rmtree(self.previous)
+            shutil.rmtree(failed, ignore_errors=True)
+            self._act("returned " + what)
+        return previous.get("digest"), self._view(previous), "return " + what, swap
 
     def _after_rollback(self, was_active):
         record = self._record()
